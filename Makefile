@@ -1,0 +1,82 @@
+# Miresga and its bench.  The two commands a newcomer needs are `make bench`
+# and `make test`; both install and build whatever is missing first.
+
+PYTHON ?= python3
+CLANG ?= clang
+CC ?= gcc
+VENV ?= .venv
+PROFILE ?= default
+EXPERIMENT ?= experiments/$(PROFILE).toml
+PYTEST_ARGS ?=
+
+PY := $(VENV)/bin/python
+BUILD := build
+ARCH_TRIPLET := $(shell $(CC) -dumpmachine)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+.DELETE_ON_ERROR:
+.PHONY: all setup build test bench plots clean distclean
+
+all: build
+
+# ----------------------------------------------------------------- setup
+setup: $(VENV)/.installed
+	$(Q)bash scripts/setup-system.sh
+
+$(VENV)/.installed: pyproject.toml requirements.lock scripts/setup-system.sh
+	$(Q)bash scripts/setup-system.sh
+	$(Q)test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(Q)$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	$(Q)touch $@
+
+# ----------------------------------------------------------------- build
+# Every C/eBPF component adds its outputs to BUILD_OUTPUTS in its own
+# fragment, so components can change their rules without touching this file.
+BUILD_OUTPUTS :=
+BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__BPF__ \
+	-I miresga/include -I /usr/include/$(ARCH_TRIPLET)
+HOST_CFLAGS := -O2 -g -Wall -Wextra -Werror -I miresga/include
+
+# eBPF objects: build/bpf/NAME.bpf.o from the NAME.bpf.c found on vpath.
+vpath %.bpf.c miresga/switch miresga/agent targets/l4switch
+BPF_HEADERS := $(wildcard miresga/include/*.h miresga/switch/*.h miresga/agent/*.h targets/l4switch/*.h)
+$(BUILD)/bpf/%.bpf.o: %.bpf.c $(BPF_HEADERS)
+	@echo "  BPF     $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Prints sizeof/offsetof of the shared layouts; tests compare the Python mirror.
+$(BUILD)/layout-probe: miresga/include/layout_probe.c miresga/include/miresga.h
+	@echo "  CC      $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(HOST_CFLAGS) $< -o $@
+BUILD_OUTPUTS += $(BUILD)/layout-probe
+
+-include miresga/switch/switch.mk
+-include miresga/agent/agent.mk
+-include miresga/frontend/frontend.mk
+-include targets/l4switch/l4switch.mk
+
+build: setup $(BUILD_OUTPUTS)
+
+# ------------------------------------------------------------ test/bench
+test: build
+	$(Q)$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: build
+	$(Q)$(PY) -m bench run $(EXPERIMENT)
+	$(Q)$(PY) -m bench plots
+
+plots: setup
+	$(Q)$(PY) -m bench plots
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

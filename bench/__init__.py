@@ -1,0 +1,1 @@
+"""The bench: testbeds, hosts, workloads, runner, results."""

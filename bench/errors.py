@@ -1,0 +1,42 @@
+"""Errors the bench reports to a person, and how configuration errors read."""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """An error with a message meant for the person running the bench."""
+
+
+class ConfigError(BenchError):
+    """A configuration file is wrong; the message names the file and the field."""
+
+
+class TestbedError(BenchError):
+    """The testbed could not be built, used or torn down."""
+
+
+class HostError(BenchError):
+    """A command on a host failed or a host could not be reached."""
+
+
+def format_validation_error(err, source: str) -> str:
+    """One line per problem, each naming the field as a path: `host[2].role: ...`."""
+    lines = []
+    for e in err.errors():
+        parts = []
+        for p in e["loc"]:
+            if isinstance(p, int):
+                parts.append(f"[{p}]")
+            else:
+                parts.append(("." if parts else "") + str(p))
+        loc = "".join(parts)
+        msg = e["msg"]
+        if e["type"] == "missing":
+            msg = "missing required field"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        # "Value error, x" -> "x": the validators already phrase the problem.
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        lines.append(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}")
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""The service definition: one model of what is load balanced, shared by every target.
+
+Miresga's front-end, HAProxy, nginx and the l4switch all render their
+configuration from a `Service`, so a comparison between them is a comparison
+of systems, not of configurations.  A service is a VIP and port, clusters of
+back-ends with a selection policy, and L7 rules (optional Host, path prefix ->
+cluster) tried in order, then a default cluster.
+
+Back-ends are named by testbed host; `resolve()` turns names into addresses
+with the testbed's topology, so a service file does not repeat addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bench.errors import ConfigError, format_validation_error
+
+
+class Policy(str, Enum):
+    ROUND_ROBIN = "round-robin"
+    LEAST_CONNECTIONS = "least-connections"
+    HASH = "hash"  # hash of the client address: a client sticks to a back-end
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cluster(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+    backends: list[str] = Field(min_length=1)
+    policy: Policy = Policy.ROUND_ROBIN
+    port: int = Field(default=80, ge=1, le=65535)
+
+    @field_validator("backends")
+    @classmethod
+    def _no_duplicates(cls, v: list[str]) -> list[str]:
+        seen = set()
+        for b in v:
+            if b in seen:
+                raise ValueError(f"back-end {b!r} is listed twice")
+            seen.add(b)
+        return v
+
+
+class Rule(_Strict):
+    cluster: str
+    path_prefix: Annotated[str, Field(pattern=r"^/")] = "/"
+    host: str | None = None
+    # Miresga only: False keeps the flow on the front-end (no switch entry),
+    # e.g. for paths whose responses must be inspected.  Baselines ignore it.
+    offload: bool = True
+
+
+class Service(_Strict):
+    """What every target load balances.  `vip` may come from the topology."""
+
+    vip: ipaddress.IPv4Address | None = None
+    port: int = Field(default=80, ge=1, le=65535)
+    clusters: list[Cluster] = Field(min_length=1)
+    rules: list[Rule] = Field(default_factory=list)
+    default_cluster: str | None = None
+    # Front-end request limits, shared so that every L7 target enforces the same.
+    max_header_bytes: int = Field(default=8192, ge=256, le=1 << 20)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _references(self) -> "Service":
+        names = [c.name for c in self.clusters]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"clusters: name {sorted(dup)[0]!r} is used twice")
+        for i, rule in enumerate(self.rules):
+            if rule.cluster not in names:
+                raise ValueError(f"rules[{i}].cluster: no cluster named {rule.cluster!r}")
+        if self.default_cluster is not None and self.default_cluster not in names:
+            raise ValueError(f"default_cluster: no cluster named {self.default_cluster!r}")
+        seen: dict[str, str] = {}
+        for c in self.clusters:
+            for b in c.backends:
+                if b in seen and seen[b] != c.name:
+                    # One back-end in two clusters would make per-cluster
+                    # counts and health ambiguous; refuse rather than guess.
+                    raise ValueError(
+                        f"clusters[{c.name}].backends: {b!r} is already in cluster {seen[b]!r}")
+                seen[b] = c.name
+        return self
+
+    @property
+    def backends(self) -> list[str]:
+        """Every back-end host, in cluster order, each once."""
+        return [b for c in self.clusters for b in c.backends]
+
+    def cluster(self, name: str) -> Cluster:
+        return next(c for c in self.clusters if c.name == name)
+
+    def route(self, path: str, host: str | None = None) -> Rule | None:
+        """The rule a request matches, or None for the default cluster.
+
+        This is the reference semantics every target implements: first
+        matching rule in file order; a rule with a host matches only that Host
+        header (case-insensitive, port ignored).
+        """
+        h = host.split(":")[0].lower() if host else None
+        for rule in self.rules:
+            if rule.host is not None and rule.host.lower() != h:
+                continue
+            if path.startswith(rule.path_prefix):
+                return rule
+        return None
+
+    def cluster_for(self, path: str, host: str | None = None) -> Cluster | None:
+        rule = self.route(path, host)
+        if rule is not None:
+            return self.cluster(rule.cluster)
+        return self.cluster(self.default_cluster) if self.default_cluster else None
+
+
+def default_service(backends: list[str], vip: str | None = None, port: int = 80) -> Service:
+    """One cluster of all back-ends, round robin, every path: the bench's default."""
+    return Service(
+        vip=vip, port=port,
+        clusters=[Cluster(name="all", backends=backends)],
+        default_cluster="all",
+    )
+
+
+def load_service(path: str | Path) -> Service:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_service(data, source=str(path))
+
+
+def parse_service(data: dict, source: str = "service") -> Service:
+    from pydantic import ValidationError
+
+    # The file says [[cluster]] / [[rule]] (singular, one table each); the
+    # model's fields are plural.
+    data = dict(data)
+    for singular, plural in (("cluster", "clusters"), ("rule", "rules")):
+        if singular in data:
+            data[plural] = data.pop(singular)
+    try:
+        return Service.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None

@@ -1,0 +1,37 @@
+/* Prints the size and field offsets of every shared layout as JSON, so that
+ * tests/test_layouts.py can hold miresga/control/layouts.py to the C header. */
+#include <stddef.h>
+#include <stdio.h>
+
+#include "miresga.h"
+
+#define S(t) printf("%s\"%s\": {\"size\": %zu, \"fields\": {", first++ ? "}}, " : "", #t, sizeof(struct t)); fsep = 0
+#define F(t, f) printf("%s\"%s\": %zu", fsep++ ? ", " : "", #f, offsetof(struct t, f))
+
+int main(void)
+{
+	int first = 0, fsep = 0;
+
+	printf("{");
+	S(mg_vip_key); F(mg_vip_key, ip_be); F(mg_vip_key, port_be);
+	S(mg_vip); F(mg_vip, vip_idx);
+	S(mg_flow_key); F(mg_flow_key, client_ip_be); F(mg_flow_key, client_port_be);
+	S(mg_flow); F(mg_flow, backend_idx); F(mg_flow, vip_idx); F(mg_flow, last_seen_s);
+	S(mg_backend); F(mg_backend, ip_be); F(mg_backend, port_be); F(mg_backend, mac);
+	F(mg_backend, src_mac); F(mg_backend, ifindex);
+	S(mg_frontend); F(mg_frontend, ip_be); F(mg_frontend, mac); F(mg_frontend, src_mac);
+	F(mg_frontend, ifindex);
+	S(mg_cookie_key); F(mg_cookie_key, k0); F(mg_cookie_key, k1);
+	S(mg_switch_config); F(mg_switch_config, keys); F(mg_switch_config, epoch);
+	F(mg_switch_config, n_frontends); F(mg_switch_config, mss); F(mg_switch_config, window);
+	F(mg_switch_config, wscale); F(mg_switch_config, now_s);
+	S(mg_ctl_hdr); F(mg_ctl_hdr, magic); F(mg_ctl_hdr, version); F(mg_ctl_hdr, type);
+	F(mg_ctl_hdr, count); F(mg_ctl_hdr, seq);
+	S(mg_ctl_entry); F(mg_ctl_entry, client_ip_be); F(mg_ctl_entry, client_port_be);
+	F(mg_ctl_entry, op); F(mg_ctl_entry, backend_idx); F(mg_ctl_entry, vip_idx);
+	S(mg_ctl_ack); F(mg_ctl_ack, seq); F(mg_ctl_ack, added); F(mg_ctl_ack, deleted);
+	F(mg_ctl_ack, refused);
+	printf("}}, \"MG_SW__MAX\": %d, \"MG_FLOW_CAPACITY_DEFAULT\": %d}\n", MG_SW__MAX,
+	       MG_FLOW_CAPACITY_DEFAULT);
+	return 0;
+}

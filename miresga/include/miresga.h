@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Layouts shared by every Miresga component: the switch pipeline (eBPF), the
+ * back-end agent (eBPF), the front-end (DPDK, user space) and, through
+ * miresga/control/layouts.py, the Python control plane.  Anything that crosses
+ * a component boundary (a map the control plane writes, a message on the
+ * offload channel, the bits of the SYN cookie) is defined here once.
+ *
+ * Byte order: fields named *_be are network order, everything else is host
+ * order.  Structs are padded by hand so that C, eBPF and ctypes agree without
+ * relying on compiler packing rules; tests/test_layouts.py checks the Python
+ * mirror against the offsets the C compiler computes.
+ */
+#ifndef MIRESGA_H
+#define MIRESGA_H
+
+#ifdef __BPF__
+#include <linux/types.h>
+#else
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+typedef uint16_t __be16;
+typedef uint32_t __be32;
+#endif
+
+/* ------------------------------------------------------------------ sizes */
+
+/* The prototype's merged flow table: 143,360 entries on one Tofino pipe. */
+#define MG_FLOW_CAPACITY_DEFAULT 143360
+/* The back-end index is 8 bits wide: this is what keeps an entry small. */
+#define MG_MAX_BACKENDS 256
+#define MG_MAX_FRONTENDS 16
+#define MG_MAX_VIPS 16
+
+/* ------------------------------------------------------------ switch maps */
+
+/* VIP table: (VIP address, service port) -> VIP index. */
+struct mg_vip_key {
+	__be32 ip_be;
+	__be16 port_be;
+	__u16 _pad;
+};
+
+struct mg_vip {
+	__u8 vip_idx;
+	__u8 _pad[3];
+};
+
+/*
+ * Merged flow table.  One entry serves both directions of a connection:
+ * client->VIP packets match on (source IP, source port), back-end->client
+ * packets on (destination IP, destination port).  The key deliberately omits
+ * the VIP and back-end addresses; see miresga/control/memory_model.py.
+ */
+struct mg_flow_key {
+	__be32 client_ip_be;
+	__be16 client_port_be;
+	__u16 _pad;
+};
+
+struct mg_flow {
+	__u8 backend_idx;
+	__u8 vip_idx;
+	__u16 _pad;
+	/* Coarse seconds of the last packet the switch moved; the control plane
+	 * ages entries on it (a Tofino table's idle timeout does the same). */
+	__u32 last_seen_s;
+};
+
+/* Back-end table: index -> where to send and how to rewrite. */
+struct mg_backend {
+	__be32 ip_be;
+	__be16 port_be;
+	__u8 mac[6];        /* next-hop MAC (the back-end's own on one L2 hop) */
+	__u8 src_mac[6];    /* MAC of the switch port the packet leaves by */
+	__u32 ifindex;      /* egress port */
+	__u32 _pad;
+};
+
+/* Front-end table: hash(client) % n_frontends -> front-end port. */
+struct mg_frontend {
+	__be32 ip_be;
+	__u8 mac[6];
+	__u8 src_mac[6];
+	__u32 ifindex;
+};
+
+/* One HalfSipHash key (64 bits). */
+struct mg_cookie_key {
+	__u32 k0;
+	__u32 k1;
+};
+
+/*
+ * Switch configuration, one element of an array map, written by the control
+ * plane.  Secrets rotate: keys[epoch & 1] is current, keys[(epoch - 1) & 1]
+ * the previous one, so a cookie is valid for one to two epochs.
+ */
+struct mg_switch_config {
+	struct mg_cookie_key keys[2];
+	__u32 epoch;
+	__u32 n_frontends;
+	__u16 mss;          /* MSS the switch advertises in its SYN-ACK */
+	__u16 window;       /* unscaled window of the SYN-ACK */
+	__u8 wscale;        /* window scale W the switch advertises */
+	__u8 _pad[3];
+	__u32 now_s;        /* coarse clock for flow aging, written by control */
+};
+
+/* Per-branch counters of the switch pipeline (per-CPU array, index = enum). */
+enum mg_switch_counter {
+	MG_SW_PKTS = 0,          /* every packet the program saw */
+	MG_SW_PASS,              /* not Miresga's: normal forwarding */
+	MG_SW_SYN_COOKIE,        /* SYN to VIP answered with a cookie SYN-ACK */
+	MG_SW_SYN_BAD_OPTIONS,   /* SYN with malformed options, dropped */
+	MG_SW_COOKIE_OK,         /* no entry, cookie valid, sent to a front-end */
+	MG_SW_COOKIE_BAD,        /* no entry, cookie forged or expired, dropped */
+	MG_SW_TO_FRONTEND,       /* client packet sent to a front-end */
+	MG_SW_TO_FRONTEND_BYTES,
+	MG_SW_OFFLOAD_FWD,       /* client pure ACK rewritten VIP -> back-end */
+	MG_SW_OFFLOAD_FWD_BYTES,
+	MG_SW_OFFLOAD_REV,       /* back-end packet rewritten back-end -> VIP */
+	MG_SW_OFFLOAD_REV_BYTES,
+	MG_SW_REV_TO_FRONTEND,   /* back-end packet without entry or FIN/RST */
+	MG_SW_REV_TO_FRONTEND_BYTES,
+	MG_SW_MALFORMED,         /* truncated or unparsable, forwarded untouched */
+	MG_SW_VIP_NOT_TCP,       /* non-TCP to a VIP, dropped */
+	MG_SW_NO_FRONTEND,       /* no front-end configured, dropped */
+	MG_SW_FIB_MISS,          /* no route for a rewritten packet, dropped */
+	MG_SW__MAX,
+};
+
+/* -------------------------------------------------------------- the cookie */
+
+/*
+ * The switch's SYN-ACK ISN.  Bits:
+ *   31..8  top 24 bits of HalfSipHash-2-4(key, saddr, daddr, ports,
+ *          client ISN, epoch, low byte)
+ *    7..6  client MSS class (index into mg_mss_classes)
+ *    5..2  client window scale, MG_COOKIE_NO_WSCALE if it sent none
+ *    1     client sent SACK-permitted
+ *    0     epoch parity, to pick the key on validation
+ * The low byte is authenticated (it is hashed), but not secret: the front-end
+ * reads it to replay the client's options to the back-end.
+ */
+#define MG_COOKIE_HASH_MASK 0xffffff00u
+#define MG_COOKIE_MSS_SHIFT 6
+#define MG_COOKIE_WSCALE_SHIFT 2
+#define MG_COOKIE_SACK_BIT 0x2u
+#define MG_COOKIE_EPOCH_BIT 0x1u
+#define MG_COOKIE_NO_WSCALE 15
+
+#define MG_MSS_CLASSES {536, 1220, 1440, 1460}
+
+static inline __u32 mg_mss_class(__u16 mss)
+{
+	if (mss >= 1460)
+		return 3;
+	if (mss >= 1440)
+		return 2;
+	if (mss >= 1220)
+		return 1;
+	return 0;
+}
+
+static inline __u16 mg_mss_of_class(__u32 cls)
+{
+	switch (cls & 3) {
+	case 3: return 1460;
+	case 2: return 1440;
+	case 1: return 1220;
+	default: return 536;
+	}
+}
+
+static inline __u32 mg_cookie_low_byte(__u32 mss_class, __u32 wscale, int sack, __u32 epoch)
+{
+	if (wscale > 14)
+		wscale = MG_COOKIE_NO_WSCALE;
+	return ((mss_class & 3) << MG_COOKIE_MSS_SHIFT) |
+	       ((wscale & 0xf) << MG_COOKIE_WSCALE_SHIFT) |
+	       (sack ? MG_COOKIE_SACK_BIT : 0) | (epoch & MG_COOKIE_EPOCH_BIT);
+}
+
+static inline __u16 mg_cookie_mss(__u32 cookie)
+{
+	return mg_mss_of_class((cookie >> MG_COOKIE_MSS_SHIFT) & 3);
+}
+
+/* Returns MG_COOKIE_NO_WSCALE when the client did not offer window scaling. */
+static inline __u32 mg_cookie_wscale(__u32 cookie)
+{
+	return (cookie >> MG_COOKIE_WSCALE_SHIFT) & 0xf;
+}
+
+static inline int mg_cookie_sack(__u32 cookie)
+{
+	return !!(cookie & MG_COOKIE_SACK_BIT);
+}
+
+#define MG_ROTL32(x, b) (__u32)(((x) << (b)) | ((x) >> (32 - (b))))
+#define MG_SIPROUND(v0, v1, v2, v3)                                       \
+	do {                                                              \
+		v0 += v1; v1 = MG_ROTL32(v1, 5); v1 ^= v0; v0 = MG_ROTL32(v0, 16); \
+		v2 += v3; v3 = MG_ROTL32(v3, 8); v3 ^= v2;                 \
+		v0 += v3; v3 = MG_ROTL32(v3, 7); v3 ^= v0;                 \
+		v2 += v1; v1 = MG_ROTL32(v1, 13); v1 ^= v2; v2 = MG_ROTL32(v2, 16); \
+	} while (0)
+
+/*
+ * HalfSipHash-2-4 over five 32-bit words, 32-bit output: the keyed hash that
+ * SmartCookie runs on Tofino.  Fixed length and unrolled, so the eBPF
+ * verifier sees no loop and a P4 port maps it onto pipeline stages.
+ */
+static inline __u32 mg_halfsiphash5(const struct mg_cookie_key *key, __u32 m0, __u32 m1,
+				    __u32 m2, __u32 m3, __u32 m4)
+{
+	__u32 v0 = key->k0;
+	__u32 v1 = key->k1;
+	__u32 v2 = 0x6c796765u ^ key->k0;
+	__u32 v3 = 0x74656462u ^ key->k1;
+	__u32 b = (__u32)20 << 24; /* message length in bytes, no tail */
+
+#define MG_SIP_ABSORB(m)                      \
+	do {                                  \
+		v3 ^= (m);                    \
+		MG_SIPROUND(v0, v1, v2, v3);  \
+		MG_SIPROUND(v0, v1, v2, v3);  \
+		v0 ^= (m);                    \
+	} while (0)
+	MG_SIP_ABSORB(m0);
+	MG_SIP_ABSORB(m1);
+	MG_SIP_ABSORB(m2);
+	MG_SIP_ABSORB(m3);
+	MG_SIP_ABSORB(m4);
+	MG_SIP_ABSORB(b);
+#undef MG_SIP_ABSORB
+	v2 ^= 0xff;
+	MG_SIPROUND(v0, v1, v2, v3);
+	MG_SIPROUND(v0, v1, v2, v3);
+	MG_SIPROUND(v0, v1, v2, v3);
+	MG_SIPROUND(v0, v1, v2, v3);
+	return v1 ^ v3;
+}
+
+/*
+ * Addresses and ports in network order, exactly as they sit in the packet of
+ * the client's SYN (saddr = client, daddr = VIP); client_isn is the SYN's seq
+ * in host order.
+ */
+static inline __u32 mg_cookie_make(const struct mg_cookie_key *key, __be32 saddr, __be32 daddr,
+				   __be16 sport, __be16 dport, __u32 client_isn, __u32 epoch,
+				   __u32 low_byte)
+{
+	__u32 ports = ((__u32)sport << 16) | (__u32)dport;
+	__u32 h = mg_halfsiphash5(key, saddr, daddr, ports, client_isn,
+				  (epoch << 8) | (low_byte & 0xff));
+	return (h & MG_COOKIE_HASH_MASK) | (low_byte & 0xff);
+}
+
+/*
+ * Validate a cookie seen as (ack - 1) of the client's third packet whose
+ * (seq - 1) is the client ISN.  cfg->epoch is now; a cookie from this or the
+ * previous epoch is accepted.  Returns 1 if valid.
+ */
+static inline int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, __be32 daddr,
+				  __be16 sport, __be16 dport, __u32 client_isn, __u32 cookie)
+{
+	__u32 low = cookie & 0xff;
+	__u32 epoch = cfg->epoch;
+
+	if ((low & MG_COOKIE_EPOCH_BIT) != (epoch & MG_COOKIE_EPOCH_BIT))
+		epoch -= 1;
+	return mg_cookie_make(&cfg->keys[epoch & 1], saddr, daddr, sport, dport, client_isn,
+			      epoch, low) == cookie;
+}
+
+/* ------------------------------------------------------ the offload channel */
+
+/*
+ * Front-end -> switch control plane, over TCP, a stream of messages.  Each
+ * message is an mg_ctl_hdr followed by `count` mg_ctl_entry (type BATCH) and
+ * is answered by one mg_ctl_hdr of type ACK followed by one mg_ctl_ack.
+ * All fields are in network byte order on the wire.
+ */
+#define MG_CTL_MAGIC 0x4d475331u /* "MGS1" */
+#define MG_CTL_VERSION 1
+#define MG_CTL_MAX_BATCH 512
+
+enum mg_ctl_type {
+	MG_CTL_BATCH = 1,
+	MG_CTL_ACK = 2,
+};
+
+enum mg_ctl_op {
+	MG_CTL_ADD = 1,
+	MG_CTL_DEL = 2,
+};
+
+struct mg_ctl_hdr {
+	__be32 magic;
+	__u8 version;
+	__u8 type;
+	__be16 count;
+	__be32 seq;
+};
+
+struct mg_ctl_entry {
+	__be32 client_ip_be;
+	__be16 client_port_be;
+	__u8 op;
+	__u8 backend_idx;
+	__u8 vip_idx;
+	__u8 _pad[3];
+};
+
+struct mg_ctl_ack {
+	__be32 seq;         /* seq of the batch this answers */
+	__be16 added;
+	__be16 deleted;
+	__be16 refused;     /* table full or back-end index unknown */
+	__be16 _pad;
+};
+
+#endif /* MIRESGA_H */

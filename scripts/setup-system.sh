@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs, idempotently, the Debian packages every role of the bench needs.
+# A second run checks dpkg and returns in well under a second.
+set -euo pipefail
+
+packages=(
+  # eBPF toolchain: switch pipeline, back-end agent, l4switch
+  clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev linux-libc-dev
+  # DPDK front-end
+  dpdk dpdk-dev libdpdk-dev pkg-config build-essential
+  # systems under test and load generation
+  wrk nginx-light haproxy curl
+  # testbed plumbing and the SSH transport
+  iproute2 ethtool openssh-server openssh-client netcat-openbsd procps psmisc
+  # python venv
+  python3-venv
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
+  [[ "$status" == "ii "* ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  if [[ $EUID -ne 0 ]]; then
+    echo "setup: missing packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the packages' own services (nginx, haproxy, sshd) from
+  # starting in the root namespace: the bench starts its own instances.
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bpffs is where the control plane pins maps; debugfs is not needed.
+if ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf
+fi
+mkdir -p /run/sshd
