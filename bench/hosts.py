@@ -181,6 +181,10 @@ class Host(ABC):
         r = self.run(f"cat {shlex.quote(remote)}", check=not missing_ok)
         return r.stdout if r.ok else ""
 
+    def cpu_ns(self) -> int | None:
+        """CPU time of the host's processes in ns, where the transport can tell."""
+        return None
+
     def close(self) -> None:
         self.stop_all()
 
@@ -223,18 +227,29 @@ class NetnsHost(Host):
     look the same on every emulated host, as a shared filesystem would.
     """
 
-    def __init__(self, name, role, address, workdir, netns: str, link=None, cpus=""):
+    def __init__(self, name, role, address, workdir, netns: str, link=None, cpus="",
+                 cgroup=None):
         super().__init__(name, role, address, workdir, link, cpus)
         self.netns = netns
+        self.cgroup = cgroup
         self._enter = ["nsenter", f"--net={netns_path(netns)}", "--"]
+
+    def _sh(self, cmd: str) -> list[str]:
+        # Join the host's cgroup first, so its CPU counter sees everything.
+        join = self.cgroup.join_snippet() if self.cgroup is not None else ""
+        return self._enter + ["sh", "-c", join + cmd]
 
     def argv(self, cmd: str) -> list[str]:
         """The argv that runs a shell command on this host, for callers that spawn."""
-        return self._enter + ["sh", "-c", self._wrap(cmd)]
+        return self._sh(self._wrap(cmd))
+
+    def cpu_ns(self) -> int | None:
+        """CPU time used by every process this host ever ran, in nanoseconds."""
+        return self.cgroup.usage_ns() if self.cgroup is not None else None
 
     def _run(self, cmd, timeout, env, stdin):
         try:
-            p = subprocess.run(self._enter + ["sh", "-c", cmd], capture_output=True, text=True,
+            p = subprocess.run(self._sh(cmd), capture_output=True, text=True,
                                timeout=timeout, env=_env(env), input=stdin,
                                errors="replace")
         except subprocess.TimeoutExpired as e:
@@ -244,7 +259,7 @@ class NetnsHost(Host):
     def _start(self, cmd, name, log_path, env):
         log = open(log_path, "ab")
         try:
-            popen = subprocess.Popen(self._enter + ["sh", "-c", cmd], stdout=log,
+            popen = subprocess.Popen(self._sh(cmd), stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=_env(env), start_new_session=True)
         finally:

@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.cgroups import HostCgroup, remove_testbed_cgroups
 from bench.errors import TestbedError
 from bench.hosts import LinkFacts, NetnsHost
 from bench.topology import PREFIX, HostSpec, Role, Topology
@@ -166,7 +167,7 @@ class EmulatedTestbed:
         return NetnsHost(spec.name, spec.role.value,
                          spec.address.ip if spec.address else None,
                          str(WORK_ROOT / self.prefix / spec.name), netns=self.ns(spec.name),
-                         link=link, cpus=spec.cpus)
+                         link=link, cpus=spec.cpus, cgroup=HostCgroup(self.prefix, spec.name))
 
     # ------------------------------------------------------------- queries
     def host(self, name: str) -> NetnsHost:
@@ -282,6 +283,7 @@ class EmulatedTestbed:
                     raise TestbedError(f"ethtool -K {dev} in {ns}: {p.stderr.strip()}")
         for host in self.hosts.values():
             os.makedirs(host.workdir, exist_ok=True)
+            host.cgroup.create()
 
     # ---------------------------------------------------------- teardown
     def down(self) -> None:
@@ -364,6 +366,7 @@ def teardown(prefix: str, namespaces: list[str] | None = None) -> None:
         namespaces = sorted(n for n in present if n.startswith(prefix + "-"))
     live = [ns for ns in namespaces if ns in present]
     kill_namespace_processes(live)
+    remove_testbed_cgroups(prefix)
     shutil.rmtree(BPF_ROOT / prefix, ignore_errors=True)
     _ip_batch([f"netns del {ns}" for ns in live], force=True)
     shutil.rmtree(WORK_ROOT / prefix, ignore_errors=True)

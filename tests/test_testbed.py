@@ -28,6 +28,9 @@ def leftovers(prefix: str) -> list[str]:
         found.append("state file")
     if (BPF_ROOT / prefix).exists():
         found.append("bpf pins")
+    from bench.cgroups import _base
+    if _base() is not None and (_base() / prefix).exists():
+        found.append("cgroup")
     mounts = open("/proc/mounts").read()
     found += [m for m in mounts.splitlines() if f"{prefix}-" in m]
     return found
@@ -193,3 +196,13 @@ def test_offloads_follow_the_topology(topology, prefix):
         assert "tx-checksumming: on" in k
         k = tb.host("backend2").run("ethtool -k eth0").stdout
         assert "tx-checksumming: off" in k and "tcp-segmentation-offload: off" in k
+
+
+def test_cpu_is_accounted_per_host(testbed):
+    """A busy loop on one host shows up in that host's CPU counter, not in another's."""
+    be, cl = testbed.host("backend1"), testbed.host("client")
+    b0, c0 = be.cpu_ns(), cl.cpu_ns()
+    be.run("timeout 0.5 sh -c 'while :; do :; done'", check=False)
+    used = be.cpu_ns() - b0
+    assert used > 0.2e9, f"backend1 used only {used/1e9:.3f}s"
+    assert cl.cpu_ns() - c0 < 0.05e9
