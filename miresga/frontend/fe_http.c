@@ -335,7 +335,8 @@ int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
 
 	/* where the route's path and host come from */
 	if (req->target[0] == '*') {
-		if (req->target_len != 1 || !eq_ci(req->method, req->method_len, "options"))
+		/* Methods are case-sensitive (RFC 9110 9.1): only OPTIONS. */
+		if (req->target_len != 1 || req->method_len != 7 || memcmp(req->method, "OPTIONS", 7))
 			return 400;
 		req->path = req->target;
 		req->path_len = 1;

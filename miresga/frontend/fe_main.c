@@ -235,7 +235,9 @@ int main(int argc, char **argv)
 	fe_port_fini(port_id);
 	fe_offload_free(&offload);
 	rte_mempool_free(pool);
+	snprintf(err, sizeof(err), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();
+	fe_runtime_dir_remove(err);
 	printf("miresga-frontend: stopped\n");
 	return 0;
 }

@@ -15,4 +15,9 @@ struct rte_mempool *fe_pool_create(const char *name, uint32_t n_mbufs, int socke
 int fe_port_init(uint16_t port_id, struct rte_mempool *pool, uint8_t mac[6]);
 void fe_port_fini(uint16_t port_id);
 
+/* rte_eal_cleanup() leaves the runtime directory (/var/run/dpdk/<prefix>)
+ * behind; a front-end with its own prefix removes it on the way out.
+ * Call with the path copied before rte_eal_cleanup(). */
+void fe_runtime_dir_remove(const char *dir);
+
 #endif /* FE_PORT_H */

@@ -818,7 +818,10 @@ static void client_input(struct fe_lcore *lc, struct fe_pkt *p)
 		 * It passed the switch's cookie check, so ack - 1 is s. */
 		if ((p->flags & (F_SYN | F_RST)) || !(p->flags & F_ACK) ||
 		    ((p->flags & F_FIN) && !p->len)) {
-			lc->stats.pkt.no_flow++;
+			if (p->flags & F_SYN)
+				lc->stats.pkt.unexpected++;
+			else
+				lc->stats.pkt.no_flow++;
 			if (!(p->flags & F_RST) && (p->flags & F_ACK))
 				send_rst(lc, &t, p->ack);
 			rte_pktmbuf_free(p->m);

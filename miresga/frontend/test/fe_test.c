@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_eal.h>
@@ -338,13 +339,17 @@ static int harness_init(const char *config_path)
 {
 	char err[256];
 	char prefix[32];
-	char *eal[] = {"miresga-frontend-test", "--no-huge", "-m", "192", "--no-pci", "--in-memory",
+	char *eal[] = {"miresga-frontend-test", "--no-huge", "-m", "192", "--no-pci", "--no-shconf",
 		       "--no-telemetry", "--log-level=*:error", "--file-prefix", prefix, "-l", "0",
 		       NULL};
 
 	snprintf(prefix, sizeof(prefix), "fe%d", (int)getpid());
 	if (rte_eal_init(12, eal) < 0) {
+		char dir[64];
+
 		fprintf(stderr, "EAL init failed\n");
+		snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", prefix);
+		fe_runtime_dir_remove(dir);
 		return -1;
 	}
 	http_init();
@@ -363,6 +368,26 @@ static int harness_init(const char *config_path)
 		return -1;
 	lc.now_us = 1000000;
 	return 0;
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void harness_fini(void)
+{
+	char dir[4096];
+
+	fe_lcore_fini(&lc);
+	fe_offload_free(&offload);
+	rte_mempool_free(pool);
+	snprintf(dir, sizeof(dir), "%s", rte_eal_get_runtime_dir());
+	rte_eal_cleanup();
+	fe_runtime_dir_remove(dir);
 }
 
 static void print_hex(FILE *out, const uint8_t *p, size_t n)
@@ -421,7 +446,8 @@ static int run_pipe(void)
 	static uint8_t frame[4096];
 	static char json[256 * 1024];
 	struct fe_lcore *lcs[1] = {&lc};
-	struct fe_stats_server s = {.lcores = lcs, .n_lcores = 1, .offload = &offload, .port_id = -1};
+	struct fe_stats_server s = {.lcores = lcs, .n_lcores = 1, .offload = &offload, .port_id = -1,
+				    .start_us = mono_us()};
 
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	while (fgets(line, sizeof(line), stdin)) {
@@ -463,7 +489,7 @@ static int run_pipe(void)
 		printf("end\n");
 		fflush(stdout);
 	}
-	fe_lcore_fini(&lc);
+	harness_fini();
 	return 0;
 }
 
@@ -729,7 +755,6 @@ static int run_fuzz(const char *cases_path, uint64_t seed)
 		}
 	}
 	fclose(f);
-	fe_lcore_fini(&lc);
 	printf("{\"cases\": %llu, \"variants\": %llu, \"packets\": %llu, \"mismatches\": %llu, "
 	       "\"bad_answers\": %llu, \"bad_syns\": %llu, \"leaks\": %llu, \"mbufs_leaked\": %d, "
 	       "\"answers\": {\"400\": %llu, \"404\": %llu, \"408\": %llu, \"431\": %llu, "
@@ -757,7 +782,10 @@ int main(int argc, char **argv)
 	if (argc >= 4 && !strcmp(argv[1], "fuzz")) {
 		if (harness_init(argv[2]))
 			return 2;
-		return run_fuzz(argv[3], argc >= 5 ? strtoull(argv[4], NULL, 0) : 0);
+		int rc = run_fuzz(argv[3], argc >= 5 ? strtoull(argv[4], NULL, 0) : 0);
+
+		harness_fini();
+		return rc;
 	}
 	fprintf(stderr, "usage: %s parser | pipe CONFIG | fuzz CONFIG CASES [SEED]\n", argv[0]);
 	return 2;
