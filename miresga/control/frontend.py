@@ -209,7 +209,9 @@ class Frontend:
 
     def command(self) -> str:
         argv = [self.binary, *self.eal_args(), "--", "--config", self.config_path]
-        return " ".join(shlex.quote(a) for a in argv)
+        # exec: the front-end itself gets the stop signal and its exit code is
+        # the one reported, not that of the shell the host wraps it in.
+        return "exec " + " ".join(shlex.quote(a) for a in argv)
 
     # --------------------------------------------------------- life cycle
     def start(self) -> None:
@@ -221,7 +223,7 @@ class Frontend:
         if not check.ok:
             raise FrontendError(f"{self.host.name}: the front-end refuses its config: "
                                 f"{check.stderr.strip()}")
-        self.process = self.host.start(self.command(), name=self.file_prefix)
+        self.process = self.host.start(self.command(), name="miresga-frontend-" + self.file_prefix)
 
     def logs(self) -> str:
         return self.process.logs() if self.process is not None else ""
