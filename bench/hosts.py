@@ -350,6 +350,11 @@ class SshProcess(Process):
     def _signal_group(self, sig: int) -> None:
         self.host.run(f"kill -{int(sig)} -- -{self._pid} 2>/dev/null", check=False)
 
+    def stop(self, timeout: float = 5.0) -> int | None:
+        rc = super().stop(timeout)
+        self.host.run(f"rm -f {self.host.pid_dir}/{self._pid}", check=False)
+        return rc
+
 
 class SshHost(Host):
     """A host reached over SSH with fabric (paramiko underneath)."""
@@ -425,8 +430,27 @@ class SshHost(Host):
         # session and `kill -- -PID` reaches everything it started.
         launch = (f"rm -f {shlex.quote(rc_path)}; setsid sh -c {shlex.quote(self._sudo(inner))} "
                   f"> {shlex.quote(log_path)} 2>&1 < /dev/null & echo $!")
-        r = self.run(launch)
-        return SshProcess(self, name, cmd, log_path, int(r.stdout.strip()), rc_path)
+        pid = int(self.run(launch).stdout.strip())
+        # Recorded on the host, so that a later session can clean up after a
+        # run whose controller died or lost its connection (cleanup_leftovers).
+        self.run(f"mkdir -p {self.pid_dir} && echo {shlex.quote(name)} > {self.pid_dir}/{pid}")
+        return SshProcess(self, name, cmd, log_path, pid, rc_path)
+
+    @property
+    def pid_dir(self) -> str:
+        return f"{self.workdir}/pids"
+
+    def cleanup_leftovers(self, grace: float = 2.0) -> list[str]:
+        """Kill the process groups a previous session started here and did not stop."""
+        d = shlex.quote(self.pid_dir)
+        script = (
+            f"d={d}; [ -d $d ] || exit 0; killed=''; "
+            f"for f in $d/*; do [ -f \"$f\" ] || continue; p=${{f##*/}}; "
+            f"if kill -TERM -- -$p 2>/dev/null; then echo \"$(cat $f) (pid $p)\"; "
+            f"killed=\"$killed $p\"; fi; done; "
+            f"if [ -n \"$killed\" ]; then sleep {grace}; "
+            f"for p in $killed; do kill -KILL -- -$p 2>/dev/null; done; fi; rm -f $d/*")
+        return self.run(script, check=False).stdout.splitlines()
 
     def put(self, local, remote):
         local = Path(local)
