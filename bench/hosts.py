@@ -17,6 +17,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from bench.errors import HostError
 from miresga.control.netns import netns_path
+
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass
@@ -119,6 +122,16 @@ class Host(ABC):
     switch_mac = property(lambda self: self.link.switch_mac)
 
     netns: str | None = None
+    #: where this repository is on the host (host-side tools run from here)
+    repo_dir: str = REPO_ROOT
+    #: the Python that runs host-side tools (agent loader, switch daemon);
+    #: they use the standard library only, so a bare python3 does
+    python: str = sys.executable
+
+    def tool(self, module: str, args: str = "") -> str:
+        """A shell command running `python -m module args` from the repo on this host."""
+        return (f"cd {shlex.quote(self.repo_dir)} && "
+                f"{self.python} -m {module} {args}").rstrip()
 
     def _wrap(self, cmd: str) -> str:
         # Pin what runs on a host to the host's CPUs, so roles do not steal
@@ -359,10 +372,13 @@ class SshProcess(Process):
 class SshHost(Host):
     """A host reached over SSH with fabric (paramiko underneath)."""
 
+    python = "python3"
+
     def __init__(self, name, role, address, workdir, ssh: SshTarget, link=None, cpus=""):
         super().__init__(name, role, address, workdir, link, cpus)
         self.ssh = ssh
         self._conn = None
+        self.repo_dir = f"{workdir}/repo"  # where `deploy` ships the repository
 
     @property
     def conn(self):
