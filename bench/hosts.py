@@ -52,7 +52,7 @@ def _fail(host: "Host", r: Result) -> HostError:
 class LinkFacts:
     """What the data plane needs to know about a host's link to the switch."""
 
-    iface: str = "eth0"                     # the host's data-plane interface
+    iface: str | None = None                # the host's data-plane interface
     mac: str | None = None                  # its MAC
     gateway: ipaddress.IPv4Address | None = None  # the switch's address on the link
     switch_port: str | None = None          # the switch's interface on the link
@@ -397,7 +397,10 @@ class SshHost(Host):
             kwargs["key_filename"] = [os.path.expanduser(t.key)]
         gateway = None
         if t.proxy_command:
-            gateway = t.proxy_command
+            # Expand the tokens here: fabric's own expansion does not know
+            # this connection's port and would put 22 for %p.
+            gateway = (t.proxy_command.replace("%h", t.host).replace("%p", str(t.port))
+                       .replace("%r", t.user))
         elif t.jump is not None:
             gateway = SshHost._connect(t.jump)
         return Connection(host=t.host, user=t.user, port=t.port, connect_kwargs=kwargs,
@@ -500,10 +503,14 @@ class SshHost(Host):
         with self._lock:
             self.conn.put(BytesIO(text.encode()), remote)
 
-    def close(self) -> None:
-        super().close()
+    def disconnect(self) -> None:
+        """Drop the connection, leaving processes running (as a lost connection does)."""
         if self._conn is not None:
             try:
                 self._conn.close()
             finally:
                 self._conn = None
+
+    def close(self) -> None:
+        super().close()
+        self.disconnect()
