@@ -30,7 +30,7 @@ from conftest import unique_prefix
 from ctl_server import CtlServer
 from fe_harness import csum_ok, make_cookie
 from miresga.control import layouts
-from miresga.control.frontend import BINARY, Frontend, FrontendFacts
+from miresga.control.frontend import BINARY, Frontend, FrontendFacts, facts_from_testbed
 from miresga.control.netns import netns, write_sysctl
 from miresga.control.service import Cluster, Rule, Service
 from bench.testbed import EmulatedTestbed
@@ -235,6 +235,8 @@ def test_request_is_spliced_offloaded_forwarded_and_torn_down(frontend, ctl):
     dl, = ctl.wait_for(lambda s: s.entries(layouts.CtlOp.DEL))
     assert (dl["ip"], dl["port"]) == (CLIENT, c.port)
     st = wait_stats(fe, clean)
+    # The way a remote host's socket is read gives the same answer.
+    assert fe.stats(through_host=True)["flows_created"] == st["flows_created"] == 1
     assert st["requests"] == 1 and st["decisions"]["first"] == 1
     assert st["offload"]["deleted"] == 1 and ctl.table == {}
     assert st["packets"]["bad_checksum"] == 0 and st["packets"]["malformed"] == 0
@@ -391,6 +393,14 @@ def test_idle_front_end_does_not_burn_a_core(frontend):
     used = (cpu_s() - before) / (time.monotonic() - t0)
     print(f"idle front-end: {used:.1%} of a core")
     assert used < 0.2, f"idle front-end used {used:.0%} of a core"
+
+
+def test_facts_come_from_the_testbed(testbed):
+    facts = facts_from_testbed(testbed, "frontend1", control=("10.10.2.1", 7000))
+    host = testbed.host("frontend1")
+    assert facts.vip == VIP and facts.vip_port == 80 and facts.iface == "eth0"
+    assert facts.nexthop_mac == host.switch_mac and facts.control == ("10.10.2.1", 7000)
+    assert facts.backend_addresses == {}      # this topology has no back-end hosts
 
 
 def test_launcher_refuses_a_config_the_binary_rejects(testbed):

@@ -251,10 +251,12 @@ class Frontend:
                                     f"after {timeout:.0f}s", self.logs())
             time.sleep(0.1)
 
-    def stats(self) -> dict:
-        if getattr(self.host, "netns", None) is not None:
+    def stats(self, through_host: bool = False) -> dict:
+        """The front-end's counters (see miresga/frontend/fe_stats.h for the fields)."""
+        if getattr(self.host, "netns", None) is not None and not through_host:
             # A namespace host shares our filesystem: read the socket directly.
             return read_stats_socket(self.stats_socket)
+        # Elsewhere (SSH) the socket is on the host: read it there.
         r = self.host.run(f"{self.host.python} -c {shlex.quote(_STATS_SNIPPET)} "
                           f"{shlex.quote(self.stats_socket)}", check=False, timeout=10)
         if not r.ok:
