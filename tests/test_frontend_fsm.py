@@ -459,6 +459,21 @@ def test_out_of_order_and_duplicate_segments_while_holding(h):
     assert syn[TCP].seq == c.c
 
 
+def test_retransmission_reaching_into_a_held_request_passes_its_old_part(h):
+    """While a new header is held, a resent segment spanning old and new bytes: old part goes."""
+    c = Client(port=44005)
+    splice(h, c)
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
+    c.ack = c.s + 1 + len(RESPONSE)
+    tail_of_first = GET[-10:]
+    assert c.send(h, b"GET /x HTTP/1.1\r\n", "PA") == []        # held, incomplete
+    resent = c.pkt(tail_of_first + b"GET /x", "PA", seq=c.c + 1 + len(GET) - 10)
+    f = only(h.send(resent))
+    assert to_backend(f, "be1") and payload(f) == tail_of_first
+    assert f[TCP].seq == c.c + 1 + len(GET) - 10 and "F" not in f[TCP].flags
+    assert h.stats()["flows_by_state"]["next_header"] == 1
+
+
 def test_client_reset_aborts_the_backend_connection(h):
     c = Client(port=44002)
     c.send(h)

@@ -649,6 +649,22 @@ static void forward_to_client(struct fe_lcore *lc, struct fe_pkt *p)
 	fe_tx(lc, p->m);
 }
 
+/* Shorten a live segment to its first `keep` payload bytes, in place. */
+static void trim_segment(struct fe_pkt *p, uint16_t keep)
+{
+	uint16_t ihl = rte_ipv4_hdr_len(p->ip);
+
+	rte_pktmbuf_trim(p->m, (uint16_t)(p->len - keep));
+	p->len = keep;
+	p->ip->total_length = rte_cpu_to_be_16((uint16_t)(p->hdr_len - RTE_ETHER_HDR_LEN + keep));
+	p->ip->hdr_checksum = 0;
+	p->ip->hdr_checksum = rte_ipv4_cksum(p->ip);
+	p->tcp->tcp_flags &= (uint8_t)~F_FIN;   /* a FIN ends what was cut off */
+	p->flags = p->tcp->tcp_flags;
+	p->tcp->cksum = 0;
+	p->tcp->cksum = fe_tcp_csum(p->ip, p->tcp, (uint16_t)(p->hdr_len - RTE_ETHER_HDR_LEN - ihl + keep));
+}
+
 /*
  * Cut a live client segment after `keep` payload bytes: the tail is copied
  * to a new payload-only mbuf (returned), the head keeps the client's headers
@@ -657,19 +673,10 @@ static void forward_to_client(struct fe_lcore *lc, struct fe_pkt *p)
 static struct rte_mbuf *split_segment(struct fe_lcore *lc, struct fe_pkt *p, uint16_t keep)
 {
 	struct rte_mbuf *tail = fe_pkt_new(lc, p->data + keep, (uint16_t)(p->len - keep));
-	uint16_t ihl = rte_ipv4_hdr_len(p->ip);
 
 	if (!tail)
 		return NULL;
-	rte_pktmbuf_trim(p->m, (uint16_t)(p->len - keep));
-	p->len = keep;
-	p->ip->total_length = rte_cpu_to_be_16((uint16_t)(p->hdr_len - RTE_ETHER_HDR_LEN + keep));
-	p->ip->hdr_checksum = 0;
-	p->ip->hdr_checksum = rte_ipv4_cksum(p->ip);
-	p->tcp->tcp_flags &= (uint8_t)~F_FIN;   /* the FIN ends the tail */
-	p->flags = p->tcp->tcp_flags;
-	p->tcp->cksum = 0;
-	p->tcp->cksum = fe_tcp_csum(p->ip, p->tcp, (uint16_t)(p->hdr_len - RTE_ETHER_HDR_LEN - ihl + keep));
+	trim_segment(p, keep);
 	lc->stats.pkt.split++;
 	return tail;
 }
@@ -764,9 +771,12 @@ static void client_holding(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt
 		return;
 	}
 	if (SEQ_LT(end, f->cli_next) || (end == f->cli_next && (!(p->flags & F_FIN) || f->cli_fin))) {
-		/* Bytes before the held request were forwarded already: resend
-		 * them; bytes we hold will go when we release them. */
-		if (f->state == FE_FS_NEXT_HEADER && SEQ_LEQ(end, f->req_seq)) {
+		/* Bytes before the held request were forwarded already and the
+		 * back-end may have lost them: pass that part on again.  Bytes we
+		 * hold go when we release them. */
+		if (f->state == FE_FS_NEXT_HEADER && SEQ_LT(p->seq, f->req_seq)) {
+			if (SEQ_GT(end, f->req_seq))
+				trim_segment(p, (uint16_t)(f->req_seq - p->seq));
 			lc->stats.pkt.retransmit_fwd++;
 			forward_to_backend(lc, f, p);
 			return;
