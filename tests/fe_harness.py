@@ -54,7 +54,7 @@ def facts(control: tuple[str, int] | None = ("127.0.0.1", 1)) -> FrontendFacts:
 
 
 def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) -> str:
-    limits = {"syn_timeout_ms": 1000, "grace_ms": 2000, "idle_timeout_ms": 60000,
+    limits = {"syn_timeout_ms": 1000, "syn_retries": 0, "grace_ms": 2000, "idle_timeout_ms": 60000,
               "mbufs": 4095, "flow_capacity": 1024, **limits}
     return render_config(service, facts(control), "", limits)
 

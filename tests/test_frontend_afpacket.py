@@ -59,7 +59,7 @@ SERVICE = Service(
            Rule(cluster="static", path_prefix="/private", offload=False)],
     max_header_bytes=8192, request_timeout_s=1.0,
 )
-LIMITS = {"syn_timeout_ms": 300, "grace_ms": 300, "answer_rto_ms": 200, "mbufs": 4095,
+LIMITS = {"syn_timeout_ms": 300, "syn_retries": 0, "grace_ms": 300, "answer_rto_ms": 200, "mbufs": 4095,
           "flow_capacity": 1024}
 
 

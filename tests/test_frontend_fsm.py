@@ -396,6 +396,26 @@ def test_503_after_every_backend_of_the_cluster_timed_out(h):
     finish_answered(h, c, ans)
 
 
+def test_lost_syn_is_sent_again_before_the_next_backend():
+    """syn_retries: the same SYN (seq, ack field) again, then the next back-end."""
+    with Harness(config_text(syn_retries=2)) as h:
+        c = Client(port=43010)
+        c.send(h)
+        s1 = only(c.send(h, GET, "PA"))
+        r1 = only(h.advance(1.01))
+        r2 = only(h.advance(1.01))
+        assert bytes(r1[TCP]) == bytes(r2[TCP]) == bytes(s1[TCP])
+        assert r1[IP].dst == s1[IP].dst
+        other = only(h.advance(1.01))
+        assert other[IP].dst != s1[IP].dst and other[TCP].flags == "S"
+        st = h.stats()
+        assert st["packets"]["syn_retransmit"] == 2 and st["errors"]["syn_timeout"] == 1
+        # The second back-end answers: spliced as usual.
+        be = "be1" if other[IP].dst == BACKENDS["be1"] else "be2"
+        out = h.send(backend_pkt(c, be, c.s, c.c + 1, "SA"))
+        assert payload(out[-1]) == GET
+
+
 def test_backend_reset_moves_on_and_agentless_backend_is_refused(h):
     """RST to our SYN, or a SYN-ACK not in the client's numbering: next back-end."""
     c = Client(port=43005)

@@ -37,6 +37,7 @@ BINARY = REPO_ROOT / "build" / "miresga-frontend"
 #: Knobs of the front-end that the service does not set, with the C defaults.
 LIMIT_DEFAULTS: dict[str, int] = {
     "syn_timeout_ms": 1000,
+    "syn_retries": 1,
     "grace_ms": 2000,
     "idle_timeout_ms": 300_000,
     "answer_rto_ms": 200,

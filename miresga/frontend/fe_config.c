@@ -27,6 +27,7 @@ void fe_config_defaults(struct fe_config *cfg)
 	cfg->hold_limit_bytes = 8192 + 65536;
 	cfg->request_timeout_us = 10 * 1000 * 1000ull;
 	cfg->syn_timeout_us = 1000 * 1000ull;
+	cfg->syn_retries = 1;
 	cfg->grace_us = 2 * 1000 * 1000ull;
 	cfg->idle_timeout_us = 300 * 1000 * 1000ull;
 	cfg->answer_rto_us = 200 * 1000ull;
@@ -133,6 +134,7 @@ static const struct scalar scalars[] = {
 	SC("hold_limit_bytes", hold_limit_bytes, 4, 256, 16 << 20, U_COUNT),
 	SC("request_timeout_ms", request_timeout_us, 8, 1, 3600 * 1000, U_MS_TO_US),
 	SC("syn_timeout_ms", syn_timeout_us, 8, 1, 600 * 1000, U_MS_TO_US),
+	SC("syn_retries", syn_retries, 4, 0, 8, U_COUNT),
 	SC("grace_ms", grace_us, 8, 1, 600 * 1000, U_MS_TO_US),
 	SC("idle_timeout_ms", idle_timeout_us, 8, 1, 24 * 3600 * 1000ull, U_MS_TO_US),
 	SC("answer_rto_ms", answer_rto_us, 8, 1, 60 * 1000, U_MS_TO_US),

@@ -93,6 +93,7 @@ struct fe_config {
 	uint32_t hold_limit_bytes;  /* request bytes held per flow while no back-end is joined */
 	uint64_t request_timeout_us;
 	uint64_t syn_timeout_us;
+	uint32_t syn_retries;       /* same SYN again before the next back-end */
 	uint64_t grace_us;
 	uint64_t idle_timeout_us;
 	uint64_t answer_rto_us;

@@ -82,6 +82,7 @@ struct fe_flow {
 	uint8_t cluster;
 	uint8_t first_pick;         /* position in the cluster of the first try */
 	uint8_t tries;              /* back-ends tried for the pending SYN */
+	uint8_t syns;               /* SYNs sent to the current back-end */
 	uint8_t offload;            /* the current rule lets the switch carry the flow */
 	uint8_t installed;          /* an ADD is on the channel, no DEL since */
 	uint8_t cli_fin;

@@ -24,7 +24,7 @@
 	X(from_client) X(from_backend) X(not_ours) X(own)                        \
 	X(malformed) X(bad_checksum) X(fragment) X(multi_segment)                \
 	X(to_backend) X(to_client) X(held) X(released) X(split)                  \
-	X(syn_sent) X(ack_sent) X(rst_sent) X(answer_sent) X(fin_sent)           \
+	X(syn_sent) X(syn_retransmit) X(ack_sent) X(rst_sent) X(answer_sent) X(fin_sent)           \
 	X(no_flow) X(out_of_order) X(duplicate) X(hold_full) X(stale_backend)    \
 	X(unexpected) X(retransmit_fwd)
 

@@ -272,14 +272,35 @@ static uint8_t syn_options(uint32_t cookie, uint8_t *opt)
 
 static void answer(struct fe_lcore *lc, struct fe_flow *f, int status);
 
-/* Send the SYN for the current request to the next back-end to try. */
-static void backend_open(struct fe_lcore *lc, struct fe_flow *f)
+/* The SYN to the current back-end; a retransmission is the same SYN, which
+ * the agent recognises by its (seq, ack field) pair. */
+static void backend_syn(struct fe_lcore *lc, struct fe_flow *f)
 {
-	const struct fe_cluster_cfg *c = &lc->cfg->clusters[f->cluster];
 	uint32_t ws = mg_cookie_wscale(f->s_isn);
 	uint32_t win = f->cli_win;
 	uint8_t opt[12], optlen;
-	struct fe_tuple t;
+	struct fe_tuple t = to_backend(lc, f);
+
+	/* A SYN's window is never scaled: give the client's real window. */
+	if (ws != MG_COOKIE_NO_WSCALE)
+		win <<= ws;
+	if (win > 65535)
+		win = 65535;
+	optlen = syn_options(f->s_isn, opt);
+	if (send_segment(lc, &t, f->req_seq - 1, f->syn_ack, F_SYN, (uint16_t)win, opt, optlen,
+			 NULL, 0) == 0) {
+		if (f->syns++)
+			lc->stats.pkt.syn_retransmit++;
+		else
+			lc->stats.pkt.syn_sent++;
+	}
+	fe_timer_arm(&lc->ft, f, FE_TIMER_SYN, lc->now_us);
+}
+
+/* Open a connection for the current request to the next back-end to try. */
+static void backend_open(struct fe_lcore *lc, struct fe_flow *f)
+{
+	const struct fe_cluster_cfg *c = &lc->cfg->clusters[f->cluster];
 
 	if (f->tries == 0)
 		f->first_pick = (uint8_t)fe_lb_first(&lc->lb, f->cluster, f->key.client_ip_be,
@@ -287,23 +308,13 @@ static void backend_open(struct fe_lcore *lc, struct fe_flow *f)
 	f->backend = (uint8_t)c->backends[(f->first_pick + f->tries) % c->n_backends];
 	f->has_backend = 1;
 	f->be_fin = 0;
+	f->syns = 0;
 	fe_lb_attach(&lc->lb, f->backend);
-
 	/* Everything below cli_ack reached the client; the new back-end's first
 	 * byte must be cli_ack, so its ISN (after the agent) is cli_ack - 1. */
 	f->syn_ack = f->cli_ack - 1;
-	/* A SYN's window is never scaled: give the client's real window. */
-	if (ws != MG_COOKIE_NO_WSCALE)
-		win <<= ws;
-	if (win > 65535)
-		win = 65535;
-	optlen = syn_options(f->s_isn, opt);
-	t = to_backend(lc, f);
-	if (send_segment(lc, &t, f->req_seq - 1, f->syn_ack, F_SYN, (uint16_t)win, opt, optlen,
-			 NULL, 0) == 0)
-		lc->stats.pkt.syn_sent++;
 	fe_flow_set_state(&lc->ft, f, FE_FS_SYN_SENT);
-	fe_timer_arm(&lc->ft, f, FE_TIMER_SYN, lc->now_us);
+	backend_syn(lc, f);
 }
 
 /* The back-end did not take the SYN: try the cluster's next one, or 503. */
@@ -1085,6 +1096,12 @@ static void on_timer(struct fe_lcore *lc, struct fe_flow *f, enum fe_timer kind)
 		answer(lc, f, 408);
 		break;
 	case FE_TIMER_SYN:
+		/* A SYN lost on the way, or dropped by a full accept queue: try
+		 * the same back-end again before giving up on it. */
+		if (f->syns <= lc->cfg->syn_retries) {
+			backend_syn(lc, f);
+			break;
+		}
 		lc->stats.err.syn_timeout++;
 		backend_failed(lc, f);
 		break;
