@@ -16,6 +16,7 @@
 #ifdef __BPF__
 #include <linux/bpf.h>
 #else
+typedef int8_t __s8;
 /* Opaque to user space: the kernel zeroes it in every copy it hands out. */
 struct bpf_timer {
 	__u64 _opaque[2];
