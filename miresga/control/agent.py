@@ -41,7 +41,7 @@ from pathlib import Path
 
 from miresga.control import bpf
 from miresga.control.layouts import COOKIE_NO_WSCALE
-from miresga.control.netns import netns as in_netns
+from miresga.control.netns import netns_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OBJECT_DEFAULT = REPO_ROOT / "build" / "bpf" / "agent.bpf.o"
@@ -439,16 +439,16 @@ def default_pin_dir(netns: str | None, iface: str) -> str:
 
 
 def _tc(netns: str | None, *args: str) -> subprocess.CompletedProcess:
-    cmd = (["ip", "netns", "exec", netns] if netns else []) + ["tc", *args]
+    # nsenter --net, not `ip netns exec`: no private mount namespace needed.
+    cmd = (["nsenter", f"--net={netns_path(netns)}", "--"] if netns else []) + ["tc", *args]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def _remove_clsact_if_empty(netns: str | None, iface: str) -> None:
     """tc_attach created clsact if it was missing; drop it once it holds no
     filter of anyone's, so detach leaves the interface as it found it."""
-    if netns and not os.path.exists(os.path.join("/run/netns", netns)) \
-            and not netns.startswith("/"):
-        return
+    if netns and not os.path.exists(netns_path(netns)):
+        return  # the namespace is gone, and its qdiscs with it
     qd = _tc(netns, "-j", "qdisc", "show", "dev", iface)
     if qd.returncode != 0 or '"clsact"' not in qd.stdout:
         return
