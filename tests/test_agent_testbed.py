@@ -17,6 +17,7 @@ import json
 import random
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 OBJECT_SIZE = 10 * 1024 * 1024
 CLIENT_WSCALE = 7
 CLIENT_WINDOW = 2048        # << 7 = 256 KiB
+ROOT = Path(__file__).resolve().parents[1]
 M32 = 0xFFFFFFFF
 
 
@@ -340,3 +342,30 @@ def test_detach_keeps_other_filters(tb):
         agent.detach()
         be.run("tc qdisc del dev eth0 clsact", check=False)
     assert not pin_dir.exists()
+
+
+def test_plain_traffic_passes_untouched(tb, nginx):
+    """With the agent attached, an ordinary client (a real Linux stack, curl) fetching
+    from the back-end directly is not Miresga's: every byte arrives, no entry is made,
+    nothing is rewritten.  The agent is driven here from outside the namespace with the
+    CLI's --netns, as a control plane on the same machine would."""
+    be, cl = tb.host("backend1"), tb.host("client")
+    pin_dir = tb.bpf_dir / "agent-plain"
+    agent_cli = [sys.executable, "-m", "miresga.control.agent"]
+    where = ["--netns", be.netns, "--iface", "eth0", "--pin-dir", str(pin_dir)]
+    subprocess.run(agent_cli + ["attach", *where], check=True, capture_output=True, cwd=ROOT)
+    try:
+        r = cl.run(f"curl -sS --max-time 30 http://{be.address}/10MB.bin | sha256sum")
+        assert r.stdout.split()[0] == nginx
+        out = subprocess.run(agent_cli + ["stats", "--json", *where], check=True,
+                             capture_output=True, text=True, cwd=ROOT).stdout
+        cnt = json.loads(out)["counters"]
+        assert cnt["syn_plain"] == 1
+        assert cnt["miss_in"] > 0 and cnt["miss_out"] > 0
+        for k in ("conn_new", "conn_reuse", "synack", "rewrite_in", "rewrite_out",
+                  "sack_rewrite", "window_fix", "bad_options", "truncated"):
+            assert cnt[k] == 0, k
+        assert json.loads(out)["entries"] == 0
+    finally:
+        subprocess.run(agent_cli + ["detach", *where], check=True, capture_output=True, cwd=ROOT)
+    assert not pin_dir.exists() and "clsact" not in tc_state(be)["qdisc"]

@@ -380,15 +380,12 @@ class Agent:
             for name in os.listdir(self.pin_dir):
                 os.unlink(os.path.join(self.pin_dir, name))
             os.rmdir(self.pin_dir)
-            # Tidy the default hierarchy, never anything that still holds pins.
-            parent = os.path.dirname(self.pin_dir)
-            while parent.startswith(PIN_ROOT_DEFAULT.rsplit("/", 1)[0] + "/") or \
-                    parent == PIN_ROOT_DEFAULT:
+            # The default root is the agent's own; leave it only if others use it.
+            if os.path.dirname(self.pin_dir) == PIN_ROOT_DEFAULT:
                 try:
-                    os.rmdir(parent)
+                    os.rmdir(PIN_ROOT_DEFAULT)
                 except OSError:
-                    break
-                parent = os.path.dirname(parent)
+                    pass
         return found
 
     def attached(self) -> dict[str, int | None]:
