@@ -591,9 +591,13 @@ def test_egress_before_synack_is_untouched(agent):
     """A back-end RST answering the fused SYN (no listener) has no back-end seq to
     translate: it passes untouched and the entry starts its grace period."""
     run(agent, IN, bytes(to_backend("S", C, S, syn_options(7))))
-    play(agent, [Step("RST,ACK to the fused SYN", OUT, from_backend("RA", 0, C + 1, window=0))])
+    play(agent, [Step("RST,ACK to the fused SYN", OUT, from_backend("RA", 0, C + 1, window=0)),
+                 Step("a late ACK from the front-end: d unknown, untouched", IN,
+                      to_backend("A", C + 1, S + 1))])
     c = agent.counters()
-    assert (c["not_established"], c["close_rst"]) == (1, 1)
+    assert (c["not_established"], c["close_rst"], c["rewrite_in"]) == (2, 1, 0)
+    e = entry(agent)
+    assert e.state == "syn_seen" and e.closing_for_s is not None
 
 
 def test_checksum_helper_detects_corruption():

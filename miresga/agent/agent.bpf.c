@@ -273,7 +273,10 @@ static __always_inline void note_close(struct mg_agent_conn *conn,
 	if (conn->close_ns || !((conn->flags & MG_AGENT_RST) || both_fins))
 		return;
 	conn->close_ns = now;
-	conn->state = MG_AGENT_CLOSING;
+	/* An entry whose SYN-ACK never came stays SYN_SEEN: d is unknown, and
+	 * nothing may be translated with it during the grace period either. */
+	if (conn->state == MG_AGENT_ESTABLISHED)
+		conn->state = MG_AGENT_CLOSING;
 	count(conn->flags & MG_AGENT_RST ? MG_AG_CLOSE_RST : MG_AG_CLOSE_FIN);
 	bpf_timer_start(&conn->timer, cfg->close_grace_ns, 0);
 }
@@ -511,7 +514,7 @@ static __always_inline int egress_synack(struct __sk_buff *skb, const struct mg_
 	conn->backend_isn = b;
 	conn->delta = b - conn->switch_isn;
 	if (conn->state == MG_AGENT_SYN_SEEN)
-		conn->state = MG_AGENT_ESTABLISHED;
+		conn->state = conn->close_ns ? MG_AGENT_CLOSING : MG_AGENT_ESTABLISHED;
 	conn->last_seen_ns = bpf_ktime_get_ns();
 	conn->backend_wscale = MG_COOKIE_NO_WSCALE;
 	conn->egress_shift = 0;

@@ -43,7 +43,7 @@ struct mg_agent_key {
 enum mg_agent_state {
 	MG_AGENT_SYN_SEEN = 1,   /* fused SYN stored, back-end's SYN-ACK not seen yet */
 	MG_AGENT_ESTABLISHED,    /* offset known: rewriting both directions */
-	MG_AGENT_CLOSING,        /* RST or both FINs seen: still rewriting until grace ends */
+	MG_AGENT_CLOSING,        /* established, then RST or both FINs: rewriting until grace ends */
 };
 
 /* mg_agent_conn.flags */
