@@ -8,6 +8,9 @@ packages=(
   clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev linux-libc-dev
   # DPDK front-end
   dpdk dpdk-dev libdpdk-dev pkg-config build-essential
+  # its port on the emulated testbed (a dependency of libdpdk-dev today; named
+  # because the front-end cannot start without it)
+  librte-net-af-packet23
   # systems under test and load generation
   wrk nginx-light haproxy curl
   # testbed plumbing and the SSH transport
