@@ -10,6 +10,8 @@ packages=(
   dpdk dpdk-dev libdpdk-dev pkg-config build-essential
   # systems under test and load generation
   wrk nginx-light haproxy curl
+  # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
+  luajit
   # testbed plumbing and the SSH transport
   iproute2 iputils-ping ethtool openssh-server openssh-client netcat-openbsd procps psmisc
   # python venv

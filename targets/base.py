@@ -108,6 +108,11 @@ class Target(ABC):
         """Hosts whose CPU is the load balancer's cost (the front-end role)."""
         return list(self.testbed.frontends)
 
+    @property
+    def integrity_rounds(self) -> int:
+        """How often the verifier fetches each object: enough to reach every back-end."""
+        return max(1, len(self.service.backends))
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "layer7": self.layer7, "params": dict(self.params)}
 
