@@ -22,6 +22,7 @@ it for the same duration.  CPU per role is the delta over the measured run.
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import time
 import traceback
@@ -137,6 +138,7 @@ class Campaign:
                    "ok": 0, "failed": 0, "interrupted": False, "dir": str(self.dir)}
         self.console.print(f"campaign [bold]{self.exp.name}[/]: {len(self.points)} points, "
                            f"{summary['skipped']} already done, {len(todo)} to run -> {self.dir}")
+        self._point_latest()
         if todo:
             try:
                 self._run_points(todo, summary)
@@ -150,6 +152,18 @@ class Campaign:
         self.console.print(f"done: {summary['ok']} ok, {summary['failed']} failed, "
                            f"{summary['skipped']} skipped" + (f"; tidy table {tidy}" if tidy else ""))
         return summary
+
+    def _point_latest(self) -> None:
+        """results/latest -> this campaign, so `python -m bench plots` finds it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        link = self.dir.parent / "latest"
+        tmp = self.dir.parent / f".latest.tmp{os.getpid()}"
+        try:
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.dir.name)
+            tmp.replace(link)
+        except OSError:
+            pass
 
     def _run_points(self, todo: list, summary: dict) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
