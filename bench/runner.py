@@ -84,7 +84,7 @@ def probe_size(objects) -> str:
 
 class Campaign:
     def __init__(self, exp, results_root: Path, force: bool = False, topology: str | None = None,
-                 prefix: str | None = None, console=None):
+                 prefix: str | None = None, console=None, wrk_binary: str = "wrk"):
         from bench.experiment import topology_path
         from bench.topology import DEFAULT_TOPOLOGY
 
@@ -99,6 +99,7 @@ class Campaign:
             console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.console = console
         self.metadata: dict = {}
+        self.wrk_binary = wrk_binary  # tests substitute a wrk that fails
 
     # ----------------------------------------------------------- points
     def path(self, point) -> Path:
@@ -129,11 +130,15 @@ class Campaign:
         return (doc is not None and doc.get("status") == "ok"
                 and doc.get("parameters") == self.parameters(point))
 
+    def todo(self) -> list:
+        """The points this invocation runs: all with --force, else those not done."""
+        return list(self.points) if self.force else [p for p in self.points if not self.is_done(p)]
+
     # -------------------------------------------------------------- run
     def run(self) -> dict:
         from bench.results import write_tidy
 
-        todo = self.points if self.force else [p for p in self.points if not self.is_done(p)]
+        todo = self.todo()
         summary = {"points": len(self.points), "skipped": len(self.points) - len(todo),
                    "ok": 0, "failed": 0, "interrupted": False, "dir": str(self.dir)}
         self.console.print(f"campaign [bold]{self.exp.name}[/]: {len(self.points)} points, "
@@ -202,6 +207,7 @@ class Campaign:
                 service = default_service([h.name for h in tb.backends], vip=str(tb.vip),
                                           port=tb.vip_port)
                 ctx = _Context(tb, backends, store, sampler, service)
+                ctx.wrk_binary = self.wrk_binary
                 for key, points in groups.items():
                     self._run_target(ctx, points, progress, task, summary)
             finally:

@@ -57,18 +57,19 @@ class Direct(Target):
 
     def stats(self) -> dict:
         """Packets and bytes the switch forwarded toward and from the back-end."""
-        sw = self.testbed.switch
+        # ip, not /sys/class/net: sysfs shows the namespace it was mounted in.
+        import json
+
         port = self.backend.switch_port
-        r = sw.run(f"cat /sys/class/net/{port}/statistics/tx_packets "
-                   f"/sys/class/net/{port}/statistics/tx_bytes "
-                   f"/sys/class/net/{port}/statistics/rx_packets "
-                   f"/sys/class/net/{port}/statistics/rx_bytes", check=False)
-        vals = r.stdout.split()
-        if not r.ok or len(vals) != 4:
+        r = self.testbed.switch.run(f"ip -s -j link show dev {port}", check=False)
+        try:
+            st = json.loads(r.stdout)[0]["stats64"]
+        except (ValueError, LookupError, TypeError):
             return {}
-        keys = ("to_backend_packets", "to_backend_bytes", "from_backend_packets",
-                "from_backend_bytes")
-        return {"switch_port": port, **{k: int(v) for k, v in zip(keys, vals)}}
+        return {"switch_port": port,
+                "to_backend_packets": st["tx"]["packets"], "to_backend_bytes": st["tx"]["bytes"],
+                "from_backend_packets": st["rx"]["packets"],
+                "from_backend_bytes": st["rx"]["bytes"]}
 
     def frontend_hosts(self) -> list:
         return []  # no load balancer: no front-end cost
