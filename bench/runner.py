@@ -78,6 +78,19 @@ def point_seed(campaign_seed: int, point_id: str) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
+def open_testbed(topology_file: Path, prefix: str):
+    """The testbed a campaign runs on, as a context manager that takes it down.
+
+    Emulated (network namespaces) from a topology file; a remote testbed from
+    an inventory plugs in here, and everything after this line only uses the
+    testbed's hosts through the host interface.
+    """
+    from bench.testbed import EmulatedTestbed
+    from bench.topology import load_topology
+
+    return EmulatedTestbed(load_topology(topology_file), prefix=prefix)
+
+
 def probe_size(objects) -> str:
     return "1KB" if "1KB" in objects.sizes else min(objects.sizes, key=objects.size_bytes)
 
@@ -177,13 +190,10 @@ class Campaign:
         from bench import metadata
         from bench.backends import BackendServers, ObjectStore
         from bench.cpu import CpuSampler
-        from bench.testbed import EmulatedTestbed
-        from bench.topology import load_topology
         from miresga.control.service import default_service
 
         import secrets
 
-        topo = load_topology(self.topology_file)
         prefix = self.prefix or ("wl" + secrets.token_hex(3))
         groups: dict[str, list] = {}
         for p in todo:
@@ -192,7 +202,7 @@ class Campaign:
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                             console=self.console, transient=False)
-        with progress, EmulatedTestbed(topo, prefix=prefix) as tb:
+        with progress, open_testbed(self.topology_file, prefix) as tb:
             task = progress.add_task("starting the testbed and back-ends", total=len(todo))
             store = ObjectStore(self.exp.workloads.objects)
             backends = BackendServers(tb, store)
