@@ -235,7 +235,7 @@ class Campaign:
             target = make_target(spec.name, ctx.tb, ctx.service, spec.params)
             target.deploy()
             target.start()
-            target.wait_healthy(30)
+            target.wait_healthy(target.health_timeout_s)
             progress.update(task, description=f"{spec.key}: verifying every object")
             rep = verify(ctx.tb.clients[0], target.endpoint.url, ctx.store.manifest(),
                          rounds=target.integrity_rounds)

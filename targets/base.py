@@ -53,6 +53,8 @@ class Target(ABC):
     layer7: bool = True
     #: parameters the target accepts, with defaults (validated by the runner)
     defaults: dict[str, Any] = {}
+    #: how long the runner waits for the target to become healthy after start()
+    health_timeout_s: float = 30.0
 
     def __init__(self, testbed, service, params: dict[str, Any] | None = None):
         self.testbed = testbed

@@ -181,3 +181,49 @@ def test_ctrl_c_keeps_finished_points_and_leaves_no_namespaces(tmp_path):
     if left:
         teardown(prefix)
     assert left == []
+
+
+def test_a_target_that_never_becomes_healthy_fails_its_points_and_the_next_target_runs(tmp_path):
+    """Unhealthy target: its points are failed results with its logs; the next target is measured."""
+    from targets.base import _REGISTRY, Endpoint, Target, register
+
+    @register
+    class NeverHealthy(Target):
+        name = "test-never-healthy"
+        health_timeout_s = 1.0
+
+        @property
+        def endpoint(self):
+            return Endpoint("10.10.2.2", 80)
+
+        def deploy(self):
+            pass
+
+        def start(self):
+            pass
+
+        def healthy(self):
+            return False
+
+        def stop(self):
+            pass
+
+        def logs(self):
+            return {"never-healthy": "listening on nothing, on purpose"}
+
+    try:
+        p = experiment(tmp_path, '["1KB"]')
+        p.write_text(p.read_text().replace('name = "direct"',
+                                           'name = "test-never-healthy"\n\n[[target]]\nname = "direct"'))
+        exp = load_experiment(p)
+        results = tmp_path / "results"
+        s = Campaign(exp, results, prefix=unique_prefix("wl"), console=quiet()).run()
+        assert (s["ok"], s["failed"]) == (1, 1)
+        bad = read_result(results / "t" / "test-never-healthy" / "1KB" / "keep-alive-c4-t1" /
+                          "rep1.json")
+        assert bad["status"] == "failed" and "not healthy within 1s" in bad["error"]
+        assert bad["logs"]["never-healthy"] == "listening on nothing, on purpose"
+        good = read_result(results / "t" / "direct" / "1KB" / "keep-alive-c4-t1" / "rep1.json")
+        assert good["status"] == "ok"
+    finally:
+        _REGISTRY.pop("test-never-healthy", None)
