@@ -7,6 +7,8 @@ CC ?= gcc
 VENV ?= .venv
 PROFILE ?= default
 EXPERIMENT ?= experiments/$(PROFILE).toml
+# Results directory `make plots` draws from; empty = the last campaign run.
+RESULTS ?=
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -81,12 +83,15 @@ host-%: $$(ROLE_PARTS_$$*)
 test: build
 	$(Q)$(PY) -m pytest $(PYTEST_ARGS)
 
+# The campaign ends with its figures even if some points failed (exit 1:
+# they are recorded and reported, and the exit code still says so); a bad
+# experiment file (exit 2) or an interrupted run draws nothing.
 bench: build
-	$(Q)$(PY) -m bench run $(EXPERIMENT)
-	$(Q)$(PY) -m bench plots
+	$(Q)$(PY) -m bench run $(EXPERIMENT); rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
+	  $(PY) -m bench plots && exit $$rc
 
 plots: setup
-	$(Q)$(PY) -m bench plots
+	$(Q)$(PY) -m bench plots $(RESULTS)
 
 clean:
 	rm -rf $(BUILD)

@@ -13,6 +13,8 @@ packages=(
   librte-net-af-packet23
   # systems under test and load generation
   wrk nginx-light haproxy curl
+  # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
+  luajit
   # testbed plumbing and the SSH transport
   iproute2 iputils-ping ethtool openssh-server openssh-client netcat-openbsd procps psmisc
   # python venv
