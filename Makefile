@@ -7,6 +7,8 @@ CC ?= gcc
 VENV ?= .venv
 PROFILE ?= default
 EXPERIMENT ?= experiments/$(PROFILE).toml
+# Results directory `make plots` draws from; empty = the last campaign run.
+RESULTS ?=
 PYTEST_ARGS ?=
 
 PY := $(VENV)/bin/python
@@ -45,6 +47,15 @@ HOST_CFLAGS := -O2 -g -Wall -Wextra -Werror -I miresga/include
 # eBPF objects: build/bpf/NAME.bpf.o from the NAME.bpf.c found on vpath.
 vpath %.bpf.c miresga/switch miresga/agent targets/l4switch
 BPF_HEADERS := $(wildcard miresga/include/*.h miresga/switch/*.h miresga/agent/*.h targets/l4switch/*.h)
+# The C parts each role of a real testbed builds on its own host (no venv
+# there: host-side tools use the Python standard library only).  Component
+# fragments append to these.
+ROLE_PARTS_client :=
+ROLE_PARTS_switch :=
+ROLE_PARTS_frontend :=
+ROLE_PARTS_backend :=
+ROLE_PARTS_extra :=
+
 $(BUILD)/bpf/%.bpf.o: %.bpf.c $(BPF_HEADERS)
 	@echo "  BPF     $@"
 	$(Q)mkdir -p $(@D)
@@ -64,16 +75,23 @@ BUILD_OUTPUTS += $(BUILD)/layout-probe
 
 build: setup $(BUILD_OUTPUTS)
 
+.SECONDEXPANSION:
+host-%: $$(ROLE_PARTS_$$*)
+	@echo "  built the $* parts"
+
 # ------------------------------------------------------------ test/bench
 test: build
 	$(Q)$(PY) -m pytest $(PYTEST_ARGS)
 
+# The campaign ends with its figures even if some points failed (exit 1:
+# they are recorded and reported, and the exit code still says so); a bad
+# experiment file (exit 2) or an interrupted run draws nothing.
 bench: build
-	$(Q)$(PY) -m bench run $(EXPERIMENT)
-	$(Q)$(PY) -m bench plots
+	$(Q)$(PY) -m bench run $(EXPERIMENT); rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
+	  $(PY) -m bench plots && exit $$rc
 
 plots: setup
-	$(Q)$(PY) -m bench plots
+	$(Q)$(PY) -m bench plots $(RESULTS)
 
 clean:
 	rm -rf $(BUILD)

@@ -8,8 +8,13 @@ packages=(
   clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev linux-libc-dev
   # DPDK front-end
   dpdk dpdk-dev libdpdk-dev pkg-config build-essential
+  # its port on the emulated testbed (a dependency of libdpdk-dev today; named
+  # because the front-end cannot start without it)
+  librte-net-af-packet23
   # systems under test and load generation
   wrk nginx-light haproxy curl
+  # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
+  luajit
   # testbed plumbing and the SSH transport
   iproute2 iputils-ping ethtool openssh-server openssh-client netcat-openbsd procps psmisc
   # python venv

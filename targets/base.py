@@ -53,6 +53,8 @@ class Target(ABC):
     layer7: bool = True
     #: parameters the target accepts, with defaults (validated by the runner)
     defaults: dict[str, Any] = {}
+    #: how long the runner waits for the target to become healthy after start()
+    health_timeout_s: float = 30.0
 
     def __init__(self, testbed, service, params: dict[str, Any] | None = None):
         self.testbed = testbed
@@ -107,6 +109,11 @@ class Target(ABC):
     def frontend_hosts(self) -> list:
         """Hosts whose CPU is the load balancer's cost (the front-end role)."""
         return list(self.testbed.frontends)
+
+    @property
+    def integrity_rounds(self) -> int:
+        """How often the verifier fetches each object: enough to reach every back-end."""
+        return max(1, len(self.service.backends))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "layer7": self.layer7, "params": dict(self.params)}

@@ -1,0 +1,134 @@
+"""Result files and the tidy table.  The format is documented in docs/results-format.md.
+
+One JSON file per run point, results/<campaign>/<target>/<workload>/<slug>/rep<k>.json,
+written atomically, holding every parameter, the metrics, the raw tool
+output and the campaign's metadata.  `tidy()` gathers any set of them into
+one pandas DataFrame with one row per run point and one column per parameter
+and metric, so `seaborn` can plot it with `hue="target"` as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+FORMAT = "miresga-bench-result"
+FORMAT_VERSION = 1
+TIDY_NAME = "tidy.csv"
+
+# Tidy columns, in order: parameters first, then outcome, then metrics.
+PARAM_COLUMNS = ["campaign", "point_id", "target", "target_name", "repetition", "workload",
+                 "workload_label", "workload_kind", "size_bytes", "size_label", "mix",
+                 "mean_size_bytes", "conn_mode", "connections", "threads", "duration_s",
+                 "warmup_s", "timeout_s", "probe_size", "probe_connections", "probe_interval_ms",
+                 "seed"]
+
+
+def write_result(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_result(path: Path) -> dict | None:
+    """A result document, or None if the file is not a (complete) result of this format."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        return None
+    if doc.get("format_version") != FORMAT_VERSION:
+        return None
+    return doc
+
+
+def result_files(root: Path) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))
+
+
+def _get(d: dict | None, *keys, default=None):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
+def _latency(prefix: str, lat: dict | None) -> dict:
+    pct = _get(lat, "percentiles") or {}
+    return {f"{prefix}p50_us": pct.get("50"), f"{prefix}p90_us": pct.get("90"),
+            f"{prefix}p99_us": pct.get("99"), f"{prefix}p999_us": pct.get("99.9"),
+            f"{prefix}mean_us": _get(lat, "mean"), f"{prefix}max_us": _get(lat, "max")}
+
+
+def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
+    p = doc.get("parameters", {})
+    m = doc.get("metrics") or {}
+    row: dict[str, Any] = {c: p.get(c) for c in PARAM_COLUMNS}
+    row["campaign"] = doc.get("campaign")
+    row["point_id"] = doc.get("point_id")
+    row["mix"] = json.dumps(p.get("mix"), sort_keys=True) if p.get("mix") else None
+    row["status"] = doc.get("status")
+    row["error"] = doc.get("error")
+    row["integrity_passed"] = _get(doc, "integrity", "passed")
+    load = m.get("load") or {}
+    row.update({
+        "requests": load.get("requests"), "requests_per_s": load.get("requests_per_s"),
+        "bytes_per_s": load.get("bytes_per_s"),
+        "goodput_bytes_per_s": load.get("goodput_bytes_per_s"),
+        "goodput_gbps": (load["goodput_bytes_per_s"] * 8 / 1e9
+                         if load.get("goodput_bytes_per_s") is not None else None),
+    })
+    row.update(_latency("lat_", load.get("latency_us")))
+    errors = load.get("errors") or {}
+    for k in ("connect", "read", "write", "timeout", "status"):
+        row[f"err_{k}"] = errors.get(k)
+    probe = m.get("probe") or {}
+    row["probe_requests"] = probe.get("requests")
+    row.update(_latency("probe_lat_", probe.get("latency_us")))
+    row["probe_errors"] = sum((probe.get("errors") or {}).values()) if probe else None
+    cpu = m.get("cpu") or {}
+    for role in ("client", "switch", "frontend", "backend"):
+        row[f"cpu_{role}_s"] = _get(cpu, "per_role_s", role)
+    row["cpu_softirq_s"] = cpu.get("softirq_s")
+    row["cpu_system_s"] = cpu.get("system_s")
+    row["cpu_window_s"] = cpu.get("window_s")
+    row["git_revision"] = _get(doc, "metadata", "git", "revision")
+    row["git_dirty"] = _get(doc, "metadata", "git", "dirty")
+    row["started_at"] = doc.get("started_at")
+    row["result_file"] = str(path) if path is not None else None
+    return row
+
+
+def tidy(paths: Iterable[Path] | Path):
+    """One row per result file (pandas DataFrame); unreadable files are skipped."""
+    import pandas as pd
+
+    if isinstance(paths, (str, Path)):
+        paths = result_files(Path(paths))
+    rows = []
+    for path in paths:
+        doc = read_result(path)
+        if doc is not None:
+            rows.append(tidy_row(doc, path))
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["campaign", "point_id"], kind="stable").reset_index(drop=True)
+    return df
+
+
+def write_tidy(root: Path) -> Path | None:
+    """results/<campaign>/tidy.csv from the result files under it."""
+    df = tidy(root)
+    if df.empty:
+        return None
+    out = Path(root) / TIDY_NAME
+    df.to_csv(out, index=False)
+    return out

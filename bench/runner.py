@@ -1,0 +1,445 @@
+"""`python -m bench run EXPERIMENT`: run a campaign, one result file per run point.
+
+    python -m bench run experiments/quick.toml [--force] [--results DIR]
+                        [--topology FILE] [--prefix P]
+
+The campaign is validated completely before the testbed starts.  Then:
+the testbed comes up, nginx starts on every back-end (once, shared by all
+targets), and for each target in turn: deploy, start, wait healthy, verify
+integrity (every object, sha256), then measure each of its points; stop.
+Points whose result file already holds a successful run with the same
+parameters are skipped (resume) unless --force.  A point that fails (wrk
+fails or prints nothing, the target is unhealthy) is written as a failed
+result with the output and logs, and the campaign goes on; failed points are
+run again by the next invocation.  Ctrl-C (or SIGTERM) stops at once, keeps
+every finished point and takes the testbed down.
+
+Each point: a warm-up run of wrk (its numbers are kept in the raw section,
+not measured), then the measured run; under a mix the 1 KB probe runs beside
+it for the same duration.  CPU per role is the delta over the measured run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from bench.cli import command
+from bench.errors import BenchError
+
+RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
+
+
+@command("run")
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", help="run an experiment: targets x workloads x parameters")
+    p.add_argument("experiment", help="experiment file (experiments/NAME.toml, or NAME)")
+    p.add_argument("--force", action="store_true", help="re-run points that are already done")
+    p.add_argument("--results", default=str(RESULTS_ROOT),
+                   help="results root; the campaign writes to ROOT/<campaign>/ (default results)")
+    p.add_argument("--topology", "-t", default=None,
+                   help="topology file (default: the experiment's, else testbeds/emulated.toml)")
+    p.add_argument("--prefix", "-p", default=None,
+                   help="testbed namespace prefix (default: wl + random, so runs never collide)")
+    p.add_argument("--dry-run", action="store_true", help="validate and list the points only")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from bench.experiment import load_experiment
+
+    exp = load_experiment(args.experiment)
+    campaign = Campaign(exp, Path(args.results), force=args.force, topology=args.topology,
+                        prefix=args.prefix)
+    if args.dry_run:
+        for p in campaign.points:
+            print(("done  " if campaign.is_done(p) else "todo  ") + p.id)
+        return 0
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        summary = campaign.run()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return 0 if summary["failed"] == 0 else 1
+
+
+def point_seed(campaign_seed: int, point_id: str) -> int:
+    """The wrk sampler's seed: a function of the point, not of its position in the list."""
+    h = hashlib.sha256(f"{campaign_seed}:{point_id}".encode()).digest()
+    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
+
+
+def open_testbed(topology_file: Path, prefix: str):
+    """The testbed a campaign runs on, as a context manager that takes it down.
+
+    Emulated (network namespaces) from a topology file; a remote testbed from
+    an inventory plugs in here, and everything after this line only uses the
+    testbed's hosts through the host interface.
+    """
+    from bench.testbed import EmulatedTestbed
+    from bench.topology import load_topology
+
+    return EmulatedTestbed(load_topology(topology_file), prefix=prefix)
+
+
+def probe_size(objects) -> str:
+    return "1KB" if "1KB" in objects.sizes else min(objects.sizes, key=objects.size_bytes)
+
+
+class Campaign:
+    def __init__(self, exp, results_root: Path, force: bool = False, topology: str | None = None,
+                 prefix: str | None = None, console=None, wrk_binary: str = "wrk"):
+        from bench.experiment import topology_path
+        from bench.topology import DEFAULT_TOPOLOGY
+
+        self.exp = exp
+        self.dir = Path(results_root) / exp.name
+        self.force = force
+        self.topology_file = Path(topology) if topology else (topology_path(exp) or DEFAULT_TOPOLOGY)
+        self.prefix = prefix
+        self.points = exp.points()
+        if console is None:
+            from rich.console import Console
+            console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = console
+        self.metadata: dict = {}
+        self.wrk_binary = wrk_binary  # tests substitute a wrk that fails
+
+    # ----------------------------------------------------------- points
+    def path(self, point) -> Path:
+        return self.dir / point.relpath
+
+    def parameters(self, point) -> dict[str, Any]:
+        wl = self.exp.workloads.get(point.workload)
+        return {
+            "campaign": self.exp.name, "point_id": point.id,
+            "target": point.target.key, "target_name": point.target.name,
+            "target_params": dict(point.target.params),
+            "repetition": point.repetition,
+            "workload": wl.name, "workload_label": wl.display, "workload_kind": wl.kind,
+            "size_bytes": wl.size_bytes, "size_label": wl.classes()[0][0] if wl.kind == "fixed" else None,
+            "mix": wl.mix_percent() if wl.kind == "mix" else None,
+            "mean_size_bytes": wl.mean_size(),
+            # The latency probe's object size under a mix: 1 KB as in the paper.
+            "probe_size": probe_size(self.exp.workloads.objects) if wl.kind == "mix" else None,
+            "objects": self.exp.workloads.objects.model_dump(),
+            **point.params,
+            "seed": point_seed(self.exp.spec.campaign.seed, point.id),
+        }
+
+    def is_done(self, point) -> bool:
+        from bench.results import read_result
+
+        doc = read_result(self.path(point))
+        return (doc is not None and doc.get("status") == "ok"
+                and doc.get("parameters") == self.parameters(point))
+
+    def todo(self) -> list:
+        """The points this invocation runs: all with --force, else those not done."""
+        return list(self.points) if self.force else [p for p in self.points if not self.is_done(p)]
+
+    # -------------------------------------------------------------- run
+    def run(self) -> dict:
+        from bench.results import write_tidy
+
+        todo = self.todo()
+        summary = {"points": len(self.points), "skipped": len(self.points) - len(todo),
+                   "ok": 0, "failed": 0, "interrupted": False, "dir": str(self.dir)}
+        self.console.print(f"campaign [bold]{self.exp.name}[/]: {len(self.points)} points, "
+                           f"{summary['skipped']} already done, {len(todo)} to run -> {self.dir}")
+        self._point_latest()
+        if todo:
+            try:
+                self._run_points(todo, summary)
+            except KeyboardInterrupt:
+                summary["interrupted"] = True
+                self.console.print(f"[yellow]interrupted[/]: {summary['ok'] + summary['failed']} "
+                                   f"points finished and kept; the testbed is down")
+                write_tidy(self.dir)
+                raise
+        tidy = write_tidy(self.dir)
+        self.console.print(f"done: {summary['ok']} ok, {summary['failed']} failed, "
+                           f"{summary['skipped']} skipped" + (f"; tidy table {tidy}" if tidy else ""))
+        return summary
+
+    def _point_latest(self) -> None:
+        """results/latest -> this campaign, so `python -m bench plots` finds it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        link = self.dir.parent / "latest"
+        tmp = self.dir.parent / f".latest.tmp{os.getpid()}"
+        try:
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.dir.name)
+            tmp.replace(link)
+        except OSError:
+            pass
+
+    def _run_points(self, todo: list, summary: dict) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        from bench import metadata
+        from bench.backends import BackendServers, ObjectStore
+        from bench.cpu import CpuSampler
+        from miresga.control.service import default_service
+
+        import secrets
+
+        prefix = self.prefix or ("wl" + secrets.token_hex(3))
+        groups: dict[str, list] = {}
+        for p in todo:
+            groups.setdefault(p.target.key, []).append(p)
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                            console=self.console, transient=False)
+        with progress, open_testbed(self.topology_file, prefix) as tb:
+            task = progress.add_task("starting the testbed and back-ends", total=len(todo))
+            store = ObjectStore(self.exp.workloads.objects)
+            backends = BackendServers(tb, store)
+            try:
+                backends.start()
+                self.metadata = metadata.collect(tb)
+                self.metadata["campaign"] = {"name": self.exp.name,
+                                             "experiment_file": str(self.exp.source),
+                                             "workloads_file": str(self.exp.workloads_path),
+                                             "objects_key": store.key}
+                sampler = CpuSampler(list(tb.hosts.values()))
+                service = default_service([h.name for h in tb.backends], vip=str(tb.vip),
+                                          port=tb.vip_port)
+                ctx = _Context(tb, backends, store, sampler, service)
+                ctx.wrk_binary = self.wrk_binary
+                for key, points in groups.items():
+                    self._run_target(ctx, points, progress, task, summary)
+            finally:
+                backends.stop()
+
+    def _run_target(self, ctx, points, progress, task, summary) -> None:
+        from bench.integrity import verify
+        from targets.base import make_target
+
+        spec = points[0].target
+        progress.update(task, description=f"{spec.key}: deploying")
+        target = None
+        integrity = None
+        try:
+            target = make_target(spec.name, ctx.tb, ctx.service, spec.params)
+            target.deploy()
+            target.start()
+            target.wait_healthy(target.health_timeout_s)
+            progress.update(task, description=f"{spec.key}: verifying every object")
+            rep = verify(ctx.tb.clients[0], target.endpoint.url, ctx.store.manifest(),
+                         rounds=target.integrity_rounds)
+            integrity = rep.to_dict()
+            style = "green" if rep.passed else "bold red"
+            self.console.print(f"{spec.key}: [{style}]{rep.summary()}[/]")
+        except KeyboardInterrupt:
+            if target is not None:
+                target.stop()
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure becomes failed points
+            logs = getattr(e, "logs", None) or (target.logs() if target is not None else {})
+            err = f"target {spec.key} failed to come up: {type(e).__name__}: {e}"
+            self.console.print(f"[bold red]{err}[/]")
+            for p in points:
+                self._write(p, self._failed(p, err, {}, logs, integrity, traceback.format_exc()))
+                summary["failed"] += 1
+                progress.advance(task)
+            if target is not None:
+                target.stop()
+            return
+        try:
+            for p in points:
+                progress.update(task, description=f"{p.id}")
+                doc = self._run_point(ctx, target, p, integrity)
+                self._write(p, doc)
+                if doc["status"] == "ok":
+                    summary["ok"] += 1
+                else:
+                    summary["failed"] += 1
+                self.console.print(_one_line(doc))
+                progress.advance(task)
+        finally:
+            target.stop()
+
+    # ----------------------------------------------------------- a point
+    def _write(self, point, doc: dict) -> None:
+        from bench.results import write_result
+
+        write_result(self.path(point), doc)
+
+    def _base(self, point, integrity) -> dict:
+        from bench.results import FORMAT, FORMAT_VERSION
+
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "campaign": self.exp.name,
+                "point_id": point.id, "status": None, "error": None,
+                "parameters": self.parameters(point), "integrity": integrity,
+                "metrics": None, "target": None, "raw": {}, "logs": {},
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "elapsed_s": None,
+                "metadata": self.metadata}
+
+    def _failed(self, point, error, raw, logs, integrity, trace=None) -> dict:
+        doc = self._base(point, integrity)
+        doc.update(status="failed", error=error, raw=raw, logs=logs)
+        if trace:
+            doc["logs"] = {**logs, "traceback": trace}
+        return doc
+
+    def _run_point(self, ctx, target, point, integrity) -> dict:
+        from bench.wrk import WrkJob, WrkRunner
+
+        t0 = time.monotonic()
+        doc = self._base(point, integrity)
+        doc["target"] = target.describe()
+        par = doc["parameters"]
+        wl = self.exp.workloads.get(point.workload)
+        objs = self.exp.workloads.objects
+        client = ctx.tb.clients[0]
+        runner = WrkRunner(client, binary=ctx.wrk_binary)
+        url = target.endpoint.url
+        close = par["conn_mode"] == "close"
+        classes = [{"name": label, "weight": w, "paths": objs.paths(label)}
+                   for label, w in wl.classes()]
+        common = dict(url=url, threads=par["threads"], connections=par["connections"],
+                      timeout_s=par["timeout_s"], close=close)
+
+        def fail(error: str) -> dict:
+            doc.update(status="failed", error=error,
+                       logs={**target.logs(), **{f"nginx-{k}": v for k, v in ctx.backends.logs().items()}},
+                       elapsed_s=time.monotonic() - t0)
+            return doc
+
+        try:
+            if not target.healthy():
+                try:
+                    target.wait_healthy(10)
+                except BenchError as e:
+                    return fail(f"target unhealthy before the point: {e}")
+            if par["warmup_s"] > 0:
+                warm = runner.run(WrkJob(classes=classes, duration_s=par["warmup_s"],
+                                         seed=par["seed"] + 1, role="warmup", **common))
+                doc["raw"]["warmup"] = warm.raw()
+                if not warm.ok:
+                    return fail(warm.error)
+            stats_before = target.stats()
+            cpu0 = ctx.sampler.snapshot()
+            probe = None
+            if wl.kind == "mix":
+                probe_size = par["probe_size"]
+                probe = runner.start(WrkJob(
+                    url=url, classes=[{"name": probe_size, "weight": 1,
+                                       "paths": objs.paths(probe_size)}],
+                    threads=1, connections=par["probe_connections"],
+                    duration_s=par["duration_s"], timeout_s=par["timeout_s"], close=close,
+                    delay_ms=par["probe_interval_ms"], seed=par["seed"] + 2, role="probe"))
+            try:
+                load = runner.run(WrkJob(classes=classes, duration_s=par["duration_s"],
+                                         seed=par["seed"], role="load", **common))
+            except BaseException:
+                if probe is not None:
+                    probe.abort()
+                raise
+            cpu1 = ctx.sampler.snapshot()
+            probe_out = probe.finish() if probe is not None else None
+            stats_after = target.stats()
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001
+            doc["logs"]["traceback"] = traceback.format_exc()
+            return fail(f"{type(e).__name__}: {e}")
+
+        doc["raw"]["load"] = load.raw()
+        if probe_out is not None:
+            doc["raw"]["probe"] = probe_out.raw()
+        doc["target"]["stats"] = {"before": stats_before, "after": stats_after}
+        if not load.ok:
+            return fail(load.error)
+        if probe_out is not None and not probe_out.ok:
+            return fail(probe_out.error)
+        header_bytes = ctx.header_bytes(url, close)
+        doc["metrics"] = {
+            "load": _load_metrics(load.data, header_bytes, wl, objs),
+            "probe": _probe_metrics(probe_out.data) if probe_out is not None else None,
+            "cpu": ctx.sampler.delta(cpu0, cpu1),
+            "response_header_bytes": header_bytes,
+        }
+        doc["status"] = "ok"
+        doc["elapsed_s"] = time.monotonic() - t0
+        return doc
+
+
+class _Context:
+    """What every point of a campaign shares: testbed, back-ends, objects, CPU sampler."""
+
+    wrk_binary = "wrk"
+
+    def __init__(self, tb, backends, store, sampler, service):
+        self.tb, self.backends, self.store = tb, backends, store
+        self.sampler, self.service = sampler, service
+        self._headers: dict[tuple[str, bool], int | None] = {}
+
+    def header_bytes(self, url: str, close: bool) -> int | None:
+        """Bytes of response header per response (status line to blank line) of this target."""
+        key = (url, close)
+        if key not in self._headers:
+            path = self.store.objects.paths(self.store.objects.sizes[0])[0]
+            hdr = "-H 'Connection: close' " if close else ""
+            r = self.tb.clients[0].run(f"curl -s {hdr}-D - -o /dev/null {url}{path} | wc -c",
+                                       check=False, timeout=20)
+            n = r.stdout.strip()
+            self._headers[key] = int(n) if r.ok and n.isdigit() and int(n) > 0 else None
+        return self._headers[key]
+
+
+def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
+    from workloads.model import parse_size
+
+    m = {k: data[k] for k in ("requests", "requests_per_s", "bytes", "bytes_per_s",
+                              "duration_us", "latency_us", "errors", "drawn")}
+    m["status_errors"] = data["errors"].get("status", 0)
+    # Goodput: response bodies only.  wrk counts every byte it read, headers
+    # included; subtract one header per response (measured with curl).
+    if header_bytes is not None:
+        m["goodput_bytes_per_s"] = max(0.0, data["bytes_per_s"]
+                                       - data["requests_per_s"] * header_bytes)
+    else:
+        m["goodput_bytes_per_s"] = None
+    drawn = data.get("drawn") or {}
+    total = sum(drawn.values())
+    m["drawn_share"] = {k: v / total for k, v in drawn.items()} if total else {}
+    m["drawn_mean_size_bytes"] = (sum(parse_size(k) * v for k, v in drawn.items()) / total
+                                  if total else None)
+    return m
+
+
+def _probe_metrics(data: dict) -> dict:
+    return {k: data[k] for k in ("requests", "requests_per_s", "duration_us", "latency_us",
+                                 "errors")}
+
+
+def _one_line(doc: dict) -> str:
+    if doc["status"] != "ok":
+        return f"[red]FAILED[/] {doc['point_id']}: {doc['error']}"
+    m = doc["metrics"]["load"]
+    p99 = m["latency_us"]["percentiles"]["99"] / 1000
+    line = (f"[green]ok[/] {doc['point_id']}: {m['requests_per_s']:,.0f} req/s, "
+            f"{(m['goodput_bytes_per_s'] or m['bytes_per_s']) * 8 / 1e9:.2f} Gbit/s, "
+            f"p99 {p99:.2f} ms")
+    probe = doc["metrics"].get("probe")
+    if probe:
+        line += f"; 1KB probe p99 {probe['latency_us']['percentiles']['99'] / 1000:.2f} ms"
+    if doc.get("integrity") and not doc["integrity"].get("passed"):
+        line += " [bold red](integrity FAILED)[/]"
+    return line
+
+
+__all__ = ["Campaign", "point_seed"]

@@ -1,0 +1,281 @@
+"""Launching the Miresga front-end: config rendering, start, health, stats, stop.
+
+The front-end's configuration comes from two places: the `Service` (VIP,
+clusters, rules, request limits: the same model HAProxy and nginx are
+configured from) and facts about the testbed (back-end addresses, the MAC of
+the switch port, where the switch's control plane listens).  `render_config`
+joins them into the line format miresga/frontend/fe_config.h documents.
+
+Back-end indices are positions in `service.backends` (cluster order): the
+switch's back-end table uses the same numbering, so an offload entry's index
+means the same back-end on both sides.
+
+    fe = Frontend(tb.host("frontend1"), service, facts_from_testbed(tb, "frontend1",
+                  control=("10.10.2.1", 7000)))
+    fe.start(); fe.wait_healthy(10)
+    print(fe.stats()["flows"])
+    fe.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError, ConfigError
+from miresga.control.service import Service
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+BINARY = REPO_ROOT / "build" / "miresga-frontend"
+
+#: Knobs of the front-end that the service does not set, with the C defaults.
+LIMIT_DEFAULTS: dict[str, int] = {
+    "syn_timeout_ms": 1000,
+    "syn_retries": 1,
+    "grace_ms": 2000,
+    "idle_timeout_ms": 300_000,
+    "answer_rto_ms": 200,
+    "answer_retries": 3,
+    "backend_down_ms": 2000,
+    "hold_limit_bytes": 8192 + 65536,
+    "flow_capacity": 65536,
+    "mbufs": 16383,
+    "idle_sleep_max_us": 500,
+    "offload_ring_size": 65536,
+    "verify_checksums": 1,
+}
+
+
+class FrontendError(BenchError):
+    """The front-end would not start, answer, or stop; `logs` holds its output."""
+
+    def __init__(self, message: str, logs: str = ""):
+        super().__init__(message + (f"\n--- front-end log ---\n{logs[-3000:]}" if logs else ""))
+        self.logs = logs
+
+
+@dataclass(frozen=True)
+class FrontendFacts:
+    """What the testbed knows that the service does not."""
+
+    vip: str                                 # service address (the service's own wins)
+    vip_port: int
+    backend_addresses: dict[str, str]        # back-end host name -> IPv4 address
+    nexthop_mac: str                         # MAC of the switch port facing the front-end
+    iface: str = "eth0"                      # the front-end's data-plane interface
+    control: tuple[str, int] | None = None   # offload channel of the switch control plane
+    vip_index: int = 0
+    vip_wscale: int = 7                      # what the switch advertises in its SYN-ACK
+
+
+def facts_from_testbed(testbed, frontend: str, control: tuple[str, int] | None = None,
+                       vip_wscale: int = 7) -> FrontendFacts:
+    """Facts of an emulated (or inventory) testbed for one front-end host."""
+    host = testbed.host(frontend)
+    return FrontendFacts(
+        vip=str(testbed.vip), vip_port=testbed.vip_port,
+        backend_addresses={h.name: str(h.address) for h in testbed.backends},
+        nexthop_mac=host.switch_mac, iface=host.iface, control=control, vip_wscale=vip_wscale)
+
+
+def backend_index(service: Service) -> dict[str, int]:
+    """Back-end host name -> index, as the switch's back-end table numbers them."""
+    return {name: i for i, name in enumerate(service.backends)}
+
+
+def _token(what: str, value: str) -> str:
+    # The config format splits on whitespace and treats '#' as a comment.
+    if not value or any(c.isspace() for c in value) or "#" in value:
+        raise ConfigError(f"front-end config: {what} {value!r} cannot be written "
+                          f"(empty, whitespace or '#')")
+    return value
+
+
+def render_config(service: Service, facts: FrontendFacts, stats_socket: str = "",
+                  limits: dict[str, int] | None = None) -> str:
+    """The front-end's config file for `service` on a testbed described by `facts`."""
+    limits = {**LIMIT_DEFAULTS, **(limits or {})}
+    unknown = set(limits) - set(LIMIT_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"front-end limits: unknown {', '.join(sorted(unknown))} "
+                          f"(known: {', '.join(LIMIT_DEFAULTS)})")
+    vip = str(service.vip) if service.vip is not None else facts.vip
+    index = backend_index(service)
+    if len(index) > 256:
+        raise ConfigError("front-end config: more than 256 back-ends (the index is 8 bits)")
+    lines = [
+        "# Miresga front-end, rendered by miresga/control/frontend.py; format in",
+        "# miresga/frontend/fe_config.h.",
+        f"vip {vip} {service.port}",
+        f"vip_index {facts.vip_index}",
+        f"vip_wscale {facts.vip_wscale}",
+        f"nexthop_mac {facts.nexthop_mac}",
+    ]
+    for c in service.clusters:
+        for name in c.backends:
+            try:
+                addr = facts.backend_addresses[name]
+            except KeyError:
+                raise ConfigError(f"front-end config: cluster {c.name!r} names back-end "
+                                  f"{name!r}, which the testbed does not have") from None
+            lines.append(f"backend {index[name]} {addr} {c.port}  # {name}")
+    cluster_index = {c.name: i for i, c in enumerate(service.clusters)}
+    for i, c in enumerate(service.clusters):
+        members = " ".join(str(index[b]) for b in c.backends)
+        lines.append(f"cluster {i} {_token('cluster name', c.name)} {c.policy.value} {members}")
+    for r in service.rules:
+        rule = (f"rule cluster={cluster_index[r.cluster]} offload={int(r.offload)} "
+                f"prefix={_token('path prefix', r.path_prefix)}")
+        if r.host is not None:
+            rule += f" host={_token('host', r.host.lower())}"
+        lines.append(rule)
+    if service.default_cluster is not None:
+        lines.append(f"default_cluster {cluster_index[service.default_cluster]}")
+    lines.append(f"max_header_bytes {service.max_header_bytes}")
+    lines.append(f"request_timeout_ms {max(1, round(service.request_timeout_s * 1000))}")
+    if facts.control is not None:
+        lines.append(f"control {facts.control[0]} {facts.control[1]}")
+    if stats_socket:
+        lines.append(f"stats_socket {_token('stats socket', stats_socket)}")
+    for key, value in limits.items():
+        lines.append(f"{key} {int(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def read_stats_socket(path: str, timeout: float = 2.0) -> dict:
+    """One JSON object from the front-end's stats socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return json.loads(b"".join(chunks))
+
+
+# Run on a host that does not share our filesystem (SSH): same as above.
+_STATS_SNIPPET = ("import socket,sys;s=socket.socket(socket.AF_UNIX);s.settimeout(2);"
+                  "s.connect(sys.argv[1]);d=b''\nwhile 1:\n b=s.recv(65536)\n if not b:break\n"
+                  " d+=b\nsys.stdout.write(d.decode())")
+
+
+@dataclass
+class Frontend:
+    """The front-end on one host: files, process, health, stats.
+
+    EAL options default to the emulated testbed (af_packet on the host's link,
+    no hugepages); pass `eal` to run on a real NIC, e.g.
+    ["-a", "0000:3b:00.0", "-l", "2", "--file-prefix", "fe1"].
+    """
+
+    host: object
+    service: Service
+    facts: FrontendFacts
+    limits: dict[str, int] = field(default_factory=dict)
+    binary: str = str(BINARY)
+    core: int | None = None
+    memory_mb: int = 256
+    eal: list[str] | None = None
+
+    def __post_init__(self):
+        self.file_prefix = "fe" + secrets.token_hex(4)
+        self.workdir = f"{self.host.workdir}/{self.file_prefix}"
+        self.config_path = f"{self.workdir}/frontend.conf"
+        self.stats_socket = f"{self.workdir}/stats.sock"
+        self.process = None
+
+    # ------------------------------------------------------------- config
+    def config_text(self) -> str:
+        return render_config(self.service, self.facts, self.stats_socket, self.limits)
+
+    def eal_args(self) -> list[str]:
+        if self.eal is not None:
+            return list(self.eal)
+        core = self.core
+        if core is None:
+            cpus = getattr(self.host, "cpus", "")
+            core = int(cpus.split(",")[0].split("-")[0]) if cpus else (os.cpu_count() or 1) - 1
+        return ["--no-huge", "-m", str(self.memory_mb), "--no-pci", "--no-telemetry",
+                "--file-prefix", self.file_prefix, f"--vdev=net_af_packet0,iface={self.facts.iface}",
+                "-l", str(core), "--log-level=*:warning"]
+
+    def command(self) -> str:
+        argv = [self.binary, *self.eal_args(), "--", "--config", self.config_path]
+        # exec: the front-end itself gets the stop signal and its exit code is
+        # the one reported, not that of the shell the host wraps it in.
+        return "exec " + " ".join(shlex.quote(a) for a in argv)
+
+    # --------------------------------------------------------- life cycle
+    def start(self) -> None:
+        if self.process is not None and self.process.running():
+            return
+        self.host.put_text(self.config_text(), self.config_path)
+        check = self.host.run(f"{shlex.quote(self.binary)} --check-config "
+                              f"{shlex.quote(self.config_path)}", check=False)
+        if not check.ok:
+            raise FrontendError(f"{self.host.name}: the front-end refuses its config: "
+                                f"{check.stderr.strip()}")
+        self.process = self.host.start(self.command(), name="miresga-frontend-" + self.file_prefix)
+
+    def logs(self) -> str:
+        return self.process.logs() if self.process is not None else ""
+
+    def healthy(self) -> bool:
+        try:
+            self.stats()
+            return True
+        except (OSError, ValueError, BenchError):
+            return False
+
+    def wait_healthy(self, timeout: float = 15.0) -> dict:
+        """Wait until the stats socket answers; returns the first stats."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process is None or not self.process.running():
+                raise FrontendError(f"{self.host.name}: the front-end exited before it was "
+                                    f"healthy", self.logs())
+            try:
+                return self.stats()
+            except (OSError, ValueError, BenchError):
+                pass
+            if time.monotonic() >= deadline:
+                raise FrontendError(f"{self.host.name}: no answer on {self.stats_socket} "
+                                    f"after {timeout:.0f}s", self.logs())
+            time.sleep(0.1)
+
+    def stats(self, through_host: bool = False) -> dict:
+        """The front-end's counters (see miresga/frontend/fe_stats.h for the fields)."""
+        if getattr(self.host, "netns", None) is not None and not through_host:
+            # A namespace host shares our filesystem: read the socket directly.
+            return read_stats_socket(self.stats_socket)
+        # Elsewhere (SSH) the socket is on the host: read it there.
+        r = self.host.run(f"{self.host.python} -c {shlex.quote(_STATS_SNIPPET)} "
+                          f"{shlex.quote(self.stats_socket)}", check=False, timeout=10)
+        if not r.ok:
+            raise FrontendError(f"{self.host.name}: stats socket: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Stop the front-end (it deletes its switch entries on the way out)."""
+        rc = None
+        if self.process is not None:
+            rc = self.process.stop(timeout)
+        # A killed EAL leaves its runtime directory; ours is named by our prefix.
+        self.host.run(f"rm -rf /var/run/dpdk/{self.file_prefix}", check=False)
+        return rc
+
+    def __enter__(self) -> "Frontend":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Front-end configuration: every knob in one struct, read once at start.
+ *
+ * The file is rendered by miresga/control/frontend.py from the service
+ * definition (the same one HAProxy and nginx are configured from) plus the
+ * testbed's addresses.  One directive per line, `#` starts a comment:
+ *
+ *   vip 10.10.0.100 80            service address
+ *   vip_index 0                   VIP index in the switch's VIP table
+ *   vip_wscale 7                  window scale the switch advertises
+ *   nexthop_mac 02:00:00:00:00:01 MAC of the switch port (dst of all we send)
+ *   backend 0 10.10.1.1 80        back-end index (as in the switch table), address
+ *   cluster 0 static round-robin 0 1   index, name, policy, back-end indices
+ *   rule cluster=0 offload=1 prefix=/static/ host=img.example
+ *   default_cluster 0
+ *   control 10.10.9.1 7000        offload channel (switch control plane)
+ *   stats_socket /run/fe.sock
+ *   max_header_bytes 8192   request_timeout_ms 10000   ... (see fe_config.c)
+ *
+ * Rules are tried in file order; the first whose host (if any) and path
+ * prefix match wins, as in miresga/control/service.py's Service.route().
+ */
+#ifndef FE_CONFIG_H
+#define FE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "miresga.h"
+
+#define FE_MAX_CLUSTERS 64
+#define FE_MAX_RULES 256
+#define FE_HOST_MAX 128
+#define FE_PREFIX_MAX 256
+#define FE_NAME_MAX 33
+
+enum fe_policy {
+	FE_POLICY_ROUND_ROBIN,
+	FE_POLICY_LEAST_CONNECTIONS,
+	FE_POLICY_HASH,
+};
+
+struct fe_backend_cfg {
+	uint32_t ip_be;
+	uint16_t port_be;
+	int16_t cluster;        /* -1 if no cluster lists it */
+	uint8_t present;
+};
+
+struct fe_cluster_cfg {
+	char name[FE_NAME_MAX];
+	enum fe_policy policy;
+	uint16_t n_backends;
+	uint8_t backends[MG_MAX_BACKENDS];
+};
+
+struct fe_rule_cfg {
+	int16_t cluster;
+	uint8_t offload;
+	uint16_t host_len;      /* 0: any host */
+	uint16_t prefix_len;
+	char host[FE_HOST_MAX]; /* lower case, no port */
+	char prefix[FE_PREFIX_MAX];
+};
+
+struct fe_config {
+	/* service */
+	uint32_t vip_be;
+	uint16_t vip_port_be;
+	uint8_t vip_idx;
+	uint8_t vip_wscale;
+	uint8_t nexthop_mac[6];
+	uint8_t has_nexthop;
+
+	uint16_t n_backends;    /* highest index + 1 */
+	struct fe_backend_cfg backends[MG_MAX_BACKENDS];
+	uint16_t n_clusters;
+	struct fe_cluster_cfg clusters[FE_MAX_CLUSTERS];
+	uint16_t n_rules;
+	struct fe_rule_cfg rules[FE_MAX_RULES];
+	int16_t default_cluster; /* -1: unmatched requests get 404 */
+
+	/* offload channel; control_port 0 = no switch to offload to */
+	char control_host[64];
+	uint16_t control_port;
+	uint32_t offload_ring_size;
+
+	char stats_socket[108];
+
+	/* limits and timers */
+	uint32_t max_header_bytes;
+	uint32_t hold_limit_bytes;  /* request bytes held per flow while no back-end is joined */
+	uint64_t request_timeout_us;
+	uint64_t syn_timeout_us;
+	uint32_t syn_retries;       /* same SYN again before the next back-end */
+	uint64_t grace_us;
+	uint64_t idle_timeout_us;
+	uint64_t answer_rto_us;
+	uint32_t answer_retries;
+	uint64_t backend_down_us;
+
+	/* resources */
+	uint32_t flow_capacity;
+	uint32_t n_mbufs;
+	uint32_t idle_sleep_max_us; /* 0: busy poll */
+	uint8_t verify_checksums;
+};
+
+void fe_config_defaults(struct fe_config *cfg);
+/* Parse `text`; on error returns -1 with "line N: reason" in err. */
+int fe_config_parse(struct fe_config *cfg, const char *text, char *err, size_t errlen);
+int fe_config_load(struct fe_config *cfg, const char *path, char *err, size_t errlen);
+
+const char *fe_policy_name(enum fe_policy p);
+
+#endif /* FE_CONFIG_H */

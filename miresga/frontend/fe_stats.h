@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Counters and the stats socket.
+ *
+ * Each lcore owns its counters and is their only writer, so the hot path
+ * increments plain integers; the stats thread reads them (aligned 64-bit
+ * loads do not tear on the targets DPDK supports) and sums over lcores.
+ * The counter lists below are X-macros so that a field, its JSON name and
+ * its group are written down once.
+ *
+ * The socket is a Unix stream socket: connect, read one JSON object, EOF.
+ * miresga/control/frontend.py reads it; `socat - UNIX:PATH` works by hand.
+ */
+#ifndef FE_STATS_H
+#define FE_STATS_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Packets, by where they came from and where they went. */
+#define FE_PACKET_COUNTERS(X)                                                   \
+	X(rx) X(rx_bytes) X(tx) X(tx_bytes) X(tx_dropped)                        \
+	X(from_client) X(from_backend) X(not_ours) X(own)                        \
+	X(malformed) X(bad_checksum) X(fragment) X(multi_segment)                \
+	X(to_backend) X(to_client) X(held) X(released) X(split)                  \
+	X(syn_sent) X(syn_retransmit) X(ack_sent) X(rst_sent) X(answer_sent) X(fin_sent)           \
+	X(no_flow) X(out_of_order) X(duplicate) X(hold_full) X(stale_backend)    \
+	X(unexpected) X(retransmit_fwd)
+
+/* What happened to requests. */
+#define FE_DECISION_COUNTERS(X)                                                 \
+	X(first) X(same_backend) X(other_backend) X(no_offload) X(opaque)        \
+	X(empty_close)
+
+/* Errors by kind: the answers the front-end gave, then other failures. */
+#define FE_ERROR_COUNTERS(X)                                                    \
+	X(e400, "400") X(e404, "404") X(e408, "408") X(e431, "431") X(e503, "503") \
+	X(flow_table_full, "flow_table_full") X(syn_timeout, "syn_timeout")      \
+	X(backend_refused, "backend_refused") X(agent_mismatch, "agent_mismatch") \
+	X(body_framing, "body_framing") X(idle_timeout, "idle_timeout")          \
+	X(client_reset, "client_reset") X(backend_reset, "backend_reset")        \
+	X(no_mbuf, "no_mbuf")
+
+/* Offload entries as the packet path queued them (the channel thread
+ * counts what it sent and what the switch answered). */
+#define FE_OFFLOAD_COUNTERS(X) X(queued_add) X(queued_del) X(ring_full)
+
+#define FE_FIELD(name) uint64_t name;
+#define FE_FIELD2(name, json) uint64_t name;
+struct fe_stats {
+	struct { FE_PACKET_COUNTERS(FE_FIELD) } pkt;
+	struct { FE_DECISION_COUNTERS(FE_FIELD) } decision;
+	struct { FE_ERROR_COUNTERS(FE_FIELD2) } err;
+	struct { FE_OFFLOAD_COUNTERS(FE_FIELD) } offload;
+	uint64_t requests;
+	uint64_t held_mbufs;    /* a gauge: mbufs parked in flows right now */
+};
+#undef FE_FIELD
+#undef FE_FIELD2
+
+struct fe_lcore;
+struct fe_offload;
+
+struct fe_stats_server {
+	char path[108];
+	int fd;
+	pthread_t thread;
+	int started;
+	volatile int stop;
+	/* what the JSON is built from */
+	struct fe_lcore **lcores;
+	unsigned int n_lcores;
+	struct fe_offload *offload;
+	int port_id;            /* -1: no port (test harness) */
+	uint64_t start_us;
+};
+
+/* Writes the stats JSON into buf; returns its length (truncated at len-1). */
+size_t fe_stats_json(const struct fe_stats_server *s, char *buf, size_t len);
+
+int fe_stats_server_start(struct fe_stats_server *s);
+void fe_stats_server_stop(struct fe_stats_server *s);
+
+#endif /* FE_STATS_H */

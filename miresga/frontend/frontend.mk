@@ -1,0 +1,38 @@
+# The DPDK front-end (miresga-frontend) and its test harness
+# (miresga-frontend-test: parser unit tests, a packet-in/packet-out driver of
+# the state machine for tests/, and the fuzz runner).  Included by the
+# top-level Makefile, which owns BUILD, Q and BUILD_OUTPUTS.
+
+FE_DIR := miresga/frontend
+FE_OBJDIR := $(BUILD)/frontend
+FE_LIB_SRCS := fe_config.c fe_flow.c fe_http.c fe_offload.c fe_port.c fe_rules.c fe_stats.c fe_tcp.c
+FE_LIB_OBJS := $(addprefix $(FE_OBJDIR)/,$(FE_LIB_SRCS:.c=.o))
+FE_HEADERS := $(wildcard $(FE_DIR)/*.h) miresga/include/miresga.h
+
+# Deferred (=) on purpose: on a fresh machine libdpdk-dev is installed by
+# `setup`, which runs before these recipes but after this file is read.
+FE_DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk)
+FE_DPDK_LIBS = $(shell pkg-config --libs libdpdk)
+FE_CFLAGS = -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I miresga/include -I $(FE_DIR) \
+	$(FE_DPDK_CFLAGS)
+FE_LDLIBS = $(FE_DPDK_LIBS) -lpthread
+
+$(FE_OBJDIR)/%.o: $(FE_DIR)/%.c $(FE_HEADERS)
+	@echo "  CC      $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(FE_CFLAGS) -c $< -o $@
+
+$(FE_OBJDIR)/fe_test.o: $(FE_DIR)/test/fe_test.c $(FE_HEADERS)
+	@echo "  CC      $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(FE_CFLAGS) -c $< -o $@
+
+$(BUILD)/miresga-frontend: $(FE_LIB_OBJS) $(FE_OBJDIR)/fe_main.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $^ -o $@ $(FE_LDLIBS)
+
+$(BUILD)/miresga-frontend-test: $(FE_LIB_OBJS) $(FE_OBJDIR)/fe_test.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $^ -o $@ $(FE_LDLIBS)
+
+BUILD_OUTPUTS += $(BUILD)/miresga-frontend $(BUILD)/miresga-frontend-test

@@ -1,0 +1,792 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * miresga-frontend-test: the front-end's code without a port, for tests.
+ *
+ *   miresga-frontend-test parser
+ *       Table-driven unit tests of the HTTP scanner, parser and body tracker.
+ *   miresga-frontend-test pipe CONFIG
+ *       Packet in, packets out, with a virtual clock: tests/ drive the real
+ *       state machine with scapy packets over stdin/stdout, in the spirit of
+ *       BPF_PROG_TEST_RUN.  Commands, one per line:
+ *         pkt HEX       inject an Ethernet frame
+ *         advance US    move the clock and run the timers that expire
+ *         stats         print the stats JSON
+ *         offload       print and drain the entries queued for the switch
+ *       Each answer is zero or more "tx HEX" lines (frames sent), then the
+ *       command's own line if any, then "end".
+ *   miresga-frontend-test fuzz CONFIG CASES [SEED]
+ *       Replays generated requests (one per line: EXPECT MODE HEX, from
+ *       tests/test_frontend_fuzz.py) as client connections, whole, one byte
+ *       per segment, and split in two at every byte boundary, and checks
+ *       every answer, the SYNs to back-ends, and that every flow and mbuf is
+ *       freed after each connection.  Prints a JSON summary.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "fe_config.h"
+#include "fe_http.h"
+#include "fe_lcore.h"
+#include "fe_offload.h"
+#include "fe_pkt.h"
+#include "fe_port.h"
+#include "fe_stats.h"
+
+/* ============================================================ parser tests */
+
+static int failures, checks;
+
+#define CHECK(cond, ...)                                                        \
+	do {                                                                    \
+		checks++;                                                       \
+		if (!(cond)) {                                                  \
+			failures++;                                             \
+			printf("not ok: ");                                     \
+			printf(__VA_ARGS__);                                    \
+			printf("   [%s:%d: %s]\n", __FILE__, __LINE__, #cond);  \
+		}                                                               \
+	} while (0)
+
+enum { R_MORE = HTTP_SCAN_MORE, R_DONE = HTTP_SCAN_DONE, R_400 = HTTP_SCAN_BAD,
+       R_431 = HTTP_SCAN_TOO_LARGE };
+
+struct scan_case {
+	const char *desc;
+	const char *req;
+	int scan;               /* expected scan result */
+	int parse;              /* expected http_parse result when DONE */
+	const char *path;       /* expected routing path, NULL: don't check */
+	const char *host;       /* expected host, "-" for none */
+	int keep_alive;         /* -1: don't check */
+	int framing;            /* 0 none, 1 length, 2 chunked, -1 don't check */
+	long long length;
+};
+
+static const struct scan_case scan_cases[] = {
+	{"simple GET", "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", R_DONE, 0, "/a", "x", 1, 0, 0},
+	{"query is not path", "GET /a/b?c=/d HTTP/1.1\r\nHost: x\r\n\r\n", R_DONE, 0, "/a/b", "x", 1, 0, 0},
+	{"HTTP/1.0 without Host", "GET / HTTP/1.0\r\n\r\n", R_DONE, 0, "/", "-", 0, 0, 0},
+	{"HTTP/1.0 keep-alive", "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", R_DONE, 0, "/", "-", 1, 0, 0},
+	{"HTTP/1.1 close", "GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n", R_DONE, 0, "/", "h", 0, 0, 0},
+	{"content-length", "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n", R_DONE, 0, "/p", "h", 1, 1, 12},
+	{"content-length zero", "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", R_DONE, 0, "/p", "h", 1, 0, 0},
+	{"same length twice", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 005\r\n\r\n", R_DONE, 0, NULL, NULL, -1, 1, 5},
+	{"two lengths", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"length with sign", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"length list", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"empty length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"19-digit length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1234567890123456789\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"chunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", R_DONE, 0, "/", "h", 1, 2, 0},
+	{"chunked not last", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"TE and CL", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"two TE fields", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"missing Host", "GET / HTTP/1.1\r\nX: y\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"Host with slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", R_DONE, 0, "/", "", 1, 0, 0},
+	{"Host with port, OWS", "GET / HTTP/1.1\r\nHost: \tExample.COM:8080  \r\n\r\n", R_DONE, 0, "/", "Example.COM:8080", 1, 0, 0},
+	{"absolute-form", "GET http://Img.Example/x/y?q HTTP/1.1\r\nHost: other\r\n\r\n", R_DONE, 0, "/x/y", "Img.Example", 1, 0, 0},
+	{"absolute-form https no path", "GET HTTPS://h:443 HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 0, "/", "h:443", 1, 0, 0},
+	{"absolute-form query only", "GET http://h?x HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 0, "/", "h", 1, 0, 0},
+	{"asterisk", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 0, "*", "h", 1, 0, 0},
+	{"asterisk not OPTIONS", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"asterisk with more", "OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
+	{"upgrade", "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", R_DONE, 0, "/ws", "h", 1, 0, 0},
+	{"obs-text in value", "GET / HTTP/1.1\r\nHost: h\r\nX: caf\xc3\xa9\r\n\r\n", R_DONE, 0, "/", "h", 1, 0, 0},
+	{"colon in value", "GET / HTTP/1.1\r\nHost: h\r\nX: a:b:c\r\n\r\n", R_DONE, 0, "/", "h", 1, 0, 0},
+	/* syntax: refused at the first bad byte */
+	{"empty", "", R_MORE, 0, NULL, NULL, -1, -1, 0},
+	{"space first", " GET / HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"NUL in method", "GE\0T / HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"two spaces", "GET  / HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"relative target", "GET a HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"authority-form", "CONNECT h:443 HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"ftp scheme", "GET ftp://h/ HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"userinfo", "GET http://u@h/ HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"empty authority", "GET http:///x HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"control in target", "GET /a\x01 HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"DEL in target", "GET /a\x7f HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"HTTP/1.2", "GET / HTTP/1.2\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"HTTP/2.0", "GET / HTTP/2.0\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"lower-case version", "GET / http/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"HTTP/0.9", "GET /\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"bare LF after request line", "GET / HTTP/1.1\nHost: h\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"trailing space in version", "GET / HTTP/1.1 \r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"bare LF in field", "GET / HTTP/1.1\r\nHost: h\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"CR alone", "GET / HTTP/1.1\r\nHost: h\rX\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"bare LF at end", "GET / HTTP/1.1\r\nHost: h\r\n\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"space before colon", "GET / HTTP/1.1\r\nHost : h\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"empty name", "GET / HTTP/1.1\r\n: h\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"no colon", "GET / HTTP/1.1\r\nHost\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"obs-fold", "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"NUL in value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"DEL in value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"bad char in name", "GET / HTTP/1.1\r\nX(y): z\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	/* incomplete */
+	{"incomplete line", "GET / HTTP/1.1\r\nHost: h\r\n", R_MORE, 0, NULL, NULL, -1, -1, 0},
+	{"incomplete method", "GE", R_MORE, 0, NULL, NULL, -1, -1, 0},
+	{"incomplete scheme", "GET ht", R_MORE, 0, NULL, NULL, -1, -1, 0},
+};
+
+/* Reference results at limit; also checks that byte-by-byte scanning ends
+ * in the same verdict at the same byte. */
+static void test_scan_case(const struct scan_case *c, size_t len)
+{
+	struct http_scan s;
+	struct http_request req;
+	uint32_t used = 0, pos_whole;
+	int r, r2 = HTTP_SCAN_MORE;
+
+	http_scan_init(&s);
+	r = http_scan(&s, (const uint8_t *)c->req, (uint32_t)len, 8192, &used);
+	CHECK(r == c->scan, "%s: scan %d, want %d", c->desc, r, c->scan);
+	pos_whole = s.pos;
+
+	http_scan_init(&s);
+	for (size_t i = 0; i < len && r2 == HTTP_SCAN_MORE; i++)
+		r2 = http_scan(&s, (const uint8_t *)c->req + i, 1, 8192, &used);
+	CHECK(r2 == r && s.pos == pos_whole, "%s: byte by byte: %d at %u, whole: %d at %u", c->desc,
+	      r2, s.pos, r, pos_whole);
+	if (r != HTTP_SCAN_DONE)
+		return;
+	CHECK(pos_whole == len, "%s: header length %u of %zu", c->desc, pos_whole, len);
+	r = http_parse((const uint8_t *)c->req, pos_whole, &req);
+	CHECK(r == c->parse, "%s: parse %d, want %d", c->desc, r, c->parse);
+	if (r)
+		return;
+	if (c->path)
+		CHECK(req.path_len == strlen(c->path) && !memcmp(req.path, c->path, req.path_len),
+		      "%s: path '%.*s', want '%s'", c->desc, req.path_len, req.path, c->path);
+	if (c->host && !strcmp(c->host, "-"))
+		CHECK(!req.has_host, "%s: host given", c->desc);
+	else if (c->host)
+		CHECK(req.has_host && req.host_len == strlen(c->host) &&
+		      !memcmp(req.host, c->host, req.host_len),
+		      "%s: host '%.*s', want '%s'", c->desc, req.host_len, req.host, c->host);
+	if (c->keep_alive >= 0)
+		CHECK(req.keep_alive == c->keep_alive, "%s: keep-alive %d", c->desc, req.keep_alive);
+	if (c->framing >= 0) {
+		struct http_body b;
+
+		http_body_init(&b, &req);
+		CHECK(b.mode == c->framing, "%s: framing %d, want %d", c->desc, b.mode, c->framing);
+		if (c->framing == HTTP_BODY_LENGTH)
+			CHECK(b.left == (uint64_t)c->length, "%s: length %llu", c->desc,
+			      (unsigned long long)b.left);
+	}
+}
+
+static void test_limit(void)
+{
+	/* A header of exactly the limit passes; one byte more is 431, and a
+	 * bad byte inside the limit still wins over the size. */
+	char buf[300];
+	const char *head = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
+	size_t hl = strlen(head);
+	struct http_scan s;
+	uint32_t used;
+	int r;
+
+	for (int total = 280; total <= 282; total++) {
+		memcpy(buf, head, hl);
+		memset(buf + hl, 'a', (size_t)total - hl - 4);
+		memcpy(buf + total - 4, "\r\n\r\n", 4);
+		http_scan_init(&s);
+		r = http_scan(&s, (const uint8_t *)buf, (uint32_t)total, 281, &used);
+		if (total <= 281)
+			CHECK(r == HTTP_SCAN_DONE && s.pos == (uint32_t)total, "limit: %d bytes: %d", total, r);
+		else
+			CHECK(r == HTTP_SCAN_TOO_LARGE && used == 281, "limit: %d bytes: %d used %u",
+			      total, r, used);
+	}
+	memcpy(buf, head, hl);
+	memset(buf + hl, 'a', 300 - hl);
+	buf[280] = 0;
+	http_scan_init(&s);
+	r = http_scan(&s, (const uint8_t *)buf, 300, 281, &used);
+	CHECK(r == HTTP_SCAN_BAD && used == 280, "limit: NUL at the last byte: %d at %u", r, used);
+	buf[280] = 'a';
+	http_scan_init(&s);
+	r = http_scan(&s, (const uint8_t *)buf, 300, 281, &used);
+	CHECK(r == HTTP_SCAN_TOO_LARGE && used == 281, "limit: runs over: %d", r);
+}
+
+struct body_case {
+	const char *desc;
+	const char *hdr;
+	const char *stream;     /* body then whatever follows */
+	long long body_len;     /* bytes of stream that belong to the body, -1: framing error */
+	int done;
+};
+
+static const struct body_case body_cases[] = {
+	{"no body", "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "GET /next", 0, 1},
+	{"length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", "helloGET", 5, 1},
+	{"length short", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\n", "hello", 5, 0},
+	{"chunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "5\r\nhello\r\nA;ext=1\r\n0123456789\r\n0\r\n\r\nGET", 36, 1},
+	{"chunked trailers", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "1\r\nx\r\n0\r\nT: v\r\nU: w\r\n\r\nNEXT", 23, 1},
+	{"chunked BWS ext", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "2 ;a\r\nab\r\n0\r\n\r\n", 15, 1},
+	{"chunked upper hex", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "1F\r\n0123456789012345678901234567890\r\n0\r\n\r\n", 42, 1},
+	{"chunk size not hex", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "g\r\n", -1, 0},
+	{"chunk without CRLF", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "1\r\nxy\r\n", -1, 0},
+	{"chunk size overflow", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "1000000000000000\r\n", -1, 0},
+	{"chunked unfinished", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+	 "5\r\nhel", 6, 0},
+};
+
+static void test_body(void)
+{
+	for (size_t i = 0; i < sizeof(body_cases) / sizeof(body_cases[0]); i++) {
+		const struct body_case *c = &body_cases[i];
+		struct http_request req;
+		struct http_body whole, bytes;
+		size_t n = strlen(c->stream);
+		int64_t r, total = 0;
+
+		if (http_parse((const uint8_t *)c->hdr, (uint32_t)strlen(c->hdr), &req)) {
+			CHECK(0, "%s: header does not parse", c->desc);
+			continue;
+		}
+		http_body_init(&whole, &req);
+		r = http_body_feed(&whole, (const uint8_t *)c->stream, (uint32_t)n);
+		CHECK(r == c->body_len, "%s: whole: %lld, want %lld", c->desc, (long long)r, c->body_len);
+		if (r >= 0)
+			CHECK(whole.done == c->done, "%s: done %d", c->desc, whole.done);
+		/* One byte at a time ends at the same place. */
+		http_body_init(&bytes, &req);
+		for (size_t k = 0; k < n && !bytes.done; k++) {
+			r = http_body_feed(&bytes, (const uint8_t *)c->stream + k, 1);
+			if (r < 0) {
+				total = -1;
+				break;
+			}
+			total += r;
+			if (r == 0)
+				break;
+		}
+		CHECK(total == c->body_len, "%s: byte by byte: %lld", c->desc, (long long)total);
+	}
+}
+
+static int run_parser_tests(void)
+{
+	http_init();
+	for (size_t i = 0; i < sizeof(scan_cases) / sizeof(scan_cases[0]); i++) {
+		const struct scan_case *c = &scan_cases[i];
+		/* Embedded NULs: the length is up to the last "\r\n\r\n" or the
+		 * literal's size; literals here hold at most one NUL. */
+		size_t len = strlen(c->req);
+
+		if (strstr(c->desc, "NUL"))
+			len += 1 + strlen(c->req + len + 1);
+		test_scan_case(c, len);
+	}
+	test_limit();
+	test_body();
+	printf("%s: %d checks, %d failures\n", failures ? "FAIL" : "ok", checks, failures);
+	return failures ? 1 : 0;
+}
+
+/* ================================================== the lcore, without a port */
+
+static struct fe_config cfg;
+static struct fe_lcore lc;
+static struct fe_offload offload;
+static struct rte_mempool *pool;
+static const uint8_t harness_mac[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0xfe};
+
+#define CAPTURE_MAX 4096
+static struct {
+	uint16_t len;
+	uint8_t data[2048];
+} captured[CAPTURE_MAX];
+static unsigned int n_captured;
+
+static void capture_sink(struct fe_lcore *l, struct rte_mbuf **pkts, uint16_t n)
+{
+	(void)l;
+	for (uint16_t i = 0; i < n; i++) {
+		if (n_captured < CAPTURE_MAX && pkts[i]->pkt_len <= sizeof(captured[0].data)) {
+			captured[n_captured].len = (uint16_t)pkts[i]->pkt_len;
+			memcpy(captured[n_captured].data, rte_pktmbuf_mtod(pkts[i], void *),
+			       pkts[i]->data_len);
+			n_captured++;
+		}
+		rte_pktmbuf_free(pkts[i]);
+	}
+}
+
+static int harness_init(const char *config_path)
+{
+	char err[256];
+	char prefix[32];
+	char *eal[] = {"miresga-frontend-test", "--no-huge", "-m", "192", "--no-pci", "--no-shconf",
+		       "--no-telemetry", "--log-level=*:error", "--file-prefix", prefix, "-l", "0",
+		       NULL};
+
+	snprintf(prefix, sizeof(prefix), "fe%d", (int)getpid());
+	if (rte_eal_init(12, eal) < 0) {
+		char dir[64];
+
+		fprintf(stderr, "EAL init failed\n");
+		snprintf(dir, sizeof(dir), "/var/run/dpdk/%s", prefix);
+		fe_runtime_dir_remove(dir);
+		return -1;
+	}
+	http_init();
+	fe_config_defaults(&cfg);
+	if (fe_config_load(&cfg, config_path, err, sizeof(err))) {
+		fprintf(stderr, "%s: %s\n", config_path, err);
+		return -1;
+	}
+	pool = fe_pool_create("fe_test_mbufs", cfg.n_mbufs, (int)rte_socket_id());
+	if (!pool)
+		return -1;
+	/* The channel is never started here: tests read its ring directly. */
+	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.offload_ring_size))
+		return -1;
+	if (fe_lcore_init(&lc, &cfg, pool, 0, harness_mac, &offload, capture_sink, 0))
+		return -1;
+	lc.now_us = 1000000;
+	return 0;
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void harness_fini(void)
+{
+	char dir[4096];
+
+	fe_lcore_fini(&lc);
+	fe_offload_free(&offload);
+	rte_mempool_free(pool);
+	snprintf(dir, sizeof(dir), "%s", rte_eal_get_runtime_dir());
+	rte_eal_cleanup();
+	fe_runtime_dir_remove(dir);
+}
+
+static void print_hex(FILE *out, const uint8_t *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		fputc(digits[p[i] >> 4], out);
+		fputc(digits[p[i] & 15], out);
+	}
+}
+
+static int from_hex(const char *s, uint8_t *out, size_t max)
+{
+	size_t n = 0;
+
+	while (isxdigit((unsigned char)s[0]) && isxdigit((unsigned char)s[1]) && n < max) {
+		char b[3] = {s[0], s[1], 0};
+
+		out[n++] = (uint8_t)strtoul(b, NULL, 16);
+		s += 2;
+	}
+	return (int)n;
+}
+
+static void inject(const uint8_t *frame, uint16_t len)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+	char *d;
+
+	if (!m)
+		return;
+	d = rte_pktmbuf_append(m, len);
+	if (!d) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	memcpy(d, frame, len);
+	fe_input(&lc, m);
+	fe_tx_flush(&lc);
+}
+
+static void flush_captured(void)
+{
+	for (unsigned int i = 0; i < n_captured; i++) {
+		fputs("tx ", stdout);
+		print_hex(stdout, captured[i].data, captured[i].len);
+		fputc('\n', stdout);
+	}
+	n_captured = 0;
+}
+
+static int run_pipe(void)
+{
+	static char line[16384];
+	static uint8_t frame[4096];
+	static char json[256 * 1024];
+	struct fe_lcore *lcs[1] = {&lc};
+	struct fe_stats_server s = {.lcores = lcs, .n_lcores = 1, .offload = &offload, .port_id = -1,
+				    .start_us = mono_us()};
+
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	while (fgets(line, sizeof(line), stdin)) {
+		line[strcspn(line, "\r\n")] = 0;
+		if (!strncmp(line, "pkt ", 4)) {
+			int n = from_hex(line + 4, frame, sizeof(frame));
+
+			inject(frame, (uint16_t)n);
+			flush_captured();
+		} else if (!strncmp(line, "advance ", 8)) {
+			lc.now_us += strtoull(line + 8, NULL, 10);
+			fe_timers_run(&lc);
+			fe_tx_flush(&lc);
+			flush_captured();
+		} else if (!strcmp(line, "stats")) {
+			fe_stats_json(&s, json, sizeof(json));
+			json[strcspn(json, "\n")] = 0;
+			printf("stats %s\n", json);
+		} else if (!strcmp(line, "offload")) {
+			struct mg_ctl_entry e;
+			const char *sep = "";
+
+			printf("offload [");
+			while (rte_ring_sc_dequeue_elem(offload.ring, &e, sizeof(e)) == 0) {
+				char ip[INET_ADDRSTRLEN];
+
+				inet_ntop(AF_INET, &e.client_ip_be, ip, sizeof(ip));
+				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"backend\": %u, "
+				       "\"vip\": %u}", sep, e.op, ip, ntohs(e.client_port_be),
+				       e.backend_idx, e.vip_idx);
+				sep = ", ";
+			}
+			printf("]\n");
+		} else if (!strcmp(line, "quit")) {
+			break;
+		} else {
+			printf("error unknown command\n");
+		}
+		printf("end\n");
+		fflush(stdout);
+	}
+	harness_fini();
+	return 0;
+}
+
+/* ================================================================= fuzz */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)rng_state;
+}
+
+struct fuzz_case {
+	int expect;             /* HTTP status; 503 means routed (a SYN), then no back-end; 0 a bare FIN */
+	int fin;
+	uint16_t len;
+	uint8_t *data;
+};
+
+struct fuzz_tally {
+	uint64_t variants, packets, mismatches, leaks, bad_syns, bad_answers;
+	uint64_t by_status[6];
+};
+
+static const uint32_t client_ip = 0x0a090005; /* 10.9.0.5 */
+
+static void client_segment(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags,
+			   const uint8_t *data, uint16_t len)
+{
+	struct rte_mbuf *m = fe_pkt_new(&lc, data, len);
+	struct fe_tuple t = {.saddr = htonl(client_ip), .daddr = cfg.vip_be,
+			     .sport = htons(port), .dport = cfg.vip_port_be};
+	struct rte_ether_hdr *eth;
+
+	if (!m || fe_pkt_push_tcp(&lc, m, &t, seq, ack, flags, 502, NULL, 0)) {
+		if (m)
+			rte_pktmbuf_free(m);
+		return;
+	}
+	/* As the switch sends it: from the switch port to the front-end. */
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	memcpy(&eth->src_addr, cfg.nexthop_mac, 6);
+	memcpy(&eth->dst_addr, harness_mac, 6);
+	fe_input(&lc, m);
+	fe_tx_flush(&lc);
+}
+
+struct seen {
+	int answers;
+	int status;
+	uint32_t seq, ack;
+	uint8_t flags;
+	uint16_t len;
+	int syns, bad_syns;
+};
+
+/* Look at what the front-end sent since the last call. */
+static void inspect(struct seen *sn, uint16_t port, uint32_t c, uint32_t s)
+{
+	for (unsigned int i = 0; i < n_captured; i++) {
+		const uint8_t *f = captured[i].data;
+		const struct rte_ipv4_hdr *ip = (const void *)(f + RTE_ETHER_HDR_LEN);
+		const struct rte_tcp_hdr *tcp = (const void *)((const uint8_t *)ip + rte_ipv4_hdr_len(ip));
+		uint16_t doff = (uint16_t)((tcp->data_off >> 4) * 4);
+		const uint8_t *payload = (const uint8_t *)tcp + doff;
+		uint16_t plen = (uint16_t)(ntohs(ip->total_length) - rte_ipv4_hdr_len(ip) - doff);
+
+		if (ip->dst_addr == htonl(client_ip) && tcp->dst_port == htons(port)) {
+			if (!(tcp->tcp_flags & RTE_TCP_FIN_FLAG))
+				continue;
+			if (sn->answers++)
+				continue;
+			sn->seq = ntohl(tcp->sent_seq);
+			sn->ack = ntohl(tcp->recv_ack);
+			sn->flags = tcp->tcp_flags;
+			sn->len = plen;
+			sn->status = 0;
+			if (plen >= 12 && !memcmp(payload, "HTTP/1.1 ", 9))
+				sn->status = atoi((const char *)payload + 9);
+			else if (plen)
+				sn->status = -1;
+		} else if (tcp->tcp_flags & RTE_TCP_SYN_FLAG) {
+			uint8_t want[12];
+			uint8_t n = 0;
+			uint16_t mss = mg_cookie_mss(s);
+
+			want[n++] = 2, want[n++] = 4, want[n++] = (uint8_t)(mss >> 8), want[n++] = (uint8_t)mss;
+			if (mg_cookie_sack(s))
+				want[n++] = 1, want[n++] = 1, want[n++] = 4, want[n++] = 2;
+			if (mg_cookie_wscale(s) != MG_COOKIE_NO_WSCALE)
+				want[n++] = 1, want[n++] = 3, want[n++] = 3,
+				want[n++] = (uint8_t)mg_cookie_wscale(s);
+			sn->syns++;
+			if (tcp->tcp_flags != RTE_TCP_SYN_FLAG || ntohl(tcp->sent_seq) != c ||
+			    ntohl(tcp->recv_ack) != s || ip->src_addr != htonl(client_ip) ||
+			    tcp->src_port != htons(port) || doff != 20 + n ||
+			    memcmp(tcp + 1, want, n) || !fe_tcp_csum_ok(ip, tcp, (uint16_t)(doff + plen)))
+				sn->bad_syns++;
+		}
+	}
+	n_captured = 0;
+}
+
+static int expect_index(int status)
+{
+	switch (status) {
+	case 400: return 0;
+	case 404: return 1;
+	case 408: return 2;
+	case 431: return 3;
+	case 503: return 4;
+	default: return 5;
+	}
+}
+
+static void report(const struct fuzz_case *fc, const char *what, int got, const uint16_t *cuts,
+		   int ncuts)
+{
+	static int reported;
+
+	if (reported++ >= 20)
+		return;
+	fprintf(stderr, "mismatch (%s): expect %d got %d, %s, %u bytes, cuts:", what, fc->expect, got,
+		fc->fin ? "fin" : "nofin", fc->len);
+	for (int i = 0; i < ncuts && i < 8; i++)
+		fprintf(stderr, " %u", cuts[i]);
+	fprintf(stderr, "%s\n  ", ncuts > 8 ? " ..." : "");
+	print_hex(stderr, fc->data, fc->len > 200 ? 200 : fc->len);
+	fputc('\n', stderr);
+}
+
+/* The answer acknowledges what the front-end took in: somewhere between
+ * nothing and every byte plus the FIN. */
+#define SEQ_CHECK_ACK(ack, c, fc) \
+	((uint32_t)((ack) - ((c) + 1)) > (uint32_t)((fc)->len + 1))
+
+/* One connection: the case's bytes cut at `cuts` (segment boundaries). */
+static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int ncuts,
+			struct fuzz_tally *t)
+{
+	static uint16_t next_port = 1024;
+	uint16_t port = next_port++;
+	uint32_t c = rnd();
+	uint32_t low = mg_cookie_low_byte(rnd() & 3, rnd() % 16, rnd() & 1, rnd() & 1);
+	uint32_t s = (rnd() & MG_COOKIE_HASH_MASK) | low;
+	uint64_t step = (cfg.request_timeout_us > cfg.syn_timeout_us ? cfg.request_timeout_us
+								     : cfg.syn_timeout_us) + 1;
+	struct seen sn = {0};
+	uint16_t start = 0;
+	int fin_sent = 0, expect = fc->expect;
+
+	if (next_port == 0)
+		next_port = 1024;
+	t->variants++;
+	lc.now_us += 1000;
+	client_segment(port, c + 1, s + 1, RTE_TCP_ACK_FLAG, NULL, 0);
+	t->packets++;
+	for (int i = 0; i <= ncuts; i++) {
+		uint16_t end = i < ncuts ? cuts[i] : fc->len;
+		uint8_t flags = RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG;
+
+		if (i == ncuts && fc->fin) {
+			flags |= RTE_TCP_FIN_FLAG;
+			fin_sent = 1;
+		}
+		if (end == start && !(flags & RTE_TCP_FIN_FLAG))
+			continue;
+		client_segment(port, c + 1 + start, s + 1, flags, fc->data + start,
+			       (uint16_t)(end - start));
+		t->packets++;
+		inspect(&sn, port, c, s);
+		start = end;
+	}
+	for (int i = 0; i < 300 && !sn.answers; i++) {
+		lc.now_us += step;
+		fe_timers_run(&lc);
+		fe_tx_flush(&lc);
+		inspect(&sn, port, c, s);
+	}
+	if (sn.answers != 1 || sn.status != expect) {
+		t->mismatches++;
+		report(fc, "status", sn.answers == 1 ? sn.status : -100 - sn.answers, cuts, ncuts);
+	} else if (sn.seq != s + 1 || SEQ_CHECK_ACK(sn.ack, c, fc) ||
+		   !(sn.flags & RTE_TCP_FIN_FLAG) || !(sn.flags & RTE_TCP_ACK_FLAG)) {
+		t->bad_answers++;
+		report(fc, "answer seq/ack/flags", sn.status, cuts, ncuts);
+	}
+	if (sn.bad_syns || (expect == 503) != (sn.syns > 0)) {
+		t->bad_syns++;
+		report(fc, "SYN", sn.syns, cuts, ncuts);
+	}
+	t->by_status[expect_index(sn.status)]++;
+
+	/* The client reads the answer and closes (or had closed already). */
+	if (fin_sent)
+		client_segment(port, c + 1 + fc->len + 1, sn.seq + sn.len + 1, RTE_TCP_ACK_FLAG,
+			       NULL, 0);
+	else
+		client_segment(port, c + 1 + fc->len, sn.seq + sn.len + 1,
+			       RTE_TCP_ACK_FLAG | RTE_TCP_FIN_FLAG, NULL, 0);
+	t->packets++;
+	n_captured = 0;
+	for (uint32_t i = 0; i < cfg.answer_retries + 2 && lc.ft.count; i++) {
+		lc.now_us += (cfg.grace_us > cfg.answer_rto_us ? cfg.grace_us : cfg.answer_rto_us) + 1;
+		fe_timers_run(&lc);
+		fe_tx_flush(&lc);
+		n_captured = 0;
+	}
+	if (lc.ft.count || lc.stats.held_mbufs) {
+		t->leaks++;
+		report(fc, "leak", (int)lc.ft.count, cuts, ncuts);
+		/* Do not let one leak cascade into every later variant. */
+		fe_lcore_fini(&lc);
+		fe_lcore_init(&lc, &cfg, pool, 0, harness_mac, &offload, capture_sink, 0);
+	}
+}
+
+static int run_fuzz(const char *cases_path, uint64_t seed)
+{
+	FILE *f = fopen(cases_path, "r");
+	static char line[65536];
+	static uint8_t data[32768];
+	static uint16_t cuts[32768];
+	struct fuzz_tally t = {0};
+	uint64_t ncases = 0;
+	unsigned int baseline;
+
+	if (!f) {
+		perror(cases_path);
+		return 2;
+	}
+	if (seed)
+		rng_state = seed;
+	baseline = rte_mempool_in_use_count(pool);
+	while (fgets(line, sizeof(line), f)) {
+		struct fuzz_case fc;
+		char mode[8];
+		int off = 0, n;
+
+		if (sscanf(line, "%d %7s %n", &fc.expect, mode, &off) != 2)
+			continue;
+		n = from_hex(line + off, data, sizeof(data));
+		fc.fin = !strcmp(mode, "fin");
+		fc.len = (uint16_t)n;
+		fc.data = data;
+		ncases++;
+
+		/* whole */
+		run_variant(&fc, cuts, 0, &t);
+		/* one byte per segment: every boundary at once */
+		for (int i = 0; i + 1 < n; i++)
+			cuts[i] = (uint16_t)(i + 1);
+		if (n > 1)
+			run_variant(&fc, cuts, n - 1, &t);
+		/* two segments, cut at each boundary (long requests: a sample,
+		 * their every boundary is covered by the byte-per-segment run) */
+		for (int k = 1; k < n; k += (n > 600 ? n / 97 + 1 : 1)) {
+			cuts[0] = (uint16_t)k;
+			run_variant(&fc, cuts, 1, &t);
+		}
+	}
+	fclose(f);
+	printf("{\"cases\": %llu, \"variants\": %llu, \"packets\": %llu, \"mismatches\": %llu, "
+	       "\"bad_answers\": %llu, \"bad_syns\": %llu, \"leaks\": %llu, \"mbufs_leaked\": %d, "
+	       "\"answers\": {\"400\": %llu, \"404\": %llu, \"408\": %llu, \"431\": %llu, "
+	       "\"503\": %llu, \"other\": %llu}}\n",
+	       (unsigned long long)ncases, (unsigned long long)t.variants,
+	       (unsigned long long)t.packets, (unsigned long long)t.mismatches,
+	       (unsigned long long)t.bad_answers, (unsigned long long)t.bad_syns,
+	       (unsigned long long)t.leaks, (int)rte_mempool_in_use_count(pool) - (int)baseline,
+	       (unsigned long long)t.by_status[0], (unsigned long long)t.by_status[1],
+	       (unsigned long long)t.by_status[2], (unsigned long long)t.by_status[3],
+	       (unsigned long long)t.by_status[4], (unsigned long long)t.by_status[5]);
+	return (t.mismatches || t.bad_answers || t.bad_syns || t.leaks ||
+		rte_mempool_in_use_count(pool) != baseline) ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "parser"))
+		return run_parser_tests();
+	if (argc >= 3 && !strcmp(argv[1], "pipe")) {
+		if (harness_init(argv[2]))
+			return 2;
+		return run_pipe();
+	}
+	if (argc >= 4 && !strcmp(argv[1], "fuzz")) {
+		if (harness_init(argv[2]))
+			return 2;
+		int rc = run_fuzz(argv[3], argc >= 5 ? strtoull(argv[4], NULL, 0) : 0);
+
+		harness_fini();
+		return rc;
+	}
+	fprintf(stderr, "usage: %s parser | pipe CONFIG | fuzz CONFIG CASES [SEED]\n", argv[0]);
+	return 2;
+}

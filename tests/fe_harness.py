@@ -1,0 +1,179 @@
+"""Drive the front-end's state machine with scapy packets, no port needed.
+
+`Harness` runs `miresga-frontend-test pipe CONFIG`: the real C code (flow
+table, parser, splice state machine, offload ring) with a virtual clock.  A
+test sends frames as the switch would deliver them and gets back the frames
+the front-end sends, like BPF_PROG_TEST_RUN for a DPDK program.
+
+Also here: the addresses of the fixture service, a helper that plays the
+client side of a connection, and checksum verification of every frame.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
+
+from miresga.control import layouts
+from miresga.control.frontend import FrontendFacts, render_config
+from miresga.control.service import Cluster, Rule, Service
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_BINARY = REPO / "build" / "miresga-frontend-test"
+BINARY = REPO / "build" / "miresga-frontend"
+
+FE_MAC = "02:00:00:00:00:fe"        # the harness's port
+SWITCH_MAC = "02:00:00:00:00:01"    # next hop of everything the front-end sends
+VIP = "10.10.0.100"
+BACKENDS = {"be1": "10.10.11.2", "be2": "10.10.12.2", "be3": "10.10.13.2"}
+COOKIE_KEY = (0x01234567, 0x89ABCDEF)
+
+# Back-end indices follow service.backends: be1 0, be2 1, be3 2.
+SERVICE = Service(
+    vip=VIP, port=80,
+    clusters=[Cluster(name="static", backends=["be1", "be2"]),
+              Cluster(name="api", backends=["be3"], port=8080)],
+    rules=[Rule(cluster="api", path_prefix="/api"),
+           Rule(cluster="static", path_prefix="/private", offload=False),
+           Rule(cluster="static", path_prefix="/", host="img.example")],
+    default_cluster="static",
+    max_header_bytes=1024, request_timeout_s=5.0,
+)
+
+
+def facts(control: tuple[str, int] | None = ("127.0.0.1", 1)) -> FrontendFacts:
+    return FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
+                         nexthop_mac=SWITCH_MAC, control=control)
+
+
+def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) -> str:
+    limits = {"syn_timeout_ms": 1000, "syn_retries": 0, "grace_ms": 2000, "idle_timeout_ms": 60000,
+              "mbufs": 4095, "flow_capacity": 1024, **limits}
+    return render_config(service, facts(control), "", limits)
+
+
+def csum_ok(frame: Ether) -> bool:
+    """Both checksums of a frame equal what scapy computes from scratch."""
+    ip = frame[IP]
+    fresh = Ether(bytes(frame))
+    del fresh[IP].chksum
+    del fresh[TCP].chksum
+    fresh = Ether(bytes(fresh))
+    return ip.chksum == fresh[IP].chksum and frame[TCP].chksum == fresh[TCP].chksum
+
+
+class Harness:
+    def __init__(self, config: str | None = None):
+        self._dir = tempfile.TemporaryDirectory(prefix="fe-harness-")
+        path = Path(self._dir.name) / "fe.conf"
+        path.write_text(config if config is not None else config_text())
+        self.proc = subprocess.Popen([str(TEST_BINARY), "pipe", str(path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def _cmd(self, line: str) -> tuple[list[Ether], str | None]:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        frames, extra = [], None
+        while True:
+            out = self.proc.stdout.readline()
+            if not out:
+                raise RuntimeError(f"harness died: {self.proc.stderr.read()}")
+            out = out.rstrip("\n")
+            if out == "end":
+                return frames, extra
+            if out.startswith("tx "):
+                frames.append(Ether(bytes.fromhex(out[3:])))
+            else:
+                extra = out
+
+    def send(self, frame) -> list[Ether]:
+        frames, _ = self._cmd("pkt " + bytes(frame).hex())
+        return frames
+
+    def advance(self, seconds: float) -> list[Ether]:
+        frames, _ = self._cmd(f"advance {int(seconds * 1e6)}")
+        return frames
+
+    def stats(self) -> dict:
+        _, line = self._cmd("stats")
+        return json.loads(line[len("stats "):])
+
+    def offload(self) -> list[dict]:
+        _, line = self._cmd("offload")
+        return json.loads(line[len("offload "):])
+
+    def close(self) -> None:
+        """Stop the harness; a crash or a non-zero exit fails the calling test."""
+        rc = self.proc.poll()
+        if rc is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                pass
+            try:
+                rc = self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+        err = self.proc.stderr.read()
+        # A harness that died leaves DPDK's runtime directory behind.
+        shutil.rmtree(f"/var/run/dpdk/fe{self.proc.pid}", ignore_errors=True)
+        self._dir.cleanup()
+        if rc != 0:
+            raise RuntimeError(f"miresga-frontend-test pipe exited with {rc}: {err}")
+
+    def __enter__(self) -> "Harness":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_cookie(client: str, sport: int, isn: int, mss: int = 1460, wscale: int | None = 7,
+                sack: bool = True, epoch: int = 3) -> int:
+    low = layouts.cookie_low_byte(layouts.mss_class(mss), wscale, sack, epoch)
+    return layouts.cookie_make(COOKIE_KEY, client, VIP, sport, 80, isn, epoch, low)
+
+
+class Client:
+    """One client connection as the front-end sees it (after the switch's SYN-ACK)."""
+
+    def __init__(self, ip: str = "10.10.1.2", port: int = 40000, isn: int = 1000, **cookie):
+        self.ip, self.port, self.c = ip, port, isn
+        self.s = make_cookie(ip, port, isn, **cookie)
+        self.seq = isn + 1           # next byte the client sends
+        self.ack = (self.s + 1) & 0xFFFFFFFF   # next byte it expects
+
+    def pkt(self, payload: bytes = b"", flags: str = "A", seq: int | None = None,
+            ack: int | None = None, window: int = 502):
+        p = (Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src=self.ip, dst=VIP) /
+             TCP(sport=self.port, dport=80, seq=self.seq if seq is None else seq,
+                 ack=self.ack if ack is None else ack, flags=flags, window=window))
+        return p / Raw(payload) if payload else p
+
+    def send(self, h: Harness, payload: bytes = b"", flags: str = "A", **kw) -> list[Ether]:
+        """Send the next in-order segment and advance the client's seq."""
+        out = h.send(self.pkt(payload, flags, **kw))
+        if "seq" not in kw:
+            self.seq = (self.seq + len(payload) + (1 if "F" in flags else 0)) & 0xFFFFFFFF
+        return out
+
+
+def backend_pkt(client: Client, backend: str, seq: int, ack: int, flags: str = "A",
+                payload: bytes = b"", port: int = 80):
+    """A back-end's packet to the client, as the switch hands it to the front-end."""
+    p = (Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src=BACKENDS[backend], dst=client.ip) /
+         TCP(sport=port, dport=client.port, seq=seq, ack=ack, flags=flags, window=509))
+    return p / Raw(payload) if payload else p
+
+
+def payload(frame: Ether) -> bytes:
+    return bytes(frame[TCP].payload)

@@ -1,0 +1,576 @@
+"""The front-end's splice state machine, packet by packet (DESIGN.md section 3).
+
+Each test plays the switch, the client and the back-ends against the real C
+state machine (tests/fe_harness.py), checks every frame the front-end sends
+(addresses, flags, sequence numbers, options, payload, checksums) and ends
+with no flow and no held mbuf left.  Fixture service: cluster "static"
+(be1 index 0, be2 index 1, port 80), cluster "api" (be3 index 2, port 8080);
+/api -> api, /private -> static without offload, Host img.example -> static,
+default static; header limit 1024 bytes, request timeout 5 s.
+"""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, TCP
+
+from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness, backend_pkt,
+                        config_text, csum_ok, payload)
+from miresga.control import layouts
+from miresga.control.service import Cluster, Rule, Service
+
+GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+
+
+@pytest.fixture
+def h():
+    with Harness() as harness:
+        yield harness
+
+
+def only(frames, n=1):
+    assert len(frames) == n, [f.summary() for f in frames]
+    for f in frames:
+        assert csum_ok(f), f.summary()
+        assert f.src == FE_MAC and f.dst == SWITCH_MAC
+    return frames[0] if n == 1 else frames
+
+
+def to_backend(f, backend, port=80):
+    return f[IP].dst == BACKENDS[backend] and f[TCP].dport == port
+
+
+def assert_clean(h: Harness):
+    st = h.stats()
+    assert st["flows"] == 0, st["flows_by_state"]
+    assert st["held_mbufs"] == 0
+    assert st["mbufs_in_use"] == 0
+
+
+def splice(h: Harness, c: Client, request: bytes = GET, backend: str = "be1", port: int = 80):
+    """Handshake ACK, request, back-end SYN-ACK: returns the released request frames."""
+    assert c.send(h) == []
+    syn = only(c.send(h, request, "PA"))
+    assert to_backend(syn, backend, port)
+    out = h.send(backend_pkt(c, backend, c.s, c.c + 1, "SA", port=port))
+    return out
+
+
+def close(h: Harness, c: Client, backend: str = "be1", server_seq: int | None = None):
+    """Client FIN, back-end FIN, last ACK, grace: the flow must be gone."""
+    server_seq = c.ack if server_seq is None else server_seq
+    fin = only(c.send(h, flags="FA"))
+    assert fin[TCP].flags == "FA" and to_backend(fin, backend, fin[TCP].dport)
+    bfin = only(h.send(backend_pkt(c, backend, server_seq, c.seq, "FA", port=fin[TCP].dport)))
+    assert bfin[IP].src == VIP and bfin[TCP].sport == 80 and bfin[TCP].flags == "FA"
+    c.ack = server_seq + 1
+    last = only(c.send(h, flags="A"))
+    assert last[TCP].flags == "A" and last[TCP].ack == c.ack
+    assert h.stats()["flows_by_state"]["time_wait"] == 1
+    h.advance(2.1)
+    assert_clean(h)
+
+
+# ------------------------------------------------------------ the main walk
+
+def test_first_request_opens_backend_with_cookie_numbers(h):
+    """The back-end SYN: client source, seq c, s in the ack field with ACK off, options replayed."""
+    c = Client(port=40001, isn=0xFFFFFFF0, mss=1440, wscale=9, sack=True)
+    assert c.send(h) == [], "the handshake ACK is not answered"
+    syn = only(c.send(h, GET, "PA"))
+    t = syn[TCP]
+    assert syn[IP].src == c.ip and syn[IP].dst == BACKENDS["be1"]
+    assert t.sport == c.port and t.dport == 80
+    assert t.flags == "S"
+    assert t.seq == c.c and t.ack == c.s
+    assert t.options == [("MSS", 1440), ("NOP", None), ("NOP", None), ("SAckOK", b""),
+                         ("NOP", None), ("WScale", 9)]
+    assert t.window == min(65535, 502 << 9)
+    st = h.stats()
+    assert st["flows_by_state"]["syn_sent"] == 1 and st["decisions"]["first"] == 1
+
+
+@pytest.mark.parametrize("mss,wscale,sack", [(536, None, False), (1220, 0, True),
+                                             (1460, 14, False)])
+def test_syn_options_follow_the_cookie(h, mss, wscale, sack):
+    """MSS class, window scale (or none) and SACK come from the cookie's low byte."""
+    c = Client(mss=mss, wscale=wscale, sack=sack)
+    c.send(h)
+    t = only(c.send(h, GET, "PA"))[TCP]
+    want = [("MSS", mss)] + ([("NOP", None), ("NOP", None), ("SAckOK", b"")] if sack else []) + \
+        ([("NOP", None), ("WScale", wscale)] if wscale is not None else [])
+    assert t.options == want
+    assert "Timestamp" not in [o[0] for o in t.options]
+
+
+def test_synack_completes_handshake_releases_request_and_offloads(h):
+    """SYN-ACK seq s -> ACK (c+1, s+1), the held request to the back-end, an offload ADD."""
+    c = Client(port=40002, isn=7777)
+    ack, req = only(splice(h, c), 2)
+    assert to_backend(ack, "be1") and ack[TCP].flags == "A"
+    assert ack[TCP].seq == c.c + 1 and ack[TCP].ack == c.s + 1
+    assert to_backend(req, "be1") and req[IP].src == c.ip and req[TCP].sport == c.port
+    assert req[TCP].seq == c.c + 1 and req[TCP].ack == c.s + 1
+    assert payload(req) == GET
+    assert h.offload() == [{"op": layouts.CtlOp.ADD, "ip": c.ip, "port": c.port, "backend": 0,
+                            "vip": 0}]
+    assert h.stats()["flows_by_state"]["spliced"] == 1
+
+
+def test_response_forwarded_with_vip_source_and_teardown_deletes_entry(h):
+    """Back-end data reaches the client from the VIP, intact; FIN both ways frees and DELs."""
+    c = Client(port=40003)
+    splice(h, c)
+    h.offload()
+    resp = only(h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE)))
+    assert resp[IP].src == VIP and resp[IP].dst == c.ip
+    assert resp[TCP].sport == 80 and resp[TCP].dport == c.port
+    assert resp[TCP].seq == c.s + 1 and resp[TCP].ack == c.seq
+    assert payload(resp) == RESPONSE
+    # A pure ACK from the client (before the switch entry is in place).
+    ack = only(c.send(h, flags="A", ack=c.s + 1 + len(RESPONSE)))
+    assert to_backend(ack, "be1") and ack[TCP].ack == c.s + 1 + len(RESPONSE)
+    c.ack = c.s + 1 + len(RESPONSE)
+    close(h, c)
+    assert h.offload() == [{"op": layouts.CtlOp.DEL, "ip": c.ip, "port": c.port, "backend": 0,
+                            "vip": 0}]
+
+
+def test_request_split_across_segments_is_held_until_complete(h):
+    """Nothing goes anywhere until the header's last byte; then all of it, in order."""
+    c = Client(port=40004)
+    c.send(h)
+    starts = list(range(0, len(GET) - 1, 7)) + [len(GET) - 1]
+    for i in starts[:-1]:
+        assert c.send(h, GET[i:min(i + 7, len(GET) - 1)], "A") == []
+    syn = only(c.send(h, GET[-1:], "PA"))
+    assert syn[TCP].flags == "S"
+    out = h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA"))
+    data = [f for f in out if payload(f)]
+    assert b"".join(payload(f) for f in data) == GET
+    assert [f[TCP].seq for f in data] == [c.c + 1 + i for i in starts]
+
+
+def test_round_robin_across_the_cluster(h):
+    """New connections to one cluster alternate between its back-ends."""
+    picks = []
+    for i in range(4):
+        c = Client(port=41000 + i)
+        c.send(h)
+        picks.append(only(c.send(h, GET, "PA"))[IP].dst)
+    assert picks == [BACKENDS["be1"], BACKENDS["be2"]] * 2
+
+
+def test_host_rule_and_absolute_form_route(h):
+    """Host img.example (any case, any port) goes to static; /api goes to api on port 8080."""
+    c = Client(port=41010)
+    c.send(h)
+    syn = only(c.send(h, b"GET /api/x HTTP/1.1\r\nHost: img.example\r\n\r\n", "PA"))
+    assert to_backend(syn, "be3", 8080)
+    c2 = Client(port=41011)
+    c2.send(h)
+    syn2 = only(c2.send(h, b"GET http://api.example/api/v2 HTTP/1.1\r\nHost: x\r\n\r\n", "PA"))
+    assert to_backend(syn2, "be3", 8080)
+
+
+# ----------------------------------------------------- keep-alive decisions
+
+def second_request(h, c, request, *, server_bytes=len(RESPONSE)):
+    """After a response of server_bytes, the client sends its next request."""
+    c.ack = c.s + 1 + server_bytes
+    return c.send(h, request, "PA")
+
+
+def test_keepalive_same_cluster_is_forwarded_to_the_same_backend(h):
+    """A second request for the same cluster goes straight on, no new connection."""
+    c = Client(port=42001)
+    splice(h, c)
+    h.offload()
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
+    req2 = b"GET /other HTTP/1.1\r\nHost: www.example\r\n\r\n"
+    f = only(second_request(h, c, req2))
+    assert to_backend(f, "be1") and payload(f) == req2
+    assert f[TCP].seq == c.c + 1 + len(GET) and f[TCP].ack == c.ack
+    st = h.stats()
+    assert st["decisions"]["same_backend"] == 1 and st["requests"] == 2
+    assert h.offload() == []
+
+
+def test_keepalive_other_cluster_resets_old_and_opens_new_with_fused_numbers(h):
+    """Another cluster: RST to the old back-end, SYN (seq client_seq-1, ack field client_ack-1)."""
+    c = Client(port=42002)
+    splice(h, c)
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
+    assert h.offload()[0]["op"] == layouts.CtlOp.ADD
+    req2 = b"POST /api/items HTTP/1.1\r\nHost: www.example\r\nContent-Length: 4\r\n\r\n"
+    client_seq = c.seq
+    rst, syn = only(second_request(h, c, req2), 2)
+    assert to_backend(rst, "be1") and rst[TCP].flags == "R" and rst[TCP].seq == client_seq
+    assert to_backend(syn, "be3", 8080) and syn[TCP].flags == "S"
+    assert syn[TCP].seq == client_seq - 1 and syn[TCP].ack == c.ack - 1
+    assert h.offload() == [{"op": layouts.CtlOp.DEL, "ip": c.ip, "port": c.port, "backend": 0,
+                            "vip": 0}]
+    # The body arrives while the new back-end is being opened: held too.
+    assert c.send(h, b"abcd", "PA") == []
+    out = h.send(backend_pkt(c, "be3", c.ack - 1, client_seq, "SA", port=8080))
+    ack, data1, data2 = only(out, 3)
+    assert ack[TCP].seq == client_seq and ack[TCP].ack == c.ack
+    assert payload(data1) + payload(data2) == req2 + b"abcd"
+    assert all(to_backend(f, "be3", 8080) for f in out)
+    assert h.offload() == [{"op": layouts.CtlOp.ADD, "ip": c.ip, "port": c.port, "backend": 2,
+                            "vip": 0}]
+    # The new back-end answers in the client's numbering.
+    resp = only(h.send(backend_pkt(c, "be3", c.ack, c.seq, "PA", RESPONSE, port=8080)))
+    assert resp[IP].src == VIP and resp[TCP].sport == 80 and resp[TCP].seq == c.ack
+    assert h.stats()["decisions"]["other_backend"] == 1
+    c.ack += len(RESPONSE)
+    close(h, c, "be3")
+
+
+def test_rule_without_offload_keeps_the_flow_and_withdraws_the_entry(h):
+    """offload=false: no ADD; on a kept-alive connection the entry is deleted."""
+    c = Client(port=42003)
+    splice(h, c)
+    assert [e["op"] for e in h.offload()] == [layouts.CtlOp.ADD]
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
+    f = only(second_request(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n"))
+    assert to_backend(f, "be1")
+    assert [e["op"] for e in h.offload()] == [layouts.CtlOp.DEL]
+    assert h.stats()["decisions"]["no_offload"] == 1
+    c2 = Client(port=42004)
+    splice(h, c2, b"GET /private/y HTTP/1.1\r\nHost: a\r\n\r\n", backend="be2")
+    assert h.offload() == []
+
+
+def test_pipelined_requests_in_one_segment_are_cut_at_the_boundary(h):
+    """Two requests in one segment: the first is forwarded, the second parsed on its own."""
+    c = Client(port=42005)
+    splice(h, c)
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
+    r2 = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+    r3 = b"GET /api/b HTTP/1.1\r\nHost: a\r\n\r\n"
+    start = c.seq
+    out = second_request(h, c, r2 + r3)
+    first, rst, syn = only(out, 3)
+    assert to_backend(first, "be1") and payload(first) == r2 and first[TCP].seq == start
+    assert rst[TCP].flags == "R" and rst[TCP].seq == start + len(r2)
+    assert to_backend(syn, "be3", 8080) and syn[TCP].seq == start + len(r2) - 1
+    assert h.stats()["packets"]["split"] == 1
+
+
+def test_content_length_and_chunked_bodies_mark_request_ends(h):
+    """Bodies are followed exactly, so the request after each is recognised."""
+    c = Client(port=42006)
+    post = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n"
+    splice(h, c, post)
+    body = only(c.send(h, b"0123456789", "PA"))
+    assert payload(body) == b"0123456789"
+    chunked = (b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\nT: 1\r\n\r\n")
+    f = only(second_request(h, c, chunked, server_bytes=0))
+    assert payload(f) == chunked
+    # The next bytes start a new request: for the api cluster, so it moves.
+    out = c.send(h, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", "PA")
+    assert [x[TCP].flags for x in out] == ["R", "S"]
+
+
+def test_upgrade_makes_the_connection_opaque(h):
+    """After an Upgrade request, bytes are forwarded without looking for requests."""
+    c = Client(port=42007)
+    splice(h, c, b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    f = only(c.send(h, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", "PA"))
+    assert to_backend(f, "be1")
+    assert h.stats()["decisions"]["opaque"] == 1
+
+
+def test_broken_chunked_body_stays_with_its_backend(h):
+    """A bad chunk size after dispatch: forwarded (the back-end answers it), routing stops."""
+    c = Client(port=42008)
+    splice(h, c, b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+    f = only(c.send(h, b"zz\r\nGET /api HTTP/1.1\r\nHost: a\r\n\r\n", "PA"))
+    assert to_backend(f, "be1")
+    assert h.stats()["errors"]["body_framing"] == 1
+
+
+# ------------------------------------------------------------- answers
+
+def answer_of(frames, c: Client):
+    f = [x for x in frames if x[IP].dst == c.ip and "F" in x[TCP].flags]
+    assert len(f) == 1, [x.summary() for x in frames]
+    f = f[0]
+    assert csum_ok(f)
+    assert f[IP].src == VIP and f[TCP].sport == 80 and f[TCP].dport == c.port
+    return f
+
+
+def finish_answered(h, c, ans, fin_sent=False):
+    end = ans[TCP].seq + len(payload(ans)) + 1
+    if fin_sent:
+        h.send(c.pkt(flags="A", ack=end))
+    else:
+        ack = only(c.send(h, flags="FA", ack=end))
+        assert ack[TCP].flags == "A" and ack[TCP].ack == c.seq and ack[TCP].seq == end
+    h.advance(2.1)
+    assert_clean(h)
+
+
+@pytest.mark.parametrize("request_bytes,status", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 1100, 431),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+])
+def test_bad_request_gets_its_answer_from_the_vip(h, request_bytes, status):
+    """The front-end answers in the client's numbering (s+1), acks what it read, closes."""
+    c = Client(port=43000 + status)
+    c.send(h)
+    frames = []
+    for i in range(0, len(request_bytes), 600):
+        frames += c.send(h, request_bytes[i:i + 600], "PA")
+    ans = answer_of(frames, c)
+    text = payload(ans)
+    assert text.startswith(f"HTTP/1.1 {status} ".encode()), text
+    assert b"Connection: close" in text
+    assert ans[TCP].seq == c.s + 1 and "F" in ans[TCP].flags
+    assert c.c + 1 < ans[TCP].ack <= c.seq
+    assert h.stats()["errors"][str(status)] == 1
+    finish_answered(h, c, ans)
+
+
+def test_unrouted_request_gets_404():
+    """No rule and no default cluster: 404."""
+    svc = Service(vip=VIP, clusters=[Cluster(name="api", backends=["be3"], port=8080)],
+                  rules=[Rule(cluster="api", path_prefix="/api")])
+    with Harness(config_text(svc)) as h:
+        c = Client()
+        c.send(h)
+        ans = answer_of(c.send(h, GET, "PA"), c)
+        assert payload(ans).startswith(b"HTTP/1.1 404 Not Found")
+        assert ans[TCP].ack == c.seq
+        finish_answered(h, c, ans)
+
+
+def test_slow_client_gets_408(h):
+    """A header that never completes is answered 408 when the request timer fires."""
+    c = Client(port=43001)
+    c.send(h)
+    assert c.send(h, b"GET / HTTP/1.1\r\nHo", "PA") == []
+    assert h.advance(4.9) == []
+    ans = answer_of(h.advance(0.2), c)
+    assert payload(ans).startswith(b"HTTP/1.1 408 Request Timeout")
+    assert ans[TCP].seq == c.s + 1 and ans[TCP].ack == c.seq
+    finish_answered(h, c, ans)
+
+
+def test_connection_closed_mid_header_gets_400_and_empty_one_just_fin(h):
+    c = Client(port=43002)
+    c.send(h)
+    ans = answer_of(c.send(h, b"GET / HTTP/1.1\r\nHo", "FPA"), c)
+    assert payload(ans).startswith(b"HTTP/1.1 400")
+    assert ans[TCP].ack == c.seq
+    finish_answered(h, c, ans, fin_sent=True)
+    e = Client(port=43003)
+    e.send(h)
+    ans = answer_of(e.send(h, flags="FA"), e)
+    assert payload(ans) == b"" and ans[TCP].ack == e.seq
+    finish_answered(h, e, ans, fin_sent=True)
+
+
+def test_503_after_every_backend_of_the_cluster_timed_out(h):
+    """SYN timeout -> the cluster's next back-end -> ... -> 503."""
+    c = Client(port=43004)
+    c.send(h)
+    s1 = only(c.send(h, GET, "PA"))
+    s2 = only(h.advance(1.01))
+    assert {s1[IP].dst, s2[IP].dst} == {BACKENDS["be1"], BACKENDS["be2"]}
+    assert s2[TCP].seq == c.c and s2[TCP].ack == c.s
+    ans = answer_of(h.advance(1.01), c)
+    assert payload(ans).startswith(b"HTTP/1.1 503")
+    st = h.stats()
+    assert st["errors"]["syn_timeout"] == 2 and st["errors"]["503"] == 1
+    # A late SYN-ACK from the first back-end is reset, not spliced.
+    late = h.send(backend_pkt(c, "be1" if s1[IP].dst == BACKENDS["be1"] else "be2", c.s, c.c + 1,
+                              "SA"))
+    assert len(late) == 1 and late[0][TCP].flags == "R" and late[0][TCP].seq == c.c + 1
+    finish_answered(h, c, ans)
+
+
+def test_lost_syn_is_sent_again_before_the_next_backend():
+    """syn_retries: the same SYN (seq, ack field) again, then the next back-end."""
+    with Harness(config_text(syn_retries=2)) as h:
+        c = Client(port=43010)
+        c.send(h)
+        s1 = only(c.send(h, GET, "PA"))
+        r1 = only(h.advance(1.01))
+        r2 = only(h.advance(1.01))
+        assert bytes(r1[TCP]) == bytes(r2[TCP]) == bytes(s1[TCP])
+        assert r1[IP].dst == s1[IP].dst
+        other = only(h.advance(1.01))
+        assert other[IP].dst != s1[IP].dst and other[TCP].flags == "S"
+        st = h.stats()
+        assert st["packets"]["syn_retransmit"] == 2 and st["errors"]["syn_timeout"] == 1
+        # The second back-end answers: spliced as usual.
+        be = "be1" if other[IP].dst == BACKENDS["be1"] else "be2"
+        out = h.send(backend_pkt(c, be, c.s, c.c + 1, "SA"))
+        assert payload(out[-1]) == GET
+
+
+def test_backend_reset_moves_on_and_agentless_backend_is_refused(h):
+    """RST to our SYN, or a SYN-ACK not in the client's numbering: next back-end."""
+    c = Client(port=43005)
+    c.send(h)
+    s1 = only(c.send(h, GET, "PA"))
+    first = "be1" if s1[IP].dst == BACKENDS["be1"] else "be2"
+    second = "be2" if first == "be1" else "be1"
+    s2 = only(h.send(backend_pkt(c, first, 0, c.c + 1, "RA")))
+    assert to_backend(s2, second)
+    # A back-end without the agent answers with its own ISN.
+    out = h.send(backend_pkt(c, second, 123456, c.c + 1, "SA"))
+    rst, = [f for f in out if f[IP].dst == BACKENDS[second]]
+    assert rst[TCP].flags == "R"
+    ans = answer_of(out, c)
+    assert payload(ans).startswith(b"HTTP/1.1 503")
+    st = h.stats()
+    assert st["errors"]["backend_refused"] == 1 and st["errors"]["agent_mismatch"] == 1
+    finish_answered(h, c, ans)
+
+
+def test_answer_is_retransmitted_until_acknowledged(h):
+    c = Client(port=43006)
+    c.send(h)
+    ans = answer_of(c.send(h, b"BAD\x00", "PA"), c)
+    again = answer_of(h.advance(0.21), c)
+    assert bytes(again[TCP]) == bytes(ans[TCP])
+    finish_answered(h, c, ans)
+
+
+def test_answer_on_a_kept_alive_connection_continues_the_servers_numbering(h):
+    """A bad second request: RST the back-end, answer at the client's ack, delete the entry."""
+    c = Client(port=43007)
+    splice(h, c)
+    h.offload()
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
+    start = c.seq
+    out = second_request(h, c, b"GET / HTTP/1.1\r\n\r\n")
+    rst = [f for f in out if f[IP].dst == BACKENDS["be1"]]
+    assert len(rst) == 1 and rst[0][TCP].flags == "R" and rst[0][TCP].seq == start
+    ans = answer_of(out, c)
+    assert ans[TCP].seq == c.s + 1 + len(RESPONSE)
+    assert [e["op"] for e in h.offload()] == [layouts.CtlOp.DEL]
+    finish_answered(h, c, ans)
+
+
+# ------------------------------------------------------------- edge cases
+
+def test_out_of_order_and_duplicate_segments_while_holding(h):
+    """A gap is not skipped (the client resends); a resent segment is not doubled."""
+    c = Client(port=44001)
+    c.send(h)
+    a, b = GET[:10], GET[10:]
+    assert h.send(c.pkt(b, "PA", seq=c.seq + len(a))) == []
+    assert c.send(h, a, "A") == []
+    assert c.send(h, a, "A", seq=c.c + 1) == []      # duplicate
+    syn = only(c.send(h, b, "PA"))
+    out = h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA"))
+    assert b"".join(payload(f) for f in out) == GET
+    st = h.stats()["packets"]
+    assert st["out_of_order"] == 1 and st["duplicate"] == 1
+    assert syn[TCP].seq == c.c
+
+
+def test_retransmission_reaching_into_a_held_request_passes_its_old_part(h):
+    """While a new header is held, a resent segment spanning old and new bytes: old part goes."""
+    c = Client(port=44005)
+    splice(h, c)
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
+    c.ack = c.s + 1 + len(RESPONSE)
+    tail_of_first = GET[-10:]
+    assert c.send(h, b"GET /x HTTP/1.1\r\n", "PA") == []        # held, incomplete
+    resent = c.pkt(tail_of_first + b"GET /x", "PA", seq=c.c + 1 + len(GET) - 10)
+    f = only(h.send(resent))
+    assert to_backend(f, "be1") and payload(f) == tail_of_first
+    assert f[TCP].seq == c.c + 1 + len(GET) - 10 and "F" not in f[TCP].flags
+    assert h.stats()["flows_by_state"]["next_header"] == 1
+
+
+def test_client_reset_aborts_the_backend_connection(h):
+    c = Client(port=44002)
+    c.send(h)
+    s = only(c.send(h, GET, "PA"))
+    rst = only(c.send(h, flags="R"))
+    assert rst[IP].dst == s[IP].dst and rst[TCP].flags == "R" and rst[TCP].seq == c.c + 1
+    assert h.stats()["errors"]["client_reset"] == 1
+    h.advance(2.1)
+    assert_clean(h)
+
+
+def test_backend_reset_is_passed_to_the_client(h):
+    c = Client(port=44003)
+    splice(h, c)
+    rst = only(h.send(backend_pkt(c, "be1", c.s + 1, 0, "R")))
+    assert rst[IP].src == VIP and rst[TCP].flags == "R" and rst[TCP].seq == c.s + 1
+    h.advance(2.1)
+    assert_clean(h)
+
+
+def test_retransmitted_synack_is_acknowledged_again(h):
+    c = Client(port=44004)
+    splice(h, c)
+    again = only(h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA")))
+    assert again[TCP].flags == "A" and again[TCP].ack == c.s + 1
+
+
+def test_idle_spliced_flow_is_reset_and_freed():
+    with Harness(config_text(idle_timeout_ms=3000)) as h:
+        c = Client()
+        splice(h, c)
+        h.offload()
+        out = h.advance(3.1)
+        assert sorted(f[TCP].flags for f in out) == ["R", "R"]
+        assert h.stats()["errors"]["idle_timeout"] == 1
+        assert [e["op"] for e in h.offload()] == [layouts.CtlOp.DEL]
+        assert_clean(h)
+
+
+def test_flow_table_full_resets_new_connections():
+    with Harness(config_text(flow_capacity=2)) as h:
+        for port in (45001, 45002):
+            Client(port=port).send(h)
+        c = Client(port=45003)
+        rst = only(c.send(h))
+        assert rst[TCP].flags == "R" and rst[TCP].seq == c.ack and rst[IP].src == VIP
+        assert h.stats()["errors"]["flow_table_full"] == 1
+
+
+def test_packets_without_a_flow_are_refused(h):
+    """A stray FIN or data for an unknown flow from a back-end is reset; SYNs are the switch's."""
+    c = Client(port=46001)
+    assert h.send(c.pkt(flags="S")) == []
+    stray = only(h.send(backend_pkt(c, "be2", 5, 6, "PA", b"x")))
+    assert stray[IP].dst == BACKENDS["be2"] and stray[TCP].flags == "R" and stray[TCP].seq == 6
+    st = h.stats()["packets"]
+    assert st["no_flow"] == 1 and st["unexpected"] == 1
+
+
+def test_corrupted_checksum_is_dropped(h):
+    c = Client(port=46002)
+    c.send(h)
+    bad = c.pkt(GET, "PA")
+    bad[TCP].chksum = 0x1234
+    assert h.send(bad) == []
+    assert h.stats()["packets"]["bad_checksum"] == 1
+
+
+def test_other_traffic_on_the_link_is_ignored(h):
+    from scapy.layers.l2 import ARP
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import Ether
+
+    assert h.send(Ether(src=SWITCH_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(pdst="10.10.2.2")) == []
+    assert h.send(Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src="1.2.3.4", dst=VIP) / UDP()) == []
+    assert h.send(Ether(src=FE_MAC, dst=SWITCH_MAC) / IP(src="1.2.3.4", dst=VIP) /
+                  TCP(dport=80, flags="A")) == []
+    st = h.stats()["packets"]
+    assert st["not_ours"] == 2 and st["own"] == 1
+    assert_clean(h)

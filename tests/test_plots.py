@@ -1,0 +1,120 @@
+"""Figures and report from result files alone (committed fixtures), nothing run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.plotting import FIGURES, draw_all
+from bench.results import read_result, result_files, tidy
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
+STEMS = ["fig4a_latency_vs_size", "fig4b_throughput_vs_size", "fig4c_latency_mix",
+         "fig4d_throughput_mix"]
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """The fixtures, plus a 2nd repetition, a second target that failed integrity, a failed point."""
+    root = tmp_path / "results"
+    for f in result_files(FIXTURES):
+        doc = read_result(f)
+        rel = f.relative_to(FIXTURES)
+        _write(root / rel, doc)
+        rep2 = _scaled(doc, 0.9, repetition=2)
+        _write(root / str(rel).replace("rep1", "rep2"), rep2)
+        other = _scaled(doc, 0.5, target="haproxy")
+        other["integrity"] = {**(doc["integrity"] or {}), "passed": False}
+        _write(root / str(rel).replace("direct/", "haproxy/"), other)
+    failed = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
+    failed.update(status="failed", error="load: wrk exited with 1: boom", metrics=None)
+    failed["parameters"]["repetition"] = 3
+    failed["point_id"] = failed["point_id"].replace("rep1", "rep3")
+    _write(root / "quick" / "direct" / "failed-rep3.json", failed)
+    return root
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+
+
+def _scaled(doc: dict, k: float, repetition: int | None = None, target: str | None = None) -> dict:
+    d = copy.deepcopy(doc)
+    load = d["metrics"]["load"]
+    for key in ("requests_per_s", "bytes_per_s", "goodput_bytes_per_s"):
+        load[key] *= k
+    for p, v in load["latency_us"]["percentiles"].items():
+        load["latency_us"]["percentiles"][p] = v / k
+    if repetition:
+        d["parameters"]["repetition"] = repetition
+        d["point_id"] = d["point_id"].replace("rep1", f"rep{repetition}")
+    if target:
+        d["parameters"]["target"] = d["parameters"]["target_name"] = target
+        d["point_id"] = d["point_id"].replace("direct/", f"{target}/")
+    return d
+
+
+def test_tidy_table_has_every_parameter_on_every_row(results):
+    """One row per result file; every row carries every parameter; failed rows have no numbers."""
+    df = tidy(results)
+    assert len(df) == 16 * 3 + 1
+    for col in ("target", "workload", "conn_mode", "connections", "threads", "duration_s",
+                "warmup_s", "repetition", "seed", "size_bytes", "mix", "integrity_passed",
+                "requests_per_s", "goodput_gbps", "lat_p99_us", "probe_lat_p99_us",
+                "cpu_client_s", "cpu_backend_s", "cpu_softirq_s", "git_revision"):
+        assert col in df.columns, col
+    assert df[["target", "workload", "conn_mode", "connections", "repetition"]].notna().all().all()
+    failed = df[df["status"] == "failed"]
+    assert len(failed) == 1 and failed["requests_per_s"].isna().all()
+    mixes = df[(df["workload_kind"] == "mix") & (df["status"] == "ok")]
+    assert mixes["probe_lat_p99_us"].notna().all()
+
+
+def test_all_four_figures_and_the_report_render(results, tmp_path):
+    """Figure 4 (a)-(d) as PNG and PDF, the report with ratios vs direct, integrity flagged."""
+    out = tmp_path / "figures"
+    written = draw_all(results, out)
+    for stem in STEMS:
+        for ext in ("png", "pdf"):
+            f = out / f"{stem}.{ext}"
+            assert f in written and f.stat().st_size > 5000, f
+    assert (out / "fig4a_latency_vs_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "fig4a_latency_vs_size.pdf").read_bytes()[:5] == b"%PDF-"
+    report = (out / "report.md").read_text()
+    assert "HAProxy **FAILED**" in report  # integrity, stated up front
+    assert "HAProxy [integrity FAILED]" in report  # and on every row of that target
+    assert "wrk exited with 1: boom" in report
+    assert "0.53x" in report  # haproxy: 0.5 of rep 1, direct: mean of 1.0 and 0.9
+    assert "| No LB (direct) | Traffic 3 | 2 |" in report
+    assert len(FIGURES) == 4
+
+
+def test_plots_cli_draws_from_a_results_directory(results, tmp_path):
+    """`python -m bench plots DIR --out OUT` works in a fresh process, from files alone."""
+    out = tmp_path / "cli"
+    p = subprocess.run([sys.executable, "-m", "bench", "plots", str(results / "quick"),
+                        "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert {f.name for f in out.iterdir()} >= {f"{s}.png" for s in STEMS} | {"report.md",
+                                                                               "tidy.csv"}
+
+
+def test_one_figure_script_runs_alone(results, tmp_path):
+    """Each figure has its own script: python -m plots.fig4d_throughput_mix RESULTS OUT."""
+    p = subprocess.run([sys.executable, "-m", "plots.fig4d_throughput_mix", str(results),
+                        str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "fig4d_throughput_mix.pdf").exists()
+
+
+def test_no_results_is_an_error_not_an_empty_figure(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "bench", "plots", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 2 and "no result files" in p.stderr

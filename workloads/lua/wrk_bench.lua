@@ -1,0 +1,109 @@
+-- wrk script of the bench: requests drawn from a response-size mix, and one
+-- JSON document on stdout at the end.
+--
+-- The runner prepends `CONFIG = {...}` and sampler.lua to this file:
+--   CONFIG.classes   size classes with integer weights and object paths
+--   CONFIG.seed      seed of the sampler (each thread adds its index)
+--   CONFIG.headers   extra request headers ("Connection: close" for one
+--                    connection per request; wrk then reconnects per request)
+--   CONFIG.delay_ms  pause before each request on a connection (the probe)
+--   CONFIG.role      "load" or "probe", echoed in the JSON
+--
+-- No response() callback: with one, wrk parses every header into Lua and
+-- buffers bodies, which would make the load generator, not the system under
+-- test, the bottleneck for 10 MB responses.  Status errors come from wrk's
+-- own counter (responses with status > 399).
+
+local threads = {}
+local nthreads = 0
+
+function setup(thread)
+  nthreads = nthreads + 1
+  thread:set("thread_index", nthreads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  S = sampler_new(CONFIG.classes, CONFIG.seed, thread_index)
+  prepared = {}
+  drawn = {}
+  for ci, c in ipairs(CONFIG.classes) do
+    prepared[ci] = {}
+    for pi, p in ipairs(c.paths) do
+      prepared[ci][pi] = wrk.format("GET", p, CONFIG.headers)
+    end
+    drawn[ci] = 0
+  end
+end
+
+function request()
+  local ci, pi = sampler_draw(S)
+  drawn[ci] = drawn[ci] + 1
+  return prepared[ci][pi]
+end
+
+if CONFIG.delay_ms and CONFIG.delay_ms > 0 then
+  function delay()
+    return CONFIG.delay_ms
+  end
+end
+
+local function encode(v)
+  local t = type(v)
+  if t == "table" then
+    if #v > 0 or next(v) == nil then
+      local out = {}
+      for _, x in ipairs(v) do out[#out + 1] = encode(x) end
+      return "[" .. table.concat(out, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    local out = {}
+    for _, k in ipairs(keys) do out[#out + 1] = string.format("%q", k) .. ":" .. encode(v[k]) end
+    return "{" .. table.concat(out, ",") .. "}"
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    return string.format("%.17g", v)
+  elseif t == "string" then
+    return string.format("%q", v):gsub("\\\n", "\\n")
+  elseif t == "boolean" then
+    return tostring(v)
+  end
+  return "null"
+end
+
+function done(summary, latency, requests)
+  local drawn_by_class = {}
+  for ci, c in ipairs(CONFIG.classes) do drawn_by_class[c.name] = 0 end
+  for _, thread in ipairs(threads) do
+    local d = thread:get("drawn")
+    for ci, c in ipairs(CONFIG.classes) do
+      drawn_by_class[c.name] = drawn_by_class[c.name] + ((d and d[ci]) or 0)
+    end
+  end
+  local pct = {}
+  for _, p in ipairs({ 50, 90, 99, 99.9, 99.99 }) do
+    pct[tostring(p)] = latency:percentile(p)
+  end
+  local e = summary.errors
+  local doc = {
+    format = "miresga-bench-wrk",
+    version = 1,
+    role = CONFIG.role,
+    threads = nthreads,
+    duration_us = summary.duration,
+    requests = summary.requests,
+    bytes = summary.bytes,
+    requests_per_s = summary.requests / (summary.duration / 1e6),
+    bytes_per_s = summary.bytes / (summary.duration / 1e6),
+    latency_us = {
+      min = latency.min, max = latency.max, mean = latency.mean, stdev = latency.stdev,
+      percentiles = pct,
+    },
+    errors = { connect = e.connect, read = e.read, write = e.write,
+               status = e.status, timeout = e.timeout },
+    drawn = drawn_by_class,
+  }
+  io.write("\n----BEGIN MIRESGA-BENCH JSON----\n", encode(doc), "\n----END MIRESGA-BENCH JSON----\n")
+end
