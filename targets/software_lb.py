@@ -13,10 +13,9 @@ import os
 import shlex
 from abc import abstractmethod
 
+from bench.backends import HEALTH_PATH
 from bench.hosts import Host, Process
 from targets.base import Endpoint, Target, TargetError
-
-HEALTH_PATH = "/health"
 
 
 def default_workers(host: Host) -> int:
