@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO / "build" / "objects"
 HEALTH_PATH = "/health"
 HEALTH_BODY = "ok\n"
+STATUS_PATH = "/.status"
 PORT = 80
 
 
@@ -122,6 +123,9 @@ http {{
         listen {host.address}:{PORT} backlog=8192 reuseport;
         root {root};
         location / {{ }}
+        # Per back-end request counts, whatever load balancer is in front:
+        # the tests check spread and routing with them.
+        location = {STATUS_PATH} {{ stub_status; }}
     }}
 }}
 """
@@ -168,6 +172,21 @@ class BackendServers:
         r = host.run(f"curl -s --max-time 2 http://{host.address}:{PORT}{HEALTH_PATH}",
                      check=False, timeout=10)
         return r.ok and r.stdout == HEALTH_BODY
+
+    def requests_served(self) -> dict[str, int]:
+        """Requests each back-end has answered since it started (nginx stub_status),
+        not counting the status requests themselves."""
+        out = {}
+        for host in self.hosts:
+            r = host.run(f"curl -s --max-time 2 http://{host.address}:{PORT}{STATUS_PATH}",
+                         check=False, timeout=10)
+            # "... server accepts handled requests\n 1 1 7 \n..."
+            lines = r.stdout.splitlines()
+            i = next((k for k, line in enumerate(lines) if "requests" in line), None)
+            if not r.ok or i is None or i + 1 >= len(lines):
+                raise BackendError(f"{host.name}: no stub_status answer: {r.stdout or r.stderr}")
+            out[host.name] = int(lines[i + 1].split()[2])
+        return out
 
     def wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,131 @@
+"""HAProxy as the software L7 load balancer baseline.
+
+Tuned the way an operator would run it for throughput: one process with one
+thread per front-end core, no logging in the data path, keep-alive and
+connection reuse toward the back-ends, kernel splicing of response bodies
+(`option splice-auto`, HAProxy's zero-copy path), limits high enough that the
+bench and not a default is the bottleneck, and active health checks so a dead
+back-end stops receiving new requests within about a second.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from bench.hosts import Host
+from miresga.control.service import Policy
+from targets.base import TargetError, register
+from targets.software_lb import HEALTH_PATH, SoftwareLB, backend_address
+
+BALANCE = {
+    Policy.ROUND_ROBIN: "roundrobin",
+    Policy.LEAST_CONNECTIONS: "leastconn",
+    Policy.HASH: "source",
+}
+
+
+@register
+class HAProxy(SoftwareLB):
+    name = "haproxy"
+    binary = "haproxy"
+    config_name = "haproxy.cfg"
+    defaults = {
+        "workers": 0,           # threads; 0 = one per front-end core
+        "maxconn": 200_000,
+        "splice": True,         # zero-copy response bodies (Linux splice)
+        "check_interval_ms": 500,
+    }
+
+    @property
+    def maxconn(self) -> int:
+        # Two descriptors per proxied connection, plus splice pipes (maxpipes
+        # defaults to maxconn/4, two descriptors each), plus a margin.
+        return max(256, min(self.params["maxconn"], (self.fd_limit - 1024) // 3))
+
+    def socket_path(self, host: Host) -> str:
+        return f"{host.workdir}/{self.name}/admin.sock"
+
+    def render(self, host: Host) -> str:
+        svc, p = self.service, self.params
+        lines = [
+            "global",
+            f"    nbthread {self.workers}",
+            f"    maxconn {self.maxconn}",
+            f"    stats socket {self.socket_path(host)} mode 600 level admin",
+            "    # no `log`: logging stays out of the data path",
+            "",
+            "defaults",
+            "    mode http",
+            "    option http-keep-alive",
+            "    http-reuse always",
+            f"    maxconn {self.maxconn}",
+            "    timeout connect 2s",
+            "    timeout client 30s",
+            "    timeout server 30s",
+            "    timeout http-request 10s",
+            "    timeout http-keep-alive 30s",
+            "    retries 2",
+            "    option redispatch",
+        ]
+        if p["splice"]:
+            lines.append("    option splice-auto")
+        lines += ["", "frontend vip",
+                  f"    bind {self.testbed.vip}:{svc.port} backlog 8192",
+                  f"    maxconn {self.maxconn}"]
+        # Rules in file order, first match wins: the reference semantics of
+        # Service.route().  HAProxy evaluates use_backend lines in order.
+        for i, rule in enumerate(svc.rules):
+            conds = [f"r{i}_path"]
+            lines.append(f"    acl r{i}_path path_beg {rule.path_prefix}")
+            if rule.host is not None:
+                lines.append(f"    acl r{i}_host hdr(host),field(1,:) -i {rule.host}")
+                conds.append(f"r{i}_host")
+            lines.append(f"    use_backend c_{rule.cluster} if {' '.join(conds)}")
+        # No rule matched and no default cluster: 404, as every target answers.
+        lines.append(f"    default_backend {'c_' + svc.default_cluster if svc.default_cluster else 'no_match'}")
+        if not svc.default_cluster:
+            lines += ["", "backend no_match", "    http-request return status 404"]
+        for cluster in svc.clusters:
+            lines += ["", f"backend c_{cluster.name}",
+                      f"    balance {BALANCE[cluster.policy]}",
+                      f"    option httpchk GET {HEALTH_PATH}",
+                      "    http-check expect status 200",
+                      f"    default-server check inter {p['check_interval_ms']} fall 2 rise 1"]
+            for b in cluster.backends:
+                lines.append(f"    server {b} {backend_address(self.testbed, b)}:{cluster.port}")
+        return "\n".join(lines) + "\n"
+
+    def check_command(self, host: Host) -> str:
+        return f"haproxy -c -q -f {self.config_path(host)}"
+
+    def command(self, host: Host) -> str:
+        return f"haproxy -db -f {self.config_path(host)}"
+
+    def _stat(self, host: Host) -> list[dict]:
+        r = host.run(f"echo 'show stat' | nc -U -N {self.socket_path(host)}", check=False)
+        if not r.ok or not r.stdout.startswith("# "):
+            raise TargetError(f"haproxy stats socket on {host.name}: {r.stderr or r.stdout}")
+        return list(csv.DictReader(io.StringIO(r.stdout[2:])))
+
+    def backends_up(self) -> int:
+        up = set()
+        for fe in self.testbed.frontends:
+            for row in self._stat(fe):
+                if row["svname"] not in ("FRONTEND", "BACKEND") and row["status"].startswith("UP"):
+                    up.add(row["svname"])
+        return len(up)
+
+    def stats(self) -> dict:
+        out: dict = {"backends": {}, "frontend": {}}
+        for fe in self.testbed.frontends:
+            for row in self._stat(fe):
+                name = row["svname"]
+                if name == "FRONTEND":
+                    f = out["frontend"].setdefault(fe.name, {})
+                    f.update(requests=int(row["req_tot"] or 0), bytes_out=int(row["bout"] or 0),
+                             errors=int(row["ereq"] or 0))
+                elif name != "BACKEND":
+                    b = out["backends"].setdefault(name, {"requests": 0, "status": row["status"]})
+                    b["requests"] += int(row["stot"] or 0)
+        return out
