@@ -14,6 +14,8 @@ class ConfigError(BenchError):
 class TestbedError(BenchError):
     """The testbed could not be built, used or torn down."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
 
 class HostError(BenchError):
     """A command on a host failed or a host could not be reached."""

@@ -11,7 +11,7 @@ packages=(
   # systems under test and load generation
   wrk nginx-light haproxy curl
   # testbed plumbing and the SSH transport
-  iproute2 ethtool openssh-server openssh-client netcat-openbsd procps psmisc
+  iproute2 iputils-ping ethtool openssh-server openssh-client netcat-openbsd procps psmisc
   # python venv
   python3-venv
 )
@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
     exit 1
   fi
   echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
+  export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
   apt-get update -qq
   # policy-rc.d keeps the packages' own services (nginx, haproxy, sshd) from
   # starting in the root namespace: the bench starts its own instances.

@@ -1,5 +1,6 @@
 /* Prints the size and field offsets of every shared layout as JSON, so that
  * tests/test_layouts.py can hold miresga/control/layouts.py to the C header. */
+#include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -35,7 +36,14 @@ int main(void)
 	F(mg_ctl_entry, op); F(mg_ctl_entry, backend_idx); F(mg_ctl_entry, vip_idx);
 	S(mg_ctl_ack); F(mg_ctl_ack, seq); F(mg_ctl_ack, added); F(mg_ctl_ack, deleted);
 	F(mg_ctl_ack, refused);
-	printf("}}, \"MG_SW__MAX\": %d, \"MG_FLOW_CAPACITY_DEFAULT\": %d}\n", MG_SW__MAX,
+	printf("}}, \"MG_SW__MAX\": %d, \"MG_FLOW_CAPACITY_DEFAULT\": %d", MG_SW__MAX,
 	       MG_FLOW_CAPACITY_DEFAULT);
+
+	/* A cookie for fixed inputs, so the Python mirror's hash is held to C's. */
+	struct mg_cookie_key key = {0x03020100, 0x07060504};
+	__u32 low = mg_cookie_low_byte(mg_mss_class(1460), 7, 1, 5);
+	printf(", \"cookie\": {\"low\": %u, \"value\": %u}}\n", low,
+	       mg_cookie_make(&key, inet_addr("10.10.1.2"), inet_addr("10.10.0.100"), htons(40000),
+			      htons(80), 12345, 5, low));
 	return 0;
 }

@@ -1,0 +1,144 @@
+"""`python -m bench ...`: the bench's command line.
+
+    python -m bench testbed up [--topology FILE] [--prefix P]
+    python -m bench testbed status [--prefix P]
+    python -m bench testbed exec HOST [--prefix P] -- CMD...
+    python -m bench testbed down [--prefix P]
+
+Each subcommand group registers itself in COMMANDS; later parts of the bench
+(runner, plots) add theirs the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Callable
+
+from bench.errors import BenchError
+
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+@command("testbed")
+def _testbed_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.topology import DEFAULT_TOPOLOGY
+
+    p = sub.add_parser("testbed", help="build, inspect and remove the emulated testbed")
+    tsub = p.add_subparsers(dest="action", required=True)
+    for action, text in (("up", "build the testbed"), ("down", "remove it and all it runs"),
+                         ("status", "show what is up")):
+        a = tsub.add_parser(action, help=text)
+        a.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
+        a.add_argument("--prefix", "-p", default=None,
+                       help="namespace prefix (default: the topology's name)")
+        a.set_defaults(func=_testbed)
+    e = tsub.add_parser("exec", help="run a command on a host of the testbed")
+    e.add_argument("host")
+    e.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
+    e.add_argument("--prefix", "-p", default=None)
+    e.set_defaults(func=_testbed)
+
+
+def _prefix(args) -> str:
+    if args.prefix:
+        return args.prefix
+    from bench.topology import load_topology
+
+    return load_topology(args.topology).testbed.name
+
+
+def _testbed(args) -> int:
+    from bench.testbed import EmulatedTestbed, running_testbeds, teardown
+    from bench.topology import load_topology
+
+    if args.action == "up":
+        tb = EmulatedTestbed(load_topology(args.topology), prefix=args.prefix, guard=False)
+        tb.up()
+        print(f"testbed {tb.prefix!r} is up:")
+        _print_status(tb.status())
+        return 0
+    prefix = _prefix(args)
+    if args.action == "down":
+        # Works from the state file, or from namespace names alone if the
+        # state file is gone (a crash before it was written).
+        try:
+            tb = EmulatedTestbed.from_state(prefix)
+            tb.down()
+        except BenchError:
+            teardown(prefix)
+        print(f"testbed {prefix!r} is down")
+        return 0
+    if args.action == "status":
+        up = running_testbeds()
+        if prefix not in up:
+            print(f"testbed {prefix!r} is down" + (f"; up: {', '.join(up)}" if up else ""))
+            return 1
+        _print_status(EmulatedTestbed.from_state(prefix).status())
+        return 0
+    if args.action == "exec":
+        cmd = args.trailing
+        if not cmd:
+            raise BenchError("exec: give a command after --")
+        host = EmulatedTestbed.from_state(prefix).host(args.host)
+        r = host.run(shlex.join(cmd) if len(cmd) > 1 else cmd[0], check=False, timeout=None)
+        sys.stdout.write(r.stdout)
+        sys.stderr.write(r.stderr)
+        return r.rc
+    raise AssertionError(args.action)
+
+
+def _print_status(st: dict) -> None:
+    print(f"  state: {st['state']}")
+    for name, h in st["hosts"].items():
+        mark = "up" if h["present"] else "MISSING"
+        print(f"  {name:<12} {h['role']:<9} {h['netns']:<20} {h['address'] or '-':<18} "
+              f"{mark:<8} {h['processes']} processes")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _load_plugins()
+    for register in COMMANDS.values():
+        register(sub)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after `--` is a command for a host, not options for us.
+    trailing: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, trailing = argv[:i], argv[i + 1:]
+    args = parser.parse_args(argv)
+    args.trailing = trailing
+    try:
+        return args.func(args)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _load_plugins() -> None:
+    # Modules that add subcommands; importing them registers their parsers.
+    import importlib
+
+    for mod in ("bench.runner", "bench.plotting", "bench.remote"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+__all__ = ["main", "command"]

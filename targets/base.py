@@ -1,0 +1,152 @@
+"""The interface every system under test implements.
+
+A target is deployed on a testbed that already runs the back-end web servers
+(the same for every target), configured from the one `Service` every target
+shares, and driven through its life cycle by the runner:
+
+    target = make_target("haproxy", testbed, service, params)
+    target.deploy()            # render configs, put files on hosts, load programs
+    target.start()
+    target.wait_healthy(30)    # raises TargetError with the logs attached
+    ... measure against target.endpoint ...
+    stats = target.stats()     # counters of the target's own components
+    target.stop()              # idempotent; leaves no process, program or pin
+
+Targets are plug-ins: a module under targets/ that calls `register` is found
+by name, so a new load balancer is one file.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from bench.errors import BenchError
+
+
+class TargetError(BenchError):
+    """A target failed to deploy, start or become healthy; `logs` says why."""
+
+    def __init__(self, message: str, logs: dict[str, str] | None = None):
+        super().__init__(message)
+        self.logs = logs or {}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where clients send requests: the VIP, or a back-end for `direct`."""
+
+    address: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}"
+
+
+class Target(ABC):
+    #: registry name, used in experiment files and result rows
+    name: str = ""
+    #: does the target route by URL (L7)?  The l4switch does not.
+    layer7: bool = True
+    #: parameters the target accepts, with defaults (validated by the runner)
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, testbed, service, params: dict[str, Any] | None = None):
+        self.testbed = testbed
+        self.service = service
+        unknown = set(params or {}) - set(self.defaults)
+        if unknown:
+            raise TargetError(f"target {self.name}: unknown parameter(s) "
+                              f"{', '.join(sorted(unknown))}; known: "
+                              f"{', '.join(sorted(self.defaults)) or 'none'}")
+        self.params = {**self.defaults, **(params or {})}
+
+    @property
+    @abstractmethod
+    def endpoint(self) -> Endpoint: ...
+
+    @abstractmethod
+    def deploy(self) -> None:
+        """Render configuration and put it on the hosts; load programs."""
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def healthy(self) -> bool:
+        """One cheap check that the target serves requests."""
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                if self.healthy():
+                    return
+            except BenchError as e:
+                last = e
+            time.sleep(0.1)
+        raise TargetError(f"target {self.name} not healthy within {timeout:.0f}s"
+                          + (f": {last}" if last else ""), logs=self.logs())
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop everything the target started; safe to call twice or after a failure."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the target's own components (switch, front-end, agents)."""
+        return {}
+
+    def logs(self) -> dict[str, str]:
+        """Logs of the target's processes, attached to a failed run point."""
+        return {}
+
+    def frontend_hosts(self) -> list:
+        """Hosts whose CPU is the load balancer's cost (the front-end role)."""
+        return list(self.testbed.frontends)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "layer7": self.layer7, "params": dict(self.params)}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+_REGISTRY: dict[str, type[Target]] = {}
+_PLUGINS = ("targets.direct", "targets.haproxy", "targets.nginx", "targets.l4switch",
+            "targets.miresga")
+
+
+def register(cls: type[Target]) -> type[Target]:
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> dict[str, type[Target]]:
+    """Every target whose plug-in module exists, by name."""
+    import importlib
+
+    for mod in _PLUGINS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+    return dict(_REGISTRY)
+
+
+def make_target(name: str, testbed, service, params: dict | None = None) -> Target:
+    targets = available()
+    if name not in targets:
+        raise TargetError(f"unknown target {name!r}; known: {', '.join(sorted(targets))}")
+    return targets[name](testbed, service, params)
+
+
