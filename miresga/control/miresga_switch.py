@@ -11,7 +11,7 @@ load-time parameters.  It is built from a Service and the testbed's facts
 `EbpfSwitch` driver, programs the tables, owns the cookie secrets and the
 seen filter's generations, and offers the flow table to the offload channel
 through `FlowTable`, which installs and deletes entries with batched map
-operations and keeps exact occupancy.
+operations and counts occupancy from the map itself.
 
 Time.  The data plane stamps flow entries with `config.now_s`, a coarse
 clock the control plane advances (`tick()`, once a second under switchd);
@@ -26,15 +26,14 @@ import errno
 import ipaddress
 import json
 import logging
+import os
 import secrets
 import socket
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from miresga.control import bpf, layouts
 from miresga.control.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_counters
@@ -103,69 +102,94 @@ def iface_mac(ns: str | None, ifname: str) -> str:
 
 
 # -------------------------------------------------------------------- plan
+#
+# Plain dataclasses, not pydantic: the switch daemon runs on a real switch
+# host with whatever python3 is there (bench.hosts.Host.python), so it and
+# everything it imports use the standard library only.
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _require(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{where}: {msg}")
 
 
-class Endpoint(_Strict):
+@dataclass(frozen=True)
+class Endpoint:
     """A host as the switch sees it: address, MAC, and the switch port it hangs off."""
 
-    name: str = ""
-    ip: ipaddress.IPv4Address
+    ip: str
     mac: str
-    switch_port: str               # interface name on the switch
-    port: int = Field(default=80, ge=1, le=65535)  # service port (back-ends)
+    switch_port: str        # interface name on the switch
+    port: int = 80          # service port (back-ends)
+    name: str = ""
 
-    @field_validator("mac")
-    @classmethod
-    def _mac(cls, v: str) -> str:
-        mac_bytes(v)
-        return v.lower()
+    def check(self, where: str) -> None:
+        try:
+            ipaddress.IPv4Address(self.ip)
+        except ValueError:
+            raise ValueError(f"{where}.ip: not an IPv4 address: {self.ip!r}") from None
+        try:
+            mac_bytes(self.mac)
+        except ValueError as e:
+            raise ValueError(f"{where}.mac: {e}") from None
+        _require(bool(self.switch_port), f"{where}.switch_port", "missing")
+        _require(1 <= self.port <= 65535, f"{where}.port", f"{self.port} out of range")
 
 
-class VipSpec(_Strict):
-    ip: ipaddress.IPv4Address
-    port: int = Field(default=80, ge=1, le=65535)
+@dataclass(frozen=True)
+class VipSpec:
+    ip: str
+    port: int = 80
 
 
-class SwitchPlan(_Strict):
+@dataclass(frozen=True)
+class SwitchPlan:
     """Everything the switch pipeline is programmed with, as data."""
 
-    netns: str | None = None        # None: this host's own interfaces
-    ports: list[str] | None = None  # None: every non-loopback interface
-    vips: list[VipSpec] = Field(min_length=1, max_length=layouts.MAX_VIPS)
-    backends: list[Endpoint] = Field(min_length=1, max_length=layouts.MAX_BACKENDS)
-    frontends: list[Endpoint] = Field(min_length=1, max_length=layouts.MAX_FRONTENDS)
-    # Destinations that count as clients for back-end packets (see
-    # switch_maps.h, client_nets).  Default: everything.
-    client_nets: list[ipaddress.IPv4Network] = Field(
-        default_factory=lambda: [ipaddress.IPv4Network("0.0.0.0/0")], max_length=64)
-    flow_capacity: int = Field(default=layouts.FLOW_CAPACITY_DEFAULT, ge=1, le=1 << 24)
-    mss: int = Field(default=1460, ge=536, le=65535)
-    wscale: int = Field(default=7, ge=0, le=14)
-    window: int = Field(default=65535, ge=1, le=65535)
-    # Seen filter: bits per generation = 2^filter_bits_log2 (0 disables it).
-    filter_bits_log2: int = Field(default=22)
+    vips: list[VipSpec]
+    backends: list[Endpoint]          # index in the switch = position here
+    frontends: list[Endpoint]
+    netns: str | None = None          # None: this host's own interfaces
+    ports: list[str] | None = None    # None: every non-loopback interface
+    # Destinations that count as clients for back-end packets (switch_maps.h,
+    # client_nets).  Default: everything.
+    client_nets: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    flow_capacity: int = layouts.FLOW_CAPACITY_DEFAULT
+    mss: int = 1460
+    wscale: int = 7
+    window: int = 65535
+    # Seen filter: bits per generation = 2^filter_bits_log2; 0 disables it.
+    filter_bits_log2: int = 22
 
-    @field_validator("filter_bits_log2")
-    @classmethod
-    def _bits(cls, v: int) -> int:
-        if v != 0 and not 6 <= v <= 30:
-            raise ValueError("must be 0 (disabled) or between 6 and 30")
-        return v
-
-    @model_validator(mode="after")
-    def _unique(self) -> "SwitchPlan":
+    def __post_init__(self):
+        _require(1 <= len(self.vips) <= layouts.MAX_VIPS, "vips", "1 to 16 VIPs")
+        _require(1 <= len(self.backends) <= layouts.MAX_BACKENDS, "backends", "1 to 256 back-ends")
+        _require(1 <= len(self.frontends) <= layouts.MAX_FRONTENDS, "frontends",
+                 "1 to 16 front-ends")
+        seen = set()
+        for i, v in enumerate(self.vips):
+            ipaddress.IPv4Address(v.ip)
+            _require((v.ip, v.port) not in seen, f"vips[{i}]", f"{v.ip}:{v.port} listed twice")
+            seen.add((v.ip, v.port))
         seen = set()
         for i, b in enumerate(self.backends):
-            if (b.ip, b.port) in seen:
-                raise ValueError(f"backends[{i}]: {b.ip}:{b.port} is listed twice")
+            b.check(f"backends[{i}]")
+            _require((b.ip, b.port) not in seen, f"backends[{i}]",
+                     f"{b.ip}:{b.port} is listed twice")
             seen.add((b.ip, b.port))
-        vips = [(v.ip, v.port) for v in self.vips]
-        if len(set(vips)) != len(vips):
-            raise ValueError("vips: a VIP is listed twice")
-        return self
+        for i, f in enumerate(self.frontends):
+            f.check(f"frontends[{i}]")
+        _require(1 <= len(self.client_nets) <= 64, "client_nets", "1 to 64 networks")
+        for i, n in enumerate(self.client_nets):
+            try:
+                ipaddress.IPv4Network(n)
+            except ValueError as e:
+                raise ValueError(f"client_nets[{i}]: {e}") from None
+        _require(1 <= self.flow_capacity <= 1 << 24, "flow_capacity", "1 to 16777216")
+        _require(536 <= self.mss <= 65535, "mss", "536 to 65535")
+        _require(0 <= self.wscale <= 14, "wscale", "0 to 14 (RFC 7323)")
+        _require(1 <= self.window <= 65535, "window", "1 to 65535")
+        _require(self.filter_bits_log2 == 0 or 6 <= self.filter_bits_log2 <= 30,
+                 "filter_bits_log2", "0 (disabled) or 6 to 30")
 
     @classmethod
     def from_testbed(cls, tb, service, **params) -> "SwitchPlan":
@@ -180,30 +204,48 @@ class SwitchPlan(_Strict):
         for c in service.clusters:
             for name in c.backends:
                 h = tb.host(name)
-                backends.append(Endpoint(name=name, ip=h.address, mac=h.mac,
+                backends.append(Endpoint(name=name, ip=str(h.address), mac=h.mac,
                                          switch_port=h.switch_port, port=c.port))
-        frontends = [Endpoint(name=h.name, ip=h.address, mac=h.mac, switch_port=h.switch_port)
+        frontends = [Endpoint(name=h.name, ip=str(h.address), mac=h.mac,
+                              switch_port=h.switch_port)
                      for h in tb.by_role("frontend")]
-        clients = [ipaddress.IPv4Network(f"{h.address}/32") for h in tb.by_role("client")]
+        clients = [f"{h.address}/32" for h in tb.by_role("client")]
         params.setdefault("netns", tb.switch.netns)
-        return cls(vips=[VipSpec(ip=vip, port=service.port)], backends=backends,
-                   frontends=frontends,
-                   client_nets=clients or [ipaddress.IPv4Network("0.0.0.0/0")], **params)
+        return cls(vips=[VipSpec(ip=str(vip), port=service.port)], backends=backends,
+                   frontends=frontends, client_nets=clients or ["0.0.0.0/0"], **params)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SwitchPlan":
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        _require(not unknown, "plan", f"unknown field(s) {', '.join(unknown)}")
+        for name in ("vips", "backends", "frontends"):
+            _require(name in d, name, "missing required field")
+        try:
+            d["vips"] = [VipSpec(**v) for v in d["vips"]]
+            d["backends"] = [Endpoint(**b) for b in d["backends"]]
+            d["frontends"] = [Endpoint(**f) for f in d["frontends"]]
+        except TypeError as e:
+            raise ValueError(f"plan: {e}") from None
+        return cls(**d)
 
     @classmethod
     def from_json(cls, text: str) -> "SwitchPlan":
-        return cls.model_validate(json.loads(text))
+        return cls.from_dict(json.loads(text))
 
 
 # -------------------------------------------------------------- flow table
 
 @dataclass
 class ApplyResult:
-    added: int = 0          # new entries plus replaced ones
-    replaced: int = 0       # of `added`, entries that existed (re-routed flows)
+    added: int = 0          # entries installed (new, or replacing one: a re-routed flow)
     deleted: int = 0
     del_missing: int = 0    # deletes of entries that were not there
     refused_full: int = 0
@@ -232,9 +274,7 @@ class FlowOp:
 
 @dataclass
 class FlowTableStats:
-    occupancy: int = 0
     adds: int = 0
-    replaced: int = 0
     deletes: int = 0
     del_missing: int = 0
     refused_full: int = 0
@@ -248,11 +288,14 @@ class FlowTable:
 
     Adds and deletes go in batches: one bpf_map_update_batch per run of
     consecutive adds, one delete_batch per run of deletes (order is kept, so
-    an add after a delete of the same key wins).  Adds use BPF_NOEXIST so
-    that new entries and replacements are told apart and occupancy stays
-    exact; a batch stops at its first failure, which is then handled alone:
-    EEXIST -> replace, E2BIG -> refuse (table full), and the rest of the batch
-    continues.
+    an add after a delete of the same key wins).  A batch stops at its first
+    failure; E2BIG there means a new key met a full table: that entry is
+    refused and the rest of the run continues (replacing existing entries
+    still works in a full table).
+
+    Occupancy is counted from the map (`occupancy()`), not inferred: batch
+    updates cannot say whether an entry was new or replaced (the kernel
+    takes no BPF_NOEXIST in batches), and aging deletes entries too.
     """
 
     def __init__(self, m: bpf.Map, capacity: int, valid_backends: Iterable[int],
@@ -264,10 +307,9 @@ class FlowTable:
         self._clock = clock
         self.stats = FlowTableStats()
         self.lock = threading.Lock()
-        self.stats.occupancy = self.count()
 
-    def count(self) -> int:
-        return sum(1 for _ in self.map.lookup_batch())
+    def occupancy(self) -> int:
+        return self.map.count_batch()
 
     def _valid_add(self, op: FlowOp) -> bool:
         return op.backend_idx in self.valid_backends and op.vip_idx in self.valid_vips
@@ -290,13 +332,11 @@ class FlowTable:
                     res.refused_invalid += len(run)
                 i = j
             st = self.stats
-            st.adds += res.added - res.replaced
-            st.replaced += res.replaced
+            st.adds += res.added
             st.deletes += res.deleted
             st.del_missing += res.del_missing
             st.refused_full += res.refused_full
             st.refused_invalid += res.refused_invalid
-            st.occupancy += (res.added - res.replaced) - res.deleted
         return res
 
     def _add_run(self, run: list[FlowOp], res: ApplyResult) -> None:
@@ -309,23 +349,14 @@ class FlowTable:
             keys.append(layouts.FlowKey(op.client_ip_be, op.client_port_be))
             values.append(layouts.Flow(op.backend_idx, op.vip_idx, 0, now))
         while keys:
-            done, err = self.map.try_update_batch(keys, values, bpf.BPF_NOEXIST)
+            done, err = self.map.try_update_batch(keys, values)
             self.stats.syscalls += 1
             res.added += done
             if err == 0:
                 break
-            if done >= len(keys):  # the kernel reported an error after the last entry
-                break
-            k, v = keys[done], values[done]
-            if err == errno.EEXIST:
-                self.map.update(k, v, bpf.BPF_EXIST)
-                self.stats.syscalls += 1
-                res.added += 1
-                res.replaced += 1
-            elif err == errno.E2BIG:
-                res.refused_full += 1
-            else:
-                raise bpf.BpfError(err, f"flow table add: {errno.errorcode.get(err, err)}")
+            if err != errno.E2BIG:
+                raise bpf.BpfError(err, f"flow table add: {os.strerror(err)}")
+            res.refused_full += 1
             keys, values = keys[done + 1:], values[done + 1:]
 
     def _del_run(self, run: list[FlowOp], res: ApplyResult) -> None:
@@ -356,7 +387,6 @@ class FlowTable:
                 if self.map.delete(k):
                     removed += 1
             self.stats.aged += removed
-            self.stats.occupancy -= removed
         return removed
 
     def entries(self) -> dict[tuple[str, int], layouts.Flow]:
@@ -476,7 +506,8 @@ class MiresgaSwitch:
             fe_table.update(u32(idx), val)
 
         nets = self.map("client_nets")
-        for net in p.client_nets:
+        for cidr in p.client_nets:
+            net = ipaddress.IPv4Network(cidr)
             nets.update(layouts.Lpm4Key(net.prefixlen, ip_be(net.network_address)), u32(1))
 
         with self._cfg_lock:
