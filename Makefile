@@ -45,6 +45,15 @@ HOST_CFLAGS := -O2 -g -Wall -Wextra -Werror -I miresga/include
 # eBPF objects: build/bpf/NAME.bpf.o from the NAME.bpf.c found on vpath.
 vpath %.bpf.c miresga/switch miresga/agent targets/l4switch
 BPF_HEADERS := $(wildcard miresga/include/*.h miresga/switch/*.h miresga/agent/*.h targets/l4switch/*.h)
+# The C parts each role of a real testbed builds on its own host (no venv
+# there: host-side tools use the Python standard library only).  Component
+# fragments append to these.
+ROLE_PARTS_client :=
+ROLE_PARTS_switch :=
+ROLE_PARTS_frontend :=
+ROLE_PARTS_backend :=
+ROLE_PARTS_extra :=
+
 $(BUILD)/bpf/%.bpf.o: %.bpf.c $(BPF_HEADERS)
 	@echo "  BPF     $@"
 	$(Q)mkdir -p $(@D)
@@ -63,6 +72,10 @@ BUILD_OUTPUTS += $(BUILD)/layout-probe
 -include targets/l4switch/l4switch.mk
 
 build: setup $(BUILD_OUTPUTS)
+
+.SECONDEXPANSION:
+host-%: $$(ROLE_PARTS_$$*)
+	@echo "  built the $* parts"
 
 # ------------------------------------------------------------ test/bench
 test: build

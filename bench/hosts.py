@@ -52,7 +52,7 @@ def _fail(host: "Host", r: Result) -> HostError:
 class LinkFacts:
     """What the data plane needs to know about a host's link to the switch."""
 
-    iface: str = "eth0"                     # the host's data-plane interface
+    iface: str | None = None                # the host's data-plane interface
     mac: str | None = None                  # its MAC
     gateway: ipaddress.IPv4Address | None = None  # the switch's address on the link
     switch_port: str | None = None          # the switch's interface on the link
@@ -363,6 +363,11 @@ class SshProcess(Process):
     def _signal_group(self, sig: int) -> None:
         self.host.run(f"kill -{int(sig)} -- -{self._pid} 2>/dev/null", check=False)
 
+    def stop(self, timeout: float = 5.0) -> int | None:
+        rc = super().stop(timeout)
+        self.host.run(f"rm -f {self.host.pid_dir}/{self._pid}", check=False)
+        return rc
+
 
 class SshHost(Host):
     """A host reached over SSH with fabric (paramiko underneath)."""
@@ -392,7 +397,10 @@ class SshHost(Host):
             kwargs["key_filename"] = [os.path.expanduser(t.key)]
         gateway = None
         if t.proxy_command:
-            gateway = t.proxy_command
+            # Expand the tokens here: fabric's own expansion does not know
+            # this connection's port and would put 22 for %p.
+            gateway = (t.proxy_command.replace("%h", t.host).replace("%p", str(t.port))
+                       .replace("%r", t.user))
         elif t.jump is not None:
             gateway = SshHost._connect(t.jump)
         return Connection(host=t.host, user=t.user, port=t.port, connect_kwargs=kwargs,
@@ -441,8 +449,27 @@ class SshHost(Host):
         # session and `kill -- -PID` reaches everything it started.
         launch = (f"rm -f {shlex.quote(rc_path)}; setsid sh -c {shlex.quote(self._sudo(inner))} "
                   f"> {shlex.quote(log_path)} 2>&1 < /dev/null & echo $!")
-        r = self.run(launch)
-        return SshProcess(self, name, cmd, log_path, int(r.stdout.strip()), rc_path)
+        pid = int(self.run(launch).stdout.strip())
+        # Recorded on the host, so that a later session can clean up after a
+        # run whose controller died or lost its connection (cleanup_leftovers).
+        self.run(f"mkdir -p {self.pid_dir} && echo {shlex.quote(name)} > {self.pid_dir}/{pid}")
+        return SshProcess(self, name, cmd, log_path, pid, rc_path)
+
+    @property
+    def pid_dir(self) -> str:
+        return f"{self.workdir}/pids"
+
+    def cleanup_leftovers(self, grace: float = 2.0) -> list[str]:
+        """Kill the process groups a previous session started here and did not stop."""
+        d = shlex.quote(self.pid_dir)
+        script = (
+            f"d={d}; [ -d $d ] || exit 0; killed=''; "
+            f"for f in $d/*; do [ -f \"$f\" ] || continue; p=${{f##*/}}; "
+            f"if kill -TERM -- -$p 2>/dev/null; then echo \"$(cat $f) (pid $p)\"; "
+            f"killed=\"$killed $p\"; fi; done; "
+            f"if [ -n \"$killed\" ]; then sleep {grace}; "
+            f"for p in $killed; do kill -KILL -- -$p 2>/dev/null; done; fi; rm -f $d/*")
+        return self.run(script, check=False).stdout.splitlines()
 
     def put(self, local, remote):
         local = Path(local)
@@ -476,10 +503,14 @@ class SshHost(Host):
         with self._lock:
             self.conn.put(BytesIO(text.encode()), remote)
 
-    def close(self) -> None:
-        super().close()
+    def disconnect(self) -> None:
+        """Drop the connection, leaving processes running (as a lost connection does)."""
         if self._conn is not None:
             try:
                 self._conn.close()
             finally:
                 self._conn = None
+
+    def close(self) -> None:
+        super().close()
+        self.disconnect()

@@ -40,13 +40,15 @@ def make_keys(directory: str | Path) -> Keys:
     return keys
 
 
-def start_sshd(host: NetnsHost, keys: Keys, port: int = 22, timeout: float = 10.0) -> Process:
+def start_sshd(host: NetnsHost, keys: Keys, port: int = 22, timeout: float = 10.0,
+               address: str | None = None) -> Process:
     """Start sshd in the foreground on the host's address; returns once it listens."""
+    address = address or str(host.address)
     conf = Path(host.workdir) / "sshd" / "sshd_config"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text("\n".join([
         f"Port {port}",
-        f"ListenAddress {host.address}",
+        f"ListenAddress {address}",
         f"HostKey {keys.host_key}",
         f"PidFile {conf.parent / 'sshd.pid'}",
         f"AuthorizedKeysFile {keys.authorized_keys}",

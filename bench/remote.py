@@ -1,0 +1,387 @@
+"""A testbed of real hosts reached over SSH, from an inventory file.
+
+    tb = RemoteTestbed(load_inventory("testbeds/lab.toml"))
+    tb.up()        # connect to every host, clean up after earlier sessions,
+                   # check prerequisites: all problems of all hosts, or none
+    tb.deploy()    # ship this checkout, install packages, build each role's parts
+    ...            # the same targets and runner as on the emulated testbed
+    tb.down()      # stop what this session started, detach, close
+
+It offers the same surface as EmulatedTestbed (hosts by role, the VIP, link
+facts, workdirs, bpf_dir), so targets and the runner do not know which one
+they drive.  Work that is independent across hosts (connect, check, deploy,
+clean up) runs in parallel with one progress view.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import os
+import shlex
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bench.errors import HostError, TestbedError
+from bench.hosts import REPO_ROOT, LinkFacts, SshHost
+from bench.inventory import Inventory, SwitchKind
+from bench.topology import Role
+
+BPF_ROOT = "/sys/fs/bpf/miresga"
+HUGEPAGE_MOUNT = "/mnt/miresga-hugepages"
+MIN_KERNEL = (5, 15)
+
+
+@dataclass
+class HostReport:
+    host: str
+    problems: list[str] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+
+
+def parallel(hosts: list, fn: Callable, what: str, progress: bool = True) -> dict:
+    """Run fn(host) for every host at once; returns {host name: result or exception}."""
+    from rich.progress import Progress
+
+    results: dict = {}
+    with cf.ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        futures = {pool.submit(fn, h): h for h in hosts}
+        with Progress(transient=True, disable=not progress) as bar:
+            task = bar.add_task(f"{what} ({len(hosts)} hosts)", total=len(hosts))
+            for fut in cf.as_completed(futures):
+                h = futures[fut]
+                try:
+                    results[h.name] = fut.result()
+                except Exception as e:  # reported per host by the caller
+                    results[h.name] = e
+                bar.advance(task)
+    return results
+
+
+class RemoteTestbed:
+    kind = "remote"
+
+    def __init__(self, inventory: Inventory, progress: bool = True):
+        self.inventory = inventory
+        self.prefix = inventory.testbed.name
+        self.progress = progress
+        self.hosts: dict[str, SshHost] = {}
+        for h in inventory.host:
+            link = None
+            if h.role != Role.SWITCH:
+                link = LinkFacts(iface=h.iface, mac=h.mac, gateway=h.gateway_address,
+                                 switch_port=h.switch_port, switch_mac=h.switch_mac)
+            host = SshHost(h.name, h.role.value, h.address.ip if h.address else None,
+                           inventory.workdir(h), inventory.ssh_target(h), link=link,
+                           cpus=h.cpus)
+            host.pci = h.pci
+            self.hosts[h.name] = host
+
+    # ---------------------------------------------- the testbed surface
+    def host(self, name: str) -> SshHost:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise TestbedError(f"no host {name!r} in inventory {self.prefix!r}") from None
+
+    def by_role(self, role) -> list[SshHost]:
+        role = Role(role).value
+        return [h for h in self.hosts.values() if h.role == role]
+
+    switch = property(lambda self: self.by_role(Role.SWITCH)[0])
+    clients = property(lambda self: self.by_role(Role.CLIENT))
+    frontends = property(lambda self: self.by_role(Role.FRONTEND))
+    backends = property(lambda self: self.by_role(Role.BACKEND))
+    vip = property(lambda self: self.inventory.testbed.vip)
+    vip_port = property(lambda self: self.inventory.testbed.vip_port)
+    bpf_dir = property(lambda self: Path(BPF_ROOT) / self.prefix)
+
+    @property
+    def topology(self):
+        return self.inventory
+
+    def link_offloads(self) -> dict[str, dict]:
+        """What ethtool reports on each host's data-plane interface (not what we wish)."""
+        out = {}
+        for h in self.hosts.values():
+            if h.iface is None:
+                continue
+            r = h.run(f"ethtool -k {shlex.quote(h.iface)}", check=False)
+            feats = dict(line.split(":", 1) for line in r.stdout.splitlines() if ":" in line)
+            get = lambda k: feats.get(k, "").strip().startswith("on")  # noqa: E731
+            out[h.name] = {"tx": get("tx-checksumming"), "tso": get("tcp-segmentation-offload"),
+                           "gso": get("generic-segmentation-offload"),
+                           "gro": get("generic-receive-offload")}
+        return out
+
+    # ------------------------------------------------------------ life
+    def up(self) -> "RemoteTestbed":
+        """Reach every host, clean up after earlier sessions, check prerequisites.
+
+        Raises TestbedError naming every host that is unreachable or lacks
+        something, before anything is started anywhere.
+        """
+        hosts = list(self.hosts.values())
+        reached = parallel(hosts, lambda h: h.check(), "connecting", self.progress)
+        down = {n: r for n, r in reached.items() if isinstance(r, Exception)}
+        if down:
+            raise TestbedError("unreachable hosts, nothing was started:\n" + "\n".join(
+                f"  {n}: {e}" for n, e in sorted(down.items())))
+        parallel(hosts, self._cleanup_host, "cleaning up earlier sessions", self.progress)
+        reports = self.check_prerequisites()
+        bad = [r for r in reports.values() if r.problems]
+        if bad:
+            raise TestbedError("hosts are missing prerequisites, nothing was started:\n" +
+                               "\n".join(f"  {r.host}: {p}" for r in bad for p in r.problems))
+        return self
+
+    def down(self) -> None:
+        hosts = list(self.hosts.values())
+        parallel(hosts, lambda h: h.stop_all(timeout=5), "stopping", self.progress)
+        parallel(hosts, self._cleanup_host, "cleaning up", self.progress)
+        for h in hosts:
+            h.close()
+
+    def __enter__(self):
+        return self.up()
+
+    def __exit__(self, *exc):
+        self.down()
+
+    def _cleanup_host(self, h: SshHost) -> list[str]:
+        """Leave nothing of ours on a host: processes, eBPF attachments, pins, hugepages.
+
+        Runs at `up` too, so a run that died (Ctrl-C, lost connection) is
+        cleaned up when the next session reconnects.
+        """
+        done = h.cleanup_leftovers()
+        script = [f"rm -rf {BPF_ROOT}/{self.prefix}"]
+        ifaces = [h.iface] if h.iface else []
+        if h.role == Role.SWITCH.value:
+            ifaces = [x.switch_port for x in self.hosts.values() if x.switch_port]
+        for dev in ifaces:
+            # Our programs sit on the clsact qdisc and in the XDP slot of the
+            # data-plane interfaces, which the bench owns on its hosts.
+            script.append(f"tc qdisc del dev {shlex.quote(dev)} clsact 2>/dev/null")
+            script.append(f"ip link set dev {shlex.quote(dev)} xdp off 2>/dev/null")
+        script.append(f"mountpoint -q {HUGEPAGE_MOUNT} && umount {HUGEPAGE_MOUNT}")
+        h.run("; ".join(script) + "; true", check=False)
+        return done
+
+    # ----------------------------------------------------- prerequisites
+    def check_prerequisites(self) -> dict[str, HostReport]:
+        results = parallel(list(self.hosts.values()), self._check_host, "checking prerequisites",
+                           self.progress)
+        out = {}
+        for name, r in results.items():
+            out[name] = r if isinstance(r, HostReport) else HostReport(name, [f"check failed: {r}"])
+        return out
+
+    def _check_host(self, h: SshHost) -> HostReport:
+        rep = HostReport(h.name)
+        role = Role(h.role)
+        probe = h.run("uname -r; uname -m; nproc; "
+                      "(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); "
+                      "(python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])' "
+                      "2>/dev/null || echo none)", check=False)
+        lines = probe.stdout.splitlines() + [""] * 5
+        rep.facts = {"kernel": lines[0], "arch": lines[1], "cpus": lines[2],
+                     "cpu_model": lines[3].strip(), "python": lines[4]}
+        try:
+            major, minor = (int(x) for x in lines[0].split(".")[:2])
+            if (major, minor) < MIN_KERNEL:
+                rep.problems.append(f"kernel {lines[0]} is older than "
+                                    f"{'.'.join(map(str, MIN_KERNEL))}")
+        except ValueError:
+            rep.problems.append(f"cannot read the kernel version ({lines[0]!r})")
+        if lines[4] == "none" or tuple(map(int, lines[4].split("."))) < (3, 11):
+            rep.problems.append(f"python3 >= 3.11 is needed (found {lines[4]})")
+        if h.ssh.sudo and not h.run("sudo -n true", check=False).ok:
+            rep.problems.append("sudo without a password is not allowed for "
+                                f"{h.ssh.user} (`sudo -n true` failed)")
+        elif not h.ssh.sudo and h.run("id -u", check=False).stdout.strip() != "0":
+            rep.problems.append(f"{h.ssh.user} is not root and the inventory does not "
+                                f"say sudo = true")
+        need = {"client": ["wrk", "curl"], "backend": ["nginx", "tc"],
+                "frontend": ["haproxy", "nginx", "pkg-config"], "switch": ["tc", "ip"],
+                "extra": []}[role.value]
+        if role in (Role.BACKEND, Role.SWITCH, Role.FRONTEND):
+            need += ["clang", "make"]
+        for tool in need:
+            if not h.run(f"command -v {tool} >/dev/null", check=False).ok:
+                rep.problems.append(f"{tool} is not installed (run `python -m bench remote "
+                                    f"deploy`, or install it)")
+        if h.iface and not h.run(f"ip link show dev {shlex.quote(h.iface)}", check=False).ok:
+            rep.problems.append(f"data-plane interface {h.iface} does not exist")
+        elif h.iface and h.address is not None:
+            r = h.run(f"ip -4 -o addr show dev {shlex.quote(h.iface)}", check=False)
+            if f"{h.address}/" not in r.stdout:
+                rep.problems.append(f"{h.iface} does not carry the address {h.address}")
+        if role == Role.SWITCH and self.inventory.switch.kind == SwitchKind.LINUX:
+            for other in self.hosts.values():
+                if other.switch_port and not h.run(
+                        f"ip link show dev {shlex.quote(other.switch_port)}", check=False).ok:
+                    rep.problems.append(f"switch port {other.switch_port} (toward "
+                                        f"{other.name}) does not exist")
+        if role == Role.FRONTEND and getattr(h, "pci", None):
+            if not h.run("pkg-config --exists libdpdk", check=False).ok:
+                rep.problems.append("DPDK (libdpdk-dev) is not installed")
+            huge = h.run("awk '/HugePages_Total/ {print $2}' /proc/meminfo", check=False)
+            if huge.stdout.strip() in ("", "0"):
+                rep.problems.append("no hugepages reserved (echo 1024 > /proc/sys/vm/nr_hugepages)")
+            drv = h.run(f"basename $(readlink /sys/bus/pci/devices/{h.pci}/driver) 2>/dev/null",
+                        check=False).stdout.strip()
+            if drv not in ("vfio-pci", "uio_pci_generic", "igb_uio", "mlx5_core"):
+                rep.problems.append(f"NIC {h.pci} is bound to {drv or 'no driver'}, not to a "
+                                    f"DPDK driver (dpdk-devbind.py -b vfio-pci {h.pci})")
+        return rep
+
+    # ------------------------------------------------------------ deploy
+    def deploy(self, install_packages: bool = True) -> dict[str, str]:
+        """Ship this checkout to every host, install packages, build the role's parts."""
+        tarball = make_source_tarball()
+        try:
+            results = parallel(list(self.hosts.values()),
+                               lambda h: self._deploy_host(h, tarball, install_packages),
+                               "deploying", self.progress)
+        finally:
+            os.unlink(tarball)
+        failed = {n: r for n, r in results.items() if isinstance(r, Exception)}
+        if failed:
+            raise TestbedError("deploy failed:\n" + "\n".join(
+                f"  {n}: {e}" for n, e in sorted(failed.items())))
+        return results
+
+    def _deploy_host(self, h: SshHost, tarball: str, install_packages: bool) -> str:
+        repo = h.repo_dir
+        staged = f"{h.workdir}/repo.tar.gz"
+        h.run(f"mkdir -p {shlex.quote(h.workdir)}")
+        h.put(tarball, staged)
+        h.run(f"rm -rf {shlex.quote(repo)} && mkdir -p {shlex.quote(repo)} && "
+              f"tar -xzf {shlex.quote(staged)} -C {shlex.quote(repo)} && rm -f {shlex.quote(staged)}")
+        if install_packages:
+            h.run(f"bash {shlex.quote(repo)}/scripts/setup-system.sh", timeout=1800)
+        h.run(f"make -C {shlex.quote(repo)} -s host-{h.role}", timeout=1800)
+        return h.run(f"cat {shlex.quote(repo)}/.revision", check=False).stdout.strip()
+
+
+def make_source_tarball() -> str:
+    """This checkout as it is now: tracked and untracked-not-ignored files,
+    plus a .revision file naming the commit and whether the tree was dirty."""
+    root = Path(REPO_ROOT)
+    try:
+        files = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True,
+                               capture_output=True).stdout.decode().split("\0")
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                     "--untracked-files=no"], capture_output=True,
+                                    text=True).stdout.strip())
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        files = [str(p.relative_to(root)) for p in root.rglob("*")
+                 if p.is_file() and not any(part in (".venv", "build", "results", ".git")
+                                            for part in p.relative_to(root).parts)]
+        rev, dirty = "unknown", True
+    fd, path = tempfile.mkstemp(suffix=".tar.gz")
+    os.close(fd)
+    with tarfile.open(path, "w:gz") as tar:
+        for f in filter(None, files):
+            if (root / f).exists():
+                tar.add(str(root / f), arcname=f)
+        info = tarfile.TarInfo(".revision")
+        text = f"{rev}{' dirty' if dirty else ''}\n".encode()
+        info.size = len(text)
+        tar.addfile(info, io.BytesIO(text))
+    return path
+
+
+def emulated_inventory(testbed, keys, workroot: str, dial_from_host: str = "client") -> dict:
+    """An inventory whose hosts are the namespaces of an emulated testbed, each
+    running its own sshd (bench.sshd), reached only over SSH.
+
+    The tests use it to drive the remote path for real on one machine; the
+    switch is reached on its port toward the client.
+    """
+    from bench.sshd import dial_from
+
+    via = testbed.host(dial_from_host).netns
+    hosts = []
+    for spec in testbed.topology.host:
+        h = testbed.host(spec.name)
+        entry = {"name": h.name, "role": h.role,
+                 "workdir": f"{workroot}/{h.name}",
+                 "ssh": {"host": str(h.address or testbed.host(dial_from_host).gateway)}}
+        if h.role != "switch":
+            entry.update(address=str(spec.address), iface=h.iface, mac=h.mac,
+                         gateway=str(h.gateway), switch_port=h.switch_port,
+                         switch_mac=h.switch_mac)
+        if spec.cpus:
+            entry["cpus"] = spec.cpus
+        hosts.append(entry)
+    return {
+        "testbed": {"name": testbed.prefix, "vip": str(testbed.vip),
+                    "vip_port": testbed.vip_port},
+        "defaults": {"ssh": {"user": "root", "key": str(keys.client_key),
+                             "proxy_command": dial_from(via), "connect_timeout": 5}},
+        "offloads": testbed.topology.offloads.model_dump(),
+        "host": hosts,
+    }
+
+
+__all__ = ["RemoteTestbed", "HostReport", "make_source_tarball", "emulated_inventory"]
+
+
+# ---------------------------------------------------------------------- CLI
+
+def _register_cli() -> None:
+    from bench.cli import command
+
+    @command("remote")
+    def _parser(sub) -> None:
+        p = sub.add_parser("remote", help="check, deploy to and clean up a testbed of real hosts")
+        rsub = p.add_subparsers(dest="action", required=True)
+        for action, text in (("check", "reach every host and check its prerequisites"),
+                             ("deploy", "ship this checkout, install packages, build the parts"),
+                             ("cleanup", "remove what earlier sessions left on the hosts")):
+            a = rsub.add_parser(action, help=text)
+            a.add_argument("--inventory", "-i", required=True)
+            if action == "deploy":
+                a.add_argument("--no-install", action="store_true",
+                               help="do not install Debian packages, only build")
+            a.set_defaults(func=_remote)
+
+
+def _remote(args) -> int:
+    from bench.inventory import load_inventory
+
+    rt = RemoteTestbed(load_inventory(args.inventory))
+    if args.action == "cleanup":
+        reached = parallel(list(rt.hosts.values()), lambda h: (h.check(), rt._cleanup_host(h))[1],
+                           "cleaning up", rt.progress)
+        for name, r in sorted(reached.items()):
+            print(f"  {name}: " + (f"unreachable: {r}" if isinstance(r, Exception)
+                                   else ", ".join(r) or "nothing left over"))
+        return 0
+    if args.action == "deploy":
+        reached = parallel(list(rt.hosts.values()), lambda h: h.check(), "connecting",
+                           rt.progress)
+        down = {n: r for n, r in reached.items() if isinstance(r, Exception)}
+        if down:
+            raise TestbedError("unreachable hosts:\n" + "\n".join(
+                f"  {n}: {e}" for n, e in sorted(down.items())))
+        revs = rt.deploy(install_packages=not args.no_install)
+        for name, rev in sorted(revs.items()):
+            print(f"  {name}: deployed {rev}")
+    rt.up()  # reach, clean, check: raises with every problem of every host
+    for name, rep in sorted(rt.check_prerequisites().items()):
+        f = rep.facts
+        print(f"  {name:<12} ok  kernel {f.get('kernel')}, {f.get('cpus')} x {f.get('cpu_model')}")
+    rt.down()
+    return 0
+
+
+_register_cli()

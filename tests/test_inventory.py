@@ -1,0 +1,43 @@
+"""Inventory files: the example is valid; bad ones are refused naming the field."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bench.errors import ConfigError
+from bench.inventory import load_inventory, parse_inventory
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "testbeds" / "inventory.example.toml"
+
+
+def base() -> dict:
+    return tomllib.loads(EXAMPLE.read_text())
+
+
+def test_example_inventory_is_valid():
+    inv = load_inventory(EXAMPLE)
+    fe = inv.hosts("frontend")[0]
+    assert fe.pci == "0000:3b:00.0" and inv.ssh_target(fe).sudo
+    assert inv.ssh_target(fe).jump.host == "gateway.lab.example"
+    assert "ssh" not in inv.redacted()["host"][0]
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d["host"][2].__setitem__("role", "lb"), "host[2].role"),
+    (lambda d: d["host"][3].pop("iface"), "host[3]: iface: missing required field"),
+    (lambda d: d["host"][3].__setitem__("address", "10.10.1.2/24"), "host[3].address: 10.10.1.2 is also host[0].address"),
+    (lambda d: d["host"][0].__setitem__("mac", "zz:00"), "host[0].mac"),
+    (lambda d: d["host"][2].__setitem__("pci", "3b:00.0"), "host[2].pci"),
+    (lambda d: d["host"][4].pop("switch_port"), "host[4].switch_port: missing required field"),
+    (lambda d: d["host"][1].__setitem__("ssh", {}), "host[1].ssh.host: missing required field"),
+    (lambda d: d["switch"].__setitem__("kind", "tofino"), "tofino: a [switch.tofino] table is required"),
+])
+def test_bad_inventory_is_refused(mutate, message):
+    data = base()
+    mutate(data)
+    with pytest.raises(ConfigError) as e:
+        parse_inventory(data, source="lab.toml")
+    assert message in str(e.value)
