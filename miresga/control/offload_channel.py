@@ -161,9 +161,10 @@ class TokenBucket:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
-        # Default burst: 10 ms worth, at least one entry, so that a batch is
-        # spread over time rather than installed at once after a pause.
-        self.burst = float(burst) if burst else max(1.0, self.rate / 100)
+        # Default burst: 50 ms worth.  A batch is installed in slices of up
+        # to `burst` entries, one slice per wake-up: slices much smaller than
+        # the event loop's timer jitter would make the real rate fall short.
+        self.burst = float(burst) if burst else max(1.0, self.rate / 20)
         self.tokens = self.burst
         self.stamp = time.monotonic()
 
@@ -173,14 +174,14 @@ class TokenBucket:
         self.stamp = now
 
     async def take(self, n: int) -> int:
-        """Wait until at least one token is there; take up to n; return how many."""
+        """Wait for a slice of min(n, burst) tokens, take it, return its size."""
+        want = max(1, min(n, int(self.burst)))
         while True:
             self._refill()
-            if self.tokens >= 1:
-                got = int(min(n, self.tokens))
-                self.tokens -= got
-                return got
-            await asyncio.sleep((1 - self.tokens) / self.rate)
+            if self.tokens >= want:
+                self.tokens -= want
+                return want
+            await asyncio.sleep((want - self.tokens) / self.rate)
 
 
 # ----------------------------------------------------------------- server

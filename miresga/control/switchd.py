@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                     metavar="HOST:PORT", help=f"offload channel (default 0.0.0.0:{CTL_PORT_DEFAULT})")
     ap.add_argument("--rate", type=float, help="install at most this many entries per second "
                                                "(emulates a hardware switch's control plane)")
-    ap.add_argument("--burst", type=float, help="token bucket depth (default: rate / 100)")
+    ap.add_argument("--burst", type=float, help="token bucket depth (default: rate / 20)")
     ap.add_argument("--capacity", type=int, help="flow table capacity (overrides the plan)")
     ap.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
                     help="age out flow entries idle this long (default 60)")
