@@ -248,3 +248,53 @@ def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
     assert bytes(q[Raw].load) == b"not-offloaded" and checksums_ok(q)
     assert counters["offload_rev"] == 1 and counters["rev_to_frontend"] == 1
     assert counters["fib_miss"] == 0
+
+
+def test_switchd_on_the_switch_host(tb):
+    """switchd started on the switch host from the testbed's facts: the pipeline is
+    on every switch port, a client's connect() completes, a front-end reaches the
+    channel at its gateway address and installs an entry, stats are written, and
+    SIGTERM leaves neither filters nor pins behind."""
+    import json
+    import os
+
+    from miresga.control import bpf
+    from miresga.control.offload_channel import ChannelClient, Entry
+
+    fe, client = tb.frontends[0], tb.host("client")
+    stats = f"{tb.switch.workdir}/switch-stats.json"
+    # `exec`, so that the process stop() signals and waits for is switchd
+    # itself, not a shell that dies at once while switchd is still unloading.
+    sh = tb.switch.tool("miresga.control.switchd", f"--testbed {tb.prefix} --stats-file "
+                        f"{stats} --stats-interval 0.2")
+    cd, run = sh.split(" && ", 1)
+    proc = tb.switch.start(f"{cd} && exec {run}", name="switchd")
+    try:
+        deadline = time.monotonic() + 30
+        while "switchd ready" not in proc.logs() and time.monotonic() < deadline:
+            assert proc.running(), proc.logs()
+            time.sleep(0.1)
+        line = next(ln for ln in proc.logs().splitlines() if ln.startswith("switchd ready"))
+        info = json.loads(line.split(" ", 2)[2])
+        ports = [h.switch_port for h in tb.hosts.values() if h.role != "switch"]
+        assert sorted(info["ports"]) == sorted(ports)
+        assert info["pin_dir"] == str(tb.bpf_dir / "switch")
+        assert all(bpf.tc_attached_prog_id(tb.switch.netns, p) for p in ports)
+
+        with netns(client.netns):
+            s = socket.create_connection((str(tb.vip), tb.vip_port), timeout=5)
+        cport = s.getsockname()[1]
+        s.close()
+        with netns(fe.netns):
+            c = ChannelClient(str(fe.gateway), layouts.CTL_PORT_DEFAULT)
+        with c:
+            ack = c.batch([Entry(str(client.address), cport, CtlOp.ADD, 0)])
+        assert ack.added == 1
+        time.sleep(0.6)
+        st = json.loads(open(stats).read())
+        assert st["flow_table"]["occupancy"] == 1 and st["counters"]["syn_cookie"] >= 1
+    finally:
+        rc = proc.stop(10)
+    assert rc == 0, proc.logs()
+    assert not any(bpf.tc_attached_prog_id(tb.switch.netns, p) for p in ports)
+    assert not os.path.exists(info["pin_dir"])

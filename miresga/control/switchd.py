@@ -15,6 +15,7 @@ inside the switch namespace.  It uses the standard library only.
 
     python -m miresga.control.switchd --plan plan.json [--listen 0.0.0.0:7470]
         [--rate 20000] [--idle-timeout 60] [--stats-file stats.json] [--pin-dir DIR]
+    python -m miresga.control.switchd --testbed mg [--service svc.toml] [--print-plan]
 
 SIGTERM or SIGINT detach the pipeline, unpin its maps and exit 0.  When
 ready it prints one line, `switchd ready {...}`, with the pin directory and
@@ -232,6 +233,29 @@ class SwitchDaemon:
 
 # ------------------------------------------------------------------- CLI
 
+def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
+    # The bench (and pydantic) only on this path: switchd itself must run on
+    # a switch host with nothing but python3.
+    from bench.errors import BenchError
+    from bench.testbed import EmulatedTestbed
+    from miresga.control.service import default_service, load_service
+
+    try:
+        tb = EmulatedTestbed.from_state(prefix)
+        service = (load_service(service_file) if service_file
+                   else default_service([h.name for h in tb.backends]))
+        return SwitchPlan.from_testbed(tb, service)
+    except BenchError as e:
+        raise ValueError(str(e)) from None
+
+
+def _testbed_pin_dir(prefix: str) -> str:
+    # Under the testbed's own bpffs directory, which its teardown removes.
+    from bench.testbed import BPF_ROOT
+
+    return str(BPF_ROOT / prefix / "switch")
+
+
 def _hostport(s: str) -> tuple[str, int]:
     host, _, port = s.rpartition(":")
     return host or "0.0.0.0", int(port)
@@ -241,7 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m miresga.control.switchd",
                                  description="Miresga switch control plane: load the pipeline, "
                                              "serve the offload channel.")
-    ap.add_argument("--plan", required=True, help="switch plan (JSON, SwitchPlan.to_json)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--plan", help="switch plan (JSON, SwitchPlan.to_json)")
+    src.add_argument("--testbed", metavar="PREFIX",
+                     help="build the plan from a running emulated testbed (python -m bench "
+                          "testbed up) and --service")
+    ap.add_argument("--service", help="service definition (TOML) for --testbed; default: one "
+                                      "cluster of every back-end")
+    ap.add_argument("--print-plan", action="store_true",
+                    help="print the plan (JSON) and exit: copy it to a real switch host")
     ap.add_argument("--netns", help="run in this network namespace (default: the plan's, "
                                     "else the current one)")
     ap.add_argument("--listen", type=_hostport, default=("0.0.0.0", CTL_PORT_DEFAULT),
@@ -267,13 +299,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s switchd %(levelname)s %(message)s")
     try:
-        plan_dict = json.loads(Path(args.plan).read_text())
+        if args.plan:
+            plan_dict = json.loads(Path(args.plan).read_text())
+        else:
+            plan_dict = _testbed_plan(args.testbed, args.service).to_dict()
+            if not args.pin_dir:
+                args.pin_dir = _testbed_pin_dir(args.testbed)
         if args.capacity:
             plan_dict["flow_capacity"] = args.capacity
         plan = SwitchPlan.from_dict(plan_dict)
     except (OSError, ValueError) as e:
-        print(f"switchd: {args.plan}: {e}", file=sys.stderr)
+        print(f"switchd: {args.plan or args.testbed}: {e}", file=sys.stderr)
         return 2
+    if args.print_plan:
+        print(plan.to_json())
+        return 0
     ns = args.netns or plan.netns
     if ns:
         # The whole process moves, so every thread it starts is there too.
