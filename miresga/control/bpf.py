@@ -310,45 +310,22 @@ class Map:
         # count as we set it; one at entry i sets it to i < n.
         return (count.value if count.value < n else 0), err
 
-    def count_batch(self, chunk: int = 8192) -> int:
-        """How many entries the map holds, counted with BPF_MAP_LOOKUP_BATCH.
+    def lookup_batch_raw(self, chunk: int = 8192) -> Iterator[tuple[bytes, bytes, int]]:
+        """The map's contents through BPF_MAP_LOOKUP_BATCH, undecoded.
 
-        The kernel keeps no element count it would tell; this walks the map
-        in `chunk`-sized syscalls without decoding a single entry.
-        """
-        karr = ctypes.create_string_buffer(ctypes.sizeof(self.key_type) * chunk)
-        varr = ctypes.create_string_buffer(self._slot * self._ncpu * chunk)
-        tok_size = max(8, ctypes.sizeof(self.key_type))
-        in_tok = ctypes.create_string_buffer(tok_size)
-        out_tok = ctypes.create_string_buffer(tok_size)
-        opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
-        total, first = 0, True
-        while True:
-            count = c_uint32(chunk)
-            rc = _lookup_batch(self.fd, None if first else in_tok, out_tok, karr, varr,
-                               byref(count), byref(opts))
-            err = 0 if rc >= 0 else (-rc if rc != -1 else ctypes.get_errno())
-            if err not in (0, errno.ENOENT):
-                _check(-err, f"batch lookup in {self.name}")
-            total += count.value
-            if err == errno.ENOENT:
-                return total
-            ctypes.memmove(in_tok, out_tok, tok_size)
-            first = False
-
-    def lookup_batch(self, chunk: int = 4096) -> Iterator[tuple]:
-        """Every (key, value) through BPF_MAP_LOOKUP_BATCH, `chunk` per syscall.
-
-        Far cheaper than keys() + lookup() for a full table (a control plane
-        aging 143,360 entries); not for per-CPU maps.
+        Yields (keys, values, n): n packed keys and n values as bytes, one
+        tuple per syscall.  For scans of big tables, where building a ctypes
+        object per entry would cost more than the syscalls; not for per-CPU
+        maps.
         """
         if self.percpu:
             raise BpfError(errno.EINVAL, f"lookup_batch on per-CPU map {self.name}")
-        karr = (self.key_type * chunk)()
-        varr = (self.value_type * chunk)()
+        ksz, vsz = ctypes.sizeof(self.key_type), ctypes.sizeof(self.value_type)
+        karr = ctypes.create_string_buffer(ksz * chunk)
+        varr = ctypes.create_string_buffer(vsz * chunk)
         # The batch cursor is opaque: a bucket index for hash maps, a key
         # for arrays.  Give it room for either.
-        tok_size = max(8, ctypes.sizeof(self.key_type))
+        tok_size = max(8, ksz)
         in_tok = ctypes.create_string_buffer(tok_size)
         out_tok = ctypes.create_string_buffer(tok_size)
         opts = _MapBatchOpts(ctypes.sizeof(_MapBatchOpts), 0, 0)
@@ -360,13 +337,29 @@ class Map:
             err = 0 if rc >= 0 else (-rc if rc != -1 else ctypes.get_errno())
             if err not in (0, errno.ENOENT):
                 _check(-err, f"batch lookup in {self.name}")
-            for i in range(count.value):
-                yield (self.key_type.from_buffer_copy(karr[i]),
-                       self.value_type.from_buffer_copy(varr[i]))
+            n = count.value
+            if n:
+                yield karr.raw[:n * ksz], varr.raw[:n * vsz], n
             if err == errno.ENOENT:
                 return
             ctypes.memmove(in_tok, out_tok, tok_size)
             first = False
+
+    def lookup_batch(self, chunk: int = 4096) -> Iterator[tuple]:
+        """Every (key, value) through BPF_MAP_LOOKUP_BATCH, `chunk` per syscall.
+
+        Far cheaper than keys() + lookup() for a full table; not for per-CPU
+        maps.
+        """
+        ksz, vsz = ctypes.sizeof(self.key_type), ctypes.sizeof(self.value_type)
+        for kb, vb, n in self.lookup_batch_raw(chunk):
+            for i in range(n):
+                yield (self.key_type.from_buffer_copy(kb, i * ksz),
+                       self.value_type.from_buffer_copy(vb, i * vsz))
+
+    def count_batch(self, chunk: int = 8192) -> int:
+        """How many entries the map holds (the kernel keeps no count it would tell)."""
+        return sum(n for _, _, n in self.lookup_batch_raw(chunk))
 
     def delete_batch(self, keys: list) -> int:
         """Delete many keys in as few syscalls as possible; returns how many existed.

@@ -197,7 +197,8 @@ class SwitchPlan:
 
         Back-end index i is service.backends[i]; its service port is its
         cluster's.  Client networks are the client hosts' addresses, so that a
-        back-end's traffic to any other host is plain forwarding.
+        back-end's traffic to any other host is plain forwarding.  The pipeline
+        goes on the switch ports of the testbed's hosts.
         """
         vip = service.vip or tb.vip
         backends = []
@@ -211,6 +212,10 @@ class SwitchPlan:
                      for h in tb.by_role("frontend")]
         clients = [f"{h.address}/32" for h in tb.by_role("client")]
         params.setdefault("netns", tb.switch.netns)
+        # The ports the testbed's hosts hang off, named: on a real router host
+        # "every interface" would include its management NIC.
+        params.setdefault("ports", sorted({h.switch_port for h in tb.hosts.values()
+                                           if h.switch_port}))
         return cls(vips=[VipSpec(ip=str(vip), port=service.port)], backends=backends,
                    frontends=frontends, client_nets=clients or ["0.0.0.0/0"], **params)
 
@@ -376,8 +381,16 @@ class FlowTable:
         front-end, which still holds its state).
         """
         now = self._clock()
-        stale = [k for k, v in self.map.lookup_batch()
-                 if (now - v.last_seen_s) & 0xFFFFFFFF >= idle_s]
+        ksz = ctypes.sizeof(layouts.FlowKey)
+        last_seen = struct.Struct("=4xI")  # mg_flow: u8 backend, u8 vip, u16 pad, u32 last_seen_s
+        assert last_seen.size == ctypes.sizeof(layouts.Flow)
+        stale = []
+        # Scan undecoded: 143,360 ctypes objects per sweep would cost more
+        # than the syscalls that fetch them.
+        for kb, vb, _ in self.map.lookup_batch_raw():
+            for i, (seen,) in enumerate(last_seen.iter_unpack(vb)):
+                if (now - seen) & 0xFFFFFFFF >= idle_s:
+                    stale.append(layouts.FlowKey.from_buffer_copy(kb, i * ksz))
         removed = 0
         with self.lock:
             for k in stale:

@@ -54,12 +54,15 @@ class ScratchNs:
 
     def add_port(self, name: str, address: str | None = None, mac: str | None = None,
                  neighbours: dict[str, str] | None = None,
-                 routes: dict[str, str] | None = None) -> None:
+                 routes: dict[str, str] | None = None, mtu: int | None = None) -> None:
         """A port `name` (veth, peer `name`p); `neighbours` ip -> MAC, `routes` net -> via."""
         ns = self.name
         _ip("-n", ns, "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
         if mac:
             _ip("-n", ns, "link", "set", name, "address", mac)
+        if mtu:
+            _ip("-n", ns, "link", "set", name, "mtu", str(mtu))
+            _ip("-n", ns, "link", "set", f"{name}p", "mtu", str(mtu))
         _ip("-n", ns, "link", "set", name, "up")
         _ip("-n", ns, "link", "set", f"{name}p", "up")
         write_sysctl(ns, f"net.ipv4.conf.{name}.forwarding", 1)

@@ -375,7 +375,10 @@ static __always_inline int offload_forward(struct __sk_buff *skb, const struct m
  * skips the kernel's forwarding path, which matters because this branch
  * carries every response byte.  If the FIB has no complete answer yet (no
  * ARP entry for the client, say), the rewritten packet takes the kernel
- * path, which resolves the neighbour; later packets find it.
+ * path, which resolves the neighbour; later packets find it.  A packet too
+ * big for the client's link goes to the kernel *unrewritten*, so that the
+ * ICMP "fragmentation needed" it triggers reaches the back-end, whose path
+ * MTU it is, rather than the VIP.
  */
 static __always_inline int offload_reverse(struct __sk_buff *skb, const struct mg_pkt *p,
 					   const struct mg_switch_config *cfg, struct mg_flow *fl)
@@ -387,11 +390,9 @@ static __always_inline int offload_reverse(struct __sk_buff *skb, const struct m
 		return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND);
 	if (p->ttl <= 1)
 		return pass(MG_SW_TTL_EXCEEDED); /* ICMP goes to the back-end */
-	touch(fl, cfg);
-	if (mg_set_ipv4_addr(skb, MG_IP_SADDR_OFF, p->saddr, vip->ip_be) ||
-	    mg_set_tcp_port(skb, MG_TCP_SPORT_OFF, p->sport, vip->port_be))
-		return TC_ACT_SHOT;
 
+	/* The lookup reads only these parameters, never the packet: it can
+	 * precede the rewrite it describes. */
 	struct bpf_fib_lookup fib = {
 		.family = AF_INET,
 		.l4_protocol = IPPROTO_TCP,
@@ -404,6 +405,13 @@ static __always_inline int offload_reverse(struct __sk_buff *skb, const struct m
 		.ipv4_dst = p->daddr,
 	};
 	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return pass(MG_SW_FIB_MISS);
+
+	touch(fl, cfg);
+	if (mg_set_ipv4_addr(skb, MG_IP_SADDR_OFF, p->saddr, vip->ip_be) ||
+	    mg_set_tcp_port(skb, MG_TCP_SPORT_OFF, p->sport, vip->port_be))
+		return TC_ACT_SHOT;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		count(MG_SW_OFFLOAD_REV, 1);
 		count(MG_SW_OFFLOAD_REV_BYTES, skb->len);
