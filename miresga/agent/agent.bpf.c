@@ -1,0 +1,608 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Miresga back-end agent: splices the back-end's TCP sequence space onto the
+ * one the switch started with the client (DESIGN.md section 3, steps 4, 5, 8).
+ *
+ * The switch answered the client's SYN itself with ISN s (a cookie).  The
+ * front-end later opens the back-end connection with a SYN that carries the
+ * client's ISN c as its seq and s in its ack field (ACK flag off): the "fused"
+ * SYN.  The back-end picks its own ISN b.  From then on every byte the
+ * back-end sends must appear to the client at the sequence number the switch
+ * implied, so with d = b - s:
+ *
+ *   egress  (back-end -> client): seq -= d
+ *   ingress (client -> back-end): ack += d, and each SACK block edge += d
+ *                                 (SACK blocks name back-end bytes as the
+ *                                 client numbers them)
+ *
+ * Client sequence numbers (ingress seq, egress ack, egress SACK blocks) are
+ * never touched: the front-end replays c unchanged.
+ *
+ * Why tc (clsact) and not XDP: the egress half has no XDP hook at all, and
+ * both halves rewrite header fields covered by the TCP checksum.  On
+ * transmit, TCP's skbs are CHECKSUM_PARTIAL (the check field holds the
+ * pseudo-header sum, the NIC or skb_checksum_help() finishes it after the
+ * qdisc); only skb-aware helpers (bpf_l4_csum_replace) update such a packet
+ * correctly, see mg_skb_csum.h.  tc egress also runs before GSO
+ * segmentation, so one rewrite of a TSO super-packet's seq covers all the
+ * segments cut from it; and bpf_skb_store_bytes() unclones the header first,
+ * so the copy TCP keeps for retransmission is never rewritten (a rewritten
+ * retransmission queue would be translated twice).
+ *
+ * Programs return TC_ACT_UNSPEC: the agent never decides a packet's fate, it
+ * only rewrites, and lower-priority filters on the same hook still run.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "miresga.h"
+#include "mg_tcp_opts.h"
+#include "mg_skb_csum.h"
+#include "agent.h"
+
+#define CLOCK_MONOTONIC 1
+#define EBUSY 16
+#define IP_FRAG_OFFSET_MASK 0x1fff
+
+/* ------------------------------------------------------------------- maps */
+
+/*
+ * LRU: when the table is full the least recently used connection goes, which
+ * is the one most likely dead already; a plain hash would refuse the new
+ * connection instead.  max_entries is set by the loader.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MG_AGENT_CONNS_DEFAULT);
+	__type(key, struct mg_agent_key);
+	__type(value, struct mg_agent_conn);
+} mg_agent_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mg_agent_config);
+} mg_agent_config SEC(".maps");
+
+/* Service ports (network order) whose connections may be Miresga's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_AGENT_MAX_PORTS);
+	__type(key, __be16);
+	__type(value, __u8);
+} mg_agent_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MG_AG__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} mg_agent_stats SEC(".maps");
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Per-CPU, so a plain increment: tc programs and timer callbacks run with
+ * bottom halves off and never interleave on one CPU. */
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&mg_agent_stats, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline void count_n(__u32 idx, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&mg_agent_stats, &idx);
+
+	if (c)
+		*c += n;
+}
+
+/* What the programs need of a packet, copied out of it once. */
+struct mg_pkt {
+	__u32 l4_off;           /* TCP header offset from the start of the frame */
+	__u32 opt_len;          /* bytes of TCP options */
+	__be32 saddr;
+	__be32 daddr;
+	struct tcphdr tcp;
+};
+
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_FOREIGN,
+	PARSE_TRUNCATED,
+};
+
+/*
+ * Copies rather than direct packet access: bpf_skb_load_bytes() reads
+ * non-linear skbs too (headers split by GRO or a driver), and copies cannot
+ * be invalidated by the store and checksum helpers called later.
+ */
+static __always_inline int parse(struct __sk_buff *skb, struct mg_pkt *p)
+{
+	struct ethhdr eth;
+	struct iphdr ip;
+	__u32 ihl_bytes, doff_bytes;
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
+		return PARSE_TRUNCATED;
+	if (eth.h_proto != bpf_htons(ETH_P_IP))
+		return PARSE_FOREIGN;   /* IPv6, ARP: Miresga is IPv4 only */
+	if (bpf_skb_load_bytes(skb, sizeof(eth), &ip, sizeof(ip)))
+		return PARSE_TRUNCATED;
+	if (ip.protocol != IPPROTO_TCP)
+		return PARSE_FOREIGN;
+	if (ip.version != 4 || ip.ihl < 5)
+		return PARSE_TRUNCATED;
+	/* A later fragment has no TCP header; the first one has, and its
+	 * checksum covers the reassembled segment, which an incremental
+	 * update keeps right. */
+	if (ip.frag_off & bpf_htons(IP_FRAG_OFFSET_MASK))
+		return PARSE_FOREIGN;
+	ihl_bytes = ip.ihl * 4;
+	p->l4_off = sizeof(eth) + ihl_bytes;
+	if (bpf_skb_load_bytes(skb, p->l4_off, &p->tcp, sizeof(p->tcp)))
+		return PARSE_TRUNCATED;
+	doff_bytes = p->tcp.doff * 4;
+	if (doff_bytes < sizeof(struct tcphdr))
+		return PARSE_TRUNCATED;
+	p->opt_len = doff_bytes - sizeof(struct tcphdr);
+	p->saddr = ip.saddr;
+	p->daddr = ip.daddr;
+	return PARSE_OK;
+}
+
+static __always_inline int count_parse_failure(int rc)
+{
+	count(rc == PARSE_TRUNCATED ? MG_AG_TRUNCATED : MG_AG_FOREIGN);
+	return TC_ACT_UNSPEC;
+}
+
+/*
+ * Copy the options into the walk's buffer and walk them.  A header that
+ * claims more options than the packet holds is reported as truncated.
+ */
+static __always_inline int load_opts(struct __sk_buff *skb, const struct mg_pkt *p,
+				     struct mg_tcp_opts_walk *w)
+{
+	__u32 len = p->opt_len;
+
+	if (len > MG_TCP_OPTS_MAX)  /* cannot happen with doff <= 15; tells the verifier */
+		len = MG_TCP_OPTS_MAX;
+	mg_tcp_opts_init(w, len);
+	if (len == 0)
+		return MG_OPTS_OK;
+	if (bpf_skb_load_bytes(skb, p->l4_off + sizeof(struct tcphdr), w->buf, len)) {
+		w->o.status = MG_OPTS_TRUNCATED;
+		return w->o.status;
+	}
+	return mg_tcp_opts_walk(w);
+}
+
+static __always_inline __u32 opt_be32(const __u8 *buf, __u32 off)
+{
+	return ((__u32)buf[off & (MG_TCP_OPTS_BUF - 1)] << 24) |
+	       ((__u32)buf[(off + 1) & (MG_TCP_OPTS_BUF - 1)] << 16) |
+	       ((__u32)buf[(off + 2) & (MG_TCP_OPTS_BUF - 1)] << 8) |
+	       (__u32)buf[(off + 3) & (MG_TCP_OPTS_BUF - 1)];
+}
+
+static __always_inline int is_service_port(__be16 port)
+{
+	return bpf_map_lookup_elem(&mg_agent_ports, &port) != NULL;
+}
+
+static __always_inline struct mg_agent_config *config(void)
+{
+	__u32 zero = 0;
+	struct mg_agent_config *cfg = bpf_map_lookup_elem(&mg_agent_config, &zero);
+
+	return cfg && cfg->enabled ? cfg : NULL;
+}
+
+/* ----------------------------------------------------------------- aging */
+
+/*
+ * One timer per entry, armed for the idle timeout when the entry is created
+ * and re-armed for the close grace period when the connection closes.  When
+ * it fires it checks the deadline against the entry's own timestamps (the
+ * datapath only writes last_seen_ns, it never touches the timer per packet)
+ * and either re-arms for the time left or deletes the entry.
+ */
+static int conn_timer_fired(void *map, struct mg_agent_key *key, struct mg_agent_conn *conn)
+{
+	struct mg_agent_config *cfg = config();
+	__u64 now = bpf_ktime_get_ns();
+	__u64 due;
+	__u32 why;
+
+	if (!cfg) {
+		/* Loader gone half-way; keep nothing we cannot age. */
+		bpf_map_delete_elem(&mg_agent_conns, key);
+		return 0;
+	}
+	if (conn->close_ns) {
+		due = conn->close_ns + cfg->close_grace_ns;
+		why = MG_AG_CLEANUP_CLOSED;
+	} else {
+		due = conn->last_seen_ns + cfg->idle_timeout_ns;
+		why = MG_AG_CLEANUP_IDLE;
+	}
+	if (now < due) {
+		bpf_timer_start(&conn->timer, due - now, 0);
+		return 0;
+	}
+	/* A fused SYN may have replaced the entry while this callback was on
+	 * its way; the replacement has its own timer. */
+	if (bpf_map_lookup_elem(&mg_agent_conns, key) != conn)
+		return 0;
+	if (bpf_map_delete_elem(&mg_agent_conns, key) == 0)
+		count(why);
+	return 0;
+}
+
+static __always_inline int conn_timer_arm(struct mg_agent_conn *conn, __u64 ns)
+{
+	long rc = bpf_timer_init(&conn->timer, &mg_agent_conns, CLOCK_MONOTONIC);
+
+	/* -EBUSY: already initialised (an entry updated in place). */
+	if (rc && rc != -EBUSY)
+		return rc;
+	rc = bpf_timer_set_callback(&conn->timer, conn_timer_fired);
+	if (rc)
+		return rc;
+	return bpf_timer_start(&conn->timer, ns, 0);
+}
+
+/* RST, or FINs both ways: keep rewriting for a grace period (retransmitted
+ * FINs, the last ACK, a RST that crosses a FIN), then let the timer go. */
+static __always_inline void note_close(struct mg_agent_conn *conn,
+				       const struct mg_agent_config *cfg, __u64 now)
+{
+	int both_fins = (conn->flags & (MG_AGENT_FIN_IN | MG_AGENT_FIN_OUT)) ==
+			(MG_AGENT_FIN_IN | MG_AGENT_FIN_OUT);
+
+	if (conn->close_ns || !((conn->flags & MG_AGENT_RST) || both_fins))
+		return;
+	conn->close_ns = now;
+	/* An entry whose SYN-ACK never came stays SYN_SEEN: d is unknown, and
+	 * nothing may be translated with it during the grace period either. */
+	if (conn->state == MG_AGENT_ESTABLISHED)
+		conn->state = MG_AGENT_CLOSING;
+	count(conn->flags & MG_AGENT_RST ? MG_AG_CLOSE_RST : MG_AG_CLOSE_FIN);
+	bpf_timer_start(&conn->timer, cfg->close_grace_ns, 0);
+}
+
+/* ---------------------------------------------------------- window scale */
+
+/*
+ * The client negotiated window scaling with the switch, which offered W; the
+ * back-end negotiated it with the front-end's replay of the client's SYN and
+ * answered with its own Wb.  The client reads every window field from the
+ * back-end as field << W, the back-end wrote it as window >> Wb, so:
+ *
+ *   client offered no scaling:  nobody scales; nothing to do.
+ *   back-end answered Wb:       egress field' = field << (Wb - W).  Widening
+ *                               (Wb > W) is capped at 65535, narrowing
+ *                               (Wb < W) rounds down: both advertise at most
+ *                               what the back-end can take, never more.  The
+ *                               SYN-ACK's option is rewritten to W so the
+ *                               front-end sees the scale the windows now have.
+ *   back-end answered none:     the client scales by W, the back-end by 0:
+ *                               egress field' = field >> W; and the back-end
+ *                               reads the client's windows unscaled while the
+ *                               client writes them >> Wc: ingress
+ *                               field' = min(field << Wc, 65535).
+ *
+ * Rewriting rather than refusing at load time: Linux picks Wb per socket
+ * (from tcp_rmem, rmem_max and SO_RCVBUF), so no load-time check can promise
+ * that every connection's Wb equals W.  The SYN-ACK's own window field is
+ * never scaled (RFC 7323) and is left alone.
+ */
+static __always_inline void window_rescale(struct __sk_buff *skb, const struct mg_pkt *p, int shift)
+{
+	__u32 w = bpf_ntohs(p->tcp.window), nw;
+
+	if (shift == 0)
+		return;
+	if (shift > 0) {
+		nw = w << (shift & 15);
+		if (nw > 0xffff) {
+			nw = 0xffff;
+			count(MG_AG_WINDOW_CAPPED);
+		}
+	} else {
+		nw = w >> ((-shift) & 15);
+	}
+	if (nw != w && mg_tcp_store16(skb, p->l4_off, 14, w, nw) == 0)
+		count(MG_AG_WINDOW_FIX);
+}
+
+/* --------------------------------------------------------------- ingress */
+
+/* A SYN to a service port: fused (ack field = s) or somebody else's. */
+static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pkt *p,
+				       const struct mg_agent_key *key,
+				       const struct mg_agent_config *cfg)
+{
+	__u32 seq = bpf_ntohl(p->tcp.seq);
+	__u32 ack = bpf_ntohl(p->tcp.ack_seq);
+	struct mg_tcp_opts_walk w = {};
+	struct mg_agent_conn fresh = {};
+	struct mg_agent_conn *conn;
+	__u64 now = bpf_ktime_get_ns();
+	int reuse;
+
+	conn = bpf_map_lookup_elem(&mg_agent_conns, key);
+	if (ack == 0) {
+		/* A new connection on this 4-tuple means any old one is over;
+		 * a stale entry must not translate the new connection. */
+		count(MG_AG_SYN_PLAIN);
+		if (conn && bpf_map_delete_elem(&mg_agent_conns, key) == 0)
+			count(MG_AG_STALE_REMOVED);
+		return TC_ACT_UNSPEC;
+	}
+	if (conn && conn->switch_isn == ack && conn->client_isn == seq) {
+		/* The front-end retransmitted its SYN: same connection. */
+		count(MG_AG_SYN_RETRANS);
+		conn->last_seen_ns = now;
+		goto zero_ack;
+	}
+	reuse = conn != NULL;
+
+	fresh.switch_isn = ack;
+	fresh.client_isn = seq;
+	fresh.state = MG_AGENT_SYN_SEEN;
+	fresh.last_seen_ns = now;
+	fresh.client_wscale = MG_COOKIE_NO_WSCALE;
+	fresh.backend_wscale = MG_COOKIE_NO_WSCALE;
+	/* Malformed options: the kernel keeps what it parsed before the
+	 * error, and so does the walk. */
+	if (load_opts(skb, p, &w) != MG_OPTS_OK)
+		count(MG_AG_BAD_OPTIONS);
+	if (w.o.wscale_off != MG_OPT_ABSENT)
+		fresh.client_wscale = w.o.wscale > 14 ? 14 : w.o.wscale;  /* RFC 7323 2.3 */
+
+	/* Re-use (the front-end reset the old back-end connection and opens a
+	 * new one for the same client endpoint): a whole new entry, new timer. */
+	if (bpf_map_update_elem(&mg_agent_conns, key, &fresh, BPF_ANY)) {
+		count(MG_AG_MAP_FAIL);
+		return TC_ACT_UNSPEC;
+	}
+	conn = bpf_map_lookup_elem(&mg_agent_conns, key);
+	if (!conn || conn_timer_arm(conn, cfg->idle_timeout_ns)) {
+		/* Without a timer nothing would age the entry: do not keep it. */
+		bpf_map_delete_elem(&mg_agent_conns, key);
+		count(MG_AG_MAP_FAIL);
+		return TC_ACT_UNSPEC;
+	}
+	count(reuse ? MG_AG_CONN_REUSE : MG_AG_CONN_NEW);
+
+zero_ack:
+	/* The kernel ignores the ack field of a SYN without ACK, but a non-zero
+	 * one is a protocol oddity we should not hand to the stack. */
+	mg_tcp_store32(skb, p->l4_off, 8, ack, 0);
+	return TC_ACT_UNSPEC;
+}
+
+/* Translate each SACK block edge by d: bounded by the 4 blocks that fit. */
+static __always_inline void ingress_sack(struct __sk_buff *skb, const struct mg_pkt *p,
+					 const struct mg_agent_conn *conn)
+{
+	struct mg_tcp_opts_walk w = {};
+	__u32 done = 0;
+	int i;
+
+	if (load_opts(skb, p, &w) != MG_OPTS_OK) {
+		count(MG_AG_BAD_OPTIONS);
+		return;
+	}
+	if (w.o.sack_off == MG_OPT_ABSENT)
+		return;
+	for (i = 0; i < 4; i++) {
+		__u32 off = w.o.sack_off + i * 8;   /* within the options */
+		__u32 left, right;
+
+		if (i >= w.o.sack_blocks)
+			break;
+		left = opt_be32(w.buf, off);
+		right = opt_be32(w.buf, off + 4);
+		if (mg_tcp_store32(skb, p->l4_off, 20 + off, left, left + conn->delta) ||
+		    mg_tcp_store32(skb, p->l4_off, 20 + off + 4, right, right + conn->delta))
+			break;
+		done++;
+	}
+	if (done) {
+		count(MG_AG_SACK_REWRITE);
+		count_n(MG_AG_SACK_BLOCKS, done);
+	}
+}
+
+SEC("tc")
+int agent_ingress(struct __sk_buff *skb)
+{
+	struct mg_agent_config *cfg;
+	struct mg_agent_conn *conn;
+	struct mg_agent_key key = {};
+	struct mg_pkt p;
+	__u32 ack;
+	int rc;
+
+	count(MG_AG_IN_PKTS);
+	cfg = config();
+	if (!cfg) {
+		count(MG_AG_NO_CONFIG);
+		return TC_ACT_UNSPEC;
+	}
+	rc = parse(skb, &p);
+	if (rc != PARSE_OK)
+		return count_parse_failure(rc);
+	if (!is_service_port(p.tcp.dest)) {
+		count(MG_AG_FOREIGN);
+		return TC_ACT_UNSPEC;
+	}
+	key.client_ip_be = p.saddr;
+	key.client_port_be = p.tcp.source;
+	key.local_port_be = p.tcp.dest;
+
+	if (p.tcp.syn) {
+		if (p.tcp.ack) {
+			/* A SYN-ACK *to* our service port: we are not the server. */
+			count(MG_AG_FOREIGN);
+			return TC_ACT_UNSPEC;
+		}
+		return ingress_syn(skb, &p, &key, cfg);
+	}
+
+	conn = bpf_map_lookup_elem(&mg_agent_conns, &key);
+	if (!conn) {
+		count(MG_AG_MISS_IN);
+		return TC_ACT_UNSPEC;
+	}
+	if (conn->state == MG_AGENT_SYN_SEEN) {
+		/* d is not known before the SYN-ACK; nothing can be translated. */
+		count(MG_AG_NOT_ESTABLISHED);
+		if (p.tcp.rst) {
+			conn->flags |= MG_AGENT_RST;
+			note_close(conn, cfg, bpf_ktime_get_ns());
+		}
+		return TC_ACT_UNSPEC;
+	}
+	conn->last_seen_ns = bpf_ktime_get_ns();
+
+	if (p.tcp.ack) {
+		ack = bpf_ntohl(p.tcp.ack_seq);
+		if (mg_tcp_store32(skb, p.l4_off, 8, ack, ack + conn->delta) == 0)
+			count(MG_AG_REWRITE_IN);
+	}
+	if (p.opt_len)
+		ingress_sack(skb, &p, conn);
+	if (conn->ingress_shift)
+		window_rescale(skb, &p, conn->ingress_shift);
+
+	if (p.tcp.fin)
+		conn->flags |= MG_AGENT_FIN_IN;
+	if (p.tcp.rst)
+		conn->flags |= MG_AGENT_RST;
+	note_close(conn, cfg, conn->last_seen_ns);
+	return TC_ACT_UNSPEC;
+}
+
+/* ---------------------------------------------------------------- egress */
+
+/* The back-end's SYN-ACK: d = b - s from now on; the SYN-ACK leaves as seq s. */
+static __always_inline int egress_synack(struct __sk_buff *skb, const struct mg_pkt *p,
+					 struct mg_agent_conn *conn,
+					 const struct mg_agent_config *cfg)
+{
+	__u32 b = bpf_ntohl(p->tcp.seq);
+	struct mg_tcp_opts_walk walk = {};
+	struct mg_tcp_opts *opts = &walk.o;
+	int w = cfg->wscale;
+	int bad = load_opts(skb, p, &walk) != MG_OPTS_OK;
+
+	/* Every SYN-ACK redefines d: a retransmission has the same b, and a
+	 * SYN-ACK always answers the latest SYN, whose s the entry holds. */
+	conn->backend_isn = b;
+	conn->delta = b - conn->switch_isn;
+	if (conn->state == MG_AGENT_SYN_SEEN)
+		conn->state = conn->close_ns ? MG_AGENT_CLOSING : MG_AGENT_ESTABLISHED;
+	conn->last_seen_ns = bpf_ktime_get_ns();
+	conn->backend_wscale = MG_COOKIE_NO_WSCALE;
+	conn->egress_shift = 0;
+	conn->ingress_shift = 0;
+
+	if (bad) {
+		/* Not from a Linux back-end; assume Wb == W rather than guess. */
+		count(MG_AG_BAD_OPTIONS);
+	} else if (opts->wscale_off != MG_OPT_ABSENT) {
+		conn->backend_wscale = opts->wscale > 14 ? 14 : opts->wscale;
+		if (conn->client_wscale != MG_COOKIE_NO_WSCALE) {
+			conn->egress_shift = (int)conn->backend_wscale - w;
+			if (opts->wscale != w &&
+			    mg_tcp_store8(skb, p->l4_off, 20 + opts->wscale_off, opts->wscale, w) == 0)
+				count(MG_AG_WSCALE_OPT_FIX);
+		}
+	} else if (conn->client_wscale != MG_COOKIE_NO_WSCALE) {
+		conn->egress_shift = -w;
+		conn->ingress_shift = conn->client_wscale;
+	}
+
+	if (mg_tcp_store32(skb, p->l4_off, 4, b, conn->switch_isn) == 0)
+		count(MG_AG_SYNACK);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int agent_egress(struct __sk_buff *skb)
+{
+	struct mg_agent_config *cfg;
+	struct mg_agent_conn *conn;
+	struct mg_agent_key key = {};
+	struct mg_pkt p;
+	__u32 seq;
+	int rc;
+
+	count(MG_AG_OUT_PKTS);
+	cfg = config();
+	if (!cfg) {
+		count(MG_AG_NO_CONFIG);
+		return TC_ACT_UNSPEC;
+	}
+	rc = parse(skb, &p);
+	if (rc != PARSE_OK)
+		return count_parse_failure(rc);
+	if (!is_service_port(p.tcp.source)) {
+		count(MG_AG_FOREIGN);
+		return TC_ACT_UNSPEC;
+	}
+	key.client_ip_be = p.daddr;
+	key.client_port_be = p.tcp.dest;
+	key.local_port_be = p.tcp.source;
+
+	conn = bpf_map_lookup_elem(&mg_agent_conns, &key);
+	if (!conn) {
+		count(MG_AG_MISS_OUT);
+		return TC_ACT_UNSPEC;
+	}
+	if (p.tcp.syn) {
+		if (p.tcp.ack)
+			return egress_synack(skb, &p, conn, cfg);
+		count(MG_AG_FOREIGN);  /* a SYN *from* the service port */
+		return TC_ACT_UNSPEC;
+	}
+	if (conn->state == MG_AGENT_SYN_SEEN) {
+		/* E.g. a RST answering the fused SYN (no listener, backlog
+		 * full): it carries no back-end sequence number to translate. */
+		count(MG_AG_NOT_ESTABLISHED);
+		if (p.tcp.rst) {
+			conn->flags |= MG_AGENT_RST;
+			note_close(conn, cfg, bpf_ktime_get_ns());
+		}
+		return TC_ACT_UNSPEC;
+	}
+	conn->last_seen_ns = bpf_ktime_get_ns();
+
+	seq = bpf_ntohl(p.tcp.seq);
+	if (mg_tcp_store32(skb, p.l4_off, 4, seq, seq - conn->delta) == 0)
+		count(MG_AG_REWRITE_OUT);
+	if (conn->egress_shift)
+		window_rescale(skb, &p, conn->egress_shift);
+
+	if (p.tcp.fin)
+		conn->flags |= MG_AGENT_FIN_OUT;
+	if (p.tcp.rst)
+		conn->flags |= MG_AGENT_RST;
+	note_close(conn, cfg, conn->last_seen_ns);
+	return TC_ACT_UNSPEC;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
