@@ -72,6 +72,13 @@ static __always_inline void count(__u32 idx, __u64 n)
 		*c += n; /* per-CPU: no atomics needed */
 }
 
+/* route_out() counts bytes in the counter after the packet counter. */
+_Static_assert(MG_SW_TO_FRONTEND_BYTES == MG_SW_TO_FRONTEND + 1 &&
+		       MG_SW_OFFLOAD_FWD_BYTES == MG_SW_OFFLOAD_FWD + 1 &&
+		       MG_SW_OFFLOAD_REV_BYTES == MG_SW_OFFLOAD_REV + 1 &&
+		       MG_SW_REV_TO_FRONTEND_BYTES == MG_SW_REV_TO_FRONTEND + 1,
+	       "each packet counter is followed by its byte counter");
+
 static __always_inline int pass(__u32 why)
 {
 	count(why, 1);
@@ -391,14 +398,16 @@ static __always_inline int offload_reverse(struct __sk_buff *skb, const struct m
 	if (p->ttl <= 1)
 		return pass(MG_SW_TTL_EXCEEDED); /* ICMP goes to the back-end */
 
-	/* The lookup reads only these parameters, never the packet: it can
-	 * precede the rewrite it describes. */
+	/* The lookup reads these parameters, not the packet's headers, so it
+	 * can precede the rewrite it describes.  tot_len stays 0: the kernel
+	 * then checks the MTU with is_skb_forwardable(), which knows that a
+	 * GRO-merged response is segmented on the way out; given the IP total
+	 * length instead, it would call every such packet too big. */
 	struct bpf_fib_lookup fib = {
 		.family = AF_INET,
 		.l4_protocol = IPPROTO_TCP,
 		.sport = vip->port_be,
 		.dport = p->dport,
-		.tot_len = p->tot_len,
 		.ifindex = skb->ifindex,
 		.tos = p->tos,
 		.ipv4_src = vip->ip_be,
