@@ -11,7 +11,6 @@ import json
 import os
 import select
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -20,11 +19,11 @@ import time
 import pytest
 from scapy.all import IP, TCP, Ether, raw
 
-from miresga.control import bpf, layouts
-from miresga.control.ebpf_switch import EbpfSwitch, PinnedMaps, read_counters
+from miresga.control import bpf
+from miresga.control.ebpf_switch import EbpfSwitch, PinnedMaps
 from miresga.control.layouts import CTL_HDR, CTL_MAGIC, CtlOp, SwitchCounter
 from miresga.control.miresga_switch import (MAPS, SWITCH_OBJ, SWITCH_PROG, Endpoint,
-                                            MiresgaSwitch, SwitchPlan, VipSpec, ip_be, port_be,
+                                            MiresgaSwitch, SwitchPlan, VipSpec,
                                             read_pinned_counters)
 from miresga.control.netns import ifindex, netns
 from miresga.control.offload_channel import ChannelClient, Entry, encode_batch

@@ -16,8 +16,6 @@ and does not assert.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
 import os
 import secrets
 import select

@@ -34,7 +34,7 @@ import argparse
 import ctypes
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from miresga.control import layouts
 

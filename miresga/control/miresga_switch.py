@@ -25,7 +25,6 @@ import ctypes
 import errno
 import ipaddress
 import json
-import logging
 import os
 import secrets
 import socket
@@ -40,8 +39,6 @@ from miresga.control.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_co
 from miresga.control.layouts import CtlOp, SwitchCounter
 from miresga.control.netns import ifindex as netns_ifindex
 from miresga.control.netns import netns
-
-log = logging.getLogger("miresga.switch")
 
 REPO = Path(__file__).resolve().parents[2]
 SWITCH_OBJ = REPO / "build" / "bpf" / "switch.bpf.o"
@@ -622,13 +619,3 @@ def read_pinned_counters(pin_dir: str) -> dict[str, int]:
     with PinnedMaps(pin_dir, [m for m in MAPS if m.name == "counters"]) as maps:
         return read_counters(maps["counters"], SwitchCounter)
 
-
-@dataclass
-class FlowEntry:
-    """A flow-table entry in readable form (tests, stats dumps)."""
-
-    client_ip: str
-    client_port: int
-    backend_idx: int
-    vip_idx: int = 0
-    last_seen_s: int = field(default=0, compare=False)

@@ -36,7 +36,6 @@ import asyncio
 import logging
 import socket
 import struct
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 
