@@ -179,8 +179,15 @@ def test_two_frontends_at_once(ns, daemon):
 
 
 def test_insertion_rate_limit(ns):
-    """At 1000 entries/s, 600 entries take about 0.6 s to be acknowledged; the
-    entries arrive in the table progressively, not all at the end."""
+    """At 1000 entries/s, 600 entries take at least 0.55 s (one 50-entry burst,
+    then the rate) and arrive in the table progressively, not all at the end;
+    without the limit they take a few milliseconds.  The bounds that matter
+    hold however loaded the machine is: a busy machine only installs slower."""
+    with SwitchDaemon(make_plan(ns, capacity=2048), listen=("10.8.2.1", 0), attach=False,
+                      run_clock=False) as d, client(ns, d) as c:
+        t0 = time.monotonic()
+        c.batch(adds(300)), c.batch(adds(300, start=300))
+        assert time.monotonic() - t0 < 0.5
     with SwitchDaemon(make_plan(ns, capacity=2048), listen=("10.8.2.1", 0), attach=False,
                       run_clock=False, rate=1000) as d, client(ns, d) as c:
         t0 = time.monotonic()
@@ -190,14 +197,13 @@ def test_insertion_rate_limit(ns):
         midway = d.switch.flows.occupancy()
         c.recv_ack(), c.recv_ack()
         elapsed = time.monotonic() - t0
-        assert 0.5 <= elapsed <= 1.5, elapsed
-        assert 150 <= midway <= 450, midway
+        assert elapsed >= 0.55, elapsed
+        assert elapsed < 5, f"the limiter stalls: {elapsed:.1f} s"
+        # By 0.3 s at most the burst plus 0.3 s of rate (with slack for the
+        # time it takes to look), and at least the first slice.
+        assert 1 <= midway <= 450, midway
+        assert d.switch.flows.occupancy() == 600
         assert d.server.stats.rate_limited_s > 0.3
-    with SwitchDaemon(make_plan(ns, capacity=2048), listen=("10.8.2.1", 0), attach=False,
-                      run_clock=False) as d, client(ns, d) as c:
-        t0 = time.monotonic()
-        c.batch(adds(300)), c.batch(adds(300, start=300))
-        assert time.monotonic() - t0 < 0.3
 
 
 # ------------------------------------------------------------------ aging
