@@ -251,8 +251,12 @@ def test_daemon_rotates_secrets_and_filter(ns):
                       cookie_epoch_s=0.3, filter_period_s=0.3) as d:
         cfg0 = d.switch.config()
         keys0 = [(k.k0, k.k1) for k in cfg0.keys]
-        time.sleep(1.2)
-        cfg = d.switch.config()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            cfg = d.switch.config()
+            if cfg.epoch >= cfg0.epoch + 2 and cfg.filter_gen >= cfg0.filter_gen + 2:
+                break
+            time.sleep(0.1)
         assert cfg.epoch >= cfg0.epoch + 2 and cfg.filter_gen >= cfg0.filter_gen + 2
         assert [(k.k0, k.k1) for k in cfg.keys] != keys0
 
@@ -263,8 +267,12 @@ def test_stats_file(ns, tmp_path):
     with SwitchDaemon(make_plan(ns), listen=("10.8.2.1", 0), attach=False,
                       stats_file=str(path), stats_interval_s=0.2) as d, client(ns, d) as c:
         c.batch(adds(40))
-        time.sleep(0.7)
-        st = json.loads(path.read_text())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            st = json.loads(path.read_text())
+            if st["flow_table"]["occupancy"] == 40:
+                break
+            time.sleep(0.1)
     assert st["flow_table"]["occupancy"] == 40 and st["flow_table"]["capacity"] == 64
     assert st["flow_table"]["adds"] == 40 and st["channel"]["batches"] == 1
     assert set(st["rates"]) == {"adds_per_s", "deletes_per_s", "refusals_per_s"}
@@ -354,7 +362,11 @@ def test_switchd_cli(ns, tmp_path):
             assert c.batch(adds(12)).added == 12
         with PinnedMaps(pin_dir, [m for m in MAPS if m.name == "flow_table"]) as maps:
             assert maps["flow_table"].count_batch() == 12
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if json.loads(stats.read_text())["flow_table"]["occupancy"] == 12:
+                break
+            time.sleep(0.1)
         assert json.loads(stats.read_text())["flow_table"]["occupancy"] == 12
     finally:
         p.send_signal(signal.SIGTERM)

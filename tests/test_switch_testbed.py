@@ -290,8 +290,12 @@ def test_switchd_on_the_switch_host(tb):
         with c:
             ack = c.batch([Entry(str(client.address), cport, CtlOp.ADD, 0)])
         assert ack.added == 1
-        time.sleep(0.6)
-        st = json.loads(open(stats).read())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            st = json.loads(open(stats).read())
+            if st["flow_table"]["occupancy"] == 1:
+                break
+            time.sleep(0.1)
         assert st["flow_table"]["occupancy"] == 1 and st["counters"]["syn_cookie"] >= 1
     finally:
         rc = proc.stop(10)
