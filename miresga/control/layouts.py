@@ -43,6 +43,14 @@ class Flow(ctypes.Structure):
     ]
 
 
+class BackendKey(ctypes.Structure):
+    _fields_ = [("ip_be", ctypes.c_uint32), ("port_be", ctypes.c_uint16), ("_pad", ctypes.c_uint16)]
+
+
+class Lpm4Key(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("ip_be", ctypes.c_uint32)]
+
+
 class Backend(ctypes.Structure):
     _fields_ = [
         ("ip_be", ctypes.c_uint32),
@@ -77,6 +85,9 @@ class SwitchConfig(ctypes.Structure):
         ("wscale", ctypes.c_uint8),
         ("_pad", ctypes.c_uint8 * 3),
         ("now_s", ctypes.c_uint32),
+        ("filter_key", CookieKey),
+        ("filter_gen", ctypes.c_uint32),
+        ("filter_bits_log2", ctypes.c_uint32),
     ]
 
 
@@ -99,6 +110,9 @@ class SwitchCounter(enum.IntEnum):
     VIP_NOT_TCP = enum.auto()
     NO_FRONTEND = enum.auto()
     FIB_MISS = enum.auto()
+    CONN_KNOWN = enum.auto()
+    VIP_MALFORMED = enum.auto()
+    TTL_EXCEEDED = enum.auto()
 
 
 SWITCH_COUNTER_MAX = len(SwitchCounter)
@@ -192,6 +206,7 @@ def cookie_make(key: tuple[int, int], saddr: str, daddr: str, sport: int, dport:
 CTL_MAGIC = 0x4D475331
 CTL_VERSION = 1
 CTL_MAX_BATCH = 512
+CTL_PORT_DEFAULT = 7470
 
 
 class CtlType(enum.IntEnum):

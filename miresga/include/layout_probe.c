@@ -18,6 +18,8 @@ int main(void)
 	S(mg_vip); F(mg_vip, vip_idx);
 	S(mg_flow_key); F(mg_flow_key, client_ip_be); F(mg_flow_key, client_port_be);
 	S(mg_flow); F(mg_flow, backend_idx); F(mg_flow, vip_idx); F(mg_flow, last_seen_s);
+	S(mg_backend_key); F(mg_backend_key, ip_be); F(mg_backend_key, port_be);
+	S(mg_lpm4_key); F(mg_lpm4_key, prefixlen); F(mg_lpm4_key, ip_be);
 	S(mg_backend); F(mg_backend, ip_be); F(mg_backend, port_be); F(mg_backend, mac);
 	F(mg_backend, src_mac); F(mg_backend, ifindex);
 	S(mg_frontend); F(mg_frontend, ip_be); F(mg_frontend, mac); F(mg_frontend, src_mac);
@@ -26,6 +28,8 @@ int main(void)
 	S(mg_switch_config); F(mg_switch_config, keys); F(mg_switch_config, epoch);
 	F(mg_switch_config, n_frontends); F(mg_switch_config, mss); F(mg_switch_config, window);
 	F(mg_switch_config, wscale); F(mg_switch_config, now_s);
+	F(mg_switch_config, filter_key); F(mg_switch_config, filter_gen);
+	F(mg_switch_config, filter_bits_log2);
 	S(mg_ctl_hdr); F(mg_ctl_hdr, magic); F(mg_ctl_hdr, version); F(mg_ctl_hdr, type);
 	F(mg_ctl_hdr, count); F(mg_ctl_hdr, seq);
 	S(mg_ctl_entry); F(mg_ctl_entry, client_ip_be); F(mg_ctl_entry, client_port_be);

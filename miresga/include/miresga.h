@@ -26,6 +26,17 @@ typedef uint16_t __be16;
 typedef uint32_t __be32;
 #endif
 
+/*
+ * Helpers below are forced inline in eBPF: a BPF function call takes at most
+ * five arguments (mg_halfsiphash5 has six) and the verifier is simplest with
+ * one flat program.
+ */
+#ifdef __BPF__
+#define MG_INLINE static inline __attribute__((always_inline))
+#else
+#define MG_INLINE static inline
+#endif
+
 /* ------------------------------------------------------------------ sizes */
 
 /* The prototype's merged flow table: 143,360 entries on one Tofino pipe. */
@@ -70,6 +81,23 @@ struct mg_flow {
 	__u32 last_seen_s;
 };
 
+/*
+ * Back-end address table: (back-end IP, service port) -> back-end index.  It
+ * recognises packets *from* a back-end (the reverse direction); the value is
+ * a __u32 index into the back-end table.
+ */
+struct mg_backend_key {
+	__be32 ip_be;
+	__be16 port_be;
+	__u16 _pad;
+};
+
+/* Key of an IPv4 longest-prefix-match table (BPF_MAP_TYPE_LPM_TRIE). */
+struct mg_lpm4_key {
+	__u32 prefixlen;
+	__be32 ip_be;
+};
+
 /* Back-end table: index -> where to send and how to rewrite. */
 struct mg_backend {
 	__be32 ip_be;
@@ -108,6 +136,17 @@ struct mg_switch_config {
 	__u8 wscale;        /* window scale W the switch advertises */
 	__u8 _pad[3];
 	__u32 now_s;        /* coarse clock for flow aging, written by control */
+	/*
+	 * Seen-connection filter (switch only): two generations of a Bloom
+	 * filter of connections whose cookie the switch has validated, so that
+	 * their later packets without a flow entry are not taken for forgeries.
+	 * Generation (filter_gen & 1) is current; the control plane clears the
+	 * other one and bumps filter_gen every period.  filter_bits_log2 = 0
+	 * disables the filter (every packet without an entry needs a cookie).
+	 */
+	struct mg_cookie_key filter_key;
+	__u32 filter_gen;
+	__u32 filter_bits_log2; /* bits per generation = 1 << this, 6..30 */
 };
 
 /* Per-branch counters of the switch pipeline (per-CPU array, index = enum). */
@@ -129,7 +168,11 @@ enum mg_switch_counter {
 	MG_SW_MALFORMED,         /* truncated or unparsable, forwarded untouched */
 	MG_SW_VIP_NOT_TCP,       /* non-TCP to a VIP, dropped */
 	MG_SW_NO_FRONTEND,       /* no front-end configured, dropped */
-	MG_SW_FIB_MISS,          /* no route for a rewritten packet, dropped */
+	MG_SW_FIB_MISS,          /* no FIB next hop for a rewritten packet: kernel path */
+	/* Appended after the first version; indices above are unchanged. */
+	MG_SW_CONN_KNOWN,        /* no entry, connection in the seen filter: to a front-end */
+	MG_SW_VIP_MALFORMED,     /* to a VIP but truncated, fragmented, IP options or bad flags: dropped */
+	MG_SW_TTL_EXCEEDED,      /* TTL would expire on a redirect: kernel path (ICMP) */
 	MG_SW__MAX,
 };
 
@@ -155,7 +198,7 @@ enum mg_switch_counter {
 
 #define MG_MSS_CLASSES {536, 1220, 1440, 1460}
 
-static inline __u32 mg_mss_class(__u16 mss)
+MG_INLINE __u32 mg_mss_class(__u16 mss)
 {
 	if (mss >= 1460)
 		return 3;
@@ -166,7 +209,7 @@ static inline __u32 mg_mss_class(__u16 mss)
 	return 0;
 }
 
-static inline __u16 mg_mss_of_class(__u32 cls)
+MG_INLINE __u16 mg_mss_of_class(__u32 cls)
 {
 	switch (cls & 3) {
 	case 3: return 1460;
@@ -176,7 +219,7 @@ static inline __u16 mg_mss_of_class(__u32 cls)
 	}
 }
 
-static inline __u32 mg_cookie_low_byte(__u32 mss_class, __u32 wscale, int sack, __u32 epoch)
+MG_INLINE __u32 mg_cookie_low_byte(__u32 mss_class, __u32 wscale, int sack, __u32 epoch)
 {
 	if (wscale > 14)
 		wscale = MG_COOKIE_NO_WSCALE;
@@ -185,18 +228,18 @@ static inline __u32 mg_cookie_low_byte(__u32 mss_class, __u32 wscale, int sack, 
 	       (sack ? MG_COOKIE_SACK_BIT : 0) | (epoch & MG_COOKIE_EPOCH_BIT);
 }
 
-static inline __u16 mg_cookie_mss(__u32 cookie)
+MG_INLINE __u16 mg_cookie_mss(__u32 cookie)
 {
 	return mg_mss_of_class((cookie >> MG_COOKIE_MSS_SHIFT) & 3);
 }
 
 /* Returns MG_COOKIE_NO_WSCALE when the client did not offer window scaling. */
-static inline __u32 mg_cookie_wscale(__u32 cookie)
+MG_INLINE __u32 mg_cookie_wscale(__u32 cookie)
 {
 	return (cookie >> MG_COOKIE_WSCALE_SHIFT) & 0xf;
 }
 
-static inline int mg_cookie_sack(__u32 cookie)
+MG_INLINE int mg_cookie_sack(__u32 cookie)
 {
 	return !!(cookie & MG_COOKIE_SACK_BIT);
 }
@@ -215,7 +258,7 @@ static inline int mg_cookie_sack(__u32 cookie)
  * SmartCookie runs on Tofino.  Fixed length and unrolled, so the eBPF
  * verifier sees no loop and a P4 port maps it onto pipeline stages.
  */
-static inline __u32 mg_halfsiphash5(const struct mg_cookie_key *key, __u32 m0, __u32 m1,
+MG_INLINE __u32 mg_halfsiphash5(const struct mg_cookie_key *key, __u32 m0, __u32 m1,
 				    __u32 m2, __u32 m3, __u32 m4)
 {
 	__u32 v0 = key->k0;
@@ -251,7 +294,7 @@ static inline __u32 mg_halfsiphash5(const struct mg_cookie_key *key, __u32 m0, _
  * the client's SYN (saddr = client, daddr = VIP); client_isn is the SYN's seq
  * in host order.
  */
-static inline __u32 mg_cookie_make(const struct mg_cookie_key *key, __be32 saddr, __be32 daddr,
+MG_INLINE __u32 mg_cookie_make(const struct mg_cookie_key *key, __be32 saddr, __be32 daddr,
 				   __be16 sport, __be16 dport, __u32 client_isn, __u32 epoch,
 				   __u32 low_byte)
 {
@@ -266,7 +309,7 @@ static inline __u32 mg_cookie_make(const struct mg_cookie_key *key, __be32 saddr
  * (seq - 1) is the client ISN.  cfg->epoch is now; a cookie from this or the
  * previous epoch is accepted.  Returns 1 if valid.
  */
-static inline int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, __be32 daddr,
+MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, __be32 daddr,
 				  __be16 sport, __be16 dport, __u32 client_isn, __u32 cookie)
 {
 	__u32 low = cookie & 0xff;
@@ -289,6 +332,7 @@ static inline int mg_cookie_check(const struct mg_switch_config *cfg, __be32 sad
 #define MG_CTL_MAGIC 0x4d475331u /* "MGS1" */
 #define MG_CTL_VERSION 1
 #define MG_CTL_MAX_BATCH 512
+#define MG_CTL_PORT_DEFAULT 7470 /* TCP port the switch control plane listens on */
 
 enum mg_ctl_type {
 	MG_CTL_BATCH = 1,

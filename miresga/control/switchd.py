@@ -1,0 +1,355 @@
+"""switchd: the Miresga switch's control plane as a long-lived process.
+
+It loads the pipeline on every switch port, programs its tables from a plan,
+serves the offload channel, and keeps time for the data plane:
+
+    every second            advance the clock flow entries are stamped with
+    every cookie epoch      rotate the cookie secret (cookies live 1-2 epochs)
+    every filter period     rotate the seen filter (connections are remembered
+                            1-2 periods after their last client packet)
+    every aging interval    delete flow entries idle for the idle timeout
+    every stats interval    write stats (JSON) for the bench to collect
+
+On a real testbed it runs on the switch's host over SSH; on the emulated one
+inside the switch namespace.  It uses the standard library only.
+
+    python -m miresga.control.switchd --plan plan.json [--listen 0.0.0.0:7470]
+        [--rate 20000] [--idle-timeout 60] [--stats-file stats.json] [--pin-dir DIR]
+    python -m miresga.control.switchd --testbed mg [--service svc.toml] [--print-plan]
+
+SIGTERM or SIGINT detach the pipeline, unpin its maps and exit 0.  When
+ready it prints one line, `switchd ready {...}`, with the pin directory and
+the channel's address.
+
+From Python (tests), the same daemon runs in a thread:
+
+    with SwitchDaemon(plan, listen=("127.0.0.1", 0)) as d:
+        ChannelClient("127.0.0.1", d.port).batch([...])
+        d.call(d.switch.rotate_cookie_secret)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from miresga.control.layouts import CTL_PORT_DEFAULT
+from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan
+from miresga.control.netns import netns
+from miresga.control.offload_channel import ChannelServer
+
+log = logging.getLogger("miresga.switchd")
+
+
+class SwitchDaemon:
+    def __init__(self, plan: SwitchPlan, *, listen: tuple[str, int] = ("0.0.0.0", CTL_PORT_DEFAULT),
+                 rate: float | None = None, burst: float | None = None,
+                 idle_timeout_s: float = 60.0, aging_interval_s: float | None = None,
+                 cookie_epoch_s: float = 60.0, filter_period_s: float = 120.0,
+                 stats_file: str | None = None, stats_interval_s: float = 1.0,
+                 pin_dir: str | None = None, obj_path: str | None = None,
+                 attach: bool = True, run_clock: bool = True):
+        self.plan = plan
+        self.listen = listen
+        self.rate, self.burst = rate, burst
+        self.idle_timeout_s = idle_timeout_s
+        self.aging_interval_s = aging_interval_s or max(1.0, idle_timeout_s / 4)
+        self.cookie_epoch_s = cookie_epoch_s
+        self.filter_period_s = filter_period_s
+        self.stats_file = stats_file
+        self.stats_interval_s = stats_interval_s
+        self.run_clock = run_clock
+        self.switch = MiresgaSwitch(plan, obj_path=obj_path, pin_dir=pin_dir, attach=attach)
+        self.server: ChannelServer | None = None
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._started = time.monotonic()
+        self._last = None  # (monotonic, table stats snapshot) for rates
+        self._rates = {"adds_per_s": 0.0, "deletes_per_s": 0.0, "refusals_per_s": 0.0}
+
+    # ---------------------------------------------------------- life cycle
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        tasks: list[asyncio.Task] = []
+        try:
+            self.switch.load()
+            self.server = ChannelServer(self.switch.flows, *self.listen, rate=self.rate,
+                                        burst=self.burst)
+            # The listening socket belongs in the switch's namespace, where
+            # the front-ends can reach it, whichever namespace we run in.
+            with netns(self.plan.netns):
+                sock = socket.create_server(self.listen, reuse_port=False)
+            await self._start_server(sock)
+            self._last = (time.monotonic(), self._table_snapshot())
+            periodic = [(self.cookie_epoch_s, self.switch.rotate_cookie_secret),
+                        (self.filter_period_s, self.switch.rotate_filter),
+                        (self.aging_interval_s, lambda: self.switch.flows.age(
+                            int(self.idle_timeout_s)))]
+            if self.run_clock:
+                periodic.append((1.0, self._tick))
+            if self.stats_file:
+                periodic.append((self.stats_interval_s, self.write_stats))
+            tasks = [asyncio.create_task(self._every(p, fn)) for p, fn in periodic if p > 0]
+            if self.stats_file:
+                self.write_stats()
+            self._ready.set()
+            await self._stop.wait()
+        except BaseException as e:
+            self._error = e
+            self._ready.set()
+            raise
+        finally:
+            for t in tasks:
+                t.cancel()
+            if self.server is not None:
+                await self.server.stop()
+            if self.stats_file and self.switch.flows is not None:
+                try:
+                    self.write_stats()
+                except OSError:
+                    pass
+            self.switch.close()
+
+    async def _start_server(self, sock: socket.socket) -> None:
+        srv = self.server
+        srv._server = await asyncio.start_server(srv._serve, sock=sock)
+        srv.port = sock.getsockname()[1]
+        self.port = srv.port
+
+    async def _every(self, period: float, fn) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                fn()
+            except Exception:  # one failed sweep must not end the daemon
+                log.exception("switchd: periodic %s failed", getattr(fn, "__name__", fn))
+
+    def _tick(self) -> None:
+        # An absolute clock, not +1 per call, so a stalled loop does not
+        # make time run slow for aging.
+        now = 1 + int(time.monotonic() - self._started)
+        cfg_now = self.switch.now_s()
+        if now != cfg_now:
+            self.switch.tick((now - cfg_now) & 0xFFFFFFFF)
+
+    def start(self, timeout: float = 30.0) -> "SwitchDaemon":
+        """Run in a background thread; return once the channel is listening."""
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._quiet_main()),
+                                        name="switchd", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("switchd did not become ready")
+        if self._error is not None:
+            self._thread.join(5)
+            raise self._error
+        return self
+
+    async def _quiet_main(self) -> None:
+        try:
+            await self._main()
+        except BaseException:
+            pass  # re-raised by start() from self._error
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:
+                pass  # the loop is already gone
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+
+    def __enter__(self) -> "SwitchDaemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def call(self, fn, *args, timeout: float = 30.0):
+        """Run fn(*args) on the daemon's loop thread and return its result."""
+        async def run():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    # --------------------------------------------------------------- stats
+
+    def _table_snapshot(self) -> dict:
+        return dict(vars(self.switch.flows.stats))
+
+    def stats(self) -> dict:
+        """Everything worth recording about the switch, as one dict."""
+        now = time.monotonic()
+        snap = self._table_snapshot()
+        if self._last is not None:
+            t0, prev = self._last
+            dt = now - t0
+            if dt >= 0.5:
+                refused = lambda s: s["refused_full"] + s["refused_invalid"]  # noqa: E731
+                self._rates = {
+                    "adds_per_s": (snap["adds"] - prev["adds"]) / dt,
+                    "deletes_per_s": (snap["deletes"] + snap["aged"] - prev["deletes"]
+                                      - prev["aged"]) / dt,
+                    "refusals_per_s": (refused(snap) - refused(prev)) / dt,
+                }
+                self._last = (now, snap)
+        cfg = self.switch.config()
+        return {
+            "time": time.time(),
+            "uptime_s": now - self._started,
+            "pin_dir": self.switch.pin_dir,
+            "listen": [self.listen[0], self.port],
+            "flow_table": {"capacity": self.plan.flow_capacity,
+                           "occupancy": self.switch.flows.occupancy(), **snap},
+            "rates": dict(self._rates),
+            "channel": self.server.snapshot() if self.server else {},
+            "counters": self.switch.counters(),
+            "cookie_epoch": cfg.epoch,
+            "filter_gen": cfg.filter_gen,
+            "clock_s": cfg.now_s,
+        }
+
+    def write_stats(self) -> None:
+        path = Path(self.stats_file)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.stats(), indent=1))
+        tmp.replace(path)  # readers never see half a file
+
+
+# ------------------------------------------------------------------- CLI
+
+def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
+    # The bench (and pydantic) only on this path: switchd itself must run on
+    # a switch host with nothing but python3.
+    from bench.errors import BenchError
+    from bench.testbed import EmulatedTestbed
+    from miresga.control.service import default_service, load_service
+
+    try:
+        tb = EmulatedTestbed.from_state(prefix)
+        service = (load_service(service_file) if service_file
+                   else default_service([h.name for h in tb.backends]))
+        return SwitchPlan.from_testbed(tb, service)
+    except BenchError as e:
+        raise ValueError(str(e)) from None
+
+
+def _testbed_pin_dir(prefix: str) -> str:
+    # Under the testbed's own bpffs directory, which its teardown removes.
+    from bench.testbed import BPF_ROOT
+
+    return str(BPF_ROOT / prefix / "switch")
+
+
+def _hostport(s: str) -> tuple[str, int]:
+    host, _, port = s.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m miresga.control.switchd",
+                                 description="Miresga switch control plane: load the pipeline, "
+                                             "serve the offload channel.")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--plan", help="switch plan (JSON, SwitchPlan.to_json)")
+    src.add_argument("--testbed", metavar="PREFIX",
+                     help="build the plan from a running emulated testbed (python -m bench "
+                          "testbed up) and --service")
+    ap.add_argument("--service", help="service definition (TOML) for --testbed; default: one "
+                                      "cluster of every back-end")
+    ap.add_argument("--print-plan", action="store_true",
+                    help="print the plan (JSON) and exit: copy it to a real switch host")
+    ap.add_argument("--netns", help="run in this network namespace (default: the plan's, "
+                                    "else the current one)")
+    ap.add_argument("--listen", type=_hostport, default=("0.0.0.0", CTL_PORT_DEFAULT),
+                    metavar="HOST:PORT", help=f"offload channel (default 0.0.0.0:{CTL_PORT_DEFAULT})")
+    ap.add_argument("--rate", type=float, help="install at most this many entries per second "
+                                               "(emulates a hardware switch's control plane)")
+    ap.add_argument("--burst", type=float, help="token bucket depth (default: rate / 20)")
+    ap.add_argument("--capacity", type=int, help="flow table capacity (overrides the plan)")
+    ap.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                    help="age out flow entries idle this long (default 60)")
+    ap.add_argument("--cookie-epoch", type=float, default=60.0, metavar="S",
+                    help="cookie secret rotation period (default 60)")
+    ap.add_argument("--filter-period", type=float, default=120.0, metavar="S",
+                    help="seen-filter rotation period; keep it above the front-end's idle "
+                         "timeout (default 120)")
+    ap.add_argument("--stats-file", help="write stats here (JSON, atomically)")
+    ap.add_argument("--stats-interval", type=float, default=1.0, metavar="S")
+    ap.add_argument("--pin-dir", help="pin maps here (default /sys/fs/bpf/sw<random>)")
+    ap.add_argument("--obj", help="pipeline object (default build/bpf/switch.bpf.o)")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s switchd %(levelname)s %(message)s")
+    try:
+        if args.plan:
+            plan_dict = json.loads(Path(args.plan).read_text())
+        else:
+            plan_dict = _testbed_plan(args.testbed, args.service).to_dict()
+            if not args.pin_dir:
+                args.pin_dir = _testbed_pin_dir(args.testbed)
+        if args.capacity:
+            plan_dict["flow_capacity"] = args.capacity
+        plan = SwitchPlan.from_dict(plan_dict)
+    except (OSError, ValueError) as e:
+        print(f"switchd: {args.plan or args.testbed}: {e}", file=sys.stderr)
+        return 2
+    if args.print_plan:
+        print(plan.to_json())
+        return 0
+    ns = args.netns or plan.netns
+    if ns:
+        # The whole process moves, so every thread it starts is there too.
+        from miresga.control.netns import _setns, netns_path
+        fd = os.open(netns_path(ns), os.O_RDONLY)
+        try:
+            _setns(fd)
+        finally:
+            os.close(fd)
+
+    daemon = SwitchDaemon(plan, listen=args.listen, rate=args.rate, burst=args.burst,
+                          idle_timeout_s=args.idle_timeout, cookie_epoch_s=args.cookie_epoch,
+                          filter_period_s=args.filter_period, stats_file=args.stats_file,
+                          stats_interval_s=args.stats_interval, pin_dir=args.pin_dir,
+                          obj_path=args.obj)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.create_task(daemon._main())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: daemon._stop and daemon._stop.set())
+        while not daemon._ready.is_set() and not main_task.done():
+            await asyncio.sleep(0.02)
+        if daemon._error is None and not main_task.done():
+            print("switchd ready " + json.dumps({"pin_dir": daemon.switch.pin_dir,
+                                                 "listen": [args.listen[0], daemon.port],
+                                                 "ports": daemon.switch.sw.ports}), flush=True)
+        await main_task
+
+    try:
+        asyncio.run(run())
+    except Exception as e:
+        print(f"switchd: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

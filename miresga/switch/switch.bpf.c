@@ -1,0 +1,536 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The Miresga switch pipeline, as a tc (clsact ingress) program on every
+ * port of the switch.
+ *
+ * It is written as the executable model of a Tofino ingress pipeline: every
+ * table is a map looked up by exact (or LPM) match, each packet makes one
+ * pass through a fixed sequence of lookups, and there are no loops over
+ * state.  The only loop walks the 40 option bytes of a SYN, as a parser's
+ * state machine does.  What a P4 program keeps in registers (the seen
+ * filter) is an array map written with atomics.
+ *
+ * Branches (DESIGN.md section 3, steps 1, 2 and 7):
+ *
+ *   client -> VIP
+ *     SYN                         answer in place: SYN-ACK from the VIP,
+ *                                 seq = keyed cookie, bounced out the
+ *                                 ingress port; nothing is stored
+ *     pure ACK, flow entry        rewrite VIP -> back-end, redirect to its port
+ *     payload/FIN/RST, entry      to the front-end (it parses every request)
+ *     no entry                    to the front-end if the connection is in
+ *                                 the seen filter or carries a valid cookie
+ *                                 (seq - 1 = c, ack - 1 = s); else dropped
+ *   back-end -> client
+ *     entry for this back-end,
+ *     not SYN/FIN/RST             rewrite back-end -> VIP, route to the client
+ *     otherwise                   to the front-end
+ *   anything else                 normal forwarding (the kernel's, TC_ACT_OK)
+ *
+ * Why a seen filter.  A cookie can only be checked on a client's first
+ * packets: the check needs the client ISN, which is seq - 1 only until the
+ * client sends data, and s = ack - 1 only until the server does.  Later
+ * packets of a connection that has no flow entry (not offloaded yet, refused
+ * for a full table, kept on the front-end by a rule) must still reach the
+ * front-end, while forged ones must not.  The switch therefore remembers the
+ * connections it has validated in a Bloom filter (SmartCookie keeps a
+ * similar allow-list in registers), refreshed by every packet of the
+ * connection and rotated by the control plane: a connection is remembered
+ * for at least one filter period after its last client packet.  The front-
+ * end can thus create flow state for any packet the switch hands it.
+ *
+ * The verdict of a redirect also lands in skb->cb[0] (egress ifindex), the
+ * model of a Tofino's bridged metadata; BPF_PROG_TEST_RUN returns it to the
+ * packet tests.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "miresga.h"
+#include "mg_pkt.h"
+#include "switch_maps.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* ------------------------------------------------------------- counters */
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		*c += n; /* per-CPU: no atomics needed */
+}
+
+/* route_out() counts bytes in the counter after the packet counter. */
+_Static_assert(MG_SW_TO_FRONTEND_BYTES == MG_SW_TO_FRONTEND + 1 &&
+		       MG_SW_OFFLOAD_FWD_BYTES == MG_SW_OFFLOAD_FWD + 1 &&
+		       MG_SW_OFFLOAD_REV_BYTES == MG_SW_OFFLOAD_REV + 1 &&
+		       MG_SW_REV_TO_FRONTEND_BYTES == MG_SW_REV_TO_FRONTEND + 1,
+	       "each packet counter is followed by its byte counter");
+
+static __always_inline int pass(__u32 why)
+{
+	count(why, 1);
+	return TC_ACT_OK;
+}
+
+static __always_inline int drop(__u32 why)
+{
+	count(why, 1);
+	return TC_ACT_SHOT;
+}
+
+/* --------------------------------------------------------------- hashing */
+
+/* murmur3's finaliser: a cheap, well-mixed 32-bit hash, standing in for a
+ * switch's CRC hash unit where the input need not be secret. */
+static __always_inline __u32 mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* Which front-end serves a client.  Only (client IP, client port), so both
+ * directions of a connection, keyed from either end, pick the same one.
+ * Arguments are network-order values, hashed as the raw words. */
+static __always_inline __u32 client_hash(__be32 ip, __be16 port)
+{
+	return mix32(ip ^ mix32((__u32)port));
+}
+
+/* --------------------------------------------------------- seen filter */
+
+/*
+ * Test (and refresh, or insert) the client->VIP connection of `p` in the
+ * seen filter.  Returns 1 if the connection was known.  A connection is
+ * known if both of its bits are set in the current generation or in the
+ * previous one; either way its bits are (re)set in the current generation,
+ * which is what carries it across rotations.
+ *
+ * Indices come from HalfSipHash keyed by a control-plane secret, so an
+ * attacker cannot aim forged packets at bits that are already set.
+ */
+static __always_inline int seen_filter_test(const struct mg_switch_config *cfg,
+					    const struct mg_pkt *p, int insert)
+{
+	__u32 bits = cfg->filter_bits_log2;
+
+	if (bits < 6 || bits > 30)
+		return 0; /* filter disabled: only cookies admit packets */
+
+	__u32 words = 1u << (bits - 6);
+	__u32 mask = (1u << bits) - 1;
+	__u32 ports = ((__u32)p->sport << 16) | p->dport;
+	__u32 h = mg_halfsiphash5(&cfg->filter_key, p->saddr, p->daddr, ports, 0, 0);
+	__u32 b1 = h & mask;
+	__u32 b2 = mix32(h ^ cfg->filter_key.k1) & mask;
+	__u64 m1 = 1ull << (b1 & 63);
+	__u64 m2 = 1ull << (b2 & 63);
+	__u32 cur = cfg->filter_gen & 1;
+	__u32 i;
+
+	i = cur * words + (b1 >> 6);
+	__u64 *c1 = bpf_map_lookup_elem(&seen_filter, &i);
+	i = cur * words + (b2 >> 6);
+	__u64 *c2 = bpf_map_lookup_elem(&seen_filter, &i);
+	if (!c1 || !c2)
+		return 0; /* config and map size disagree: behave as disabled */
+	if ((*c1 & m1) && (*c2 & m2))
+		return 1;
+
+	i = (cur ^ 1) * words + (b1 >> 6);
+	__u64 *p1 = bpf_map_lookup_elem(&seen_filter, &i);
+	i = (cur ^ 1) * words + (b2 >> 6);
+	__u64 *p2 = bpf_map_lookup_elem(&seen_filter, &i);
+	int known = p1 && p2 && (*p1 & m1) && (*p2 & m2);
+
+	if (known || insert) {
+		/* Test before the atomic: most packets find the bit set, and a
+		 * read does not bounce the cache line between CPUs. */
+		if (!(*c1 & m1))
+			__sync_fetch_and_or(c1, m1);
+		if (!(*c2 & m2))
+			__sync_fetch_and_or(c2, m2);
+	}
+	return known;
+}
+
+/* ------------------------------------------------------------- forwarding */
+
+static __always_inline void touch(struct mg_flow *fl, const struct mg_switch_config *cfg)
+{
+	/* Write only when the second changes: keeps the entry's cache line
+	 * clean on the fast path.  A Tofino's idle-timeout bit does this. */
+	if (fl->last_seen_s != cfg->now_s)
+		fl->last_seen_s = cfg->now_s;
+}
+
+/*
+ * Route a packet out of `ifindex` towards `dmac`, as an L3 switch does:
+ * decrement the TTL, rewrite the MACs, redirect.  A packet whose TTL would
+ * expire goes to the kernel instead, which answers with ICMP time exceeded.
+ */
+static __always_inline int route_out(struct __sk_buff *skb, const struct mg_pkt *p,
+				     const __u8 *dmac, const __u8 *smac, __u32 ifindex,
+				     __u32 cnt)
+{
+	if (p->ttl <= 1)
+		return pass(MG_SW_TTL_EXCEEDED);
+	if (mg_dec_ttl(skb, p) || mg_set_macs(skb, dmac, smac))
+		return TC_ACT_SHOT; /* only on allocation failure */
+	/* Every "packets" counter is followed by its "bytes" counter. */
+	count(cnt, 1);
+	count(cnt + 1, skb->len);
+	skb->cb[0] = ifindex;
+	return bpf_redirect(ifindex, 0);
+}
+
+/* Hand a packet to the front-end that serves (client_ip, client_port). */
+static __always_inline int to_frontend(struct __sk_buff *skb, const struct mg_pkt *p,
+				       const struct mg_switch_config *cfg, __be32 client_ip,
+				       __be16 client_port, __u32 cnt)
+{
+	__u32 n = cfg->n_frontends;
+
+	if (n == 0 || n > MG_MAX_FRONTENDS)
+		return drop(MG_SW_NO_FRONTEND);
+	__u32 idx = client_hash(client_ip, client_port) % n;
+	const struct mg_frontend *fe = bpf_map_lookup_elem(&frontend_table, &idx);
+	if (!fe || !fe->ifindex)
+		return drop(MG_SW_NO_FRONTEND);
+	return route_out(skb, p, fe->mac, fe->src_mac, fe->ifindex, cnt);
+}
+
+/* ----------------------------------------------------------- the SYN-ACK */
+
+/* The SYN-ACK's IP and TCP headers, built on the stack and written over
+ * the SYN in one store. */
+struct synack {
+	struct iphdr ip;
+	struct tcphdr tcp;
+	__u8 opts[12];
+};
+
+/*
+ * Answer a client's SYN with a cookie SYN-ACK, in place.
+ *
+ * Options: MSS always; SACK-permitted and window scale W only if the client
+ * offered them, because RFC 2018 and RFC 7323 forbid them in a SYN-ACK
+ * otherwise.  The cookie's low byte records what the client offered, so the
+ * front-end knows both what to replay to the back-end and what the switch
+ * advertised.  Any data on the SYN (TCP Fast Open) is dropped and not
+ * acknowledged; the client sends it again after the handshake.
+ */
+static __always_inline int syn_answer(struct __sk_buff *skb, const struct mg_pkt *p,
+				      const struct mg_switch_config *cfg)
+{
+	struct mg_syn_opts o;
+	struct synack h = {};
+	__u8 macs[12], swapped[12];
+
+	if (mg_parse_syn_opts(skb, p->doff, &o) < 0)
+		return drop(MG_SW_SYN_BAD_OPTIONS);
+
+	__u32 epoch = cfg->epoch;
+	__u32 low = mg_cookie_low_byte(mg_mss_class(o.mss),
+				       o.has_wscale ? o.wscale : MG_COOKIE_NO_WSCALE, o.sack_ok,
+				       epoch);
+	__u32 cookie = mg_cookie_make(&cfg->keys[epoch & 1], p->saddr, p->daddr, p->sport,
+				      p->dport, p->seq, epoch, low);
+	__u16 mss = cfg->mss ? cfg->mss : 1460;
+	__u32 optlen = 4;
+
+	h.opts[0] = MG_TCPOPT_MSS;
+	h.opts[1] = 4;
+	h.opts[2] = mss >> 8;
+	h.opts[3] = mss & 0xff;
+	if (o.sack_ok) {
+		h.opts[4] = MG_TCPOPT_NOP;
+		h.opts[5] = MG_TCPOPT_NOP;
+		h.opts[6] = MG_TCPOPT_SACK_PERM;
+		h.opts[7] = 2;
+		optlen = 8;
+	}
+	if (o.has_wscale) {
+		__u8 *w = optlen == 8 ? &h.opts[8] : &h.opts[4];
+		w[0] = MG_TCPOPT_NOP;
+		w[1] = MG_TCPOPT_WSCALE;
+		w[2] = 3;
+		w[3] = cfg->wscale > 14 ? 14 : cfg->wscale;
+		optlen += 4;
+	}
+	__u32 tcp_len = sizeof(struct tcphdr) + optlen;
+
+	h.ip.version = 4;
+	h.ip.ihl = 5;
+	h.ip.tot_len = bpf_htons(sizeof(struct iphdr) + tcp_len);
+	h.ip.frag_off = bpf_htons(0x4000); /* DF, as Linux sets on TCP */
+	h.ip.ttl = 64;
+	h.ip.protocol = IPPROTO_TCP;
+	h.ip.saddr = p->daddr;
+	h.ip.daddr = p->saddr;
+	h.ip.check = mg_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&h.ip, sizeof(h.ip), 0));
+
+	h.tcp.source = p->dport;
+	h.tcp.dest = p->sport;
+	h.tcp.seq = bpf_htonl(cookie);
+	h.tcp.ack_seq = bpf_htonl(p->seq + 1);
+	h.tcp.doff = tcp_len / 4;
+	h.tcp.syn = 1;
+	h.tcp.ack = 1;
+	h.tcp.window = bpf_htons(cfg->window ? cfg->window : 65535);
+
+	/* Resize to exactly the SYN-ACK, then make it linear and writable. */
+	__u32 new_len = MG_ETH_HLEN + sizeof(struct iphdr) + tcp_len;
+	if (bpf_skb_change_tail(skb, new_len, 0) || bpf_skb_pull_data(skb, new_len))
+		return TC_ACT_SHOT; /* allocation failure; the client retries */
+
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
+		return TC_ACT_SHOT;
+	__builtin_memcpy(swapped, macs + 6, 6);
+	__builtin_memcpy(swapped + 6, macs, 6);
+	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0))
+		return TC_ACT_SHOT;
+	if (tcp_len > sizeof(struct tcphdr) + sizeof(h.opts))
+		return TC_ACT_SHOT; /* cannot happen; bounds the store for the verifier */
+	if (bpf_skb_store_bytes(skb, MG_L3_OFF, &h, sizeof(struct iphdr) + tcp_len, 0))
+		return TC_ACT_SHOT;
+
+	/*
+	 * The TCP checksum.  The field is zero now.  A CHECKSUM_PARTIAL skb
+	 * (the client's stack left the sum to a device) must carry only the
+	 * folded pseudo-header sum; any other skb the full sum.  tc cannot see
+	 * which it has, but bpf_l4_csum_replace() can: a diff flagged
+	 * BPF_F_PSEUDO_HDR is applied in both cases, an unflagged one only when
+	 * the skb is not PARTIAL.  So add the pseudo header flagged and the
+	 * header bytes unflagged.
+	 */
+	struct {
+		__be32 saddr;
+		__be32 daddr;
+		__u8 zero;
+		__u8 proto;
+		__be16 len;
+	} ph = {
+		.saddr = h.ip.saddr,
+		.daddr = h.ip.daddr,
+		.proto = IPPROTO_TCP,
+		.len = bpf_htons(tcp_len),
+	};
+	__s64 ph_sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	__s64 tcp_sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.tcp, tcp_len, 0);
+	if (ph_sum < 0 || tcp_sum < 0)
+		return TC_ACT_SHOT;
+	if (bpf_l4_csum_replace(skb, MG_TCP_CSUM_OFF, 0, ph_sum, BPF_F_PSEUDO_HDR) ||
+	    bpf_l4_csum_replace(skb, MG_TCP_CSUM_OFF, 0, tcp_sum, 0))
+		return TC_ACT_SHOT;
+
+	count(MG_SW_SYN_COOKIE, 1);
+	skb->cb[0] = skb->ifindex;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* ------------------------------------------------------------ branches */
+
+static __always_inline int is_pure_ack(const struct mg_pkt *p)
+{
+	return (p->tcp_flags & (MG_TCP_ACK | MG_TCP_SYN | MG_TCP_FIN | MG_TCP_RST)) ==
+		       MG_TCP_ACK &&
+	       p->payload_len == 0;
+}
+
+/* Client pure ACK with an entry: VIP -> back-end. */
+static __always_inline int offload_forward(struct __sk_buff *skb, const struct mg_pkt *p,
+					   const struct mg_switch_config *cfg,
+					   const struct mg_flow *fl)
+{
+	__u32 idx = fl->backend_idx;
+	const struct mg_backend *be = bpf_map_lookup_elem(&backend_table, &idx);
+
+	if (!be || !be->ifindex)
+		/* An entry naming a back-end the control plane has since
+		 * removed: the front-end still knows the connection. */
+		return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+	if (p->ttl <= 1)
+		return pass(MG_SW_TTL_EXCEEDED);
+	if (mg_set_ipv4_addr(skb, MG_IP_DADDR_OFF, p->daddr, be->ip_be) ||
+	    mg_set_tcp_port(skb, MG_TCP_DPORT_OFF, p->dport, be->port_be))
+		return TC_ACT_SHOT;
+	return route_out(skb, p, be->mac, be->src_mac, be->ifindex, MG_SW_OFFLOAD_FWD);
+}
+
+/*
+ * Back-end packet with an entry: back-end -> VIP, then route to the client.
+ *
+ * Clients are in no table of ours, so the next hop comes from the kernel's
+ * FIB (bpf_fib_lookup), which plays the switch's L3 table; the redirect then
+ * skips the kernel's forwarding path, which matters because this branch
+ * carries every response byte.  If the FIB has no complete answer yet (no
+ * ARP entry for the client, say), the rewritten packet takes the kernel
+ * path, which resolves the neighbour; later packets find it.  A packet too
+ * big for the client's link goes to the kernel *unrewritten*, so that the
+ * ICMP "fragmentation needed" it triggers reaches the back-end, whose path
+ * MTU it is, rather than the VIP.
+ */
+static __always_inline int offload_reverse(struct __sk_buff *skb, const struct mg_pkt *p,
+					   const struct mg_switch_config *cfg, struct mg_flow *fl)
+{
+	__u32 vidx = fl->vip_idx;
+	const struct mg_vip_key *vip = bpf_map_lookup_elem(&vip_by_idx, &vidx);
+
+	if (!vip || !vip->ip_be)
+		return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND);
+	if (p->ttl <= 1)
+		return pass(MG_SW_TTL_EXCEEDED); /* ICMP goes to the back-end */
+
+	/* The lookup reads these parameters, not the packet's headers, so it
+	 * can precede the rewrite it describes.  tot_len stays 0: the kernel
+	 * then checks the MTU with is_skb_forwardable(), which knows that a
+	 * GRO-merged response is segmented on the way out; given the IP total
+	 * length instead, it would call every such packet too big. */
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET,
+		.l4_protocol = IPPROTO_TCP,
+		.sport = vip->port_be,
+		.dport = p->dport,
+		.ifindex = skb->ifindex,
+		.tos = p->tos,
+		.ipv4_src = vip->ip_be,
+		.ipv4_dst = p->daddr,
+	};
+	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return pass(MG_SW_FIB_MISS);
+
+	touch(fl, cfg);
+	if (mg_set_ipv4_addr(skb, MG_IP_SADDR_OFF, p->saddr, vip->ip_be) ||
+	    mg_set_tcp_port(skb, MG_TCP_SPORT_OFF, p->sport, vip->port_be))
+		return TC_ACT_SHOT;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+		count(MG_SW_OFFLOAD_REV, 1);
+		count(MG_SW_OFFLOAD_REV_BYTES, skb->len);
+		return pass(MG_SW_FIB_MISS);
+	}
+	return route_out(skb, p, fib.dmac, fib.smac, fib.ifindex, MG_SW_OFFLOAD_REV);
+}
+
+static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_pkt *p,
+					 const struct mg_switch_config *cfg,
+					 const struct mg_vip *vip)
+{
+	__u8 flags = p->tcp_flags;
+
+	if (flags & MG_TCP_SYN) {
+		/* SYN+ACK, SYN+RST, SYN+FIN sent to a VIP are not openings. */
+		if (flags & (MG_TCP_ACK | MG_TCP_RST | MG_TCP_FIN))
+			return drop(MG_SW_VIP_MALFORMED);
+		return syn_answer(skb, p, cfg);
+	}
+
+	struct mg_flow_key key = {.client_ip_be = p->saddr, .client_port_be = p->sport};
+	struct mg_flow *fl = bpf_map_lookup_elem(&flow_table, &key);
+
+	if (fl && fl->vip_idx == vip->vip_idx) {
+		touch(fl, cfg);
+		/* Keep the connection in the seen filter while it has an entry,
+		 * so that it is still admitted if the entry goes (aged, or
+		 * replaced when the front-end moves it to another back-end). */
+		seen_filter_test(cfg, p, 1);
+		if (is_pure_ack(p))
+			return offload_forward(skb, p, cfg, fl);
+		return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+	}
+
+	if (seen_filter_test(cfg, p, 0)) {
+		count(MG_SW_CONN_KNOWN, 1);
+		return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+	}
+	if (!(flags & MG_TCP_ACK) ||
+	    !mg_cookie_check(cfg, p->saddr, p->daddr, p->sport, p->dport, p->seq - 1,
+			     p->ack_seq - 1))
+		return drop(MG_SW_COOKIE_BAD);
+	count(MG_SW_COOKIE_OK, 1);
+	seen_filter_test(cfg, p, 1);
+	return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+}
+
+static __always_inline int backend_packet(struct __sk_buff *skb, const struct mg_pkt *p,
+					  const struct mg_switch_config *cfg, __u32 backend_idx)
+{
+	struct mg_flow_key key = {.client_ip_be = p->daddr, .client_port_be = p->dport};
+	struct mg_flow *fl = bpf_map_lookup_elem(&flow_table, &key);
+
+	/* A back-end's SYN-ACK always belongs to the front-end's handshake,
+	 * even if a stale entry for a reused client port is still there; and
+	 * an entry for another back-end means the front-end has moved the
+	 * connection, so the old back-end's stragglers are its business. */
+	if (fl && fl->backend_idx == backend_idx &&
+	    !(p->tcp_flags & (MG_TCP_SYN | MG_TCP_FIN | MG_TCP_RST)))
+		return offload_reverse(skb, p, cfg, fl);
+	return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND);
+}
+
+/* ------------------------------------------------------------- pipeline */
+
+SEC("tc")
+int miresga_switch(struct __sk_buff *skb)
+{
+	const __u32 zero = 0;
+	struct mg_pkt p = {};
+
+	count(MG_SW_PKTS, 1);
+	const struct mg_switch_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return pass(MG_SW_PASS);
+
+	int r = mg_parse(skb, &p);
+	if (r == MG_PKT_NOT_IPV4)
+		return pass(MG_SW_PASS);
+
+	/* Addressed to a VIP?  Only a sound TCP segment to a VIP's service
+	 * port is Miresga's; other traffic to a VIP address is dropped here
+	 * rather than handed to a kernel that does not own the address. */
+	if (p.daddr && bpf_map_lookup_elem(&vip_addrs, &p.daddr)) {
+		if (r == MG_PKT_IPV4_BAD)
+			return drop(MG_SW_VIP_MALFORMED);
+		if (p.proto != IPPROTO_TCP)
+			return drop(MG_SW_VIP_NOT_TCP);
+		if (r != MG_PKT_TCP)
+			return drop(MG_SW_VIP_MALFORMED); /* fragment, IP options, bad TCP */
+		struct mg_vip_key vk = {.ip_be = p.daddr, .port_be = p.dport};
+		const struct mg_vip *vip = bpf_map_lookup_elem(&vip_table, &vk);
+		if (!vip)
+			return pass(MG_SW_PASS); /* another port of the VIP address */
+		return client_packet(skb, &p, cfg, vip);
+	}
+
+	if (r == MG_PKT_IPV4_BAD || r == MG_PKT_TCP_BAD)
+		return pass(MG_SW_MALFORMED); /* not ours to judge */
+	if (r != MG_PKT_TCP)
+		return pass(MG_SW_PASS);
+
+	/* From a back-end's service address to a client network? */
+	struct mg_backend_key bk = {.ip_be = p.saddr, .port_be = p.sport};
+	const __u32 *bidx = bpf_map_lookup_elem(&backend_addrs, &bk);
+	if (bidx) {
+		struct mg_lpm4_key ck = {.prefixlen = 32, .ip_be = p.daddr};
+		if (bpf_map_lookup_elem(&client_nets, &ck))
+			return backend_packet(skb, &p, cfg, *bidx);
+	}
+	return pass(MG_SW_PASS);
+}

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The switch pipeline's tables.  Each map plays one Tofino table or register
+ * array; the layouts of keys and values are in miresga.h because the Python
+ * control plane writes them (miresga/control/layouts.py mirrors them).
+ *
+ * Sizes marked "set at load" are overridden by the loader through
+ * bpf_map__set_max_entries() (miresga/control/ebpf_switch.py); the numbers
+ * here are what a bare `bpftool prog load` would get.
+ */
+#ifndef MIRESGA_SWITCH_MAPS_H
+#define MIRESGA_SWITCH_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "miresga.h"
+
+/* VIP table, exact match on (destination IP, destination port). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_VIPS);
+	__type(key, struct mg_vip_key);
+	__type(value, struct mg_vip);
+} vip_table SEC(".maps");
+
+/* VIP addresses alone, so that non-TCP packets and malformed TCP packets to
+ * a VIP address are recognised without a port to match on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_VIPS);
+	__type(key, __be32);
+	__type(value, struct mg_vip);
+} vip_addrs SEC(".maps");
+
+/* VIP index -> (IP, port): the source a reverse packet is rewritten to.  The
+ * flow entry carries only the index (8 bits) to stay small. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MG_MAX_VIPS);
+	__type(key, __u32);
+	__type(value, struct mg_vip_key);
+} vip_by_idx SEC(".maps");
+
+/* The merged flow table: (client IP, client port) -> back-end index.  Set at
+ * load (default MG_FLOW_CAPACITY_DEFAULT).  Preallocated, so a full table
+ * refuses inserts (E2BIG) instead of allocating on the control path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_FLOW_CAPACITY_DEFAULT);
+	__type(key, struct mg_flow_key);
+	__type(value, struct mg_flow);
+} flow_table SEC(".maps");
+
+/* Back-end table: index -> IP, port, next-hop MAC, egress port.  An entry
+ * with ifindex 0 is unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MG_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct mg_backend);
+} backend_table SEC(".maps");
+
+/* Back-end address -> index: recognises the reverse direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_BACKENDS);
+	__type(key, struct mg_backend_key);
+	__type(value, __u32);
+} backend_addrs SEC(".maps");
+
+/* Front-end table: hash(client) % n_frontends -> front-end port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MG_MAX_FRONTENDS);
+	__type(key, __u32);
+	__type(value, struct mg_frontend);
+} frontend_table SEC(".maps");
+
+/* Client networks (LPM).  A back-end packet is "to a client" only if its
+ * destination is in here; everything else a back-end sends from its service
+ * port (health-check answers, the bench's own probes) is forwarded as is. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mg_lpm4_key);
+	__type(value, __u32);
+} client_nets SEC(".maps");
+
+/* One element: secrets, epoch, SYN-ACK parameters, clocks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mg_switch_config);
+} config SEC(".maps");
+
+/* Seen-connection filter: two generations of a Bloom filter, each
+ * 2^filter_bits_log2 bits, stored as 64-bit words; generation g occupies
+ * words [g * W, (g + 1) * W).  Set at load (2 * W entries).  On a Tofino
+ * this is a pair of register arrays per generation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} seen_filter SEC(".maps");
+
+/* Per-branch counters, index = enum mg_switch_counter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MG_SW__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+#endif /* MIRESGA_SWITCH_MAPS_H */

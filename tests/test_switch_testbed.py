@@ -1,0 +1,304 @@
+"""The switch pipeline on the emulated testbed, with real kernels at the ends.
+
+No front-end, agent or web server runs here: the switch alone must complete a
+client's handshake (the client kernel accepts its SYN-ACK), and the packets
+it hands on are captured with AF_PACKET where they land.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from scapy.all import IP, TCP, Ether, Raw, raw
+
+from bench.testbed import EmulatedTestbed
+from bench.topology import DEFAULT_TOPOLOGY, load_topology
+from conftest import unique_prefix
+from miresga.control import layouts
+from miresga.control.layouts import CtlOp
+from miresga.control.miresga_switch import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
+from miresga.control.netns import netns
+from miresga.control.service import Cluster, Service, default_service
+
+pytestmark = pytest.mark.testbed
+
+SOL_PACKET, PACKET_AUXDATA = 263, 8
+TP_STATUS_CSUMNOTREADY = 1 << 3
+PACKET_OUTGOING = 4
+
+
+class Capture:
+    """Frames arriving on an interface of a namespace (AF_PACKET), with their
+    tp_status, so that a CHECKSUM_PARTIAL frame can be told apart."""
+
+    def __init__(self, ns: str, ifname: str):
+        with netns(ns):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+            self.sock.bind((ifname, 0))
+        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        self.sock.settimeout(0.1)
+        self.frames: list[tuple[bytes, int]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                data, anc, _, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(20))
+            except (TimeoutError, socket.timeout):
+                continue
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            status = 0
+            for level, kind, blob in anc:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA:
+                    status = struct.unpack_from("=I", blob)[0]
+            self.frames.append((data, status))
+
+    def wait_for(self, match, timeout: float = 5.0) -> list[tuple[Ether, int]]:
+        """Frames (parsed, tp_status) for which match(pkt) holds, once there is one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hits = [(Ether(d), st) for d, st in list(self.frames) if match(Ether(d))]
+            if hits:
+                return hits
+            time.sleep(0.05)
+        return []
+
+    def close(self):
+        self._stop.set()
+        self._t.join(2)
+        self.sock.close()
+
+
+def checksums_ok(p: Ether) -> bool:
+    q = p.copy()
+    del q[IP].chksum
+    del q[TCP].chksum
+    q = Ether(raw(q))
+    return q[IP].chksum == p[IP].chksum and q[TCP].chksum == p[TCP].chksum
+
+
+def tcp_info(s: socket.socket) -> dict:
+    b = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return {"state": b[0], "options": b[5], "snd_wscale": b[6] & 0xF, "rcv_wscale": b[6] >> 4}
+
+
+@pytest.fixture(scope="module")
+def tb():
+    with EmulatedTestbed(load_topology(DEFAULT_TOPOLOGY), prefix=unique_prefix("sw")) as t:
+        yield t
+
+
+def load_switch(tb, service=None, **params) -> MiresgaSwitch:
+    service = service or default_service([h.name for h in tb.backends])
+    plan = SwitchPlan.from_testbed(tb, service, **params)
+    return MiresgaSwitch(plan, pin_dir=str(tb.bpf_dir / "switch")).load()
+
+
+def test_connect_completes_against_the_switch_and_data_reaches_the_frontend(tb):
+    """A client's connect() to the VIP completes with the switch's SYN-ACK (MSS
+    1460, SACK, window scale 7, no timestamps) and its handshake ACK and first
+    data segment arrive at the front-end's port, addressed to the VIP, with the
+    front-end's MAC, TTL - 1 and correct checksums; the ACK carries the cookie,
+    whose low byte holds the client's options."""
+    fe, client = tb.frontends[0], tb.host("client")
+    request = b"GET /switch-test HTTP/1.1\r\nHost: miresga\r\n\r\n"
+    with load_switch(tb) as sw:
+        cap = Capture(fe.netns, fe.iface)
+        try:
+            with netns(client.netns):
+                s = socket.socket()
+            s.settimeout(5)
+            s.connect((str(tb.vip), tb.vip_port))  # raises unless a SYN-ACK came back
+            info = tcp_info(s)
+            lport = s.getsockname()[1]
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 1460
+            s.sendall(request)
+            from_client = lambda p: (TCP in p and p[IP].src == str(client.address)  # noqa
+                                     and p[TCP].sport == lport)
+            data = cap.wait_for(lambda p: from_client(p) and Raw in p)
+            acks = cap.wait_for(lambda p: from_client(p) and Raw not in p
+                                and p[TCP].flags == "A")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        finally:
+            cap.close()
+        counters = sw.counters()
+
+    assert info["state"] == 1  # TCP_ESTABLISHED
+    assert info["options"] & 0x2 and info["options"] & 0x4 and not info["options"] & 0x1
+    assert info["snd_wscale"] == 7
+    assert acks and data, "nothing from the client reached the front-end"
+    ack, _ = acks[0]
+    pkt, _ = data[0]
+    for p in (ack, pkt):
+        assert p[IP].dst == str(tb.vip) and p[TCP].dport == tb.vip_port
+        assert p[Ether].dst == fe.mac and p[Ether].src == fe.switch_mac
+        assert p[IP].ttl == 63
+        assert checksums_ok(p)
+    assert bytes(pkt[Raw].load) == request
+    assert pkt[TCP].seq == ack[TCP].seq and pkt[TCP].ack == ack[TCP].ack
+    f = layouts.cookie_fields(ack[TCP].ack - 1)
+    assert (f["mss"], f["sack"], f["wscale"]) == (1460, True, info["rcv_wscale"])
+    assert counters["syn_cookie"] >= 1 and counters["cookie_ok"] >= 1
+    assert counters["to_frontend"] >= 2 and counters["cookie_bad"] == 0
+
+
+@pytest.mark.parametrize("egress_tx", ["off", "on"])
+def test_offloaded_ack_with_partial_checksum_reaches_the_backend(tb, egress_tx):
+    """With TX checksum offload on at the client, its kernel hands the switch
+    CHECKSUM_PARTIAL packets, whose checksum field holds only the pseudo-header
+    sum.  The handshake ACK of a flow with an entry is rewritten VIP:80 ->
+    back-end:8080.  If the switch's port toward the back-end has TX offload
+    off, the kernel completes the checksum from that field on the way out: the
+    back-end must receive a correct one.  If it has it on, the frame arrives
+    still PARTIAL, and its field must be the pseudo-header sum of the new
+    addresses, so that the checksum a device completes is correct."""
+    client, be = tb.host("client"), tb.backends[0]
+    service = Service(clusters=[Cluster(name="all", backends=[h.name for h in tb.backends],
+                                        port=8080)], default_cluster="all")
+    lport = 45678 if egress_tx == "off" else 45679
+    client.run("ethtool -K eth0 tx on")
+    tb.switch.run(f"ethtool -K {be.switch_port} tx {egress_tx}")
+    try:
+        with load_switch(tb, service) as sw:
+            sw.flows.apply([FlowOp(CtlOp.ADD, ip_be(str(client.address)), port_be(lport), 0)])
+            cap = Capture(be.netns, be.iface)
+            try:
+                with netns(client.netns):
+                    s = socket.socket()
+                s.settimeout(5)
+                s.bind(("0.0.0.0", lport))
+                s.connect((str(tb.vip), tb.vip_port))
+                hits = cap.wait_for(lambda p: TCP in p and p[TCP].sport == lport)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                s.close()
+            finally:
+                cap.close()
+            counters = sw.counters()
+    finally:
+        client.run("ethtool -K eth0 tx off")
+        tb.switch.run(f"ethtool -K {be.switch_port} tx off")
+
+    assert hits, "the offloaded ACK did not reach the back-end"
+    p, status = hits[0]
+    assert p[IP].dst == str(be.address) and p[TCP].dport == 8080 and p[TCP].flags == "A"
+    assert p[Ether].dst == be.mac and p[IP].ttl == 63
+    assert counters["offload_fwd"] >= 1
+    if egress_tx == "off":
+        assert not status & TP_STATUS_CSUMNOTREADY
+        assert checksums_ok(p), "the checksum completed from the switch's field is wrong"
+        return
+    assert status & TP_STATUS_CSUMNOTREADY, "expected a CHECKSUM_PARTIAL frame"
+    seg = raw(p[TCP])
+    pseudo = struct.pack("!4s4sBBH", socket.inet_aton(p[IP].src), socket.inet_aton(p[IP].dst),
+                         0, 6, len(seg))
+    assert p[TCP].chksum == _fold(pseudo), "field must hold the new pseudo-header sum"
+    # Complete it as the device would: sum the segment as it is, store ~sum.
+    completed = p.copy()
+    completed[TCP].chksum = (~_fold(seg)) & 0xFFFF
+    assert checksums_ok(Ether(raw(completed)))
+
+
+def _fold(b: bytes) -> int:
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
+    """A back-end's packet to a client with an entry leaves the switch toward the
+    client with source VIP:80, routed by the switch's FIB; without an entry it
+    goes to the client's front-end untouched but for MACs and TTL."""
+    client, be, fe = tb.host("client"), tb.backends[0], tb.frontends[0]
+    with load_switch(tb) as sw:
+        sw.flows.apply([FlowOp(CtlOp.ADD, ip_be(str(client.address)), port_be(46000), 0)])
+        at_client, at_fe = Capture(client.netns, client.iface), Capture(fe.netns, fe.iface)
+        try:
+            with netns(be.netns):
+                tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            tx.bind((be.iface, 0))
+            for cport, body in ((46000, b"offloaded"), (46001, b"not-offloaded")):
+                tx.send(raw(Ether(src=be.mac, dst=be.switch_mac)
+                            / IP(src=str(be.address), dst=str(client.address))
+                            / TCP(sport=80, dport=cport, flags="PA", seq=1, ack=1) / body))
+            tx.close()
+            rewritten = at_client.wait_for(lambda p: TCP in p and p[TCP].dport == 46000)
+            handed = at_fe.wait_for(lambda p: TCP in p and p[TCP].dport == 46001)
+        finally:
+            at_client.close()
+            at_fe.close()
+        counters = sw.counters()
+    assert rewritten and handed
+    p, _ = rewritten[0]
+    assert (p[IP].src, p[TCP].sport, p[IP].ttl) == (str(tb.vip), 80, 63)
+    assert p[Ether].dst == client.mac and p[Ether].src == client.switch_mac
+    assert bytes(p[Raw].load) == b"offloaded" and checksums_ok(p)
+    q, _ = handed[0]
+    assert (q[IP].src, q[TCP].sport, q[Ether].dst) == (str(be.address), 80, fe.mac)
+    assert bytes(q[Raw].load) == b"not-offloaded" and checksums_ok(q)
+    assert counters["offload_rev"] == 1 and counters["rev_to_frontend"] == 1
+    assert counters["fib_miss"] == 0
+
+
+def test_switchd_on_the_switch_host(tb):
+    """switchd started on the switch host from the testbed's facts: the pipeline is
+    on every switch port, a client's connect() completes, a front-end reaches the
+    channel at its gateway address and installs an entry, stats are written, and
+    SIGTERM leaves neither filters nor pins behind."""
+    import json
+    import os
+
+    from miresga.control import bpf
+    from miresga.control.offload_channel import ChannelClient, Entry
+
+    fe, client = tb.frontends[0], tb.host("client")
+    stats = f"{tb.switch.workdir}/switch-stats.json"
+    # `exec`, so that the process stop() signals and waits for is switchd
+    # itself, not a shell that dies at once while switchd is still unloading.
+    sh = tb.switch.tool("miresga.control.switchd", f"--testbed {tb.prefix} --stats-file "
+                        f"{stats} --stats-interval 0.2")
+    cd, run = sh.split(" && ", 1)
+    proc = tb.switch.start(f"{cd} && exec {run}", name="switchd")
+    try:
+        deadline = time.monotonic() + 30
+        while "switchd ready" not in proc.logs() and time.monotonic() < deadline:
+            assert proc.running(), proc.logs()
+            time.sleep(0.1)
+        line = next(ln for ln in proc.logs().splitlines() if ln.startswith("switchd ready"))
+        info = json.loads(line.split(" ", 2)[2])
+        ports = [h.switch_port for h in tb.hosts.values() if h.role != "switch"]
+        assert sorted(info["ports"]) == sorted(ports)
+        assert info["pin_dir"] == str(tb.bpf_dir / "switch")
+        assert all(bpf.tc_attached_prog_id(tb.switch.netns, p) for p in ports)
+
+        with netns(client.netns):
+            s = socket.create_connection((str(tb.vip), tb.vip_port), timeout=5)
+        cport = s.getsockname()[1]
+        s.close()
+        with netns(fe.netns):
+            c = ChannelClient(str(fe.gateway), layouts.CTL_PORT_DEFAULT)
+        with c:
+            ack = c.batch([Entry(str(client.address), cport, CtlOp.ADD, 0)])
+        assert ack.added == 1
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            st = json.loads(open(stats).read())
+            if st["flow_table"]["occupancy"] == 1:
+                break
+            time.sleep(0.1)
+        assert st["flow_table"]["occupancy"] == 1 and st["counters"]["syn_cookie"] >= 1
+    finally:
+        rc = proc.stop(10)
+    assert rc == 0, proc.logs()
+    assert not any(bpf.tc_attached_prog_id(tb.switch.netns, p) for p in ports)
+    assert not os.path.exists(info["pin_dir"])
