@@ -130,8 +130,10 @@ class Host(ABC):
 
     def tool(self, module: str, args: str = "") -> str:
         """A shell command running `python -m module args` from the repo on this host."""
+        # exec: the tool replaces the shell, so Process.stop() signals the tool
+        # itself and its exit code is the tool's.
         return (f"cd {shlex.quote(self.repo_dir)} && "
-                f"{self.python} -m {module} {args}").rstrip()
+                f"exec {self.python} -m {module} {args}").rstrip()
 
     def _wrap(self, cmd: str) -> str:
         # Pin what runs on a host to the host's CPUs, so roles do not steal
