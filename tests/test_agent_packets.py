@@ -438,6 +438,37 @@ def test_idle_entry_ages_out_and_a_busy_one_does_not():
         assert agent.counters()["cleanup_idle"] == 2
 
 
+def test_thousands_of_new_connections_are_all_kept_and_all_aged():
+    """Regression (found end to end, one connection per request): entries
+    used to carry a bpf_timer each, and on Linux 6.18 bpf_timer_init() from the
+    datapath fails with ENOMEM once its cache is empty, so all but the first
+    few dozen fused SYNs were dropped (map_fail) and the front-end answered 503.
+    Now 3,000 fused SYNs in a row all get an entry, and the one sweeper timer
+    removes every one of them after the idle timeout."""
+    n = 3000
+    with make_agent(max_conns=4096, close_grace_s=0.2, idle_timeout_s=0.5) as agent:
+        for i in range(n):
+            run(agent, IN, bytes(to_backend("S", C + i, S - i, syn_options(7),
+                                            sport=10000 + i)))
+        c = agent.counters()
+        assert (c["conn_new"], c["map_fail"], c["sweep_arm_fail"]) == (n, 0, 0)
+        _wait_for(lambda: len(agent.connections()) == 0, 15.0)
+        c = agent.counters()
+        assert c["cleanup_idle"] == n and c["sweeps"] >= 1
+
+
+def test_a_new_config_generation_rearms_the_sweeper():
+    """A reload writes a new config generation; the next fused SYN re-arms the
+    shared sweeper (with the reloaded program's callback) and aging goes on."""
+    with make_agent(close_grace_s=0.2, idle_timeout_s=0.4) as agent:
+        run(agent, IN, bytes(to_backend("S", C, S, syn_options(7), sport=40001)))
+        _wait_for(lambda: entry(agent, cport=40001) is None, 10.0)
+        agent.write_config(agent.config)          # what a reload does
+        run(agent, IN, bytes(to_backend("S", C, S, syn_options(7), sport=40002)))
+        _wait_for(lambda: entry(agent, cport=40002) is None, 10.0)
+        assert agent.counters()["cleanup_idle"] == 2
+
+
 def test_syn_only_entry_ages_out():
     """A fused SYN whose SYN-ACK never comes (back-end down) does not leak."""
     with make_agent(close_grace_s=0.1, idle_timeout_s=0.3) as agent:

@@ -211,59 +211,109 @@ static __always_inline struct mg_agent_config *config(void)
 /* ----------------------------------------------------------------- aging */
 
 /*
- * One timer per entry, armed for the idle timeout when the entry is created
- * and re-armed for the close grace period when the connection closes.  When
- * it fires it checks the deadline against the entry's own timestamps (the
- * datapath only writes last_seen_ns, it never touches the timer per packet)
- * and either re-arms for the time left or deletes the entry.
+ * One sweeper timer for the whole map, not one timer per entry.
+ *
+ * A bpf_timer's memory is allocated by bpf_timer_init(), and since Linux
+ * 6.18 that allocation is kmalloc_nolock(), which cannot refill an empty slab
+ * from the datapath: on a back-end taking thousands of new connections per
+ * second, a per-entry timer failed for all but the first few dozen entries
+ * (measured: 67 of 6,946 in one-connection-per-request load), and an entry
+ * that cannot be aged cannot be kept.  So entries carry only timestamps, and
+ * one timer, armed lazily from the datapath (and again after every reload of
+ * the programs, see mg_agent_config.generation), walks the map every sweep_ns
+ * and deletes what is past its deadline.  Its single allocation is retried on
+ * every fused SYN until it succeeds.
+ *
+ * The walk costs one visit per hash bucket (max_conns of them) per period:
+ * about a millisecond for 65,536 at the default period of one second, off
+ * the packet path (a softirq of its own).
  */
-static int conn_timer_fired(void *map, struct mg_agent_key *key, struct mg_agent_conn *conn)
+struct mg_agent_sweeper {
+	struct bpf_timer timer;
+	__u32 generation;       /* config generation whose program armed the timer */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mg_agent_sweeper);
+} mg_agent_sweep SEC(".maps");
+
+struct sweep_ctx {
+	__u64 now;
+	__u64 idle_ns;
+	__u64 grace_ns;
+};
+
+/* Signed: the datapath may stamp an entry after the sweep read the clock. */
+static __always_inline int past(__u64 now, __u64 t, __u64 span)
 {
-	struct mg_agent_config *cfg = config();
-	__u64 now = bpf_ktime_get_ns();
-	__u64 due;
+	return (__s64)(now - t) >= (__s64)span;
+}
+
+static long sweep_one(void *map, struct mg_agent_key *key, struct mg_agent_conn *conn,
+		      struct sweep_ctx *ctx)
+{
 	__u32 why;
 
-	if (!cfg) {
-		/* Loader gone half-way; keep nothing we cannot age. */
-		bpf_map_delete_elem(&mg_agent_conns, key);
-		return 0;
-	}
 	if (conn->close_ns) {
-		due = conn->close_ns + cfg->close_grace_ns;
+		if (!past(ctx->now, conn->close_ns, ctx->grace_ns))
+			return 0;
 		why = MG_AG_CLEANUP_CLOSED;
 	} else {
-		due = conn->last_seen_ns + cfg->idle_timeout_ns;
+		if (!past(ctx->now, conn->last_seen_ns, ctx->idle_ns))
+			return 0;
 		why = MG_AG_CLEANUP_IDLE;
 	}
-	if (now < due) {
-		bpf_timer_start(&conn->timer, due - now, 0);
-		return 0;
-	}
-	/* A fused SYN may have replaced the entry while this callback was on
-	 * its way; the replacement has its own timer. */
-	if (bpf_map_lookup_elem(&mg_agent_conns, key) != conn)
-		return 0;
+	/* Deleting the element being visited is allowed for hash maps. */
 	if (bpf_map_delete_elem(&mg_agent_conns, key) == 0)
 		count(why);
 	return 0;
 }
 
-static __always_inline int conn_timer_arm(struct mg_agent_conn *conn, __u64 ns)
+static int sweep_fired(void *map, __u32 *key, struct mg_agent_sweeper *sw)
 {
-	long rc = bpf_timer_init(&conn->timer, &mg_agent_conns, CLOCK_MONOTONIC);
+	struct mg_agent_config *cfg = config();
+	struct sweep_ctx ctx;
 
-	/* -EBUSY: already initialised (an entry updated in place). */
-	if (rc && rc != -EBUSY)
-		return rc;
-	rc = bpf_timer_set_callback(&conn->timer, conn_timer_fired);
-	if (rc)
-		return rc;
-	return bpf_timer_start(&conn->timer, ns, 0);
+	if (!cfg) {
+		/* Disabled: stop; the next fused SYN after it is enabled re-arms. */
+		sw->generation = 0;
+		return 0;
+	}
+	ctx.now = bpf_ktime_get_ns();
+	ctx.idle_ns = cfg->idle_timeout_ns;
+	ctx.grace_ns = cfg->close_grace_ns;
+	bpf_for_each_map_elem(&mg_agent_conns, sweep_one, &ctx, 0);
+	count(MG_AG_SWEEPS);
+	bpf_timer_start(&sw->timer, cfg->sweep_ns ? cfg->sweep_ns : 1000000000ull, 0);
+	return 0;
+}
+
+/* Arm the sweeper if this program (this config generation) has not yet. */
+static __always_inline void sweeper_ensure(const struct mg_agent_config *cfg)
+{
+	__u32 zero = 0;
+	struct mg_agent_sweeper *sw = bpf_map_lookup_elem(&mg_agent_sweep, &zero);
+	long rc;
+
+	if (!sw || sw->generation == cfg->generation)
+		return;
+	rc = bpf_timer_init(&sw->timer, &mg_agent_sweep, CLOCK_MONOTONIC);
+	/* -EBUSY: initialised by an earlier program or another CPU; the
+	 * callback below replaces the old program's. */
+	if ((rc && rc != -EBUSY) || bpf_timer_set_callback(&sw->timer, sweep_fired) ||
+	    bpf_timer_start(&sw->timer, cfg->sweep_ns ? cfg->sweep_ns : 1000000000ull, 0)) {
+		count(MG_AG_SWEEP_ARM_FAIL);
+		return;
+	}
+	sw->generation = cfg->generation;
 }
 
 /* RST, or FINs both ways: keep rewriting for a grace period (retransmitted
- * FINs, the last ACK, a RST that crosses a FIN), then let the timer go. */
+ * FINs, the last ACK, a RST that crosses a FIN), then let the sweeper go. */
 static __always_inline void note_close(struct mg_agent_conn *conn,
 				       const struct mg_agent_config *cfg, __u64 now)
 {
@@ -278,7 +328,6 @@ static __always_inline void note_close(struct mg_agent_conn *conn,
 	if (conn->state == MG_AGENT_ESTABLISHED)
 		conn->state = MG_AGENT_CLOSING;
 	count(conn->flags & MG_AGENT_RST ? MG_AG_CLOSE_RST : MG_AG_CLOSE_FIN);
-	bpf_timer_start(&conn->timer, cfg->close_grace_ns, 0);
 }
 
 /* ---------------------------------------------------------- window scale */
@@ -372,18 +421,12 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 		fresh.client_wscale = w.o.wscale > 14 ? 14 : w.o.wscale;  /* RFC 7323 2.3 */
 
 	/* Re-use (the front-end reset the old back-end connection and opens a
-	 * new one for the same client endpoint): a whole new entry, new timer. */
+	 * new one for the same client endpoint): a whole new entry. */
 	if (bpf_map_update_elem(&mg_agent_conns, key, &fresh, BPF_ANY)) {
 		count(MG_AG_MAP_FAIL);
 		return TC_ACT_UNSPEC;
 	}
-	conn = bpf_map_lookup_elem(&mg_agent_conns, key);
-	if (!conn || conn_timer_arm(conn, cfg->idle_timeout_ns)) {
-		/* Without a timer nothing would age the entry: do not keep it. */
-		bpf_map_delete_elem(&mg_agent_conns, key);
-		count(MG_AG_MAP_FAIL);
-		return TC_ACT_UNSPEC;
-	}
+	sweeper_ensure(cfg);
 	count(reuse ? MG_AG_CONN_REUSE : MG_AG_CONN_NEW);
 
 zero_ack:

@@ -17,10 +17,6 @@
 #include <linux/bpf.h>
 #else
 typedef int8_t __s8;
-/* Opaque to user space: the kernel zeroes it in every copy it hands out. */
-struct bpf_timer {
-	__u64 _opaque[2];
-} __attribute__((aligned(8)));
 #endif
 
 /* Default size of the connection map; the loader sets the real one. */
@@ -70,9 +66,7 @@ struct mg_agent_conn {
 	__s8 egress_shift;
 	__u8 ingress_shift;
 	__u8 _pad[2];
-	/* Fires at the idle deadline or at the end of the close grace period and
-	 * deletes the entry: aging needs no daemon on the back-end. */
-	struct bpf_timer timer;
+	/* No timer per entry: one sweeper timer ages the map (agent.bpf.c, "aging"). */
 };
 
 /* Single element of an array map, written by the loader before it attaches. */
@@ -82,6 +76,11 @@ struct mg_agent_config {
 	__u8 wscale;            /* W, the window scale the switch advertises to clients */
 	__u8 enabled;           /* 0: pass everything untouched (config not written yet) */
 	__u8 _pad[6];
+	__u64 sweep_ns;         /* period of the sweeper that deletes expired entries */
+	/* Non-zero, new at every load: a reloaded program re-arms the sweeper
+	 * timer with its own callback when it sees a generation not its own. */
+	__u32 generation;
+	__u32 _pad2;
 };
 
 /* Counters (per-CPU array, index = enum). */
@@ -112,7 +111,9 @@ enum mg_agent_counter {
 	MG_AG_MISS_OUT,         /* egress from a service port, no entry: passed */
 	MG_AG_NOT_ESTABLISHED,  /* packet for an entry whose SYN-ACK was not seen: passed */
 	MG_AG_BAD_OPTIONS,      /* option list truncated or malformed: options untouched */
-	MG_AG_MAP_FAIL,         /* entry or timer could not be stored */
+	MG_AG_MAP_FAIL,         /* entry could not be stored */
+	MG_AG_SWEEPS,           /* sweeps of the map by the aging timer */
+	MG_AG_SWEEP_ARM_FAIL,   /* the sweeper timer could not be armed (retried at the next SYN) */
 	MG_AG__MAX,
 };
 

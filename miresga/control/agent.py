@@ -1,13 +1,13 @@
 """Loader, stats and CLI of the Miresga back-end agent (miresga/agent/agent.bpf.c).
 
 The agent runs on every back-end: a tc ingress and a tc egress program on the
-interface that faces the switch, and four maps (connections, config, service
-ports, counters).  This module is the only Python copy of miresga/agent/agent.h;
+interface that faces the switch, and five maps (connections, config, service
+ports, counters, the aging sweeper's timer).  This module is the only Python copy of miresga/agent/agent.h;
 tests/test_agent_layout.py checks it against the BTF of the compiled object.
 
 Attached state lives in the kernel, not in a process: tc holds the programs,
-bpffs holds the maps under a pin directory, and per-connection timers in the
-map age entries out.  So `attach` is a one-shot command (on a real testbed it
+bpffs holds the maps under a pin directory, and a timer in a map (armed by the
+programs themselves) ages entries out.  So `attach` is a one-shot command (on a real testbed it
 runs on the back-end over SSH and exits), and `stats`/`detach` find everything
 again from the pin directory:
 
@@ -32,6 +32,7 @@ import enum
 import errno
 import json
 import os
+import secrets
 import socket
 import struct
 import subprocess
@@ -53,7 +54,10 @@ MAP_CONNS = "mg_agent_conns"
 MAP_CONFIG = "mg_agent_config"
 MAP_PORTS = "mg_agent_ports"
 MAP_STATS = "mg_agent_stats"
-MAPS = (MAP_CONNS, MAP_CONFIG, MAP_PORTS, MAP_STATS)
+# The sweeper's timer lives in this one; pinned like the others, because a
+# map holding a timer must stay referenced from user space (or bpffs).
+MAP_SWEEP = "mg_agent_sweep"
+MAPS = (MAP_CONNS, MAP_CONFIG, MAP_PORTS, MAP_STATS, MAP_SWEEP)
 
 # Where on the clsact hooks the agent sits: an unusual (priority, handle) so it
 # neither replaces nor is replaced by a tool that uses the default 1/1.
@@ -98,7 +102,6 @@ class AgentConn(ctypes.Structure):
         ("egress_shift", ctypes.c_int8),
         ("ingress_shift", ctypes.c_uint8),
         ("_pad", ctypes.c_uint8 * 2),
-        ("timer", ctypes.c_uint64 * 2),  # struct bpf_timer, opaque
     ]
 
 
@@ -109,6 +112,9 @@ class AgentConfigRaw(ctypes.Structure):
         ("wscale", ctypes.c_uint8),
         ("enabled", ctypes.c_uint8),
         ("_pad", ctypes.c_uint8 * 6),
+        ("sweep_ns", ctypes.c_uint64),
+        ("generation", ctypes.c_uint32),
+        ("_pad2", ctypes.c_uint32),
     ]
 
 
@@ -149,6 +155,8 @@ class Counter(enum.IntEnum):
     NOT_ESTABLISHED = enum.auto()
     BAD_OPTIONS = enum.auto()
     MAP_FAIL = enum.auto()
+    SWEEPS = enum.auto()
+    SWEEP_ARM_FAIL = enum.auto()
 
 
 COUNTER_MAX = len(Counter)
@@ -195,10 +203,18 @@ class AgentConfig:
         if self.close_grace_s > self.idle_timeout_s:
             raise ValueError("close grace longer than the idle timeout makes no sense")
 
-    def raw(self) -> AgentConfigRaw:
+    @property
+    def sweep_s(self) -> float:
+        """How often the aging sweeper walks the map: a quarter of the shorter
+        deadline, between 10 ms and 1 s, so an entry outlives its deadline by
+        at most a quarter (or one second)."""
+        return min(1.0, max(0.01, min(self.close_grace_s, self.idle_timeout_s) / 4))
+
+    def raw(self, generation: int = 1) -> AgentConfigRaw:
         return AgentConfigRaw(idle_timeout_ns=int(self.idle_timeout_s * 1e9),
                               close_grace_ns=int(self.close_grace_s * 1e9),
-                              wscale=self.wscale, enabled=1)
+                              wscale=self.wscale, enabled=1,
+                              sweep_ns=int(self.sweep_s * 1e9), generation=generation)
 
 
 @dataclasses.dataclass
@@ -302,7 +318,13 @@ class LoadedAgent:
                 self.ports.delete(k)
         for p in wanted:
             self.ports.update(ctypes.c_uint16(p), ctypes.c_uint8(1))
-        self.config_map.update(ctypes.c_uint32(0), config.raw())
+        # A new generation at every load: the freshly loaded program then
+        # re-arms the (pinned, shared) sweeper timer with its own callback.
+        old = self.config_map.lookup(ctypes.c_uint32(0))
+        gen = (secrets.randbits(32) or 1)
+        while old is not None and gen == old.generation:
+            gen = secrets.randbits(32) or 1
+        self.config_map.update(ctypes.c_uint32(0), config.raw(gen))
         self.config = config
 
     def counters(self) -> dict[str, int]:
