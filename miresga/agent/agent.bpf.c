@@ -213,12 +213,13 @@ static __always_inline struct mg_agent_config *config(void)
 /*
  * One sweeper timer for the whole map, not one timer per entry.
  *
- * A bpf_timer's memory is allocated by bpf_timer_init(), and since Linux
- * 6.18 that allocation is kmalloc_nolock(), which cannot refill an empty slab
- * from the datapath: on a back-end taking thousands of new connections per
- * second, a per-entry timer failed for all but the first few dozen entries
- * (measured: 67 of 6,946 in one-connection-per-request load), and an entry
- * that cannot be aged cannot be kept.  So entries carry only timestamps, and
+ * A bpf_timer's memory is allocated by bpf_timer_init(), in the datapath
+ * and without sleeping.  On the bench machine's kernel (6.18) that
+ * allocation fails with -ENOMEM once the cache it draws from is empty: on a
+ * back-end taking thousands of new connections per second, a per-entry timer
+ * failed for all but the first few dozen entries (measured: 67 of 6,946 under
+ * one-connection-per-request load), and an entry that cannot be aged cannot
+ * be kept.  So entries carry only timestamps, and
  * one timer, armed lazily from the datapath (and again after every reload of
  * the programs, see mg_agent_config.generation), walks the map every sweep_ns
  * and deletes what is past its deadline.  Its single allocation is retried on

@@ -619,3 +619,13 @@ def read_pinned_counters(pin_dir: str) -> dict[str, int]:
     with PinnedMaps(pin_dir, [m for m in MAPS if m.name == "counters"]) as maps:
         return read_counters(maps["counters"], SwitchCounter)
 
+
+def read_pinned_state(pin_dir: str) -> dict:
+    """Counters, flow-table occupancy and capacity of a running switch, from its pins:
+    what the bench reads at the edges of a measured window (switchd's stats file
+    may be up to one interval old)."""
+    with PinnedMaps(pin_dir, [m for m in MAPS if m.name in ("counters", "flow_table")]) as maps:
+        return {"counters": read_counters(maps["counters"], SwitchCounter),
+                "occupancy": maps["flow_table"].count_batch(),
+                "capacity": maps["flow_table"].max_entries}
+

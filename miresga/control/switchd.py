@@ -16,6 +16,7 @@ inside the switch namespace.  It uses the standard library only.
     python -m miresga.control.switchd --plan plan.json [--listen 0.0.0.0:7470]
         [--rate 20000] [--idle-timeout 60] [--stats-file stats.json] [--pin-dir DIR]
     python -m miresga.control.switchd --testbed mg [--service svc.toml] [--print-plan]
+    python -m miresga.control.switchd --read-pins PIN_DIR     # counters, occupancy (JSON)
 
 SIGTERM or SIGINT detach the pipeline, unpin its maps and exit 0.  When
 ready it prints one line, `switchd ready {...}`, with the pin directory and
@@ -43,7 +44,7 @@ import time
 from pathlib import Path
 
 from miresga.control.layouts import CTL_PORT_DEFAULT
-from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan
+from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan, read_pinned_state
 from miresga.control.netns import netns
 from miresga.control.offload_channel import ChannelServer
 
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--testbed", metavar="PREFIX",
                      help="build the plan from a running emulated testbed (python -m bench "
                           "testbed up) and --service")
+    src.add_argument("--read-pins", metavar="PIN_DIR",
+                     help="print the counters and flow-table occupancy of a running switchd "
+                          "(JSON, from its pins) and exit")
     ap.add_argument("--service", help="service definition (TOML) for --testbed; default: one "
                                       "cluster of every back-end")
     ap.add_argument("--print-plan", action="store_true",
@@ -298,6 +302,14 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s switchd %(levelname)s %(message)s")
+    if args.read_pins:
+        try:
+            state = read_pinned_state(args.read_pins)
+        except OSError as e:
+            print(f"switchd: {args.read_pins}: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(state))
+        return 0
     try:
         if args.plan:
             plan_dict = json.loads(Path(args.plan).read_text())
