@@ -137,6 +137,57 @@ def test_response_forwarded_with_vip_source_and_teardown_deletes_entry(h):
                             "vip": 0}]
 
 
+def test_entry_is_deleted_when_the_connection_ends_not_after_the_grace(h):
+    """Regression (found end to end): the switch entry used to stay until the
+    grace period ended, so a client that reused the port sent its next
+    handshake ACK to the old back-end's TIME_WAIT socket.  The DEL now goes
+    out when both FINs are through; the last ACK still reaches the back-end."""
+    c = Client(port=40013)
+    splice(h, c)
+    h.offload()
+    only(c.send(h, flags="FA"))
+    only(h.send(backend_pkt(c, "be1", c.ack, c.seq, "FA")))
+    assert h.stats()["flows_by_state"]["time_wait"] == 1
+    assert h.offload() == [{"op": layouts.CtlOp.DEL, "ip": c.ip, "port": c.port, "backend": 0,
+                            "vip": 0}]
+    c.ack += 1
+    last = only(c.send(h, flags="A"))
+    assert to_backend(last, "be1") and last[TCP].ack == c.ack
+    h.advance(2.1)
+    assert h.offload() == [], "no second DEL when the state goes"
+    assert_clean(h)
+
+
+def test_port_reused_during_the_grace_period_starts_a_new_flow(h):
+    """Regression (found end to end, one connection per request): a client
+    reusing the port of a flow in its grace period had its request forwarded
+    to the old back-end until the grace ended (1-2 s stalls).  A packet whose
+    seq lies after the old stream's end (TCP's own TIME_WAIT rule) starts a
+    new flow with the new cookie numbers, on whichever back-end the rule picks."""
+    old = Client(port=40014, isn=5000)
+    splice(h, old)
+    only(old.send(h, flags="FA"))
+    only(h.send(backend_pkt(old, "be1", old.ack, old.seq, "FA")))
+    old.ack += 1
+    only(old.send(h, flags="A"))
+    h.offload()
+    new = Client(port=40014, isn=5000 + 64_000_000)   # a clock-driven ISN, later
+    assert new.send(h) == [], "the handshake ACK starts a flow and is not answered"
+    syn = only(new.send(h, GET, "PA"))
+    assert syn[TCP].flags == "S" and syn[TCP].seq == new.c and syn[TCP].ack == new.s
+    st = h.stats()
+    assert st["packets"]["reincarnation"] == 1 and st["flows"] == 1
+    assert st["flows_by_state"]["syn_sent"] == 1
+    backend = next(b for b in BACKENDS if to_backend(syn, b))
+    out = h.send(backend_pkt(new, backend, new.s, new.c + 1, "SA"))
+    ack, req = only(out, 2)
+    assert payload(req) == GET and req[TCP].seq == new.c + 1 and req[TCP].ack == new.s + 1
+    # A late resend of the old connection's last ACK is not a new connection.
+    before = h.stats()["packets"]["reincarnation"]
+    h.send(old.pkt(flags="A", seq=old.seq, ack=old.ack))
+    assert h.stats()["packets"]["reincarnation"] == before
+
+
 def test_request_split_across_segments_is_held_until_complete(h):
     """Nothing goes anywhere until the header's last byte; then all of it, in order."""
     c = Client(port=40004)

@@ -407,6 +407,13 @@ static void flow_free(struct fe_lcore *lc, struct fe_flow *f)
 static void enter_time_wait(struct fe_lcore *lc, struct fe_flow *f)
 {
 	hold_free(lc, f);
+	/* The connection is over: take its switch entry away now, not when the
+	 * grace period ends.  What is left of it (the last ACK, a resent FIN)
+	 * comes to us anyway (the seen filter admits it without an entry), while
+	 * a stale entry would send the handshake ACK of a client that reuses the
+	 * port within the grace period to the old back-end's TIME_WAIT socket. */
+	if (f->installed)
+		offload_queue(lc, f, MG_CTL_DEL);
 	fe_flow_set_state(&lc->ft, f, FE_FS_TIME_WAIT);
 	fe_timer_arm(&lc->ft, f, FE_TIMER_GRACE, lc->now_us);
 }
@@ -821,6 +828,26 @@ static void client_answered(struct fe_lcore *lc, struct fe_flow *f, struct fe_pk
 		enter_time_wait(lc, f);
 }
 
+/*
+ * Is this client packet the start of a new connection on the key of a flow
+ * that is over (TIME_WAIT)?  TCP's own rule for a TIME_WAIT socket (RFC 1122
+ * 4.2.2.13, Linux tcp_timewait_state_process): a sequence number after the
+ * end of the old connection's stream.  A client that reuses a port picks a
+ * clock-driven ISN (RFC 6528) that is far after the old one, and the switch
+ * has already checked the packet's cookie or its place in the seen filter.
+ * Only an ACK without SYN/RST can start a flow here, as in client_input.
+ */
+static int new_incarnation(const struct fe_flow *f, const struct fe_pkt *p)
+{
+	uint32_t end;
+
+	if (f->state != FE_FS_TIME_WAIT || (p->flags & (F_SYN | F_RST)) || !(p->flags & F_ACK))
+		return 0;
+	/* The old stream ended after the client's FIN, or where we last saw it. */
+	end = f->cli_fin ? f->cli_fin_seq + 1 : f->cli_next;
+	return SEQ_GT(p->seq, end);
+}
+
 static void client_input(struct fe_lcore *lc, struct fe_pkt *p)
 {
 	struct mg_flow_key key = {
@@ -831,6 +858,14 @@ static void client_input(struct fe_lcore *lc, struct fe_pkt *p)
 	struct fe_tuple t;
 
 	lc->stats.pkt.from_client++;
+	if (f && new_incarnation(f, p)) {
+		/* The client reused the port of a connection we still hold in its
+		 * grace period: forget the old one (and its switch entry) and take
+		 * this packet as the first of a new connection. */
+		lc->stats.pkt.reincarnation++;
+		flow_free(lc, f);
+		f = NULL;
+	}
 	if (!f) {
 		t = (struct fe_tuple){.saddr = lc->cfg->vip_be, .daddr = key.client_ip_be,
 				      .sport = lc->cfg->vip_port_be, .dport = key.client_port_be};
