@@ -55,6 +55,22 @@ def test_cookie_matches_c(probe):
                          12345, 5, low) == probe["cookie"]["value"]
 
 
+def test_cookie_is_never_zero_in_c_and_python(probe):
+    """Inputs whose hash bits are all zero with a zero low byte would make cookie 0,
+    which an agent reads as "no fused ISN": C and Python both give 1 << 8 instead,
+    and the switch's check accepts what it made."""
+    z = probe["cookie_zero_hash"]
+    low = L.cookie_low_byte(0, 0, False, 2)
+    assert low == 0
+    # The hash really is zero in its cookie bits for these inputs.
+    key = (0x03020100, 0x07060504)
+    assert L.halfsiphash24(*key, [L._be32_as_host("10.10.1.2"), L._be32_as_host("10.10.0.100"),
+                                  (L._be16_as_host(40000) << 16) | L._be16_as_host(80),
+                                  z["isn"], (2 << 8) | low]) & L.COOKIE_HASH_MASK == 0
+    assert z["value"] == 1 << 8 and z["check"] == 1
+    assert L.cookie_make(key, "10.10.1.2", "10.10.0.100", 40000, 80, z["isn"], 2, low) == 1 << 8
+
+
 def test_halfsiphash_reference_vectors():
     """HalfSipHash-2-4 (32-bit) against the reference implementation's vectors_hsip32."""
     k0, k1 = 0x03020100, 0x07060504

@@ -497,6 +497,21 @@ def test_cookie_round_trip(r):
     assert out.data == raw(expect) and out.egress == port
 
 
+def test_cookie_is_never_zero(r):
+    """A SYN whose cookie would be 0 (hash bits 0, and a zero low byte: MSS class
+    0, window scale 0, no SACK, even epoch) gets ISN 1 << 8 instead:
+    a fused SYN with ack field 0 is a plain SYN to the agent.  The handshake ACK
+    for that ISN validates."""
+    r.sw.set_cookie_secret(8, KEYS)
+    isn = 17048754  # found by search: HalfSipHash bits 31..8 are 0 for these inputs
+    syn = from_client("S", seq=isn, ack=0, options=[("MSS", 536), ("WScale", 0)])
+    out = r.run(syn)
+    assert out.retval == REDIRECT and out.pkt[TCP].seq == 1 << 8
+    assert_checksums(out.pkt)
+    out = r.run(from_client(seq=isn + 1, ack=(1 << 8) + 1))
+    assert out.retval == REDIRECT and out.delta.get("cookie_ok") == 1
+
+
 def test_cookie_from_previous_epoch_valid_two_rotations_expire(r):
     """A cookie stays valid across one rotation and is rejected after two."""
     syn = lambda port: from_client("S", seq=500, ack=0, sport=port, options=LINUX_SYN_OPTS)

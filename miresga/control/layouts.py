@@ -198,7 +198,10 @@ def cookie_make(key: tuple[int, int], saddr: str, daddr: str, sport: int, dport:
         _be32_as_host(saddr), _be32_as_host(daddr), ports, client_isn & 0xFFFFFFFF,
         ((epoch << 8) | (low_byte & 0xFF)) & 0xFFFFFFFF,
     ])
-    return (h & COOKIE_HASH_MASK) | (low_byte & 0xFF)
+    cookie = (h & COOKIE_HASH_MASK) | (low_byte & 0xFF)
+    # Never 0, as in miresga.h: an agent takes a fused SYN with ack field 0
+    # for a plain SYN.
+    return cookie or 1 << 8
 
 
 # --------------------------------------------------------- offload channel

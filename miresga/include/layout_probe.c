@@ -9,6 +9,17 @@
 #define S(t) printf("%s\"%s\": {\"size\": %zu, \"fields\": {", first++ ? "}}, " : "", #t, sizeof(struct t)); fsep = 0
 #define F(t, f) printf("%s\"%s\": %zu", fsep++ ? ", " : "", #f, offsetof(struct t, f))
 
+/* The switch validates what it made: cookie_check() of that cookie. */
+static int cookie_zero_check(const struct mg_cookie_key *key)
+{
+	struct mg_switch_config cfg = {.keys = {*key, *key}, .epoch = 2};
+	__u32 c = mg_cookie_make(key, inet_addr("10.10.1.2"), inet_addr("10.10.0.100"),
+				 htons(40000), htons(80), 13672851, 2, mg_cookie_low_byte(0, 0, 0, 2));
+
+	return mg_cookie_check(&cfg, inet_addr("10.10.1.2"), inet_addr("10.10.0.100"),
+			       htons(40000), htons(80), 13672851, c);
+}
+
 int main(void)
 {
 	int first = 0, fsep = 0;
@@ -42,8 +53,14 @@ int main(void)
 	/* A cookie for fixed inputs, so the Python mirror's hash is held to C's. */
 	struct mg_cookie_key key = {0x03020100, 0x07060504};
 	__u32 low = mg_cookie_low_byte(mg_mss_class(1460), 7, 1, 5);
-	printf(", \"cookie\": {\"low\": %u, \"value\": %u}}\n", low,
+	printf(", \"cookie\": {\"low\": %u, \"value\": %u}", low,
 	       mg_cookie_make(&key, inet_addr("10.10.1.2"), inet_addr("10.10.0.100"), htons(40000),
 			      htons(80), 12345, 5, low));
+	/* Inputs whose hash bits are all zero with a zero low byte (MSS class
+	 * 0, window scale 0, no SACK, even epoch): the cookie would be 0. */
+	printf(", \"cookie_zero_hash\": {\"isn\": 13672851, \"value\": %u, \"check\": %d}}\n",
+	       mg_cookie_make(&key, inet_addr("10.10.1.2"), inet_addr("10.10.0.100"), htons(40000),
+			      htons(80), 13672851, 2, mg_cookie_low_byte(0, 0, 0, 2)),
+	       cookie_zero_check(&key));
 	return 0;
 }

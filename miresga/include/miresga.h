@@ -187,7 +187,8 @@ enum mg_switch_counter {
  *    1     client sent SACK-permitted
  *    0     epoch parity, to pick the key on validation
  * The low byte is authenticated (it is hashed), but not secret: the front-end
- * reads it to replay the client's options to the back-end.
+ * reads it to replay the client's options to the back-end.  A cookie is never
+ * 0 (see mg_cookie_make).
  */
 #define MG_COOKIE_HASH_MASK 0xffffff00u
 #define MG_COOKIE_MSS_SHIFT 6
@@ -301,7 +302,13 @@ MG_INLINE __u32 mg_cookie_make(const struct mg_cookie_key *key, __be32 saddr, __
 	__u32 ports = ((__u32)sport << 16) | (__u32)dport;
 	__u32 h = mg_halfsiphash5(key, saddr, daddr, ports, client_isn,
 				  (epoch << 8) | (low_byte & 0xff));
-	return (h & MG_COOKIE_HASH_MASK) | (low_byte & 0xff);
+	__u32 cookie = (h & MG_COOKIE_HASH_MASK) | (low_byte & 0xff);
+
+	/* Never 0: the front-end carries s in the ack field of its SYN, and an
+	 * agent takes a SYN whose ack field is 0 for a plain (non-Miresga) SYN.
+	 * The one input that would give 0 gets hash bits 1 instead; validation
+	 * recomputes through this function, so make and check agree. */
+	return cookie ? cookie : 1u << 8;
 }
 
 /*
