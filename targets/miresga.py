@@ -1,0 +1,304 @@
+"""`miresga`: the switch pipeline, the back-end agents and the DPDK front-end, together.
+
+Deployed from the same `Service` as every baseline, on the hosts of the
+testbed's roles:
+
+    switch      switchd (python -m miresga.control.switchd --plan ...): the
+                pipeline on every switch port, its tables from a SwitchPlan,
+                the offload channel on port 7470
+    backendN    the agent (python -m miresga.control.agent attach ...) on the
+                interface that faces the switch, one-shot: tc and bpffs hold it
+    frontendN   build/miresga-frontend on the host's link (af_packet here),
+                its config rendered from the service and the testbed's facts
+
+Every host-side step goes through the host interface (`run`, `start`,
+`put_text`, `tool`), so on a real testbed the same code drives SSH hosts with
+a bare python3: the tools it calls use the standard library only.
+
+Consistency.  One number means the same thing everywhere:
+
+- back-end index = position in `service.backends` (switch back-end table,
+  front-end config, offload entries);
+- W, the window scale of the switch's SYN-ACK = the agent's `--wscale` =
+  the front-end's `vip_wscale` (the agent rescales the back-end's windows;
+  the front-end does not);
+- timeouts nest: the front-end forgets an idle spliced flow after
+  `frontend_idle_s`; the switch's seen filter remembers a connection for at
+  least one `filter_period_s` after its last client packet, so it must be
+  longer; switch entries age out after `switch_idle_s`, no sooner than the
+  front-end would have dropped the flow; the agent's idle timeout is the
+  longest, so a back-end connection never loses its offset under a live flow.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from typing import Any
+
+from bench.backends import HEALTH_BODY, HEALTH_PATH
+from bench.errors import BenchError
+from miresga.control.frontend import Frontend, FrontendFacts
+from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
+from miresga.control.miresga_switch import SwitchPlan
+from targets.base import Endpoint, Target, TargetError, register
+
+READY_LINE = "switchd ready "
+
+
+@register
+class Miresga(Target):
+    name = "miresga"
+    defaults = {
+        "wscale": 7,                        # W of the switch's SYN-ACK
+        "flow_capacity": FLOW_CAPACITY_DEFAULT,
+        "rate": 0,                          # switch entry installs/s (0: unlimited)
+        "control_port": CTL_PORT_DEFAULT,
+        "frontend_idle_s": 90.0,            # spliced flow with no packet through the front-end
+        "filter_period_s": 120.0,           # > frontend_idle_s (seen filter)
+        "switch_idle_s": 120.0,             # switch entries age out after this
+        "cookie_epoch_s": 60.0,
+        "agent_idle_s": 300.0,              # > every other idle timeout
+        "agent_close_grace_s": 10.0,        # agent entry kept after RST / both FINs
+        "frontend_grace_ms": 2000,          # front-end state kept after close
+        "agent_max_conns": 65536,
+        "frontend_limits": {},              # more front-end knobs (frontend.LIMIT_DEFAULTS)
+    }
+    health_timeout_s = 40.0
+
+    def __init__(self, testbed, service, params=None):
+        super().__init__(testbed, service, params)
+        p = self.params
+        if not testbed.frontends:
+            raise TargetError("target miresga needs a host with role 'frontend'")
+        if not p["filter_period_s"] > p["frontend_idle_s"]:
+            raise TargetError("target miresga: filter_period_s must exceed frontend_idle_s "
+                              "(the switch must remember a connection as long as the "
+                              "front-end keeps it)")
+        if not p["agent_idle_s"] > max(p["frontend_idle_s"], p["switch_idle_s"]):
+            raise TargetError("target miresga: agent_idle_s must exceed the front-end's and "
+                              "the switch's idle timeouts")
+        self.switch = testbed.switch
+        self.vip = str(service.vip or testbed.vip)
+        self.work = f"{self.switch.workdir}/miresga"
+        self.plan_path = f"{self.work}/plan.json"
+        self.stats_path = f"{self.work}/switchd-stats.json"
+        self.switch_pin_dir = str(testbed.bpf_dir / "miresga-switch")
+        self.switchd = None
+        self.frontends: list[Frontend] = []
+        self._attached: list = []      # back-end hosts with an agent
+        self._ready: dict | None = None
+
+    # ------------------------------------------------------------- layout
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.vip, self.service.port)
+
+    def agent_pin_dir(self, host) -> str:
+        return str(self.testbed.bpf_dir / f"agent-{host.name}")
+
+    def backend_ports(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for c in self.service.clusters:
+            for b in c.backends:
+                out.setdefault(b, []).append(c.port)
+        return out
+
+    def plan(self) -> SwitchPlan:
+        # netns None: switchd runs *on* the switch host (inside its namespace
+        # here), so the plan names that host's own interfaces.
+        return SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
+                                       flow_capacity=int(self.params["flow_capacity"]),
+                                       wscale=int(self.params["wscale"]))
+
+    def control_address(self, fe) -> str:
+        """Where a front-end reaches switchd: the switch's address on its link."""
+        return str(fe.gateway)
+
+    def frontend_limits(self) -> dict[str, int]:
+        p = self.params
+        return {"idle_timeout_ms": int(p["frontend_idle_s"] * 1000),
+                "grace_ms": int(p["frontend_grace_ms"]),
+                **dict(p["frontend_limits"])}
+
+    def make_frontend(self, fe) -> Frontend:
+        facts = FrontendFacts(
+            vip=self.vip, vip_port=self.service.port,
+            backend_addresses={h.name: str(h.address) for h in self.testbed.backends},
+            nexthop_mac=fe.switch_mac, iface=fe.iface,
+            control=(self.control_address(fe), int(self.params["control_port"])),
+            vip_index=0, vip_wscale=int(self.params["wscale"]))
+        return Frontend(fe, self.service, facts, limits=self.frontend_limits())
+
+    # -------------------------------------------------------- life cycle
+    def deploy(self) -> None:
+        self.switch.put_text(self.plan().to_json(), self.plan_path)
+        self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
+
+    def _switchd_command(self) -> str:
+        p = self.params
+        args = [f"--plan {shlex.quote(self.plan_path)}",
+                f"--listen 0.0.0.0:{int(p['control_port'])}",
+                f"--pin-dir {shlex.quote(self.switch_pin_dir)}",
+                f"--stats-file {shlex.quote(self.stats_path)}",
+                f"--idle-timeout {p['switch_idle_s']}",
+                f"--filter-period {p['filter_period_s']}",
+                f"--cookie-epoch {p['cookie_epoch_s']}",
+                "--log-level WARNING"]
+        if p["rate"]:
+            args.append(f"--rate {p['rate']}")
+        return self.switch.tool("miresga.control.switchd", " ".join(args))
+
+    def start(self) -> None:
+        try:
+            self._start_switch()
+            self._attach_agents()
+            for fe in self.frontends:
+                fe.start()
+            for fe in self.frontends:
+                fe.wait_healthy(20)
+        except BenchError as e:
+            logs = self.logs()
+            self.stop()
+            raise TargetError(f"miresga: {e}", logs=logs) from None
+
+    def _start_switch(self) -> None:
+        self.switch.run(f"rm -f {shlex.quote(self.stats_path)}")
+        self.switchd = self.switch.start(self._switchd_command(), name="switchd")
+        deadline = time.monotonic() + 30
+        while True:
+            text = self.switchd.logs()
+            line = next((ln for ln in text.splitlines() if ln.startswith(READY_LINE)), None)
+            if line is not None:
+                self._ready = json.loads(line[len(READY_LINE):])
+                return
+            if not self.switchd.running():
+                raise TargetError(f"switchd exited on {self.switch.name}: {text[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TargetError(f"switchd not ready within 30 s: {text[-3000:]}")
+            time.sleep(0.05)
+
+    def _agent(self, host, cmd: str, check: bool = True):
+        args = f"{cmd} --iface {host.iface} --pin-dir {shlex.quote(self.agent_pin_dir(host))}"
+        return host.run(host.tool("miresga.control.agent", args), check=check)
+
+    def _attach_agents(self) -> None:
+        p = self.params
+        ports = self.backend_ports()
+        for name in self.service.backends:
+            host = self.testbed.host(name)
+            port_args = " ".join(f"--port {x}" for x in sorted(set(ports[name])))
+            self._attached.append(host)
+            self._agent(host, f"attach {port_args} --wscale {int(p['wscale'])} "
+                              f"--max-conns {int(p['agent_max_conns'])} "
+                              f"--idle-timeout {p['agent_idle_s']} "
+                              f"--close-grace {p['agent_close_grace_s']}")
+
+    def healthy(self) -> bool:
+        if self.switchd is None or not self.switchd.running():
+            raise TargetError("switchd is not running", logs=self.logs())
+        for fe in self.frontends:
+            if fe.process is None or not fe.process.running():
+                raise TargetError(f"the front-end on {fe.host.name} exited", logs=self.logs())
+            fe.stats()  # the stats socket answers (raises otherwise)
+        for host in self._attached:
+            st = self.agent_stats(host)
+            if st is None:
+                raise TargetError(f"no agent attached on {host.name}")
+        client = self.testbed.clients[0]
+        r = client.run(f"curl -s --max-time 2 {self.endpoint.url}{HEALTH_PATH}", check=False,
+                       timeout=10)
+        return r.ok and r.stdout == HEALTH_BODY
+
+    def stop(self) -> None:
+        """Front-ends first (they delete their switch entries), then agents, then switchd."""
+        for fe in self.frontends:
+            try:
+                fe.stop()
+            except BenchError:
+                pass
+        for host in self._attached:
+            self._agent(host, "detach", check=False)
+        self._attached = []
+        if self.switchd is not None:
+            self.switchd.stop(timeout=10)
+            self.switchd = None
+        self._ready = None
+
+    # ------------------------------------------------------------- stats
+    def agent_stats(self, host) -> dict | None:
+        r = self._agent(host, "stats --json", check=False)
+        if not r.ok:
+            return None
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return None
+
+    def switch_stats(self) -> dict:
+        """Counters and occupancy read from the pins now; the control plane's own
+        numbers (adds, deletes, refusals, channel) from its last stats file."""
+        out: dict[str, Any] = {}
+        r = self.switch.run(self.switch.tool("miresga.control.switchd",
+                                             f"--read-pins {shlex.quote(self.switch_pin_dir)}"),
+                            check=False)
+        if r.ok:
+            out.update(json.loads(r.stdout))
+        text = self.switch.read_text(self.stats_path, missing_ok=True)
+        if text:
+            try:
+                d = json.loads(text)
+                out["control"] = {"flow_table": d.get("flow_table"), "rates": d.get("rates"),
+                                  "channel": d.get("channel"), "time": d.get("time")}
+            except ValueError:
+                pass
+        return out
+
+    def stats(self) -> dict:
+        sw = self.switch_stats()
+        c = sw.get("counters", {})
+        fes = {}
+        for fe in self.frontends:
+            try:
+                fes[fe.host.name] = fe.stats()
+            except (OSError, ValueError, BenchError) as e:
+                fes[fe.host.name] = {"error": str(e)}
+        agents = {h.name: self.agent_stats(h) for h in self._attached}
+        offload_pkts = c.get("offload_fwd", 0) + c.get("offload_rev", 0)
+        offload_bytes = c.get("offload_fwd_bytes", 0) + c.get("offload_rev_bytes", 0)
+        fe_pkts = c.get("to_frontend", 0) + c.get("rev_to_frontend", 0)
+        fe_bytes = c.get("to_frontend_bytes", 0) + c.get("rev_to_frontend_bytes", 0)
+        summary = {
+            "offloaded_packets": offload_pkts, "frontend_packets": fe_pkts,
+            "offloaded_bytes": offload_bytes, "frontend_bytes": fe_bytes,
+            "offloaded_packet_share": offload_pkts / (offload_pkts + fe_pkts)
+            if offload_pkts + fe_pkts else None,
+            "offloaded_byte_share": offload_bytes / (offload_bytes + fe_bytes)
+            if offload_bytes + fe_bytes else None,
+            "switch_table_occupancy": sw.get("occupancy"),
+            "switch_table_capacity": sw.get("capacity"),
+        }
+        ctl = (sw.get("control") or {}).get("flow_table") or {}
+        for k in ("adds", "deletes", "aged", "refused_full", "refused_invalid"):
+            summary[f"switch_{k}"] = ctl.get(k)
+        summary["frontend_flows"] = sum(f.get("flows", 0) for f in fes.values())
+        summary["frontend_requests"] = sum(f.get("requests", 0) for f in fes.values())
+        summary["frontend_errors"] = sum(
+            v for f in fes.values() for k, v in (f.get("errors") or {}).items())
+        summary["agent_rewrites"] = sum((a or {}).get("rewrites", 0) for a in agents.values())
+        summary["agent_misses"] = sum((a or {}).get("misses", 0) for a in agents.values())
+        summary["agent_entries"] = sum((a or {}).get("entries", 0) for a in agents.values())
+        return {"summary": summary, "switch": sw, "frontends": fes, "agents": agents}
+
+    def logs(self) -> dict[str, str]:
+        out = {}
+        if self.switchd is not None:
+            out[f"{self.switch.name}/switchd"] = self.switchd.logs()[-20000:]
+        for fe in self.frontends:
+            out[f"{fe.host.name}/miresga-frontend"] = fe.logs()[-20000:]
+        return out
+
+    def describe(self) -> dict:
+        return {**super().describe(), "frontends": [h.name for h in self.testbed.frontends],
+                "backend_index": {b: i for i, b in enumerate(self.service.backends)}}

@@ -1,0 +1,336 @@
+"""Miresga end to end: switch pipeline, agents and DPDK front-end on the emulated testbed.
+
+The `miresga` target is deployed exactly as a campaign deploys it (switchd on
+the switch, an agent on every back-end, the front-end on frontend1, all from
+one Service), and driven by real clients in the client namespace: curl, wrk,
+and a Python socket for requests curl will not send.  Checked: bytes (sha256
+against the manifest) rather than status codes alone; routing per request
+on a kept-alive connection; every error answer; that response bytes really
+bypass the front-end; that every table is empty again after a run; and that
+stop() leaves no filter, pin or process behind.
+
+Service: cluster `small` (backend1, backend2) serves /obj/1KB/, cluster `big`
+(backend3, backend4) every other object and /health; no default cluster, so
+any other path is a 404.  Short timeouts (request 2 s, grace periods about
+1 s) keep the polls short; every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+from bench.backends import BackendServers, ObjectStore
+from bench.integrity import verify
+from bench.wrk import WrkJob, WrkRunner
+from miresga.control.service import parse_service
+from targets.base import make_target
+from workloads.model import load_workloads
+
+pytestmark = [pytest.mark.testbed, pytest.mark.slow]
+
+PARAMS = {
+    "frontend_grace_ms": 500,
+    "agent_close_grace_s": 1.0,
+    "frontend_idle_s": 20.0,
+    "filter_period_s": 30.0,
+    "switch_idle_s": 30.0,
+    "agent_idle_s": 60.0,
+}
+
+# A client that sends exactly the given bytes, optionally stalls, and prints
+# what came back: the bad requests curl refuses to make.  Standard library only.
+RAW_CLIENT = r"""
+import json, socket, sys
+host, port, payload, timeout = sys.argv[1], int(sys.argv[2]), bytes.fromhex(sys.argv[3]), float(sys.argv[4])
+s = socket.create_connection((host, port), timeout=timeout)
+s.sendall(payload)
+buf, closed = b"", False
+while True:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        break
+    if not b:
+        closed = True
+        break
+    buf += b
+print(json.dumps({"status_line": buf.split(b"\r\n", 1)[0].decode("latin-1"),
+                  "bytes": len(buf), "closed": closed}))
+"""
+
+
+def service_for(tb):
+    return parse_service({
+        "vip": str(tb.vip),
+        "cluster": [{"name": "small", "backends": ["backend1", "backend2"]},
+                    {"name": "big", "backends": ["backend3", "backend4"]}],
+        "rule": [{"path_prefix": "/obj/1KB/", "cluster": "small"},
+                 {"path_prefix": "/obj/", "cluster": "big"},
+                 {"path_prefix": "/health", "cluster": "big"}],
+        "request_timeout_s": 2.0,
+    })
+
+
+@pytest.fixture(scope="module")
+def mg(module_testbed):
+    """The testbed with nginx on every back-end and the miresga target running."""
+    tb = module_testbed
+    store = ObjectStore(load_workloads().objects)
+    servers = BackendServers(tb, store)
+    servers.start()
+    t = make_target("miresga", tb, service_for(tb), PARAMS)
+    try:
+        t.deploy()
+        t.start()
+        t.wait_healthy(t.health_timeout_s)
+        yield tb, store, servers, t
+    finally:
+        t.stop()
+        servers.stop()
+
+
+def paths(store, size: str) -> list[str]:
+    return sorted(p for p in store.manifest() if p.startswith(f"/obj/{size}/"))
+
+
+def fe_stats(t) -> dict:
+    return t.frontends[0].stats()
+
+
+def wait_until(what: str, fn, timeout: float = 30.0, interval: float = 0.2):
+    """Poll fn() until it returns something true; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:.0f}s (last: {v!r})")
+        time.sleep(interval)
+
+
+def raw_request(tb, payload: bytes, timeout: float = 10.0) -> dict:
+    client = tb.clients[0]
+    script = f"{client.workdir}/raw_client.py"
+    client.put_text(RAW_CLIENT, script)
+    r = client.run(f"{client.python} {script} {tb.vip} {tb.vip_port} {payload.hex()} {timeout}",
+                   timeout=timeout + 30)
+    return json.loads(r.stdout)
+
+
+def curl(tb, args: str, timeout: float = 60) -> str:
+    return tb.clients[0].run(f"curl -s {args}", check=False, timeout=timeout).stdout
+
+
+# ------------------------------------------------------------------ bytes
+
+def test_every_object_is_byte_identical_through_the_vip(mg):
+    """Every manifest object (1 KB to 10 MB), fetched through the VIP once per
+    back-end count, matches its sha256; responses really take the offload path."""
+    tb, store, _, t = mg
+    before = t.switch_stats()["counters"]
+    rep = verify(tb.clients[0], t.endpoint.url, store.manifest(), rounds=t.integrity_rounds)
+    assert rep.passed, rep.summary()
+    assert rep.fetches == len(store.manifest()) * 4
+    after = t.switch_stats()["counters"]
+    assert after["offload_rev_bytes"] - before["offload_rev_bytes"] > 4 * 4 * 10_000_000, \
+        "the 10 MB responses should have crossed the switch's offload branch"
+    assert after["cookie_bad"] == before["cookie_bad"]
+
+
+@pytest.mark.parametrize("mode", ["keep-alive", "close"])
+def test_wrk_runs_without_errors(mg, mode):
+    """A short wrk run over every size (1 KB to 10 MB, Traffic-3 weights) in each
+    connection mode: requests complete, none fails, the front-end answers no error."""
+    tb, store, _, t = mg
+    objs = load_workloads().objects
+    weights = {"1KB": 50, "10KB": 30, "1MB": 15, "10MB": 5}
+    classes = [{"name": s, "weight": w, "paths": objs.paths(s)} for s, w in weights.items()]
+    errors_before = fe_stats(t)["errors"]
+    out = WrkRunner(tb.clients[0]).run(WrkJob(url=t.endpoint.url, classes=classes, threads=2,
+                                              connections=16, duration_s=3,
+                                              close=mode == "close"))
+    assert out.ok, out.error
+    assert out.data["requests"] > 50
+    assert not any(out.data["errors"].values()), out.data["errors"]
+    errors_after = fe_stats(t)["errors"]
+    answered = {k: errors_after[k] - errors_before[k] for k in ("400", "404", "408", "431", "503")}
+    assert not any(answered.values()), answered
+
+
+def test_large_response_bypasses_the_frontend(mg):
+    """A 10 MB response crosses the switch's offload branch; the front-end
+    forwards only the first packets (before the switch entry is in)."""
+    tb, store, _, t = mg
+    path = paths(store, "10MB")[0]
+    sw0, fe0 = t.switch_stats()["counters"], fe_stats(t)["packets"]
+    digest = curl(tb, f"{t.endpoint.url}{path} | sha256sum").split()[0]
+    sw1, fe1 = t.switch_stats()["counters"], fe_stats(t)["packets"]
+    assert digest == store.manifest()[path]["sha256"]
+    offloaded = sw1["offload_rev_bytes"] - sw0["offload_rev_bytes"]
+    through_fe = sw1["rev_to_frontend_bytes"] - sw0["rev_to_frontend_bytes"]
+    fe_tx = fe1["tx_bytes"] - fe0["tx_bytes"]
+    assert offloaded > 9_500_000, (offloaded, through_fe)
+    assert through_fe < 1_000_000 and fe_tx < 1_000_000, (through_fe, fe_tx)
+    assert sw1["offload_fwd"] > sw0["offload_fwd"], "the client's ACKs went the offload way too"
+
+
+# ---------------------------------------------------------------- routing
+
+def test_keepalive_request_for_another_cluster_lands_there(mg):
+    """One kept-alive connection: a 1 KB object (cluster small), then a 1 MB one
+    (cluster big).  The second is served by a back-end of big, both bytes intact,
+    and the front-end moved the connection (decision other_backend)."""
+    tb, store, servers, t = mg
+    small, big = paths(store, "1KB")[0], paths(store, "1MB")[0]
+    client = tb.clients[0]
+    work = f"{client.workdir}/ka"
+    cfg = "".join(f'url = "{t.endpoint.url}{p}"\noutput = "{work}/{i}.body"\n'
+                  for i, p in enumerate([small, big]))
+    client.put_text(cfg, f"{work}/curl.cfg")
+    served0, dec0 = servers.requests_served(), fe_stats(t)["decisions"]
+    r = client.run(f"curl -s -K {work}/curl.cfg -w '%{{http_code}} %{{num_connects}}\\n'",
+                   timeout=60)
+    served1, dec1 = servers.requests_served(), fe_stats(t)["decisions"]
+    assert r.stdout.split() == ["200", "1", "200", "0"], "two answers, one connection"
+    for i, p in enumerate([small, big]):
+        got = client.run(f"sha256sum {work}/{i}.body").stdout.split()[0]
+        assert got == store.manifest()[p]["sha256"], p
+    d = {h: served1[h] - served0[h] for h in served1}
+    # Health checks of the target's own and nothing else run meanwhile.
+    assert d["backend1"] + d["backend2"] == 1, d
+    assert d["backend3"] + d["backend4"] == 1, d
+    assert dec1["other_backend"] - dec0["other_backend"] == 1
+
+
+# ----------------------------------------------------------------- errors
+
+def test_malformed_request_is_answered_400(mg):
+    tb, _, _, t = mg
+    before = fe_stats(t)["errors"]["400"]
+    out = raw_request(tb, b"GET / HTTP/1.1\r\nHost: vip\r\nthis line has no colon\r\n\r\n")
+    assert out["status_line"].startswith("HTTP/1.1 400"), out
+    assert out["closed"], "the front-end closes after an error answer"
+    assert fe_stats(t)["errors"]["400"] == before + 1
+
+
+def test_unroutable_path_is_answered_404(mg):
+    tb, _, _, t = mg
+    before = fe_stats(t)["errors"]["404"]
+    code = curl(tb, f"-o /dev/null -w '%{{http_code}}' {t.endpoint.url}/no/rule/for/this")
+    assert code == "404"
+    assert fe_stats(t)["errors"]["404"] == before + 1
+
+
+def test_request_that_never_completes_is_answered_408(mg):
+    """Half a header, then silence: 408 after the service's request timeout (2 s)."""
+    tb, _, _, t = mg
+    before = fe_stats(t)["errors"]["408"]
+    t0 = time.monotonic()
+    out = raw_request(tb, b"GET /obj/1KB/ HTTP/1.1\r\nHost: vip\r\n", timeout=15)
+    assert out["status_line"].startswith("HTTP/1.1 408"), out
+    assert out["closed"] and time.monotonic() - t0 >= 1.9
+    assert fe_stats(t)["errors"]["408"] == before + 1
+
+
+def test_header_over_the_limit_is_answered_431(mg):
+    tb, store, _, t = mg
+    before = fe_stats(t)["errors"]["431"]
+    big_header = "X-Filler: " + "a" * 9000
+    code = curl(tb, f"-o /dev/null -w '%{{http_code}}' -H {shlex.quote(big_header)} "
+                    f"{t.endpoint.url}{paths(store, '1KB')[0]}")
+    assert code == "431"
+    assert fe_stats(t)["errors"]["431"] == before + 1
+
+
+def test_cluster_without_a_live_backend_is_answered_503(mg):
+    """nginx stopped on both back-ends of cluster small: the front-end tries both
+    and answers 503; cluster big is not affected; after a restart small serves."""
+    tb, store, servers, t = mg
+    before = fe_stats(t)["errors"]["503"]
+    url = f"{t.endpoint.url}{paths(store, '1KB')[0]}"
+    try:
+        for h in ("backend1", "backend2"):
+            servers.processes.pop(h).stop()
+        assert curl(tb, f"-o /dev/null -w '%{{http_code}}' {url}") == "503"
+        assert curl(tb, f"-o /dev/null -w '%{{http_code}}' "
+                        f"{t.endpoint.url}{paths(store, '10KB')[0]}") == "200"
+    finally:
+        servers.start(only=["backend1", "backend2"])
+    st = fe_stats(t)
+    assert st["errors"]["503"] == before + 1
+    assert st["errors"]["backend_refused"] >= 2
+    wait_until("cluster small serves again",
+               lambda: curl(tb, f"-o /dev/null -w '%{{http_code}}' {url}") == "200", 15)
+
+
+# -------------------------------------------------------------- afterwards
+
+def table_sizes(t) -> dict:
+    st = t.stats()
+    return {"frontend_flows": st["summary"]["frontend_flows"],
+            "switch_entries": st["summary"]["switch_table_occupancy"],
+            "agent_entries": {h: a["entries"] for h, a in st["agents"].items()}}
+
+
+def test_every_table_is_empty_after_a_run(mg):
+    """After wrk in both modes (and whatever the tests before left), the front-end's
+    flow table, the switch's flow table and every agent's map drain to empty
+    within the grace periods (front-end 0.5 s, agent 1 s): nothing leaks."""
+    tb, store, _, t = mg
+    objs = load_workloads().objects
+    classes = [{"name": s, "weight": 1, "paths": objs.paths(s)} for s in ("1KB", "1MB")]
+    runner = WrkRunner(tb.clients[0])
+    for close in (False, True):
+        out = runner.run(WrkJob(url=t.endpoint.url, classes=classes, threads=2,
+                                connections=16, duration_s=2, close=close))
+        assert out.ok, out.error
+    busy = table_sizes(t)
+    assert sum(busy["agent_entries"].values()) > 0, "the run left entries to drain"
+
+    def empty():
+        s = table_sizes(t)
+        done = (s["frontend_flows"] == 0 and s["switch_entries"] == 0
+                and not any(s["agent_entries"].values()))
+        return done or (False, s)
+    wait_until("every table empty", lambda: empty() is True, 20)
+    st = t.stats()
+    assert st["summary"]["switch_refused_full"] == 0
+    assert all(a["counters"]["map_fail"] == 0 for a in st["agents"].values())
+
+
+def _ns_pids(ns: str) -> list[int]:
+    import subprocess
+
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_stop_leaves_nothing_attached_pinned_or_running(mg):
+    """stop(): no tc filter on any switch port or back-end link, no pin directory,
+    no process in the switch's and front-end's namespaces; twice is harmless."""
+    tb, _, _, t = mg
+    ports = t.plan().ports
+    t.stop()
+    t.stop()
+    sw = tb.switch
+    for port in ports:
+        out = sw.run(f"tc -j filter show dev {port} ingress").stdout.strip()
+        assert json.loads(out or "[]") == [], (port, out)
+    for b in tb.backends:
+        for hook in ("ingress", "egress"):
+            out = b.run(f"tc -j filter show dev {b.iface} {hook}").stdout.strip()
+            assert json.loads(out or "[]") == [], (b.name, hook, out)
+        assert "clsact" not in b.run(f"tc qdisc show dev {b.iface}").stdout
+    leftovers = [p.name for p in tb.bpf_dir.iterdir()] if tb.bpf_dir.exists() else []
+    assert not [n for n in leftovers if n.startswith(("miresga-switch", "agent-"))], leftovers
+    assert _ns_pids(tb.switch.netns) == []
+    assert _ns_pids(tb.frontends[0].netns) == []
+    # And it comes back: deploy and start again on the same testbed.
+    t.deploy()
+    t.start()
+    t.wait_healthy(t.health_timeout_s)  # the module fixture stops it again
