@@ -286,6 +286,13 @@ class Miresga(Target):
         summary["frontend_requests"] = sum(f.get("requests", 0) for f in fes.values())
         summary["frontend_errors"] = sum(
             v for f in fes.values() for k, v in (f.get("errors") or {}).items())
+        decisions: dict[str, int] = {}
+        for f in fes.values():
+            for k, v in (f.get("decisions") or {}).items():
+                decisions[k] = decisions.get(k, 0) + v
+        summary["frontend_decisions"] = decisions
+        summary["frontend_tx_bytes"] = sum((f.get("packets") or {}).get("tx_bytes", 0)
+                                           for f in fes.values())
         summary["agent_rewrites"] = sum((a or {}).get("rewrites", 0) for a in agents.values())
         summary["agent_misses"] = sum((a or {}).get("misses", 0) for a in agents.values())
         summary["agent_entries"] = sum((a or {}).get("entries", 0) for a in agents.values())
