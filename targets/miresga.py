@@ -164,7 +164,10 @@ class Miresga(Target):
             raise TargetError(f"miresga: {e}", logs=logs) from None
 
     def _start_switch(self) -> None:
-        self.switch.run(f"rm -f {shlex.quote(self.stats_path)}")
+        # Pins a killed switchd left would make it refuse to start (its pin
+        # directory must be new); the tc filters it left are replaced on attach.
+        self.switch.run(f"rm -rf {shlex.quote(self.switch_pin_dir)} "
+                        f"{shlex.quote(self.stats_path)}")
         self.switchd = self.switch.start(self._switchd_command(), name="switchd")
         deadline = time.monotonic() + 30
         while True:
