@@ -63,6 +63,11 @@ class Miresga(Target):
         "agent_close_grace_s": 10.0,        # agent entry kept after RST / both FINs
         "frontend_grace_ms": 2000,          # front-end state kept after close
         "agent_max_conns": 65536,
+        # Hand a flow to the switch only after this many response bytes went
+        # through the front-end (0: as soon as the back-end joins, the paper's
+        # design); spares the switch's control plane an ADD and a DEL for
+        # every response too short to outlive the installation.
+        "offload_after_bytes": 0,
         "frontend_limits": {},              # more front-end knobs (frontend.LIMIT_DEFAULTS)
     }
     health_timeout_s = 40.0
@@ -120,6 +125,7 @@ class Miresga(Target):
         p = self.params
         return {"idle_timeout_ms": int(p["frontend_idle_s"] * 1000),
                 "grace_ms": int(p["frontend_grace_ms"]),
+                "offload_after_bytes": int(p["offload_after_bytes"]),
                 **dict(p["frontend_limits"])}
 
     def make_frontend(self, fe) -> Frontend:

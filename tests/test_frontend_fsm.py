@@ -188,6 +188,33 @@ def test_port_reused_during_the_grace_period_starts_a_new_flow(h):
     assert h.stats()["packets"]["reincarnation"] == before
 
 
+def test_offload_waits_for_offload_after_bytes_of_response():
+    """With offload_after_bytes 2000: no ADD when the back-end joins; the ADD goes
+    once 2000 response bytes have passed through the front-end; a flow whose whole
+    response is smaller never costs the switch an ADD or a DEL."""
+    with Harness(config_text(offload_after_bytes=2000)) as h:
+        big = Client(port=40021)
+        splice(h, big)
+        assert h.offload() == []
+        seq = big.s + 1
+        for chunk in (1000, 1000):
+            only(h.send(backend_pkt(big, "be1", seq, big.seq, "PA", b"x" * chunk)))
+            seq += chunk
+            big.ack = seq
+        assert h.offload() == [{"op": layouts.CtlOp.ADD, "ip": big.ip, "port": big.port,
+                                "backend": 0, "vip": 0}]
+        close(h, big, server_seq=seq)
+        assert [e["op"] for e in h.offload()] == [layouts.CtlOp.DEL]
+
+        small = Client(port=40022)
+        splice(h, small, backend="be2")        # round robin: the cluster's second
+        only(h.send(backend_pkt(small, "be2", small.s + 1, small.seq, "PA", RESPONSE)))
+        small.ack = small.s + 1 + len(RESPONSE)
+        close(h, small, backend="be2")
+        assert h.offload() == [], "a short flow is never offloaded"
+        assert h.stats()["offload"]["queued_add"] == 1
+
+
 def test_request_split_across_segments_is_held_until_complete(h):
     """Nothing goes anywhere until the header's last byte; then all of it, in order."""
     c = Client(port=40004)

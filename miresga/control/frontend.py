@@ -47,6 +47,7 @@ LIMIT_DEFAULTS: dict[str, int] = {
     "flow_capacity": 65536,
     "mbufs": 16383,
     "idle_sleep_max_us": 500,
+    "offload_after_bytes": 0,
     "offload_ring_size": 65536,
     "verify_checksums": 1,
 }

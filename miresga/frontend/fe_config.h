@@ -104,6 +104,9 @@ struct fe_config {
 	uint32_t flow_capacity;
 	uint32_t n_mbufs;
 	uint32_t idle_sleep_max_us; /* 0: busy poll */
+	/* Ask the switch to carry a flow only once this many response bytes
+	 * have passed through us; 0: as soon as the back-end joins. */
+	uint32_t offload_after_bytes;
 	uint8_t verify_checksums;
 };
 

@@ -68,6 +68,7 @@ struct fe_flow {
 	uint32_t answer_seq;        /* ANSWERED: first byte of our response */
 	uint32_t hdr_left;          /* header bytes of the current request not yet forwarded */
 	uint32_t requests;
+	uint32_t be_bytes;          /* response bytes the front-end forwarded (offload_after_bytes) */
 	struct http_scan scan;
 	struct http_body body;
 	uint16_t cli_win;           /* the client's last window field, unscaled */

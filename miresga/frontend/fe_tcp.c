@@ -122,10 +122,18 @@ static void offload_queue(struct fe_lcore *lc, struct fe_flow *f, uint8_t op)
 	}
 }
 
-/* Make the switch entry follow what the current rule says. */
+/*
+ * Make the switch entry follow what the current rule says.  With
+ * offload_after_bytes, a flow is handed over only once that many response
+ * bytes have passed through us: a response that small is over before an
+ * entry could be installed, so offloading it would only cost the switch's
+ * control plane an ADD and a DEL (its insertion rate is the scarce resource
+ * of a hardware switch; ~10^4 entries/s on a Tofino).
+ */
 static void offload_apply(struct fe_lcore *lc, struct fe_flow *f)
 {
-	if (f->offload && !f->installed && f->has_backend)
+	if (f->offload && !f->installed && f->has_backend &&
+	    f->be_bytes >= lc->cfg->offload_after_bytes)
 		offload_queue(lc, f, MG_CTL_ADD);
 	else if (!f->offload && f->installed)
 		offload_queue(lc, f, MG_CTL_DEL);
@@ -1043,6 +1051,14 @@ static void backend_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 		}
 		if (f->state != FE_FS_NEXT_HEADER)
 			fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+		if (p->len && !f->installed) {
+			/* Response bytes still come through us: hand the flow over
+			 * once there are enough of them (offload_after_bytes). */
+			f->be_bytes = p->len < UINT32_MAX - f->be_bytes ? f->be_bytes + p->len
+								       : UINT32_MAX;
+			if (f->state != FE_FS_NEXT_HEADER)
+				offload_apply(lc, f);
+		}
 		if ((p->flags & F_FIN) && !f->be_fin) {
 			f->be_fin = 1;
 			forward_to_client(lc, p);
