@@ -24,7 +24,7 @@
 /* Connections in the connection table (each takes two entries, see below). */
 #define L4_CONN_CAPACITY_DEFAULT 262144
 /* A Maglev slot of a VIP without any back-end. */
-#define L4_NO_BACKEND 0xffffffffu
+#define L4_BACKEND_NONE 0xffffffffu
 
 /*
  * Connection table key.  One LRU hash holds two entries per connection:
