@@ -71,7 +71,6 @@ class L4SwitchTarget(Target):
         self.ctl_path = f"{self.dir}/ctl.sock"
         self.pin_dir = f"{testbed.bpf_dir}/l4switch"
         self._proc = None
-        self._deployed = False
         self.plan = None
 
     @property
@@ -103,7 +102,6 @@ class L4SwitchTarget(Target):
             raise TargetError(f"target l4switch: {obj} missing on {sw.name}: run `make build` "
                               f"(or `make host-switch` on a real switch host)")
         sw.put_text(self.plan.to_json(), self.plan_path)
-        self._deployed = True
 
     def start(self) -> None:
         if self._proc is not None and self._proc.running():
@@ -149,11 +147,18 @@ class L4SwitchTarget(Target):
         if self._proc is not None:
             self._proc.stop(timeout=10)
             self._proc = None
-        if self._deployed:
+        if self.plan is not None:
             # Whatever a killed daemon left: its filters and pins.
-            self.switch_host.run(self._tool(f"cleanup --plan {shlex.quote(self.plan_path)} "
-                                            f"--pin-dir {shlex.quote(self.pin_dir)}"),
-                                 check=False, timeout=60)
+            args = (f"cleanup --pin-dir {shlex.quote(self.pin_dir)} "
+                    f"--ctl {shlex.quote(self.ctl_path)}")
+            if self.plan.netns:
+                args += f" --netns {shlex.quote(self.plan.netns)}"
+            if self.plan.ports:
+                args += f" --ports {shlex.quote(','.join(self.plan.ports))}"
+            r = self.switch_host.run(self._tool(args), check=False, timeout=60)
+            if not r.ok:
+                raise TargetError(f"l4switchd cleanup on {self.switch_host.name} failed: "
+                                  f"{(r.stderr or r.stdout).strip()[-1000:]}")
 
     # ------------------------------------------------------------- control
 

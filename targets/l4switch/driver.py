@@ -425,27 +425,65 @@ class L4Switch:
             for i, (idx, flags, seen) in enumerate(self._VALUE.iter_unpack(vb)):
                 yield kb[i * ksz:(i + 1) * ksz], idx, flags, seen
 
+    _KEY = struct.Struct("=IIHH")    # struct l4_conn_key, fields in their stored order
+
+    def _partner(self, key: bytes, idx: int, flags: int) -> bytes | None:
+        """The key of the other entry of the same connection."""
+        client_ip, _, client_port, _ = self._KEY.unpack(key)
+        if flags & L.CONN_REVERSE:
+            if idx >= len(self.plan.vips):
+                return None
+            v = self.plan.vips[idx]
+            return self._KEY.pack(client_ip, ip_be(v.ip), client_port, port_be(v.port))
+        if idx >= len(self.plan.backends):
+            return None
+        b = self.plan.backends[idx]
+        return self._KEY.pack(client_ip, ip_be(b.ip), client_port, port_be(b.port))
+
     def age(self, idle_s: int | None = None, closing_s: int | None = None) -> int:
         """Delete entries idle for their timeout; returns how many went.
 
-        Each candidate is looked up again just before it is deleted, so an
-        entry a packet touched during the sweep stays.
+        The two entries of a connection age together: each direction's packets
+        refresh only their own entry (a download refreshes the forward entry
+        with ACKs and the reverse one with data, but a connection idle one way
+        is not idle), so an entry counts as seen when its partner was.  A
+        reverse entry whose forward entry now names another back-end (the
+        client port was reused) has no partner and ages alone.  Each
+        candidate is looked up again just before it is deleted, so an entry a
+        packet touched during the sweep stays.
         """
         idle_s = self.plan.idle_timeout_s if idle_s is None else idle_s
         closing_s = self.plan.closing_timeout_s if closing_s is None else closing_s
         now = self.now_s()
+        entries = {kb: (idx, flags, seen) for kb, idx, flags, seen in self._scan()}
+
+        def pair_seen(kb: bytes, idx: int, flags: int, seen: int) -> int:
+            pk = self._partner(kb, idx, flags)
+            other = entries.get(pk) if pk is not None else None
+            if other is None or self._partner(pk, other[0], other[1]) != kb:
+                return seen
+            # The later of the two, on a clock that wraps.
+            return seen if (seen - other[2]) & 0xFFFFFFFF < 1 << 31 else other[2]
 
         def stale(flags: int, seen: int) -> bool:
             limit = closing_s if L.conn_closing(flags) else idle_s
             return (now - seen) & 0xFFFFFFFF >= limit
 
-        candidates = [kb for kb, _, flags, seen in self._scan() if stale(flags, seen)]
+        candidates = [kb for kb, (idx, flags, seen) in entries.items()
+                      if stale(flags, pair_seen(kb, idx, flags, seen))]
         m = self.map("conn_table")
         removed = 0
         for kb in candidates:
             k = L.ConnKey.from_buffer_copy(kb)
             v = m.lookup(k)
-            if v is not None and stale(v.flags, v.last_seen_s) and m.delete(k):
+            if v is None:
+                continue
+            pk = self._partner(kb, v.idx, v.flags)
+            pv = m.lookup(L.ConnKey.from_buffer_copy(pk)) if pk is not None else None
+            seen = v.last_seen_s
+            if pv is not None and self._partner(pk, pv.idx, pv.flags) == kb:
+                seen = seen if (seen - pv.last_seen_s) & 0xFFFFFFFF < 1 << 31 else pv.last_seen_s
+            if stale(v.flags, seen) and m.delete(k):
                 removed += 1
         return removed
 

@@ -129,10 +129,13 @@ static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_
 		.client_port_be = p->sport,
 		.peer_port_be = p->dport,
 	};
-	struct l4_conn *c = bpf_map_lookup_elem(&conn_table, &fwd);
 	const struct mg_backend *be;
 	__u32 bidx;
 
+	/* Before any state changes: a packet about to expire creates none. */
+	if (p->ttl <= 1)
+		return pass(L4_TTL_EXCEEDED);
+	struct l4_conn *c = bpf_map_lookup_elem(&conn_table, &fwd);
 	if (c && !(opening && l4_conn_closing(c->flags))) {
 		/* Established (or opening: a retransmitted SYN keeps its
 		 * back-end).  The entry wins over the Maglev table. */
@@ -180,8 +183,6 @@ static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_
 		mark(&fwd, &rev, flags, L4_CONN_FIN_CLIENT);
 	}
 
-	if (p->ttl <= 1)
-		return pass(L4_TTL_EXCEEDED);
 	if (mg_set_ipv4_addr(skb, MG_IP_DADDR_OFF, p->daddr, be->ip_be) ||
 	    mg_set_tcp_port(skb, MG_TCP_DPORT_OFF, p->dport, be->port_be))
 		return TC_ACT_SHOT; /* only on allocation failure */

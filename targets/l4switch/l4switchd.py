@@ -18,12 +18,12 @@ needed.  Standard library only.
     python -m targets.l4switch.l4switchd run --plan plan.json --ctl ctl.sock [--pin-dir DIR]
     python -m targets.l4switch.l4switchd ctl ctl.sock ping|stats|pool|conns
     python -m targets.l4switch.l4switchd ctl ctl.sock set-pool backend1 backend3 [--vip 0]
-    python -m targets.l4switch.l4switchd cleanup --plan plan.json --pin-dir DIR
+    python -m targets.l4switch.l4switchd cleanup --pin-dir DIR [--netns NS] [--ports a,b] [--ctl SOCK]
 
 `run` prints `l4switchd ready {...}` once the program is attached and the
 control socket listens.  SIGTERM or SIGINT detach the program, unpin its maps,
 remove the socket and exit 0.  `cleanup` removes what a killed daemon left
-(its tc filters, by handle, and its pins); it is idempotent.
+(its tc filters, by handle, its pins and its socket); it is idempotent.
 
 The control protocol is one JSON object per line on a Unix stream socket,
 request {"op": ..., ...} -> reply {"ok": true, ...} or {"error": "..."}.
@@ -207,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("backends", nargs="*", help="set-pool: back-end names")
     c.add_argument("--vip", type=int, default=0)
     k = sub.add_parser("cleanup", help="remove what a killed daemon left")
-    k.add_argument("--plan", required=True)
     k.add_argument("--pin-dir", required=True)
+    k.add_argument("--netns", help="the switch's namespace (default: this one)")
+    k.add_argument("--ports", help="comma-separated switch ports (default: every one)")
+    k.add_argument("--ctl", help="the daemon's control socket, removed if left behind")
     args = ap.parse_args(argv)
 
     if args.cmd == "ctl":
@@ -223,17 +225,24 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(reply))
         return 0 if "error" not in reply else 1
 
+    if args.cmd == "cleanup":
+        # No plan needed: a cleanup must work whatever state the plan file is in.
+        from targets.l4switch.driver import L4Switch
+
+        L4Switch.cleanup(args.pin_dir, args.netns,
+                         args.ports.split(",") if args.ports else None)
+        if args.ctl:
+            try:
+                os.unlink(args.ctl)
+            except FileNotFoundError:
+                pass
+        return 0
+
     try:
         plan = _load_plan(args.plan)
     except (OSError, ValueError) as e:
         print(f"l4switchd: {args.plan}: {e}", file=sys.stderr)
         return 2
-
-    if args.cmd == "cleanup":
-        from targets.l4switch.driver import L4Switch
-
-        L4Switch.cleanup(args.pin_dir, plan.netns, plan.ports)
-        return 0
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s l4switchd %(levelname)s %(message)s")
