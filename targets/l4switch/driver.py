@@ -22,10 +22,11 @@ an established connection stays on its back-end, even one that left the pool.
 
 Time.  Entries are stamped with `config.now_s`, a coarse clock the control
 plane advances (`tick()`, once a second in l4switchd); `age()` compares
-against the same clock.  Entries idle for `idle_timeout_s` are removed, and
-closing ones (RST, or FIN both ways) after `closing_timeout_s`; the LRU table
-also evicts the least recently used entry when a new connection finds it
-full.  A connection whose entry is gone is balanced again by Maglev on its
+against the same clock.  The data plane removes a connection's entries
+itself at its last ACK (after FIN both ways); `age()` removes entries idle
+for `idle_timeout_s`, and closing ones (RST, or FIN both ways whose last ACK
+was lost) after `closing_timeout_s`; the LRU table also evicts the least
+recently used entry when a new connection finds it full.  A connection whose entry is gone is balanced again by Maglev on its
 next packet, which gives it the same back-end unless the pool has changed.
 
 Standard library only (ctypes libbpf): it runs on a switch host with a bare

@@ -15,6 +15,8 @@
  *     entry: the client port reused)   add forward and reverse entries; rewrite
  *     RST without an entry             rewrite to the Maglev back-end, add nothing
  *     FIN / RST                        recorded in both entries (closing state)
+ *     last ACK (pure ACK after FIN     forwarded, then both entries removed
+ *     both ways), either direction
  *   back-end -> client, reverse entry  rewrite back-end -> VIP, FIB next hop,
  *                                      redirect: responses come back through
  *                                      the switch, never through a front-end
@@ -68,6 +70,13 @@ static __always_inline int drop(__u32 why)
 	return TC_ACT_SHOT;
 }
 
+static __always_inline int is_pure_ack(const struct mg_pkt *p)
+{
+	return (p->tcp_flags & (MG_TCP_ACK | MG_TCP_SYN | MG_TCP_FIN | MG_TCP_RST)) ==
+		       MG_TCP_ACK &&
+	       p->payload_len == 0;
+}
+
 static __always_inline void touch(struct l4_conn *c, const struct l4_config *cfg)
 {
 	/* Write only when the second changes: the entry's cache line stays
@@ -116,6 +125,15 @@ static __always_inline void mark(const struct l4_conn_key *fwd, const struct l4_
 		__sync_fetch_and_or(&c->flags, bits);
 }
 
+/* Remove both entries of a connection that is over.  Map values are not
+ * touched after this. */
+static __always_inline void conn_done(const struct l4_conn_key *fwd, const struct l4_conn_key *rev)
+{
+	bpf_map_delete_elem(&conn_table, fwd);
+	bpf_map_delete_elem(&conn_table, rev);
+	count(L4_CONN_DONE, 1);
+}
+
 /* ---------------------------------------------------------- client -> VIP */
 
 static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_pkt *p,
@@ -131,6 +149,7 @@ static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_
 	};
 	const struct mg_backend *be;
 	__u32 bidx;
+	int last_ack = 0;
 
 	/* Before any state changes: a packet about to expire creates none. */
 	if (p->ttl <= 1)
@@ -142,6 +161,9 @@ static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_
 		count(L4_CONN_HIT, 1);
 		touch(c, cfg);
 		bidx = c->idx;
+		/* A pure ACK after FIN both ways acknowledges the last FIN: the
+		 * connection is over once it is delivered. */
+		last_ack = is_pure_ack(p) && l4_conn_closing(c->flags);
 		be = bpf_map_lookup_elem(&backend_table, &bidx);
 		if (!be || !be->ifindex)
 			return drop(L4_NO_BACKEND);
@@ -173,15 +195,14 @@ static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_
 		}
 	}
 
-	if (flags & (MG_TCP_FIN | MG_TCP_RST)) {
-		struct l4_conn_key rev = {
-			.client_ip_be = p->saddr,
-			.peer_ip_be = be->ip_be,
-			.client_port_be = p->sport,
-			.peer_port_be = be->port_be,
-		};
+	struct l4_conn_key rev = {
+		.client_ip_be = p->saddr,
+		.peer_ip_be = be->ip_be,
+		.client_port_be = p->sport,
+		.peer_port_be = be->port_be,
+	};
+	if (flags & (MG_TCP_FIN | MG_TCP_RST))
 		mark(&fwd, &rev, flags, L4_CONN_FIN_CLIENT);
-	}
 
 	if (mg_set_ipv4_addr(skb, MG_IP_DADDR_OFF, p->daddr, be->ip_be) ||
 	    mg_set_tcp_port(skb, MG_TCP_DPORT_OFF, p->dport, be->port_be))
@@ -191,6 +212,8 @@ static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_
 		count(L4_FWD, 1);
 		count(L4_FWD_BYTES, skb->len);
 	}
+	if (last_ack)
+		conn_done(&fwd, &rev);
 	return verdict;
 }
 
@@ -224,30 +247,34 @@ static __always_inline int backend_packet(struct __sk_buff *skb, const struct mg
 		return pass(L4_FRAG_NEEDED);
 
 	touch(c, cfg);
-	if (p->tcp_flags & (MG_TCP_FIN | MG_TCP_RST)) {
-		struct l4_conn_key fwd = {
-			.client_ip_be = p->daddr,
-			.peer_ip_be = vip->ip_be,
-			.client_port_be = p->dport,
-			.peer_port_be = vip->port_be,
-		};
+	int last_ack = is_pure_ack(p) && l4_conn_closing(c->flags);
+	struct l4_conn_key fwd = {
+		.client_ip_be = p->daddr,
+		.peer_ip_be = vip->ip_be,
+		.client_port_be = p->dport,
+		.peer_port_be = vip->port_be,
+	};
+	if (p->tcp_flags & (MG_TCP_FIN | MG_TCP_RST))
 		mark(&fwd, &rev, p->tcp_flags, L4_CONN_FIN_BACKEND);
-	}
 	if (mg_set_ipv4_addr(skb, MG_IP_SADDR_OFF, p->saddr, vip->ip_be) ||
 	    mg_set_tcp_port(skb, MG_TCP_SPORT_OFF, p->sport, vip->port_be))
 		return TC_ACT_SHOT;
+	int verdict;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 		/* No neighbour yet, say: the kernel forwards the rewritten
 		 * packet and resolves the next hop for the ones after it. */
 		count(L4_REV, 1);
 		count(L4_REV_BYTES, skb->len);
-		return pass(L4_FIB_MISS);
+		verdict = pass(L4_FIB_MISS);
+	} else {
+		verdict = mg_l3_redirect(skb, p, fib.dmac, fib.smac, fib.ifindex);
+		if (verdict != TC_ACT_SHOT) {
+			count(L4_REV, 1);
+			count(L4_REV_BYTES, skb->len);
+		}
 	}
-	int verdict = mg_l3_redirect(skb, p, fib.dmac, fib.smac, fib.ifindex);
-	if (verdict != TC_ACT_SHOT) {
-		count(L4_REV, 1);
-		count(L4_REV_BYTES, skb->len);
-	}
+	if (last_ack)
+		conn_done(&fwd, &rev);
 	return verdict;
 }
 

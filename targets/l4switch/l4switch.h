@@ -52,9 +52,11 @@ struct l4_conn_key {
 #define L4_CONN_FIN_BACKEND 0x4u /* the back-end sent a FIN */
 #define L4_CONN_RST 0x8u         /* either side sent a RST */
 
-/* A connection is closing once a RST was seen or both sides sent a FIN: the
- * control plane removes it after a short timeout, and a new SYN from the
- * same client port is a new connection (balanced afresh). */
+/* A connection is closing once a RST was seen or both sides sent a FIN.  The
+ * data plane removes both entries when it forwards the last ACK (a pure ACK
+ * after FIN both ways); the control plane removes what is left (RST, a lost
+ * last ACK) after a short timeout; and a new SYN from the same client port on
+ * a closing entry is a new connection (balanced afresh). */
 MG_INLINE int l4_conn_closing(__u32 flags)
 {
 	return (flags & L4_CONN_RST) ||
@@ -124,6 +126,7 @@ enum l4_counter {
 	L4_FRAG_NEEDED,       /* response too big for the client link: kernel, unrewritten */
 	L4_TTL_EXCEEDED,      /* TTL would expire: kernel path (ICMP) */
 	L4_CONN_ADD_FAILED,   /* the connection table refused an entry (allocation) */
+	L4_CONN_DONE,         /* last ACK after FIN both ways: both entries removed */
 	L4__MAX,
 };
 

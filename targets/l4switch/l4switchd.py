@@ -15,6 +15,7 @@ inside the switch namespace.  The bench talks to it through the same program
 run as a client on that host (`ctl`), so nothing but the host interface is
 needed.  Standard library only.
 
+    python -m targets.l4switch.l4switchd plan --testbed PREFIX [--service svc.toml] > plan.json
     python -m targets.l4switch.l4switchd run --plan plan.json --ctl ctl.sock [--pin-dir DIR]
     python -m targets.l4switch.l4switchd ctl ctl.sock ping|stats|pool|conns
     python -m targets.l4switch.l4switchd ctl ctl.sock set-pool backend1 backend3 [--vip 0]
@@ -206,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("op", choices=["ping", "stats", "pool", "conns", "set-pool"])
     c.add_argument("backends", nargs="*", help="set-pool: back-end names")
     c.add_argument("--vip", type=int, default=0)
+    pl = sub.add_parser("plan", help="print the plan for a running emulated testbed")
+    pl.add_argument("--testbed", required=True, metavar="PREFIX",
+                    help="a testbed brought up with `python -m bench testbed up`")
+    pl.add_argument("--service", help="service definition (TOML); default: one cluster of "
+                                      "every back-end")
     k = sub.add_parser("cleanup", help="remove what a killed daemon left")
     k.add_argument("--pin-dir", required=True)
     k.add_argument("--netns", help="the switch's namespace (default: this one)")
@@ -224,6 +230,24 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(json.dumps(reply))
         return 0 if "error" not in reply else 1
+
+    if args.cmd == "plan":
+        # The bench (and pydantic) only on this path: `run` needs python3 alone.
+        from bench.errors import BenchError
+        from bench.testbed import EmulatedTestbed
+        from miresga.control.service import default_service, load_service
+        from targets.l4switch.driver import L4Plan
+
+        try:
+            tb = EmulatedTestbed.from_state(args.testbed)
+            service = (load_service(args.service) if args.service
+                       else default_service([h.name for h in tb.backends], vip=str(tb.vip),
+                                            port=tb.vip_port))
+            print(L4Plan.from_testbed(tb, service).to_json())
+        except (BenchError, ValueError) as e:
+            print(f"l4switchd: {e}", file=sys.stderr)
+            return 2
+        return 0
 
     if args.cmd == "cleanup":
         # No plan needed: a cleanup must work whatever state the plan file is in.

@@ -63,6 +63,7 @@ class Counter(enum.IntEnum):
     FRAG_NEEDED = enum.auto()
     TTL_EXCEEDED = enum.auto()
     CONN_ADD_FAILED = enum.auto()
+    CONN_DONE = enum.auto()
 
 
 COUNTER_MAX = len(Counter)
