@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import command
-from bench.errors import BenchError
+from bench.errors import ConfigError, BenchError
 
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 
@@ -44,6 +44,11 @@ def _run_parser(sub) -> None:
                    help="results root; the campaign writes to ROOT/<campaign>/ (default results)")
     p.add_argument("--topology", "-t", default=None,
                    help="topology file (default: the experiment's, else testbeds/emulated.toml)")
+    p.add_argument("--inventory", "-i", default=None,
+                   help="run on the real hosts of an inventory over SSH instead of an emulated "
+                        "testbed (see testbeds/inventory.example.toml)")
+    p.add_argument("--no-deploy", action="store_true",
+                   help="with --inventory: do not ship and build this checkout on the hosts")
     p.add_argument("--prefix", "-p", default=None,
                    help="testbed namespace prefix (default: wl + random, so runs never collide)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the points only")
@@ -54,8 +59,16 @@ def _run(args) -> int:
     from bench.experiment import load_experiment
 
     exp = load_experiment(args.experiment)
+    if args.inventory and args.topology:
+        raise ConfigError("give --topology (emulated testbed) or --inventory (real hosts), "
+                          "not both")
+    inventory = None
+    if args.inventory:
+        from bench.inventory import load_inventory
+
+        inventory = load_inventory(args.inventory)  # refused here, before any host is touched
     campaign = Campaign(exp, Path(args.results), force=args.force, topology=args.topology,
-                        prefix=args.prefix)
+                        prefix=args.prefix, inventory=inventory, deploy=not args.no_deploy)
     if args.dry_run:
         for p in campaign.points:
             print(("done  " if campaign.is_done(p) else "todo  ") + p.id)
@@ -78,13 +91,18 @@ def point_seed(campaign_seed: int, point_id: str) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
-def open_testbed(topology_file: Path, prefix: str):
+def open_testbed(topology_file: Path, prefix: str, inventory=None, deploy: bool = True):
     """The testbed a campaign runs on, as a context manager that takes it down.
 
-    Emulated (network namespaces) from a topology file; a remote testbed from
-    an inventory plugs in here, and everything after this line only uses the
-    testbed's hosts through the host interface.
+    Emulated (network namespaces) from a topology file, or the real hosts of
+    an inventory over SSH (reached, cleaned up, deployed and checked before
+    the first point); everything after this line only uses the testbed's
+    hosts through the host interface.
     """
+    if inventory is not None:
+        from bench.remote import RemoteTestbed
+
+        return RemoteTestbed(inventory).session(deploy=deploy)
     from bench.testbed import EmulatedTestbed
     from bench.topology import load_topology
 
@@ -97,7 +115,8 @@ def probe_size(objects) -> str:
 
 class Campaign:
     def __init__(self, exp, results_root: Path, force: bool = False, topology: str | None = None,
-                 prefix: str | None = None, console=None, wrk_binary: str = "wrk"):
+                 prefix: str | None = None, console=None, wrk_binary: str = "wrk",
+                 inventory=None, deploy: bool = True):
         from bench.experiment import topology_path
         from bench.topology import DEFAULT_TOPOLOGY
 
@@ -106,6 +125,8 @@ class Campaign:
         self.force = force
         self.topology_file = Path(topology) if topology else (topology_path(exp) or DEFAULT_TOPOLOGY)
         self.prefix = prefix
+        self.inventory = inventory
+        self.deploy = deploy
         self.points = exp.points()
         if console is None:
             from rich.console import Console
@@ -202,7 +223,8 @@ class Campaign:
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                             console=self.console, transient=False)
-        with progress, open_testbed(self.topology_file, prefix) as tb:
+        with progress, open_testbed(self.topology_file, prefix, self.inventory,
+                                    self.deploy) as tb:
             task = progress.add_task("starting the testbed and back-ends", total=len(todo))
             store = ObjectStore(self.exp.workloads.objects)
             backends = BackendServers(tb, store)
