@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.parallel import for_each_host, raise_first
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_LIBS = ("pandas", "numpy", "seaborn", "matplotlib", "pydantic", "rich", "fabric",
                "paramiko", "scapy")
@@ -82,11 +84,12 @@ def tool_versions(testbed) -> dict:
 
 
 def collect(testbed) -> dict:
+    facts = raise_first(for_each_host(list(testbed.hosts.values()), host_facts))
     hosts = {}
     for name, h in testbed.hosts.items():
         hosts[name] = {"role": h.role, "address": str(h.address) if h.address else None,
                        "transport": type(h).__name__, "cpus_pinned": h.cpus or None,
-                       **host_facts(h)}
+                       **facts[name]}
     machines: dict[str, dict] = {}
     for name, f in hosts.items():
         m = machines.setdefault(f["boot_id"] or name, {

@@ -15,7 +15,6 @@ clean up) runs in parallel with one progress view.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import hashlib
 import io
@@ -31,6 +30,7 @@ from typing import Callable
 from bench.errors import HostError, TestbedError
 from bench.hosts import REPO_ROOT, LinkFacts, SshHost
 from bench.inventory import Inventory, SwitchKind
+from bench.parallel import for_each_host
 from bench.topology import Role
 
 BPF_ROOT = "/sys/fs/bpf/miresga"
@@ -46,22 +46,7 @@ class HostReport:
 
 
 def parallel(hosts: list, fn: Callable, what: str, progress: bool = True) -> dict:
-    """Run fn(host) for every host at once; returns {host name: result or exception}."""
-    from rich.progress import Progress
-
-    results: dict = {}
-    with cf.ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        futures = {pool.submit(fn, h): h for h in hosts}
-        with Progress(transient=True, disable=not progress) as bar:
-            task = bar.add_task(f"{what} ({len(hosts)} hosts)", total=len(hosts))
-            for fut in cf.as_completed(futures):
-                h = futures[fut]
-                try:
-                    results[h.name] = fut.result()
-                except Exception as e:  # reported per host by the caller
-                    results[h.name] = e
-                bar.advance(task)
-    return results
+    return for_each_host(hosts, fn, what, progress)
 
 
 class RemoteTestbed:
