@@ -19,7 +19,7 @@ from bench.errors import BenchError
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 LATEST = RESULTS_ROOT / "latest"
 FIGURES = ("plots.fig4a_latency_vs_size", "plots.fig4b_throughput_vs_size",
-           "plots.fig4c_latency_mix", "plots.fig4d_throughput_mix")
+           "plots.fig4c_latency_mix", "plots.fig4d_throughput_mix", "plots.fig_frontend_cost")
 
 
 @command("plots")
