@@ -155,6 +155,19 @@ class BackendServers:
         self.processes.update(started)
         self.wait_serving(timeout)
 
+    def restart(self, name: str, timeout: float = 20.0) -> None:
+        """Start one back-end's web server again (after a fault killed it)."""
+        host = self.testbed.host(name)
+        old = self.processes.pop(name, None)
+        if old is not None:
+            old.stop(2)
+        self.processes[name] = self._start_one(host, self.store.generate())
+        deadline = time.monotonic() + timeout
+        while not self.healthy(host):
+            if time.monotonic() > deadline:
+                raise BackendError(f"{name}: nginx not serving again within {timeout:.0f}s")
+            time.sleep(0.1)
+
     def _start_one(self, host: Host, local: Path) -> Process:
         www = self.www_dir(host)
         host.run(f"rm -rf {shlex.quote(www)}")

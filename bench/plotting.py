@@ -48,8 +48,12 @@ def draw_all(results: Path, out: Path) -> list[Path]:
     figures: list[Path] = []
     for mod in FIGURES:
         figures += importlib.import_module(mod).draw(df, out)
+    from plots import fig_faults
+
+    figures += fig_faults.draw_faults(results, out)
     written += figures
-    written.append(report.write(df, out, figures, source=str(results)))
+    written.append(report.write(df, out, figures, source=str(results),
+                                extra=fig_faults.report_lines(results)))
     return written
 
 

@@ -122,7 +122,8 @@ def tidy(paths: Iterable[Path] | Path):
     rows = []
     for path in paths:
         doc = read_result(path)
-        if doc is not None:
+        # Fault runs have a table of their own (bench.faults.fault_rows).
+        if doc is not None and doc.get("kind", "point") == "point":
             rows.append(tidy_row(doc, path))
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -131,7 +132,14 @@ def tidy(paths: Iterable[Path] | Path):
 
 
 def write_tidy(root: Path) -> Path | None:
-    """results/<campaign>/tidy.csv from the result files under it."""
+    """results/<campaign>/tidy.csv (and faults.csv) from the result files under it."""
+    import pandas as pd
+
+    from bench.faults import fault_rows
+
+    faults = fault_rows(Path(root))
+    if faults:
+        pd.DataFrame(faults).to_csv(Path(root) / "faults.csv", index=False)
     df = tidy(root)
     if df.empty:
         return None

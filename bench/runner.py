@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import command
-from bench.errors import ConfigError, BenchError
+from bench.errors import BenchError, ConfigError
+from bench.faults import FaultPoint
 
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 
@@ -140,6 +141,12 @@ class Campaign:
         return self.dir / point.relpath
 
     def parameters(self, point) -> dict[str, Any]:
+        if isinstance(point, FaultPoint):
+            return {"campaign": self.exp.name, "point_id": point.id,
+                    "target": point.target.key, "target_name": point.target.name,
+                    "target_params": dict(point.target.params),
+                    "repetition": point.repetition, "fault": point.fault,
+                    **point.spec.model_dump(exclude={"run", "targets", "repetitions"})}
         wl = self.exp.workloads.get(point.workload)
         return {
             "campaign": self.exp.name, "point_id": point.id,
@@ -161,7 +168,7 @@ class Campaign:
         from bench.results import read_result
 
         doc = read_result(self.path(point))
-        return (doc is not None and doc.get("status") == "ok"
+        return (doc is not None and doc.get("status") in ("ok", "not_applicable")
                 and doc.get("parameters") == self.parameters(point))
 
     def todo(self) -> list:
@@ -282,9 +289,12 @@ class Campaign:
         try:
             for p in points:
                 progress.update(task, description=f"{p.id}")
-                doc = self._run_point(ctx, target, p, integrity)
+                if isinstance(p, FaultPoint):
+                    doc = self._run_fault(ctx, target, p, integrity)
+                else:
+                    doc = self._run_point(ctx, target, p, integrity)
                 self._write(p, doc)
-                if doc["status"] == "ok":
+                if doc["status"] in ("ok", "not_applicable"):
                     summary["ok"] += 1
                 else:
                     summary["failed"] += 1
@@ -315,6 +325,9 @@ class Campaign:
         if trace:
             doc["logs"] = {**logs, "traceback": trace}
         return doc
+
+    def _run_fault(self, ctx, target, point, integrity) -> dict:
+        return _fault_doc(self, ctx, target, point, integrity)
 
     def _run_point(self, ctx, target, point, integrity) -> dict:
         from bench.wrk import WrkJob, WrkRunner
@@ -402,6 +415,32 @@ class Campaign:
         return doc
 
 
+def _fault_doc(campaign: "Campaign", ctx, target, point, integrity) -> dict:
+    from bench.faults import run_fault
+
+    t0 = time.monotonic()
+    doc = campaign._base(point, integrity)
+    doc.update(kind="fault", target=target.describe())
+    try:
+        if not target.healthy():
+            target.wait_healthy(10)
+        out = run_fault(ctx, target, point)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001
+        out = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+               "logs": {**target.logs(), "traceback": traceback.format_exc()}}
+    doc.update(out)
+    if doc["status"] == "ok" and not target.healthy():
+        # The campaign goes on with this deployment: bring it back or say so.
+        try:
+            target.wait_healthy(30)
+        except Exception as e:  # noqa: BLE001
+            doc["after"] = f"target not healthy after the fault: {e}"
+    doc["elapsed_s"] = time.monotonic() - t0
+    return doc
+
+
 class _Context:
     """What every point of a campaign shares: testbed, back-ends, objects, CPU sampler."""
 
@@ -410,6 +449,7 @@ class _Context:
     def __init__(self, tb, backends, store, sampler, service):
         self.tb, self.backends, self.store = tb, backends, store
         self.sampler, self.service = sampler, service
+        self.fault_procs: list = []  # processes a fault started (a SYN flood), stopped by undo
         self._headers: dict[tuple[str, bool], int | None] = {}
 
     def header_bytes(self, url: str, close: bool) -> int | None:
@@ -452,6 +492,16 @@ def _probe_metrics(data: dict) -> dict:
 
 
 def _one_line(doc: dict) -> str:
+    if doc.get("kind") == "fault":
+        if doc["status"] == "not_applicable":
+            return f"[dim]n/a[/] {doc['point_id']}: {doc['error']}"
+        if doc["status"] != "ok":
+            return f"[red]FAILED[/] {doc['point_id']}: {doc['error']}"
+        o = doc["outcome"]
+        rec = f"recovered in {o['recovery_s']:.1f} s" if o["recovered"] else "[red]not recovered[/]"
+        return (f"[green]ok[/] {doc['point_id']}: {o['requests_failed']} failed, "
+                f"{o['responses_corrupt']} corrupt, {rec}, "
+                + ("kept serving" if o["kept_serving"] else "[bold red]STUCK[/]"))
     if doc["status"] != "ok":
         return f"[red]FAILED[/] {doc['point_id']}: {doc['error']}"
     m = doc["metrics"]["load"]
