@@ -54,6 +54,10 @@ def draw_all(results: Path, out: Path) -> list[Path]:
     written += figures
     written.append(report.write(df, out, figures, source=str(results),
                                 extra=fig_faults.report_lines(results)))
+    from bench.claims import claims
+
+    (out / "claims.md").write_text(claims(results))
+    written.append(out / "claims.md")
     return written
 
 

@@ -135,3 +135,22 @@ def test_no_results_is_an_error_not_an_empty_figure(tmp_path):
     p = subprocess.run([sys.executable, "-m", "bench", "plots", str(tmp_path)],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert p.returncode == 2 and "no result files" in p.stderr
+
+
+def test_claims_are_ratios_within_one_run(results, tmp_path):
+    """The claims table divides targets of the same run; absent targets are n/a."""
+    from bench.claims import claims
+
+    for f in result_files(FIXTURES):
+        doc = _scaled(read_result(f), 2.0, target="miresga")
+        doc["target"] = {"name": "miresga", "layer7": True}
+        _write(results / str(f.relative_to(FIXTURES)).replace("direct/", "miresga/"), doc)
+    text = claims(results)
+    # haproxy is 0.5x direct and miresga 2x direct (rep 1 only; direct has 2 reps: 1 and 0.9)
+    assert "Miresga / HAProxy: 4.00x (keep-alive), 4.00x (close)" in text
+    assert "Miresga / nginx: n/a" in text
+    assert "64 vs 512 bits (8.0x less)" in text
+    assert "haproxy: FAILED" in text  # its integrity, in the fixtures
+    assert (tmp_path / "x").mkdir() is None
+    draw_all(results, tmp_path / "x")
+    assert (tmp_path / "x" / "claims.md").read_text() == text
