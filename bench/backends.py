@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.hosts import Host, Process
+from bench.parallel import for_each_host, raise_first
 from workloads.model import Objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,24 +153,40 @@ class BackendServers:
 
     def start(self, timeout: float = 20.0) -> None:
         local = self.store.generate()
-        for host in self.hosts:
-            www = self.www_dir(host)
-            host.run(f"rm -rf {shlex.quote(www)}")
-            host.put(local / "www", www)
-            workers = int(host.run("nproc").stdout.strip() or 1)
-            conf = f"{host.workdir}/nginx/nginx.conf"
-            host.put_text(nginx_config(host, workers, www), conf)
-            host.run(f"mkdir -p {host.workdir}/nginx/tmp")
-            t = host.run(f"{self.nginx} -t -q -e {host.workdir}/nginx/error.log -c {conf}",
-                         check=False)
-            if not t.ok:
-                raise BackendError(f"{host.name}: nginx refused its configuration:\n"
-                                   f"{t.stderr.strip()}")
-            self._status_requests[host.name] = 0
-            self.processes[host.name] = host.start(
-                f"exec {self.nginx} -e {host.workdir}/nginx/error.log -c {conf}",
-                name="nginx-backend")
+        # Hosts are independent: put objects and start nginx on all at once.
+        started = raise_first(for_each_host(self.hosts, lambda h: self._start_one(h, local)))
+        self.processes.update(started)
         self.wait_serving(timeout)
+
+    def restart(self, name: str, timeout: float = 20.0) -> None:
+        """Start one back-end's web server again (after a fault killed it)."""
+        host = self.testbed.host(name)
+        old = self.processes.pop(name, None)
+        if old is not None:
+            old.stop(2)
+        self.processes[name] = self._start_one(host, self.store.generate())
+        deadline = time.monotonic() + timeout
+        while not self.healthy(host):
+            if time.monotonic() > deadline:
+                raise BackendError(f"{name}: nginx not serving again within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def _start_one(self, host: Host, local: Path) -> Process:
+        www = self.www_dir(host)
+        host.run(f"rm -rf {shlex.quote(www)}")
+        host.put(local / "www", www)
+        workers = int(host.run("nproc").stdout.strip() or 1)
+        conf = f"{host.workdir}/nginx/nginx.conf"
+        host.put_text(nginx_config(host, workers, www), conf)
+        host.run(f"mkdir -p {host.workdir}/nginx/tmp")
+        t = host.run(f"{self.nginx} -t -q -e {host.workdir}/nginx/error.log -c {conf}",
+                     check=False)
+        if not t.ok:
+            raise BackendError(f"{host.name}: nginx refused its configuration:\n"
+                               f"{t.stderr.strip()}")
+        self._status_requests[host.name] = 0
+        return host.start(f"exec {self.nginx} -e {host.workdir}/nginx/error.log -c {conf}",
+                          name="nginx-backend")
 
     def healthy(self, host: Host) -> bool:
         """The health object, fetched on the host itself (not through the switch)."""

@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import ConfigError, format_validation_error
+from bench.faults import FaultPoint, FaultsSpec
 from workloads.model import WorkloadFile, load_workloads
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,6 +118,7 @@ class ExperimentFile(_Strict):
     campaign: CampaignSpec = CampaignSpec()
     target: list[TargetSpec] = Field(min_length=1)
     parameters: Parameters
+    faults: FaultsSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,26 @@ class Experiment:
                             if f in swept and f not in ("conn_mode", "connections", "threads"):
                                 slug += f"-{_SLUG[f]}{params[f]:g}"
                         out.append(Point(len(out), t, w, rep, params, slug))
+        return out + self.fault_points(len(out))
+
+    def fault_targets(self) -> list[TargetSpec]:
+        f = self.spec.faults
+        if f is None:
+            return []
+        if f.targets is not None:
+            return [t for t in self.spec.target if t.key in f.targets]
+        from targets.base import available
+
+        known = available()
+        return [t for t in self.spec.target if t.name in known and known[t.name].layer7]
+
+    def fault_points(self, start: int = 0) -> list[FaultPoint]:
+        f = self.spec.faults
+        out: list[FaultPoint] = []
+        for t in self.fault_targets():
+            for rep in range(1, f.repetitions + 1):
+                for name in f.run:
+                    out.append(FaultPoint(start + len(out), t, name, rep, f))
         return out
 
 
@@ -213,6 +235,11 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
             problems.append(f"{src}: target[{i}]: {t.key!r} is already target[{keys[t.key]}]; "
                             f"give one a label")
         keys[t.key] = i
+    if spec.faults is not None and spec.faults.targets is not None:
+        for i, key in enumerate(spec.faults.targets):
+            if key not in keys:
+                problems.append(f"{src}: faults.targets[{i}]: {key!r} is not a target of this "
+                                f"experiment ({', '.join(keys)})")
     if spec.campaign.topology is not None and not _resolve(spec.campaign.topology,
                                                             source.parent).exists():
         problems.append(f"{src}: campaign.topology: no file {spec.campaign.topology!r}")

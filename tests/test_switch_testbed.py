@@ -263,12 +263,11 @@ def test_switchd_on_the_switch_host(tb):
 
     fe, client = tb.frontends[0], tb.host("client")
     stats = f"{tb.switch.workdir}/switch-stats.json"
-    # `exec`, so that the process stop() signals and waits for is switchd
+    # tool() execs, so the process stop() signals and waits for is switchd
     # itself, not a shell that dies at once while switchd is still unloading.
-    sh = tb.switch.tool("miresga.control.switchd", f"--testbed {tb.prefix} --stats-file "
-                        f"{stats} --stats-interval 0.2")
-    cd, run = sh.split(" && ", 1)
-    proc = tb.switch.start(f"{cd} && exec {run}", name="switchd")
+    proc = tb.switch.start(tb.switch.tool("miresga.control.switchd",
+                                          f"--testbed {tb.prefix} --stats-file {stats} "
+                                          f"--stats-interval 0.2"), name="switchd")
     try:
         deadline = time.monotonic() + 30
         while "switchd ready" not in proc.logs() and time.monotonic() < deadline:
