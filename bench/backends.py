@@ -140,6 +140,9 @@ class BackendServers:
         self.store = store
         self.nginx = nginx
         self.processes: dict[str, Process] = {}
+        # Status requests asked of each nginx since it started: stub_status
+        # counts them too, requests_served() takes them off.
+        self._status_requests: dict[str, int] = {}
 
     @property
     def hosts(self) -> list[Host]:
@@ -181,6 +184,7 @@ class BackendServers:
         if not t.ok:
             raise BackendError(f"{host.name}: nginx refused its configuration:\n"
                                f"{t.stderr.strip()}")
+        self._status_requests[host.name] = 0
         return host.start(f"exec {self.nginx} -e {host.workdir}/nginx/error.log -c {conf}",
                           name="nginx-backend")
 
@@ -197,12 +201,14 @@ class BackendServers:
         for host in self.hosts:
             r = host.run(f"curl -s --max-time 2 http://{host.address}:{PORT}{STATUS_PATH}",
                          check=False, timeout=10)
+            self._status_requests[host.name] = self._status_requests.get(host.name, 0) + 1
             # "... server accepts handled requests\n 1 1 7 \n..."
             lines = r.stdout.splitlines()
             i = next((k for k, line in enumerate(lines) if "requests" in line), None)
             if not r.ok or i is None or i + 1 >= len(lines):
                 raise BackendError(f"{host.name}: no stub_status answer: {r.stdout or r.stderr}")
-            out[host.name] = int(lines[i + 1].split()[2])
+            # stub_status counts every status request too, this one included.
+            out[host.name] = int(lines[i + 1].split()[2]) - self._status_requests[host.name]
         return out
 
     def wait_serving(self, timeout: float) -> None:

@@ -5,6 +5,7 @@
     workloads = "workloads/default.toml"
     repetitions = 3
     seed = 1
+    # interleave = true               # repetition-major: every target once per repetition
 
     [[target]]
     name = "direct"                   # a registered target (targets/)
@@ -25,6 +26,11 @@ with the field named.  `points()` expands the file into a deterministic run
 list: targets in file order (each is deployed once), then repetitions (so a
 slow minute of a shared machine does not hit every repetition of one point),
 then workloads, then parameter combinations in field order.
+
+With `interleave = true` repetitions come first, then targets: each target is
+deployed (and verified) once per repetition, and a slow stretch of a shared
+machine hits one repetition of every target instead of every repetition of
+one target, which matters when targets are compared as ratios of one run.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class CampaignSpec(_Strict):
     repetitions: int = Field(default=1, ge=1, le=1000)
     seed: int = 1
     topology: str | None = None
+    interleave: bool = False
 
 
 class TargetSpec(_Strict):
@@ -161,16 +168,18 @@ class Experiment:
         fields = list(SWEEP_ORDER)
         swept = set(p.swept())
         out: list[Point] = []
-        for t in self.spec.target:
-            for rep in range(1, self.spec.campaign.repetitions + 1):
-                for w in p.workload:
-                    for combo in itertools.product(*(getattr(p, f) for f in fields)):
-                        params = dict(zip(fields, combo))
-                        slug = params["conn_mode"] + f"-c{params['connections']}-t{params['threads']}"
-                        for f in fields:
-                            if f in swept and f not in ("conn_mode", "connections", "threads"):
-                                slug += f"-{_SLUG[f]}{params[f]:g}"
-                        out.append(Point(len(out), t, w, rep, params, slug))
+        reps = range(1, self.spec.campaign.repetitions + 1)
+        order = (itertools.product(reps, self.spec.target) if self.spec.campaign.interleave
+                 else ((rep, t) for t in self.spec.target for rep in reps))
+        for rep, t in order:
+            for w in p.workload:
+                for combo in itertools.product(*(getattr(p, f) for f in fields)):
+                    params = dict(zip(fields, combo))
+                    slug = params["conn_mode"] + f"-c{params['connections']}-t{params['threads']}"
+                    for f in fields:
+                        if f in swept and f not in ("conn_mode", "connections", "threads"):
+                            slug += f"-{_SLUG[f]}{params[f]:g}"
+                    out.append(Point(len(out), t, w, rep, params, slug))
         return out + self.fault_points(len(out))
 
     def fault_targets(self) -> list[TargetSpec]:

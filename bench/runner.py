@@ -223,9 +223,13 @@ class Campaign:
         import secrets
 
         prefix = self.prefix or ("wl" + secrets.token_hex(3))
-        groups: dict[str, list] = {}
+        # One deployment per group: per target, or per (target, repetition)
+        # when the campaign interleaves repetitions over targets.
+        interleave = self.exp.spec.campaign.interleave
+        groups: dict[tuple, list] = {}
         for p in todo:
-            groups.setdefault(p.target.key, []).append(p)
+            rep = p.repetition if interleave and not isinstance(p, FaultPoint) else None
+            groups.setdefault((p.target.key, rep), []).append(p)
 
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
