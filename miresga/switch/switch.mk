@@ -7,3 +7,4 @@ $(BUILD)/bpf/switch.bpf.o: BPF_CFLAGS += -mcpu=v3
 $(BUILD)/bpf/switch.bpf.o: miresga/switch/switch_maps.h miresga/include/mg_pkt.h miresga/include/mg_fwd.h
 
 BUILD_OUTPUTS += $(BUILD)/bpf/switch.bpf.o
+ROLE_PARTS_switch += $(BUILD)/bpf/switch.bpf.o
