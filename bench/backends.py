@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.hosts import Host, Process
+from bench.parallel import for_each_host, raise_first
 from workloads.model import Objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,8 +140,8 @@ class BackendServers:
         self.store = store
         self.nginx = nginx
         self.processes: dict[str, Process] = {}
-        # stub_status counts every request, its own included: the status
-        # requests this object made per host, to take them out again.
+        # Status requests asked of each nginx since it started: stub_status
+        # counts them too, requests_served() takes them off.
         self._status_requests: dict[str, int] = {}
 
     @property
@@ -150,31 +151,42 @@ class BackendServers:
     def www_dir(self, host: Host) -> str:
         return f"{host.workdir}/www"
 
-    def start(self, timeout: float = 20.0, only: list[str] | None = None) -> None:
-        """Start nginx on every back-end, or on the named ones (a restart after a
-        test stopped some: nginx listens with reuseport, so starting a second
-        one on a host that still runs the first would not fail, and would leak)."""
+    def start(self, timeout: float = 20.0) -> None:
         local = self.store.generate()
-        for host in self.hosts:
-            if only is not None and host.name not in only:
-                continue
-            www = self.www_dir(host)
-            host.run(f"rm -rf {shlex.quote(www)}")
-            host.put(local / "www", www)
-            workers = int(host.run("nproc").stdout.strip() or 1)
-            conf = f"{host.workdir}/nginx/nginx.conf"
-            host.put_text(nginx_config(host, workers, www), conf)
-            host.run(f"mkdir -p {host.workdir}/nginx/tmp")
-            t = host.run(f"{self.nginx} -t -q -e {host.workdir}/nginx/error.log -c {conf}",
-                         check=False)
-            if not t.ok:
-                raise BackendError(f"{host.name}: nginx refused its configuration:\n"
-                                   f"{t.stderr.strip()}")
-            self.processes[host.name] = host.start(
-                f"exec {self.nginx} -e {host.workdir}/nginx/error.log -c {conf}",
-                name="nginx-backend")
-            self._status_requests[host.name] = 0  # a new nginx counts from 0
+        # Hosts are independent: put objects and start nginx on all at once.
+        started = raise_first(for_each_host(self.hosts, lambda h: self._start_one(h, local)))
+        self.processes.update(started)
         self.wait_serving(timeout)
+
+    def restart(self, name: str, timeout: float = 20.0) -> None:
+        """Start one back-end's web server again (after a fault killed it)."""
+        host = self.testbed.host(name)
+        old = self.processes.pop(name, None)
+        if old is not None:
+            old.stop(2)
+        self.processes[name] = self._start_one(host, self.store.generate())
+        deadline = time.monotonic() + timeout
+        while not self.healthy(host):
+            if time.monotonic() > deadline:
+                raise BackendError(f"{name}: nginx not serving again within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def _start_one(self, host: Host, local: Path) -> Process:
+        www = self.www_dir(host)
+        host.run(f"rm -rf {shlex.quote(www)}")
+        host.put(local / "www", www)
+        workers = int(host.run("nproc").stdout.strip() or 1)
+        conf = f"{host.workdir}/nginx/nginx.conf"
+        host.put_text(nginx_config(host, workers, www), conf)
+        host.run(f"mkdir -p {host.workdir}/nginx/tmp")
+        t = host.run(f"{self.nginx} -t -q -e {host.workdir}/nginx/error.log -c {conf}",
+                     check=False)
+        if not t.ok:
+            raise BackendError(f"{host.name}: nginx refused its configuration:\n"
+                               f"{t.stderr.strip()}")
+        self._status_requests[host.name] = 0
+        return host.start(f"exec {self.nginx} -e {host.workdir}/nginx/error.log -c {conf}",
+                          name="nginx-backend")
 
     def healthy(self, host: Host) -> bool:
         """The health object, fetched on the host itself (not through the switch)."""
@@ -189,14 +201,14 @@ class BackendServers:
         for host in self.hosts:
             r = host.run(f"curl -s --max-time 2 http://{host.address}:{PORT}{STATUS_PATH}",
                          check=False, timeout=10)
+            self._status_requests[host.name] = self._status_requests.get(host.name, 0) + 1
             # "... server accepts handled requests\n 1 1 7 \n..."
             lines = r.stdout.splitlines()
             i = next((k for k, line in enumerate(lines) if "requests" in line), None)
             if not r.ok or i is None or i + 1 >= len(lines):
                 raise BackendError(f"{host.name}: no stub_status answer: {r.stdout or r.stderr}")
-            n = self._status_requests.get(host.name, 0) + 1
-            self._status_requests[host.name] = n
-            out[host.name] = int(lines[i + 1].split()[2]) - n
+            # stub_status counts every status request too, this one included.
+            out[host.name] = int(lines[i + 1].split()[2]) - self._status_requests[host.name]
         return out
 
     def wait_serving(self, timeout: float) -> None:

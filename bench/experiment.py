@@ -5,6 +5,7 @@
     workloads = "workloads/default.toml"
     repetitions = 3
     seed = 1
+    # interleave = true               # repetition-major: every target once per repetition
 
     [[target]]
     name = "direct"                   # a registered target (targets/)
@@ -25,6 +26,11 @@ with the field named.  `points()` expands the file into a deterministic run
 list: targets in file order (each is deployed once), then repetitions (so a
 slow minute of a shared machine does not hit every repetition of one point),
 then workloads, then parameter combinations in field order.
+
+With `interleave = true` repetitions come first, then targets: each target is
+deployed (and verified) once per repetition, and a slow stretch of a shared
+machine hits one repetition of every target instead of every repetition of
+one target, which matters when targets are compared as ratios of one run.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import ConfigError, format_validation_error
+from bench.faults import FaultPoint, FaultsSpec
 from workloads.model import WorkloadFile, load_workloads
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +64,7 @@ class CampaignSpec(_Strict):
     repetitions: int = Field(default=1, ge=1, le=1000)
     seed: int = 1
     topology: str | None = None
+    interleave: bool = False
 
 
 class TargetSpec(_Strict):
@@ -117,6 +125,7 @@ class ExperimentFile(_Strict):
     campaign: CampaignSpec = CampaignSpec()
     target: list[TargetSpec] = Field(min_length=1)
     parameters: Parameters
+    faults: FaultsSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -159,16 +168,38 @@ class Experiment:
         fields = list(SWEEP_ORDER)
         swept = set(p.swept())
         out: list[Point] = []
-        for t in self.spec.target:
-            for rep in range(1, self.spec.campaign.repetitions + 1):
-                for w in p.workload:
-                    for combo in itertools.product(*(getattr(p, f) for f in fields)):
-                        params = dict(zip(fields, combo))
-                        slug = params["conn_mode"] + f"-c{params['connections']}-t{params['threads']}"
-                        for f in fields:
-                            if f in swept and f not in ("conn_mode", "connections", "threads"):
-                                slug += f"-{_SLUG[f]}{params[f]:g}"
-                        out.append(Point(len(out), t, w, rep, params, slug))
+        reps = range(1, self.spec.campaign.repetitions + 1)
+        order = (itertools.product(reps, self.spec.target) if self.spec.campaign.interleave
+                 else ((rep, t) for t in self.spec.target for rep in reps))
+        for rep, t in order:
+            for w in p.workload:
+                for combo in itertools.product(*(getattr(p, f) for f in fields)):
+                    params = dict(zip(fields, combo))
+                    slug = params["conn_mode"] + f"-c{params['connections']}-t{params['threads']}"
+                    for f in fields:
+                        if f in swept and f not in ("conn_mode", "connections", "threads"):
+                            slug += f"-{_SLUG[f]}{params[f]:g}"
+                    out.append(Point(len(out), t, w, rep, params, slug))
+        return out + self.fault_points(len(out))
+
+    def fault_targets(self) -> list[TargetSpec]:
+        f = self.spec.faults
+        if f is None:
+            return []
+        if f.targets is not None:
+            return [t for t in self.spec.target if t.key in f.targets]
+        from targets.base import available
+
+        known = available()
+        return [t for t in self.spec.target if t.name in known and known[t.name].layer7]
+
+    def fault_points(self, start: int = 0) -> list[FaultPoint]:
+        f = self.spec.faults
+        out: list[FaultPoint] = []
+        for t in self.fault_targets():
+            for rep in range(1, f.repetitions + 1):
+                for name in f.run:
+                    out.append(FaultPoint(start + len(out), t, name, rep, f))
         return out
 
 
@@ -213,6 +244,11 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
             problems.append(f"{src}: target[{i}]: {t.key!r} is already target[{keys[t.key]}]; "
                             f"give one a label")
         keys[t.key] = i
+    if spec.faults is not None and spec.faults.targets is not None:
+        for i, key in enumerate(spec.faults.targets):
+            if key not in keys:
+                problems.append(f"{src}: faults.targets[{i}]: {key!r} is not a target of this "
+                                f"experiment ({', '.join(keys)})")
     if spec.campaign.topology is not None and not _resolve(spec.campaign.topology,
                                                             source.parent).exists():
         problems.append(f"{src}: campaign.topology: no file {spec.campaign.topology!r}")

@@ -82,6 +82,10 @@ class Process(ABC):
     @abstractmethod
     def _signal_group(self, sig: int) -> None: ...
 
+    def signal(self, sig: int) -> None:
+        """Send a signal to the whole process group (SIGKILL models a crash)."""
+        self._signal_group(sig)
+
     def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM to the process group, SIGKILL after `timeout`; returns the exit code."""
         if not self.running():

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.parallel import for_each_host, raise_first
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_LIBS = ("pandas", "numpy", "seaborn", "matplotlib", "pydantic", "rich", "fabric",
                "paramiko", "scapy")
@@ -53,9 +55,18 @@ def host_facts(host) -> dict:
                  "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-", check=False, timeout=20)
     lines = [x.strip() for x in r.stdout.splitlines()]
     lines += [""] * (5 - len(lines))
-    return {"kernel": lines[0] or None, "cpus_usable": int(lines[1]) if lines[1].isdigit() else None,
-            "cpus": int(lines[2]) if lines[2].isdigit() else None, "boot_id": lines[3] or None,
-            "cpu_model": lines[4] or None}
+    facts = {"kernel": lines[0] or None,
+             "cpus_usable": int(lines[1]) if lines[1].isdigit() else None,
+             "cpus": int(lines[2]) if lines[2].isdigit() else None, "boot_id": lines[3] or None,
+             "cpu_model": lines[4] or None}
+    if getattr(host, "iface", None):
+        # The data-plane NIC: driver, firmware, bus (veth on an emulated testbed).
+        r = host.run(f"ethtool -i {host.iface}", check=False, timeout=20)
+        info = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+        facts["nic"] = {"iface": host.iface, "driver": info.get("driver"),
+                        "version": info.get("version"), "firmware": info.get("firmware-version"),
+                        "bus": info.get("bus-info"), "pci": getattr(host, "pci", None)}
+    return facts
 
 
 def tool_versions(testbed) -> dict:
@@ -73,11 +84,12 @@ def tool_versions(testbed) -> dict:
 
 
 def collect(testbed) -> dict:
+    facts = raise_first(for_each_host(list(testbed.hosts.values()), host_facts))
     hosts = {}
     for name, h in testbed.hosts.items():
         hosts[name] = {"role": h.role, "address": str(h.address) if h.address else None,
                        "transport": type(h).__name__, "cpus_pinned": h.cpus or None,
-                       **host_facts(h)}
+                       **facts[name]}
     machines: dict[str, dict] = {}
     for name, f in hosts.items():
         m = machines.setdefault(f["boot_id"] or name, {
@@ -94,7 +106,9 @@ def collect(testbed) -> dict:
         "testbed": {"kind": getattr(testbed, "kind", type(testbed).__name__),
                     "prefix": getattr(testbed, "prefix", None),
                     "topology_source": getattr(topo, "source", None),
-                    "topology": topo.model_dump(mode="json"),
+                    # An inventory's SSH details (keys, jump hosts) stay out of results.
+                    "topology": (topo.redacted() if hasattr(topo, "redacted")
+                                 else topo.model_dump(mode="json")),
                     "link_offloads": testbed.link_offloads()},
         "hosts": hosts,
         "machines": machines,

@@ -19,7 +19,7 @@ from bench.errors import BenchError
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 LATEST = RESULTS_ROOT / "latest"
 FIGURES = ("plots.fig4a_latency_vs_size", "plots.fig4b_throughput_vs_size",
-           "plots.fig4c_latency_mix", "plots.fig4d_throughput_mix")
+           "plots.fig4c_latency_mix", "plots.fig4d_throughput_mix", "plots.fig_frontend_cost")
 
 
 @command("plots")
@@ -48,8 +48,16 @@ def draw_all(results: Path, out: Path) -> list[Path]:
     figures: list[Path] = []
     for mod in FIGURES:
         figures += importlib.import_module(mod).draw(df, out)
+    from plots import fig_faults
+
+    figures += fig_faults.draw_faults(results, out)
     written += figures
-    written.append(report.write(df, out, figures, source=str(results)))
+    written.append(report.write(df, out, figures, source=str(results),
+                                extra=fig_faults.report_lines(results)))
+    from bench.claims import claims
+
+    (out / "claims.md").write_text(claims(results))
+    written.append(out / "claims.md")
     return written
 
 

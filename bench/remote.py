@@ -15,7 +15,8 @@ clean up) runs in parallel with one progress view.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
+import hashlib
 import io
 import os
 import shlex
@@ -29,6 +30,7 @@ from typing import Callable
 from bench.errors import HostError, TestbedError
 from bench.hosts import REPO_ROOT, LinkFacts, SshHost
 from bench.inventory import Inventory, SwitchKind
+from bench.parallel import for_each_host
 from bench.topology import Role
 
 BPF_ROOT = "/sys/fs/bpf/miresga"
@@ -44,22 +46,7 @@ class HostReport:
 
 
 def parallel(hosts: list, fn: Callable, what: str, progress: bool = True) -> dict:
-    """Run fn(host) for every host at once; returns {host name: result or exception}."""
-    from rich.progress import Progress
-
-    results: dict = {}
-    with cf.ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        futures = {pool.submit(fn, h): h for h in hosts}
-        with Progress(transient=True, disable=not progress) as bar:
-            task = bar.add_task(f"{what} ({len(hosts)} hosts)", total=len(hosts))
-            for fut in cf.as_completed(futures):
-                h = futures[fut]
-                try:
-                    results[h.name] = fut.result()
-                except Exception as e:  # reported per host by the caller
-                    results[h.name] = e
-                bar.advance(task)
-    return results
+    return for_each_host(hosts, fn, what, progress)
 
 
 class RemoteTestbed:
@@ -125,6 +112,12 @@ class RemoteTestbed:
         Raises TestbedError naming every host that is unreachable or lacks
         something, before anything is started anywhere.
         """
+        self.connect()
+        self.require_prerequisites()
+        return self
+
+    def connect(self) -> None:
+        """Open every host's connection and remove what earlier sessions left."""
         hosts = list(self.hosts.values())
         reached = parallel(hosts, lambda h: h.check(), "connecting", self.progress)
         down = {n: r for n, r in reached.items() if isinstance(r, Exception)}
@@ -132,12 +125,26 @@ class RemoteTestbed:
             raise TestbedError("unreachable hosts, nothing was started:\n" + "\n".join(
                 f"  {n}: {e}" for n, e in sorted(down.items())))
         parallel(hosts, self._cleanup_host, "cleaning up earlier sessions", self.progress)
+
+    def require_prerequisites(self) -> None:
         reports = self.check_prerequisites()
         bad = [r for r in reports.values() if r.problems]
         if bad:
             raise TestbedError("hosts are missing prerequisites, nothing was started:\n" +
                                "\n".join(f"  {r.host}: {p}" for r in bad for p in r.problems))
-        return self
+
+    @contextlib.contextmanager
+    def session(self, deploy: bool = True):
+        """A campaign's use of the testbed: connect, clean, deploy what changed,
+        check, then always stop and clean up, also on Ctrl-C or an error."""
+        self.connect()
+        try:
+            if deploy:
+                self.deploy(only_if_changed=True)
+            self.require_prerequisites()
+            yield self
+        finally:
+            self.down()
 
     def down(self) -> None:
         hosts = list(self.hosts.values())
@@ -241,13 +248,23 @@ class RemoteTestbed:
         return rep
 
     # ------------------------------------------------------------ deploy
-    def deploy(self, install_packages: bool = True) -> dict[str, str]:
-        """Ship this checkout to every host, install packages, build the role's parts."""
-        tarball = make_source_tarball()
+    def deploy(self, install_packages: bool = True, only_if_changed: bool = False) -> dict[str, str]:
+        """Ship this checkout to every host, install packages, build the role's parts.
+
+        With only_if_changed, hosts that already hold exactly this checkout
+        (same content digest) are left as they are.
+        """
+        tarball, digest = make_source_tarball()
+        hosts = list(self.hosts.values())
+        if only_if_changed:
+            have = parallel(hosts, lambda h: h.read_text(f"{h.repo_dir}/.revision",
+                                                          missing_ok=True).strip(),
+                            "comparing deployed revisions", self.progress)
+            hosts = [h for h in hosts if not (isinstance(have[h.name], str)
+                                              and have[h.name].endswith(digest))]
         try:
-            results = parallel(list(self.hosts.values()),
-                               lambda h: self._deploy_host(h, tarball, install_packages),
-                               "deploying", self.progress)
+            results = parallel(hosts, lambda h: self._deploy_host(h, tarball, install_packages),
+                               "deploying", self.progress) if hosts else {}
         finally:
             os.unlink(tarball)
         failed = {n: r for n, r in results.items() if isinstance(r, Exception)}
@@ -269,9 +286,11 @@ class RemoteTestbed:
         return h.run(f"cat {shlex.quote(repo)}/.revision", check=False).stdout.strip()
 
 
-def make_source_tarball() -> str:
+def make_source_tarball() -> tuple[str, str]:
     """This checkout as it is now: tracked and untracked-not-ignored files,
-    plus a .revision file naming the commit and whether the tree was dirty."""
+    plus a .revision file naming the commit, whether the tree was dirty, and
+    a digest of the content, by which a host's copy is known to be current.
+    Returns (path of the tarball, digest)."""
     root = Path(REPO_ROOT)
     try:
         files = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True,
@@ -286,17 +305,21 @@ def make_source_tarball() -> str:
                  if p.is_file() and not any(part in (".venv", "build", "results", ".git")
                                             for part in p.relative_to(root).parts)]
         rev, dirty = "unknown", True
+    files = sorted(f for f in files if f and (root / f).is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.encode() + b"\0" + (root / f).read_bytes() + b"\0")
+    digest = "sha256:" + h.hexdigest()[:32]
     fd, path = tempfile.mkstemp(suffix=".tar.gz")
     os.close(fd)
     with tarfile.open(path, "w:gz") as tar:
-        for f in filter(None, files):
-            if (root / f).exists():
-                tar.add(str(root / f), arcname=f)
+        for f in files:
+            tar.add(str(root / f), arcname=f)
         info = tarfile.TarInfo(".revision")
-        text = f"{rev}{' dirty' if dirty else ''}\n".encode()
+        text = f"{rev}{' dirty' if dirty else ''} {digest}\n".encode()
         info.size = len(text)
         tar.addfile(info, io.BytesIO(text))
-    return path
+    return path, digest
 
 
 def emulated_inventory(testbed, keys, workroot: str, dial_from_host: str = "client") -> dict:

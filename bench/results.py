@@ -75,6 +75,7 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["campaign"] = doc.get("campaign")
     row["point_id"] = doc.get("point_id")
     row["mix"] = json.dumps(p.get("mix"), sort_keys=True) if p.get("mix") else None
+    row["layer7"] = _get(doc, "target", "layer7")
     row["status"] = doc.get("status")
     row["error"] = doc.get("error")
     row["integrity_passed"] = _get(doc, "integrity", "passed")
@@ -97,6 +98,11 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     cpu = m.get("cpu") or {}
     for role in ("client", "switch", "frontend", "backend"):
         row[f"cpu_{role}_s"] = _get(cpu, "per_role_s", role)
+    # The load balancer's own cost: front-end CPU per 1,000 requests served
+    # (the load's and the probe's).  Meaningful for targets with a front-end.
+    served = (load.get("requests") or 0) + (probe.get("requests") or 0)
+    fe = row["cpu_frontend_s"]
+    row["frontend_cpu_s_per_kreq"] = fe / served * 1000 if fe is not None and served else None
     row["cpu_softirq_s"] = cpu.get("softirq_s")
     row["cpu_system_s"] = cpu.get("system_s")
     row["cpu_window_s"] = cpu.get("window_s")
@@ -116,7 +122,8 @@ def tidy(paths: Iterable[Path] | Path):
     rows = []
     for path in paths:
         doc = read_result(path)
-        if doc is not None:
+        # Fault runs have a table of their own (bench.faults.fault_rows).
+        if doc is not None and doc.get("kind", "point") == "point":
             rows.append(tidy_row(doc, path))
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -125,7 +132,14 @@ def tidy(paths: Iterable[Path] | Path):
 
 
 def write_tidy(root: Path) -> Path | None:
-    """results/<campaign>/tidy.csv from the result files under it."""
+    """results/<campaign>/tidy.csv (and faults.csv) from the result files under it."""
+    import pandas as pd
+
+    from bench.faults import fault_rows
+
+    faults = fault_rows(Path(root))
+    if faults:
+        pd.DataFrame(faults).to_csv(Path(root) / "faults.csv", index=False)
     df = tidy(root)
     if df.empty:
         return None

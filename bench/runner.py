@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import command
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
+from bench.faults import FaultPoint
 
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 
@@ -44,6 +45,11 @@ def _run_parser(sub) -> None:
                    help="results root; the campaign writes to ROOT/<campaign>/ (default results)")
     p.add_argument("--topology", "-t", default=None,
                    help="topology file (default: the experiment's, else testbeds/emulated.toml)")
+    p.add_argument("--inventory", "-i", default=None,
+                   help="run on the real hosts of an inventory over SSH instead of an emulated "
+                        "testbed (see testbeds/inventory.example.toml)")
+    p.add_argument("--no-deploy", action="store_true",
+                   help="with --inventory: do not ship and build this checkout on the hosts")
     p.add_argument("--prefix", "-p", default=None,
                    help="testbed namespace prefix (default: wl + random, so runs never collide)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the points only")
@@ -54,8 +60,16 @@ def _run(args) -> int:
     from bench.experiment import load_experiment
 
     exp = load_experiment(args.experiment)
+    if args.inventory and args.topology:
+        raise ConfigError("give --topology (emulated testbed) or --inventory (real hosts), "
+                          "not both")
+    inventory = None
+    if args.inventory:
+        from bench.inventory import load_inventory
+
+        inventory = load_inventory(args.inventory)  # refused here, before any host is touched
     campaign = Campaign(exp, Path(args.results), force=args.force, topology=args.topology,
-                        prefix=args.prefix)
+                        prefix=args.prefix, inventory=inventory, deploy=not args.no_deploy)
     if args.dry_run:
         for p in campaign.points:
             print(("done  " if campaign.is_done(p) else "todo  ") + p.id)
@@ -78,13 +92,18 @@ def point_seed(campaign_seed: int, point_id: str) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
-def open_testbed(topology_file: Path, prefix: str):
+def open_testbed(topology_file: Path, prefix: str, inventory=None, deploy: bool = True):
     """The testbed a campaign runs on, as a context manager that takes it down.
 
-    Emulated (network namespaces) from a topology file; a remote testbed from
-    an inventory plugs in here, and everything after this line only uses the
-    testbed's hosts through the host interface.
+    Emulated (network namespaces) from a topology file, or the real hosts of
+    an inventory over SSH (reached, cleaned up, deployed and checked before
+    the first point); everything after this line only uses the testbed's
+    hosts through the host interface.
     """
+    if inventory is not None:
+        from bench.remote import RemoteTestbed
+
+        return RemoteTestbed(inventory).session(deploy=deploy)
     from bench.testbed import EmulatedTestbed
     from bench.topology import load_topology
 
@@ -97,7 +116,8 @@ def probe_size(objects) -> str:
 
 class Campaign:
     def __init__(self, exp, results_root: Path, force: bool = False, topology: str | None = None,
-                 prefix: str | None = None, console=None, wrk_binary: str = "wrk"):
+                 prefix: str | None = None, console=None, wrk_binary: str = "wrk",
+                 inventory=None, deploy: bool = True):
         from bench.experiment import topology_path
         from bench.topology import DEFAULT_TOPOLOGY
 
@@ -106,6 +126,8 @@ class Campaign:
         self.force = force
         self.topology_file = Path(topology) if topology else (topology_path(exp) or DEFAULT_TOPOLOGY)
         self.prefix = prefix
+        self.inventory = inventory
+        self.deploy = deploy
         self.points = exp.points()
         if console is None:
             from rich.console import Console
@@ -119,6 +141,12 @@ class Campaign:
         return self.dir / point.relpath
 
     def parameters(self, point) -> dict[str, Any]:
+        if isinstance(point, FaultPoint):
+            return {"campaign": self.exp.name, "point_id": point.id,
+                    "target": point.target.key, "target_name": point.target.name,
+                    "target_params": dict(point.target.params),
+                    "repetition": point.repetition, "fault": point.fault,
+                    **point.spec.model_dump(exclude={"run", "targets", "repetitions"})}
         wl = self.exp.workloads.get(point.workload)
         return {
             "campaign": self.exp.name, "point_id": point.id,
@@ -140,7 +168,7 @@ class Campaign:
         from bench.results import read_result
 
         doc = read_result(self.path(point))
-        return (doc is not None and doc.get("status") == "ok"
+        return (doc is not None and doc.get("status") in ("ok", "not_applicable")
                 and doc.get("parameters") == self.parameters(point))
 
     def todo(self) -> list:
@@ -195,14 +223,19 @@ class Campaign:
         import secrets
 
         prefix = self.prefix or ("wl" + secrets.token_hex(3))
-        groups: dict[str, list] = {}
+        # One deployment per group: per target, or per (target, repetition)
+        # when the campaign interleaves repetitions over targets.
+        interleave = self.exp.spec.campaign.interleave
+        groups: dict[tuple, list] = {}
         for p in todo:
-            groups.setdefault(p.target.key, []).append(p)
+            rep = p.repetition if interleave and not isinstance(p, FaultPoint) else None
+            groups.setdefault((p.target.key, rep), []).append(p)
 
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                             console=self.console, transient=False)
-        with progress, open_testbed(self.topology_file, prefix) as tb:
+        with progress, open_testbed(self.topology_file, prefix, self.inventory,
+                                    self.deploy) as tb:
             task = progress.add_task("starting the testbed and back-ends", total=len(todo))
             store = ObjectStore(self.exp.workloads.objects)
             backends = BackendServers(tb, store)
@@ -260,9 +293,12 @@ class Campaign:
         try:
             for p in points:
                 progress.update(task, description=f"{p.id}")
-                doc = self._run_point(ctx, target, p, integrity)
+                if isinstance(p, FaultPoint):
+                    doc = self._run_fault(ctx, target, p, integrity)
+                else:
+                    doc = self._run_point(ctx, target, p, integrity)
                 self._write(p, doc)
-                if doc["status"] == "ok":
+                if doc["status"] in ("ok", "not_applicable"):
                     summary["ok"] += 1
                 else:
                     summary["failed"] += 1
@@ -293,6 +329,9 @@ class Campaign:
         if trace:
             doc["logs"] = {**logs, "traceback": trace}
         return doc
+
+    def _run_fault(self, ctx, target, point, integrity) -> dict:
+        return _fault_doc(self, ctx, target, point, integrity)
 
     def _run_point(self, ctx, target, point, integrity) -> dict:
         from bench.wrk import WrkJob, WrkRunner
@@ -380,6 +419,32 @@ class Campaign:
         return doc
 
 
+def _fault_doc(campaign: "Campaign", ctx, target, point, integrity) -> dict:
+    from bench.faults import run_fault
+
+    t0 = time.monotonic()
+    doc = campaign._base(point, integrity)
+    doc.update(kind="fault", target=target.describe())
+    try:
+        if not target.healthy():
+            target.wait_healthy(10)
+        out = run_fault(ctx, target, point)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001
+        out = {"status": "failed", "error": f"{type(e).__name__}: {e}",
+               "logs": {**target.logs(), "traceback": traceback.format_exc()}}
+    doc.update(out)
+    if doc["status"] == "ok" and not target.healthy():
+        # The campaign goes on with this deployment: bring it back or say so.
+        try:
+            target.wait_healthy(30)
+        except Exception as e:  # noqa: BLE001
+            doc["after"] = f"target not healthy after the fault: {e}"
+    doc["elapsed_s"] = time.monotonic() - t0
+    return doc
+
+
 class _Context:
     """What every point of a campaign shares: testbed, back-ends, objects, CPU sampler."""
 
@@ -388,6 +453,7 @@ class _Context:
     def __init__(self, tb, backends, store, sampler, service):
         self.tb, self.backends, self.store = tb, backends, store
         self.sampler, self.service = sampler, service
+        self.fault_procs: list = []  # processes a fault started (a SYN flood), stopped by undo
         self._headers: dict[tuple[str, bool], int | None] = {}
 
     def header_bytes(self, url: str, close: bool) -> int | None:
@@ -430,6 +496,16 @@ def _probe_metrics(data: dict) -> dict:
 
 
 def _one_line(doc: dict) -> str:
+    if doc.get("kind") == "fault":
+        if doc["status"] == "not_applicable":
+            return f"[dim]n/a[/] {doc['point_id']}: {doc['error']}"
+        if doc["status"] != "ok":
+            return f"[red]FAILED[/] {doc['point_id']}: {doc['error']}"
+        o = doc["outcome"]
+        rec = f"recovered in {o['recovery_s']:.1f} s" if o["recovered"] else "[red]not recovered[/]"
+        return (f"[green]ok[/] {doc['point_id']}: {o['requests_failed']} failed, "
+                f"{o['responses_corrupt']} corrupt, {rec}, "
+                + ("kept serving" if o["kept_serving"] else "[bold red]STUCK[/]"))
     if doc["status"] != "ok":
         return f"[red]FAILED[/] {doc['point_id']}: {doc['error']}"
     m = doc["metrics"]["load"]

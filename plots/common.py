@@ -42,6 +42,36 @@ def palette(df) -> tuple[list[str], dict[str, str], dict[str, str]]:
     return order, colours, markers
 
 
+def size_axes(g, d) -> None:
+    """Log-log axes with one tick per response size, labelled as the workloads name it."""
+    sizes = sorted(d["size_bytes"].unique())
+    labels = {int(s): lab for s, lab in zip(d["size_bytes"], d["size_label"])}
+    for ax in g.axes.flat:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([labels[int(s)] for s in sizes])
+        ax.minorticks_off()
+
+
+def per_target_vs_size(d, y: str, ylabel: str, title: str, out_dir, stem: str):
+    """One line per target of `y` against response size, a panel per connection mode;
+    line: mean over repetitions, band: their range."""
+    import seaborn as sns
+
+    order, colours, markers = palette(d)
+    g = sns.relplot(data=d, x="size_bytes", y=y, hue="target_label", hue_order=order,
+                    palette=colours, style="target_label", markers=markers, dashes=False,
+                    col="mode", col_order=mode_order(d), kind="line", errorbar=("pi", 100),
+                    height=3.4, aspect=1.15)
+    size_axes(g, d)
+    g.set_axis_labels("response size", ylabel)
+    g.set_titles("{col_name}")
+    g.legend.set_title("")
+    g.figure.suptitle(title, y=1.03)
+    return save(g.figure, out_dir, stem)
+
+
 def mode_order(df) -> list[str]:
     return [v for k, v in style.CONN_MODES.items() if k in set(df["conn_mode"])]
 

@@ -33,14 +33,7 @@ def draw(df, out_dir):
                     style_order=["p50", "p99"], markers=True, dashes={"p50": "", "p99": (4, 2)},
                     col="mode", col_order=common.mode_order(d), kind="line",
                     errorbar=("pi", 100), height=3.4, aspect=1.15, facet_kws={"sharey": True})
-    sizes = sorted(d["size_bytes"].unique())
-    labels = {int(s): lab for s, lab in zip(d["size_bytes"], d["size_label"])}
-    for ax in g.axes.flat:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xticks(sizes)
-        ax.set_xticklabels([labels[int(s)] for s in sizes])
-        ax.minorticks_off()
+    common.size_axes(g, d)
     g.set_axis_labels("response size", "latency (ms)")
     g.set_titles("{col_name}")
     g.figure.suptitle(TITLE, y=1.03)

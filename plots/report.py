@@ -58,7 +58,8 @@ def _section(d, kind: str, x: str, metrics: list[tuple[str, str, float]],
     return "\n\n".join(parts)
 
 
-def write(df, out_dir, figures: list[Path] | None = None, source: str = "") -> Path:
+def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
+          extra: list[str] | None = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Results{': ' + ', '.join(sorted(df['campaign'].dropna().unique())) if not df.empty else ''}", ""]
@@ -117,6 +118,7 @@ def write(df, out_dir, figures: list[Path] | None = None, source: str = "") -> P
                            [("cpu_client_s", "client", 1), ("cpu_switch_s", "switch", 1),
                             ("cpu_frontend_s", "front-end", 1), ("cpu_backend_s", "back-ends", 1),
                             ("cpu_softirq_s", "softirq", 1)], []), ""]
+    lines += extra or []
     if figures:
         lines += ["## Figures", ""]
         lines += [f"- [{p.name}]({p.name})" for p in figures if p.suffix == ".png"]

@@ -16,7 +16,7 @@ packages=(
   # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
   luajit
   # testbed plumbing and the SSH transport
-  iproute2 iputils-ping ethtool openssh-server openssh-client netcat-openbsd procps psmisc
+  iproute2 iputils-ping hping3 ethtool openssh-server openssh-client netcat-openbsd procps psmisc
   # python venv
   python3-venv
 )

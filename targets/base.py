@@ -115,6 +115,21 @@ class Target(ABC):
         """How often the verifier fetches each object: enough to reach every back-end."""
         return max(1, len(self.service.backends))
 
+    # Faults (bench/faults.py) that need the target's help.  A target without
+    # the part in question leaves them raising NotImplementedError: the fault
+    # is then recorded as not applicable.
+    def restart_frontend(self) -> dict | None:
+        """Stop and start the front-end process(es), as an operator or a crash would."""
+        raise NotImplementedError
+
+    def fill_flow_table(self) -> dict | None:
+        """Fill the switch's flow table, so that no new connection can be offloaded."""
+        raise NotImplementedError
+
+    def drain_flow_table(self) -> None:
+        """Undo fill_flow_table."""
+        raise NotImplementedError
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "layer7": self.layer7, "params": dict(self.params)}
 

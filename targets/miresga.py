@@ -235,6 +235,34 @@ class Miresga(Target):
             self.switchd = None
         self._ready = None
 
+    # ------------------------------------------------------------- faults
+    def restart_frontend(self) -> dict:
+        """Stop every front-end (it deletes its switch entries on the way out)
+        and start it again, as an operator's restart would."""
+        for fe in self.frontends:
+            fe.stop()
+            fe.start()
+        for fe in self.frontends:
+            fe.wait_healthy(20)
+        return {"frontends": [fe.host.name for fe in self.frontends]}
+
+    def _fill(self, action: str) -> dict:
+        count = int(self.params["flow_capacity"])
+        r = self.switch.run(self.switch.tool(
+            "miresga.control.offload_channel",
+            f"{action} --connect 127.0.0.1:{int(self.params['control_port'])} --count {count}"),
+            timeout=300)
+        return json.loads(r.stdout)
+
+    def fill_flow_table(self) -> dict:
+        """Fill the switch's flow table with entries for synthetic clients, through
+        the offload channel as a front-end would: new flows are then refused and
+        stay on the front-end."""
+        return self._fill("fill")
+
+    def drain_flow_table(self) -> None:
+        self._fill("drain")
+
     # ------------------------------------------------------------- stats
     def agent_stats(self, host) -> dict | None:
         r = self._agent(host, "stats --json", check=False)

@@ -61,6 +61,19 @@ def test_points_are_deterministic_and_grouped_by_target(tmp_path):
     assert ids[4].endswith("rep2")
 
 
+def test_interleave_runs_every_target_once_per_repetition(tmp_path):
+    """interleave = true: repetition first, then target, so a slow stretch of a
+    shared machine hits one repetition of every target, not one target."""
+    text = GOOD.replace("repetitions = 2", "repetitions = 2\ninterleave = true").replace(
+        '[[target]]\nname = "direct"\n',
+        '[[target]]\nname = "direct"\n\n[[target]]\nname = "l4switch"\n')
+    ids = [p.id for p in load_experiment(write(tmp_path, text)).points()]
+    assert len(ids) == 2 * 2 * 2 * 2
+    heads = [(i.split("/")[0], i.rsplit("/", 1)[1]) for i in ids[::4]]
+    assert heads == [("direct", "rep1"), ("l4switch", "rep1"), ("direct", "rep2"),
+                     ("l4switch", "rep2")]
+
+
 @pytest.mark.parametrize("change,expect", [
     (("name = \"direct\"", "name = \"nosuch\""), "target[0].name: unknown target 'nosuch'"),
     (("[\"1KB\", \"traffic2\"]", "[\"1KB\", \"traffic9\"]"),

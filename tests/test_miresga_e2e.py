@@ -255,12 +255,13 @@ def test_cluster_without_a_live_backend_is_answered_503(mg):
     url = f"{t.endpoint.url}{paths(store, '1KB')[0]}"
     try:
         for h in ("backend1", "backend2"):
-            servers.processes.pop(h).stop()
+            servers.processes[h].stop()
         assert curl(tb, f"-o /dev/null -w '%{{http_code}}' {url}") == "503"
         assert curl(tb, f"-o /dev/null -w '%{{http_code}}' "
                         f"{t.endpoint.url}{paths(store, '10KB')[0]}") == "200"
     finally:
-        servers.start(only=["backend1", "backend2"])
+        for h in ("backend1", "backend2"):
+            servers.restart(h)
     st = fe_stats(t)
     assert st["errors"]["503"] == before + 1
     assert st["errors"]["backend_refused"] >= 2

@@ -16,7 +16,7 @@ from bench.results import read_result, result_files, tidy
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 STEMS = ["fig4a_latency_vs_size", "fig4b_throughput_vs_size", "fig4c_latency_mix",
-         "fig4d_throughput_mix"]
+         "fig4d_throughput_mix", "fig_frontend_cost"]
 
 
 @pytest.fixture
@@ -31,6 +31,12 @@ def results(tmp_path) -> Path:
         _write(root / str(rel).replace("rep1", "rep2"), rep2)
         other = _scaled(doc, 0.5, target="haproxy")
         other["integrity"] = {**(doc["integrity"] or {}), "passed": False}
+        # An L7 target with a front-end that burns CPU in proportion to bytes.
+        other["target"] = {**(doc.get("target") or {}), "name": "haproxy", "layer7": True}
+        if other.get("metrics"):
+            cpu = other["metrics"].setdefault("cpu", {}).setdefault("per_role_s", {})
+            cpu["frontend"] = 1e-9 * (other["parameters"].get("size_bytes") or 1024) * \
+                other["metrics"]["load"]["requests"]
         _write(root / str(rel).replace("direct/", "haproxy/"), other)
     failed = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
     failed.update(status="failed", error="load: wrk exited with 1: boom", metrics=None)
@@ -65,7 +71,7 @@ def test_tidy_table_has_every_parameter_on_every_row(results):
     """One row per result file; every row carries every parameter; failed rows have no numbers."""
     df = tidy(results)
     assert len(df) == 16 * 3 + 1
-    for col in ("target", "workload", "conn_mode", "connections", "threads", "duration_s",
+    for col in ("layer7", "frontend_cpu_s_per_kreq", "target", "workload", "conn_mode", "connections", "threads", "duration_s",
                 "warmup_s", "repetition", "seed", "size_bytes", "mix", "integrity_passed",
                 "requests_per_s", "goodput_gbps", "lat_p99_us", "probe_lat_p99_us",
                 "cpu_client_s", "cpu_backend_s", "cpu_softirq_s", "git_revision"):
@@ -93,7 +99,18 @@ def test_all_four_figures_and_the_report_render(results, tmp_path):
     assert "wrk exited with 1: boom" in report
     assert "0.53x" in report  # haproxy: 0.5 of rep 1, direct: mean of 1.0 and 0.9
     assert "| No LB (direct) | Traffic 3 | 2 |" in report
-    assert len(FIGURES) == 4
+    assert len(FIGURES) == 5
+
+
+def test_frontend_cost_is_per_thousand_requests(results):
+    """CPU s per 1,000 requests on the front-end, for L7 targets only."""
+    df = tidy(results)
+    l7 = df[(df["layer7"] == True) & (df["status"] == "ok")]  # noqa: E712
+    assert set(l7["target"]) == {"haproxy"}
+    row = l7[l7["workload"] == "10MB"].iloc[0]
+    served = row["requests"] + (row["probe_requests"] if row["probe_requests"] == row["probe_requests"] else 0)
+    assert row["frontend_cpu_s_per_kreq"] == pytest.approx(row["cpu_frontend_s"] / served * 1000)
+    assert df[df["target"] == "direct"]["layer7"].eq(False).all()
 
 
 def test_plots_cli_draws_from_a_results_directory(results, tmp_path):
@@ -118,3 +135,22 @@ def test_no_results_is_an_error_not_an_empty_figure(tmp_path):
     p = subprocess.run([sys.executable, "-m", "bench", "plots", str(tmp_path)],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert p.returncode == 2 and "no result files" in p.stderr
+
+
+def test_claims_are_ratios_within_one_run(results, tmp_path):
+    """The claims table divides targets of the same run; absent targets are n/a."""
+    from bench.claims import claims
+
+    for f in result_files(FIXTURES):
+        doc = _scaled(read_result(f), 2.0, target="miresga")
+        doc["target"] = {"name": "miresga", "layer7": True}
+        _write(results / str(f.relative_to(FIXTURES)).replace("direct/", "miresga/"), doc)
+    text = claims(results)
+    # haproxy is 0.5x direct and miresga 2x direct (rep 1 only; direct has 2 reps: 1 and 0.9)
+    assert "Miresga / HAProxy: 4.00x (keep-alive), 4.00x (close)" in text
+    assert "Miresga / nginx: n/a" in text
+    assert "64 vs 512 bits (8.0x less)" in text
+    assert "haproxy: FAILED" in text  # its integrity, in the fixtures
+    assert (tmp_path / "x").mkdir() is None
+    draw_all(results, tmp_path / "x")
+    assert (tmp_path / "x" / "claims.md").read_text() == text

@@ -56,6 +56,8 @@ def test_deploy_ships_and_builds(remote_env):
         rt.up()
         revs = rt.deploy(install_packages=True)
         assert len(set(revs.values())) == 1 and len(next(iter(revs.values())).split()[0]) == 40
+        # A second deploy of the same checkout ships nothing.
+        assert rt.deploy(only_if_changed=True) == {}
         be = rt.host("backend2")
         assert be.run(f"test -f {be.repo_dir}/bench/remote.py").ok
         assert be.run(f"test -f {be.repo_dir}/.revision").ok

@@ -227,3 +227,26 @@ def test_a_target_that_never_becomes_healthy_fails_its_points_and_the_next_targe
         assert good["status"] == "ok"
     finally:
         _REGISTRY.pop("test-never-healthy", None)
+
+
+def test_interleaved_campaign_deploys_every_target_once_per_repetition(tmp_path, monkeypatch):
+    """interleave = true: deployments go direct, direct-b2, direct, direct-b2, and
+    every point runs on the deployment of its own repetition."""
+    from targets.direct import Direct
+
+    p = experiment(tmp_path, '["1KB"]', reps=2)
+    text = p.read_text().replace("repetitions = 2", "repetitions = 2\ninterleave = true")
+    text = text.replace('name = "direct"\n',
+                        'name = "direct"\n\n[[target]]\nname = "direct"\nlabel = "direct-b2"\n'
+                        'params = { backend = "backend2" }\n')
+    p.write_text(text)
+    deployed = []
+    orig = Direct.deploy
+    monkeypatch.setattr(Direct, "deploy",
+                        lambda self: (deployed.append(self.backend.name), orig(self))[1])
+    results = tmp_path / "results"
+    s = Campaign(load_experiment(p), results, prefix=unique_prefix("wl"), console=quiet()).run()
+    assert (s["ok"], s["failed"]) == (4, 0)
+    assert deployed == ["backend1", "backend2", "backend1", "backend2"]
+    docs = [read_result(f) for f in sorted((results / "t").rglob("*.json"))]
+    assert sorted(d["point_id"].split("/")[0] for d in docs) == ["direct"] * 2 + ["direct-b2"] * 2

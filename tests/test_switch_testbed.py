@@ -263,8 +263,8 @@ def test_switchd_on_the_switch_host(tb):
 
     fe, client = tb.frontends[0], tb.host("client")
     stats = f"{tb.switch.workdir}/switch-stats.json"
-    # Host.tool() execs the tool, so the process stop() signals and waits
-    # for is switchd itself, not a shell that dies while switchd unloads.
+    # tool() execs, so the process stop() signals and waits for is switchd
+    # itself, not a shell that dies at once while switchd is still unloading.
     proc = tb.switch.start(tb.switch.tool("miresga.control.switchd",
                                           f"--testbed {tb.prefix} --stats-file {stats} "
                                           f"--stats-interval 0.2"), name="switchd")

@@ -22,8 +22,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--topology", default=str(DEFAULT_TOPOLOGY))
+    ap.add_argument("--with-extra", action="store_true",
+                    help="keep hosts with role 'extra' (the fault runs' attacker)")
     args = ap.parse_args()
     topo = load_topology(args.topology)
+    if not args.with_extra:
+        # The issue's reference testbed: client, switch, front-end, 4 back-ends.
+        topo = topo.model_copy(update={"host": [h for h in topo.host if h.role.value != "extra"]})
     ups, downs = [], []
     for _ in range(args.runs):
         tb = EmulatedTestbed(topo, prefix="bu" + secrets.token_hex(3))

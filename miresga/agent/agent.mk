@@ -3,6 +3,7 @@
 # Loaded by miresga/control/agent.py; the pattern rule and BPF_CFLAGS are in
 # the top-level Makefile.
 BUILD_OUTPUTS += $(BUILD)/bpf/agent.bpf.o
+ROLE_PARTS_backend += $(BUILD)/bpf/agent.bpf.o
 
 $(BUILD)/agent-layout-probe: miresga/agent/agent_probe.c miresga/agent/agent.h miresga/include/miresga.h
 	@echo "  CC      $@"

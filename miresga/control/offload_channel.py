@@ -336,3 +336,55 @@ class ChannelServer:
         d = asdict(self.stats)
         d["rate_limit"] = self.bucket.rate if self.bucket else None
         return d
+
+
+# -------------------------------------------------------------------- CLI
+
+# Synthetic clients for `fill`/`drain`: the benchmarking range (RFC 2544),
+# which no testbed gives a real host, so the entries never match a packet.
+FILL_NET = "198.18.0.0"
+FILL_PORTS = 60000
+
+
+def fill_entries(count: int, op: int, backend_idx: int = 0) -> list[Entry]:
+    """`count` entries for distinct synthetic client endpoints, the same every call."""
+    base = struct.unpack("!I", socket.inet_aton(FILL_NET))[0]
+    return [Entry(socket.inet_ntoa(struct.pack("!I", base + i // FILL_PORTS)),
+                  1 + i % FILL_PORTS, op, backend_idx) for i in range(count)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m miresga.control.offload_channel fill|drain --connect HOST:PORT --count N
+
+    Plays a front-end that adds (fill) or deletes (drain) N entries for
+    synthetic clients: how the bench fills the switch's flow table for its
+    table-full fault.  Prints {"added", "deleted", "refused"} as JSON.
+    Standard library only: it runs on the switch host.
+    """
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m miresga.control.offload_channel")
+    ap.add_argument("action", choices=["fill", "drain"])
+    ap.add_argument("--connect", default=f"127.0.0.1:{CTL_PORT_DEFAULT}", metavar="HOST:PORT")
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--backend", type=int, default=0, help="back-end index of the entries")
+    args = ap.parse_args(argv)
+    host, _, port = args.connect.rpartition(":")
+    op = CtlOp.ADD if args.action == "fill" else CtlOp.DEL
+    entries = fill_entries(args.count, op, args.backend)
+    out = {"added": 0, "deleted": 0, "refused": 0}
+    with ChannelClient(host or "127.0.0.1", int(port), timeout=60) as c:
+        for i in range(0, len(entries), CTL_MAX_BATCH):
+            ack = c.batch(entries[i:i + CTL_MAX_BATCH])
+            out["added"] += ack.added
+            out["deleted"] += ack.deleted
+            out["refused"] += ack.refused
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

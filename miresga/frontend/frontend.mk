@@ -36,3 +36,4 @@ $(BUILD)/miresga-frontend-test: $(FE_LIB_OBJS) $(FE_OBJDIR)/fe_test.o
 	$(Q)$(CC) $^ -o $@ $(FE_LDLIBS)
 
 BUILD_OUTPUTS += $(BUILD)/miresga-frontend $(BUILD)/miresga-frontend-test
+ROLE_PARTS_frontend += $(BUILD)/miresga-frontend

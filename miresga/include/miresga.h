@@ -245,6 +245,20 @@ MG_INLINE int mg_cookie_sack(__u32 cookie)
 	return !!(cookie & MG_COOKIE_SACK_BIT);
 }
 
+/* murmur3's finaliser: a cheap, well-mixed 32-bit hash, standing in for a
+ * switch's CRC hash unit where the input need not be secret.  Used by the
+ * switch pipeline (front-end choice, seen filter) and the l4switch baseline
+ * (Maglev slot); here so that C test probes compute it too. */
+MG_INLINE __u32 mg_mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
 #define MG_ROTL32(x, b) (__u32)(((x) << (b)) | ((x) >> (32 - (b))))
 #define MG_SIPROUND(v0, v1, v2, v3)                                       \
 	do {                                                              \

@@ -53,12 +53,9 @@
 #include <bpf/bpf_helpers.h>
 
 #include "miresga.h"
+#include "mg_fwd.h"
 #include "mg_pkt.h"
 #include "switch_maps.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -93,24 +90,12 @@ static __always_inline int drop(__u32 why)
 
 /* --------------------------------------------------------------- hashing */
 
-/* murmur3's finaliser: a cheap, well-mixed 32-bit hash, standing in for a
- * switch's CRC hash unit where the input need not be secret. */
-static __always_inline __u32 mix32(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
-}
-
 /* Which front-end serves a client.  Only (client IP, client port), so both
  * directions of a connection, keyed from either end, pick the same one.
  * Arguments are network-order values, hashed as the raw words. */
 static __always_inline __u32 client_hash(__be32 ip, __be16 port)
 {
-	return mix32(ip ^ mix32((__u32)port));
+	return mg_mix32(ip ^ mg_mix32((__u32)port));
 }
 
 /* --------------------------------------------------------- seen filter */
@@ -138,7 +123,7 @@ static __always_inline int seen_filter_test(const struct mg_switch_config *cfg,
 	__u32 ports = ((__u32)p->sport << 16) | p->dport;
 	__u32 h = mg_halfsiphash5(&cfg->filter_key, p->saddr, p->daddr, ports, 0, 0);
 	__u32 b1 = h & mask;
-	__u32 b2 = mix32(h ^ cfg->filter_key.k1) & mask;
+	__u32 b2 = mg_mix32(h ^ cfg->filter_key.k1) & mask;
 	__u64 m1 = 1ull << (b1 & 63);
 	__u64 m2 = 1ull << (b2 & 63);
 	__u32 cur = cfg->filter_gen & 1;
@@ -191,13 +176,13 @@ static __always_inline int route_out(struct __sk_buff *skb, const struct mg_pkt 
 {
 	if (p->ttl <= 1)
 		return pass(MG_SW_TTL_EXCEEDED);
-	if (mg_dec_ttl(skb, p) || mg_set_macs(skb, dmac, smac))
-		return TC_ACT_SHOT; /* only on allocation failure */
+	int verdict = mg_l3_redirect(skb, p, dmac, smac, ifindex);
+	if (verdict == TC_ACT_SHOT)
+		return verdict; /* only on allocation failure */
 	/* Every "packets" counter is followed by its "bytes" counter. */
 	count(cnt, 1);
 	count(cnt + 1, skb->len);
-	skb->cb[0] = ifindex;
-	return bpf_redirect(ifindex, 0);
+	return verdict;
 }
 
 /* Hand a packet to the front-end that serves (client_ip, client_port). */
@@ -398,22 +383,9 @@ static __always_inline int offload_reverse(struct __sk_buff *skb, const struct m
 	if (p->ttl <= 1)
 		return pass(MG_SW_TTL_EXCEEDED); /* ICMP goes to the back-end */
 
-	/* The lookup reads these parameters, not the packet's headers, so it
-	 * can precede the rewrite it describes.  tot_len stays 0: the kernel
-	 * then checks the MTU with is_skb_forwardable(), which knows that a
-	 * GRO-merged response is segmented on the way out; given the IP total
-	 * length instead, it would call every such packet too big. */
-	struct bpf_fib_lookup fib = {
-		.family = AF_INET,
-		.l4_protocol = IPPROTO_TCP,
-		.sport = vip->port_be,
-		.dport = p->dport,
-		.ifindex = skb->ifindex,
-		.tos = p->tos,
-		.ipv4_src = vip->ip_be,
-		.ipv4_dst = p->daddr,
-	};
-	long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	/* Looked up before the rewrite it describes (see mg_fib_next_hop). */
+	struct bpf_fib_lookup fib;
+	long rc = mg_fib_next_hop(skb, p, vip->ip_be, vip->port_be, &fib);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return pass(MG_SW_FIB_MISS);
 

@@ -1,0 +1,103 @@
+"""Faults: successful requests per second through each fault run, per target.
+
+One panel per fault; one line per target (successful responses per second,
+every one checked against the manifest); crosses mark bins with failed or
+corrupt responses; the dashed line is the moment the fault struck.  Drawn
+from the fault result files alone (bench/faults.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from plots import common, style
+
+STEM = "fig_faults"
+TITLE = "Faults: successful requests/s before and after the fault"
+
+
+def load_runs(results_dir) -> list[dict]:
+    from bench.results import read_result, result_files
+
+    runs = []
+    for f in result_files(Path(results_dir)):
+        doc = read_result(f)
+        if doc and doc.get("kind") == "fault" and doc.get("status") == "ok" and doc.get("probe"):
+            runs.append(doc)
+    return runs
+
+
+def draw_faults(results_dir, out_dir) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    runs = load_runs(results_dir)
+    if not runs:
+        return []
+    faults = sorted({r["parameters"]["fault"] for r in runs})
+    fig, axes = plt.subplots(len(faults), 1, figsize=(7, 2.4 * len(faults)), squeeze=False,
+                             sharex=True)
+    names = style.target_order({r["parameters"]["target"] for r in runs})
+    for ax, fault in zip(axes[:, 0], faults):
+        for i, t in enumerate(names):
+            mine = [r for r in runs if r["parameters"]["fault"] == fault
+                    and r["parameters"]["target"] == t]
+            for k, r in enumerate(mine):
+                p = r["probe"]
+                b = p["bin_s"]
+                xs = [j * b - r["fault"]["at_s"] for j in range(len(p["ok"]))]
+                ax.plot(xs, [v / b for v in p["ok"]], color=style.colour(t, i), lw=1.2,
+                        label=style.label(t) if k == 0 else None)
+                bad = [(x, ok / b) for x, ok, f, c in zip(xs, p["ok"], p["failed"], p["corrupt"])
+                       if f or c]
+                if bad:
+                    ax.scatter(*zip(*bad), marker="x", color=style.colour(t, i), s=18, zorder=3)
+        ax.axvline(0, color="black", ls="--", lw=0.8)
+        ax.set_title(fault.replace("_", " "), fontsize=10)
+        ax.set_ylabel("ok requests/s")
+        ax.set_ylim(bottom=0)
+    axes[-1, 0].set_xlabel("seconds since the fault (x: a bin with failed or corrupt responses)")
+    axes[0, 0].legend(loc="lower left", fontsize=8, ncol=len(names))
+    fig.suptitle(TITLE, y=1.0)
+    fig.tight_layout()
+    return common.save(fig, out_dir, STEM)
+
+
+def report_lines(results_dir) -> list[str]:
+    """The faults section of report.md."""
+    from bench.faults import fault_rows
+
+    rows = fault_rows(Path(results_dir))
+    if not rows:
+        return []
+    out = ["## Faults during a run", "",
+           "Time-resolved prober beside the target (bench/faults.py); every completed response "
+           "is checked against the manifest.  Recovery: from the fault to the end of the last "
+           "100 ms bin with a failure.", "",
+           "| target | fault | rep | failed | corrupt | recovery | kept serving | ok/s before -> after |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (style.target_order([r["target"]]), r["fault"],
+                                         r["repetition"])):
+        if r["status"] == "not_applicable":
+            out.append(f"| {style.label(r['target'])} | {r['fault']} | {r['repetition']} | "
+                       f"n/a: {r['error']} | | | | |")
+            continue
+        if r["status"] != "ok":
+            out.append(f"| {style.label(r['target'])} | {r['fault']} | {r['repetition']} | "
+                       f"run FAILED: {r['error']} | | | | |")
+            continue
+        rec = f"{r['recovery_s']:.2f} s" if r["recovered"] else "**not recovered**"
+        out.append(f"| {style.label(r['target'])} | {r['fault']} | {r['repetition']} | "
+                   f"{int(r['requests_failed'])} | {int(r['responses_corrupt'])}"
+                   f"{'' if r['intact'] else ' **CORRUPT**'} | {rec} | "
+                   f"{'yes' if r['kept_serving'] else '**STUCK**'} | "
+                   f"{r['ok_per_s_before']:.0f} -> {r['ok_per_s_after']:.0f} |")
+    return out + [""]
+
+
+if __name__ == "__main__":
+    import sys
+
+    style.apply_theme()
+    for p in draw_faults(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else
+                         Path(sys.argv[1]) / "figures"):
+        print(p)

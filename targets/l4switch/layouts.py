@@ -1,0 +1,106 @@
+"""The layouts of targets/l4switch/l4switch.h, mirrored once in ctypes.
+
+The VIP and back-end tables use Miresga's layouts (miresga.control.layouts:
+VipKey, Vip, BackendKey, Backend); what is the l4switch's own is here.
+tests/test_l4switch.py checks sizes, offsets, constants and the flow hash
+against the C compiler (build/l4switch-layout-probe).  Standard library only:
+the driver runs on a switch host with a bare python3.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import socket
+import struct
+
+MAGLEV_SIZE_DEFAULT = 65537
+CONN_CAPACITY_DEFAULT = 262_144
+BACKEND_NONE = 0xFFFFFFFF
+
+CONN_REVERSE = 0x1
+CONN_FIN_CLIENT = 0x2
+CONN_FIN_BACKEND = 0x4
+CONN_RST = 0x8
+
+u32 = ctypes.c_uint32
+u16 = ctypes.c_uint16
+
+
+class ConnKey(ctypes.Structure):
+    _fields_ = [("client_ip_be", u32), ("peer_ip_be", u32), ("client_port_be", u16),
+                ("peer_port_be", u16)]
+
+
+class Conn(ctypes.Structure):
+    _fields_ = [("idx", u32), ("flags", u32), ("last_seen_s", u32)]
+
+
+class Config(ctypes.Structure):
+    _fields_ = [("now_s", u32), ("maglev_size", u32), ("vip_capacity", u32),
+                ("maglev_gen", u32), ("hash_seed", u32), ("_pad", u32)]
+
+
+class Counter(enum.IntEnum):
+    PKTS = 0
+    PASS = enum.auto()
+    FWD = enum.auto()
+    FWD_BYTES = enum.auto()
+    REV = enum.auto()
+    REV_BYTES = enum.auto()
+    CONN_NEW = enum.auto()
+    CONN_REOPENED = enum.auto()
+    CONN_MISS = enum.auto()
+    CONN_HIT = enum.auto()
+    FIN = enum.auto()
+    RST = enum.auto()
+    RST_NO_CONN = enum.auto()
+    NO_BACKEND = enum.auto()
+    VIP_NOT_TCP = enum.auto()
+    VIP_MALFORMED = enum.auto()
+    REV_NO_CONN = enum.auto()
+    FIB_MISS = enum.auto()
+    FRAG_NEEDED = enum.auto()
+    TTL_EXCEEDED = enum.auto()
+    CONN_ADD_FAILED = enum.auto()
+    CONN_DONE = enum.auto()
+
+
+COUNTER_MAX = len(Counter)
+
+
+def conn_closing(flags: int) -> bool:
+    """l4_conn_closing(): a RST was seen, or a FIN from both sides."""
+    both = CONN_FIN_CLIENT | CONN_FIN_BACKEND
+    return bool(flags & CONN_RST) or (flags & both) == both
+
+
+# ------------------------------------------------------------- flow hash
+
+M32 = 0xFFFFFFFF
+
+
+def mix32(h: int) -> int:
+    """mg_mix32() of miresga.h (murmur3's finaliser)."""
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & M32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & M32
+    return h ^ (h >> 16)
+
+
+def _be32_word(ip: str) -> int:
+    # The C code hashes the raw network-order word, read as a host-order
+    # integer on this (little-endian) machine.
+    return struct.unpack("=I", socket.inet_aton(ip))[0]
+
+
+def _be16_word(port: int) -> int:
+    return struct.unpack("=H", struct.pack("!H", port))[0]
+
+
+def flow_hash(seed: int, client: str, client_port: int, vip: str, vip_port: int) -> int:
+    """l4_flow_hash(): which Maglev slot (hash % M) a connection takes."""
+    h = mix32((seed ^ _be32_word(client)) & M32)
+    h = mix32(h ^ _be32_word(vip))
+    return mix32(h ^ ((_be16_word(client_port) << 16) | _be16_word(vip_port)))

@@ -1,0 +1,181 @@
+"""A short campaign on a "remote" testbed: namespace hosts with real sshd, reached only
+over SSH, driven by the same runner, experiment and targets as an emulated run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.remote import emulated_inventory
+from bench.sshd import make_keys, start_sshd
+
+REPO = Path(__file__).resolve().parent.parent
+# Every target that exists and runs over SSH; the list grows with the targets.
+TARGETS = ["direct", "haproxy", "nginx", "l4switch"]
+
+WORKLOADS = """
+[objects]
+sizes = ["1KB", "100KB"]
+per_size = 2
+seed = 7
+
+[[workload]]
+name = "1KB"
+size = "1KB"
+
+[[workload]]
+name = "mix"
+mix = { "1KB" = 80, "100KB" = 20 }
+"""
+
+
+def experiment(tmp: Path) -> Path:
+    (tmp / "workloads.toml").write_text(WORKLOADS)
+    targets = "".join(f'\n[[target]]\nname = "{t}"\n' for t in TARGETS)
+    exp = tmp / "remote-smoke.toml"
+    exp.write_text(f"""
+[campaign]
+name = "remote-smoke"
+workloads = "workloads.toml"
+repetitions = 1
+seed = 3
+{targets}
+[parameters]
+workload = ["1KB", "mix"]
+conn_mode = "keep-alive"
+connections = 8
+threads = 1
+duration_s = 1
+warmup_s = 0
+timeout_s = 5
+probe_connections = 1
+probe_interval_ms = 20
+""")
+    return exp
+
+
+def toml_dump(data: dict) -> str:
+    """Just enough TOML for an inventory (tables, arrays of tables, scalars)."""
+    def scalar(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        return json.dumps(str(v))
+
+    out = []
+    def table(prefix, d):
+        simple = {k: v for k, v in d.items() if not isinstance(v, (dict, list))}
+        out.extend(f"{k} = {scalar(v)}" for k, v in simple.items())
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.append(f"\n[{prefix}{k}]")
+                table(f"{prefix}{k}.", v)
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.append(f"\n[{k}]")
+            table(f"{k}.", v)
+    for h in data["host"]:
+        out.append("\n[[host]]")
+        for k, v in h.items():
+            if isinstance(v, dict):
+                out.append(f"{k} = {{ " + ", ".join(f"{a} = {scalar(b)}" for a, b in v.items())
+                           + " }")
+            else:
+                out.append(f"{k} = {scalar(v)}")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def remote_lab(module_testbed, tmp_path_factory):
+    """An inventory file for the module's testbed, every host running its own sshd."""
+    tb = module_testbed
+    tmp = tmp_path_factory.mktemp("lab")
+    keys = make_keys(tmp / "keys")
+    procs = [start_sshd(h, keys, address=str(h.address or tb.host("client").gateway))
+             for h in tb.hosts.values()]
+    inv = emulated_inventory(tb, keys, workroot=f"/tmp/miresga-remote-{tb.prefix}")
+    (tmp / "lab.toml").write_text(toml_dump(inv))
+    yield tb, tmp, inv
+    for p in procs:
+        p.stop()
+    subprocess.run(["rm", "-rf", f"/tmp/miresga-remote-{tb.prefix}"])
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=1800)
+
+
+def shape(doc, depth: int = 2, prefix: str = "") -> set[str]:
+    """The key paths of a result document, to compare form, not values."""
+    out = set()
+    if isinstance(doc, dict) and depth > 0:
+        for k, v in doc.items():
+            out.add(prefix + k)
+            out |= shape(v, depth - 1, prefix + k + ".")
+    return out
+
+
+def test_remote_campaign_has_the_form_of_an_emulated_one(remote_lab, tmp_path):
+    """direct, haproxy, nginx and l4switch over SSH: every point ok, integrity passed, and the
+    result files and tidy table have exactly the fields of an emulated run."""
+    tb, lab, _ = remote_lab
+    exp = experiment(tmp_path)
+    remote = bench("run", str(exp), "--inventory", str(lab / "lab.toml"),
+                   "--results", str(tmp_path / "remote"))
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    emulated = bench("run", str(exp), "--results", str(tmp_path / "emulated"))
+    assert emulated.returncode == 0, emulated.stderr[-3000:]
+
+    docs = {}
+    for kind in ("remote", "emulated"):
+        files = sorted((tmp_path / kind / "remote-smoke").rglob("rep*.json"))
+        assert len(files) == 2 * len(TARGETS), files
+        docs[kind] = [json.loads(f.read_text()) for f in files]
+        for d in docs[kind]:
+            assert d["status"] == "ok", (kind, d.get("error"))
+            assert d["integrity"]["passed"], d["integrity"]
+    r, e = docs["remote"][0], docs["emulated"][0]
+    assert r["metadata"]["testbed"]["kind"] == "remote"
+    assert e["metadata"]["testbed"]["kind"] == "emulated"
+    assert shape(r) == shape(e)
+    assert all(h["transport"] == "SshHost" for h in r["metadata"]["hosts"].values())
+    # No SSH secrets in results.
+    assert "proxy_command" not in json.dumps(r["metadata"])
+    cols = {}
+    for kind in ("remote", "emulated"):
+        with open(tmp_path / kind / "remote-smoke" / "tidy.csv") as f:
+            cols[kind] = next(csv.reader(f))
+    assert cols["remote"] == cols["emulated"]
+    # Nothing of the session is left running on the hosts.
+    left = tb.switch.run(f"find /tmp/miresga-remote-{tb.prefix} -path '*/pids/*' -type f",
+                         check=False).stdout.split()
+    assert left == []
+    for h in tb.hosts.values():
+        # Only sshd (started by the fixture) still runs in each namespace.
+        procs = h.run("ps -o comm= -p $(ip netns pids " + h.netns + " | tr '\\n' ' ') "
+                      "2>/dev/null | sort -u", check=False).stdout.split()
+        assert set(procs) <= {"sshd", "ps", "sh", "sort"}, (h.name, procs)
+
+
+def test_unreachable_host_is_reported_before_the_campaign(remote_lab, tmp_path):
+    """An inventory host whose sshd is down: named with its cause, no point runs."""
+    _, lab, inv = remote_lab
+    import copy
+
+    bad = copy.deepcopy(inv)
+    for h in bad["host"]:
+        if h["name"] == "backend3":
+            h["ssh"]["port"] = 2222
+    (tmp_path / "bad.toml").write_text(toml_dump(bad))
+    r = bench("run", str(experiment(tmp_path)), "--inventory", str(tmp_path / "bad.toml"),
+              "--results", str(tmp_path / "res"))
+    assert r.returncode != 0
+    assert "backend3" in r.stderr and "cannot reach" in r.stderr, r.stderr[-2000:]
+    assert not list((tmp_path / "res").rglob("rep*.json"))
