@@ -55,6 +55,10 @@ class Miresga(Target):
         "flow_capacity": FLOW_CAPACITY_DEFAULT,
         "rate": 0,                          # switch entry installs/s (0: unlimited)
         "control_port": CTL_PORT_DEFAULT,
+        # Where front-ends reach switchd ("": the switch's address on each
+        # front-end's link).  On real hosts whose data NIC DPDK owns, give an
+        # address the front-end's kernel can reach (a management network).
+        "control_address": "",
         "frontend_idle_s": 90.0,            # spliced flow with no packet through the front-end
         "filter_period_s": 120.0,           # > frontend_idle_s (seen filter)
         "switch_idle_s": 120.0,             # switch entries age out after this
@@ -119,7 +123,7 @@ class Miresga(Target):
 
     def control_address(self, fe) -> str:
         """Where a front-end reaches switchd: the switch's address on its link."""
-        return str(fe.gateway)
+        return self.params["control_address"] or str(fe.gateway)
 
     def frontend_limits(self) -> dict[str, int]:
         p = self.params
@@ -135,7 +139,17 @@ class Miresga(Target):
             nexthop_mac=fe.switch_mac, iface=fe.iface,
             control=(self.control_address(fe), int(self.params["control_port"])),
             vip_index=0, vip_wscale=int(self.params["wscale"]))
-        return Frontend(fe, self.service, facts, limits=self.frontend_limits())
+        f = Frontend(fe, self.service, facts, limits=self.frontend_limits())
+        pci = getattr(fe, "pci", None)
+        if pci:
+            # A real front-end (inventory): its NIC by PCI address, hugepages;
+            # one lcore, the host's first pinned CPU or its last one.
+            cpus = getattr(fe, "cpus", "")
+            core = (cpus.split(",")[0].split("-")[0] if cpus
+                    else str(int(fe.run("nproc").stdout.strip() or 1) - 1))
+            f.eal = ["-a", pci, "-l", core, "--file-prefix", f.file_prefix, "--no-telemetry",
+                     "--log-level=*:warning"]
+        return f
 
     # -------------------------------------------------------- life cycle
     def deploy(self) -> None:
