@@ -79,8 +79,8 @@ def test_enums_match(probe):
         {f"MG_AG_{c.name}" for c in ag.Counter}
     for s in ag.ConnState:
         assert e[f"MG_AGENT_{s.name}"] == s.value
-    assert (e["MG_AGENT_FIN_IN"], e["MG_AGENT_FIN_OUT"], e["MG_AGENT_RST"]) == \
-        (ag.FIN_IN, ag.FIN_OUT, ag.RST)
+    assert (e["MG_AGENT_FIN_IN"], e["MG_AGENT_FIN_OUT"], e["MG_AGENT_RST"], e["MG_AGENT_TS"]) == \
+        (ag.FIN_IN, ag.FIN_OUT, ag.RST, ag.TS)
     assert e["MG_AGENT_CONNS_DEFAULT"] == ag.CONNS_DEFAULT
     assert e["MG_AGENT_MAX_PORTS"] == ag.MAX_PORTS
     assert e["MG_COOKIE_NO_WSCALE"] == COOKIE_NO_WSCALE

@@ -193,6 +193,80 @@ def test_sack_four_blocks_and_with_timestamps(agent):
     assert (c["sack_rewrite"], c["sack_blocks"]) == (2, 7)
 
 
+# ------------------------------------------------------------- timestamps
+
+T0 = 0x7FFFFFF0                # the switch's SYN-ACK TSval (the client's view of the server clock)
+TB = 0x00100000                # the back-end's TSval in its SYN-ACK
+TC = 0x01234567                # the client's TSval
+TD = (TB - T0) & M32
+
+
+def ts_syn(tsval=TC, tsecr=T0, ws=7):
+    return [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (tsval, tsecr)), ("NOP", None),
+            ("WScale", ws)]
+
+
+def ts_opts(tsval, tsecr):
+    return [("NOP", None), ("NOP", None), ("Timestamp", (tsval & M32, tsecr & M32))]
+
+
+def test_timestamps_are_shifted_onto_the_switch_clock(agent):
+    """Fused SYN with timestamps: its TSecr (the switch's SYN-ACK TSval T0, as the
+    client echoed it) is the base and is zeroed; the back-end's SYN-ACK TSval TB
+    leaves as T0; later egress TSvals -= TB - T0, ingress TSecrs += TB - T0, wrapping
+    past 2^32; a resent SYN-ACK does not move the offset; TSecr of egress and TSval
+    of ingress (the client's clock) are untouched."""
+    synack_ts = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (TB, TC)), ("NOP", None),
+                 ("WScale", 7)]
+    play(agent, [
+        Step("fused SYN: s and TSecr zeroed", IN,
+             to_backend("S", C, S, ts_syn()), to_backend("S", C, 0, ts_syn(tsecr=0))),
+        Step("SYN-ACK: seq s, TSval T0", OUT,
+             from_backend("SA", B, C + 1, synack_ts, window=64240),
+             from_backend("SA", S, C + 1, [("MSS", 1460), ("SAckOK", b""),
+                                          ("Timestamp", (T0, TC)), ("NOP", None),
+                                          ("WScale", 7)], window=64240)),
+        Step("client ACK: TSecr T0+5 -> TB+5", IN,
+             to_backend("A", C + 1, S + 1, ts_opts(TC + 1, T0 + 5)),
+             to_backend("A", C + 1, B + 1, ts_opts(TC + 1, TB + 5))),
+        Step("response: TSval TB+40 -> T0+40 (wraps past 2^32)", OUT,
+             from_backend("PA", B + 1, C + 1, ts_opts(TB + 40, TC + 1), payload=b"r" * 100),
+             from_backend("PA", S + 1, C + 1, ts_opts(T0 + 40, TC + 1), payload=b"r" * 100)),
+        Step("the same SYN-ACK resent later (TSval TB+60): offset unchanged", OUT,
+             from_backend("SA", B, C + 1, [("MSS", 1460), ("SAckOK", b""),
+                                          ("Timestamp", (TB + 60, TC)), ("NOP", None),
+                                          ("WScale", 7)], window=64240),
+             from_backend("SA", S, C + 1, [("MSS", 1460), ("SAckOK", b""),
+                                          ("Timestamp", (T0 + 60, TC)), ("NOP", None),
+                                          ("WScale", 7)], window=64240)),
+        Step("client ACK with SACK behind timestamps: TSecr and SACK both translated", IN,
+             to_backend("A", C + 1, S + 1, ts_opts(TC + 2, T0 + 40)
+                        + [("NOP", None), ("NOP", None), sack_option(S + 51, S + 101)]),
+             to_backend("A", C + 1, B + 1, ts_opts(TC + 2, TB + 40)
+                        + [("NOP", None), ("NOP", None), sack_option(B + 51, B + 101)])),
+    ])
+    e = entry(agent)
+    assert e.flags & 0x8 and (e.ts_base, e.ts_delta) == (T0, TD)
+    assert agent.counters()["ts_rewrite"] == 5
+
+
+def test_backend_that_declines_timestamps_gets_none_translated(agent):
+    """A fused SYN with timestamps answered by a SYN-ACK without them: the entry
+    stops translating timestamps; a timestamp option later is left alone."""
+    play(agent, [
+        Step("fused SYN", IN, to_backend("S", C, S, ts_syn()),
+             to_backend("S", C, 0, ts_syn(tsecr=0))),
+        Step("SYN-ACK without timestamps", OUT,
+             from_backend("SA", B, C + 1, synack_options(7), window=64240),
+             from_backend("SA", S, C + 1, synack_options(7), window=64240)),
+        Step("a client ACK that still carries timestamps: only the ack moves", IN,
+             to_backend("A", C + 1, S + 1, ts_opts(TC + 1, T0)),
+             to_backend("A", C + 1, B + 1, ts_opts(TC + 1, T0))),
+    ])
+    assert not entry(agent).flags & 0x8
+    assert agent.counters()["ts_rewrite"] == 0
+
+
 def test_egress_sack_is_not_translated(agent):
     """SACK blocks the back-end sends name client bytes (client seq space): untouched,
     while the segment's own seq is translated."""

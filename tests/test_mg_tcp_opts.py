@@ -21,7 +21,7 @@ OK, TRUNCATED, BAD_LEN, DUPLICATE = 0, 1, 2, 3
 class TcpOpts(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint8) for n in ("status", "mss_off", "wscale_off", "wscale",
                                               "sack_perm", "sack_off", "sack_blocks",
-                                              "timestamps")] + [("mss", ctypes.c_uint16)]
+                                              "timestamps", "ts_off")] + [("mss", ctypes.c_uint16)]
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,12 @@ CASES = [
     # what, options, expected fields
     ("Linux SYN: MSS, SACK-perm, TS, NOP, WS",
      bytes.fromhex("020405b4" "0402" "080a0000000100000000" "01" "030307"),
-     dict(status=OK, mss=1460, mss_off=2, sack_perm=1, timestamps=1, wscale=7, wscale_off=19,
-          sack_off=ABSENT)),
+     dict(status=OK, mss=1460, mss_off=2, sack_perm=1, timestamps=1, ts_off=8, wscale=7,
+          wscale_off=19, sack_off=ABSENT)),
     ("Miresga replay: MSS, SACK-perm, NOP, WS",
      bytes.fromhex("020405b4" "0402" "01" "030309"),
-     dict(status=OK, mss=1460, sack_perm=1, wscale=9, wscale_off=9, timestamps=0)),
+     dict(status=OK, mss=1460, sack_perm=1, wscale=9, wscale_off=9, timestamps=0,
+          ts_off=ABSENT)),
     ("NOP NOP SACK x2",
      bytes.fromhex("0101" "0512") + bytes(range(16)),
      dict(status=OK, sack_off=4, sack_blocks=2, mss_off=ABSENT, wscale_off=ABSENT)),
@@ -76,6 +77,10 @@ CASES = [
     ("WS with length 4", bytes.fromhex("03040700"), dict(status=BAD_LEN, wscale_off=ABSENT)),
     ("two WS options", bytes.fromhex("030307" "030309" "0101"),
      dict(status=DUPLICATE, wscale=7, wscale_off=2)),
+    ("Linux data segment: NOP NOP TS (TSval at 4)", bytes.fromhex("0101" "080a" "00000005" "00000007"),
+     dict(status=OK, timestamps=1, ts_off=4, sack_off=ABSENT)),
+    ("two TS options", bytes.fromhex("080a" + "00" * 8 + "080a" + "00" * 8),
+     dict(status=DUPLICATE, timestamps=1, ts_off=2)),
     ("fields parsed before an error are kept (as the kernel does)",
      bytes.fromhex("020405b4" "0303"), dict(status=TRUNCATED, mss=1460, wscale_off=ABSENT)),
     ("40 NOPs: the bound is reached exactly", b"\x01" * 40, dict(status=OK)),

@@ -214,13 +214,18 @@ def to_frontend(p: Ether, client=CLIENT, cport=CPORT) -> tuple[Ether, str]:
     return routed(p, mac, PORT_MAC[port]), port
 
 
-def synack(isn=1000, mss=MSS, ws=7, sack=True, cport=CPORT, client_mss=MSS) -> Ether:
+def synack(isn=1000, mss=MSS, ws=7, sack=True, cport=CPORT, client_mss=MSS,
+           ts: int | None = None) -> Ether:
+    """The switch's SYN-ACK; `ts`: the client's TSval, if it offered timestamps
+    (the SYN-ACK's TSval is then the cookie, its TSecr the client's TSval)."""
+    c = cookie(cport=cport, isn=isn, mss=client_mss, ws=ws, sack=sack)
     opts = [("MSS", mss)]
     if sack:
         opts += [("NOP", None), ("NOP", None), ("SAckOK", b"")]
+    if ts is not None:
+        opts += [("NOP", None), ("NOP", None), ("Timestamp", (c, ts))]
     if ws is not None:
         opts += [("NOP", None), ("WScale", WSCALE)]
-    c = cookie(cport=cport, isn=isn, mss=client_mss, ws=ws, sack=sack)
     return Ether(raw(Ether(dst=CLIENT_MAC, src=PORT_MAC["c0"])
                      / IP(src=VIP, dst=CLIENT, id=0, flags="DF", ttl=64)
                      / TCP(sport=80, dport=cport, flags="SA", seq=c, ack=isn + 1, window=WINDOW,
@@ -263,9 +268,16 @@ _fe_to_backend = (Ether(src=FE[0][1], dst=PORT_MAC["f0"]) / IP(src=CLIENT, dst=B
 
 CASES = [
     # --- client SYN: answered by the switch itself
-    Case("SYN with Linux options: cookie SYN-ACK with MSS, SACK-permitted, window scale",
+    Case("SYN with Linux options: cookie SYN-ACK with MSS, SACK-permitted, timestamps "
+         "(TSval = cookie, TSecr = the client's TSval), window scale",
          from_client("S", seq=1000, ack=0, options=LINUX_SYN_OPTS), REDIRECT, C.SYN_COOKIE,
-         synack(), "c0"),
+         synack(ts=12345), "c0"),
+    Case("SYN with timestamps only: MSS and timestamps",
+         from_client("S", seq=1000, ack=0, options=[("Timestamp", (0xFEDCBA98, 0))]), REDIRECT,
+         C.SYN_COOKIE, synack(ws=None, sack=False, client_mss=536, ts=0xFEDCBA98), "c0"),
+    Case("SYN with a timestamp option of the wrong length: ignored, as Linux does",
+         from_client("S", seq=1000, ack=0, options=[("MSS", 1460), (8, b"\x00" * 6)]),
+         REDIRECT, C.SYN_COOKIE, synack(ws=None, sack=False), "c0"),
     Case("SYN without options: SYN-ACK with MSS only; cookie records MSS 536, no WS, no SACK",
          from_client("S", seq=1000, ack=0), REDIRECT, C.SYN_COOKIE,
          synack(ws=None, sack=False, client_mss=536), "c0"),
@@ -280,14 +292,14 @@ CASES = [
          synack(ws=None, sack=False, client_mss=536), "c0"),
     Case("SYN with data (Fast Open): data dropped, not acknowledged",
          from_client("S", seq=1000, ack=0, options=LINUX_SYN_OPTS, payload=b"x" * 333),
-         REDIRECT, C.SYN_COOKIE, synack(), "c0"),
+         REDIRECT, C.SYN_COOKIE, synack(ts=12345), "c0"),
     Case("SYN with EOL then garbage: options end at EOL",
          from_client("S", seq=1000, ack=0, options=[("MSS", 1460), ("EOL", None),
                                                     ("NOP", None), ("NOP", None), ("NOP", None)]),
          REDIRECT, C.SYN_COOKIE, synack(ws=None, sack=False), "c0"),
     Case("SYN with TTL 1 still answered: the switch is the endpoint",
          from_client("S", seq=1000, ack=0, ttl=1, options=LINUX_SYN_OPTS), REDIRECT,
-         C.SYN_COOKIE, synack(), "c0"),
+         C.SYN_COOKIE, synack(ts=12345), "c0"),
     Case("SYN whose option length is 0 (would loop): dropped",
          from_client("S", seq=1000, ack=0), SHOT, C.SYN_BAD_OPTIONS),
     Case("SYN whose option length is 1: dropped",

@@ -389,7 +389,8 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 	struct mg_agent_conn fresh = {};
 	struct mg_agent_conn *conn;
 	__u64 now = bpf_ktime_get_ns();
-	int reuse;
+	__u32 tsecr = 0;
+	int reuse, bad;
 
 	conn = bpf_map_lookup_elem(&mg_agent_conns, key);
 	if (ack == 0) {
@@ -400,6 +401,11 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 			count(MG_AG_STALE_REMOVED);
 		return TC_ACT_UNSPEC;
 	}
+	/* Malformed options: the kernel keeps what it parsed before the
+	 * error, and so does the walk. */
+	bad = load_opts(skb, p, &w) != MG_OPTS_OK;
+	if (w.o.ts_off != MG_OPT_ABSENT)
+		tsecr = opt_be32(w.buf, w.o.ts_off + 4);
 	if (conn && conn->switch_isn == ack && conn->client_isn == seq) {
 		/* The front-end retransmitted its SYN: same connection. */
 		count(MG_AG_SYN_RETRANS);
@@ -407,6 +413,8 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 		goto zero_ack;
 	}
 	reuse = conn != NULL;
+	if (bad)
+		count(MG_AG_BAD_OPTIONS);
 
 	fresh.switch_isn = ack;
 	fresh.client_isn = seq;
@@ -414,12 +422,15 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 	fresh.last_seen_ns = now;
 	fresh.client_wscale = MG_COOKIE_NO_WSCALE;
 	fresh.backend_wscale = MG_COOKIE_NO_WSCALE;
-	/* Malformed options: the kernel keeps what it parsed before the
-	 * error, and so does the walk. */
-	if (load_opts(skb, p, &w) != MG_OPTS_OK)
-		count(MG_AG_BAD_OPTIONS);
 	if (w.o.wscale_off != MG_OPT_ABSENT)
 		fresh.client_wscale = w.o.wscale > 14 ? 14 : w.o.wscale;  /* RFC 7323 2.3 */
+	if (w.o.ts_off != MG_OPT_ABSENT) {
+		/* The fused SYN's TSecr carries the server clock the client has
+		 * seen (the switch's SYN-ACK TSval, or later the translated one):
+		 * the back-end's timestamps are shifted onto it. */
+		fresh.flags |= MG_AGENT_TS;
+		fresh.ts_base = tsecr;
+	}
 
 	/* Re-use (the front-end reset the old back-end connection and opens a
 	 * new one for the same client endpoint): a whole new entry. */
@@ -431,13 +442,34 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 	count(reuse ? MG_AG_CONN_REUSE : MG_AG_CONN_NEW);
 
 zero_ack:
-	/* The kernel ignores the ack field of a SYN without ACK, but a non-zero
-	 * one is a protocol oddity we should not hand to the stack. */
+	/* The kernel ignores the ack field of a SYN without ACK, and a SYN's
+	 * TSecr, but non-zero ones are protocol oddities we should not hand to
+	 * the stack. */
 	mg_tcp_store32(skb, p->l4_off, 8, ack, 0);
+	if (w.o.ts_off != MG_OPT_ABSENT && tsecr)
+		mg_tcp_store32(skb, p->l4_off, 20 + w.o.ts_off + 4, tsecr, 0);
 	return TC_ACT_UNSPEC;
 }
 
-/* Translate each SACK block edge by d: bounded by the 4 blocks that fit. */
+/* Translate the TSval (egress, -ts_delta) or TSecr (ingress, +ts_delta) of a
+ * packet whose options have been walked. */
+static __always_inline void translate_ts(struct __sk_buff *skb, const struct mg_pkt *p,
+					 const struct mg_tcp_opts_walk *w,
+					 const struct mg_agent_conn *conn, int egress)
+{
+	__u32 off, v;
+
+	if (!(conn->flags & MG_AGENT_TS) || w->o.ts_off == MG_OPT_ABSENT)
+		return;
+	off = w->o.ts_off + (egress ? 0 : 4);
+	v = opt_be32(w->buf, off);
+	if (mg_tcp_store32(skb, p->l4_off, 20 + off, v,
+			   egress ? v - conn->ts_delta : v + conn->ts_delta) == 0)
+		count(MG_AG_TS_REWRITE);
+}
+
+/* Translate each SACK block edge by d: bounded by the 4 blocks that fit;
+ * and the TSecr.  One walk of the options for both. */
 static __always_inline void ingress_sack(struct __sk_buff *skb, const struct mg_pkt *p,
 					 const struct mg_agent_conn *conn)
 {
@@ -449,6 +481,7 @@ static __always_inline void ingress_sack(struct __sk_buff *skb, const struct mg_
 		count(MG_AG_BAD_OPTIONS);
 		return;
 	}
+	translate_ts(skb, p, &w, conn, 0);
 	if (w.o.sack_off == MG_OPT_ABSENT)
 		return;
 	for (i = 0; i < 4; i++) {
@@ -557,6 +590,23 @@ static __always_inline int egress_synack(struct __sk_buff *skb, const struct mg_
 	 * SYN-ACK always answers the latest SYN, whose s the entry holds. */
 	conn->backend_isn = b;
 	conn->delta = b - conn->switch_isn;
+	if (conn->flags & MG_AGENT_TS) {
+		if (bad || opts->ts_off == MG_OPT_ABSENT) {
+			/* The back-end declined timestamps: nothing to translate. */
+			conn->flags &= ~MG_AGENT_TS;
+		} else {
+			__u32 tsval = opt_be32(walk.buf, opts->ts_off);
+
+			/* Only the first SYN-ACK sets the clock offset: a resent
+			 * one carries a later TSval, and the client may have seen
+			 * translated timestamps of this connection already. */
+			if (conn->state == MG_AGENT_SYN_SEEN)
+				conn->ts_delta = tsval - conn->ts_base;
+			if (mg_tcp_store32(skb, p->l4_off, 20 + opts->ts_off, tsval,
+					   tsval - conn->ts_delta) == 0)
+				count(MG_AG_TS_REWRITE);
+		}
+	}
 	if (conn->state == MG_AGENT_SYN_SEEN)
 		conn->state = conn->close_ns ? MG_AGENT_CLOSING : MG_AGENT_ESTABLISHED;
 	conn->last_seen_ns = bpf_ktime_get_ns();
@@ -640,6 +690,16 @@ int agent_egress(struct __sk_buff *skb)
 		count(MG_AG_REWRITE_OUT);
 	if (conn->egress_shift)
 		window_rescale(skb, &p, conn->egress_shift);
+	if ((conn->flags & MG_AGENT_TS) && p.opt_len) {
+		/* Once per skb, and egress skbs are TSO/GSO super-packets: the
+		 * segments cut from one share its timestamp. */
+		struct mg_tcp_opts_walk w = {};
+
+		if (load_opts(skb, &p, &w) == MG_OPTS_OK)
+			translate_ts(skb, &p, &w, conn, 1);
+		else
+			count(MG_AG_BAD_OPTIONS);
+	}
 
 	if (p.tcp.fin)
 		conn->flags |= MG_AGENT_FIN_OUT;

@@ -46,6 +46,7 @@ enum mg_agent_state {
 #define MG_AGENT_FIN_IN 0x1      /* client (or front-end) sent FIN */
 #define MG_AGENT_FIN_OUT 0x2     /* back-end sent FIN */
 #define MG_AGENT_RST 0x4         /* either side sent RST */
+#define MG_AGENT_TS 0x8          /* timestamps are on: TSval/TSecr are translated too */
 
 struct mg_agent_conn {
 	__u32 switch_isn;       /* s: the switch's cookie ISN, from the fused SYN's ack field */
@@ -66,6 +67,14 @@ struct mg_agent_conn {
 	__s8 egress_shift;
 	__u8 ingress_shift;
 	__u8 _pad[2];
+	/*
+	 * Timestamps (RFC 7323), when MG_AGENT_TS: the switch's SYN-ACK started
+	 * the client's view of the server's clock at ts_base (the fused SYN's
+	 * TSecr); the back-end's clock is ts_delta ahead of that view.  Egress
+	 * TSval -= ts_delta, ingress TSecr += ts_delta.
+	 */
+	__u32 ts_base;
+	__u32 ts_delta;         /* set by the first SYN-ACK */
 	/* No timer per entry: one sweeper timer ages the map (agent.bpf.c, "aging"). */
 };
 
@@ -114,6 +123,7 @@ enum mg_agent_counter {
 	MG_AG_MAP_FAIL,         /* entry could not be stored */
 	MG_AG_SWEEPS,           /* sweeps of the map by the aging timer */
 	MG_AG_SWEEP_ARM_FAIL,   /* the sweeper timer could not be armed (retried at the next SYN) */
+	MG_AG_TS_REWRITE,       /* packets whose TSval (egress) or TSecr (ingress) was translated */
 	MG_AG__MAX,
 };
 

@@ -102,6 +102,8 @@ class AgentConn(ctypes.Structure):
         ("egress_shift", ctypes.c_int8),
         ("ingress_shift", ctypes.c_uint8),
         ("_pad", ctypes.c_uint8 * 2),
+        ("ts_base", ctypes.c_uint32),
+        ("ts_delta", ctypes.c_uint32),
     ]
 
 
@@ -124,7 +126,7 @@ class ConnState(enum.IntEnum):
     CLOSING = 3
 
 
-FIN_IN, FIN_OUT, RST = 0x1, 0x2, 0x4
+FIN_IN, FIN_OUT, RST, TS = 0x1, 0x2, 0x4, 0x8
 
 
 class Counter(enum.IntEnum):
@@ -157,6 +159,7 @@ class Counter(enum.IntEnum):
     MAP_FAIL = enum.auto()
     SWEEPS = enum.auto()
     SWEEP_ARM_FAIL = enum.auto()
+    TS_REWRITE = enum.auto()
 
 
 COUNTER_MAX = len(Counter)
@@ -169,6 +172,7 @@ def summarize(counters: dict[str, int]) -> dict[str, int]:
         "rewrites": counters["rewrite_in"] + counters["rewrite_out"],
         "sack_rewrites": counters["sack_rewrite"],
         "window_fixes": counters["window_fix"] + counters["wscale_opt_fix"],
+        "timestamp_rewrites": counters["ts_rewrite"],
         "cleanups": counters["cleanup_closed"] + counters["cleanup_idle"],
         "misses": counters["miss_in"] + counters["miss_out"],
     }
@@ -234,6 +238,8 @@ class Connection:
     backend_wscale: int | None
     egress_shift: int
     ingress_shift: int
+    ts_base: int
+    ts_delta: int
     idle_s: float
     closing_for_s: float | None
 
@@ -251,6 +257,7 @@ class Connection:
             client_wscale=None if v.client_wscale == COOKIE_NO_WSCALE else v.client_wscale,
             backend_wscale=None if v.backend_wscale == COOKIE_NO_WSCALE else v.backend_wscale,
             egress_shift=v.egress_shift, ingress_shift=v.ingress_shift,
+            ts_base=v.ts_base, ts_delta=v.ts_delta,
             idle_s=max(0, now_ns - v.last_seen_ns) / 1e9,
             closing_for_s=max(0, now_ns - v.close_ns) / 1e9 if v.close_ns else None,
         )

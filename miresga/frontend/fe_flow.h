@@ -69,6 +69,13 @@ struct fe_flow {
 	uint32_t hdr_left;          /* header bytes of the current request not yet forwarded */
 	uint32_t requests;
 	uint32_t be_bytes;          /* response bytes the front-end forwarded (offload_after_bytes) */
+	/* Timestamps (RFC 7323), if the client uses them (ts_ok): its latest
+	 * TSval, and its latest TSecr, the server clock as the client last saw
+	 * it (the switch's SYN-ACK TSval at first, then the agent-translated
+	 * TSvals of the back-end).  A back-end SYN carries them as its TSval
+	 * and TSecr; the agent takes the TSecr as its clock base. */
+	uint32_t cli_tsval;
+	uint32_t cli_tsecr;
 	struct http_scan scan;
 	struct http_body body;
 	uint16_t cli_win;           /* the client's last window field, unscaled */
@@ -93,6 +100,7 @@ struct fe_flow {
 	uint8_t opaque;             /* no more request parsing (Upgrade, broken framing) */
 	uint8_t retries;            /* ANSWERED: retransmissions left */
 	uint8_t answered;           /* the front-end answered and closed this flow */
+	uint8_t ts_ok;              /* the client's segments carry timestamps */
 };
 
 TAILQ_HEAD(fe_timer_queue, fe_flow);

@@ -100,6 +100,58 @@ static inline enum fe_pkt_verdict fe_pkt_parse(struct fe_pkt *p, struct rte_mbuf
 	return FE_PKT_OK;
 }
 
+/*
+ * The timestamp option of a parsed segment (RFC 7323), if it has one: a
+ * bounded walk over at most 40 option bytes, Linux's NOP NOP TS first.
+ */
+static inline int fe_pkt_timestamps(const struct fe_pkt *p, uint32_t *tsval, uint32_t *tsecr)
+{
+	const uint8_t *o = (const uint8_t *)(p->tcp + 1);
+	uint32_t n = (uint32_t)((p->tcp->data_off >> 4) * 4) - sizeof(struct rte_tcp_hdr);
+	uint32_t i = 0, v;
+
+	while (i < n) {
+		uint8_t kind = o[i], len;
+
+		if (kind == 0)
+			break;
+		if (kind == 1) {
+			i++;
+			continue;
+		}
+		if (i + 1 >= n)
+			break;
+		len = o[i + 1];
+		if (len < 2 || i + len > n)
+			break;
+		if (kind == 8 && len == 10) {
+			memcpy(&v, o + i + 2, 4);
+			*tsval = rte_be_to_cpu_32(v);
+			memcpy(&v, o + i + 6, 4);
+			*tsecr = rte_be_to_cpu_32(v);
+			return 1;
+		}
+		i += len;
+	}
+	return 0;
+}
+
+/* NOP NOP TS(tsval, tsecr): the 12 option bytes Linux puts on every segment. */
+static inline uint8_t fe_ts_option(uint8_t *opt, uint32_t tsval, uint32_t tsecr)
+{
+	uint32_t v;
+
+	opt[0] = 1;
+	opt[1] = 1;
+	opt[2] = 8;
+	opt[3] = 10;
+	v = rte_cpu_to_be_32(tsval);
+	memcpy(opt + 4, &v, 4);
+	v = rte_cpu_to_be_32(tsecr);
+	memcpy(opt + 8, &v, 4);
+	return 12;
+}
+
 static inline void fe_pkt_set_macs(const struct fe_lcore *lc, struct rte_ether_hdr *eth)
 {
 	memcpy(&eth->src_addr, lc->mac, RTE_ETHER_ADDR_LEN);

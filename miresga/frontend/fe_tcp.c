@@ -88,6 +88,23 @@ static int send_segment(struct fe_lcore *lc, const struct fe_tuple *t, uint32_t 
 	return 0;
 }
 
+/*
+ * The timestamp option of a segment the front-end writes itself for a flow
+ * whose client uses timestamps (RFC 7323 expects one on every segment).
+ * Toward the back-end it speaks as the client: the client's latest TSval,
+ * and as TSecr the server clock the client last echoed (the agent shifts it
+ * onto the back-end's clock).  Toward the client it speaks as the server:
+ * that same echoed value as TSval (the client's PAWS check wants no less),
+ * and the client's TSval as TSecr.  Returns the option length, 0 if none.
+ */
+static uint8_t ts_option(const struct fe_flow *f, int to_client, uint8_t *opt)
+{
+	if (!f->ts_ok)
+		return 0;
+	return to_client ? fe_ts_option(opt, f->cli_tsecr, f->cli_tsval)
+			 : fe_ts_option(opt, f->cli_tsval, f->cli_tsecr);
+}
+
 static void send_rst(struct fe_lcore *lc, const struct fe_tuple *t, uint32_t seq)
 {
 	if (send_segment(lc, t, seq, 0, F_RST, 0, NULL, 0, NULL, 0) == 0)
@@ -252,9 +269,12 @@ static void backend_abort(struct fe_lcore *lc, struct fe_flow *f, uint32_t seq)
 }
 
 /* SYN options replayed from the cookie's low byte: what the client offered
- * the switch, so the back-end negotiates exactly what the client expects. */
-static uint8_t syn_options(uint32_t cookie, uint8_t *opt)
+ * the switch, so the back-end negotiates exactly what the client expects;
+ * and timestamps if the client's segments carry them (the agent takes the
+ * TSecr as the base of the back-end's clock in the client's view). */
+static uint8_t syn_options(const struct fe_flow *f, uint8_t *opt)
 {
+	uint32_t cookie = f->s_isn;
 	uint16_t mss = mg_cookie_mss(cookie);
 	uint32_t ws = mg_cookie_wscale(cookie);
 	uint8_t n = 0;
@@ -269,6 +289,8 @@ static uint8_t syn_options(uint32_t cookie, uint8_t *opt)
 		opt[n++] = 4; /* SACK permitted */
 		opt[n++] = 2;
 	}
+	if (f->ts_ok)
+		n = (uint8_t)(n + fe_ts_option(opt + n, f->cli_tsval, f->cli_tsecr));
 	if (ws != MG_COOKIE_NO_WSCALE) {
 		opt[n++] = 1;
 		opt[n++] = 3; /* window scale */
@@ -286,7 +308,7 @@ static void backend_syn(struct fe_lcore *lc, struct fe_flow *f)
 {
 	uint32_t ws = mg_cookie_wscale(f->s_isn);
 	uint32_t win = f->cli_win;
-	uint8_t opt[12], optlen;
+	uint8_t opt[24], optlen;
 	struct fe_tuple t = to_backend(lc, f);
 
 	/* A SYN's window is never scaled: give the client's real window. */
@@ -294,7 +316,7 @@ static void backend_syn(struct fe_lcore *lc, struct fe_flow *f)
 		win <<= ws;
 	if (win > 65535)
 		win = 65535;
-	optlen = syn_options(f->s_isn, opt);
+	optlen = syn_options(f, opt);
 	if (send_segment(lc, &t, f->req_seq - 1, f->syn_ack, F_SYN, (uint16_t)win, opt, optlen,
 			 NULL, 0) == 0) {
 		if (f->syns++)
@@ -340,9 +362,11 @@ static void backend_failed(struct fe_lcore *lc, struct fe_flow *f)
 static void backend_joined(struct fe_lcore *lc, struct fe_flow *f)
 {
 	struct fe_tuple t = to_backend(lc, f);
+	uint8_t opt[12], optlen = ts_option(f, 0, opt);
 
 	fe_lb_answered(&lc->lb, f->backend);
-	if (send_segment(lc, &t, f->req_seq, f->syn_ack + 1, F_ACK, f->cli_win, NULL, 0, NULL, 0) == 0)
+	if (send_segment(lc, &t, f->req_seq, f->syn_ack + 1, F_ACK, f->cli_win, opt, optlen, NULL,
+			 0) == 0)
 		lc->stats.pkt.ack_sent++;
 	fe_flow_set_state(&lc->ft, f, FE_FS_SPLICED);
 	fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
@@ -358,12 +382,13 @@ static void answer_send(struct fe_lcore *lc, struct fe_flow *f)
 	int len = 0;
 	struct fe_tuple t = to_client(lc, f);
 	uint32_t ack = f->cli_fin ? f->cli_fin_seq + 1 : f->cli_next;
+	uint8_t opt[12], optlen = ts_option(f, 1, opt);
 
 	if (f->status)
 		len = http_error_response(f->status, body, sizeof(body));
 	f->answer_len = (uint16_t)len;
 	if (send_segment(lc, &t, f->answer_seq, ack, F_ACK | F_FIN | (len ? F_PSH : 0),
-			 answer_window(lc, f), NULL, 0, body, (uint16_t)len) == 0) {
+			 answer_window(lc, f), opt, optlen, body, (uint16_t)len) == 0) {
 		lc->stats.pkt.answer_sent++;
 		lc->stats.pkt.fin_sent++;
 	}
@@ -544,6 +569,7 @@ static void release_held(struct fe_lcore *lc, struct fe_flow *f)
 	struct rte_mbuf *m = f->held;
 	uint32_t seq = f->req_seq;
 	struct fe_tuple t = to_backend(lc, f);
+	uint8_t opt[12], optlen = ts_option(f, 0, opt);
 
 	f->held = f->held_tail = NULL;
 	f->held_len = 0;
@@ -572,7 +598,7 @@ static void release_held(struct fe_lcore *lc, struct fe_flow *f)
 			if (head) {
 				rte_pktmbuf_adj(m, (uint16_t)k);
 				if (fe_pkt_push_tcp(lc, head, &t, seq, f->cli_ack, F_ACK | F_PSH,
-						    f->cli_win, NULL, 0) == 0) {
+						    f->cli_win, opt, optlen) == 0) {
 					lc->stats.pkt.released++;
 					lc->stats.pkt.split++;
 					fe_tx(lc, head);
@@ -593,7 +619,7 @@ static void release_held(struct fe_lcore *lc, struct fe_flow *f)
 		}
 send_whole:
 		if (fe_pkt_push_tcp(lc, m, &t, seq, f->cli_ack, F_ACK | (next ? 0 : F_PSH), f->cli_win,
-				    NULL, 0) == 0) {
+				    opt, optlen) == 0) {
 			lc->stats.pkt.released++;
 			fe_tx(lc, m);
 		} else {
@@ -641,9 +667,10 @@ static void progress(struct fe_lcore *lc, struct fe_flow *f)
 			}
 			if (f->cli_fin && !f->cli_fin_sent) {
 				struct fe_tuple t = to_backend(lc, f);
+				uint8_t opt[12], optlen = ts_option(f, 0, opt);
 
 				if (send_segment(lc, &t, f->cli_fin_seq, f->cli_ack, F_ACK | F_FIN,
-						 f->cli_win, NULL, 0, NULL, 0) == 0)
+						 f->cli_win, opt, optlen, NULL, 0) == 0)
 					lc->stats.pkt.fin_sent++;
 				f->cli_fin_sent = 1;
 				fin_seen(lc, f);
@@ -827,8 +854,10 @@ static void client_answered(struct fe_lcore *lc, struct fe_flow *f, struct fe_pk
 	}
 	if (f->cli_fin && (p->flags & F_FIN)) {
 		/* Acknowledge the client's FIN (again, if it was resent). */
+		uint8_t opt[12], optlen = ts_option(f, 1, opt);
+
 		if (send_segment(lc, &t, answer_end(f), f->cli_fin_seq + 1, F_ACK, answer_window(lc, f),
-				 NULL, 0, NULL, 0) == 0)
+				 opt, optlen, NULL, 0) == 0)
 			lc->stats.pkt.ack_sent++;
 	}
 	rte_pktmbuf_free(p->m);
@@ -903,6 +932,9 @@ static void client_input(struct fe_lcore *lc, struct fe_pkt *p)
 		f->cli_ack = p->ack;
 		f->req_seq = p->seq;
 		f->cli_win = p->win;
+		/* The client's first segment after the handshake tells whether
+		 * it agreed to timestamps with the switch. */
+		f->ts_ok = (uint8_t)fe_pkt_timestamps(p, &f->cli_tsval, &f->cli_tsecr);
 		http_scan_init(&f->scan);
 		f->scan_result = HTTP_SCAN_MORE;
 		fe_timer_arm(&lc->ft, f, FE_TIMER_REQUEST, lc->now_us);
@@ -911,6 +943,14 @@ static void client_input(struct fe_lcore *lc, struct fe_pkt *p)
 	if ((p->flags & F_ACK) && SEQ_GT(p->ack, f->cli_ack))
 		f->cli_ack = p->ack;
 	f->cli_win = p->win;
+	if (f->ts_ok) {
+		uint32_t tsval, tsecr;
+
+		if (fe_pkt_timestamps(p, &tsval, &tsecr)) {
+			f->cli_tsval = tsval;
+			f->cli_tsecr = tsecr;
+		}
+	}
 
 	if (p->flags & F_RST) {
 		if (f->reset || f->state == FE_FS_ANSWERED || f->state == FE_FS_TIME_WAIT) {
@@ -1036,8 +1076,10 @@ static void backend_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			uint32_t seq = f->state == FE_FS_NEXT_HEADER ? f->req_seq : f->cli_next;
 
 			rte_pktmbuf_free(p->m);
+			uint8_t opt[12], optlen = ts_option(f, 0, opt);
+
 			if (p->seq == f->syn_ack &&
-			    send_segment(lc, &t, seq, f->syn_ack + 1, F_ACK, f->cli_win, NULL, 0,
+			    send_segment(lc, &t, seq, f->syn_ack + 1, F_ACK, f->cli_win, opt, optlen,
 					 NULL, 0) == 0)
 				lc->stats.pkt.ack_sent++;
 			return;

@@ -157,6 +157,9 @@ struct mg_syn_opts {
 	__u8 wscale;    /* valid if has_wscale; clamped to 14 (RFC 7323 2.3) */
 	__u8 has_wscale;
 	__u8 sack_ok;
+	__u8 has_ts;    /* the client offered timestamps (RFC 7323) */
+	__u8 _pad[2];
+	__u32 tsval;    /* its TSval, host order, valid if has_ts */
 };
 
 #define MG_TCPOPT_EOL 0
@@ -164,6 +167,7 @@ struct mg_syn_opts {
 #define MG_TCPOPT_MSS 2
 #define MG_TCPOPT_WSCALE 3
 #define MG_TCPOPT_SACK_PERM 4
+#define MG_TCPOPT_TIMESTAMP 8
 
 /* State of the option walk, shared with the bpf_loop() callback. */
 struct mg_syn_opts_walk {
@@ -212,6 +216,11 @@ static int mg_syn_opt_step(__u32 n, struct mg_syn_opts_walk *w)
 		if (olen != 2)
 			goto bad;
 		w->o.sack_ok = 1;
+	} else if (kind == MG_TCPOPT_TIMESTAMP && olen == 10) {
+		/* A timestamp option of another length is ignored, as Linux does. */
+		w->o.tsval = ((__u32)w->buf[(i + 2) & 63] << 24) | ((__u32)w->buf[(i + 3) & 63] << 16) |
+			     ((__u32)w->buf[(i + 4) & 63] << 8) | w->buf[(i + 5) & 63];
+		w->o.has_ts = 1;
 	}
 	w->i = i + olen;
 	return 0;

@@ -59,6 +59,7 @@ struct mg_tcp_opts {
 	__u8 sack_off;          /* offset of the first SACK block (left edge) */
 	__u8 sack_blocks;       /* number of 8-byte blocks, 1..4 */
 	__u8 timestamps;        /* 1 if the timestamp option is present */
+	__u8 ts_off;            /* offset of its TSval (TSecr follows), MG_OPT_ABSENT if none */
 	__u16 mss;
 };
 
@@ -83,7 +84,7 @@ static __always_inline void mg_tcp_opts_init(struct mg_tcp_opts_walk *w, __u32 l
 	w->len = len > MG_TCP_OPTS_MAX ? MG_TCP_OPTS_MAX : len;
 	w->off = 0;
 	o->status = MG_OPTS_OK;
-	o->mss_off = o->wscale_off = o->sack_off = MG_OPT_ABSENT;
+	o->mss_off = o->wscale_off = o->sack_off = o->ts_off = MG_OPT_ABSENT;
 	o->wscale = o->sack_perm = o->sack_blocks = o->timestamps = 0;
 	o->mss = 0;
 }
@@ -156,7 +157,10 @@ static __always_inline int mg_tcp_opts_step(struct mg_tcp_opts_walk *w)
 	case MG_TCPOPT_TIMESTAMP:
 		if (olen != 10)
 			goto bad_len;
+		if (o->ts_off != MG_OPT_ABSENT)
+			goto duplicate;
 		o->timestamps = 1;
+		o->ts_off = off + 2;
 		break;
 	default:
 		break;  /* unknown kinds are skipped by their length */
