@@ -125,6 +125,28 @@ def test_syn_retransmission_keeps_the_entry(agent):
     assert len(agent.connections()) == 1
 
 
+def test_time_wait_reset_then_the_same_syn_keeps_the_entry_alive(agent):
+    """The back-end's TIME_WAIT answers the fused SYN with a bare ACK; the front-end
+    resets it and sends the same SYN again: the RST (before any SYN-ACK) passes
+    untouched, and the resent SYN revives the entry, which then lives on as a
+    normal connection instead of being closed after the grace period."""
+    syn = to_backend("S", C, S, syn_options(7))
+    play(agent, [
+        Step("fused SYN", IN, syn, to_backend("S", C, 0, syn_options(7))),
+        Step("the TIME_WAIT's bare ACK: untouched", OUT, from_backend("A", 5000, 987654)),
+        Step("the front-end's RST (seq = that ack): untouched", IN,
+             to_backend("R", 987654, 0, window=0)),
+        Step("the same SYN again", IN, syn, to_backend("S", C, 0, syn_options(7))),
+        Step("SYN-ACK: seq s", OUT,
+             from_backend("SA", B, C + 1, synack_options(7), window=64240),
+             from_backend("SA", S, C + 1, synack_options(7), window=64240)),
+    ])
+    e = entry(agent)
+    assert e.state == "established" and e.closing_for_s is None and not e.flags & 0x4
+    c = agent.counters()
+    assert (c["close_rst"], c["syn_retrans"], c["conn_new"]) == (1, 1, 1)
+
+
 def test_synack_retransmission_gives_the_same_offset(agent):
     """A retransmitted SYN-ACK (same b) is translated to s again; d does not move."""
     establish(agent)

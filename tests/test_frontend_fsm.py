@@ -494,6 +494,27 @@ def test_lost_syn_is_sent_again_before_the_next_backend():
         assert payload(out[-1]) == GET
 
 
+def test_backend_time_wait_ack_is_reset_and_syn_sent_again_at_once(h):
+    """A back-end whose TIME_WAIT refuses our SYN answers with a bare ACK: the front-end
+    resets it (seq = that ACK's ack, RFC 793) and sends the same SYN again without
+    waiting for a timeout; once per flow, so a second bare ACK is only counted."""
+    c = Client(port=43011)
+    c.send(h)
+    s1 = only(c.send(h, GET, "PA"))
+    be = "be1" if s1[IP].dst == BACKENDS["be1"] else "be2"
+    rst, again = only(h.send(backend_pkt(c, be, 5000, 987654, "A")), 2)
+    assert to_backend(rst, be) and rst[TCP].flags == "R" and rst[TCP].seq == 987654
+    assert rst[IP].src == c.ip and rst[TCP].sport == c.port
+    assert to_backend(again, be) and bytes(again[TCP]) == bytes(s1[TCP])
+    assert h.send(backend_pkt(c, be, 5000, 987654, "A")) == []
+    st = h.stats()
+    assert st["packets"]["time_wait_reset"] == 1 and st["packets"]["unexpected"] == 1
+    assert st["errors"]["syn_timeout"] == 0
+    # The back-end takes the resent SYN: spliced as usual.
+    out = h.send(backend_pkt(c, be, c.s, c.c + 1, "SA"))
+    assert payload(out[-1]) == GET
+
+
 def test_backend_reset_moves_on_and_agentless_backend_is_refused(h):
     """RST to our SYN, or a SYN-ACK not in the client's numbering: next back-end."""
     c = Client(port=43005)

@@ -407,9 +407,16 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 	if (w.o.ts_off != MG_OPT_ABSENT)
 		tsecr = opt_be32(w.buf, w.o.ts_off + 4);
 	if (conn && conn->switch_isn == ack && conn->client_isn == seq) {
-		/* The front-end retransmitted its SYN: same connection. */
+		/* The front-end retransmitted its SYN: same connection.  If
+		 * the handshake had not completed, a RST before it (the
+		 * front-end ending the back-end's TIME_WAIT of this 4-tuple)
+		 * closed nothing: the attempt goes on. */
 		count(MG_AG_SYN_RETRANS);
 		conn->last_seen_ns = now;
+		if (conn->state == MG_AGENT_SYN_SEEN) {
+			conn->flags &= ~(MG_AGENT_RST | MG_AGENT_FIN_IN | MG_AGENT_FIN_OUT);
+			conn->close_ns = 0;
+		}
 		goto zero_ack;
 	}
 	reuse = conn != NULL;

@@ -101,6 +101,7 @@ struct fe_flow {
 	uint8_t retries;            /* ANSWERED: retransmissions left */
 	uint8_t answered;           /* the front-end answered and closed this flow */
 	uint8_t ts_ok;              /* the client's segments carry timestamps */
+	uint8_t tw_reset;           /* a back-end TIME_WAIT was reset for this SYN */
 };
 
 TAILQ_HEAD(fe_timer_queue, fe_flow);

@@ -26,7 +26,7 @@
 	X(to_backend) X(to_client) X(held) X(released) X(split)                  \
 	X(syn_sent) X(syn_retransmit) X(ack_sent) X(rst_sent) X(answer_sent) X(fin_sent)           \
 	X(no_flow) X(out_of_order) X(duplicate) X(hold_full) X(stale_backend)    \
-	X(unexpected) X(retransmit_fwd) X(reincarnation)
+	X(unexpected) X(retransmit_fwd) X(reincarnation) X(time_wait_reset)
 
 /* What happened to requests. */
 #define FE_DECISION_COUNTERS(X)                                                 \

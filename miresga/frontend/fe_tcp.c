@@ -339,6 +339,7 @@ static void backend_open(struct fe_lcore *lc, struct fe_flow *f)
 	f->has_backend = 1;
 	f->be_fin = 0;
 	f->syns = 0;
+	f->tw_reset = 0;
 	fe_lb_attach(&lc->lb, f->backend);
 	/* Everything below cli_ack reached the client; the new back-end's first
 	 * byte must be cli_ack, so its ISN (after the agent) is cli_ack - 1. */
@@ -1050,6 +1051,25 @@ static void backend_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			lc->stats.err.backend_refused++;
 			rte_pktmbuf_free(p->m);
 			backend_failed(lc, f);
+			return;
+		}
+		if ((p->flags & (F_SYN | F_ACK)) == F_ACK && !f->tw_reset) {
+			/*
+			 * A bare ACK for our SYN: the back-end holds this 4-tuple
+			 * in TIME_WAIT and found the SYN not newer (RFC 7323
+			 * PAWS: e.g. the client reached that back-end directly
+			 * before, with another timestamp clock).  As RFC 793
+			 * says, reset with the sequence number it acknowledges,
+			 * which ends the TIME_WAIT, and send the SYN again now
+			 * instead of after a retransmission timeout.  Once per
+			 * flow, so a back-end that keeps answering so cannot
+			 * make us loop.
+			 */
+			f->tw_reset = 1;
+			lc->stats.pkt.time_wait_reset++;
+			send_rst(lc, &t, p->ack);
+			rte_pktmbuf_free(p->m);
+			backend_syn(lc, f);
 			return;
 		}
 		if ((p->flags & (F_SYN | F_ACK)) != (F_SYN | F_ACK) || p->ack != f->req_seq) {
