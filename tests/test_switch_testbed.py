@@ -103,7 +103,8 @@ def load_switch(tb, service=None, **params) -> MiresgaSwitch:
 
 def test_connect_completes_against_the_switch_and_data_reaches_the_frontend(tb):
     """A client's connect() to the VIP completes with the switch's SYN-ACK (MSS
-    1460, SACK, window scale 7, no timestamps) and its handshake ACK and first
+    1460, SACK, window scale 7, timestamps whose TSval is the cookie) and its
+    handshake ACK and first
     data segment arrive at the front-end's port, addressed to the VIP, with the
     front-end's MAC, TTL - 1 and correct checksums; the ACK carries the cookie,
     whose low byte holds the client's options."""
@@ -118,7 +119,8 @@ def test_connect_completes_against_the_switch_and_data_reaches_the_frontend(tb):
             s.connect((str(tb.vip), tb.vip_port))  # raises unless a SYN-ACK came back
             info = tcp_info(s)
             lport = s.getsockname()[1]
-            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 1460
+            # 1460 less the 12 bytes of the timestamp option on every segment
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG) == 1448
             s.sendall(request)
             from_client = lambda p: (TCP in p and p[IP].src == str(client.address)  # noqa
                                      and p[TCP].sport == lport)
@@ -132,7 +134,7 @@ def test_connect_completes_against_the_switch_and_data_reaches_the_frontend(tb):
         counters = sw.counters()
 
     assert info["state"] == 1  # TCP_ESTABLISHED
-    assert info["options"] & 0x2 and info["options"] & 0x4 and not info["options"] & 0x1
+    assert info["options"] & 0x1 and info["options"] & 0x2 and info["options"] & 0x4
     assert info["snd_wscale"] == 7
     assert acks and data, "nothing from the client reached the front-end"
     ack, _ = acks[0]
@@ -145,6 +147,7 @@ def test_connect_completes_against_the_switch_and_data_reaches_the_frontend(tb):
     assert bytes(pkt[Raw].load) == request
     assert pkt[TCP].seq == ack[TCP].seq and pkt[TCP].ack == ack[TCP].ack
     f = layouts.cookie_fields(ack[TCP].ack - 1)
+    assert dict(ack[TCP].options)["Timestamp"][1] == ack[TCP].ack - 1  # TSecr echoes the cookie
     assert (f["mss"], f["sack"], f["wscale"]) == (1460, True, info["rcv_wscale"])
     assert counters["syn_cookie"] >= 1 and counters["cookie_ok"] >= 1
     assert counters["to_frontend"] >= 2 and counters["cookie_bad"] == 0
