@@ -39,10 +39,11 @@ class Role(str, Enum):
 class Offloads(BaseModel):
     """ethtool features of both ends of a link.
 
-    The defaults are off because packets that reach DPDK through af_packet
-    must carry full checksums and be at most one MTU: a veth with TX checksum
-    offload hands over partial checksums, one with TSO/GSO super-packets.
-    Every target of a campaign runs on the same links, so this is fair.
+    Off unless the topology says otherwise; testbeds/emulated.toml turns TX
+    checksum, TSO and GSO on, as real NICs have them.  The one link that
+    cannot take them is an af_packet DPDK port's (partial checksums,
+    super-packets): the miresga target turns them off on its front-end's
+    link while it runs (miresga.control.frontend.quiet_afpacket_link).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

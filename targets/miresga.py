@@ -39,7 +39,7 @@ from typing import Any
 
 from bench.backends import HEALTH_BODY, HEALTH_PATH
 from bench.errors import BenchError
-from miresga.control.frontend import Frontend, FrontendFacts
+from miresga.control.frontend import Frontend, FrontendFacts, quiet_afpacket_link, restore_links
 from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
 from miresga.control.miresga_switch import SwitchPlan
 from targets.base import Endpoint, Target, TargetError, register
@@ -97,6 +97,7 @@ class Miresga(Target):
         self.switchd = None
         self.frontends: list[Frontend] = []
         self._attached: list = []      # back-end hosts with an agent
+        self._quieted: list = []       # af_packet links whose offloads deploy() turned off
         self._ready: dict | None = None
 
     # ------------------------------------------------------------- layout
@@ -155,6 +156,9 @@ class Miresga(Target):
     def deploy(self) -> None:
         self.switch.put_text(self.plan().to_json(), self.plan_path)
         self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
+        for fe in self.frontends:
+            if fe.eal is None:  # af_packet (a real NIC: eal names its PCI address)
+                self._quieted += quiet_afpacket_link(fe.host, self.switch)
 
     def _switchd_command(self) -> str:
         p = self.params
@@ -248,6 +252,8 @@ class Miresga(Target):
             self.switchd.stop(timeout=10)
             self.switchd = None
         self._ready = None
+        restore_links(self._quieted)
+        self._quieted = []
 
     # ------------------------------------------------------------- faults
     def restart_frontend(self) -> dict:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from bench.testbed import EmulatedTestbed
+from miresga.control.frontend import quiet_afpacket_link
 from bench.topology import DEFAULT_TOPOLOGY, load_topology
 from conftest import unique_prefix
 from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent
@@ -42,6 +43,9 @@ M32 = 0xFFFFFFFF
 @pytest.fixture(scope="module")
 def tb():
     with EmulatedTestbed(load_topology(DEFAULT_TOPOLOGY), prefix=unique_prefix("ag")) as tb:
+        # The raw peer reads the client's link like an af_packet port: full
+        # checksums, one MTU per frame (the switch's port completes them).
+        quiet_afpacket_link(tb.host("client"), tb.switch)
         yield tb
 
 

@@ -16,6 +16,7 @@ import pytest
 from scapy.all import IP, TCP, Ether, Raw, raw
 
 from bench.testbed import EmulatedTestbed
+from miresga.control.frontend import quiet_afpacket_link
 from bench.topology import DEFAULT_TOPOLOGY, load_topology
 from conftest import unique_prefix
 from miresga.control import layouts
@@ -92,6 +93,10 @@ def tcp_info(s: socket.socket) -> dict:
 @pytest.fixture(scope="module")
 def tb():
     with EmulatedTestbed(load_topology(DEFAULT_TOPOLOGY), prefix=unique_prefix("sw")) as t:
+        # The front-end's link as the miresga target leaves it (an af_packet
+        # port): the switch's port toward it completes checksums.
+        for fe in t.frontends:
+            quiet_afpacket_link(fe, t.switch)
         yield t
 
 

@@ -187,6 +187,7 @@ def test_offloads_follow_the_topology(topology, prefix):
     from bench.topology import DEFAULT_TOPOLOGY
 
     data = tomllib.loads(DEFAULT_TOPOLOGY.read_text())
+    data["offloads"] = {"tx": False, "tso": False, "gso": False, "gro": False}
     data["host"][3]["offloads"] = {"tx": True, "tso": True}
     topo = parse_topology(data)
     with EmulatedTestbed(topo, prefix=prefix) as tb:
@@ -196,6 +197,22 @@ def test_offloads_follow_the_topology(topology, prefix):
         assert "tx-checksumming: on" in k
         k = tb.host("backend2").run("ethtool -k eth0").stdout
         assert "tx-checksumming: off" in k and "tcp-segmentation-offload: off" in k
+
+
+def test_afpacket_link_is_quieted_and_restored(testbed):
+    """The miresga target's front-end link: offloads off on both ends while it runs
+    (an af_packet port), back to the topology's (on) afterwards."""
+    from miresga.control.frontend import link_offloads, quiet_afpacket_link, restore_links
+
+    fe, sw = testbed.frontends[0], testbed.switch
+    on = {"tx": True, "tso": True, "gso": True}
+    assert link_offloads(fe, "eth0") == on and link_offloads(sw, fe.name) == on
+    saved = quiet_afpacket_link(fe, sw)
+    off = {k: False for k in on}
+    assert link_offloads(fe, "eth0") == off and link_offloads(sw, fe.name) == off
+    assert link_offloads(testbed.host("backend1"), "eth0") == on
+    restore_links(saved)
+    assert link_offloads(fe, "eth0") == on and link_offloads(sw, fe.name) == on
 
 
 def test_cpu_is_accounted_per_host(testbed):

@@ -280,3 +280,58 @@ class Frontend:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# ------------------------------------------------------- af_packet links
+#: ethtool -k names of the features an af_packet port cannot take, by -K name.
+AFPACKET_OFF = {"tx": "tx-checksumming", "tso": "tcp-segmentation-offload",
+                "gso": "generic-segmentation-offload"}
+
+
+def link_offloads(host, dev: str) -> dict[str, bool]:
+    """The AFPACKET_OFF features of `dev` on `host`, as ethtool -k reports them."""
+    out = host.run(f"ethtool -k {shlex.quote(dev)}").stdout
+    state = {}
+    for line in out.splitlines():
+        name, _, rest = line.partition(":")
+        state[name.strip()] = rest.strip().startswith("on")
+    return {k: state.get(v, False) for k, v in AFPACKET_OFF.items()}
+
+
+def set_link_offloads(host, dev: str, features: dict[str, bool]) -> None:
+    args = " ".join(f"{k} {'on' if v else 'off'}" for k, v in features.items())
+    host.run(f"ethtool -K {shlex.quote(dev)} {args}")
+
+
+def quiet_afpacket_link(fe_host, switch_host) -> list[tuple]:
+    """Turn checksum and segmentation offloads off on both ends of an af_packet
+    front-end's link; returns what restore_links() puts back.
+
+    A front-end on an af_packet port reads frames as the kernel hands them
+    over: with TX checksum offload on either end they carry partial
+    checksums, with TSO/GSO they are super-packets of up to 64 KB.  With both
+    ends off, the switch's port completes checksums and cuts segments before
+    the front-end sees them.  Only this link: the testbed's other links keep
+    the offloads a real NIC has, which the baselines (and the back-ends'
+    responses through the switch) use.  A real front-end's NIC belongs to
+    DPDK and has no kernel offloads to turn off.
+    """
+    ends = [(fe_host, fe_host.iface)]
+    if getattr(switch_host, "name", None) and getattr(fe_host, "switch_port", None):
+        ends.append((switch_host, fe_host.switch_port))
+    saved = []
+    for host, dev in ends:
+        before = link_offloads(host, dev)
+        saved.append((host, dev, before))
+        if any(before.values()):
+            set_link_offloads(host, dev, {k: False for k in AFPACKET_OFF})
+    return saved
+
+
+def restore_links(saved: list[tuple]) -> None:
+    for host, dev, before in saved:
+        try:
+            if link_offloads(host, dev) != before:
+                set_link_offloads(host, dev, before)
+        except BenchError:
+            pass  # the host is gone (testbed torn down): nothing to restore
