@@ -204,6 +204,20 @@ class Host(ABC):
         """CPU time of the host's processes in ns, where the transport can tell."""
         return None
 
+    #: ethtool -k names of the link features the bench reads and sets, by -K name
+    OFFLOADS = {"tx": "tx-checksumming", "tso": "tcp-segmentation-offload",
+                "gso": "generic-segmentation-offload", "gro": "generic-receive-offload"}
+
+    def offloads(self, dev: str | None = None) -> dict[str, bool]:
+        """What ethtool reports of OFFLOADS on `dev` (default: the data-plane interface)."""
+        r = self.run(f"ethtool -k {shlex.quote(dev or self.iface)}")
+        feats = dict(line.split(":", 1) for line in r.stdout.splitlines() if ":" in line)
+        return {k: feats.get(v, "").strip().startswith("on") for k, v in self.OFFLOADS.items()}
+
+    def set_offloads(self, dev: str | None, features: dict[str, bool]) -> None:
+        args = " ".join(f"{k} {'on' if v else 'off'}" for k, v in features.items())
+        self.run(f"ethtool -K {shlex.quote(dev or self.iface)} {args}")
+
     def close(self) -> None:
         self.stop_all()
 

@@ -97,12 +97,10 @@ class RemoteTestbed:
         for h in self.hosts.values():
             if h.iface is None:
                 continue
-            r = h.run(f"ethtool -k {shlex.quote(h.iface)}", check=False)
-            feats = dict(line.split(":", 1) for line in r.stdout.splitlines() if ":" in line)
-            get = lambda k: feats.get(k, "").strip().startswith("on")  # noqa: E731
-            out[h.name] = {"tx": get("tx-checksumming"), "tso": get("tcp-segmentation-offload"),
-                           "gso": get("generic-segmentation-offload"),
-                           "gro": get("generic-receive-offload")}
+            try:
+                out[h.name] = h.offloads()
+            except HostError:
+                out[h.name] = {k: False for k in h.OFFLOADS}
         return out
 
     # ------------------------------------------------------------ life

@@ -202,17 +202,17 @@ def test_offloads_follow_the_topology(topology, prefix):
 def test_afpacket_link_is_quieted_and_restored(testbed):
     """The miresga target's front-end link: offloads off on both ends while it runs
     (an af_packet port), back to the topology's (on) afterwards."""
-    from miresga.control.frontend import link_offloads, quiet_afpacket_link, restore_links
+    from miresga.control.frontend import quiet_afpacket_link, restore_links
 
     fe, sw = testbed.frontends[0], testbed.switch
-    on = {"tx": True, "tso": True, "gso": True}
-    assert link_offloads(fe, "eth0") == on and link_offloads(sw, fe.name) == on
+    on = {"tx": True, "tso": True, "gso": True, "gro": False}
+    assert fe.offloads() == on and sw.offloads(fe.name) == on
     saved = quiet_afpacket_link(fe, sw)
     off = {k: False for k in on}
-    assert link_offloads(fe, "eth0") == off and link_offloads(sw, fe.name) == off
-    assert link_offloads(testbed.host("backend1"), "eth0") == on
+    assert fe.offloads() == off and sw.offloads(fe.name) == off
+    assert testbed.host("backend1").offloads() == on
     restore_links(saved)
-    assert link_offloads(fe, "eth0") == on and link_offloads(sw, fe.name) == on
+    assert fe.offloads() == on and sw.offloads(fe.name) == on
 
 
 def test_cpu_is_accounted_per_host(testbed):

@@ -283,24 +283,8 @@ class Frontend:
 
 
 # ------------------------------------------------------- af_packet links
-#: ethtool -k names of the features an af_packet port cannot take, by -K name.
-AFPACKET_OFF = {"tx": "tx-checksumming", "tso": "tcp-segmentation-offload",
-                "gso": "generic-segmentation-offload"}
-
-
-def link_offloads(host, dev: str) -> dict[str, bool]:
-    """The AFPACKET_OFF features of `dev` on `host`, as ethtool -k reports them."""
-    out = host.run(f"ethtool -k {shlex.quote(dev)}").stdout
-    state = {}
-    for line in out.splitlines():
-        name, _, rest = line.partition(":")
-        state[name.strip()] = rest.strip().startswith("on")
-    return {k: state.get(v, False) for k, v in AFPACKET_OFF.items()}
-
-
-def set_link_offloads(host, dev: str, features: dict[str, bool]) -> None:
-    args = " ".join(f"{k} {'on' if v else 'off'}" for k, v in features.items())
-    host.run(f"ethtool -K {shlex.quote(dev)} {args}")
+#: the link features an af_packet port cannot take (ethtool -K names)
+AFPACKET_OFF = ("tx", "tso", "gso")
 
 
 def quiet_afpacket_link(fe_host, switch_host) -> list[tuple]:
@@ -317,21 +301,20 @@ def quiet_afpacket_link(fe_host, switch_host) -> list[tuple]:
     DPDK and has no kernel offloads to turn off.
     """
     ends = [(fe_host, fe_host.iface)]
-    if getattr(switch_host, "name", None) and getattr(fe_host, "switch_port", None):
+    if fe_host.switch_port:
         ends.append((switch_host, fe_host.switch_port))
     saved = []
     for host, dev in ends:
-        before = link_offloads(host, dev)
+        before = {k: v for k, v in host.offloads(dev).items() if k in AFPACKET_OFF}
         saved.append((host, dev, before))
         if any(before.values()):
-            set_link_offloads(host, dev, {k: False for k in AFPACKET_OFF})
+            host.set_offloads(dev, {k: False for k in AFPACKET_OFF})
     return saved
 
 
 def restore_links(saved: list[tuple]) -> None:
     for host, dev, before in saved:
         try:
-            if link_offloads(host, dev) != before:
-                set_link_offloads(host, dev, before)
+            host.set_offloads(dev, before)
         except BenchError:
             pass  # the host is gone (testbed torn down): nothing to restore
