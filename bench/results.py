@@ -103,6 +103,12 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     served = (load.get("requests") or 0) + (probe.get("requests") or 0)
     fe = row["cpu_frontend_s"]
     row["frontend_cpu_s_per_kreq"] = fe / served * 1000 if fe is not None and served else None
+    # A polling front-end (Miresga's, DPDK) also reports the time its loop
+    # did work; its process CPU counts the idle polls as well.
+    busy = [_get(doc, "target", "stats", when, "summary", "frontend_busy_s")
+            for when in ("before", "after")]
+    row["frontend_busy_s_per_kreq"] = ((busy[1] - busy[0]) / served * 1000
+                                       if None not in busy and served else None)
     row["cpu_softirq_s"] = cpu.get("softirq_s")
     row["cpu_system_s"] = cpu.get("system_s")
     row["cpu_window_s"] = cpu.get("window_s")

@@ -341,6 +341,9 @@ class Miresga(Target):
             summary[f"switch_{k}"] = ctl.get(k)
         summary["frontend_flows"] = sum(f.get("flows", 0) for f in fes.values())
         summary["frontend_requests"] = sum(f.get("requests", 0) for f in fes.values())
+        # Seconds of loop turns that had work: a polling front-end is 100%
+        # busy to the OS, so its process CPU also counts the idle polls.
+        summary["frontend_busy_s"] = sum(f.get("busy_s", 0.0) for f in fes.values())
         summary["frontend_errors"] = sum(
             v for f in fes.values() for k, v in (f.get("errors") or {}).items())
         decisions: dict[str, int] = {}

@@ -150,7 +150,8 @@ def test_wrk_runs_without_errors(mg, mode):
     objs = load_workloads().objects
     weights = {"1KB": 50, "10KB": 30, "1MB": 15, "10MB": 5}
     classes = [{"name": s, "weight": w, "paths": objs.paths(s)} for s, w in weights.items()]
-    errors_before = fe_stats(t)["errors"]
+    before = fe_stats(t)
+    errors_before = before["errors"]
     out = WrkRunner(tb.clients[0]).run(WrkJob(url=t.endpoint.url, classes=classes, threads=2,
                                               connections=16, duration_s=3,
                                               close=mode == "close"))
@@ -160,6 +161,10 @@ def test_wrk_runs_without_errors(mg, mode):
     errors_after = fe_stats(t)["errors"]
     answered = {k: errors_after[k] - errors_before[k] for k in ("400", "404", "408", "431", "503")}
     assert not any(answered.values()), answered
+    # The loop's busy time moved with the work, and is a share of the time that passed.
+    after = fe_stats(t)
+    busy = after["busy_s"] - before["busy_s"]
+    assert 0 < busy < after["uptime_s"] - before["uptime_s"]
 
 
 def test_large_response_bypasses_the_frontend(mg):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.plotting import FIGURES, draw_all
-from bench.results import read_result, result_files, tidy
+from bench.results import read_result, result_files, tidy, tidy_row
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
@@ -100,6 +100,19 @@ def test_all_four_figures_and_the_report_render(results, tmp_path):
     assert "0.53x" in report  # haproxy: 0.5 of rep 1, direct: mean of 1.0 and 0.9
     assert "| No LB (direct) | Traffic 3 | 2 |" in report
     assert len(FIGURES) == 5
+
+
+def test_frontend_busy_time_per_thousand_requests(results):
+    """A polling front-end's busy time: the counter's growth over the point, per 1,000
+    requests served; empty when the target has no such counter."""
+    path = next(p for p in result_files(results) if "/haproxy/" in str(p))
+    doc = copy.deepcopy(read_result(path))
+    assert tidy_row(doc)["frontend_busy_s_per_kreq"] is None
+    doc["target"]["stats"] = {"before": {"summary": {"frontend_busy_s": 1.5}},
+                              "after": {"summary": {"frontend_busy_s": 2.0}}}
+    row = tidy_row(doc)
+    served = row["requests"] + (row["probe_requests"] or 0)
+    assert row["frontend_busy_s_per_kreq"] == pytest.approx(0.5 / served * 1000)
 
 
 def test_frontend_cost_is_per_thousand_requests(results):

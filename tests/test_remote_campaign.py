@@ -16,7 +16,7 @@ from bench.sshd import make_keys, start_sshd
 
 REPO = Path(__file__).resolve().parent.parent
 # Every target that exists and runs over SSH; the list grows with the targets.
-TARGETS = ["direct", "haproxy", "nginx", "l4switch"]
+TARGETS = ["direct", "haproxy", "nginx", "l4switch", "miresga"]
 
 WORKLOADS = """
 [objects]
@@ -123,8 +123,9 @@ def shape(doc, depth: int = 2, prefix: str = "") -> set[str]:
 
 
 def test_remote_campaign_has_the_form_of_an_emulated_one(remote_lab, tmp_path):
-    """direct, haproxy, nginx and l4switch over SSH: every point ok, integrity passed, and the
-    result files and tidy table have exactly the fields of an emulated run."""
+    """Every target (direct, haproxy, nginx, l4switch, miresga) over SSH: every point ok,
+    integrity passed, and the result files and tidy table have exactly the fields of an
+    emulated run."""
     tb, lab, _ = remote_lab
     exp = experiment(tmp_path)
     remote = bench("run", str(exp), "--inventory", str(lab / "lab.toml"),

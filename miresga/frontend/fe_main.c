@@ -111,12 +111,19 @@ static void run(struct fe_lcore *lc)
 		uint16_t n;
 		unsigned int fired;
 
-		lc->now_us = rte_get_timer_cycles() * 1000000u / hz;
+		const uint64_t t0 = rte_get_timer_cycles();
+
+		lc->now_us = t0 * 1000000u / hz;
 		n = rte_eth_rx_burst(lc->port_id, lc->queue_id, pkts, FE_RX_BURST);
 		for (uint16_t i = 0; i < n; i++)
 			fe_input(lc, pkts[i]);
 		fired = fe_timers_run(lc);
 		fe_tx_flush(lc);
+		if (n || fired) {
+			/* A polling core is always busy to the OS: this is the
+			 * share that did work, what a request really costs. */
+			lc->stats.busy_cycles += rte_get_timer_cycles() - t0;
+		}
 		if (n || fired || !sleep_max) {
 			idle_polls = 0;
 			sleep_us = 0;

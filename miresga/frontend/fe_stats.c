@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mempool.h>
 
@@ -92,6 +93,7 @@ size_t fe_stats_json(const struct fe_stats_server *s, char *buf, size_t len)
 		put(&w, ", \"mbufs_in_use\": %u, \"mbufs_total\": %u",
 		    rte_mempool_in_use_count(s->lcores[0]->pool), s->lcores[0]->pool->size);
 	put(&w, ", \"requests\": %llu", (unsigned long long)sum.requests);
+	put(&w, ", \"busy_s\": %.6f", (double)sum.busy_cycles / (double)rte_get_timer_hz());
 
 #define J(name) put(&w, "%s\"" #name "\": %llu", sep, (unsigned long long)sum.GROUP.name); sep = ", ";
 #define J2(name, json) put(&w, "%s\"" json "\": %llu", sep, (unsigned long long)sum.GROUP.name); sep = ", ";

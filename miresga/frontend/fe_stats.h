@@ -55,6 +55,7 @@ struct fe_stats {
 	struct { FE_OFFLOAD_COUNTERS(FE_FIELD) } offload;
 	uint64_t requests;
 	uint64_t held_mbufs;    /* a gauge: mbufs parked in flows right now */
+	uint64_t busy_cycles;   /* timer cycles of loop turns that had work (not idle polls) */
 };
 #undef FE_FIELD
 #undef FE_FIELD2
