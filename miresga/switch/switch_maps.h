@@ -15,32 +15,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "miresga.h"
-
-/* VIP table, exact match on (destination IP, destination port). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_VIPS);
-	__type(key, struct mg_vip_key);
-	__type(value, struct mg_vip);
-} vip_table SEC(".maps");
-
-/* VIP addresses alone, so that non-TCP packets and malformed TCP packets to
- * a VIP address are recognised without a port to match on. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_VIPS);
-	__type(key, __be32);
-	__type(value, struct mg_vip);
-} vip_addrs SEC(".maps");
-
-/* VIP index -> (IP, port): the source a reverse packet is rewritten to.  The
- * flow entry carries only the index (8 bits) to stay small. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MG_MAX_VIPS);
-	__type(key, __u32);
-	__type(value, struct mg_vip_key);
-} vip_by_idx SEC(".maps");
+#include "mg_vip_maps.h"
 
 /* The merged flow table: (client IP, client port) -> back-end index.  Set at
  * load (default MG_FLOW_CAPACITY_DEFAULT).  Preallocated, so a full table
@@ -51,15 +26,6 @@ struct {
 	__type(key, struct mg_flow_key);
 	__type(value, struct mg_flow);
 } flow_table SEC(".maps");
-
-/* Back-end table: index -> IP, port, next-hop MAC, egress port.  An entry
- * with ifindex 0 is unused. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MG_MAX_BACKENDS);
-	__type(key, __u32);
-	__type(value, struct mg_backend);
-} backend_table SEC(".maps");
 
 /* Back-end address -> index: recognises the reverse direction. */
 struct {

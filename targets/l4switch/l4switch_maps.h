@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The l4switch's tables.  Layouts are in l4switch.h (its own) and miresga.h
- * (the VIP and back-end tables it shares with the Miresga switch).
+ * (the VIP and back-end tables it shares with the Miresga switch, defined
+ * once in miresga/include/mg_vip_maps.h).
  *
  * Sizes marked "set at load" are overridden by the driver through
  * bpf_map__set_max_entries() (miresga/control/ebpf_switch.py).
@@ -13,41 +14,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "l4switch.h"
-
-/* VIP table, exact match on (destination IP, destination port) -> VIP index. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_VIPS);
-	__type(key, struct mg_vip_key);
-	__type(value, struct mg_vip);
-} vip_table SEC(".maps");
-
-/* VIP addresses alone: non-TCP and malformed packets to a VIP address are
- * recognised (and dropped) without a port to match on. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_VIPS);
-	__type(key, __be32);
-	__type(value, struct mg_vip);
-} vip_addrs SEC(".maps");
-
-/* VIP index -> (IP, port): what a back-end's packet is rewritten from. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MG_MAX_VIPS);
-	__type(key, __u32);
-	__type(value, struct mg_vip_key);
-} vip_by_idx SEC(".maps");
-
-/* Back-end table: index -> address, next-hop MAC, egress port.  Every back-end
- * the switch may ever send to has an entry, in the pool or not: a connection
- * keeps its back-end after the pool changes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MG_MAX_BACKENDS);
-	__type(key, __u32);
-	__type(value, struct mg_backend);
-} backend_table SEC(".maps");
+#include "mg_vip_maps.h"
 
 /* Back-end service address -> index: recognises packets from a back-end. */
 struct {
