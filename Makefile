@@ -45,7 +45,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -D__BPF__ \
 HOST_CFLAGS := -O2 -g -Wall -Wextra -Werror -I miresga/include
 
 # eBPF objects: build/bpf/NAME.bpf.o from the NAME.bpf.c found on vpath.
-vpath %.bpf.c miresga/switch miresga/agent targets/l4switch
+vpath %.bpf.c miresga/switch miresga/agent targets/l4switch miresga/include
 BPF_HEADERS := $(wildcard miresga/include/*.h miresga/switch/*.h miresga/agent/*.h targets/l4switch/*.h)
 # The C parts each role of a real testbed builds on its own host (no venv
 # there: host-side tools use the Python standard library only).  Component
@@ -67,6 +67,11 @@ $(BUILD)/layout-probe: miresga/include/layout_probe.c miresga/include/miresga.h
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_CFLAGS) $< -o $@
 BUILD_OUTPUTS += $(BUILD)/layout-probe
+
+# Every struct and enum Python mirrors, in one BTF (not a program): what a
+# generator of the Python layouts reads with `bpftool -j btf dump file`.
+$(BUILD)/bpf/layouts.bpf.o: BPF_CFLAGS += -I miresga/agent -I targets/l4switch
+BUILD_OUTPUTS += $(BUILD)/bpf/layouts.bpf.o
 
 -include miresga/switch/switch.mk
 -include miresga/agent/agent.mk

@@ -12,7 +12,7 @@ import ctypes
 import time
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, IPOption_Router_Alert, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
@@ -712,6 +712,30 @@ def test_truncated_headers_pass_untouched(agent):
     assert Ether(r.data)[TCP].ack == (B + 1) & M32
     assert r.data[:14 + 20 + 8] == bytes(long_doff)[:14 + 20 + 8]
     assert agent.counters()["bad_options"] == 1
+
+
+def _with_ip(pkt, **fields):
+    """The frame with IP header fields changed, lengths and checksums recomputed."""
+    pkt = pkt.copy()
+    for k, v in fields.items():
+        setattr(pkt[IP], k, v)
+    del pkt[IP].len, pkt[IP].ihl, pkt[IP].chksum
+    return Ether(bytes(pkt))
+
+
+@pytest.mark.parametrize("what,ip_fields", [
+    ("IP options (router alert)", {"options": [IPOption_Router_Alert()]}),
+    ("first fragment (MF, offset 0)", {"flags": "MF"}),
+])
+def test_tcp_after_ip_options_and_in_a_first_fragment_is_translated(agent, what, ip_fields):
+    """A host's stack accepts IP options and fragments, so the agent does too: it
+    finds TCP after the options (and in the first fragment, whose TCP checksum an
+    incremental update keeps right) and translates the ack as usual."""
+    establish(agent)
+    sent = _with_ip(to_backend("A", C + 1, S + 1, payload=b"hi"), **ip_fields)
+    want = _with_ip(to_backend("A", C + 1, B + 1, payload=b"hi"), **ip_fields)
+    play(agent, [Step(what, IN, sent, want)])
+    assert agent.counters()["rewrite_in"] == 1
 
 
 def test_egress_before_synack_is_untouched(agent):

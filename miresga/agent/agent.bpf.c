@@ -42,13 +42,13 @@
 #include <bpf/bpf_helpers.h>
 
 #include "miresga.h"
+#include "mg_pkt.h"
 #include "mg_tcp_opts.h"
 #include "mg_skb_csum.h"
 #include "agent.h"
 
 #define CLOCK_MONOTONIC 1
 #define EBUSY 16
-#define IP_FRAG_OFFSET_MASK 0x1fff
 
 /* ------------------------------------------------------------------- maps */
 
@@ -106,63 +106,11 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 		*c += n;
 }
 
-/* What the programs need of a packet, copied out of it once. */
-struct mg_pkt {
-	__u32 l4_off;           /* TCP header offset from the start of the frame */
-	__u32 opt_len;          /* bytes of TCP options */
-	__be32 saddr;
-	__be32 daddr;
-	struct tcphdr tcp;
-};
-
-enum parse_result {
-	PARSE_OK = 0,
-	PARSE_FOREIGN,
-	PARSE_TRUNCATED,
-};
-
-/*
- * Copies rather than direct packet access: bpf_skb_load_bytes() reads
- * non-linear skbs too (headers split by GRO or a driver), and copies cannot
- * be invalidated by the store and checksum helpers called later.
- */
-static __always_inline int parse(struct __sk_buff *skb, struct mg_pkt *p)
-{
-	struct ethhdr eth;
-	struct iphdr ip;
-	__u32 ihl_bytes, doff_bytes;
-
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
-		return PARSE_TRUNCATED;
-	if (eth.h_proto != bpf_htons(ETH_P_IP))
-		return PARSE_FOREIGN;   /* IPv6, ARP: Miresga is IPv4 only */
-	if (bpf_skb_load_bytes(skb, sizeof(eth), &ip, sizeof(ip)))
-		return PARSE_TRUNCATED;
-	if (ip.protocol != IPPROTO_TCP)
-		return PARSE_FOREIGN;
-	if (ip.version != 4 || ip.ihl < 5)
-		return PARSE_TRUNCATED;
-	/* A later fragment has no TCP header; the first one has, and its
-	 * checksum covers the reassembled segment, which an incremental
-	 * update keeps right. */
-	if (ip.frag_off & bpf_htons(IP_FRAG_OFFSET_MASK))
-		return PARSE_FOREIGN;
-	ihl_bytes = ip.ihl * 4;
-	p->l4_off = sizeof(eth) + ihl_bytes;
-	if (bpf_skb_load_bytes(skb, p->l4_off, &p->tcp, sizeof(p->tcp)))
-		return PARSE_TRUNCATED;
-	doff_bytes = p->tcp.doff * 4;
-	if (doff_bytes < sizeof(struct tcphdr))
-		return PARSE_TRUNCATED;
-	p->opt_len = doff_bytes - sizeof(struct tcphdr);
-	p->saddr = ip.saddr;
-	p->daddr = ip.daddr;
-	return PARSE_OK;
-}
-
+/* The parser sorts what it cannot parse: another protocol, or a later
+ * fragment, is foreign; a header shorter than it claims is truncated. */
 static __always_inline int count_parse_failure(int rc)
 {
-	count(rc == PARSE_TRUNCATED ? MG_AG_TRUNCATED : MG_AG_FOREIGN);
+	count(rc == MG_PKT_IPV4_BAD || rc == MG_PKT_TCP_BAD ? MG_AG_TRUNCATED : MG_AG_FOREIGN);
 	return TC_ACT_UNSPEC;
 }
 
@@ -173,7 +121,7 @@ static __always_inline int count_parse_failure(int rc)
 static __always_inline int load_opts(struct __sk_buff *skb, const struct mg_pkt *p,
 				     struct mg_tcp_opts_walk *w)
 {
-	__u32 len = p->opt_len;
+	__u32 len = mg_tcp_opt_len(p);
 
 	if (len > MG_TCP_OPTS_MAX)  /* cannot happen with doff <= 15; tells the verifier */
 		len = MG_TCP_OPTS_MAX;
@@ -359,7 +307,7 @@ static __always_inline void note_close(struct mg_agent_conn *conn,
  */
 static __always_inline void window_rescale(struct __sk_buff *skb, const struct mg_pkt *p, int shift)
 {
-	__u32 w = bpf_ntohs(p->tcp.window), nw;
+	__u32 w = p->window, nw;
 
 	if (shift == 0)
 		return;
@@ -383,8 +331,8 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 				       const struct mg_agent_key *key,
 				       const struct mg_agent_config *cfg)
 {
-	__u32 seq = bpf_ntohl(p->tcp.seq);
-	__u32 ack = bpf_ntohl(p->tcp.ack_seq);
+	__u32 seq = p->seq;
+	__u32 ack = p->ack_seq;
 	struct mg_tcp_opts_walk w = {};
 	struct mg_agent_conn fresh = {};
 	struct mg_agent_conn *conn;
@@ -526,19 +474,19 @@ int agent_ingress(struct __sk_buff *skb)
 		count(MG_AG_NO_CONFIG);
 		return TC_ACT_UNSPEC;
 	}
-	rc = parse(skb, &p);
-	if (rc != PARSE_OK)
+	rc = mg_parse_copy(skb, &p);
+	if (rc != MG_PKT_TCP)
 		return count_parse_failure(rc);
-	if (!is_service_port(p.tcp.dest)) {
+	if (!is_service_port(p.dport)) {
 		count(MG_AG_FOREIGN);
 		return TC_ACT_UNSPEC;
 	}
 	key.client_ip_be = p.saddr;
-	key.client_port_be = p.tcp.source;
-	key.local_port_be = p.tcp.dest;
+	key.client_port_be = p.sport;
+	key.local_port_be = p.dport;
 
-	if (p.tcp.syn) {
-		if (p.tcp.ack) {
+	if (p.tcp_flags & MG_TCP_SYN) {
+		if (p.tcp_flags & MG_TCP_ACK) {
 			/* A SYN-ACK *to* our service port: we are not the server. */
 			count(MG_AG_FOREIGN);
 			return TC_ACT_UNSPEC;
@@ -554,7 +502,7 @@ int agent_ingress(struct __sk_buff *skb)
 	if (conn->state == MG_AGENT_SYN_SEEN) {
 		/* d is not known before the SYN-ACK; nothing can be translated. */
 		count(MG_AG_NOT_ESTABLISHED);
-		if (p.tcp.rst) {
+		if (p.tcp_flags & MG_TCP_RST) {
 			conn->flags |= MG_AGENT_RST;
 			note_close(conn, cfg, bpf_ktime_get_ns());
 		}
@@ -562,19 +510,19 @@ int agent_ingress(struct __sk_buff *skb)
 	}
 	conn->last_seen_ns = bpf_ktime_get_ns();
 
-	if (p.tcp.ack) {
-		ack = bpf_ntohl(p.tcp.ack_seq);
+	if (p.tcp_flags & MG_TCP_ACK) {
+		ack = p.ack_seq;
 		if (mg_tcp_store32(skb, p.l4_off, 8, ack, ack + conn->delta) == 0)
 			count(MG_AG_REWRITE_IN);
 	}
-	if (p.opt_len)
+	if (mg_tcp_opt_len(&p))
 		ingress_sack(skb, &p, conn);
 	if (conn->ingress_shift)
 		window_rescale(skb, &p, conn->ingress_shift);
 
-	if (p.tcp.fin)
+	if (p.tcp_flags & MG_TCP_FIN)
 		conn->flags |= MG_AGENT_FIN_IN;
-	if (p.tcp.rst)
+	if (p.tcp_flags & MG_TCP_RST)
 		conn->flags |= MG_AGENT_RST;
 	note_close(conn, cfg, conn->last_seen_ns);
 	return TC_ACT_UNSPEC;
@@ -587,7 +535,7 @@ static __always_inline int egress_synack(struct __sk_buff *skb, const struct mg_
 					 struct mg_agent_conn *conn,
 					 const struct mg_agent_config *cfg)
 {
-	__u32 b = bpf_ntohl(p->tcp.seq);
+	__u32 b = p->seq;
 	struct mg_tcp_opts_walk walk = {};
 	struct mg_tcp_opts *opts = &walk.o;
 	int w = cfg->wscale;
@@ -658,24 +606,24 @@ int agent_egress(struct __sk_buff *skb)
 		count(MG_AG_NO_CONFIG);
 		return TC_ACT_UNSPEC;
 	}
-	rc = parse(skb, &p);
-	if (rc != PARSE_OK)
+	rc = mg_parse_copy(skb, &p);
+	if (rc != MG_PKT_TCP)
 		return count_parse_failure(rc);
-	if (!is_service_port(p.tcp.source)) {
+	if (!is_service_port(p.sport)) {
 		count(MG_AG_FOREIGN);
 		return TC_ACT_UNSPEC;
 	}
 	key.client_ip_be = p.daddr;
-	key.client_port_be = p.tcp.dest;
-	key.local_port_be = p.tcp.source;
+	key.client_port_be = p.dport;
+	key.local_port_be = p.sport;
 
 	conn = bpf_map_lookup_elem(&mg_agent_conns, &key);
 	if (!conn) {
 		count(MG_AG_MISS_OUT);
 		return TC_ACT_UNSPEC;
 	}
-	if (p.tcp.syn) {
-		if (p.tcp.ack)
+	if (p.tcp_flags & MG_TCP_SYN) {
+		if (p.tcp_flags & MG_TCP_ACK)
 			return egress_synack(skb, &p, conn, cfg);
 		count(MG_AG_FOREIGN);  /* a SYN *from* the service port */
 		return TC_ACT_UNSPEC;
@@ -684,7 +632,7 @@ int agent_egress(struct __sk_buff *skb)
 		/* E.g. a RST answering the fused SYN (no listener, backlog
 		 * full): it carries no back-end sequence number to translate. */
 		count(MG_AG_NOT_ESTABLISHED);
-		if (p.tcp.rst) {
+		if (p.tcp_flags & MG_TCP_RST) {
 			conn->flags |= MG_AGENT_RST;
 			note_close(conn, cfg, bpf_ktime_get_ns());
 		}
@@ -692,12 +640,12 @@ int agent_egress(struct __sk_buff *skb)
 	}
 	conn->last_seen_ns = bpf_ktime_get_ns();
 
-	seq = bpf_ntohl(p.tcp.seq);
+	seq = p.seq;
 	if (mg_tcp_store32(skb, p.l4_off, 4, seq, seq - conn->delta) == 0)
 		count(MG_AG_REWRITE_OUT);
 	if (conn->egress_shift)
 		window_rescale(skb, &p, conn->egress_shift);
-	if ((conn->flags & MG_AGENT_TS) && p.opt_len) {
+	if ((conn->flags & MG_AGENT_TS) && mg_tcp_opt_len(&p)) {
 		/* Once per skb, and egress skbs are TSO/GSO super-packets: the
 		 * segments cut from one share its timestamp. */
 		struct mg_tcp_opts_walk w = {};
@@ -708,9 +656,9 @@ int agent_egress(struct __sk_buff *skb)
 			count(MG_AG_BAD_OPTIONS);
 	}
 
-	if (p.tcp.fin)
+	if (p.tcp_flags & MG_TCP_FIN)
 		conn->flags |= MG_AGENT_FIN_OUT;
-	if (p.tcp.rst)
+	if (p.tcp_flags & MG_TCP_RST)
 		conn->flags |= MG_AGENT_RST;
 	note_close(conn, cfg, conn->last_seen_ns);
 	return TC_ACT_UNSPEC;

@@ -165,6 +165,37 @@ static int set_scalar(struct fe_config *cfg, const struct scalar *sc, const char
 	return 0;
 }
 
+/* A scalar's value in the file's unit. */
+static uint64_t get_scalar(const struct fe_config *cfg, const struct scalar *sc)
+{
+	const char *base = (const char *)cfg + sc->off;
+	uint64_t v;
+
+	switch (sc->width) {
+	case 1: v = *(const uint8_t *)base; break;
+	case 4: v = *(const uint32_t *)base; break;
+	default: v = *(const uint64_t *)base; break;
+	}
+	return sc->unit == U_MS_TO_US ? v / 1000 : v;
+}
+
+void fe_config_print_defaults(FILE *out)
+{
+	static struct fe_config cfg;
+
+	fe_config_defaults(&cfg);
+	/* The directives that are not one number: required ones and lists have
+	 * no default (null, []); the rest say what their absence means. */
+	fprintf(out, "{\"vip\": {\"ip\": null, \"port\": %u}, \"nexthop_mac\": null, "
+		"\"backend\": [], \"cluster\": [], \"rule\": [], \"default_cluster\": null, "
+		"\"control\": null, \"stats_socket\": null",
+		ntohs(cfg.vip_port_be));
+	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
+		fprintf(out, ", \"%s\": %llu", scalars[i].name,
+			(unsigned long long)get_scalar(&cfg, &scalars[i]));
+	fprintf(out, "}\n");
+}
+
 static int parse_rule(struct fe_config *cfg, char **tok, int ntok, int line, char *err, size_t errlen)
 {
 	struct fe_rule_cfg *r;

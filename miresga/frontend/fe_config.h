@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "miresga.h"
 
@@ -111,6 +112,13 @@ struct fe_config {
 };
 
 void fe_config_defaults(struct fe_config *cfg);
+/*
+ * Every directive with its compiled default, as one JSON object keyed by the
+ * directive's name and in the unit the file uses (ms, bytes, ...): what a
+ * file that leaves a directive out gets.  null: no default (required, or
+ * absent means off); []: a list, empty by default.
+ */
+void fe_config_print_defaults(FILE *out);
 /* Parse `text`; on error returns -1 with "line N: reason" in err. */
 int fe_config_parse(struct fe_config *cfg, const char *text, char *err, size_t errlen);
 int fe_config_load(struct fe_config *cfg, const char *path, char *err, size_t errlen);

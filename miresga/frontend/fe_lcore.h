@@ -74,7 +74,7 @@ static inline void fe_tx(struct fe_lcore *lc, struct rte_mbuf *m)
 		fe_tx_flush(lc);
 }
 
-/* The splice state machine (fe_tcp.c). */
+/* The splice state machine (fe_splice.h lists its files). */
 void fe_input(struct fe_lcore *lc, struct rte_mbuf *m);
 /* Runs expired timers; returns how many fired. */
 unsigned int fe_timers_run(struct fe_lcore *lc);

@@ -4,6 +4,7 @@
  *
  *   miresga-frontend [EAL options] -- --config FILE [--port N]
  *   miresga-frontend --check-config FILE
+ *   miresga-frontend --print-defaults
  *
  * On the emulated testbed, inside the front-end's namespace:
  *   miresga-frontend --no-huge -m 256 --no-pci --file-prefix fe1234 \
@@ -53,7 +54,8 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [EAL options] -- --config FILE [--port N]\n"
-		"       %s --check-config FILE\n", prog, prog);
+		"       %s --check-config FILE\n"
+		"       %s --print-defaults\n", prog, prog, prog);
 }
 
 /* Prints the config as the C side understood it, for the launcher's tests. */
@@ -157,6 +159,10 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && !strcmp(argv[1], "--check-config"))
 		return check_config(argv[2]);
+	if (argc == 2 && !strcmp(argv[1], "--print-defaults")) {
+		fe_config_print_defaults(stdout);
+		return 0;
+	}
 
 	ret = rte_eal_init(argc, argv);
 	if (ret < 0) {

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Packet helpers for tc (struct __sk_buff) eBPF programs: a fixed IPv4/TCP
- * parser, SYN option parsing, and header rewrites with incremental
- * checksums.  Shared by the Miresga switch pipeline, the back-end agent and
- * the l4switch baseline; nothing here knows about Miresga's tables.
+ * Packet helpers for tc (struct __sk_buff) eBPF programs: two IPv4/TCP
+ * parsers into one struct mg_pkt (a switch's fixed parser, mg_parse(), and a
+ * host's, mg_parse_copy()), SYN option parsing, and header rewrites with
+ * incremental checksums.  Shared by the Miresga switch pipeline, the
+ * back-end agent and the l4switch baseline; nothing here knows about
+ * Miresga's tables.
  *
  * Two rules hold throughout:
  *  - Fields are read once, through the parser, into a struct mg_pkt; every
@@ -79,10 +81,18 @@ struct mg_pkt {
 	__u8 doff;         /* TCP header length in 32-bit words */
 	__be16 sport;
 	__be16 dport;
+	__u16 window;      /* host order, as sent (unscaled) */
+	__u16 l4_off;      /* TCP header offset in the frame: MG_L4_OFF from mg_parse() */
 	__u32 seq;         /* host order */
 	__u32 ack_seq;     /* host order */
-	__u32 payload_len; /* TCP payload bytes (Ethernet padding excluded) */
+	__u32 payload_len; /* TCP payload bytes (Ethernet padding excluded); mg_parse() only */
 };
+
+/* Bytes of TCP options of a parsed segment (0..40). */
+static __always_inline __u32 mg_tcp_opt_len(const struct mg_pkt *p)
+{
+	return p->doff * 4 - 20;
+}
 
 static __always_inline __u16 mg_csum_fold(__u64 sum)
 {
@@ -143,10 +153,73 @@ static __always_inline int mg_parse(struct __sk_buff *skb, struct mg_pkt *p)
 		return MG_PKT_TCP_BAD;
 	p->sport = tcp->source;
 	p->dport = tcp->dest;
+	p->window = bpf_ntohs(tcp->window);
+	p->l4_off = MG_L4_OFF;
 	p->seq = bpf_ntohl(tcp->seq);
 	p->ack_seq = bpf_ntohl(tcp->ack_seq);
 	p->tcp_flags = ((__u8 *)tcp)[13];
 	p->payload_len = p->tot_len - 20 - p->doff * 4;
+	return MG_PKT_TCP;
+}
+
+/*
+ * Parse Ethernet / IPv4 / TCP as a host's program needs it (the back-end
+ * agent, which rewrites what the host's own stack sends and receives).
+ *
+ * Copies rather than direct packet access: bpf_skb_load_bytes() reads
+ * non-linear skbs too (headers split by GRO or a driver) without pulling
+ * them, and copies cannot be invalidated by the store and checksum helpers
+ * called later.
+ *
+ * Looser than mg_parse(), because the host's stack, not a fixed pipeline,
+ * decides what is sound:
+ *  - IP options are allowed: l4_off says where TCP starts;
+ *  - another protocol is MG_PKT_IPV4 whatever its header looks like;
+ *  - the first fragment of a segment is parsed (its TCP checksum covers the
+ *    reassembled segment, which an incremental update keeps right); only a
+ *    later one, which has no TCP header, is MG_PKT_IPV4;
+ *  - lengths are not held against the frame (payload_len is not computed);
+ *  - a frame too short for an Ethernet header counts as truncated
+ *    (MG_PKT_IPV4_BAD), not as another protocol.
+ */
+static __always_inline int mg_parse_copy(struct __sk_buff *skb, struct mg_pkt *p)
+{
+	struct ethhdr eth;
+	struct iphdr ip;
+	struct tcphdr tcp;
+
+	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
+		return MG_PKT_IPV4_BAD;
+	if (eth.h_proto != bpf_htons(ETH_P_IP))
+		return MG_PKT_NOT_IPV4;   /* IPv6, ARP: Miresga is IPv4 only */
+	if (bpf_skb_load_bytes(skb, MG_L3_OFF, &ip, sizeof(ip)))
+		return MG_PKT_IPV4_BAD;
+	p->proto = ip.protocol;
+	if (ip.protocol != IPPROTO_TCP)
+		return MG_PKT_IPV4;
+	if (ip.version != 4 || ip.ihl < 5)
+		return MG_PKT_IPV4_BAD;
+	p->frag = (ip.frag_off & bpf_htons(0x3fff)) != 0; /* MF | offset */
+	if (ip.frag_off & bpf_htons(0x1fff))               /* offset: a later fragment */
+		return MG_PKT_IPV4;
+	p->saddr = ip.saddr;
+	p->daddr = ip.daddr;
+	p->tot_len = bpf_ntohs(ip.tot_len);
+	p->ttl = ip.ttl;
+	p->tos = ip.tos;
+	p->ihl = ip.ihl;
+	p->l4_off = MG_L3_OFF + ip.ihl * 4;
+	if (bpf_skb_load_bytes(skb, p->l4_off, &tcp, sizeof(tcp)))
+		return MG_PKT_TCP_BAD;
+	if (tcp.doff < 5)
+		return MG_PKT_TCP_BAD;
+	p->doff = tcp.doff;
+	p->sport = tcp.source;
+	p->dport = tcp.dest;
+	p->window = bpf_ntohs(tcp.window);
+	p->seq = bpf_ntohl(tcp.seq);
+	p->ack_seq = bpf_ntohl(tcp.ack_seq);
+	p->tcp_flags = ((__u8 *)&tcp)[13];
 	return MG_PKT_TCP;
 }
 

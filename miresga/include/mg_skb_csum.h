@@ -30,7 +30,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define MG_TCP_CSUM_OFF 16
+/* The checksum's offset in the TCP header (mg_pkt.h's MG_TCP_CSUM_OFF is the
+ * same field's offset in a frame whose IPv4 header has no options). */
+#define MG_TCPH_CSUM_OFF 16
 
 static __always_inline __u32 mg_ror8(__u32 v)
 {
@@ -57,7 +59,7 @@ static __always_inline int mg_tcp_store32(struct __sk_buff *skb, __u32 l4_off, _
 		from = mg_ror8(from);
 		to = mg_ror8(to);
 	}
-	return bpf_l4_csum_replace(skb, l4_off + MG_TCP_CSUM_OFF, bpf_htonl(from), bpf_htonl(to),
+	return bpf_l4_csum_replace(skb, l4_off + MG_TCPH_CSUM_OFF, bpf_htonl(from), bpf_htonl(to),
 				   sizeof(__u32));
 }
 
@@ -75,7 +77,7 @@ static __always_inline int mg_tcp_store16(struct __sk_buff *skb, __u32 l4_off, _
 	rc = bpf_skb_store_bytes(skb, l4_off + field_off, &val, sizeof(val), 0);
 	if (rc)
 		return rc;
-	return bpf_l4_csum_replace(skb, l4_off + MG_TCP_CSUM_OFF, bpf_htons(from), bpf_htons(to),
+	return bpf_l4_csum_replace(skb, l4_off + MG_TCPH_CSUM_OFF, bpf_htons(from), bpf_htons(to),
 				   sizeof(__u16));
 }
 
@@ -94,7 +96,7 @@ static __always_inline int mg_tcp_store8(struct __sk_buff *skb, __u32 l4_off, __
 	/* Even offset: high byte of its word.  Odd: low byte. */
 	wfrom = (field_off & 1) ? from : (__u16)from << 8;
 	wto = (field_off & 1) ? to : (__u16)to << 8;
-	return bpf_l4_csum_replace(skb, l4_off + MG_TCP_CSUM_OFF, bpf_htons(wfrom), bpf_htons(wto),
+	return bpf_l4_csum_replace(skb, l4_off + MG_TCPH_CSUM_OFF, bpf_htons(wfrom), bpf_htons(wto),
 				   sizeof(__u16));
 }
 

@@ -55,6 +55,7 @@
 #include "miresga.h"
 #include "mg_fwd.h"
 #include "mg_pkt.h"
+#include "mg_vip_dispatch.h"
 #include "switch_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -63,10 +64,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 static __always_inline void count(__u32 idx, __u64 n)
 {
-	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
-
-	if (c)
-		*c += n; /* per-CPU: no atomics needed */
+	mg_count(&counters, idx, n);
 }
 
 /* route_out() counts bytes in the counter after the packet counter. */
@@ -495,33 +493,28 @@ static __always_inline int backend_packet(struct __sk_buff *skb, const struct mg
 SEC("tc")
 int miresga_switch(struct __sk_buff *skb)
 {
+	const struct mg_vip_counters vip_counters = {
+		.pass = MG_SW_PASS,
+		.vip_malformed = MG_SW_VIP_MALFORMED,
+		.vip_not_tcp = MG_SW_VIP_NOT_TCP,
+	};
 	const __u32 zero = 0;
+	const struct mg_vip *vip = NULL;
 	struct mg_pkt p = {};
+	int r, verdict;
 
 	count(MG_SW_PKTS, 1);
 	const struct mg_switch_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return pass(MG_SW_PASS);
 
-	int r = mg_parse(skb, &p);
-	if (r == MG_PKT_NOT_IPV4)
-		return pass(MG_SW_PASS);
-
-	/* Addressed to a VIP?  Only a sound TCP segment to a VIP's service
-	 * port is Miresga's; other traffic to a VIP address is dropped here
-	 * rather than handed to a kernel that does not own the address. */
-	if (p.daddr && bpf_map_lookup_elem(&vip_addrs, &p.daddr)) {
-		if (r == MG_PKT_IPV4_BAD)
-			return drop(MG_SW_VIP_MALFORMED);
-		if (p.proto != IPPROTO_TCP)
-			return drop(MG_SW_VIP_NOT_TCP);
-		if (r != MG_PKT_TCP)
-			return drop(MG_SW_VIP_MALFORMED); /* fragment, IP options, bad TCP */
-		struct mg_vip_key vk = {.ip_be = p.daddr, .port_be = p.dport};
-		const struct mg_vip *vip = bpf_map_lookup_elem(&vip_table, &vk);
-		if (!vip)
-			return pass(MG_SW_PASS); /* another port of the VIP address */
+	switch (mg_vip_dispatch(skb, &p, &counters, vip_counters, &r, &vip, &verdict)) {
+	case MG_VD_DONE:
+		return verdict;
+	case MG_VD_VIP:
 		return client_packet(skb, &p, cfg, vip);
+	case MG_VD_NOT_VIP:
+		break;
 	}
 
 	if (r == MG_PKT_IPV4_BAD || r == MG_PKT_TCP_BAD)

@@ -29,9 +29,10 @@
  * Maglev, which gives the same back-end unless the pool changed since: Maglev
  * moves few slots between back-ends that stay (see targets/l4switch/maglev.py).
  *
- * Parsing, header rewrites with incremental checksums, and forwarding (TTL,
- * MACs, FIB, redirect) are the Miresga switch's own helpers (mg_pkt.h,
- * mg_fwd.h), so both switch programs move packets the same way.
+ * Parsing, the entry that sorts out packets to a VIP, header rewrites with
+ * incremental checksums, and forwarding (TTL, MACs, FIB, redirect) are the
+ * Miresga switch's own helpers (mg_pkt.h, mg_vip_dispatch.h, mg_fwd.h), so
+ * both switch programs refuse and move packets the same way.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -43,16 +44,14 @@
 #include "l4switch.h"
 #include "mg_fwd.h"
 #include "mg_pkt.h"
+#include "mg_vip_dispatch.h"
 #include "l4switch_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 static __always_inline void count(__u32 idx, __u64 n)
 {
-	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
-
-	if (c)
-		*c += n; /* per-CPU: no atomics needed */
+	mg_count(&counters, idx, n);
 }
 
 _Static_assert(L4_FWD_BYTES == L4_FWD + 1 && L4_REV_BYTES == L4_REV + 1,
@@ -283,33 +282,28 @@ static __always_inline int backend_packet(struct __sk_buff *skb, const struct mg
 SEC("tc")
 int l4switch(struct __sk_buff *skb)
 {
+	const struct mg_vip_counters vip_counters = {
+		.pass = L4_PASS,
+		.vip_malformed = L4_VIP_MALFORMED,
+		.vip_not_tcp = L4_VIP_NOT_TCP,
+	};
 	const __u32 zero = 0;
+	const struct mg_vip *vip = NULL;
 	struct mg_pkt p = {};
+	int r, verdict;
 
 	count(L4_PKTS, 1);
 	const struct l4_config *cfg = bpf_map_lookup_elem(&config, &zero);
 	if (!cfg)
 		return pass(L4_PASS);
 
-	int r = mg_parse(skb, &p);
-	if (r == MG_PKT_NOT_IPV4)
-		return pass(L4_PASS);
-
-	/* Addressed to a VIP?  Only a sound TCP segment to a VIP's service port
-	 * is balanced; anything else to a VIP address is dropped here rather
-	 * than handed to a kernel that does not own the address. */
-	if (p.daddr && bpf_map_lookup_elem(&vip_addrs, &p.daddr)) {
-		if (r == MG_PKT_IPV4_BAD)
-			return drop(L4_VIP_MALFORMED);
-		if (p.proto != IPPROTO_TCP)
-			return drop(L4_VIP_NOT_TCP);
-		if (r != MG_PKT_TCP)
-			return drop(L4_VIP_MALFORMED); /* fragment, IP options, bad TCP */
-		struct mg_vip_key vk = {.ip_be = p.daddr, .port_be = p.dport};
-		const struct mg_vip *vip = bpf_map_lookup_elem(&vip_table, &vk);
-		if (!vip)
-			return pass(L4_PASS); /* another port of the VIP address */
+	switch (mg_vip_dispatch(skb, &p, &counters, vip_counters, &r, &vip, &verdict)) {
+	case MG_VD_DONE:
+		return verdict;
+	case MG_VD_VIP:
 		return client_packet(skb, &p, cfg, vip->vip_idx);
+	case MG_VD_NOT_VIP:
+		break;
 	}
 	if (r != MG_PKT_TCP)
 		return pass(L4_PASS);

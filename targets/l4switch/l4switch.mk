@@ -4,7 +4,7 @@
 # -mcpu=v3: FIN/RST bits are set with atomic OR (BPF_ATOMIC | BPF_OR).
 $(BUILD)/bpf/l4switch.bpf.o: BPF_CFLAGS += -mcpu=v3
 $(BUILD)/bpf/l4switch.bpf.o: targets/l4switch/l4switch.h targets/l4switch/l4switch_maps.h miresga/include/mg_vip_maps.h \
-	miresga/include/mg_pkt.h miresga/include/mg_fwd.h miresga/include/miresga.h
+	miresga/include/mg_pkt.h miresga/include/mg_fwd.h miresga/include/mg_vip_dispatch.h miresga/include/miresga.h
 
 # Prints sizeof/offsetof of l4switch.h's layouts and a flow hash for fixed
 # inputs; tests/test_l4switch.py holds targets/l4switch/layouts.py to them.

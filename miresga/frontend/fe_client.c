@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The client side of the state machine: every packet from a client to the
+ * VIP.  The first ACK the switch lets through starts a flow (the switch
+ * checked its cookie or knows the connection); after that the flow's state
+ * says what a segment means: request bytes to hold while the front-end
+ * parses or waits for a back-end, bytes to forward (cut at a request
+ * boundary) once spliced, the client's half of the close, or an answer the
+ * front-end owes.
+ */
+#include "fe_splice.h"
+
+/* A client segment on a joined connection (SPLICED). */
+static void client_spliced(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+{
+	uint32_t end = p->seq + p->len;
+	uint32_t off, k;
+	struct rte_mbuf *tail;
+
+	if (!p->len && !(p->flags & F_FIN)) {
+		fe_forward_to_backend(lc, f, p);
+		return;
+	}
+	if (SEQ_GT(p->seq, f->cli_next)) {
+		/* A gap: the request tracker cannot skip it; the client resends. */
+		lc->stats.pkt.out_of_order++;
+		rte_pktmbuf_free(p->m);
+		return;
+	}
+	if (SEQ_LT(end, f->cli_next) || (end == f->cli_next && (!(p->flags & F_FIN) || f->cli_fin))) {
+		/* Already forwarded once: the back-end may have lost it. */
+		lc->stats.pkt.retransmit_fwd++;
+		fe_forward_to_backend(lc, f, p);
+		return;
+	}
+	off = f->cli_next - p->seq;
+	f->cli_next = end;
+	k = off + fe_request_track(lc, f, p->data + off, p->len - off);
+	if (k == p->len) {
+		if (p->flags & F_FIN) {
+			f->cli_fin = 1;
+			f->cli_fin_seq = end;
+			f->cli_fin_sent = 1;
+			fe_forward_to_backend(lc, f, p);
+			fe_fin_seen(lc, f);
+			return;
+		}
+		fe_forward_to_backend(lc, f, p);
+		return;
+	}
+	/* The current request ended at payload byte k: the rest is a new one. */
+	if (p->flags & F_FIN) {
+		f->cli_fin = 1;
+		f->cli_fin_seq = end;
+	}
+	if (k == 0) {
+		fe_next_request(lc, f, p->seq);
+		rte_pktmbuf_adj(p->m, p->hdr_len);
+		lc->stats.pkt.held++;
+		fe_hold_mbuf(lc, f, p->m);
+	} else {
+		tail = fe_split_segment(lc, p, (uint16_t)k);
+		if (!tail) {
+			/* No mbuf to cut with: keep the connection on this back-end
+			 * and stop routing its requests. */
+			lc->stats.err.no_mbuf++;
+			f->opaque = 1;
+			if (p->flags & F_FIN)
+				f->cli_fin_sent = 1;
+			fe_forward_to_backend(lc, f, p);
+			if (p->flags & F_FIN)
+				fe_fin_seen(lc, f);
+			return;
+		}
+		fe_forward_to_backend(lc, f, p);
+		fe_next_request(lc, f, p->seq + k);
+		lc->stats.pkt.held++;
+		fe_hold_mbuf(lc, f, tail);
+	}
+	fe_progress(lc, f);
+}
+
+/* A client segment while a request is held (HEADER, NEXT_HEADER, SYN_SENT). */
+static void client_holding(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+{
+	uint32_t end = p->seq + p->len;
+
+	if (!p->len && !(p->flags & F_FIN)) {
+		/* A pure ACK.  Once joined, it may acknowledge response bytes the
+		 * back-end is waiting on; before that nobody needs it. */
+		if (f->state == FE_FS_NEXT_HEADER)
+			fe_forward_to_backend(lc, f, p);
+		else
+			rte_pktmbuf_free(p->m);
+		return;
+	}
+	if (SEQ_GT(p->seq, f->cli_next)) {
+		lc->stats.pkt.out_of_order++;
+		rte_pktmbuf_free(p->m);
+		return;
+	}
+	if (SEQ_LT(end, f->cli_next) || (end == f->cli_next && (!(p->flags & F_FIN) || f->cli_fin))) {
+		/* Bytes before the held request were forwarded already and the
+		 * back-end may have lost them: pass that part on again.  Bytes we
+		 * hold go when we release them. */
+		if (f->state == FE_FS_NEXT_HEADER && SEQ_LT(p->seq, f->req_seq)) {
+			if (SEQ_GT(end, f->req_seq))
+				fe_trim_segment(p, (uint16_t)(f->req_seq - p->seq));
+			lc->stats.pkt.retransmit_fwd++;
+			fe_forward_to_backend(lc, f, p);
+			return;
+		}
+		lc->stats.pkt.duplicate++;
+		rte_pktmbuf_free(p->m);
+		return;
+	}
+	if (fe_hold_segment(lc, f, p, f->cli_next - p->seq))
+		return;
+	fe_progress(lc, f);
+}
+
+/* A client packet for a flow the front-end answered itself. */
+
+/*
+ * Is this client packet the start of a new connection on the key of a flow
+ * that is over (TIME_WAIT)?  TCP's own rule for a TIME_WAIT socket (RFC 1122
+ * 4.2.2.13, Linux tcp_timewait_state_process): a sequence number after the
+ * end of the old connection's stream.  A client that reuses a port picks a
+ * clock-driven ISN (RFC 6528) that is far after the old one, and the switch
+ * has already checked the packet's cookie or its place in the seen filter.
+ * Only an ACK without SYN/RST can start a flow here, as in fe_client_input.
+ */
+static int new_incarnation(const struct fe_flow *f, const struct fe_pkt *p)
+{
+	uint32_t end;
+
+	if (f->state != FE_FS_TIME_WAIT || (p->flags & (F_SYN | F_RST)) || !(p->flags & F_ACK))
+		return 0;
+	/* The old stream ended after the client's FIN, or where we last saw it. */
+	end = f->cli_fin ? f->cli_fin_seq + 1 : f->cli_next;
+	return SEQ_GT(p->seq, end);
+}
+
+void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
+{
+	struct mg_flow_key key = {
+		.client_ip_be = p->ip->src_addr,
+		.client_port_be = p->tcp->src_port,
+	};
+	struct fe_flow *f = fe_flow_lookup(&lc->ft, &key);
+	struct fe_tuple t;
+
+	lc->stats.pkt.from_client++;
+	if (f && new_incarnation(f, p)) {
+		/* The client reused the port of a connection we still hold in its
+		 * grace period: forget the old one (and its switch entry) and take
+		 * this packet as the first of a new connection. */
+		lc->stats.pkt.reincarnation++;
+		fe_flow_free(lc, f);
+		f = NULL;
+	}
+	if (!f) {
+		t = (struct fe_tuple){.saddr = lc->cfg->vip_be, .daddr = key.client_ip_be,
+				      .sport = lc->cfg->vip_port_be, .dport = key.client_port_be};
+		/* The switch answers SYNs; an ACK (the handshake's last packet, or
+		 * request data if that was lost) is all that starts a flow here.
+		 * It passed the switch's cookie check, so ack - 1 is s. */
+		if ((p->flags & (F_SYN | F_RST)) || !(p->flags & F_ACK) ||
+		    ((p->flags & F_FIN) && !p->len)) {
+			if (p->flags & F_SYN)
+				lc->stats.pkt.unexpected++;
+			else
+				lc->stats.pkt.no_flow++;
+			if (!(p->flags & F_RST) && (p->flags & F_ACK))
+				fe_send_rst(lc, &t, p->ack);
+			rte_pktmbuf_free(p->m);
+			return;
+		}
+		f = fe_flow_create(&lc->ft, &key, FE_FS_HEADER);
+		if (!f) {
+			lc->stats.err.flow_table_full++;
+			fe_send_rst(lc, &t, p->ack);
+			rte_pktmbuf_free(p->m);
+			return;
+		}
+		f->s_isn = p->ack - 1;
+		f->cli_next = p->seq;
+		f->cli_ack = p->ack;
+		f->req_seq = p->seq;
+		f->cli_win = p->win;
+		/* The client's first segment after the handshake tells whether
+		 * it agreed to timestamps with the switch. */
+		f->ts_ok = (uint8_t)fe_pkt_timestamps(p, &f->cli_tsval, &f->cli_tsecr);
+		http_scan_init(&f->scan);
+		f->scan_result = HTTP_SCAN_MORE;
+		fe_timer_arm(&lc->ft, f, FE_TIMER_REQUEST, lc->now_us);
+	}
+
+	if ((p->flags & F_ACK) && SEQ_GT(p->ack, f->cli_ack))
+		f->cli_ack = p->ack;
+	f->cli_win = p->win;
+	if (f->ts_ok) {
+		uint32_t tsval, tsecr;
+
+		if (fe_pkt_timestamps(p, &tsval, &tsecr)) {
+			f->cli_tsval = tsval;
+			f->cli_tsecr = tsecr;
+		}
+	}
+
+	if (p->flags & F_RST) {
+		if (f->reset || f->state == FE_FS_ANSWERED || f->state == FE_FS_TIME_WAIT) {
+			rte_pktmbuf_free(p->m);
+			if (f->state == FE_FS_ANSWERED)
+				fe_flow_free(lc, f);
+			return;
+		}
+		lc->stats.err.client_reset++;
+		f->reset = 1;
+		if (f->state == FE_FS_SYN_SENT || f->state == FE_FS_NEXT_HEADER) {
+			/* The back-end has bytes up to req_seq; an RST elsewhere in
+			 * its window would only earn a challenge ACK (RFC 5961). */
+			fe_backend_abort(lc, f, f->req_seq);
+			rte_pktmbuf_free(p->m);
+		} else if (f->has_backend) {
+			fe_forward_to_backend(lc, f, p);
+		} else {
+			rte_pktmbuf_free(p->m);
+		}
+		fe_enter_time_wait(lc, f);
+		return;
+	}
+	if (p->flags & F_SYN) {
+		lc->stats.pkt.unexpected++;
+		rte_pktmbuf_free(p->m);
+		return;
+	}
+
+	switch (f->state) {
+	case FE_FS_HEADER:
+	case FE_FS_NEXT_HEADER:
+	case FE_FS_SYN_SENT:
+		client_holding(lc, f, p);
+		break;
+	case FE_FS_SPLICED:
+		fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+		client_spliced(lc, f, p);
+		break;
+	case FE_FS_CLOSING:
+		fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+		if ((p->flags & F_FIN) && !f->cli_fin) {
+			f->cli_fin = 1;
+			f->cli_fin_seq = p->seq + p->len;
+			f->cli_fin_sent = 1;
+			fe_forward_to_backend(lc, f, p);
+			fe_fin_seen(lc, f);
+			break;
+		}
+		fe_forward_to_backend(lc, f, p);
+		break;
+	case FE_FS_TIME_WAIT:
+		if (f->answered)
+			fe_client_answered(lc, f, p);
+		else if (f->has_backend && !f->reset)
+			/* The last ACK of the close still has to reach the back-end. */
+			fe_forward_to_backend(lc, f, p);
+		else
+			rte_pktmbuf_free(p->m);
+		break;
+	case FE_FS_ANSWERED:
+		fe_client_answered(lc, f, p);
+		break;
+	default:
+		rte_pktmbuf_free(p->m);
+	}
+}
