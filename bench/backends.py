@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.errors import BenchError
+from common.errors import Error
 from bench.hosts import Host, Process
 from bench.parallel import for_each_host, raise_first
 from workloads.model import Objects
@@ -37,7 +37,7 @@ STATUS_PATH = "/.status"
 PORT = 80
 
 
-class BackendError(BenchError):
+class BackendError(Error):
     pass
 
 

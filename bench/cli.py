@@ -16,7 +16,7 @@ import shlex
 import sys
 from typing import Callable
 
-from bench.errors import BenchError
+from common.errors import Error
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
@@ -73,7 +73,7 @@ def _testbed(args) -> int:
         try:
             tb = EmulatedTestbed.from_state(prefix)
             tb.down()
-        except BenchError:
+        except Error:
             teardown(prefix)
         print(f"testbed {prefix!r} is down")
         return 0
@@ -87,7 +87,7 @@ def _testbed(args) -> int:
     if args.action == "exec":
         cmd = args.trailing
         if not cmd:
-            raise BenchError("exec: give a command after --")
+            raise Error("exec: give a command after --")
         host = EmulatedTestbed.from_state(prefix).host(args.host)
         r = host.run(shlex.join(cmd) if len(cmd) > 1 else cmd[0], check=False, timeout=None)
         sys.stdout.write(r.stdout)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args.trailing = trailing
     try:
         return args.func(args)
-    except BenchError as e:
+    except Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

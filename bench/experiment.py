@@ -43,7 +43,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.errors import ConfigError, format_validation_error
+from common.errors import ConfigError, format_validation_error
 from bench.faults import FaultPoint, FaultsSpec
 from workloads.model import WorkloadFile, load_workloads
 

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import HostError
+from common.errors import HostError
 from miresga.control.netns import netns_path
 
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)

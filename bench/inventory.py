@@ -21,7 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bench.errors import ConfigError, format_validation_error
+from common.errors import ConfigError, format_validation_error
 from bench.hosts import SshTarget
 from bench.topology import HOST_NAME, PREFIX, Offloads, Role
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.cli import command
-from bench.errors import BenchError
+from common.errors import Error
 
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 LATEST = RESULTS_ROOT / "latest"
@@ -40,7 +40,7 @@ def draw_all(results: Path, out: Path) -> list[Path]:
     style.apply_theme()
     df = tidy(results)
     if df.empty:
-        raise BenchError(f"no result files under {results}")
+        raise Error(f"no result files under {results}")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     df.to_csv(out / "tidy.csv", index=False)
@@ -64,7 +64,7 @@ def draw_all(results: Path, out: Path) -> list[Path]:
 def _plots(args) -> int:
     results = Path(args.results) if args.results else LATEST
     if not results.exists():
-        raise BenchError(f"{results}: no such directory" + (
+        raise Error(f"{results}: no such directory" + (
             "; run a campaign first (make bench) or name a results directory"
             if args.results is None else ""))
     results = results.resolve()  # results/latest -> results/<campaign>

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.errors import HostError, TestbedError
+from common.errors import HostError, TestbedError
 from bench.hosts import REPO_ROOT, LinkFacts, SshHost
 from bench.inventory import Inventory, SwitchKind
 from bench.parallel import for_each_host

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import command
-from bench.errors import BenchError, ConfigError
+from common.errors import ConfigError, Error
 from bench.faults import FaultPoint
 
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
@@ -361,7 +361,7 @@ class Campaign:
             if not target.healthy():
                 try:
                     target.wait_healthy(10)
-                except BenchError as e:
+                except Error as e:
                     return fail(f"target unhealthy before the point: {e}")
             if par["warmup_s"] > 0:
                 warm = runner.run(WrkJob(classes=classes, duration_s=par["warmup_s"],

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import HostError
+from common.errors import HostError
 from bench.hosts import NetnsHost, Process, SshTarget
 
 SSHD = "/usr/sbin/sshd"

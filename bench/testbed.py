@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from bench.cgroups import HostCgroup, remove_testbed_cgroups
-from bench.errors import TestbedError
+from common.errors import TestbedError
 from bench.hosts import LinkFacts, NetnsHost
 from bench.topology import PREFIX, HostSpec, Role, Topology
 from miresga.control.netns import write_sysctl

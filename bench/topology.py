@@ -20,7 +20,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bench.errors import ConfigError, format_validation_error
+from common.errors import ConfigError, format_validation_error
 
 # Interface names are at most 15 bytes (IFNAMSIZ - 1) and the switch names its
 # port after the host, so host names must fit.

@@ -23,10 +23,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from bench.errors import BenchError
+from common.errors import Error
 
 
-class TargetError(BenchError):
+class TargetError(Error):
     """A target failed to deploy, start or become healthy; `logs` says why."""
 
     def __init__(self, message: str, logs: dict[str, str] | None = None):
@@ -88,7 +88,7 @@ class Target(ABC):
             try:
                 if self.healthy():
                     return
-            except BenchError as e:
+            except Error as e:
                 last = e
             time.sleep(0.1)
         raise TargetError(f"target {self.name} not healthy within {timeout:.0f}s"

@@ -9,7 +9,7 @@ every request, which is why the integrity check fetches each object once.
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from common.errors import Error
 from targets.base import Endpoint, Target, TargetError, register
 
 
@@ -25,7 +25,7 @@ class Direct(Target):
         name = self.params["backend"] or service.backends[0]
         try:
             self.backend = testbed.host(name)
-        except BenchError as e:
+        except Error as e:
             raise TargetError(f"target direct: {e}") from None
         if self.backend.role != "backend":
             raise TargetError(f"target direct: host {name!r} is a {self.backend.role}, "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import ConfigError
+from common.errors import ConfigError
 from bench.experiment import load_experiment
 from workloads.model import DEFAULT_WORKLOADS, load_workloads, parse_size
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from bench.errors import ConfigError
+from common.errors import ConfigError
 from fe_harness import BACKENDS, BINARY, SERVICE, SWITCH_MAC, TEST_BINARY, VIP, facts
 from miresga.control.frontend import (LIMIT_DEFAULTS, FrontendFacts, backend_index,
                                       render_config)

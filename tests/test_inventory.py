@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import ConfigError
+from common.errors import ConfigError
 from bench.inventory import load_inventory, parse_inventory
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "testbeds" / "inventory.example.toml"

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from bench.errors import TestbedError
+from common.errors import TestbedError
 from bench.inventory import parse_inventory
 from bench.remote import RemoteTestbed, emulated_inventory
 from bench.sshd import make_keys, start_sshd

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import ConfigError
+from common.errors import ConfigError
 from miresga.control.service import default_service, parse_service
 
 

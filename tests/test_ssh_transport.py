@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bench.errors import HostError
+from common.errors import HostError
 from bench.hosts import SshHost
 from bench.sshd import make_keys, start_sshd, target_for
 

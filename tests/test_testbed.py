@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bench.errors import TestbedError
+from common.errors import TestbedError
 from bench.testbed import BPF_ROOT, STATE_DIR, EmulatedTestbed, existing_namespaces
 from conftest import unique_prefix
 

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from bench.errors import ConfigError
+from common.errors import ConfigError
 from bench.testbed import EmulatedTestbed, existing_namespaces
 from bench.topology import DEFAULT_TOPOLOGY, Role, load_topology, parse_topology
 

@@ -237,7 +237,7 @@ class SwitchDaemon:
 def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
     # The bench (and pydantic) only on this path: switchd itself must run on
     # a switch host with nothing but python3.
-    from bench.errors import BenchError
+    from common.errors import Error
     from bench.testbed import EmulatedTestbed
     from miresga.control.service import default_service, load_service
 
@@ -246,7 +246,7 @@ def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
         service = (load_service(service_file) if service_file
                    else default_service([h.name for h in tb.backends]))
         return SwitchPlan.from_testbed(tb, service)
-    except BenchError as e:
+    except Error as e:
         raise ValueError(str(e)) from None
 
 

@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "plan":
         # The bench (and pydantic) only on this path: `run` needs python3 alone.
-        from bench.errors import BenchError
+        from common.errors import Error
         from bench.testbed import EmulatedTestbed
         from miresga.control.service import default_service, load_service
         from targets.l4switch.driver import L4Plan
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                        else default_service([h.name for h in tb.backends], vip=str(tb.vip),
                                             port=tb.vip_port))
             print(L4Plan.from_testbed(tb, service).to_json())
-        except (BenchError, ValueError) as e:
+        except (Error, ValueError) as e:
             print(f"l4switchd: {e}", file=sys.stderr)
             return 2
         return 0
