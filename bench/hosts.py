@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import HostError
-from miresga.control.netns import netns_path
+from common.netns import netns_path
 
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 

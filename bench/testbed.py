@@ -32,7 +32,7 @@ from bench.cgroups import HostCgroup, remove_testbed_cgroups
 from common.errors import TestbedError
 from bench.hosts import LinkFacts, NetnsHost
 from bench.topology import PREFIX, HostSpec, Role, Topology
-from miresga.control.netns import write_sysctl
+from common.netns import write_sysctl
 
 STATE_DIR = Path("/run/miresga/testbeds")
 WORK_ROOT = Path("/tmp/miresga")

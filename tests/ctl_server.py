@@ -14,7 +14,7 @@ import threading
 import time
 
 from miresga.control import layouts
-from miresga.control.netns import netns
+from common.netns import netns
 
 
 class CtlServer:

@@ -28,7 +28,7 @@ from miresga.control.frontend import quiet_afpacket_link
 from bench.topology import DEFAULT_TOPOLOGY, load_topology
 from conftest import unique_prefix
 from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent
-from miresga.control.netns import netns as in_netns
+from common.netns import netns as in_netns
 from rawtcp import ACK, PSH, SYN, RawPeer, receive_response, syn_options
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]

@@ -31,7 +31,7 @@ from ctl_server import CtlServer
 from fe_harness import csum_ok, make_cookie
 from miresga.control import layouts
 from miresga.control.frontend import BINARY, Frontend, FrontendFacts, facts_from_testbed
-from miresga.control.netns import netns, write_sysctl
+from common.netns import netns, write_sysctl
 from miresga.control.service import Cluster, Rule, Service
 from bench.testbed import EmulatedTestbed
 from bench.topology import parse_topology

@@ -38,8 +38,8 @@ from scapy.all import ARP, ICMP, IP, TCP, Ether, IPOption_Router_Alert, IPv6, Ra
 
 from miresga.control import bpf
 from miresga.control.miresga_switch import Endpoint, VipSpec
-from miresga.control.netns import ifindex, netns
-from miresga.control.scratch_ns import ScratchNs
+from common.netns import ifindex, netns
+from common.scratch_ns import ScratchNs
 from targets.l4switch import layouts as L
 from targets.l4switch.driver import TC_HANDLE, TC_PRIORITY, HealthChecker, L4Plan, L4Switch
 from targets.l4switch.maglev import maglev_table

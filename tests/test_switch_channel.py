@@ -25,9 +25,9 @@ from miresga.control.layouts import CTL_HDR, CTL_MAGIC, CtlOp, SwitchCounter
 from miresga.control.miresga_switch import (MAPS, SWITCH_OBJ, SWITCH_PROG, Endpoint,
                                             MiresgaSwitch, SwitchPlan, VipSpec,
                                             read_pinned_counters)
-from miresga.control.netns import ifindex, netns
+from common.netns import ifindex, netns
 from miresga.control.offload_channel import ChannelClient, Entry, encode_batch
-from miresga.control.scratch_ns import ScratchNs
+from common.scratch_ns import ScratchNs
 from miresga.control.switchd import SwitchDaemon
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -26,8 +26,8 @@ from miresga.control import bpf, layouts
 from miresga.control.layouts import SwitchCounter as C
 from miresga.control.miresga_switch import (Endpoint, FlowOp, MiresgaSwitch, SwitchPlan, VipSpec,
                                             ip_be, port_be)
-from miresga.control.netns import ifindex, netns
-from miresga.control.scratch_ns import ScratchNs
+from common.netns import ifindex, netns
+from common.scratch_ns import ScratchNs
 
 VIP = "10.9.100.1"
 CLIENT, CLIENT_MAC = "10.9.0.10", "02:00:00:00:00:10"

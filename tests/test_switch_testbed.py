@@ -22,7 +22,7 @@ from conftest import unique_prefix
 from miresga.control import layouts
 from miresga.control.layouts import CtlOp
 from miresga.control.miresga_switch import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
-from miresga.control.netns import netns
+from common.netns import netns
 from miresga.control.service import Cluster, Service, default_service
 
 pytestmark = pytest.mark.testbed

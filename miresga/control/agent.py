@@ -42,7 +42,7 @@ from pathlib import Path
 
 from miresga.control import bpf
 from miresga.control.layouts import COOKIE_NO_WSCALE
-from miresga.control.netns import netns_path
+from common.netns import netns_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OBJECT_DEFAULT = REPO_ROOT / "build" / "bpf" / "agent.bpf.o"

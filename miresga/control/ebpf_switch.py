@@ -38,7 +38,7 @@ import socket
 from dataclasses import dataclass
 
 from miresga.control import bpf
-from miresga.control.netns import netns
+from common.netns import netns
 
 log = logging.getLogger("miresga.ebpf_switch")
 

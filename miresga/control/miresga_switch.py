@@ -37,8 +37,8 @@ from typing import Iterable
 from miresga.control import bpf, layouts
 from miresga.control.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_counters
 from miresga.control.layouts import CtlOp, SwitchCounter
-from miresga.control.netns import ifindex as netns_ifindex
-from miresga.control.netns import netns
+from common.netns import ifindex as netns_ifindex
+from common.netns import netns
 
 REPO = Path(__file__).resolve().parents[2]
 SWITCH_OBJ = REPO / "build" / "bpf" / "switch.bpf.o"

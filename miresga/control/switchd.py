@@ -45,7 +45,7 @@ from pathlib import Path
 
 from miresga.control.layouts import CTL_PORT_DEFAULT
 from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan, read_pinned_state
-from miresga.control.netns import netns
+from common.netns import netns
 from miresga.control.offload_channel import ChannelServer
 
 log = logging.getLogger("miresga.switchd")
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = args.netns or plan.netns
     if ns:
         # The whole process moves, so every thread it starts is there too.
-        from miresga.control.netns import _setns, netns_path
+        from common.netns import _setns, netns_path
         fd = os.open(netns_path(ns), os.O_RDONLY)
         try:
             _setns(fd)

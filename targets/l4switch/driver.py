@@ -52,8 +52,8 @@ from miresga.control import layouts as mg
 from miresga.control.ebpf_switch import EbpfSwitch, MapSpec
 from miresga.control.miresga_switch import (Endpoint, VipSpec, iface_mac, ip_be, ip_str,
                                             mac_bytes, port_be, port_host)
-from miresga.control.netns import ifindex as netns_ifindex
-from miresga.control.netns import netns
+from common.netns import ifindex as netns_ifindex
+from common.netns import netns
 from targets.l4switch import layouts as L
 from targets.l4switch.maglev import is_prime, maglev_table
 

@@ -177,7 +177,7 @@ def call(ctl_path: str, req: dict, timeout: float = 30.0) -> dict:
 def _enter_netns(ns: str | None) -> None:
     if ns:
         # The whole process moves, so every thread it starts is there too.
-        from miresga.control.netns import _setns, netns_path
+        from common.netns import _setns, netns_path
 
         fd = os.open(netns_path(ns), os.O_RDONLY)
         try:
