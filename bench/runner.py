@@ -218,7 +218,7 @@ class Campaign:
         from bench import metadata
         from bench.backends import BackendServers, ObjectStore
         from bench.cpu import CpuSampler
-        from miresga.control.service import default_service
+        from common.service import default_service
 
         import secrets
 

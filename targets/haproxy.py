@@ -24,7 +24,7 @@ import csv
 import io
 
 from bench.hosts import Host
-from miresga.control.service import Policy
+from common.service import Policy
 from targets.base import TargetError, register
 from targets.software_lb import HEALTH_PATH, SoftwareLB, backend_address
 

@@ -23,7 +23,7 @@ from scapy.packet import Raw
 
 from miresga.control import layouts
 from miresga.control.frontend import FrontendFacts, render_config
-from miresga.control.service import Cluster, Rule, Service
+from common.service import Cluster, Rule, Service
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BINARY = REPO / "build" / "miresga-frontend-test"

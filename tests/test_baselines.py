@@ -11,7 +11,7 @@ import pytest
 
 from bench.backends import BackendServers, ObjectStore
 from bench.integrity import verify
-from miresga.control.service import default_service, parse_service
+from common.service import default_service, parse_service
 from targets.base import make_target
 from workloads.model import load_workloads
 

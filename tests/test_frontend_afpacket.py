@@ -32,7 +32,7 @@ from fe_harness import csum_ok, make_cookie
 from miresga.control import layouts
 from miresga.control.frontend import BINARY, Frontend, FrontendFacts, facts_from_testbed
 from common.netns import netns, write_sysctl
-from miresga.control.service import Cluster, Rule, Service
+from common.service import Cluster, Rule, Service
 from bench.testbed import EmulatedTestbed
 from bench.topology import parse_topology
 

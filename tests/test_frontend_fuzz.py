@@ -19,7 +19,7 @@ import pytest
 from fe_harness import BACKENDS, SWITCH_MAC, TEST_BINARY, VIP
 from http_oracle import syntax, verdict
 from miresga.control.frontend import FrontendFacts, render_config
-from miresga.control.service import Cluster, Rule, Service
+from common.service import Cluster, Rule, Service
 
 LIMIT = 1024
 

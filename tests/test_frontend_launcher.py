@@ -16,7 +16,7 @@ from common.errors import ConfigError
 from fe_harness import BACKENDS, BINARY, SERVICE, SWITCH_MAC, TEST_BINARY, VIP, facts
 from miresga.control.frontend import (LIMIT_DEFAULTS, FrontendFacts, backend_index,
                                       render_config)
-from miresga.control.service import Cluster, Rule, Service
+from common.service import Cluster, Rule, Service
 
 
 def check_config(tmp_path, text: str) -> subprocess.CompletedProcess:

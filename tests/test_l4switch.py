@@ -621,7 +621,7 @@ def served(module_testbed):
 
 
 def running(tb, **params):
-    from miresga.control.service import default_service
+    from common.service import default_service
     from targets.base import make_target
 
     t = make_target("l4switch", tb, default_service([b.name for b in tb.backends],
@@ -905,7 +905,7 @@ def test_stop_after_the_daemon_was_killed_still_cleans_up(served):
 
 @pytest.mark.testbed
 def test_target_whose_daemon_cannot_start_fails_with_logs(served):
-    from miresga.control.service import default_service
+    from common.service import default_service
     from targets.base import TargetError, make_target
 
     tb, _, _ = served

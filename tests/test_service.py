@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import ConfigError
-from miresga.control.service import default_service, parse_service
+from common.service import default_service, parse_service
 
 
 def svc(**over) -> dict:

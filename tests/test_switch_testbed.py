@@ -23,7 +23,7 @@ from miresga.control import layouts
 from miresga.control.layouts import CtlOp
 from miresga.control.miresga_switch import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
 from common.netns import netns
-from miresga.control.service import Cluster, Service, default_service
+from common.service import Cluster, Service, default_service
 
 pytestmark = pytest.mark.testbed
 

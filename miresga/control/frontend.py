@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import ConfigError, Error
-from miresga.control.service import Service
+from common.service import Service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 BINARY = REPO_ROOT / "build" / "miresga-frontend"

@@ -239,7 +239,7 @@ def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
     # a switch host with nothing but python3.
     from common.errors import Error
     from bench.testbed import EmulatedTestbed
-    from miresga.control.service import default_service, load_service
+    from common.service import default_service, load_service
 
     try:
         tb = EmulatedTestbed.from_state(prefix)

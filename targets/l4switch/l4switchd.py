@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         # The bench (and pydantic) only on this path: `run` needs python3 alone.
         from common.errors import Error
         from bench.testbed import EmulatedTestbed
-        from miresga.control.service import default_service, load_service
+        from common.service import default_service, load_service
         from targets.l4switch.driver import L4Plan
 
         try:
