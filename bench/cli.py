@@ -30,7 +30,7 @@ def command(name: str):
 
 @command("testbed")
 def _testbed_parser(sub: argparse._SubParsersAction) -> None:
-    from bench.topology import DEFAULT_TOPOLOGY
+    from hosts.topology import DEFAULT_TOPOLOGY
 
     p = sub.add_parser("testbed", help="build, inspect and remove the emulated testbed")
     tsub = p.add_subparsers(dest="action", required=True)
@@ -51,14 +51,14 @@ def _testbed_parser(sub: argparse._SubParsersAction) -> None:
 def _prefix(args) -> str:
     if args.prefix:
         return args.prefix
-    from bench.topology import load_topology
+    from hosts.topology import load_topology
 
     return load_topology(args.topology).testbed.name
 
 
 def _testbed(args) -> int:
-    from bench.testbed import EmulatedTestbed, running_testbeds, teardown
-    from bench.topology import load_topology
+    from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
+    from hosts.topology import load_topology
 
     if args.action == "up":
         tb = EmulatedTestbed(load_topology(args.topology), prefix=args.prefix, guard=False)
@@ -133,7 +133,7 @@ def _load_plugins() -> None:
     # Modules that add subcommands; importing them registers their parsers.
     import importlib
 
-    for mod in ("bench.runner", "bench.plotting", "bench.remote", "bench.claims"):
+    for mod in ("bench.runner", "bench.plotting", "bench.remote_cli", "bench.claims"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

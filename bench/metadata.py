@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.parallel import for_each_host, raise_first
+from hosts.parallel import for_each_host, raise_first
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_LIBS = ("pandas", "numpy", "seaborn", "matplotlib", "pydantic", "rich", "fabric",

@@ -65,7 +65,7 @@ def _run(args) -> int:
                           "not both")
     inventory = None
     if args.inventory:
-        from bench.inventory import load_inventory
+        from hosts.inventory import load_inventory
 
         inventory = load_inventory(args.inventory)  # refused here, before any host is touched
     campaign = Campaign(exp, Path(args.results), force=args.force, topology=args.topology,
@@ -101,11 +101,11 @@ def open_testbed(topology_file: Path, prefix: str, inventory=None, deploy: bool 
     hosts through the host interface.
     """
     if inventory is not None:
-        from bench.remote import RemoteTestbed
+        from hosts.remote import RemoteTestbed
 
         return RemoteTestbed(inventory).session(deploy=deploy)
-    from bench.testbed import EmulatedTestbed
-    from bench.topology import load_topology
+    from hosts.testbed import EmulatedTestbed
+    from hosts.topology import load_topology
 
     return EmulatedTestbed(load_topology(topology_file), prefix=prefix)
 
@@ -119,7 +119,7 @@ class Campaign:
                  prefix: str | None = None, console=None, wrk_binary: str = "wrk",
                  inventory=None, deploy: bool = True):
         from bench.experiment import topology_path
-        from bench.topology import DEFAULT_TOPOLOGY
+        from hosts.topology import DEFAULT_TOPOLOGY
 
         self.exp = exp
         self.dir = Path(results_root) / exp.name
@@ -216,7 +216,7 @@ class Campaign:
                                    TimeElapsedColumn, TimeRemainingColumn)
 
         from bench import metadata
-        from bench.backends import BackendServers, ObjectStore
+        from hosts.backends import BackendServers, ObjectStore
         from bench.cpu import CpuSampler
         from common.service import default_service
 

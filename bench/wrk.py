@@ -31,7 +31,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.hosts import Host, Process
+from hosts.hosts import Host, Process
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "workloads" / "lua"
 BEGIN = "----BEGIN MIRESGA-BENCH JSON----"

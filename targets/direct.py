@@ -45,7 +45,7 @@ class Direct(Target):
         self._started = True
 
     def healthy(self) -> bool:
-        from bench.backends import HEALTH_BODY, HEALTH_PATH
+        from hosts.backends import HEALTH_BODY, HEALTH_PATH
 
         client = self.testbed.clients[0]
         r = client.run(f"curl -s --max-time 2 {self.endpoint.url}{HEALTH_PATH}", check=False,

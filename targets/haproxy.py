@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 
-from bench.hosts import Host
+from hosts.hosts import Host
 from common.service import Policy
 from targets.base import TargetError, register
 from targets.software_lb import HEALTH_PATH, SoftwareLB, backend_address

@@ -37,7 +37,7 @@ import shlex
 import time
 from typing import Any
 
-from bench.backends import HEALTH_BODY, HEALTH_PATH
+from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from common.errors import Error
 from miresga.control.frontend import Frontend, FrontendFacts, quiet_afpacket_link, restore_links
 from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from bench.hosts import Host
+from hosts.hosts import Host
 from common.service import Policy
 from targets.base import register
 from targets.software_lb import SoftwareLB, backend_address

@@ -7,8 +7,8 @@ import secrets
 
 import pytest
 
-from bench.testbed import EmulatedTestbed
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 
 
 def pytest_configure(config):

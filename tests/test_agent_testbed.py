@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.testbed import EmulatedTestbed
+from hosts.testbed import EmulatedTestbed
 from miresga.control.frontend import quiet_afpacket_link
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 from conftest import unique_prefix
 from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent
 from common.netns import netns as in_netns

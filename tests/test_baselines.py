@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.backends import BackendServers, ObjectStore
+from hosts.backends import BackendServers, ObjectStore
 from bench.integrity import verify
 from common.service import default_service, parse_service
 from targets.base import make_target

@@ -44,7 +44,7 @@ def test_a_corrupt_response_is_not_intact_and_counts_as_a_failure():
 
 def test_the_prober_checks_every_body(module_testbed, tmp_path):
     """httpprobe against one back-end: right bodies pass, a wrong sha256 is counted corrupt."""
-    from bench.backends import BackendServers, ObjectStore
+    from hosts.backends import BackendServers, ObjectStore
     from workloads.model import load_workloads
 
     tb = module_testbed

@@ -33,8 +33,8 @@ from miresga.control import layouts
 from miresga.control.frontend import BINARY, Frontend, FrontendFacts, facts_from_testbed
 from common.netns import netns, write_sysctl
 from common.service import Cluster, Rule, Service
-from bench.testbed import EmulatedTestbed
-from bench.topology import parse_topology
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import parse_topology
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 

@@ -610,7 +610,7 @@ def test_health_checker_takes_a_backend_out_after_fall_and_back_after_rise():
 @pytest.fixture(scope="module")
 def served(module_testbed):
     """The module's testbed with nginx serving the default objects on every back-end."""
-    from bench.backends import BackendServers, ObjectStore
+    from hosts.backends import BackendServers, ObjectStore
     from workloads.model import load_workloads
 
     store = ObjectStore(load_workloads().objects)

@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from bench.backends import BackendServers, ObjectStore, object_bytes
+from hosts.backends import BackendServers, ObjectStore, object_bytes
 from bench.cpu import CpuSampler
 from bench.integrity import verify
 from bench.wrk import WrkJob, WrkRunner, judge

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from bench.backends import BackendServers, ObjectStore
+from hosts.backends import BackendServers, ObjectStore
 from bench.integrity import verify
 from bench.wrk import WrkJob, WrkRunner
 from common.service import parse_service

@@ -170,7 +170,7 @@ def test_ctrl_c_keeps_finished_points_and_leaves_no_namespaces(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-        from bench.testbed import teardown
+        from hosts.testbed import teardown
     assert p.returncode == 130, out
     assert "interrupted" in out
     done = list((results / "t").rglob("rep1.json"))

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from common.errors import HostError
-from bench.hosts import SshHost
-from bench.sshd import make_keys, start_sshd, target_for
+from hosts.hosts import SshHost
+from hosts.sshd import make_keys, start_sshd, target_for
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import time
 import pytest
 from scapy.all import IP, TCP, Ether, Raw, raw
 
-from bench.testbed import EmulatedTestbed
+from hosts.testbed import EmulatedTestbed
 from miresga.control.frontend import quiet_afpacket_link
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 from conftest import unique_prefix
 from miresga.control import layouts
 from miresga.control.layouts import CtlOp

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from common.errors import TestbedError
-from bench.testbed import BPF_ROOT, STATE_DIR, EmulatedTestbed, existing_namespaces
+from hosts.testbed import BPF_ROOT, STATE_DIR, EmulatedTestbed, existing_namespaces
 from conftest import unique_prefix
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +28,7 @@ def leftovers(prefix: str) -> list[str]:
         found.append("state file")
     if (BPF_ROOT / prefix).exists():
         found.append("bpf pins")
-    from bench.cgroups import _base
+    from hosts.cgroups import _base
     if _base() is not None and (_base() / prefix).exists():
         found.append("cgroup")
     mounts = open("/proc/mounts").read()
@@ -114,8 +114,8 @@ def _owner_script(prefix: str) -> str:
     return textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {REPO!r})
-        from bench.testbed import EmulatedTestbed
-        from bench.topology import DEFAULT_TOPOLOGY, load_topology
+        from hosts.testbed import EmulatedTestbed
+        from hosts.topology import DEFAULT_TOPOLOGY, load_topology
         with EmulatedTestbed(load_topology(DEFAULT_TOPOLOGY), prefix={prefix!r}) as tb:
             tb.host("client").start("sleep 600", name="sleeper")
             print("ready", flush=True)
@@ -149,7 +149,7 @@ def test_teardown_when_the_owner_dies(sig):
     finally:
         if p.poll() is None:
             p.kill()
-        from bench.testbed import teardown
+        from hosts.testbed import teardown
         teardown(prefix)
 
 
@@ -182,9 +182,9 @@ def test_cli_up_status_exec_down(prefix):
 
 def test_offloads_follow_the_topology(topology, prefix):
     """Per-link offload overrides reach ethtool on both ends of the link."""
-    from bench.topology import parse_topology
+    from hosts.topology import parse_topology
     import tomllib
-    from bench.topology import DEFAULT_TOPOLOGY
+    from hosts.topology import DEFAULT_TOPOLOGY
 
     data = tomllib.loads(DEFAULT_TOPOLOGY.read_text())
     data["offloads"] = {"tx": False, "tso": False, "gso": False, "gro": False}

@@ -7,8 +7,8 @@ import tomllib
 import pytest
 
 from common.errors import ConfigError
-from bench.testbed import EmulatedTestbed, existing_namespaces
-from bench.topology import DEFAULT_TOPOLOGY, Role, load_topology, parse_topology
+from hosts.testbed import EmulatedTestbed, existing_namespaces
+from hosts.topology import DEFAULT_TOPOLOGY, Role, load_topology, parse_topology
 
 
 def base() -> dict:

@@ -238,7 +238,7 @@ def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
     # The bench (and pydantic) only on this path: switchd itself must run on
     # a switch host with nothing but python3.
     from common.errors import Error
-    from bench.testbed import EmulatedTestbed
+    from hosts.testbed import EmulatedTestbed
     from common.service import default_service, load_service
 
     try:
@@ -252,7 +252,7 @@ def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
 
 def _testbed_pin_dir(prefix: str) -> str:
     # Under the testbed's own bpffs directory, which its teardown removes.
-    from bench.testbed import BPF_ROOT
+    from hosts.testbed import BPF_ROOT
 
     return str(BPF_ROOT / prefix / "switch")
 

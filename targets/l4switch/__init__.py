@@ -126,7 +126,7 @@ class L4SwitchTarget(Target):
         return reply
 
     def healthy(self) -> bool:
-        from bench.backends import HEALTH_BODY, HEALTH_PATH
+        from hosts.backends import HEALTH_BODY, HEALTH_PATH
 
         if self._proc is None:
             return False

@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "plan":
         # The bench (and pydantic) only on this path: `run` needs python3 alone.
         from common.errors import Error
-        from bench.testbed import EmulatedTestbed
+        from hosts.testbed import EmulatedTestbed
         from common.service import default_service, load_service
         from targets.l4switch.driver import L4Plan
 

@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from common.errors import Error
-from bench.hosts import Host, Process
-from bench.parallel import for_each_host, raise_first
+from hosts.hosts import Host, Process
+from hosts.parallel import for_each_host, raise_first
 from workloads.model import Objects
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ class ObjectStore:
 
 def nginx_config(host: Host, workers: int, root: str) -> str:
     w = host.workdir + "/nginx"
-    return f"""# nginx back-end of the Miresga bench on {host.name}; rendered by bench/backends.py
+    return f"""# nginx back-end of the Miresga bench on {host.name}; rendered by hosts/backends.py
 daemon off;
 master_process on;
 worker_processes {workers};

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import HostError
-from bench.hosts import NetnsHost, Process, SshTarget
+from hosts.hosts import NetnsHost, Process, SshTarget
 
 SSHD = "/usr/sbin/sshd"
 
