@@ -133,7 +133,7 @@ def _load_plugins() -> None:
     # Modules that add subcommands; importing them registers their parsers.
     import importlib
 
-    for mod in ("bench.runner", "bench.plotting", "bench.remote_cli", "bench.claims"):
+    for mod in ("bench.runner", "bench.plotting", "bench.remote_cli"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -3,6 +3,7 @@
     python -m bench plots                    # the last campaign run (results/latest)
     python -m bench plots results/quick      # any directory of result files
     python -m bench plots results/quick --out /tmp/figs
+    python -m bench claims [RESULTS_DIR]     # the claims table (analysis/claims.py), to stdout
 
 Writes Figure 4 (a)-(d) as PNG and PDF, the tidy table (tidy.csv) and
 report.md into RESULTS_DIR/figures/ (or --out).  Nothing is run: the figures
@@ -13,13 +14,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.claims import claims
+from analysis.results import tidy
 from bench.cli import command
 from common.errors import Error
+from plots import (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
+                   fig4d_throughput_mix, fig_faults, fig_frontend_cost, report, style)
 
 RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 LATEST = RESULTS_ROOT / "latest"
-FIGURES = ("plots.fig4a_latency_vs_size", "plots.fig4b_throughput_vs_size",
-           "plots.fig4c_latency_mix", "plots.fig4d_throughput_mix", "plots.fig_frontend_cost")
+FIGURES = (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
+           fig4d_throughput_mix, fig_frontend_cost)
 
 
 @command("plots")
@@ -32,11 +37,6 @@ def _plots_parser(sub) -> None:
 
 
 def draw_all(results: Path, out: Path) -> list[Path]:
-    import importlib
-
-    from bench.results import tidy
-    from plots import report, style
-
     style.apply_theme()
     df = tidy(results)
     if df.empty:
@@ -46,16 +46,12 @@ def draw_all(results: Path, out: Path) -> list[Path]:
     df.to_csv(out / "tidy.csv", index=False)
     written.append(out / "tidy.csv")
     figures: list[Path] = []
-    for mod in FIGURES:
-        figures += importlib.import_module(mod).draw(df, out)
-    from plots import fig_faults
-
+    for fig in FIGURES:
+        figures += fig.draw(df, out)
     figures += fig_faults.draw_faults(results, out)
     written += figures
     written.append(report.write(df, out, figures, source=str(results),
                                 extra=fig_faults.report_lines(results)))
-    from bench.claims import claims
-
     (out / "claims.md").write_text(claims(results))
     written.append(out / "claims.md")
     return written
@@ -71,4 +67,17 @@ def _plots(args) -> int:
     out = Path(args.out) if args.out else results / "figures"
     for p in draw_all(results, out):
         print(p)
+    return 0
+
+
+@command("claims")
+def _claims_parser(sub) -> None:
+    p = sub.add_parser("claims", help="the claims table (Markdown) from result files")
+    p.add_argument("results", nargs="?", default=None,
+                   help="directory of result files (default: results/latest)")
+    p.set_defaults(func=_claims)
+
+
+def _claims(args) -> int:
+    print(claims(Path(args.results) if args.results else LATEST.resolve()), end="")
     return 0

@@ -165,7 +165,7 @@ class Campaign:
         }
 
     def is_done(self, point) -> bool:
-        from bench.results import read_result
+        from analysis.results import read_result
 
         doc = read_result(self.path(point))
         return (doc is not None and doc.get("status") in ("ok", "not_applicable")
@@ -177,7 +177,7 @@ class Campaign:
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
-        from bench.results import write_tidy
+        from analysis.results import write_tidy
 
         todo = self.todo()
         summary = {"points": len(self.points), "skipped": len(self.points) - len(todo),
@@ -309,12 +309,12 @@ class Campaign:
 
     # ----------------------------------------------------------- a point
     def _write(self, point, doc: dict) -> None:
-        from bench.results import write_result
+        from analysis.results import write_result
 
         write_result(self.path(point), doc)
 
     def _base(self, point, integrity) -> dict:
-        from bench.results import FORMAT, FORMAT_VERSION
+        from analysis.results import FORMAT, FORMAT_VERSION
 
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "campaign": self.exp.name,
                 "point_id": point.id, "status": None, "error": None,

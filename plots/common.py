@@ -1,6 +1,6 @@
 """What every figure script shares: loading the tidy table and saving PNG + PDF.
 
-Figures are drawn from result files alone (through bench.results.tidy), never
+Figures are drawn from result files alone (through analysis.results.tidy), never
 by running anything.  Only successful points are plotted; a target whose
 integrity check failed is plotted with "[integrity FAILED]" in its label, so
 it can never pass for a good one.
@@ -11,12 +11,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from analysis.results import tidy
 from plots import style
 
 
 def load(results_dir: str | Path):
-    from bench.results import tidy
-
     return tidy(Path(results_dir))
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults import analyse, fault_rows
+from analysis.results import fault_rows
+from bench.faults import analyse
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.experiment import load_experiment
-from bench.results import read_result, tidy
+from analysis.results import read_result, tidy
 from bench.runner import Campaign
 from conftest import unique_prefix
 from test_testbed import leftovers
