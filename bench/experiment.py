@@ -44,11 +44,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.errors import ConfigError, format_validation_error
+from common.paths import REPO_ROOT
 from bench.faults import FaultPoint, FaultsSpec
 from workloads.model import WorkloadFile, load_workloads
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS_DIR = REPO / "experiments"
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 FORMAT_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 ConnMode = Literal["keep-alive", "close"]
@@ -208,7 +208,7 @@ def _resolve(rel: str, base: Path) -> Path:
     p = Path(rel)
     if p.is_absolute():
         return p
-    for root in (base, REPO):
+    for root in (base, REPO_ROOT):
         if (root / p).exists():
             return root / p
     return base / p

@@ -36,12 +36,13 @@ import json
 import shlex
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROBER = Path(__file__).resolve().parent.parent / "workloads" / "probe" / "httpprobe.py"
+from common.paths import REPO_ROOT
+
+PROBER = REPO_ROOT / "workloads" / "probe" / "httpprobe.py"
 FaultName = Literal["backend_killed", "frontend_restarted", "table_full", "syn_flood"]
 FAULTS: tuple[str, ...] = FaultName.__args__  # type: ignore[attr-defined]
 

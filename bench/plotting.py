@@ -18,10 +18,10 @@ from analysis.claims import claims
 from analysis.results import tidy
 from bench.cli import command
 from common.errors import Error
+from common.paths import RESULTS_ROOT
 from plots import (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
                    fig4d_throughput_mix, fig_faults, fig_frontend_cost, report, style)
 
-RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 LATEST = RESULTS_ROOT / "latest"
 FIGURES = (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
            fig4d_throughput_mix, fig_frontend_cost)

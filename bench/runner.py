@@ -31,9 +31,8 @@ from typing import Any
 
 from bench.cli import command
 from common.errors import ConfigError, Error
+from common.paths import RESULTS_ROOT
 from bench.faults import FaultPoint
-
-RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
 
 
 @command("run")

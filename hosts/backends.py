@@ -25,12 +25,12 @@ import time
 from pathlib import Path
 
 from common.errors import Error
+from common.paths import BUILD_DIR
 from hosts.hosts import Host, Process
 from hosts.parallel import for_each_host, raise_first
 from workloads.model import Objects
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE_DIR = REPO / "build" / "objects"
+CACHE_DIR = BUILD_DIR / "objects"
 HEALTH_PATH = "/health"
 HEALTH_BODY = "ok\n"
 STATUS_PATH = "/.status"

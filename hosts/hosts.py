@@ -27,8 +27,7 @@ from pathlib import Path
 
 from common.errors import HostError
 from common.netns import netns_path
-
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+from common.paths import REPO_ROOT
 
 
 @dataclass
@@ -127,7 +126,7 @@ class Host(ABC):
 
     netns: str | None = None
     #: where this repository is on the host (host-side tools run from here)
-    repo_dir: str = REPO_ROOT
+    repo_dir: str = str(REPO_ROOT)
     #: the Python that runs host-side tools (agent loader, switch daemon);
     #: they use the standard library only, so a bare python3 does
     python: str = sys.executable

@@ -24,17 +24,16 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from common.errors import HostError, TestbedError
-from hosts.hosts import REPO_ROOT, LinkFacts, SshHost
+from common.paths import BPF_ROOT, REPO_ROOT
+from hosts.hosts import LinkFacts, SshHost
 from hosts.inventory import Inventory, SwitchKind
 from hosts.parallel import for_each_host
 from hosts.sshd import dial_from
 from hosts.topology import Role
 
-BPF_ROOT = "/sys/fs/bpf/miresga"
 HUGEPAGE_MOUNT = "/mnt/miresga-hugepages"
 MIN_KERNEL = (5, 15)
 
@@ -86,7 +85,7 @@ class RemoteTestbed:
     backends = property(lambda self: self.by_role(Role.BACKEND))
     vip = property(lambda self: self.inventory.testbed.vip)
     vip_port = property(lambda self: self.inventory.testbed.vip_port)
-    bpf_dir = property(lambda self: Path(BPF_ROOT) / self.prefix)
+    bpf_dir = property(lambda self: BPF_ROOT / self.prefix)
 
     @property
     def topology(self):
@@ -290,7 +289,7 @@ def make_source_tarball() -> tuple[str, str]:
     plus a .revision file naming the commit, whether the tree was dirty, and
     a digest of the content, by which a host's copy is known to be current.
     Returns (path of the tarball, digest)."""
-    root = Path(REPO_ROOT)
+    root = REPO_ROOT
     try:
         files = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True,
                                capture_output=True).stdout.decode().split("\0")

@@ -33,10 +33,7 @@ from common.errors import TestbedError
 from hosts.hosts import LinkFacts, NetnsHost
 from hosts.topology import PREFIX, HostSpec, Role, Topology, parse_topology
 from common.netns import write_sysctl
-
-STATE_DIR = Path("/run/miresga/testbeds")
-WORK_ROOT = Path("/tmp/miresga")
-BPF_ROOT = Path("/sys/fs/bpf/miresga")
+from common.paths import BPF_ROOT, REPO_ROOT, STATE_DIR, WORK_ROOT
 
 SWITCH_SYSCTLS = {
     "net.ipv4.ip_forward": 1,
@@ -325,7 +322,7 @@ class EmulatedTestbed:
         self._guard_proc = subprocess.Popen(
             [sys.executable, "-m", "hosts.guard", str(self.state_file), str(os.getpid())],
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parent.parent))
+            stderr=subprocess.DEVNULL, cwd=str(REPO_ROOT))
 
     @classmethod
     def from_state(cls, prefix: str) -> "EmulatedTestbed":

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from common.errors import TestbedError
-from hosts.testbed import BPF_ROOT, STATE_DIR, EmulatedTestbed, existing_namespaces
+from common.paths import BPF_ROOT, STATE_DIR
+from hosts.testbed import EmulatedTestbed, existing_namespaces
 from conftest import unique_prefix
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -26,13 +26,12 @@ import shlex
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from common.errors import ConfigError, Error
+from common.paths import BUILD_DIR
 from common.service import Service
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-BINARY = REPO_ROOT / "build" / "miresga-frontend"
+BINARY = BUILD_DIR / "miresga-frontend"
 
 #: Knobs of the front-end that the service does not set, with the C defaults.
 LIMIT_DEFAULTS: dict[str, int] = {

@@ -34,14 +34,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
 
+from common.netns import ifindex as netns_ifindex
+from common.netns import netns
+from common.paths import BUILD_DIR
 from miresga.control import bpf, layouts
 from miresga.control.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_counters
 from miresga.control.layouts import CtlOp, SwitchCounter
-from common.netns import ifindex as netns_ifindex
-from common.netns import netns
 
-REPO = Path(__file__).resolve().parents[2]
-SWITCH_OBJ = REPO / "build" / "bpf" / "switch.bpf.o"
+SWITCH_OBJ = BUILD_DIR / "bpf" / "switch.bpf.o"
 SWITCH_PROG = "miresga_switch"
 
 u32 = ctypes.c_uint32
