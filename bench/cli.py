@@ -4,6 +4,12 @@
     python -m bench testbed status [--prefix P]
     python -m bench testbed exec HOST [--prefix P] -- CMD...
     python -m bench testbed down [--prefix P]
+    python -m bench testbed plan miresga|l4switch [--prefix P] [--service FILE] > plan.json
+
+`testbed plan` prints the switch plan (JSON) of a running testbed for the
+Miresga switch daemon (`switchd --plan`) or the l4switch's (`l4switchd run
+--plan`): those run on a switch host with a bare python3 and never read a
+testbed themselves.
 
 Each subcommand group registers itself in COMMANDS; later parts of the bench
 (runner, plots) add theirs the same way.
@@ -17,6 +23,9 @@ import sys
 from typing import Callable
 
 from common.errors import Error
+from common.service import default_service, load_service
+from miresga.control.miresga_switch import SwitchPlan
+from targets.l4switch.driver import L4Plan
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
@@ -46,6 +55,14 @@ def _testbed_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
     e.add_argument("--prefix", "-p", default=None)
     e.set_defaults(func=_testbed)
+    pl = tsub.add_parser("plan", help="print the switch plan (JSON) of a running testbed")
+    pl.add_argument("switch", choices=["miresga", "l4switch"],
+                    help="whose switch: Miresga's switchd or the l4switch's l4switchd")
+    pl.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
+    pl.add_argument("--prefix", "-p", default=None)
+    pl.add_argument("--service", help="service definition (TOML); default: one cluster of "
+                                      "every back-end")
+    pl.set_defaults(func=_testbed)
 
 
 def _prefix(args) -> str:
@@ -84,6 +101,9 @@ def _testbed(args) -> int:
             return 1
         _print_status(EmulatedTestbed.from_state(prefix).status())
         return 0
+    if args.action == "plan":
+        print(_switch_plan(EmulatedTestbed.from_state(prefix), args.switch, args.service))
+        return 0
     if args.action == "exec":
         cmd = args.trailing
         if not cmd:
@@ -94,6 +114,19 @@ def _testbed(args) -> int:
         sys.stderr.write(r.stderr)
         return r.rc
     raise AssertionError(args.action)
+
+
+def _switch_plan(tb, switch: str, service_file: str | None) -> str:
+    names = [h.name for h in tb.backends]
+    try:
+        if switch == "miresga":
+            service = load_service(service_file) if service_file else default_service(names)
+            return SwitchPlan.from_testbed(tb, service).to_json()
+        service = (load_service(service_file) if service_file
+                   else default_service(names, vip=str(tb.vip), port=tb.vip_port))
+        return L4Plan.from_testbed(tb, service).to_json()
+    except ValueError as e:
+        raise Error(f"testbed {tb.prefix!r}: {switch} plan: {e}") from None
 
 
 def _print_status(st: dict) -> None:

@@ -28,6 +28,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -36,13 +37,18 @@ from pathlib import Path
 import pytest
 from scapy.all import ARP, ICMP, IP, TCP, Ether, IPOption_Router_Alert, IPv6, Raw, raw
 
-from miresga.control import bpf
-from miresga.control.miresga_switch import Endpoint, VipSpec
+from bench.integrity import verify
 from common.netns import ifindex, netns
 from common.scratch_ns import ScratchNs
+from common.service import default_service
+from hosts.backends import BackendServers, ObjectStore
+from miresga.control import bpf
+from miresga.control.miresga_switch import Endpoint, VipSpec, ip_be, port_be
+from targets.base import TargetError, make_target
 from targets.l4switch import layouts as L
 from targets.l4switch.driver import TC_HANDLE, TC_PRIORITY, HealthChecker, L4Plan, L4Switch
 from targets.l4switch.maglev import maglev_table
+from workloads.model import load_workloads
 # Frames captured with their tp_status, and checksum checks: the switch tests' helpers.
 from test_switch_testbed import TP_STATUS_CSUMNOTREADY, Capture, _fold, checksums_ok
 
@@ -231,7 +237,6 @@ class Rig:
 
     def reverse_entry(self, backend: str, client=CLIENT, cport=CPORT) -> L.Conn | None:
         ip, port, _, _ = BE[backend]
-        from miresga.control.miresga_switch import ip_be, port_be
         key = L.ConnKey(ip_be(client), ip_be(ip), port_be(cport), port_be(port))
         return self.sw.map("conn_table").lookup(key)
 
@@ -610,9 +615,6 @@ def test_health_checker_takes_a_backend_out_after_fall_and_back_after_rise():
 @pytest.fixture(scope="module")
 def served(module_testbed):
     """The module's testbed with nginx serving the default objects on every back-end."""
-    from hosts.backends import BackendServers, ObjectStore
-    from workloads.model import load_workloads
-
     store = ObjectStore(load_workloads().objects)
     servers = BackendServers(module_testbed, store)
     servers.start()
@@ -621,9 +623,6 @@ def served(module_testbed):
 
 
 def running(tb, **params):
-    from common.service import default_service
-    from targets.base import make_target
-
     t = make_target("l4switch", tb, default_service([b.name for b in tb.backends],
                                                     vip=str(tb.vip)), params)
     t.deploy()
@@ -674,8 +673,6 @@ def assert_nothing_left(tb, t) -> None:
 def test_every_object_is_byte_identical_through_the_vip(served):
     """Every manifest object, fetched integrity_rounds (2 x back-ends) times over
     new connections, matches its sha256, and every back-end served some."""
-    from bench.integrity import verify
-
     tb, store, servers = served
     t = running(tb, health_interval_ms=0)
     try:
@@ -905,9 +902,6 @@ def test_stop_after_the_daemon_was_killed_still_cleans_up(served):
 
 @pytest.mark.testbed
 def test_target_whose_daemon_cannot_start_fails_with_logs(served):
-    from common.service import default_service
-    from targets.base import TargetError, make_target
-
     tb, _, _ = served
     t = make_target("l4switch", tb, default_service([b.name for b in tb.backends],
                                                     vip=str(tb.vip)))
@@ -920,3 +914,38 @@ def test_target_whose_daemon_cannot_start_fails_with_logs(served):
         assert any("not a plan" in v or "l4switchd" in v for v in e.value.logs.values())
     finally:
         t.stop()
+
+
+@pytest.mark.testbed
+def test_bench_testbed_plan_is_the_plan_l4switchd_runs(served):
+    """`python -m bench testbed plan l4switch` prints, for the running testbed, the plan
+    built from its facts and the default service; l4switchd runs it (ready, every
+    configured back-end in the pool) and SIGTERM leaves nothing attached."""
+    tb, _, _ = served
+    made = tb.switch.run(tb.switch.tool("bench", f"testbed plan l4switch --prefix {tb.prefix}"))
+    service = default_service([h.name for h in tb.backends], vip=str(tb.vip), port=tb.vip_port)
+    assert json.loads(made.stdout) == json.loads(L4Plan.from_testbed(tb, service).to_json())
+    work = f"{tb.switch.workdir}/l4plan"
+    pin_dir, ctl = f"{tb.bpf_dir}/l4plan", f"{work}/ctl.sock"
+    tb.switch.put_text(made.stdout, f"{work}/plan.json")
+    proc = tb.switch.start(tb.switch.tool("targets.l4switch.l4switchd",
+                                          f"run --plan {work}/plan.json --ctl {ctl} "
+                                          f"--pin-dir {pin_dir}"), name="l4switchd-plan")
+    try:
+        wait_for(lambda: "l4switchd ready" in proc.logs() or not proc.running(), "l4switchd")
+        assert proc.running(), proc.logs()
+        r = tb.switch.run(tb.switch.tool("targets.l4switch.l4switchd", f"ctl {ctl} pool"))
+        assert sorted(json.loads(r.stdout)["backend_healthy"]) == sorted(
+            h.name for h in tb.backends)
+    finally:
+        rc = proc.stop(10)
+    assert rc == 0, proc.logs()
+    assert not os.path.exists(pin_dir)
+
+
+def test_bench_testbed_plan_of_a_testbed_that_is_not_up_says_so():
+    """No state file for the prefix: exit 2 and a message naming the testbed, no plan."""
+    r = subprocess.run([sys.executable, "-m", "bench", "testbed", "plan", "l4switch",
+                        "--prefix", "nosuchtb"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "no testbed 'nosuchtb' is up" in r.stderr

@@ -259,10 +259,11 @@ def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
 
 
 def test_switchd_on_the_switch_host(tb):
-    """switchd started on the switch host from the testbed's facts: the pipeline is
-    on every switch port, a client's connect() completes, a front-end reaches the
-    channel at its gateway address and installs an entry, stats are written, and
-    SIGTERM leaves neither filters nor pins behind."""
+    """switchd started on the switch host with the plan `bench testbed plan miresga`
+    builds from the testbed's facts: the pipeline is on every switch port, a
+    client's connect() completes, a front-end reaches the channel at its gateway
+    address and installs an entry, stats are written, and SIGTERM leaves neither
+    filters nor pins behind."""
     import json
     import os
 
@@ -271,11 +272,16 @@ def test_switchd_on_the_switch_host(tb):
 
     fe, client = tb.frontends[0], tb.host("client")
     stats = f"{tb.switch.workdir}/switch-stats.json"
+    plan = f"{tb.switch.workdir}/switch-plan.json"
+    made = tb.switch.run(tb.switch.tool("bench", f"testbed plan miresga --prefix {tb.prefix}"))
+    assert json.loads(made.stdout)["netns"] == tb.switch.netns
+    tb.switch.put_text(made.stdout, plan)
     # tool() execs, so the process stop() signals and waits for is switchd
     # itself, not a shell that dies at once while switchd is still unloading.
     proc = tb.switch.start(tb.switch.tool("miresga.control.switchd",
-                                          f"--testbed {tb.prefix} --stats-file {stats} "
-                                          f"--stats-interval 0.2"), name="switchd")
+                                          f"--plan {plan} --pin-dir {tb.bpf_dir}/switch "
+                                          f"--stats-file {stats} --stats-interval 0.2"),
+                           name="switchd")
     try:
         deadline = time.monotonic() + 30
         while "switchd ready" not in proc.logs() and time.monotonic() < deadline:
