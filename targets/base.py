@@ -141,7 +141,7 @@ class Target(ABC):
 
 
 _REGISTRY: dict[str, type[Target]] = {}
-_PLUGINS = ("targets.direct", "targets.haproxy", "targets.nginx", "targets.l4switch",
+_PLUGINS = ("targets.direct", "targets.haproxy", "targets.nginx", "targets.l4switch.target",
             "targets.miresga")
 
 
