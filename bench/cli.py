@@ -11,8 +11,9 @@ Miresga switch daemon (`switchd --plan`) or the l4switch's (`l4switchd run
 --plan`): those run on a switch host with a bare python3 and never read a
 testbed themselves.
 
-Each subcommand group registers itself in COMMANDS; later parts of the bench
-(runner, plots) add theirs the same way.
+The other subcommands live beside what they drive, each module adding its
+parsers with `add_parser(sub)`: `run` (bench/runner.py), `plots` and `claims`
+(bench/plotting.py), `remote` (bench/remote_cli.py).
 """
 
 from __future__ import annotations
@@ -20,27 +21,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Callable
 
+from bench import plotting, remote_cli, runner
 from common.errors import Error
 from common.service import default_service, load_service
+from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 from miresga.control.miresga_switch import SwitchPlan
 from targets.l4switch.driver import L4Plan
 
-COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
-
-def command(name: str):
-    def register(fn):
-        COMMANDS[name] = fn
-        return fn
-    return register
-
-
-@command("testbed")
-def _testbed_parser(sub: argparse._SubParsersAction) -> None:
-    from hosts.topology import DEFAULT_TOPOLOGY
-
+def add_testbed_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("testbed", help="build, inspect and remove the emulated testbed")
     tsub = p.add_subparsers(dest="action", required=True)
     for action, text in (("up", "build the testbed"), ("down", "remove it and all it runs"),
@@ -68,15 +59,10 @@ def _testbed_parser(sub: argparse._SubParsersAction) -> None:
 def _prefix(args) -> str:
     if args.prefix:
         return args.prefix
-    from hosts.topology import load_topology
-
     return load_topology(args.topology).testbed.name
 
 
 def _testbed(args) -> int:
-    from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
-    from hosts.topology import load_topology
-
     if args.action == "up":
         tb = EmulatedTestbed(load_topology(args.topology), prefix=args.prefix, guard=False)
         tb.up()
@@ -141,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    _load_plugins()
-    for register in COMMANDS.values():
-        register(sub)
+    add_testbed_parser(sub)
+    runner.add_parser(sub)
+    plotting.add_parser(sub)
+    remote_cli.add_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after `--` is a command for a host, not options for us.
     trailing: list[str] = []
@@ -162,16 +149,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _load_plugins() -> None:
-    # Modules that add subcommands; importing them registers their parsers.
-    import importlib
-
-    for mod in ("bench.runner", "bench.plotting", "bench.remote_cli"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-
-
-__all__ = ["main", "command"]
+__all__ = ["main"]

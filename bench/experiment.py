@@ -43,9 +43,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bench.faults import FaultPoint, FaultsSpec
 from common.errors import ConfigError, format_validation_error
 from common.paths import REPO_ROOT
-from bench.faults import FaultPoint, FaultsSpec
+from targets.base import available
 from workloads.model import WorkloadFile, load_workloads
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
@@ -188,8 +189,6 @@ class Experiment:
             return []
         if f.targets is not None:
             return [t for t in self.spec.target if t.key in f.targets]
-        from targets.base import available
-
         known = available()
         return [t for t in self.spec.target if t.name in known and known[t.name].layer7]
 
@@ -227,8 +226,6 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
         if w not in workloads.names:
             problems.append(f"{src}: parameters.workload[{i}]: unknown workload {w!r}; "
                             f"{wpath.name} defines {', '.join(workloads.names)}")
-    from targets.base import available
-
     known = available()
     keys: dict[str, int] = {}
     for i, t in enumerate(spec.target):

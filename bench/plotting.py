@@ -16,7 +16,6 @@ from pathlib import Path
 
 from analysis.claims import claims
 from analysis.results import tidy
-from bench.cli import command
 from common.errors import Error
 from common.paths import RESULTS_ROOT
 from plots import (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
@@ -27,13 +26,17 @@ FIGURES = (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
            fig4d_throughput_mix, fig_frontend_cost)
 
 
-@command("plots")
-def _plots_parser(sub) -> None:
+def add_parser(sub) -> None:
+    """The `plots` and `claims` subcommands."""
     p = sub.add_parser("plots", help="draw the figures and the report from result files")
     p.add_argument("results", nargs="?", default=None,
                    help="directory of result files (default: results/latest, the last campaign)")
     p.add_argument("--out", default=None, help="output directory (default RESULTS/figures)")
     p.set_defaults(func=_plots)
+    c = sub.add_parser("claims", help="the claims table (Markdown) from result files")
+    c.add_argument("results", nargs="?", default=None,
+                   help="directory of result files (default: results/latest)")
+    c.set_defaults(func=_claims)
 
 
 def draw_all(results: Path, out: Path) -> list[Path]:
@@ -68,14 +71,6 @@ def _plots(args) -> int:
     for p in draw_all(results, out):
         print(p)
     return 0
-
-
-@command("claims")
-def _claims_parser(sub) -> None:
-    p = sub.add_parser("claims", help="the claims table (Markdown) from result files")
-    p.add_argument("results", nargs="?", default=None,
-                   help="directory of result files (default: results/latest)")
-    p.set_defaults(func=_claims)
 
 
 def _claims(args) -> int:

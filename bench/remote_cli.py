@@ -9,26 +9,23 @@ The testbed itself is hosts.remote.RemoteTestbed; this is its command line.
 
 from __future__ import annotations
 
-from bench.cli import command
 from common.errors import TestbedError
 from hosts.inventory import load_inventory
 from hosts.remote import RemoteTestbed, parallel
 
 
-def _register_cli() -> None:
-    @command("remote")
-    def _parser(sub) -> None:
-        p = sub.add_parser("remote", help="check, deploy to and clean up a testbed of real hosts")
-        rsub = p.add_subparsers(dest="action", required=True)
-        for action, text in (("check", "reach every host and check its prerequisites"),
-                             ("deploy", "ship this checkout, install packages, build the parts"),
-                             ("cleanup", "remove what earlier sessions left on the hosts")):
-            a = rsub.add_parser(action, help=text)
-            a.add_argument("--inventory", "-i", required=True)
-            if action == "deploy":
-                a.add_argument("--no-install", action="store_true",
-                               help="do not install Debian packages, only build")
-            a.set_defaults(func=_remote)
+def add_parser(sub) -> None:
+    p = sub.add_parser("remote", help="check, deploy to and clean up a testbed of real hosts")
+    rsub = p.add_subparsers(dest="action", required=True)
+    for action, text in (("check", "reach every host and check its prerequisites"),
+                         ("deploy", "ship this checkout, install packages, build the parts"),
+                         ("cleanup", "remove what earlier sessions left on the hosts")):
+        a = rsub.add_parser(action, help=text)
+        a.add_argument("--inventory", "-i", required=True)
+        if action == "deploy":
+            a.add_argument("--no-install", action="store_true",
+                           help="do not install Debian packages, only build")
+        a.set_defaults(func=_remote)
 
 
 def _remote(args) -> int:
@@ -56,6 +53,3 @@ def _remote(args) -> int:
         print(f"  {name:<12} ok  kernel {f.get('kernel')}, {f.get('cpus')} x {f.get('cpu_model')}")
     rt.down()
     return 0
-
-
-_register_cli()

@@ -28,12 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-from hosts.cgroups import HostCgroup, remove_testbed_cgroups
 from common.errors import TestbedError
-from hosts.hosts import LinkFacts, NetnsHost
-from hosts.topology import PREFIX, HostSpec, Role, Topology, parse_topology
 from common.netns import write_sysctl
 from common.paths import BPF_ROOT, REPO_ROOT, STATE_DIR, WORK_ROOT
+from hosts.cgroups import HostCgroup, remove_testbed_cgroups
+from hosts.hosts import LinkFacts, NetnsHost
+from hosts.topology import PREFIX, HostSpec, Role, Topology, parse_topology
 
 SWITCH_SYSCTLS = {
     "net.ipv4.ip_forward": 1,

@@ -154,6 +154,8 @@ def register(cls: type[Target]) -> type[Target]:
 
 def available() -> dict[str, type[Target]]:
     """Every target whose plug-in module exists, by name."""
+    # The plug-in mechanism: target modules are loaded by name, so a new
+    # target is one file and nothing above targets/ imports one directly.
     import importlib
 
     for mod in _PLUGINS:

@@ -10,6 +10,7 @@ every request, which is why the integrity check fetches each object once.
 from __future__ import annotations
 
 from common.errors import Error
+from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from targets.base import Endpoint, Target, TargetError, register
 
 
@@ -45,8 +46,6 @@ class Direct(Target):
         self._started = True
 
     def healthy(self) -> bool:
-        from hosts.backends import HEALTH_BODY, HEALTH_PATH
-
         client = self.testbed.clients[0]
         r = client.run(f"curl -s --max-time 2 {self.endpoint.url}{HEALTH_PATH}", check=False,
                        timeout=10)

@@ -37,8 +37,8 @@ import shlex
 import time
 from typing import Any
 
-from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from common.errors import Error
+from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from miresga.control.frontend import Frontend, FrontendFacts, quiet_afpacket_link, restore_links
 from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
 from miresga.control.miresga_switch import SwitchPlan

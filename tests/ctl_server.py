@@ -13,8 +13,8 @@ import socket
 import threading
 import time
 
-from miresga.control import layouts
 from common.netns import netns
+from miresga.control import layouts
 
 
 class CtlServer:

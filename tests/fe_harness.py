@@ -21,9 +21,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from common.service import Cluster, Rule, Service
 from miresga.control import layouts
 from miresga.control.frontend import FrontendFacts, render_config
-from common.service import Cluster, Rule, Service
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BINARY = REPO / "build" / "miresga-frontend-test"

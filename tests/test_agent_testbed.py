@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 
 from hosts.testbed import EmulatedTestbed
-from miresga.control.frontend import quiet_afpacket_link
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from miresga.control.frontend import quiet_afpacket_link
 from conftest import unique_prefix
-from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent
 from common.netns import netns as in_netns
+from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent
 from rawtcp import ACK, PSH, SYN, RawPeer, receive_response, syn_options
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from hosts.backends import BackendServers, ObjectStore
 from bench.integrity import verify
 from common.service import default_service, parse_service
+from hosts.backends import BackendServers, ObjectStore
 from targets.base import make_target
 from workloads.model import load_workloads
 

@@ -29,12 +29,12 @@ from scapy.packet import Raw
 from conftest import unique_prefix
 from ctl_server import CtlServer
 from fe_harness import csum_ok, make_cookie
-from miresga.control import layouts
-from miresga.control.frontend import BINARY, Frontend, FrontendFacts, facts_from_testbed
 from common.netns import netns, write_sysctl
 from common.service import Cluster, Rule, Service
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import parse_topology
+from miresga.control import layouts
+from miresga.control.frontend import BINARY, Frontend, FrontendFacts, facts_from_testbed
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 

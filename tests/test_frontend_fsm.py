@@ -16,8 +16,8 @@ from scapy.layers.inet import IP, TCP
 
 from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness, backend_pkt,
                         config_text, csum_ok, payload)
-from miresga.control import layouts
 from common.service import Cluster, Rule, Service
+from miresga.control import layouts
 
 GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"

@@ -7,11 +7,11 @@ import shlex
 
 import pytest
 
-from hosts.backends import BackendServers, ObjectStore, object_bytes
 from bench.cpu import CpuSampler
 from bench.integrity import verify
 from bench.wrk import WrkJob, WrkRunner, judge
 from common.service import default_service
+from hosts.backends import BackendServers, ObjectStore, object_bytes
 from targets.base import TargetError, make_target
 from workloads.model import Objects
 

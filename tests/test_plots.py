@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.plotting import FIGURES, draw_all
 from analysis.results import read_result, result_files, tidy, tidy_row
+from bench.plotting import FIGURES, draw_all
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"

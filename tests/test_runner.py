@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.experiment import load_experiment
 from analysis.results import read_result, tidy
+from bench.experiment import load_experiment
 from bench.runner import Campaign
 from conftest import unique_prefix
 from test_testbed import leftovers

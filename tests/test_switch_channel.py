@@ -19,15 +19,15 @@ import time
 import pytest
 from scapy.all import IP, TCP, Ether, raw
 
+from common.netns import ifindex, netns
+from common.scratch_ns import ScratchNs
 from miresga.control import bpf
 from miresga.control.ebpf_switch import EbpfSwitch, PinnedMaps
 from miresga.control.layouts import CTL_HDR, CTL_MAGIC, CtlOp, SwitchCounter
 from miresga.control.miresga_switch import (MAPS, SWITCH_OBJ, SWITCH_PROG, Endpoint,
                                             MiresgaSwitch, SwitchPlan, VipSpec,
                                             read_pinned_counters)
-from common.netns import ifindex, netns
 from miresga.control.offload_channel import ChannelClient, Entry, encode_batch
-from common.scratch_ns import ScratchNs
 from miresga.control.switchd import SwitchDaemon
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

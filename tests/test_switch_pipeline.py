@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 import pytest
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPOption_Router_Alert, IPv6, Raw, raw
 
+from common.netns import ifindex, netns
+from common.scratch_ns import ScratchNs
 from miresga.control import bpf, layouts
 from miresga.control.layouts import SwitchCounter as C
 from miresga.control.miresga_switch import (Endpoint, FlowOp, MiresgaSwitch, SwitchPlan, VipSpec,
                                             ip_be, port_be)
-from common.netns import ifindex, netns
-from common.scratch_ns import ScratchNs
 
 VIP = "10.9.100.1"
 CLIENT, CLIENT_MAC = "10.9.0.10", "02:00:00:00:00:10"

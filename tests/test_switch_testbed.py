@@ -16,14 +16,14 @@ import pytest
 from scapy.all import IP, TCP, Ether, Raw, raw
 
 from hosts.testbed import EmulatedTestbed
-from miresga.control.frontend import quiet_afpacket_link
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from miresga.control.frontend import quiet_afpacket_link
 from conftest import unique_prefix
+from common.netns import netns
+from common.service import Cluster, Service, default_service
 from miresga.control import layouts
 from miresga.control.layouts import CtlOp
 from miresga.control.miresga_switch import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
-from common.netns import netns
-from common.service import Cluster, Service, default_service
 
 pytestmark = pytest.mark.testbed
 

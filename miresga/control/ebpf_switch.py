@@ -37,8 +37,8 @@ import shutil
 import socket
 from dataclasses import dataclass
 
-from miresga.control import bpf
 from common.netns import netns
+from miresga.control import bpf
 
 log = logging.getLogger("miresga.ebpf_switch")
 

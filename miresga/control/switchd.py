@@ -45,9 +45,9 @@ import threading
 import time
 from pathlib import Path
 
+from common.netns import _setns, netns, netns_path
 from miresga.control.layouts import CTL_PORT_DEFAULT
 from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan, read_pinned_state
-from common.netns import _setns, netns, netns_path
 from miresga.control.offload_channel import ChannelServer
 
 log = logging.getLogger("miresga.switchd")
