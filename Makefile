@@ -80,7 +80,10 @@ host-%: $$(ROLE_PARTS_$$*)
 	@echo "  built the $* parts"
 
 # ------------------------------------------------------------ test/bench
+# Import contracts first (pyproject.toml, [tool.importlinter]): a package
+# that imports upward fails the tests before any of them runs.
 test: build
+	$(Q)$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(Q)$(PY) -m pytest $(PYTEST_ARGS)
 
 # The campaign ends with its figures even if some points failed (exit 1:
