@@ -59,16 +59,6 @@ def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) 
     return render_config(service, facts(control), "", limits)
 
 
-def csum_ok(frame: Ether) -> bool:
-    """Both checksums of a frame equal what scapy computes from scratch."""
-    ip = frame[IP]
-    fresh = Ether(bytes(frame))
-    del fresh[IP].chksum
-    del fresh[TCP].chksum
-    fresh = Ether(bytes(fresh))
-    return ip.chksum == fresh[IP].chksum and frame[TCP].chksum == fresh[TCP].chksum
-
-
 class Harness:
     def __init__(self, config: str | None = None):
         self._dir = tempfile.TemporaryDirectory(prefix="fe-harness-")

@@ -11,6 +11,8 @@ from hosts.inventory import parse_inventory
 from hosts.remote import RemoteTestbed, emulated_inventory
 from hosts.sshd import make_keys, start_sshd
 
+pytestmark = pytest.mark.testbed
+
 
 @pytest.fixture(scope="module")
 def remote_env(module_testbed, tmp_path_factory):

@@ -14,6 +14,8 @@ import pytest
 from hosts.remote import emulated_inventory
 from hosts.sshd import make_keys, start_sshd
 
+pytestmark = pytest.mark.testbed
+
 REPO = Path(__file__).resolve().parent.parent
 # Every target that exists and runs over SSH; the list grows with the targets.
 TARGETS = ["direct", "haproxy", "nginx", "l4switch", "miresga"]

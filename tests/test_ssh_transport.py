@@ -11,6 +11,8 @@ from common.errors import HostError
 from hosts.hosts import SshHost
 from hosts.sshd import make_keys, start_sshd, target_for
 
+pytestmark = pytest.mark.testbed
+
 
 @pytest.fixture(scope="module")
 def ssh_hosts(module_testbed, tmp_path_factory):
