@@ -121,6 +121,7 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
 
 def tidy(paths: Iterable[Path] | Path):
     """One row per result file (pandas DataFrame); unreadable files are skipped."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import pandas as pd
 
     if isinstance(paths, (str, Path)):
@@ -154,6 +155,7 @@ def fault_rows(results_dir: Path) -> list[dict]:
 
 def write_tidy(root: Path) -> Path | None:
     """results/<campaign>/tidy.csv (and faults.csv) from the result files under it."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import pandas as pd
 
     faults = fault_rows(Path(root))

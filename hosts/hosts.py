@@ -407,7 +407,7 @@ class SshHost(Host):
 
     @staticmethod
     def _connect(t: SshTarget):
-        from fabric import Connection
+        from fabric import Connection  # heavy (paramiko): only where SSH is used
 
         kwargs = {"banner_timeout": t.connect_timeout,
                   "auth_timeout": t.connect_timeout, "look_for_keys": t.key is None,

@@ -56,6 +56,7 @@ def size_axes(g, d) -> None:
 def per_target_vs_size(d, y: str, ylabel: str, title: str, out_dir, stem: str):
     """One line per target of `y` against response size, a panel per connection mode;
     line: mean over repetitions, band: their range."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import seaborn as sns
 
     order, colours, markers = palette(d)
@@ -81,6 +82,7 @@ def save(fig, out_dir: str | Path, stem: str) -> list[Path]:
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -89,6 +91,7 @@ def save(fig, out_dir: str | Path, stem: str) -> list[Path]:
 
 def placeholder(out_dir, stem: str, title: str, why: str) -> list[Path]:
     """A figure that says why it is empty, rather than no file at all."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3))

@@ -27,6 +27,7 @@ def load_runs(results_dir) -> list[dict]:
 
 
 def draw_faults(results_dir, out_dir) -> list[Path]:
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import matplotlib.pyplot as plt
 
     runs = load_runs(results_dir)
