@@ -43,6 +43,18 @@ def assert_checksums(pkt: Ether) -> None:
         assert pkt[TCP].chksum == again[TCP].chksum, "TCP checksum"
 
 
+def routed(p: Ether, dst_mac: str, src_mac: str, **fields) -> Ether:
+    """`p` as a switch forwards it: new MACs, TTL - 1, rewritten fields, checksums."""
+    q = p.copy()
+    q[Ether].dst, q[Ether].src = dst_mac, src_mac
+    q[IP].ttl -= 1
+    for k, v in fields.items():
+        setattr(q[TCP] if k in ("sport", "dport") else q[IP], k, v)
+    del q[IP].chksum
+    del q[TCP].chksum
+    return Ether(raw(q))
+
+
 def ones_sum(b: bytes) -> int:
     """One's-complement sum of the big-endian 16-bit words of `b`, folded to 16 bits."""
     if len(b) % 2:

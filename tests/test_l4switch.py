@@ -48,7 +48,7 @@ from targets.l4switch import layouts as L
 from targets.l4switch.driver import TC_HANDLE, TC_PRIORITY, HealthChecker, L4Plan, L4Switch
 from targets.l4switch.maglev import maglev_table
 
-from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum
+from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum, routed
 from target_rig import running as running_target
 from tc_rig import TcRig
 
@@ -229,18 +229,6 @@ def from_backend(name, flags="SA", dst=CLIENT, dport=CPORT, seq=5000, ack=1001,
     p = (Ether(src=mac, dst=PORT_MAC[sp]) / IP(src=ip, dst=dst)
          / TCP(sport=port, dport=dport, flags=flags, seq=seq, ack=ack, window=1000))
     return p / Raw(payload) if payload else p
-
-
-def routed(p: Ether, dst_mac: str, src_mac: str, **fields) -> Ether:
-    """`p` as the switch forwards it: new MACs, TTL - 1, rewritten fields, checksums."""
-    q = p.copy()
-    q[Ether].dst, q[Ether].src = dst_mac, src_mac
-    q[IP].ttl -= 1
-    for k, v in fields.items():
-        setattr(q[TCP] if k in ("sport", "dport") else q[IP], k, v)
-    del q[IP].chksum
-    del q[TCP].chksum
-    return Ether(raw(q))
 
 
 def to_backend(p: Ether, name: str) -> Ether:

@@ -28,7 +28,7 @@ from miresga.control.layouts import SwitchCounter as C
 from miresga.control.miresga_switch import (Endpoint, FlowOp, MiresgaSwitch, SwitchPlan, VipSpec,
                                             ip_be, port_be)
 
-from packets import assert_checksums
+from packets import assert_checksums, routed
 from tc_rig import TcRig
 
 pytestmark = pytest.mark.root  # the pipeline runs through BPF_PROG_TEST_RUN in a scratch namespace
@@ -134,21 +134,6 @@ def from_backend(b=0, flags="A", payload=b"", dst=CLIENT, dport=CPORT, seq=5000,
     p = (Ether(src=mac, dst=PORT_MAC[sp]) / IP(src=ip, dst=dst)
          / TCP(sport=port, dport=dport, flags=flags, seq=seq, ack=ack, window=1000))
     return p / Raw(payload) if payload else p
-
-
-def routed(p: Ether, dst_mac: str, src_mac: str, **ip) -> Ether:
-    """`p` as the switch forwards it: new MACs, TTL - 1, rewritten fields, checksums."""
-    q = p.copy()
-    q[Ether].dst, q[Ether].src = dst_mac, src_mac
-    q[IP].ttl -= 1
-    for k, v in ip.items():
-        if k in ("sport", "dport"):
-            setattr(q[TCP], k, v)
-        else:
-            setattr(q[IP], k, v)
-    del q[IP].chksum
-    del q[TCP].chksum
-    return Ether(raw(q))
 
 
 def rewritten(p: Ether, **fields) -> Ether:
