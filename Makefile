@@ -22,7 +22,7 @@ Q := @
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all setup build test bench plots clean distclean
+.PHONY: all setup build test test-unprivileged bench plots clean distclean
 
 all: build
 
@@ -85,8 +85,38 @@ host-%: $$(ROLE_PARTS_$$*)
 	@echo "  built the $* parts"
 
 # ------------------------------------------------------------ test/bench
+# Import contracts first (pyproject.toml, [tool.importlinter]): a package
+# that imports upward fails the tests before any of them runs.  Then the
+# tests that need no root, as an unprivileged user; then every test, as root.
 test: build
+	$(Q)$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(Q)$(MAKE) -s test-unprivileged
 	$(Q)$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests not marked root (parsing, models, results, plots, the C unit
+# tests...) as UNPRIVILEGED: they must pass without root, none may skip, and
+# there must be some.  The venv's interpreter may sit where only root can
+# reach it (pyenv under /root), so they run on the system python3 with the
+# venv's packages (build/venv-unprivileged: a venv whose .pth adds them).
+SYSTEM_PYTHON ?= /usr/bin/python3
+UNPRIVILEGED ?= nobody:nogroup
+UNPRIV_VENV := $(BUILD)/venv-unprivileged
+
+$(UNPRIV_VENV)/.ready: $(VENV)/.installed
+	$(Q)test "$$($(SYSTEM_PYTHON) -c 'import sys; print(sys.version_info[:2])')" = \
+	  "$$($(PY) -c 'import sys; print(sys.version_info[:2])')" || \
+	  { echo "$(SYSTEM_PYTHON) and $(PY) are different Python versions" >&2; exit 1; }
+	$(Q)rm -rf $(UNPRIV_VENV)
+	$(Q)$(SYSTEM_PYTHON) -m venv --without-pip $(UNPRIV_VENV)
+	$(Q)echo "import site; site.addsitedir('$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')')" \
+	  > "$$($(UNPRIV_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/project-venv.pth"
+	$(Q)touch $@
+
+test-unprivileged: build $(UNPRIV_VENV)/.ready
+	$(Q)setpriv --reuid=$(firstword $(subst :, ,$(UNPRIVILEGED))) \
+	  --regid=$(lastword $(subst :, ,$(UNPRIVILEGED))) --clear-groups \
+	  env HOME=/tmp $(UNPRIV_VENV)/bin/python -m pytest -m "not root" -p no:cacheprovider \
+	  --fail-on-skip -q
 
 # The campaign ends with its figures even if some points failed (exit 1:
 # they are recorded and reported, and the exit code still says so); a bad

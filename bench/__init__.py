@@ -1,1 +1,1 @@
-"""The bench: testbeds, hosts, workloads, runner, results."""
+"""The bench: `python -m bench`, the runner, experiments, faults, load and CPU measurement."""

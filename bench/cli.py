@@ -4,9 +4,16 @@
     python -m bench testbed status [--prefix P]
     python -m bench testbed exec HOST [--prefix P] -- CMD...
     python -m bench testbed down [--prefix P]
+    python -m bench testbed plan miresga|l4switch [--prefix P] [--service FILE] > plan.json
 
-Each subcommand group registers itself in COMMANDS; later parts of the bench
-(runner, plots) add theirs the same way.
+`testbed plan` prints the switch plan (JSON) of a running testbed for the
+Miresga switch daemon (`switchd --plan`) or the l4switch's (`l4switchd run
+--plan`): those run on a switch host with a bare python3 and never read a
+testbed themselves.
+
+The other subcommands live beside what they drive, each module adding its
+parsers with `add_parser(sub)`: `run` (bench/runner.py), `plots` and `claims`
+(bench/plotting.py), `remote` (bench/remote_cli.py).
 """
 
 from __future__ import annotations
@@ -14,24 +21,17 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Callable
 
-from bench.errors import BenchError
-
-COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
-
-
-def command(name: str):
-    def register(fn):
-        COMMANDS[name] = fn
-        return fn
-    return register
+from bench import plotting, remote_cli, runner
+from common.errors import Error
+from common.service import default_service, load_service
+from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from miresga.control.miresga_switch import SwitchPlan
+from targets.l4switch.driver import L4Plan
 
 
-@command("testbed")
-def _testbed_parser(sub: argparse._SubParsersAction) -> None:
-    from bench.topology import DEFAULT_TOPOLOGY
-
+def add_testbed_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("testbed", help="build, inspect and remove the emulated testbed")
     tsub = p.add_subparsers(dest="action", required=True)
     for action, text in (("up", "build the testbed"), ("down", "remove it and all it runs"),
@@ -46,20 +46,23 @@ def _testbed_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
     e.add_argument("--prefix", "-p", default=None)
     e.set_defaults(func=_testbed)
+    pl = tsub.add_parser("plan", help="print the switch plan (JSON) of a running testbed")
+    pl.add_argument("switch", choices=["miresga", "l4switch"],
+                    help="whose switch: Miresga's switchd or the l4switch's l4switchd")
+    pl.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
+    pl.add_argument("--prefix", "-p", default=None)
+    pl.add_argument("--service", help="service definition (TOML); default: one cluster of "
+                                      "every back-end")
+    pl.set_defaults(func=_testbed)
 
 
 def _prefix(args) -> str:
     if args.prefix:
         return args.prefix
-    from bench.topology import load_topology
-
     return load_topology(args.topology).testbed.name
 
 
 def _testbed(args) -> int:
-    from bench.testbed import EmulatedTestbed, running_testbeds, teardown
-    from bench.topology import load_topology
-
     if args.action == "up":
         tb = EmulatedTestbed(load_topology(args.topology), prefix=args.prefix, guard=False)
         tb.up()
@@ -73,7 +76,7 @@ def _testbed(args) -> int:
         try:
             tb = EmulatedTestbed.from_state(prefix)
             tb.down()
-        except BenchError:
+        except Error:
             teardown(prefix)
         print(f"testbed {prefix!r} is down")
         return 0
@@ -84,16 +87,32 @@ def _testbed(args) -> int:
             return 1
         _print_status(EmulatedTestbed.from_state(prefix).status())
         return 0
+    if args.action == "plan":
+        print(_switch_plan(EmulatedTestbed.from_state(prefix), args.switch, args.service))
+        return 0
     if args.action == "exec":
         cmd = args.trailing
         if not cmd:
-            raise BenchError("exec: give a command after --")
+            raise Error("exec: give a command after --")
         host = EmulatedTestbed.from_state(prefix).host(args.host)
         r = host.run(shlex.join(cmd) if len(cmd) > 1 else cmd[0], check=False, timeout=None)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.rc
     raise AssertionError(args.action)
+
+
+def _switch_plan(tb, switch: str, service_file: str | None) -> str:
+    names = [h.name for h in tb.backends]
+    try:
+        if switch == "miresga":
+            service = load_service(service_file) if service_file else default_service(names)
+            return SwitchPlan.from_testbed(tb, service).to_json()
+        service = (load_service(service_file) if service_file
+                   else default_service(names, vip=str(tb.vip), port=tb.vip_port))
+        return L4Plan.from_testbed(tb, service).to_json()
+    except ValueError as e:
+        raise Error(f"testbed {tb.prefix!r}: {switch} plan: {e}") from None
 
 
 def _print_status(st: dict) -> None:
@@ -108,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    _load_plugins()
-    for register in COMMANDS.values():
-        register(sub)
+    add_testbed_parser(sub)
+    runner.add_parser(sub)
+    plotting.add_parser(sub)
+    remote_cli.add_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after `--` is a command for a host, not options for us.
     trailing: list[str] = []
@@ -121,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args.trailing = trailing
     try:
         return args.func(args)
-    except BenchError as e:
+    except Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -129,16 +149,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _load_plugins() -> None:
-    # Modules that add subcommands; importing them registers their parsers.
-    import importlib
-
-    for mod in ("bench.runner", "bench.plotting", "bench.remote", "bench.claims"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-
-
-__all__ = ["main", "command"]
+__all__ = ["main"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from bench.hosts import Host
+from hosts.hosts import Host
 
 PROC_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 ROLES = ("client", "switch", "frontend", "backend", "extra")

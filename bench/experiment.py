@@ -43,12 +43,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.errors import ConfigError, format_validation_error
 from bench.faults import FaultPoint, FaultsSpec
+from common.errors import ConfigError, format_validation_error
+from common.paths import REPO_ROOT
+from targets.base import available
 from workloads.model import WorkloadFile, load_workloads
 
-REPO = Path(__file__).resolve().parent.parent
-EXPERIMENTS_DIR = REPO / "experiments"
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 FORMAT_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 ConnMode = Literal["keep-alive", "close"]
@@ -188,8 +189,6 @@ class Experiment:
             return []
         if f.targets is not None:
             return [t for t in self.spec.target if t.key in f.targets]
-        from targets.base import available
-
         known = available()
         return [t for t in self.spec.target if t.name in known and known[t.name].layer7]
 
@@ -208,7 +207,7 @@ def _resolve(rel: str, base: Path) -> Path:
     p = Path(rel)
     if p.is_absolute():
         return p
-    for root in (base, REPO):
+    for root in (base, REPO_ROOT):
         if (root / p).exists():
             return root / p
     return base / p
@@ -227,8 +226,6 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
         if w not in workloads.names:
             problems.append(f"{src}: parameters.workload[{i}]: unknown workload {w!r}; "
                             f"{wpath.name} defines {', '.join(workloads.names)}")
-    from targets.base import available
-
     known = available()
     keys: dict[str, int] = {}
     for i, t in enumerate(spec.target):

@@ -36,12 +36,13 @@ import json
 import shlex
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROBER = Path(__file__).resolve().parent.parent / "workloads" / "probe" / "httpprobe.py"
+from common.paths import REPO_ROOT
+
+PROBER = REPO_ROOT / "workloads" / "probe" / "httpprobe.py"
 FaultName = Literal["backend_killed", "frontend_restarted", "table_full", "syn_flood"]
 FAULTS: tuple[str, ...] = FaultName.__args__  # type: ignore[attr-defined]
 
@@ -246,19 +247,3 @@ def _stats(target) -> dict:
     except Exception as e:  # noqa: BLE001 - stats must not sink a fault run
         return {"error": f"{type(e).__name__}: {e}"}
 
-
-def fault_rows(results_dir: Path) -> list[dict]:
-    """One row per fault result: for the report and figure."""
-    from bench.results import read_result, result_files
-
-    rows = []
-    for f in result_files(results_dir):
-        doc = read_result(f)
-        if doc is None or doc.get("kind") != "fault":
-            continue
-        o = doc.get("outcome") or {}
-        rows.append({"target": doc["parameters"]["target"], "fault": doc["parameters"]["fault"],
-                     "repetition": doc["parameters"]["repetition"], "status": doc["status"],
-                     "error": doc.get("error"), **{k: v for k, v in o.items() if k != "errors"},
-                     "at_s": (doc.get("fault") or {}).get("at_s"), "result_file": str(f)})
-    return rows

@@ -17,7 +17,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass, field
 
-from bench.hosts import Host
+from hosts.hosts import Host
 
 # Prints "<path> <http code> <bytes> <sha256>" per fetch.  A fetch that fails
 # at the transport level prints code 000.

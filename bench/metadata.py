@@ -15,14 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench.parallel import for_each_host, raise_first
+from common.paths import REPO_ROOT
+from hosts.parallel import for_each_host, raise_first
 
-REPO = Path(__file__).resolve().parent.parent
 PYTHON_LIBS = ("pandas", "numpy", "seaborn", "matplotlib", "pydantic", "rich", "fabric",
                "paramiko", "scapy")
 
 
-def git_info(repo: Path = REPO) -> dict:
+def git_info(repo: Path = REPO_ROOT) -> dict:
     def git(*args: str) -> str | None:
         p = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else None

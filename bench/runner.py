@@ -23,21 +23,37 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import signal
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.cli import command
-from bench.errors import BenchError, ConfigError
-from bench.faults import FaultPoint
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
-RESULTS_ROOT = Path(__file__).resolve().parent.parent / "results"
+from analysis.results import FORMAT, FORMAT_VERSION, read_result, write_result, write_tidy
+from bench import metadata
+from bench.cpu import CpuSampler
+from bench.experiment import load_experiment, topology_path
+from bench.faults import FaultPoint, run_fault
+from bench.integrity import verify
+from bench.wrk import WrkJob, WrkRunner
+from common.errors import ConfigError, Error
+from common.paths import RESULTS_ROOT
+from common.service import default_service
+from hosts.backends import BackendServers, ObjectStore
+from hosts.inventory import load_inventory
+from hosts.remote import RemoteTestbed
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from targets.base import make_target
+from workloads.model import parse_size
 
 
-@command("run")
-def _run_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run an experiment: targets x workloads x parameters")
     p.add_argument("experiment", help="experiment file (experiments/NAME.toml, or NAME)")
     p.add_argument("--force", action="store_true", help="re-run points that are already done")
@@ -57,16 +73,12 @@ def _run_parser(sub) -> None:
 
 
 def _run(args) -> int:
-    from bench.experiment import load_experiment
-
     exp = load_experiment(args.experiment)
     if args.inventory and args.topology:
         raise ConfigError("give --topology (emulated testbed) or --inventory (real hosts), "
                           "not both")
     inventory = None
     if args.inventory:
-        from bench.inventory import load_inventory
-
         inventory = load_inventory(args.inventory)  # refused here, before any host is touched
     campaign = Campaign(exp, Path(args.results), force=args.force, topology=args.topology,
                         prefix=args.prefix, inventory=inventory, deploy=not args.no_deploy)
@@ -101,12 +113,7 @@ def open_testbed(topology_file: Path, prefix: str, inventory=None, deploy: bool 
     hosts through the host interface.
     """
     if inventory is not None:
-        from bench.remote import RemoteTestbed
-
         return RemoteTestbed(inventory).session(deploy=deploy)
-    from bench.testbed import EmulatedTestbed
-    from bench.topology import load_topology
-
     return EmulatedTestbed(load_topology(topology_file), prefix=prefix)
 
 
@@ -118,9 +125,6 @@ class Campaign:
     def __init__(self, exp, results_root: Path, force: bool = False, topology: str | None = None,
                  prefix: str | None = None, console=None, wrk_binary: str = "wrk",
                  inventory=None, deploy: bool = True):
-        from bench.experiment import topology_path
-        from bench.topology import DEFAULT_TOPOLOGY
-
         self.exp = exp
         self.dir = Path(results_root) / exp.name
         self.force = force
@@ -130,7 +134,6 @@ class Campaign:
         self.deploy = deploy
         self.points = exp.points()
         if console is None:
-            from rich.console import Console
             console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.console = console
         self.metadata: dict = {}
@@ -165,8 +168,6 @@ class Campaign:
         }
 
     def is_done(self, point) -> bool:
-        from bench.results import read_result
-
         doc = read_result(self.path(point))
         return (doc is not None and doc.get("status") in ("ok", "not_applicable")
                 and doc.get("parameters") == self.parameters(point))
@@ -177,8 +178,6 @@ class Campaign:
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
-        from bench.results import write_tidy
-
         todo = self.todo()
         summary = {"points": len(self.points), "skipped": len(self.points) - len(todo),
                    "ok": 0, "failed": 0, "interrupted": False, "dir": str(self.dir)}
@@ -212,16 +211,6 @@ class Campaign:
             pass
 
     def _run_points(self, todo: list, summary: dict) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-
-        from bench import metadata
-        from bench.backends import BackendServers, ObjectStore
-        from bench.cpu import CpuSampler
-        from miresga.control.service import default_service
-
-        import secrets
-
         prefix = self.prefix or ("wl" + secrets.token_hex(3))
         # One deployment per group: per target, or per (target, repetition)
         # when the campaign interleaves repetitions over targets.
@@ -257,9 +246,6 @@ class Campaign:
                 backends.stop()
 
     def _run_target(self, ctx, points, progress, task, summary) -> None:
-        from bench.integrity import verify
-        from targets.base import make_target
-
         spec = points[0].target
         progress.update(task, description=f"{spec.key}: deploying")
         target = None
@@ -309,13 +295,9 @@ class Campaign:
 
     # ----------------------------------------------------------- a point
     def _write(self, point, doc: dict) -> None:
-        from bench.results import write_result
-
         write_result(self.path(point), doc)
 
     def _base(self, point, integrity) -> dict:
-        from bench.results import FORMAT, FORMAT_VERSION
-
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "campaign": self.exp.name,
                 "point_id": point.id, "status": None, "error": None,
                 "parameters": self.parameters(point), "integrity": integrity,
@@ -334,8 +316,6 @@ class Campaign:
         return _fault_doc(self, ctx, target, point, integrity)
 
     def _run_point(self, ctx, target, point, integrity) -> dict:
-        from bench.wrk import WrkJob, WrkRunner
-
         t0 = time.monotonic()
         doc = self._base(point, integrity)
         doc["target"] = target.describe()
@@ -361,7 +341,7 @@ class Campaign:
             if not target.healthy():
                 try:
                     target.wait_healthy(10)
-                except BenchError as e:
+                except Error as e:
                     return fail(f"target unhealthy before the point: {e}")
             if par["warmup_s"] > 0:
                 warm = runner.run(WrkJob(classes=classes, duration_s=par["warmup_s"],
@@ -420,8 +400,6 @@ class Campaign:
 
 
 def _fault_doc(campaign: "Campaign", ctx, target, point, integrity) -> dict:
-    from bench.faults import run_fault
-
     t0 = time.monotonic()
     doc = campaign._base(point, integrity)
     doc.update(kind="fault", target=target.describe())
@@ -470,8 +448,6 @@ class _Context:
 
 
 def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
-    from workloads.model import parse_size
-
     m = {k: data[k] for k in ("requests", "requests_per_s", "bytes", "bytes_per_s",
                               "duration_us", "latency_us", "errors", "drawn")}
     m["status_errors"] = data["errors"].get("status", 0)

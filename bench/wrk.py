@@ -29,11 +29,11 @@ import itertools
 import json
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from bench.hosts import Host, Process
+from common.paths import REPO_ROOT
+from hosts.hosts import Host, Process
 
-LUA_DIR = Path(__file__).resolve().parent.parent / "workloads" / "lua"
+LUA_DIR = REPO_ROOT / "workloads" / "lua"
 BEGIN = "----BEGIN MIRESGA-BENCH JSON----"
 END = "----END MIRESGA-BENCH JSON----"
 

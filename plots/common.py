@@ -1,6 +1,6 @@
 """What every figure script shares: loading the tidy table and saving PNG + PDF.
 
-Figures are drawn from result files alone (through bench.results.tidy), never
+Figures are drawn from result files alone (through analysis.results.tidy), never
 by running anything.  Only successful points are plotted; a target whose
 integrity check failed is plotted with "[integrity FAILED]" in its label, so
 it can never pass for a good one.
@@ -11,12 +11,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from analysis.results import tidy
 from plots import style
 
 
 def load(results_dir: str | Path):
-    from bench.results import tidy
-
     return tidy(Path(results_dir))
 
 
@@ -57,6 +56,7 @@ def size_axes(g, d) -> None:
 def per_target_vs_size(d, y: str, ylabel: str, title: str, out_dir, stem: str):
     """One line per target of `y` against response size, a panel per connection mode;
     line: mean over repetitions, band: their range."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import seaborn as sns
 
     order, colours, markers = palette(d)
@@ -82,6 +82,7 @@ def save(fig, out_dir: str | Path, stem: str) -> list[Path]:
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -90,6 +91,7 @@ def save(fig, out_dir: str | Path, stem: str) -> list[Path]:
 
 def placeholder(out_dir, stem: str, title: str, why: str) -> list[Path]:
     """A figure that says why it is empty, rather than no file at all."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3))

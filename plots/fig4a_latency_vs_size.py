@@ -14,6 +14,7 @@ TITLE = "Figure 4 (a): latency vs message size"
 
 
 def draw(df, out_dir):
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import pandas as pd
     import seaborn as sns
 

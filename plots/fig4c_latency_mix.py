@@ -15,6 +15,7 @@ TITLE = "Figure 4 (c): 1 KB latency under heavy-tailed traffic"
 
 
 def draw(df, out_dir):
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import pandas as pd
     import seaborn as sns
 

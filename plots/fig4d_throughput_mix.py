@@ -13,6 +13,7 @@ TITLE = "Figure 4 (d): throughput under heavy-tailed traffic"
 
 
 def draw(df, out_dir):
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import seaborn as sns
 
     d = common.prepare(df)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analysis.results import fault_rows, read_result, result_files
 from plots import common, style
 
 STEM = "fig_faults"
@@ -17,8 +18,6 @@ TITLE = "Faults: successful requests/s before and after the fault"
 
 
 def load_runs(results_dir) -> list[dict]:
-    from bench.results import read_result, result_files
-
     runs = []
     for f in result_files(Path(results_dir)):
         doc = read_result(f)
@@ -28,6 +27,7 @@ def load_runs(results_dir) -> list[dict]:
 
 
 def draw_faults(results_dir, out_dir) -> list[Path]:
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import matplotlib.pyplot as plt
 
     runs = load_runs(results_dir)
@@ -64,8 +64,6 @@ def draw_faults(results_dir, out_dir) -> list[Path]:
 
 def report_lines(results_dir) -> list[str]:
     """The faults section of report.md."""
-    from bench.faults import fault_rows
-
     rows = fault_rows(Path(results_dir))
     if not rows:
         return []

@@ -39,6 +39,7 @@ def marker(name: str) -> str:
 
 
 def apply_theme() -> None:
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import matplotlib
 
     matplotlib.use("Agg")

@@ -23,10 +23,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from bench.errors import BenchError
+from common.errors import Error
 
 
-class TargetError(BenchError):
+class TargetError(Error):
     """A target failed to deploy, start or become healthy; `logs` says why."""
 
     def __init__(self, message: str, logs: dict[str, str] | None = None):
@@ -88,7 +88,7 @@ class Target(ABC):
             try:
                 if self.healthy():
                     return
-            except BenchError as e:
+            except Error as e:
                 last = e
             time.sleep(0.1)
         raise TargetError(f"target {self.name} not healthy within {timeout:.0f}s"
@@ -141,7 +141,7 @@ class Target(ABC):
 
 
 _REGISTRY: dict[str, type[Target]] = {}
-_PLUGINS = ("targets.direct", "targets.haproxy", "targets.nginx", "targets.l4switch",
+_PLUGINS = ("targets.direct", "targets.haproxy", "targets.nginx", "targets.l4switch.target",
             "targets.miresga")
 
 
@@ -154,6 +154,8 @@ def register(cls: type[Target]) -> type[Target]:
 
 def available() -> dict[str, type[Target]]:
     """Every target whose plug-in module exists, by name."""
+    # The plug-in mechanism: target modules are loaded by name, so a new
+    # target is one file and nothing above targets/ imports one directly.
     import importlib
 
     for mod in _PLUGINS:

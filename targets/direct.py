@@ -9,7 +9,8 @@ every request, which is why the integrity check fetches each object once.
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from common.errors import Error
+from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from targets.base import Endpoint, Target, TargetError, register
 
 
@@ -25,7 +26,7 @@ class Direct(Target):
         name = self.params["backend"] or service.backends[0]
         try:
             self.backend = testbed.host(name)
-        except BenchError as e:
+        except Error as e:
             raise TargetError(f"target direct: {e}") from None
         if self.backend.role != "backend":
             raise TargetError(f"target direct: host {name!r} is a {self.backend.role}, "
@@ -45,8 +46,6 @@ class Direct(Target):
         self._started = True
 
     def healthy(self) -> bool:
-        from bench.backends import HEALTH_BODY, HEALTH_PATH
-
         client = self.testbed.clients[0]
         r = client.run(f"curl -s --max-time 2 {self.endpoint.url}{HEALTH_PATH}", check=False,
                        timeout=10)

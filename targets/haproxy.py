@@ -23,8 +23,8 @@ from __future__ import annotations
 import csv
 import io
 
-from bench.hosts import Host
-from miresga.control.service import Policy
+from common.service import Policy
+from hosts.hosts import Host
 from targets.base import TargetError, register
 from targets.software_lb import HEALTH_PATH, SoftwareLB, backend_address
 

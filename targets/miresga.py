@@ -37,8 +37,8 @@ import shlex
 import time
 from typing import Any
 
-from bench.backends import HEALTH_BODY, HEALTH_PATH
-from bench.errors import BenchError
+from common.errors import Error
+from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from miresga.control.frontend import Frontend, FrontendFacts, quiet_afpacket_link, restore_links
 from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
 from miresga.control.miresga_switch import SwitchPlan
@@ -182,7 +182,7 @@ class Miresga(Target):
                 fe.start()
             for fe in self.frontends:
                 fe.wait_healthy(20)
-        except BenchError as e:
+        except Error as e:
             logs = self.logs()
             self.stop()
             raise TargetError(f"miresga: {e}", logs=logs) from None
@@ -243,7 +243,7 @@ class Miresga(Target):
         for fe in self.frontends:
             try:
                 fe.stop()
-            except BenchError:
+            except Error:
                 pass
         for host in self._attached:
             self._agent(host, "detach", check=False)
@@ -319,7 +319,7 @@ class Miresga(Target):
         for fe in self.frontends:
             try:
                 fes[fe.host.name] = fe.stats()
-            except (OSError, ValueError, BenchError) as e:
+            except (OSError, ValueError, Error) as e:
                 fes[fe.host.name] = {"error": str(e)}
         agents = {h.name: self.agent_stats(h) for h in self._attached}
         offload_pkts = c.get("offload_fwd", 0) + c.get("offload_rev", 0)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 
-from bench.hosts import Host
-from miresga.control.service import Policy
+from common.service import Policy
+from hosts.hosts import Host
 from targets.base import register
 from targets.software_lb import SoftwareLB, backend_address
 

@@ -13,8 +13,8 @@ import os
 import shlex
 from abc import abstractmethod
 
-from bench.backends import HEALTH_PATH
-from bench.hosts import Host, Process
+from hosts.backends import HEALTH_PATH
+from hosts.hosts import Host, Process
 from targets.base import Endpoint, Target, TargetError
 
 

@@ -1,4 +1,11 @@
-"""Shared fixtures: unique testbed prefixes and emulated testbeds that always come down."""
+"""Shared fixtures: unique testbed prefixes, emulated testbeds that always come down,
+back-ends serving the default objects; which tests need root.
+
+Tests that need root (network namespaces, eBPF, DPDK, cgroups) are marked
+`root`, or `testbed`, which implies it; everything else runs as any user.
+As a user other than root, deselect them (`-m "not root"`): a run that
+selects one is refused, never skipped.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,44 @@ import secrets
 
 import pytest
 
-from bench.testbed import EmulatedTestbed
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
+from hosts.backends import BackendServers, ObjectStore
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from workloads.model import load_workloads
 
 
-def pytest_configure(config):
-    if os.geteuid() != 0:
-        raise pytest.UsageError("the tests build network namespaces and load eBPF: run as root")
+def pytest_addoption(parser):
+    parser.addoption("--fail-on-skip", action="store_true",
+                     help="fail the run if any test is skipped (a skipped test is a failing test)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    # A testbed is network namespaces: its tests need root like the rest.
+    # tryfirst: before -m deselects by marker.
+    for item in items:
+        if item.get_closest_marker("testbed"):
+            item.add_marker(pytest.mark.root)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    if os.geteuid() == 0:
+        return
+    need = [item.nodeid for item in session.items if item.get_closest_marker("root")]
+    if need:
+        raise pytest.UsageError(
+            f"{len(need)} selected tests need root (network namespaces, eBPF, DPDK), e.g. "
+            f"{need[0]}: run as root, or deselect them with -m 'not root'")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if (session.config.getoption("--fail-on-skip") and reporter is not None
+            and reporter.stats.get("skipped")):
+        reporter.write_line(f"{len(reporter.stats['skipped'])} tests skipped: --fail-on-skip",
+                            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def unique_prefix(kind: str = "t") -> str:
@@ -43,3 +81,13 @@ def module_testbed():
     """The default emulated testbed, shared by the tests of one module."""
     with EmulatedTestbed(load_topology(DEFAULT_TOPOLOGY), prefix=unique_prefix("m")) as tb:
         yield tb
+
+
+@pytest.fixture(scope="module")
+def served(module_testbed):
+    """The module's testbed with nginx serving the default objects on every back-end."""
+    store = ObjectStore(load_workloads().objects)
+    servers = BackendServers(module_testbed, store)
+    servers.start()
+    yield module_testbed, store, servers
+    servers.stop()

@@ -13,8 +13,8 @@ import socket
 import threading
 import time
 
+from common.netns import netns
 from miresga.control import layouts
-from miresga.control.netns import netns
 
 
 class CtlServer:

@@ -21,9 +21,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from common.service import Cluster, Rule, Service
 from miresga.control import layouts
 from miresga.control.frontend import FrontendFacts, render_config
-from miresga.control.service import Cluster, Rule, Service
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BINARY = REPO / "build" / "miresga-frontend-test"
@@ -57,16 +57,6 @@ def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) 
     limits = {"syn_timeout_ms": 1000, "syn_retries": 0, "grace_ms": 2000, "idle_timeout_ms": 60000,
               "mbufs": 4095, "flow_capacity": 1024, **limits}
     return render_config(service, facts(control), "", limits)
-
-
-def csum_ok(frame: Ether) -> bool:
-    """Both checksums of a frame equal what scapy computes from scratch."""
-    ip = frame[IP]
-    fresh = Ether(bytes(frame))
-    del fresh[IP].chksum
-    del fresh[TCP].chksum
-    fresh = Ether(bytes(fresh))
-    return ip.chksum == fresh[IP].chksum and frame[TCP].chksum == fresh[TCP].chksum
 
 
 class Harness:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from miresga.control.service import Service
+from common.service import Service
 
 TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 VCHAR = rb"[\x21-\x7e]"

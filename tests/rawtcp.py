@@ -22,7 +22,7 @@ import socket
 import struct
 import time
 
-from miresga.control.netns import netns as in_netns
+from common.netns import netns as in_netns
 
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4

@@ -86,6 +86,7 @@ def test_enums_match(probe):
     assert e["MG_COOKIE_NO_WSCALE"] == COOKIE_NO_WSCALE
 
 
+@pytest.mark.root
 def test_counter_map_has_one_slot_per_counter():
     """The stats map the kernel created holds exactly the counters Python names."""
     with ag.LoadedAgent(ag.AgentConfig(max_conns=16)) as loaded:

@@ -22,6 +22,8 @@ from agentlib import (BACKEND_IP, CLIENT_IP, CLIENT_PORT, IN, M32, OUT, PASS, St
                       syn_options, synack_options, to_backend)
 from miresga.control.agent import AgentConfig, AgentConfigRaw, AgentKey, LoadedAgent
 
+pytestmark = pytest.mark.root  # the agent runs through BPF_PROG_TEST_RUN
+
 C = 0x12345678                 # client ISN
 S = 0xFFFFF8C9                 # switch ISN, close to 2^32 so data wraps around
 B = 0x7A000000                 # back-end ISN

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.testbed import EmulatedTestbed
+from common.netns import netns as in_netns
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent, AgentConn, AgentKey
+from miresga.control.bpf import Map
 from miresga.control.frontend import quiet_afpacket_link
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
+
 from conftest import unique_prefix
-from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent
-from miresga.control.netns import netns as in_netns
 from rawtcp import ACK, PSH, SYN, RawPeer, receive_response, syn_options
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -290,8 +292,6 @@ def test_attach_is_idempotent_and_detach_leaves_nothing(tb):
         assert f"id {first['egress']} name {PROG_EGRESS} " in st["egress"], st
 
         # A live entry, to show a reload keeps connection state.
-        from miresga.control.agent import AgentConn, AgentKey
-        from miresga.control.bpf import Map
         key = AgentKey.of("10.10.1.9", 4242, 80)
         with Map.from_pin(str(pin_dir / "mg_agent_conns"), AgentKey, AgentConn) as conns:
             conns.update(key, AgentConn(switch_isn=1, client_isn=2, state=2, delta=7,

@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import pytest
 
-from bench.backends import BackendServers, ObjectStore
 from bench.integrity import verify
-from miresga.control.service import default_service, parse_service
+from common.service import default_service, parse_service
+from targets.base import TargetError
 from targets.base import make_target
-from workloads.model import load_workloads
+
+from target_rig import running
+
+pytestmark = pytest.mark.testbed
 
 L7_TARGETS = ["haproxy", "nginx"]
-
-
-@pytest.fixture(scope="module")
-def served(module_testbed):
-    """The module's testbed with nginx serving the default objects on every back-end."""
-    store = ObjectStore(load_workloads().objects)
-    servers = BackendServers(module_testbed, store)
-    servers.start()
-    yield module_testbed, store, servers
-    servers.stop()
-
-
-def running(name, tb, service, **params):
-    t = make_target(name, tb, service, params)
-    t.deploy()
-    t.start()
-    try:
-        t.wait_healthy(t.health_timeout_s)
-    except Exception:
-        t.stop()
-        raise
-    return t
 
 
 def fetch_many(tb, url_paths: list[str]) -> list[str]:
@@ -132,8 +113,6 @@ def test_stopped_backend_gets_no_failed_requests(served, name):
 @pytest.mark.parametrize("name", L7_TARGETS)
 def test_unhealthy_target_fails_with_logs(served, name):
     """A target whose daemon cannot start fails wait_healthy with its log attached."""
-    from targets.base import TargetError
-
     tb, _, _ = served
     t = make_target(name, tb, default_service([b.name for b in tb.backends], vip=str(tb.vip)))
     t.deploy()

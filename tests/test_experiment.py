@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import ConfigError
 from bench.experiment import load_experiment
+from common.errors import ConfigError
 from workloads.model import DEFAULT_WORKLOADS, load_workloads, parse_size
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults import analyse, fault_rows
+from analysis.results import fault_rows
+from bench.faults import analyse
+from hosts.backends import BackendServers, ObjectStore
+from workloads.model import load_workloads
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,11 +45,9 @@ def test_a_corrupt_response_is_not_intact_and_counts_as_a_failure():
     assert not o["intact"] and o["responses_corrupt"] == 1 and o["recovery_s"] == 2.0
 
 
+@pytest.mark.testbed
 def test_the_prober_checks_every_body(module_testbed, tmp_path):
     """httpprobe against one back-end: right bodies pass, a wrong sha256 is counted corrupt."""
-    from bench.backends import BackendServers, ObjectStore
-    from workloads.model import load_workloads
-
     tb = module_testbed
     store = ObjectStore(load_workloads().objects)
     servers = BackendServers(tb, store)
@@ -106,6 +107,7 @@ size = "1KB"
 """
 
 
+@pytest.mark.testbed
 def test_haproxy_survives_every_fault(tmp_path):
     """A killed back-end, a restarted HAProxy and a SYN flood: it keeps serving, every
     completed response is intact; the switch-table fault does not apply to it."""

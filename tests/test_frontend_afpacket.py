@@ -26,15 +26,18 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
+from common.netns import netns, write_sysctl
+from common.service import Cluster, Rule, Service
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import parse_topology
+from miresga.control import layouts
+from miresga.control.frontend import (BINARY, Frontend, FrontendError, FrontendFacts,
+                                      facts_from_testbed)
+
 from conftest import unique_prefix
 from ctl_server import CtlServer
-from fe_harness import csum_ok, make_cookie
-from miresga.control import layouts
-from miresga.control.frontend import BINARY, Frontend, FrontendFacts, facts_from_testbed
-from miresga.control.netns import netns, write_sysctl
-from miresga.control.service import Cluster, Rule, Service
-from bench.testbed import EmulatedTestbed
-from bench.topology import parse_topology
+from fe_harness import make_cookie
+from packets import checksums_ok
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -98,7 +101,7 @@ class Wire:
                 continue
             if self.ctl_port in (f[TCP].sport, f[TCP].dport):
                 continue
-            assert csum_ok(f), f.summary()
+            assert checksums_ok(f), f.summary()
             assert f.dst == self.switch_mac
             out.append(f)
         return out
@@ -408,7 +411,6 @@ def test_launcher_refuses_a_config_the_binary_rejects(testbed):
     facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
                           nexthop_mac=host.switch_mac)
     fe = Frontend(host, SERVICE, facts, limits={"flow_capacity": 0})
-    from miresga.control.frontend import FrontendError
 
     with pytest.raises(FrontendError, match="flow_capacity"):
         fe.start()

@@ -14,10 +14,12 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP, TCP
 
-from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness, backend_pkt,
-                        config_text, csum_ok, payload)
+from common.service import Cluster, Rule, Service
 from miresga.control import layouts
-from miresga.control.service import Cluster, Rule, Service
+
+from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness, backend_pkt,
+                        config_text, payload)
+from packets import checksums_ok
 
 GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -32,7 +34,7 @@ def h():
 def only(frames, n=1):
     assert len(frames) == n, [f.summary() for f in frames]
     for f in frames:
-        assert csum_ok(f), f.summary()
+        assert checksums_ok(f), f.summary()
         assert f.src == FE_MAC and f.dst == SWITCH_MAC
     return frames[0] if n == 1 else frames
 
@@ -377,7 +379,7 @@ def answer_of(frames, c: Client):
     f = [x for x in frames if x[IP].dst == c.ip and "F" in x[TCP].flags]
     assert len(f) == 1, [x.summary() for x in frames]
     f = f[0]
-    assert csum_ok(f)
+    assert checksums_ok(f)
     assert f[IP].src == VIP and f[TCP].sport == 80 and f[TCP].dport == c.port
     return f
 

@@ -18,8 +18,8 @@ import pytest
 
 from fe_harness import BACKENDS, SWITCH_MAC, TEST_BINARY, VIP
 from http_oracle import syntax, verdict
+from common.service import Cluster, Rule, Service
 from miresga.control.frontend import FrontendFacts, render_config
-from miresga.control.service import Cluster, Rule, Service
 
 LIMIT = 1024
 

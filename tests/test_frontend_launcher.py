@@ -12,11 +12,11 @@ import subprocess
 
 import pytest
 
-from bench.errors import ConfigError
+from common.errors import ConfigError
 from fe_harness import BACKENDS, BINARY, SERVICE, SWITCH_MAC, TEST_BINARY, VIP, facts
+from common.service import Cluster, Rule, Service
 from miresga.control.frontend import (LIMIT_DEFAULTS, FrontendFacts, backend_index,
                                       render_config)
-from miresga.control.service import Cluster, Rule, Service
 
 
 def check_config(tmp_path, text: str) -> subprocess.CompletedProcess:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import ConfigError
-from bench.inventory import load_inventory, parse_inventory
+from common.errors import ConfigError
+from hosts.inventory import load_inventory, parse_inventory
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "testbeds" / "inventory.example.toml"
 

@@ -28,6 +28,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -36,15 +37,20 @@ from pathlib import Path
 import pytest
 from scapy.all import ARP, ICMP, IP, TCP, Ether, IPOption_Router_Alert, IPv6, Raw, raw
 
+from bench.integrity import verify
+from common.netns import netns
+from common.scratch_ns import ScratchNs
+from common.service import default_service
 from miresga.control import bpf
-from miresga.control.miresga_switch import Endpoint, VipSpec
-from miresga.control.netns import ifindex, netns
-from miresga.control.scratch_ns import ScratchNs
+from miresga.control.miresga_switch import Endpoint, VipSpec, ip_be, port_be
+from targets.base import TargetError, make_target
 from targets.l4switch import layouts as L
 from targets.l4switch.driver import TC_HANDLE, TC_PRIORITY, HealthChecker, L4Plan, L4Switch
 from targets.l4switch.maglev import maglev_table
-# Frames captured with their tp_status, and checksum checks: the switch tests' helpers.
-from test_switch_testbed import TP_STATUS_CSUMNOTREADY, Capture, _fold, checksums_ok
+
+from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum, routed
+from target_rig import running as running_target
+from tc_rig import TcRig
 
 REPO = Path(__file__).resolve().parent.parent
 PROBE = REPO / "build" / "l4switch-layout-probe"
@@ -166,38 +172,9 @@ SEED = 0x5EED1234
 CPORT = 40000
 
 
-def assert_checksums(pkt: Ether) -> None:
-    """IP and TCP checksums of `pkt` are what scapy computes from scratch."""
-    if IP not in pkt:
-        return
-    again = pkt.copy()
-    del again[IP].chksum
-    if TCP in again:
-        del again[TCP].chksum
-    again = Ether(raw(again))
-    assert pkt[IP].chksum == again[IP].chksum, "IP checksum"
-    if TCP in pkt:
-        assert pkt[TCP].chksum == again[TCP].chksum, "TCP checksum"
-
-
-@dataclass
-class Out:
-    retval: int
-    data: bytes
-    egress: str | None
-    delta: dict[str, int]
-
-    @property
-    def pkt(self) -> Ether:
-        return Ether(self.data)
-
-
-class Rig:
+class Rig(TcRig):
     def __init__(self, ns: ScratchNs, sw: L4Switch):
-        self.ns, self.sw = ns, sw
-        self.ifindex = {p: ifindex(ns.name, p) for p in PORT_MAC}
-        self.port_of = {v: k for k, v in self.ifindex.items()}
-        self.fd = sw.program_fd()
+        super().__init__(ns, sw, PORT_MAC)
 
     def reset(self) -> None:
         self.sw.map("conn_table").clear()
@@ -205,33 +182,12 @@ class Rig:
             self.sw.set_health(name, True)
         self.sw.set_pool(list(BE))
 
-    def run(self, pkt, port: str = "c0", gso_size: int = 0) -> Out:
-        # struct __sk_buff (uapi/linux/bpf.h): ifindex at 40, cb[] at 48,
-        # gso_segs at 164, gso_size at 176; 192 bytes in all.
-        ctx = bytearray(192)
-        struct.pack_into("=I", ctx, 40, self.ifindex[port])
-        if gso_size:
-            payload = len(pkt[TCP].payload)
-            struct.pack_into("=I", ctx, 164, -(-payload // gso_size))
-            struct.pack_into("=I", ctx, 176, gso_size)
-        before = self.sw.counters()
-        with netns(self.ns.name):
-            r = bpf.prog_test_run(self.fd, raw(pkt), ctx=bytes(ctx))
-        after = self.sw.counters()
-        delta = {k: after[k] - before[k] for k in after if after[k] != before[k]}
-        egress = self.port_of.get(struct.unpack_from("=I", r.ctx, 48)[0])
-        out = Out(r.retval, r.data, egress, delta)
-        if out.retval == REDIRECT or out.data != raw(pkt):
-            assert_checksums(out.pkt)
-        return out
-
     def entry(self, client=CLIENT, cport=CPORT) -> dict | None:
         return next((e for e in self.sw.entries()
                      if e["client"] == client and e["client_port"] == cport), None)
 
     def reverse_entry(self, backend: str, client=CLIENT, cport=CPORT) -> L.Conn | None:
         ip, port, _, _ = BE[backend]
-        from miresga.control.miresga_switch import ip_be, port_be
         key = L.ConnKey(ip_be(client), ip_be(ip), port_be(cport), port_be(port))
         return self.sw.map("conn_table").lookup(key)
 
@@ -273,18 +229,6 @@ def from_backend(name, flags="SA", dst=CLIENT, dport=CPORT, seq=5000, ack=1001,
     p = (Ether(src=mac, dst=PORT_MAC[sp]) / IP(src=ip, dst=dst)
          / TCP(sport=port, dport=dport, flags=flags, seq=seq, ack=ack, window=1000))
     return p / Raw(payload) if payload else p
-
-
-def routed(p: Ether, dst_mac: str, src_mac: str, **fields) -> Ether:
-    """`p` as the switch forwards it: new MACs, TTL - 1, rewritten fields, checksums."""
-    q = p.copy()
-    q[Ether].dst, q[Ether].src = dst_mac, src_mac
-    q[IP].ttl -= 1
-    for k, v in fields.items():
-        setattr(q[TCP] if k in ("sport", "dport") else q[IP], k, v)
-    del q[IP].chksum
-    del q[TCP].chksum
-    return Ether(raw(q))
 
 
 def to_backend(p: Ether, name: str) -> Ether:
@@ -354,6 +298,7 @@ CASES = [
 ]
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("case", CASES, ids=[c.desc for c in CASES])
 def test_packet(r, case):
     out = r.run(case.pkt, case.port)
@@ -370,6 +315,7 @@ def test_packet(r, case):
 
 # --------------------------------------------------------------- behaviours
 
+@pytest.mark.root
 def test_data_plane_picks_what_the_python_maglev_oracle_picks(r):
     """300 new connections: each goes where hash(4-tuple) % M in the Python
     table says, so the C hash, the table layout and the generation all agree."""
@@ -383,6 +329,7 @@ def test_data_plane_picks_what_the_python_maglev_oracle_picks(r):
     assert set(seen) == set(BE), seen
 
 
+@pytest.mark.root
 def test_response_is_rewritten_to_the_vip_and_routed_to_the_client(r):
     """The back-end's SYN-ACK and data come back as VIP:80, out of the client's
     port, with the client's MAC from the FIB, TTL - 1."""
@@ -395,6 +342,7 @@ def test_response_is_rewritten_to_the_vip_and_routed_to_the_client(r):
         assert out.delta["rev"] == 1 and out.delta["rev_bytes"] == len(raw(p))
 
 
+@pytest.mark.root
 def test_established_connection_keeps_its_backend_when_the_pool_changes(r):
     """Connection A on back-end X; the pool becomes the other two.  A's ACKs,
     data and even a retransmitted SYN still go to X, and X's responses are
@@ -419,6 +367,7 @@ def test_established_connection_keeps_its_backend_when_the_pool_changes(r):
         assert r.sw.maglev_backend(CLIENT, 30000 + i) in others
 
 
+@pytest.mark.root
 def test_new_connections_follow_a_one_backend_pool(r):
     """Pool = {b2}: every new connection goes to 10.9.12.2:8080 (port rewritten)."""
     r.sw.set_pool(["b2"])
@@ -427,6 +376,7 @@ def test_new_connections_follow_a_one_backend_pool(r):
         assert_to_backend(r.run(p), p, "b2")
 
 
+@pytest.mark.root
 def test_client_closes_first_and_its_last_ack_removes_the_connection(r):
     """FIN from the client: recorded in both entries, not closing yet; the
     back-end's ACK of it changes nothing; its FIN makes the connection
@@ -450,6 +400,7 @@ def test_client_closes_first_and_its_last_ack_removes_the_connection(r):
     assert r.entry() is None and r.reverse_entry(x) is None
 
 
+@pytest.mark.root
 def test_backend_closes_first_and_its_last_ack_removes_the_connection(r):
     """Connection: close: the back-end's FIN first, the client's FIN+ACK, then
     the back-end's last ACK, rewritten to the VIP, removes both entries."""
@@ -464,6 +415,7 @@ def test_backend_closes_first_and_its_last_ack_removes_the_connection(r):
     assert r.entry() is None and r.reverse_entry(x) is None
 
 
+@pytest.mark.root
 def test_syn_on_a_closing_entry_is_a_new_connection_under_the_current_pool(r):
     """FIN both ways but the last ACK never came (lost): the entry is closing.
     A SYN from the same client port (reused) is balanced afresh under the
@@ -484,6 +436,7 @@ def test_syn_on_a_closing_entry_is_a_new_connection_under_the_current_pool(r):
     assert r.reverse_entry(y).flags == L.CONN_REVERSE
 
 
+@pytest.mark.root
 def test_rst_from_the_backend_closes_the_connection(r):
     r.run(from_client())
     x = r.entry()["backend"]
@@ -492,6 +445,7 @@ def test_rst_from_the_backend_closes_the_connection(r):
     assert r.entry()["flags"] & L.CONN_RST and r.entry()["closing"]
 
 
+@pytest.mark.root
 def test_idle_and_closing_entries_expire_and_live_ones_stay(r):
     """Idle timeout 10 s, closing 2 s on the switch's clock: an entry touched
     5 s ago stays, one idle 10 s goes, a RST'd one goes 2 s after its RST."""
@@ -510,6 +464,7 @@ def test_idle_and_closing_entries_expire_and_live_ones_stay(r):
     assert sw.entries() == []
 
 
+@pytest.mark.root
 def test_empty_pool_drops_new_connections_but_not_established_ones(r):
     r.run(from_client())
     x = r.entry()["backend"]
@@ -520,6 +475,7 @@ def test_empty_pool_drops_new_connections_but_not_established_ones(r):
     assert_to_backend(r.run(ack), ack, x)
 
 
+@pytest.mark.root
 def test_backend_marked_down_gets_no_new_connections_and_all_down_fails_open(r):
     r.sw.set_health("b1", False)
     assert r.sw.pool() == ["b2", "b3"]
@@ -531,6 +487,7 @@ def test_backend_marked_down_gets_no_new_connections_and_all_down_fails_open(r):
     assert r.sw.pool() == list(BE), "no configured back-end healthy: fail open"
 
 
+@pytest.mark.root
 def test_gro_merged_response_is_redirected_but_a_too_big_one_is_not_rewritten(r):
     """Behind c1 (MTU 1280): a 1400-byte response with gso_size 1000 leaves
     rewritten (it is segmented on the way out); the same without GSO is too big
@@ -547,6 +504,7 @@ def test_gro_merged_response_is_redirected_but_a_too_big_one_is_not_rewritten(r)
     assert out.data == raw(big)
 
 
+@pytest.mark.root
 def test_response_to_a_client_without_a_neighbour_takes_the_kernel_path_rewritten(r):
     r.run(from_client(src=CLIENT_NO_NEIGH))
     x = r.entry(client=CLIENT_NO_NEIGH)["backend"]
@@ -557,6 +515,7 @@ def test_response_to_a_client_without_a_neighbour_takes_the_kernel_path_rewritte
     assert q[IP].src == VIP and q[TCP].sport == 80 and q[IP].ttl == 64
 
 
+@pytest.mark.root
 def test_pool_change_swaps_the_maglev_generation(r):
     g = r.sw.config().maglev_gen
     r.sw.set_pool(["b1"])
@@ -607,33 +566,9 @@ def test_health_checker_takes_a_backend_out_after_fall_and_back_after_rise():
 
 # =========================================================== on the testbed
 
-@pytest.fixture(scope="module")
-def served(module_testbed):
-    """The module's testbed with nginx serving the default objects on every back-end."""
-    from bench.backends import BackendServers, ObjectStore
-    from workloads.model import load_workloads
-
-    store = ObjectStore(load_workloads().objects)
-    servers = BackendServers(module_testbed, store)
-    servers.start()
-    yield module_testbed, store, servers
-    servers.stop()
-
-
 def running(tb, **params):
-    from miresga.control.service import default_service
-    from targets.base import make_target
-
-    t = make_target("l4switch", tb, default_service([b.name for b in tb.backends],
-                                                    vip=str(tb.vip)), params)
-    t.deploy()
-    t.start()
-    try:
-        t.wait_healthy(t.health_timeout_s)
-    except Exception:
-        t.stop()
-        raise
-    return t
+    return running_target("l4switch", tb, default_service([b.name for b in tb.backends],
+                                                          vip=str(tb.vip)), **params)
 
 
 def fetch_each(tb, paths: list[str]) -> list[str]:
@@ -674,8 +609,6 @@ def assert_nothing_left(tb, t) -> None:
 def test_every_object_is_byte_identical_through_the_vip(served):
     """Every manifest object, fetched integrity_rounds (2 x back-ends) times over
     new connections, matches its sha256, and every back-end served some."""
-    from bench.integrity import verify
-
     tb, store, servers = served
     t = running(tb, health_interval_ms=0)
     try:
@@ -807,8 +740,8 @@ def test_long_download_survives_a_pool_change_and_new_connections_follow_it(serv
 # --------------------------------------------------- CHECKSUM_PARTIAL on links
 
 def _pseudo_sum(ip_src: str, ip_dst: str, tcp_len: int) -> int:
-    return _fold(struct.pack("!4s4sBBH", socket.inet_aton(ip_src), socket.inet_aton(ip_dst), 0,
-                             6, tcp_len))
+    return ones_sum(struct.pack("!4s4sBBH", socket.inet_aton(ip_src), socket.inet_aton(ip_dst),
+                                0, 6, tcp_len))
 
 
 @pytest.mark.testbed
@@ -905,9 +838,6 @@ def test_stop_after_the_daemon_was_killed_still_cleans_up(served):
 
 @pytest.mark.testbed
 def test_target_whose_daemon_cannot_start_fails_with_logs(served):
-    from miresga.control.service import default_service
-    from targets.base import TargetError, make_target
-
     tb, _, _ = served
     t = make_target("l4switch", tb, default_service([b.name for b in tb.backends],
                                                     vip=str(tb.vip)))
@@ -920,3 +850,38 @@ def test_target_whose_daemon_cannot_start_fails_with_logs(served):
         assert any("not a plan" in v or "l4switchd" in v for v in e.value.logs.values())
     finally:
         t.stop()
+
+
+@pytest.mark.testbed
+def test_bench_testbed_plan_is_the_plan_l4switchd_runs(served):
+    """`python -m bench testbed plan l4switch` prints, for the running testbed, the plan
+    built from its facts and the default service; l4switchd runs it (ready, every
+    configured back-end in the pool) and SIGTERM leaves nothing attached."""
+    tb, _, _ = served
+    made = tb.switch.run(tb.switch.tool("bench", f"testbed plan l4switch --prefix {tb.prefix}"))
+    service = default_service([h.name for h in tb.backends], vip=str(tb.vip), port=tb.vip_port)
+    assert json.loads(made.stdout) == json.loads(L4Plan.from_testbed(tb, service).to_json())
+    work = f"{tb.switch.workdir}/l4plan"
+    pin_dir, ctl = f"{tb.bpf_dir}/l4plan", f"{work}/ctl.sock"
+    tb.switch.put_text(made.stdout, f"{work}/plan.json")
+    proc = tb.switch.start(tb.switch.tool("targets.l4switch.l4switchd",
+                                          f"run --plan {work}/plan.json --ctl {ctl} "
+                                          f"--pin-dir {pin_dir}"), name="l4switchd-plan")
+    try:
+        wait_for(lambda: "l4switchd ready" in proc.logs() or not proc.running(), "l4switchd")
+        assert proc.running(), proc.logs()
+        r = tb.switch.run(tb.switch.tool("targets.l4switch.l4switchd", f"ctl {ctl} pool"))
+        assert sorted(json.loads(r.stdout)["backend_healthy"]) == sorted(
+            h.name for h in tb.backends)
+    finally:
+        rc = proc.stop(10)
+    assert rc == 0, proc.logs()
+    assert not os.path.exists(pin_dir)
+
+
+def test_bench_testbed_plan_of_a_testbed_that_is_not_up_says_so():
+    """No state file for the prefix: exit 2 and a message naming the testbed, no plan."""
+    r = subprocess.run([sys.executable, "-m", "bench", "testbed", "plan", "l4switch",
+                        "--prefix", "nosuchtb"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "no testbed 'nosuchtb' is up" in r.stderr

@@ -7,15 +7,13 @@ import shlex
 
 import pytest
 
-from bench.backends import BackendServers, ObjectStore, object_bytes
 from bench.cpu import CpuSampler
 from bench.integrity import verify
 from bench.wrk import WrkJob, WrkRunner, judge
-from miresga.control.service import default_service
+from common.service import default_service
+from hosts.backends import BackendServers, ObjectStore, object_bytes
 from targets.base import TargetError, make_target
 from workloads.model import Objects
-
-pytestmark = pytest.mark.testbed
 
 OBJECTS = Objects(sizes=["1KB", "10KB", "1MB"], per_size=2, seed=99)
 
@@ -52,6 +50,7 @@ def test_objects_are_reproducible_and_depend_on_their_name(tmp_path):
     assert data == object_bytes(99, "/obj/1MB/1.bin", 1 << 20)
 
 
+@pytest.mark.testbed
 def test_backends_serve_every_object_intact(bench):
     """The verifier passes through the direct target, on every back-end directly too."""
     tb, store, _, target = bench
@@ -62,6 +61,7 @@ def test_backends_serve_every_object_intact(bench):
         assert verify(tb.clients[0], f"http://{be.address}:80", store.manifest()).passed
 
 
+@pytest.mark.testbed
 def test_verifier_catches_one_wrong_byte(bench):
     """One flipped byte in one object on the back-end: integrity fails, naming that object."""
     tb, store, servers, _ = bench
@@ -84,6 +84,7 @@ def test_verifier_catches_one_wrong_byte(bench):
     assert verify(tb.clients[0], f"http://{be.address}:80", store.manifest()).passed
 
 
+@pytest.mark.testbed
 def test_verifier_reports_a_dead_endpoint(bench):
     """Nothing listening: every fetch fails with status 000, not a pass."""
     tb, store, _, _ = bench
@@ -92,6 +93,7 @@ def test_verifier_reports_a_dead_endpoint(bench):
     assert all(x["status"] == "000" for x in rep.failures)
 
 
+@pytest.mark.testbed
 def test_direct_target_life_cycle(bench):
     """direct: endpoint is its back-end, healthy, counts switch traffic, no front-end cost."""
     tb, _, _, target = bench
@@ -115,6 +117,7 @@ def _classes(names_weights):
     return [{"name": n, "weight": w, "paths": OBJECTS.paths(n)} for n, w in names_weights]
 
 
+@pytest.mark.testbed
 def test_wrk_json_from_a_real_run(bench):
     """wrk with the bench's Lua against nginx: the JSON document parses and adds up."""
     tb, _, _, target = bench
@@ -145,6 +148,7 @@ def test_wrk_json_from_a_real_run(bench):
     assert delta["softirq_s"] >= 0 and len(delta["machines"]) == 1
 
 
+@pytest.mark.testbed
 def test_close_mode_and_the_probe(bench):
     """One connection per request with a paced probe beside it: both documents parse."""
     tb, _, _, target = bench

@@ -23,10 +23,10 @@ import time
 
 import pytest
 
-from bench.backends import BackendServers, ObjectStore
 from bench.integrity import verify
 from bench.wrk import WrkJob, WrkRunner
-from miresga.control.service import parse_service
+from common.service import parse_service
+from hosts.backends import BackendServers, ObjectStore
 from targets.base import make_target
 from workloads.model import load_workloads
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from analysis.claims import claims
+from analysis.results import read_result, result_files, tidy, tidy_row
 from bench.plotting import FIGURES, draw_all
-from bench.results import read_result, result_files, tidy, tidy_row
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
@@ -152,8 +153,6 @@ def test_no_results_is_an_error_not_an_empty_figure(tmp_path):
 
 def test_claims_are_ratios_within_one_run(results, tmp_path):
     """The claims table divides targets of the same run; absent targets are n/a."""
-    from bench.claims import claims
-
     for f in result_files(FIXTURES):
         doc = _scaled(read_result(f), 2.0, target="miresga")
         doc["target"] = {"name": "miresga", "layer7": True}

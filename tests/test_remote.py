@@ -6,10 +6,12 @@ import copy
 
 import pytest
 
-from bench.errors import TestbedError
-from bench.inventory import parse_inventory
-from bench.remote import RemoteTestbed, emulated_inventory
-from bench.sshd import make_keys, start_sshd
+from common.errors import TestbedError
+from hosts.inventory import parse_inventory
+from hosts.remote import RemoteTestbed, emulated_inventory
+from hosts.sshd import make_keys, start_sshd
+
+pytestmark = pytest.mark.testbed
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +61,7 @@ def test_deploy_ships_and_builds(remote_env):
         # A second deploy of the same checkout ships nothing.
         assert rt.deploy(only_if_changed=True) == {}
         be = rt.host("backend2")
-        assert be.run(f"test -f {be.repo_dir}/bench/remote.py").ok
+        assert be.run(f"test -f {be.repo_dir}/hosts/remote.py").ok
         assert be.run(f"test -f {be.repo_dir}/.revision").ok
     finally:
         rt.down()

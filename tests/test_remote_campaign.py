@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.remote import emulated_inventory
-from bench.sshd import make_keys, start_sshd
+from hosts.remote import emulated_inventory
+from hosts.sshd import make_keys, start_sshd
+
+pytestmark = pytest.mark.testbed
 
 REPO = Path(__file__).resolve().parent.parent
 # Every target that exists and runs over SSH; the list grows with the targets.

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from analysis.results import read_result, tidy
 from bench.experiment import load_experiment
-from bench.results import read_result, tidy
 from bench.runner import Campaign
-from conftest import unique_prefix
-from test_testbed import leftovers
+from hosts.testbed import teardown
+from targets.base import _REGISTRY, Endpoint, Target, register
+from targets.direct import Direct
 
-pytestmark = pytest.mark.testbed
+from conftest import unique_prefix
+from testbed_checks import leftovers
+
 REPO = Path(__file__).resolve().parent.parent
 
 WORKLOADS = """
@@ -73,6 +76,7 @@ def quiet():
     return Console(file=open(os.devnull, "w"))
 
 
+@pytest.mark.testbed
 def test_a_campaign_writes_results_and_resume_skips_done_points(tmp_path):
     """Run, run again (nothing runs, no testbed), lose one file (only it runs); --force runs all."""
     exp = load_experiment(experiment(tmp_path, '["1KB", "mix"]', warmup=1))
@@ -124,6 +128,7 @@ def test_changed_parameters_are_not_taken_for_done(tmp_path):
     assert len(Campaign(exp2, results, console=quiet()).todo()) == 1
 
 
+@pytest.mark.testbed
 def test_a_failing_wrk_is_a_failed_point_and_the_campaign_goes_on(tmp_path):
     """wrk exiting 1, then wrk printing nothing: two failed points with their output, no zeros."""
     fake = tmp_path / "fake-wrk"
@@ -151,6 +156,7 @@ def test_a_failing_wrk_is_a_failed_point_and_the_campaign_goes_on(tmp_path):
     assert len(Campaign(exp, results, console=quiet()).todo()) == 2
 
 
+@pytest.mark.testbed
 def test_ctrl_c_keeps_finished_points_and_leaves_no_namespaces(tmp_path):
     """SIGINT after the first point: it stays, the rest are not written, the testbed is gone."""
     prefix = unique_prefix("wl")
@@ -170,7 +176,6 @@ def test_ctrl_c_keeps_finished_points_and_leaves_no_namespaces(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-        from bench.testbed import teardown
     assert p.returncode == 130, out
     assert "interrupted" in out
     done = list((results / "t").rglob("rep1.json"))
@@ -183,10 +188,9 @@ def test_ctrl_c_keeps_finished_points_and_leaves_no_namespaces(tmp_path):
     assert left == []
 
 
+@pytest.mark.testbed
 def test_a_target_that_never_becomes_healthy_fails_its_points_and_the_next_target_runs(tmp_path):
     """Unhealthy target: its points are failed results with its logs; the next target is measured."""
-    from targets.base import _REGISTRY, Endpoint, Target, register
-
     @register
     class NeverHealthy(Target):
         name = "test-never-healthy"
@@ -229,11 +233,10 @@ def test_a_target_that_never_becomes_healthy_fails_its_points_and_the_next_targe
         _REGISTRY.pop("test-never-healthy", None)
 
 
+@pytest.mark.testbed
 def test_interleaved_campaign_deploys_every_target_once_per_repetition(tmp_path, monkeypatch):
     """interleave = true: deployments go direct, direct-b2, direct, direct-b2, and
     every point runs on the deployment of its own repetition."""
-    from targets.direct import Direct
-
     p = experiment(tmp_path, '["1KB"]', reps=2)
     text = p.read_text().replace("repetitions = 2", "repetitions = 2\ninterleave = true")
     text = text.replace('name = "direct"\n',

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.errors import ConfigError
-from miresga.control.service import default_service, parse_service
+from common.errors import ConfigError
+from common.service import default_service, parse_service
 
 
 def svc(**over) -> dict:

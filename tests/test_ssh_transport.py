@@ -7,9 +7,11 @@ import os
 
 import pytest
 
-from bench.errors import HostError
-from bench.hosts import SshHost
-from bench.sshd import make_keys, start_sshd, target_for
+from common.errors import HostError
+from hosts.hosts import SshHost
+from hosts.sshd import make_keys, start_sshd, target_for
+
+pytestmark = pytest.mark.testbed
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,15 @@ import time
 import pytest
 from scapy.all import IP, TCP, Ether, raw
 
+from common.netns import ifindex, netns
+from common.scratch_ns import ScratchNs
 from miresga.control import bpf
 from miresga.control.ebpf_switch import EbpfSwitch, PinnedMaps
 from miresga.control.layouts import CTL_HDR, CTL_MAGIC, CtlOp, SwitchCounter
 from miresga.control.miresga_switch import (MAPS, SWITCH_OBJ, SWITCH_PROG, Endpoint,
                                             MiresgaSwitch, SwitchPlan, VipSpec,
                                             read_pinned_counters)
-from miresga.control.netns import ifindex, netns
 from miresga.control.offload_channel import ChannelClient, Entry, encode_batch
-from miresga.control.scratch_ns import ScratchNs
 from miresga.control.switchd import SwitchDaemon
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,6 +76,7 @@ def table(d: SwitchDaemon) -> dict:
 
 # ---------------------------------------------------------------- channel
 
+@pytest.mark.root
 def test_batches_add_and_delete_entries(ns, daemon):
     """A batch of adds lands in the flow table; deletes remove them; ACKs say how many."""
     with client(ns, daemon) as c:
@@ -93,6 +94,7 @@ def test_batches_add_and_delete_entries(ns, daemon):
     assert daemon.switch.flows.occupancy() == 30
 
 
+@pytest.mark.root
 def test_batch_operations_apply_in_order(ns, daemon):
     """Within a batch an add, a delete and an add of the same flow apply in order,
     and an add of an existing flow re-routes it (the front-end moved it)."""
@@ -105,6 +107,7 @@ def test_batch_operations_apply_in_order(ns, daemon):
         assert table(daemon) == {("10.8.0.50", 30000): 0}
 
 
+@pytest.mark.root
 def test_full_table_refuses_new_flows_and_counts_them(ns, daemon):
     """With capacity 64, adds beyond it are refused (the flows stay on the
     front-end) while re-routing an existing flow still works."""
@@ -121,6 +124,7 @@ def test_full_table_refuses_new_flows_and_counts_them(ns, daemon):
     assert daemon.stats()["flow_table"]["refused_full"] == 19
 
 
+@pytest.mark.root
 def test_entries_naming_unknown_things_are_refused(ns, daemon):
     """An unknown op, back-end index or VIP index is refused; the rest goes in."""
     with client(ns, daemon) as c:
@@ -132,6 +136,7 @@ def test_entries_naming_unknown_things_are_refused(ns, daemon):
     assert daemon.switch.flows.stats.refused_invalid == 3
 
 
+@pytest.mark.root
 def test_malformed_messages_are_counted_and_the_channel_keeps_serving(ns, daemon):
     """Garbage, a wrong version, a wrong type and an oversized count are each
     counted; headers with the magic are answered (refusing their entries); the
@@ -149,6 +154,7 @@ def test_malformed_messages_are_counted_and_the_channel_keeps_serving(ns, daemon
     assert len(table(daemon)) == 5
 
 
+@pytest.mark.root
 def test_a_batch_split_across_segments_is_reassembled(ns, daemon):
     """The server waits for a whole batch, however the stream cuts it."""
     msg = encode_batch(77, adds(10))
@@ -160,6 +166,7 @@ def test_a_batch_split_across_segments_is_reassembled(ns, daemon):
     assert (ack.seq, ack.added) == (77, 10)
 
 
+@pytest.mark.root
 def test_pipelined_batches_are_acked_in_order(ns, daemon):
     """A front-end may send batches without waiting; ACKs come back in order."""
     with client(ns, daemon) as c:
@@ -169,6 +176,7 @@ def test_pipelined_batches_are_acked_in_order(ns, daemon):
     assert daemon.switch.flows.occupancy() == 50
 
 
+@pytest.mark.root
 def test_two_frontends_at_once(ns, daemon):
     """Several front-ends keep connections open and interleave batches."""
     with client(ns, daemon) as a, client(ns, daemon) as b:
@@ -178,6 +186,7 @@ def test_two_frontends_at_once(ns, daemon):
     assert daemon.server.stats.connections == 2
 
 
+@pytest.mark.root
 def test_insertion_rate_limit(ns):
     """At 1000 entries/s, 600 entries take at least 0.55 s (one 50-entry burst,
     then the rate) and arrive in the table progressively, not all at the end;
@@ -213,6 +222,7 @@ def _pure_ack(client_ip: str, cport: int) -> bytes:
                / IP(src=client_ip, dst="10.8.100.1") / TCP(sport=cport, dport=80, flags="A"))
 
 
+@pytest.mark.root
 def test_idle_entries_age_out_and_active_ones_stay(ns, daemon):
     """Entries the data plane has not touched for the idle timeout are deleted;
     an entry refreshed by a packet (last_seen stamped by the pipeline) stays."""
@@ -233,6 +243,7 @@ def test_idle_entries_age_out_and_active_ones_stay(ns, daemon):
     assert daemon.call(sw.flows.age, 60) == 1 and not table(daemon)
 
 
+@pytest.mark.root
 def test_daemon_ages_on_its_own(ns):
     """switchd's clock and aging task remove idle entries without being asked."""
     with SwitchDaemon(make_plan(ns), listen=("10.8.2.1", 0), attach=False,
@@ -245,6 +256,7 @@ def test_daemon_ages_on_its_own(ns):
         assert d.switch.flows.stats.aged == 10
 
 
+@pytest.mark.root
 def test_daemon_rotates_secrets_and_filter(ns):
     """Cookie epoch and seen-filter generation advance with their periods."""
     with SwitchDaemon(make_plan(ns), listen=("10.8.2.1", 0), attach=False,
@@ -261,6 +273,7 @@ def test_daemon_rotates_secrets_and_filter(ns):
         assert [(k.k0, k.k1) for k in cfg.keys] != keys0
 
 
+@pytest.mark.root
 def test_stats_file(ns, tmp_path):
     """The stats file is valid JSON with occupancy, rates, channel stats and counters."""
     path = tmp_path / "switch-stats.json"
@@ -291,6 +304,7 @@ def _has_clsact(ns: ScratchNs, port: str) -> bool:
     return "clsact" in out
 
 
+@pytest.mark.root
 def test_switch_attaches_everywhere_and_unloads_without_a_trace(ns):
     """Attached on every port with pinned maps; close() (twice) removes filters,
     the clsact qdiscs it added, and the pins."""
@@ -309,6 +323,7 @@ def test_switch_attaches_everywhere_and_unloads_without_a_trace(ns):
     assert not os.path.exists(sw.pin_dir)
 
 
+@pytest.mark.root
 def test_failed_load_leaves_nothing(ns):
     """A load that fails half-way (a map that is not in the object) undoes itself."""
     sw = EbpfSwitch(str(SWITCH_OBJ), SWITCH_PROG, MAPS, netns=ns.name, ports=PORTS,
@@ -324,6 +339,7 @@ def test_failed_load_leaves_nothing(ns):
     assert not any(_has_clsact(ns, p) for p in PORTS)
 
 
+@pytest.mark.root
 def test_cleanup_removes_what_a_crashed_owner_left(ns):
     """EbpfSwitch.cleanup() detaches and unpins given only the pin dir and namespace."""
     sw = MiresgaSwitch(make_plan(ns)).load()
@@ -336,6 +352,7 @@ def test_cleanup_removes_what_a_crashed_owner_left(ns):
     assert not any(_filters(ns).values()) and not os.path.exists(pin_dir)
 
 
+@pytest.mark.root
 def test_switchd_cli(ns, tmp_path):
     """`python -m miresga.control.switchd` loads, serves, writes stats, and on
     SIGTERM detaches and unpins, exiting 0."""
@@ -385,6 +402,7 @@ def test_switchd_cli_rejects_a_bad_plan(tmp_path):
     assert r.returncode == 2 and "frontends" in r.stderr
 
 
+@pytest.mark.root
 def test_plan_round_trips_through_json(ns):
     plan = make_plan(ns, mss=1400)
     assert SwitchPlan.from_json(plan.to_json()) == plan

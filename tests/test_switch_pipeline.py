@@ -16,18 +16,22 @@ are built by scapy with checksums computed, and compared byte for byte.
 from __future__ import annotations
 
 import ctypes
-import struct
 from dataclasses import dataclass, field
 
 import pytest
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPOption_Router_Alert, IPv6, Raw, raw
 
+from common.netns import ifindex, netns
+from common.scratch_ns import ScratchNs
 from miresga.control import bpf, layouts
 from miresga.control.layouts import SwitchCounter as C
 from miresga.control.miresga_switch import (Endpoint, FlowOp, MiresgaSwitch, SwitchPlan, VipSpec,
                                             ip_be, port_be)
-from miresga.control.netns import ifindex, netns
-from miresga.control.scratch_ns import ScratchNs
+
+from packets import assert_checksums, routed
+from tc_rig import TcRig
+
+pytestmark = pytest.mark.root  # the pipeline runs through BPF_PROG_TEST_RUN in a scratch namespace
 
 VIP = "10.9.100.1"
 CLIENT, CLIENT_MAC = "10.9.0.10", "02:00:00:00:00:10"
@@ -66,40 +70,11 @@ def cookie(client=CLIENT, cport=CPORT, isn=1000, epoch=EPOCH, mss=MSS, ws=7, sac
     return layouts.cookie_make(keys[epoch & 1], client, VIP, cport, 80, isn, epoch, low)
 
 
-def assert_checksums(pkt: Ether) -> None:
-    """IP and TCP checksums of `pkt` are what scapy computes from scratch."""
-    if IP not in pkt:
-        return
-    again = pkt.copy()
-    del again[IP].chksum
-    if TCP in again:
-        del again[TCP].chksum
-    again = Ether(raw(again))
-    assert pkt[IP].chksum == again[IP].chksum, "IP checksum"
-    if TCP in pkt:
-        assert pkt[TCP].chksum == again[TCP].chksum, "TCP checksum"
-
-
 # --------------------------------------------------------------------- rig
 
-@dataclass
-class Out:
-    retval: int
-    data: bytes
-    egress: str | None
-    delta: dict[str, int]
-
-    @property
-    def pkt(self) -> Ether:
-        return Ether(self.data)
-
-
-class Rig:
+class Rig(TcRig):
     def __init__(self, ns: ScratchNs, sw: MiresgaSwitch):
-        self.ns, self.sw = ns, sw
-        self.ifindex = {p: ifindex(ns.name, p) for p in PORT_MAC}
-        self.port_of = {v: k for k, v in self.ifindex.items()}
-        self.fd = sw.program_fd()
+        super().__init__(ns, sw, PORT_MAC)
 
     def reset(self) -> None:
         self.sw.map("flow_table").clear()
@@ -109,29 +84,6 @@ class Rig:
         cfg = self.sw.config()
         cfg.n_frontends = len(FE)
         self.sw.map("config").update(ctypes.c_uint32(0), cfg)
-
-    def counters(self) -> dict[str, int]:
-        return self.sw.counters()
-
-    def run(self, pkt, port: str = "c0", gso_size: int = 0) -> Out:
-        # struct __sk_buff (uapi/linux/bpf.h): ifindex at 40, cb[] at 48,
-        # gso_segs at 164, gso_size at 176; 192 bytes in all.
-        ctx = bytearray(192)
-        struct.pack_into("=I", ctx, 40, self.ifindex[port])
-        if gso_size:
-            payload = len(pkt[TCP].payload)
-            struct.pack_into("=I", ctx, 164, -(-payload // gso_size))
-            struct.pack_into("=I", ctx, 176, gso_size)
-        before = self.counters()
-        with netns(self.ns.name):
-            r = bpf.prog_test_run(self.fd, raw(pkt), ctx=bytes(ctx))
-        after = self.counters()
-        delta = {k: after[k] - before[k] for k in after if after[k] != before[k]}
-        egress_ifindex = struct.unpack_from("=I", r.ctx, 48)[0]
-        out = Out(r.retval, r.data, self.port_of.get(egress_ifindex), delta)
-        if out.retval == bpf.TC_ACT_REDIRECT or out.data != raw(pkt):
-            assert_checksums(out.pkt)
-        return out
 
     def add_flow(self, client=CLIENT, cport=CPORT, backend=0, vip=0) -> None:
         res = self.sw.flows.apply([FlowOp(layouts.CtlOp.ADD, ip_be(client), port_be(cport),
@@ -182,21 +134,6 @@ def from_backend(b=0, flags="A", payload=b"", dst=CLIENT, dport=CPORT, seq=5000,
     p = (Ether(src=mac, dst=PORT_MAC[sp]) / IP(src=ip, dst=dst)
          / TCP(sport=port, dport=dport, flags=flags, seq=seq, ack=ack, window=1000))
     return p / Raw(payload) if payload else p
-
-
-def routed(p: Ether, dst_mac: str, src_mac: str, **ip) -> Ether:
-    """`p` as the switch forwards it: new MACs, TTL - 1, rewritten fields, checksums."""
-    q = p.copy()
-    q[Ether].dst, q[Ether].src = dst_mac, src_mac
-    q[IP].ttl -= 1
-    for k, v in ip.items():
-        if k in ("sport", "dport"):
-            setattr(q[TCP], k, v)
-        else:
-            setattr(q[IP], k, v)
-    del q[IP].chksum
-    del q[TCP].chksum
-    return Ether(raw(q))
 
 
 def rewritten(p: Ether, **fields) -> Ether:

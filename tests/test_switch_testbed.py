@@ -7,83 +7,29 @@ it hands on are captured with AF_PACKET where they land.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import struct
-import threading
 import time
 
 import pytest
 from scapy.all import IP, TCP, Ether, Raw, raw
 
-from bench.testbed import EmulatedTestbed
+from common.netns import netns
+from common.service import Cluster, Service, default_service
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from miresga.control import bpf, layouts
 from miresga.control.frontend import quiet_afpacket_link
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
-from conftest import unique_prefix
-from miresga.control import layouts
 from miresga.control.layouts import CtlOp
 from miresga.control.miresga_switch import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
-from miresga.control.netns import netns
-from miresga.control.service import Cluster, Service, default_service
+from miresga.control.offload_channel import ChannelClient, Entry
+
+from conftest import unique_prefix
+from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum
 
 pytestmark = pytest.mark.testbed
-
-SOL_PACKET, PACKET_AUXDATA = 263, 8
-TP_STATUS_CSUMNOTREADY = 1 << 3
-PACKET_OUTGOING = 4
-
-
-class Capture:
-    """Frames arriving on an interface of a namespace (AF_PACKET), with their
-    tp_status, so that a CHECKSUM_PARTIAL frame can be told apart."""
-
-    def __init__(self, ns: str, ifname: str):
-        with netns(ns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
-            self.sock.bind((ifname, 0))
-        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-        self.sock.settimeout(0.1)
-        self.frames: list[tuple[bytes, int]] = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                data, anc, _, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(20))
-            except (TimeoutError, socket.timeout):
-                continue
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            status = 0
-            for level, kind, blob in anc:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA:
-                    status = struct.unpack_from("=I", blob)[0]
-            self.frames.append((data, status))
-
-    def wait_for(self, match, timeout: float = 5.0) -> list[tuple[Ether, int]]:
-        """Frames (parsed, tp_status) for which match(pkt) holds, once there is one."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hits = [(Ether(d), st) for d, st in list(self.frames) if match(Ether(d))]
-            if hits:
-                return hits
-            time.sleep(0.05)
-        return []
-
-    def close(self):
-        self._stop.set()
-        self._t.join(2)
-        self.sock.close()
-
-
-def checksums_ok(p: Ether) -> bool:
-    q = p.copy()
-    del q[IP].chksum
-    del q[TCP].chksum
-    q = Ether(raw(q))
-    return q[IP].chksum == p[IP].chksum and q[TCP].chksum == p[TCP].chksum
-
 
 def tcp_info(s: socket.socket) -> dict:
     b = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
@@ -207,20 +153,11 @@ def test_offloaded_ack_with_partial_checksum_reaches_the_backend(tb, egress_tx):
     seg = raw(p[TCP])
     pseudo = struct.pack("!4s4sBBH", socket.inet_aton(p[IP].src), socket.inet_aton(p[IP].dst),
                          0, 6, len(seg))
-    assert p[TCP].chksum == _fold(pseudo), "field must hold the new pseudo-header sum"
+    assert p[TCP].chksum == ones_sum(pseudo), "field must hold the new pseudo-header sum"
     # Complete it as the device would: sum the segment as it is, store ~sum.
     completed = p.copy()
-    completed[TCP].chksum = (~_fold(seg)) & 0xFFFF
+    completed[TCP].chksum = (~ones_sum(seg)) & 0xFFFF
     assert checksums_ok(Ether(raw(completed)))
-
-
-def _fold(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return s
 
 
 def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
@@ -259,23 +196,23 @@ def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
 
 
 def test_switchd_on_the_switch_host(tb):
-    """switchd started on the switch host from the testbed's facts: the pipeline is
-    on every switch port, a client's connect() completes, a front-end reaches the
-    channel at its gateway address and installs an entry, stats are written, and
-    SIGTERM leaves neither filters nor pins behind."""
-    import json
-    import os
-
-    from miresga.control import bpf
-    from miresga.control.offload_channel import ChannelClient, Entry
-
+    """switchd started on the switch host with the plan `bench testbed plan miresga`
+    builds from the testbed's facts: the pipeline is on every switch port, a
+    client's connect() completes, a front-end reaches the channel at its gateway
+    address and installs an entry, stats are written, and SIGTERM leaves neither
+    filters nor pins behind."""
     fe, client = tb.frontends[0], tb.host("client")
     stats = f"{tb.switch.workdir}/switch-stats.json"
+    plan = f"{tb.switch.workdir}/switch-plan.json"
+    made = tb.switch.run(tb.switch.tool("bench", f"testbed plan miresga --prefix {tb.prefix}"))
+    assert json.loads(made.stdout)["netns"] == tb.switch.netns
+    tb.switch.put_text(made.stdout, plan)
     # tool() execs, so the process stop() signals and waits for is switchd
     # itself, not a shell that dies at once while switchd is still unloading.
     proc = tb.switch.start(tb.switch.tool("miresga.control.switchd",
-                                          f"--testbed {tb.prefix} --stats-file {stats} "
-                                          f"--stats-interval 0.2"), name="switchd")
+                                          f"--plan {plan} --pin-dir {tb.bpf_dir}/switch "
+                                          f"--stats-file {stats} --stats-interval 0.2"),
+                           name="switchd")
     try:
         deadline = time.monotonic() + 30
         while "switchd ready" not in proc.logs() and time.monotonic() < deadline:

@@ -12,28 +12,17 @@ import time
 
 import pytest
 
-from bench.errors import TestbedError
-from bench.testbed import BPF_ROOT, STATE_DIR, EmulatedTestbed, existing_namespaces
+from common.errors import TestbedError
+from hosts.testbed import EmulatedTestbed, teardown
+from hosts.topology import DEFAULT_TOPOLOGY, parse_topology
+from miresga.control.frontend import quiet_afpacket_link, restore_links
+
 from conftest import unique_prefix
+from testbed_checks import leftovers
+
+pytestmark = pytest.mark.testbed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def leftovers(prefix: str) -> list[str]:
-    """Everything of a testbed that can outlive it: namespaces, links, state, pins."""
-    found = [ns for ns in existing_namespaces() if ns.startswith(prefix + "-")]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    found += [line for line in links.splitlines() if prefix in line]
-    if (STATE_DIR / f"{prefix}.json").exists():
-        found.append("state file")
-    if (BPF_ROOT / prefix).exists():
-        found.append("bpf pins")
-    from bench.cgroups import _base
-    if _base() is not None and (_base() / prefix).exists():
-        found.append("cgroup")
-    mounts = open("/proc/mounts").read()
-    found += [m for m in mounts.splitlines() if f"{prefix}-" in m]
-    return found
 
 
 def test_every_host_pings_every_other(module_testbed):
@@ -114,8 +103,8 @@ def _owner_script(prefix: str) -> str:
     return textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {REPO!r})
-        from bench.testbed import EmulatedTestbed
-        from bench.topology import DEFAULT_TOPOLOGY, load_topology
+        from hosts.testbed import EmulatedTestbed
+        from hosts.topology import DEFAULT_TOPOLOGY, load_topology
         with EmulatedTestbed(load_topology(DEFAULT_TOPOLOGY), prefix={prefix!r}) as tb:
             tb.host("client").start("sleep 600", name="sleeper")
             print("ready", flush=True)
@@ -149,7 +138,6 @@ def test_teardown_when_the_owner_dies(sig):
     finally:
         if p.poll() is None:
             p.kill()
-        from bench.testbed import teardown
         teardown(prefix)
 
 
@@ -182,9 +170,7 @@ def test_cli_up_status_exec_down(prefix):
 
 def test_offloads_follow_the_topology(topology, prefix):
     """Per-link offload overrides reach ethtool on both ends of the link."""
-    from bench.topology import parse_topology
     import tomllib
-    from bench.topology import DEFAULT_TOPOLOGY
 
     data = tomllib.loads(DEFAULT_TOPOLOGY.read_text())
     data["offloads"] = {"tx": False, "tso": False, "gso": False, "gro": False}
@@ -202,8 +188,6 @@ def test_offloads_follow_the_topology(topology, prefix):
 def test_afpacket_link_is_quieted_and_restored(testbed):
     """The miresga target's front-end link: offloads off on both ends while it runs
     (an af_packet port), back to the topology's (on) afterwards."""
-    from miresga.control.frontend import quiet_afpacket_link, restore_links
-
     fe, sw = testbed.frontends[0], testbed.switch
     on = {"tx": True, "tso": True, "gso": True, "gro": False}
     assert fe.offloads() == on and sw.offloads(fe.name) == on

@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from bench.errors import ConfigError
-from bench.testbed import EmulatedTestbed, existing_namespaces
-from bench.topology import DEFAULT_TOPOLOGY, Role, load_topology, parse_topology
+from common.errors import ConfigError
+from hosts.testbed import EmulatedTestbed, existing_namespaces
+from hosts.topology import DEFAULT_TOPOLOGY, Role, load_topology, parse_topology
 
 
 def base() -> dict:

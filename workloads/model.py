@@ -29,7 +29,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.errors import ConfigError, format_validation_error
+from common.errors import ConfigError, format_validation_error
 
 WORKLOADS_DIR = Path(__file__).resolve().parent
 DEFAULT_WORKLOADS = WORKLOADS_DIR / "default.toml"

@@ -26,15 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from common.netns import netns
+from common.paths import REPO_ROOT
+from common.scratch_ns import ScratchNs
 from miresga.control import layouts
 from miresga.control.ebpf_switch import PinnedMaps
 from miresga.control.layouts import CTL_MAX_BATCH, CtlOp
 from miresga.control.miresga_switch import MAPS, Endpoint, SwitchPlan, VipSpec, ip_be, port_be
-from miresga.control.netns import netns
 from miresga.control.offload_channel import ChannelClient, Entry
-from miresga.control.scratch_ns import ScratchNs
 
-REPO = Path(__file__).resolve().parents[2]
 PORTS = {"c0": "10.7.0.1/16", "f0": "10.6.2.1/24", "b1": "10.6.11.1/24"}
 LISTEN = ("10.6.2.1", 7470)
 
@@ -114,7 +114,7 @@ def main() -> None:
                     "--log-level", "WARNING"]
             if rate:
                 argv += ["--rate", str(rate)]
-            p = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
+            p = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
             ready, _, _ = select.select([p.stdout], [], [], 30)
             line = p.stdout.readline() if ready else ""
             if not line.startswith("switchd ready"):

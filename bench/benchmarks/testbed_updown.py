@@ -14,8 +14,8 @@ import secrets
 import statistics
 import time
 
-from bench.testbed import EmulatedTestbed
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 
 
 def main() -> None:

@@ -38,15 +38,14 @@ import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from common.netns import netns_path
+from common.paths import BPF_ROOT, BUILD_DIR
 from miresga.control import bpf
 from miresga.control.layouts import COOKIE_NO_WSCALE
-from miresga.control.netns import netns_path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OBJECT_DEFAULT = REPO_ROOT / "build" / "bpf" / "agent.bpf.o"
-PIN_ROOT_DEFAULT = "/sys/fs/bpf/miresga/agent"
+OBJECT_DEFAULT = BUILD_DIR / "bpf" / "agent.bpf.o"
+PIN_ROOT_DEFAULT = str(BPF_ROOT / "agent")
 
 PROG_INGRESS = "agent_ingress"
 PROG_EGRESS = "agent_egress"

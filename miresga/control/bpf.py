@@ -24,8 +24,8 @@ from ctypes import POINTER, byref, c_char_p, c_int, c_size_t, c_uint32, c_uint64
 from dataclasses import dataclass
 from typing import Iterator
 
-from miresga.control.netns import ifindex as netns_ifindex
-from miresga.control.netns import netns
+from common.netns import ifindex as netns_ifindex
+from common.netns import netns
 
 _lib = ctypes.CDLL("libbpf.so.1", use_errno=True)
 

@@ -37,8 +37,8 @@ import shutil
 import socket
 from dataclasses import dataclass
 
+from common.netns import netns
 from miresga.control import bpf
-from miresga.control.netns import netns
 
 log = logging.getLogger("miresga.ebpf_switch")
 

@@ -26,13 +26,12 @@ import shlex
 import socket
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from bench.errors import BenchError, ConfigError
-from miresga.control.service import Service
+from common.errors import ConfigError, Error
+from common.paths import BUILD_DIR
+from common.service import Service
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-BINARY = REPO_ROOT / "build" / "miresga-frontend"
+BINARY = BUILD_DIR / "miresga-frontend"
 
 #: Knobs of the front-end that the service does not set, with the C defaults.
 LIMIT_DEFAULTS: dict[str, int] = {
@@ -62,7 +61,7 @@ LIMIT_DEFAULTS: dict[str, int] = {
 AFPACKET_FRAMES = 4096
 
 
-class FrontendError(BenchError):
+class FrontendError(Error):
     """The front-end would not start, answer, or stop; `logs` holds its output."""
 
     def __init__(self, message: str, logs: str = ""):
@@ -244,7 +243,7 @@ class Frontend:
         try:
             self.stats()
             return True
-        except (OSError, ValueError, BenchError):
+        except (OSError, ValueError, Error):
             return False
 
     def wait_healthy(self, timeout: float = 15.0) -> dict:
@@ -256,7 +255,7 @@ class Frontend:
                                     f"healthy", self.logs())
             try:
                 return self.stats()
-            except (OSError, ValueError, BenchError):
+            except (OSError, ValueError, Error):
                 pass
             if time.monotonic() >= deadline:
                 raise FrontendError(f"{self.host.name}: no answer on {self.stats_socket} "
@@ -326,5 +325,5 @@ def restore_links(saved: list[tuple]) -> None:
     for host, dev, before in saved:
         try:
             host.set_offloads(dev, before)
-        except BenchError:
+        except Error:
             pass  # the host is gone (testbed torn down): nothing to restore

@@ -34,14 +34,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable
 
+from common.netns import ifindex as netns_ifindex
+from common.netns import netns
+from common.paths import BUILD_DIR
 from miresga.control import bpf, layouts
 from miresga.control.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_counters
 from miresga.control.layouts import CtlOp, SwitchCounter
-from miresga.control.netns import ifindex as netns_ifindex
-from miresga.control.netns import netns
 
-REPO = Path(__file__).resolve().parents[2]
-SWITCH_OBJ = REPO / "build" / "bpf" / "switch.bpf.o"
+SWITCH_OBJ = BUILD_DIR / "bpf" / "switch.bpf.o"
 SWITCH_PROG = "miresga_switch"
 
 u32 = ctypes.c_uint32
@@ -101,7 +101,7 @@ def iface_mac(ns: str | None, ifname: str) -> str:
 # -------------------------------------------------------------------- plan
 #
 # Plain dataclasses, not pydantic: the switch daemon runs on a real switch
-# host with whatever python3 is there (bench.hosts.Host.python), so it and
+# host with whatever python3 is there (hosts.hosts.Host.python), so it and
 # everything it imports use the standard library only.
 
 def _require(cond: bool, where: str, msg: str) -> None:
@@ -190,7 +190,7 @@ class SwitchPlan:
 
     @classmethod
     def from_testbed(cls, tb, service, **params) -> "SwitchPlan":
-        """The plan for a service on a testbed (bench.testbed.EmulatedTestbed or alike).
+        """The plan for a service on a testbed (hosts.testbed.EmulatedTestbed or alike).
 
         Back-end index i is service.backends[i]; its service port is its
         cluster's.  Client networks are the client hosts' addresses, so that a

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 
 from miresga.control.layouts import (CTL_ACK, CTL_ENTRY, CTL_HDR, CTL_MAGIC, CTL_MAX_BATCH,
                                      CTL_PORT_DEFAULT, CTL_VERSION, CtlOp, CtlType)
+from miresga.control.miresga_switch import ApplyResult, FlowOp
 
 log = logging.getLogger("miresga.offload_channel")
 
@@ -308,8 +309,6 @@ class ChannelServer:
         await writer.drain()
 
     async def _install(self, seq: int, body: bytes, count: int) -> bytes:
-        from miresga.control.miresga_switch import ApplyResult, FlowOp  # no cycle at import
-
         ops = []
         for i in range(count):
             ip, port, op, be, vip = CTL_ENTRY.unpack_from(body, i * CTL_ENTRY.size)

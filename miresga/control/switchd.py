@@ -15,8 +15,10 @@ inside the switch namespace.  It uses the standard library only.
 
     python -m miresga.control.switchd --plan plan.json [--listen 0.0.0.0:7470]
         [--rate 20000] [--idle-timeout 60] [--stats-file stats.json] [--pin-dir DIR]
-    python -m miresga.control.switchd --testbed mg [--service svc.toml] [--print-plan]
     python -m miresga.control.switchd --read-pins PIN_DIR     # counters, occupancy (JSON)
+
+The plan of a running emulated testbed comes from the bench:
+`python -m bench testbed plan miresga [--service svc.toml] > plan.json`.
 
 SIGTERM or SIGINT detach the pipeline, unpin its maps and exit 0.  When
 ready it prints one line, `switchd ready {...}`, with the pin directory and
@@ -43,9 +45,9 @@ import threading
 import time
 from pathlib import Path
 
+from common.netns import _setns, netns, netns_path
 from miresga.control.layouts import CTL_PORT_DEFAULT
 from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan, read_pinned_state
-from miresga.control.netns import netns
 from miresga.control.offload_channel import ChannelServer
 
 log = logging.getLogger("miresga.switchd")
@@ -234,29 +236,6 @@ class SwitchDaemon:
 
 # ------------------------------------------------------------------- CLI
 
-def _testbed_plan(prefix: str, service_file: str | None) -> SwitchPlan:
-    # The bench (and pydantic) only on this path: switchd itself must run on
-    # a switch host with nothing but python3.
-    from bench.errors import BenchError
-    from bench.testbed import EmulatedTestbed
-    from miresga.control.service import default_service, load_service
-
-    try:
-        tb = EmulatedTestbed.from_state(prefix)
-        service = (load_service(service_file) if service_file
-                   else default_service([h.name for h in tb.backends]))
-        return SwitchPlan.from_testbed(tb, service)
-    except BenchError as e:
-        raise ValueError(str(e)) from None
-
-
-def _testbed_pin_dir(prefix: str) -> str:
-    # Under the testbed's own bpffs directory, which its teardown removes.
-    from bench.testbed import BPF_ROOT
-
-    return str(BPF_ROOT / prefix / "switch")
-
-
 def _hostport(s: str) -> tuple[str, int]:
     host, _, port = s.rpartition(":")
     return host or "0.0.0.0", int(port)
@@ -267,15 +246,11 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Miresga switch control plane: load the pipeline, "
                                              "serve the offload channel.")
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--plan", help="switch plan (JSON, SwitchPlan.to_json)")
-    src.add_argument("--testbed", metavar="PREFIX",
-                     help="build the plan from a running emulated testbed (python -m bench "
-                          "testbed up) and --service")
+    src.add_argument("--plan", help="switch plan (JSON, SwitchPlan.to_json; for a running "
+                                    "emulated testbed: python -m bench testbed plan miresga)")
     src.add_argument("--read-pins", metavar="PIN_DIR",
                      help="print the counters and flow-table occupancy of a running switchd "
                           "(JSON, from its pins) and exit")
-    ap.add_argument("--service", help="service definition (TOML) for --testbed; default: one "
-                                      "cluster of every back-end")
     ap.add_argument("--print-plan", action="store_true",
                     help="print the plan (JSON) and exit: copy it to a real switch host")
     ap.add_argument("--netns", help="run in this network namespace (default: the plan's, "
@@ -311,17 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(state))
         return 0
     try:
-        if args.plan:
-            plan_dict = json.loads(Path(args.plan).read_text())
-        else:
-            plan_dict = _testbed_plan(args.testbed, args.service).to_dict()
-            if not args.pin_dir:
-                args.pin_dir = _testbed_pin_dir(args.testbed)
+        plan_dict = json.loads(Path(args.plan).read_text())
         if args.capacity:
             plan_dict["flow_capacity"] = args.capacity
         plan = SwitchPlan.from_dict(plan_dict)
     except (OSError, ValueError) as e:
-        print(f"switchd: {args.plan or args.testbed}: {e}", file=sys.stderr)
+        print(f"switchd: {args.plan}: {e}", file=sys.stderr)
         return 2
     if args.print_plan:
         print(plan.to_json())
@@ -329,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
     ns = args.netns or plan.netns
     if ns:
         # The whole process moves, so every thread it starts is there too.
-        from miresga.control.netns import _setns, netns_path
         fd = os.open(netns_path(ns), os.O_RDONLY)
         try:
             _setns(fd)

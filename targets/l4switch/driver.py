@@ -47,20 +47,20 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from common.netns import ifindex as netns_ifindex
+from common.netns import netns
+from common.paths import BUILD_DIR
 from miresga.control import bpf
 from miresga.control import layouts as mg
 from miresga.control.ebpf_switch import EbpfSwitch, MapSpec
 from miresga.control.miresga_switch import (Endpoint, VipSpec, iface_mac, ip_be, ip_str,
                                             mac_bytes, port_be, port_host)
-from miresga.control.netns import ifindex as netns_ifindex
-from miresga.control.netns import netns
 from targets.l4switch import layouts as L
 from targets.l4switch.maglev import is_prime, maglev_table
 
 log = logging.getLogger("l4switch")
 
-REPO = Path(__file__).resolve().parents[2]
-L4SWITCH_OBJ = REPO / "build" / "bpf" / "l4switch.bpf.o"
+L4SWITCH_OBJ = BUILD_DIR / "bpf" / "l4switch.bpf.o"
 L4SWITCH_PROG = "l4switch"
 # Its own tc handle: cleanup after a crash removes this program and nothing
 # another switch program attached.

@@ -15,11 +15,13 @@ inside the switch namespace.  The bench talks to it through the same program
 run as a client on that host (`ctl`), so nothing but the host interface is
 needed.  Standard library only.
 
-    python -m targets.l4switch.l4switchd plan --testbed PREFIX [--service svc.toml] > plan.json
     python -m targets.l4switch.l4switchd run --plan plan.json --ctl ctl.sock [--pin-dir DIR]
     python -m targets.l4switch.l4switchd ctl ctl.sock ping|stats|pool|conns
     python -m targets.l4switch.l4switchd ctl ctl.sock set-pool backend1 backend3 [--vip 0]
     python -m targets.l4switch.l4switchd cleanup --pin-dir DIR [--netns NS] [--ports a,b] [--ctl SOCK]
+
+The plan of a running emulated testbed comes from the bench:
+`python -m bench testbed plan l4switch [--service svc.toml] > plan.json`.
 
 `run` prints `l4switchd ready {...}` once the program is attached and the
 control socket listens.  SIGTERM or SIGINT detach the program, unpin its maps,
@@ -44,6 +46,8 @@ import threading
 import time
 from pathlib import Path
 
+from common.netns import _setns, netns_path
+
 log = logging.getLogger("l4switchd")
 
 
@@ -52,6 +56,8 @@ log = logging.getLogger("l4switchd")
 class Daemon:
     def __init__(self, plan, ctl_path: str, pin_dir: str | None = None,
                  obj_path: str | None = None, aging_interval_s: float = 1.0):
+        # The driver (and libbpf) only where the program is loaded: `ctl`, which
+        # the bench runs for every health check and stats read, needs neither.
         from targets.l4switch.driver import HealthChecker, L4Switch
 
         self.plan = plan
@@ -177,8 +183,6 @@ def call(ctl_path: str, req: dict, timeout: float = 30.0) -> dict:
 def _enter_netns(ns: str | None) -> None:
     if ns:
         # The whole process moves, so every thread it starts is there too.
-        from miresga.control.netns import _setns, netns_path
-
         fd = os.open(netns_path(ns), os.O_RDONLY)
         try:
             _setns(fd)
@@ -187,7 +191,7 @@ def _enter_netns(ns: str | None) -> None:
 
 
 def _load_plan(path: str):
-    from targets.l4switch.driver import L4Plan
+    from targets.l4switch.driver import L4Plan  # the driver only where needed (see Daemon)
 
     return L4Plan.from_json(Path(path).read_text())
 
@@ -207,11 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("op", choices=["ping", "stats", "pool", "conns", "set-pool"])
     c.add_argument("backends", nargs="*", help="set-pool: back-end names")
     c.add_argument("--vip", type=int, default=0)
-    pl = sub.add_parser("plan", help="print the plan for a running emulated testbed")
-    pl.add_argument("--testbed", required=True, metavar="PREFIX",
-                    help="a testbed brought up with `python -m bench testbed up`")
-    pl.add_argument("--service", help="service definition (TOML); default: one cluster of "
-                                      "every back-end")
     k = sub.add_parser("cleanup", help="remove what a killed daemon left")
     k.add_argument("--pin-dir", required=True)
     k.add_argument("--netns", help="the switch's namespace (default: this one)")
@@ -231,27 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(reply))
         return 0 if "error" not in reply else 1
 
-    if args.cmd == "plan":
-        # The bench (and pydantic) only on this path: `run` needs python3 alone.
-        from bench.errors import BenchError
-        from bench.testbed import EmulatedTestbed
-        from miresga.control.service import default_service, load_service
-        from targets.l4switch.driver import L4Plan
-
-        try:
-            tb = EmulatedTestbed.from_state(args.testbed)
-            service = (load_service(args.service) if args.service
-                       else default_service([h.name for h in tb.backends], vip=str(tb.vip),
-                                            port=tb.vip_port))
-            print(L4Plan.from_testbed(tb, service).to_json())
-        except (BenchError, ValueError) as e:
-            print(f"l4switchd: {e}", file=sys.stderr)
-            return 2
-        return 0
-
     if args.cmd == "cleanup":
         # No plan needed: a cleanup must work whatever state the plan file is in.
-        from targets.l4switch.driver import L4Switch
+        from targets.l4switch.driver import L4Switch  # the driver only where needed (see Daemon)
 
         L4Switch.cleanup(args.pin_dir, args.netns,
                          args.ports.split(",") if args.ports else None)

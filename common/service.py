@@ -20,7 +20,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bench.errors import ConfigError, format_validation_error
+from common.errors import ConfigError, format_validation_error
 
 
 class Policy(str, Enum):

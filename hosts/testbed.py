@@ -28,15 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench.cgroups import HostCgroup, remove_testbed_cgroups
-from bench.errors import TestbedError
-from bench.hosts import LinkFacts, NetnsHost
-from bench.topology import PREFIX, HostSpec, Role, Topology
-from miresga.control.netns import write_sysctl
-
-STATE_DIR = Path("/run/miresga/testbeds")
-WORK_ROOT = Path("/tmp/miresga")
-BPF_ROOT = Path("/sys/fs/bpf/miresga")
+from common.errors import TestbedError
+from common.netns import write_sysctl
+from common.paths import BPF_ROOT, REPO_ROOT, STATE_DIR, WORK_ROOT
+from hosts.cgroups import HostCgroup, remove_testbed_cgroups
+from hosts.hosts import LinkFacts, NetnsHost
+from hosts.topology import PREFIX, HostSpec, Role, Topology, parse_topology
 
 SWITCH_SYSCTLS = {
     "net.ipv4.ip_forward": 1,
@@ -323,15 +320,13 @@ class EmulatedTestbed:
         # Its own session: a Ctrl-C in the terminal must not kill the guard
         # before the owner has had its chance to clean up.
         self._guard_proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.guard", str(self.state_file), str(os.getpid())],
+            [sys.executable, "-m", "hosts.guard", str(self.state_file), str(os.getpid())],
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parent.parent))
+            stderr=subprocess.DEVNULL, cwd=str(REPO_ROOT))
 
     @classmethod
     def from_state(cls, prefix: str) -> "EmulatedTestbed":
         """The testbed of a running `testbed up`, for exec, status and down."""
-        from bench.topology import parse_topology
-
         path = STATE_DIR / f"{prefix}.json"
         try:
             state = json.loads(path.read_text())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 
-from miresga.control.netns import write_sysctl
+from common.netns import write_sysctl
 
 
 def _ip(*args: str) -> str:

@@ -24,16 +24,16 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from bench.errors import HostError, TestbedError
-from bench.hosts import REPO_ROOT, LinkFacts, SshHost
-from bench.inventory import Inventory, SwitchKind
-from bench.parallel import for_each_host
-from bench.topology import Role
+from common.errors import HostError, TestbedError
+from common.paths import BPF_ROOT, REPO_ROOT
+from hosts.hosts import LinkFacts, SshHost
+from hosts.inventory import Inventory, SwitchKind
+from hosts.parallel import for_each_host
+from hosts.sshd import dial_from
+from hosts.topology import Role
 
-BPF_ROOT = "/sys/fs/bpf/miresga"
 HUGEPAGE_MOUNT = "/mnt/miresga-hugepages"
 MIN_KERNEL = (5, 15)
 
@@ -85,7 +85,7 @@ class RemoteTestbed:
     backends = property(lambda self: self.by_role(Role.BACKEND))
     vip = property(lambda self: self.inventory.testbed.vip)
     vip_port = property(lambda self: self.inventory.testbed.vip_port)
-    bpf_dir = property(lambda self: Path(BPF_ROOT) / self.prefix)
+    bpf_dir = property(lambda self: BPF_ROOT / self.prefix)
 
     @property
     def topology(self):
@@ -289,7 +289,7 @@ def make_source_tarball() -> tuple[str, str]:
     plus a .revision file naming the commit, whether the tree was dirty, and
     a digest of the content, by which a host's copy is known to be current.
     Returns (path of the tarball, digest)."""
-    root = Path(REPO_ROOT)
+    root = REPO_ROOT
     try:
         files = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"], check=True,
                                capture_output=True).stdout.decode().split("\0")
@@ -322,13 +322,11 @@ def make_source_tarball() -> tuple[str, str]:
 
 def emulated_inventory(testbed, keys, workroot: str, dial_from_host: str = "client") -> dict:
     """An inventory whose hosts are the namespaces of an emulated testbed, each
-    running its own sshd (bench.sshd), reached only over SSH.
+    running its own sshd (hosts.sshd), reached only over SSH.
 
     The tests use it to drive the remote path for real on one machine; the
     switch is reached on its port toward the client.
     """
-    from bench.sshd import dial_from
-
     via = testbed.host(dial_from_host).netns
     hosts = []
     for spec in testbed.topology.host:
@@ -355,54 +353,3 @@ def emulated_inventory(testbed, keys, workroot: str, dial_from_host: str = "clie
 
 __all__ = ["RemoteTestbed", "HostReport", "make_source_tarball", "emulated_inventory"]
 
-
-# ---------------------------------------------------------------------- CLI
-
-def _register_cli() -> None:
-    from bench.cli import command
-
-    @command("remote")
-    def _parser(sub) -> None:
-        p = sub.add_parser("remote", help="check, deploy to and clean up a testbed of real hosts")
-        rsub = p.add_subparsers(dest="action", required=True)
-        for action, text in (("check", "reach every host and check its prerequisites"),
-                             ("deploy", "ship this checkout, install packages, build the parts"),
-                             ("cleanup", "remove what earlier sessions left on the hosts")):
-            a = rsub.add_parser(action, help=text)
-            a.add_argument("--inventory", "-i", required=True)
-            if action == "deploy":
-                a.add_argument("--no-install", action="store_true",
-                               help="do not install Debian packages, only build")
-            a.set_defaults(func=_remote)
-
-
-def _remote(args) -> int:
-    from bench.inventory import load_inventory
-
-    rt = RemoteTestbed(load_inventory(args.inventory))
-    if args.action == "cleanup":
-        reached = parallel(list(rt.hosts.values()), lambda h: (h.check(), rt._cleanup_host(h))[1],
-                           "cleaning up", rt.progress)
-        for name, r in sorted(reached.items()):
-            print(f"  {name}: " + (f"unreachable: {r}" if isinstance(r, Exception)
-                                   else ", ".join(r) or "nothing left over"))
-        return 0
-    if args.action == "deploy":
-        reached = parallel(list(rt.hosts.values()), lambda h: h.check(), "connecting",
-                           rt.progress)
-        down = {n: r for n, r in reached.items() if isinstance(r, Exception)}
-        if down:
-            raise TestbedError("unreachable hosts:\n" + "\n".join(
-                f"  {n}: {e}" for n, e in sorted(down.items())))
-        revs = rt.deploy(install_packages=not args.no_install)
-        for name, rev in sorted(revs.items()):
-            print(f"  {name}: deployed {rev}")
-    rt.up()  # reach, clean, check: raises with every problem of every host
-    for name, rep in sorted(rt.check_prerequisites().items()):
-        f = rep.facts
-        print(f"  {name:<12} ok  kernel {f.get('kernel')}, {f.get('cpus')} x {f.get('cpu_model')}")
-    rt.down()
-    return 0
-
-
-_register_cli()

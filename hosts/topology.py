@@ -20,7 +20,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bench.errors import ConfigError, format_validation_error
+from common.errors import ConfigError, format_validation_error
+from common.paths import REPO_ROOT
 
 # Interface names are at most 15 bytes (IFNAMSIZ - 1) and the switch names its
 # port after the host, so host names must fit.
@@ -224,4 +225,4 @@ def load_topology(path: str | Path) -> Topology:
     return parse_topology(data, source=str(path))
 
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "testbeds" / "emulated.toml"
+DEFAULT_TOPOLOGY = REPO_ROOT / "testbeds" / "emulated.toml"

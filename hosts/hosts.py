@@ -25,10 +25,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import HostError
-from miresga.control.netns import netns_path
-
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+from common.errors import HostError
+from common.netns import netns_path
+from common.paths import REPO_ROOT
 
 
 @dataclass
@@ -127,7 +126,7 @@ class Host(ABC):
 
     netns: str | None = None
     #: where this repository is on the host (host-side tools run from here)
-    repo_dir: str = REPO_ROOT
+    repo_dir: str = str(REPO_ROOT)
     #: the Python that runs host-side tools (agent loader, switch daemon);
     #: they use the standard library only, so a bare python3 does
     python: str = sys.executable
@@ -408,7 +407,7 @@ class SshHost(Host):
 
     @staticmethod
     def _connect(t: SshTarget):
-        from fabric import Connection
+        from fabric import Connection  # heavy (paramiko): only where SSH is used
 
         kwargs = {"banner_timeout": t.connect_timeout,
                   "auth_timeout": t.connect_timeout, "look_for_keys": t.key is None,

@@ -121,6 +121,7 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
 
 def tidy(paths: Iterable[Path] | Path):
     """One row per result file (pandas DataFrame); unreadable files are skipped."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import pandas as pd
 
     if isinstance(paths, (str, Path)):
@@ -128,7 +129,7 @@ def tidy(paths: Iterable[Path] | Path):
     rows = []
     for path in paths:
         doc = read_result(path)
-        # Fault runs have a table of their own (bench.faults.fault_rows).
+        # Fault runs have a table of their own (fault_rows).
         if doc is not None and doc.get("kind", "point") == "point":
             rows.append(tidy_row(doc, path))
     df = pd.DataFrame(rows)
@@ -137,11 +138,25 @@ def tidy(paths: Iterable[Path] | Path):
     return df
 
 
+def fault_rows(results_dir: Path) -> list[dict]:
+    """One row per fault result: for the report and figure."""
+    rows = []
+    for f in result_files(results_dir):
+        doc = read_result(f)
+        if doc is None or doc.get("kind") != "fault":
+            continue
+        o = doc.get("outcome") or {}
+        rows.append({"target": doc["parameters"]["target"], "fault": doc["parameters"]["fault"],
+                     "repetition": doc["parameters"]["repetition"], "status": doc["status"],
+                     "error": doc.get("error"), **{k: v for k, v in o.items() if k != "errors"},
+                     "at_s": (doc.get("fault") or {}).get("at_s"), "result_file": str(f)})
+    return rows
+
+
 def write_tidy(root: Path) -> Path | None:
     """results/<campaign>/tidy.csv (and faults.csv) from the result files under it."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
     import pandas as pd
-
-    from bench.faults import fault_rows
 
     faults = fault_rows(Path(root))
     if faults:

@@ -1,6 +1,6 @@
 """The claims table: each claim of the paper -> experiment -> what this run measured.
 
-    python -m bench claims [RESULTS_DIR]        # Markdown to stdout
+    python -m bench claims [RESULTS_DIR]        # Markdown to stdout (bench/plotting.py)
     (also written as claims.md beside the figures by `python -m bench plots`)
 
 Every number is a ratio between targets measured in the same campaign, on
@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from bench.cli import command
+from analysis.results import fault_rows, tidy
+from miresga.control.memory_model import model
 
 PAPER_THROUGHPUT = 3.9   # x software L7 load balancing
 PAPER_LATENCY = 0.4      # x software L7 load balancing
@@ -54,10 +55,6 @@ def _smallest_fixed(df) -> str | None:
 
 
 def claims(results: Path) -> str:
-    from bench.faults import fault_rows
-    from bench.results import tidy
-    from miresga.control.memory_model import model
-
     df = tidy(results)
     if df.empty:
         return "No result files: nothing to claim.\n"
@@ -132,17 +129,3 @@ def _per_mode_growth(df, target: str, big: str, small: str,
         parts.append(f"{_fmt(a / b if a is not None and b else None)} ({mode})")
     return ", ".join(parts) or "n/a"
 
-
-@command("claims")
-def _claims_parser(sub) -> None:
-    p = sub.add_parser("claims", help="the claims table (Markdown) from result files")
-    p.add_argument("results", nargs="?", default=None,
-                   help="directory of result files (default: results/latest)")
-    p.set_defaults(func=_claims)
-
-
-def _claims(args) -> int:
-    from bench.plotting import LATEST
-
-    print(claims(Path(args.results) if args.results else LATEST.resolve()), end="")
-    return 0

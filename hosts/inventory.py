@@ -21,9 +21,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bench.errors import ConfigError, format_validation_error
-from bench.hosts import SshTarget
-from bench.topology import HOST_NAME, PREFIX, Offloads, Role
+from common.errors import ConfigError, format_validation_error
+from hosts.hosts import SshTarget
+from hosts.topology import HOST_NAME, PREFIX, Offloads, Role
 
 MAC = r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"
 PCI = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import HostError
-from bench.hosts import NetnsHost, Process, SshTarget
+from common.errors import HostError
+from hosts.hosts import NetnsHost, Process, SshTarget
 
 SSHD = "/usr/sbin/sshd"
 

@@ -24,20 +24,20 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.errors import BenchError
-from bench.hosts import Host, Process
-from bench.parallel import for_each_host, raise_first
+from common.errors import Error
+from common.paths import BUILD_DIR
+from hosts.hosts import Host, Process
+from hosts.parallel import for_each_host, raise_first
 from workloads.model import Objects
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE_DIR = REPO / "build" / "objects"
+CACHE_DIR = BUILD_DIR / "objects"
 HEALTH_PATH = "/health"
 HEALTH_BODY = "ok\n"
 STATUS_PATH = "/.status"
 PORT = 80
 
 
-class BackendError(BenchError):
+class BackendError(Error):
     pass
 
 
@@ -88,7 +88,7 @@ class ObjectStore:
 
 def nginx_config(host: Host, workers: int, root: str) -> str:
     w = host.workdir + "/nginx"
-    return f"""# nginx back-end of the Miresga bench on {host.name}; rendered by bench/backends.py
+    return f"""# nginx back-end of the Miresga bench on {host.name}; rendered by hosts/backends.py
 daemon off;
 master_process on;
 worker_processes {workers};

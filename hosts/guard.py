@@ -1,6 +1,6 @@
 """Tears a testbed down when the process that owns it dies without doing so.
 
-    python -m bench.guard STATE_FILE OWNER_PID
+    python -m hosts.guard STATE_FILE OWNER_PID
 
 Started by EmulatedTestbed.up() in a session of its own.  It waits on a pidfd
 of the owner (no polling); when the owner exits and the state file still
@@ -15,6 +15,8 @@ import os
 import select
 import signal
 import sys
+
+from hosts.testbed import teardown
 
 
 def main(argv: list[str]) -> int:
@@ -35,8 +37,6 @@ def main(argv: list[str]) -> int:
         return 0  # the owner cleaned up
     if state.get("owner_pid") != owner:
         return 0
-    from bench.testbed import teardown
-
     teardown(state["prefix"], state["namespaces"])
     return 0
 

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 
-class BenchError(Exception):
+class Error(Exception):
     """An error with a message meant for the person running the bench."""
 
 
-class ConfigError(BenchError):
+class ConfigError(Error):
     """A configuration file is wrong; the message names the file and the field."""
 
 
-class TestbedError(BenchError):
+class TestbedError(Error):
     """The testbed could not be built, used or torn down."""
 
     __test__ = False  # not a pytest test class, despite the name
 
 
-class HostError(BenchError):
+class HostError(Error):
     """A command on a host failed or a host could not be reached."""
 
 
