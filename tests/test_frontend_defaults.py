@@ -19,7 +19,7 @@ import pytest
 
 from fe_harness import BINARY, REPO
 from miresga.control.frontend import LIMIT_DEFAULTS, FrontendFacts
-from miresga.control.service import Service
+from common.service import Service
 
 CONFIG_C = REPO / "miresga" / "frontend" / "fe_config.c"
 
