@@ -5,7 +5,8 @@ oversized ones, binary garbage) go through the real C state machine as client
 connections, each whole, one byte per segment, and cut in two at every byte
 boundary (miresga-frontend-test fuzz).  Every connection must end with exactly
 the answer tests/http_oracle.py predicts, with the right sequence numbers,
-and leave no flow and no mbuf behind.
+and leave no flow and no mbuf behind.  It runs against the plain and the
+sanitized (ASan + UBSan) harness; a sanitizer report fails it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import subprocess
 
 import pytest
 
-from fe_harness import BACKENDS, SWITCH_MAC, TEST_BINARY, VIP
+from fe_harness import (BACKENDS, SWITCH_MAC, VIP, harness_binary, harness_env,  # noqa: F401
+                        sanitizer_report)
 from http_oracle import syntax, verdict
 from common.service import Cluster, Rule, Service
 from miresga.control.frontend import FrontendFacts, render_config
@@ -171,7 +173,7 @@ def test_oracle_agrees_with_hand_written_cases():
 
 
 @pytest.mark.slow
-def test_fuzz_requests_get_the_right_answer_and_leave_nothing(tmp_path):
+def test_fuzz_requests_get_the_right_answer_and_leave_nothing(tmp_path, harness_binary):
     """>= 10,000 generated requests, every split: right answer, no flow or mbuf left."""
     cases = generate(12000, seed=20251126)
     counts: dict[int, int] = {}
@@ -188,8 +190,10 @@ def test_fuzz_requests_get_the_right_answer_and_leave_nothing(tmp_path):
         FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS, nexthop_mac=SWITCH_MAC),
         "", {"syn_timeout_ms": 100, "grace_ms": 100, "answer_rto_ms": 50, "mbufs": 8191,
              "flow_capacity": 64}))
-    p = subprocess.run([str(TEST_BINARY), "fuzz", str(conf), str(path), "12345"],
-                       capture_output=True, text=True, timeout=1500)
+    p = subprocess.run([str(harness_binary), "fuzz", str(conf), str(path), "12345"],
+                       capture_output=True, text=True, timeout=1500, env=harness_env())
+    report = sanitizer_report(p.stderr)
+    assert report is None, report
     assert p.stdout, p.stderr
     summary = json.loads(p.stdout)
     print(summary)

@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from common.errors import ConfigError
-from fe_harness import BACKENDS, BINARY, SERVICE, SWITCH_MAC, TEST_BINARY, VIP, facts
+from fe_harness import (BACKENDS, BINARY, SANITIZED_TEST_BINARY, SERVICE, SWITCH_MAC,  # noqa: F401
+                        TEST_BINARY, VIP, facts, harness_binary, harness_env, sanitizer_report)
 from common.service import Cluster, Rule, Service
 from miresga.control.frontend import (LIMIT_DEFAULTS, FrontendFacts, backend_index,
                                       render_config)
@@ -26,11 +27,27 @@ def check_config(tmp_path, text: str) -> subprocess.CompletedProcess:
                           text=True, timeout=30)
 
 
-def test_c_parser_unit_tests_pass():
+def test_c_parser_unit_tests_pass(harness_binary):
     """Table-driven tests of the scanner, parser and body tracker, in C."""
-    p = subprocess.run([str(TEST_BINARY), "parser"], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([str(harness_binary), "parser"], capture_output=True, text=True,
+                       timeout=60, env=harness_env())
+    assert sanitizer_report(p.stderr) is None, p.stderr
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip().startswith("ok:") and " 0 failures" in p.stdout
+
+
+@pytest.mark.parametrize("kind,mark", [("asan", "heap-buffer-overflow"),
+                                       ("ubsan", "signed integer overflow")])
+def test_sanitized_harness_reports_a_bug_and_fails(kind, mark):
+    """The sanitized build is sanitized: a planted bug gives a report and a failing exit."""
+    p = subprocess.run([str(SANITIZED_TEST_BINARY), "canary", kind], capture_output=True,
+                       text=True, timeout=60, env=harness_env())
+    assert p.returncode != 0
+    report = sanitizer_report(p.stderr)
+    assert report is not None and mark in report, p.stderr
+    plain = subprocess.run([str(TEST_BINARY), "canary", kind], capture_output=True, text=True,
+                           timeout=60)
+    assert plain.returncode == 3, "the plain build has no sanitizer to plant a bug for"
 
 
 def test_backend_index_is_position_in_service_backends():

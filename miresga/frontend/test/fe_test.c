@@ -20,6 +20,10 @@
  *       per segment, and split in two at every byte boundary, and checks
  *       every answer, the SYNs to back-ends, and that every flow and mbuf is
  *       freed after each connection.  Prints a JSON summary.
+ *   miresga-frontend-test canary asan|ubsan
+ *       In the sanitized build, a deliberate heap over-read or signed
+ *       overflow: the sanitizer must report it and exit non-zero, which is
+ *       how tests know that build checks anything (the plain build exits 3).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -770,6 +774,33 @@ static int run_fuzz(const char *cases_path, uint64_t seed)
 		rte_mempool_in_use_count(pool) != baseline) ? 1 : 0;
 }
 
+static int run_canary(const char *kind)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	volatile size_t n = 8;
+	volatile int big = INT32_MAX;
+
+	if (!strcmp(kind, "asan")) {
+		volatile char *p = malloc(n);
+		char c = p[n];
+
+		free((void *)p);
+		return c == 'x' ? 0 : 1;
+	}
+	if (!strcmp(kind, "ubsan")) {
+		volatile int r = big + 1;
+
+		return r < 0 ? 0 : 1;
+	}
+	fprintf(stderr, "canary: asan or ubsan\n");
+	return 2;
+#else
+	(void)kind;
+	fprintf(stderr, "canary: not a sanitized build\n");
+	return 3;
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "parser"))
@@ -787,6 +818,9 @@ int main(int argc, char **argv)
 		harness_fini();
 		return rc;
 	}
-	fprintf(stderr, "usage: %s parser | pipe CONFIG | fuzz CONFIG CASES [SEED]\n", argv[0]);
+	if (argc >= 3 && !strcmp(argv[1], "canary"))
+		return run_canary(argv[2]);
+	fprintf(stderr, "usage: %s parser | pipe CONFIG | fuzz CONFIG CASES [SEED] | canary asan|ubsan\n",
+		argv[0]);
 	return 2;
 }
