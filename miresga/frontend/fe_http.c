@@ -322,13 +322,13 @@ int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
 	if (!sp)
 		return 400;
 	req->method = p;
-	req->method_len = (uint16_t)(sp - p);
+	req->method_len = (uint32_t)(sp - p);
 	p = sp + 1;
 	sp = memchr(p, ' ', (size_t)(end - p));
 	if (!sp || end - sp < 11)
 		return 400;
 	req->target = p;
-	req->target_len = (uint16_t)(sp - p);
+	req->target_len = (uint32_t)(sp - p);
 	p = sp + 1 + sizeof(http_version_prefix) - 1;
 	req->version_minor = (uint8_t)(*p - '0');
 	p += 3; /* minor digit, CR LF */
@@ -344,22 +344,26 @@ int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
 		const uint8_t *q = memchr(req->target, '?', req->target_len);
 
 		req->path = req->target;
-		req->path_len = (uint16_t)(q ? q - req->target : req->target_len);
+		req->path_len = q ? (uint32_t)(q - req->target) : req->target_len;
 	} else {
-		/* absolute-form: scheme "://" authority [path] [?query] */
-		const uint8_t *a = memchr(req->target, '/', req->target_len) + 2;
-		const uint8_t *tend = req->target + req->target_len, *e = a;
+		/* absolute-form: scheme "://" authority [path] [?query]; the
+		 * scanner vouched for the "://", this only refuses to trust it. */
+		const uint8_t *slashes = memchr(req->target, '/', req->target_len);
+		const uint8_t *tend = req->target + req->target_len, *a, *e;
 
+		if (!slashes || tend - slashes < 3)
+			return 400;
+		a = e = slashes + 2;
 		while (e < tend && *e != '/' && *e != '?')
 			e++;
 		req->host = a;
-		req->host_len = (uint16_t)(e - a);
+		req->host_len = (uint32_t)(e - a);
 		uri_host = 1;
 		if (e < tend && *e == '/') {
 			const uint8_t *q = memchr(e, '?', (size_t)(tend - e));
 
 			req->path = e;
-			req->path_len = (uint16_t)((q ? q : tend) - e);
+			req->path_len = (uint32_t)((q ? q : tend) - e);
 		} else {
 			req->path = slash;
 			req->path_len = 1;
@@ -431,7 +435,7 @@ int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
 		return 400;
 	if (!uri_host && host_fields) {
 		req->host = hdr_host;
-		req->host_len = (uint16_t)hdr_host_len;
+		req->host_len = hdr_host_len;
 	}
 	req->has_host = uri_host || host_fields;
 	req->keep_alive = req->version_minor == 1 ? !conn.close : (conn.keep_alive && !conn.close);

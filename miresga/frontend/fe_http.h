@@ -72,10 +72,12 @@ struct http_request {
 	const uint8_t *path;    /* target without query; "*" for asterisk-form */
 	const uint8_t *host;    /* absolute-form authority, else Host; may hold a port */
 	uint64_t content_length;
-	uint16_t method_len;
-	uint16_t target_len;
-	uint16_t path_len;
-	uint16_t host_len;
+	/* 32 bits: a header may be max_header_bytes (up to 1 MiB) long, and
+	 * every one of these can be nearly all of it. */
+	uint32_t method_len;
+	uint32_t target_len;
+	uint32_t path_len;
+	uint32_t host_len;
 	uint8_t has_host;       /* a host was given (possibly empty) */
 	uint8_t version_minor;  /* HTTP/1.x */
 	uint8_t keep_alive;

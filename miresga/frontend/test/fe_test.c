@@ -15,11 +15,17 @@
  *       Each answer is zero or more "tx HEX" lines (frames sent), then the
  *       command's own line if any, then "end".
  *   miresga-frontend-test fuzz CONFIG CASES [SEED]
- *       Replays generated requests (one per line: EXPECT MODE HEX, from
- *       tests/test_frontend_fuzz.py) as client connections, whole, one byte
- *       per segment, and split in two at every byte boundary, and checks
- *       every answer, the SYNs to back-ends, and that every flow and mbuf is
- *       freed after each connection.  Prints a JSON summary.
+ *       Replays generated requests (tests/test_frontend_fuzz.py writes each as
+ *       a line "EXPECT MODE LENGTH", then LENGTH raw bytes and a newline:
+ *       cases reach 16 MiB, so no hex) as client connections and checks every
+ *       answer, the SYNs to back-ends, and that every flow and mbuf is freed
+ *       after each connection.  A request that fits one mbuf goes whole, one
+ *       byte per segment, and split in two at every byte boundary; a longer
+ *       one in full-size segments, shifted by a few seeded offsets, in seeded
+ *       random sizes, and in one-byte segments around the header limit and
+ *       every 64 KiB.  Each header is also parsed from an exact-size malloc'd
+ *       copy, where the sanitized build sees a read past its end (DPDK's own
+ *       memory is not instrumented).  Prints a JSON summary.
  *   miresga-frontend-test canary asan|ubsan
  *       In the sanitized build, a deliberate heap over-read or signed
  *       overflow: the sanitizer must report it and exit non-zero, which is
@@ -172,13 +178,13 @@ static void test_scan_case(const struct scan_case *c, size_t len)
 		return;
 	if (c->path)
 		CHECK(req.path_len == strlen(c->path) && !memcmp(req.path, c->path, req.path_len),
-		      "%s: path '%.*s', want '%s'", c->desc, req.path_len, req.path, c->path);
+		      "%s: path '%.*s', want '%s'", c->desc, (int)req.path_len, req.path, c->path);
 	if (c->host && !strcmp(c->host, "-"))
 		CHECK(!req.has_host, "%s: host given", c->desc);
 	else if (c->host)
 		CHECK(req.has_host && req.host_len == strlen(c->host) &&
 		      !memcmp(req.host, c->host, req.host_len),
-		      "%s: host '%.*s', want '%s'", c->desc, req.host_len, req.host, c->host);
+		      "%s: host '%.*s', want '%s'", c->desc, (int)req.host_len, req.host, c->host);
 	if (c->keep_alive >= 0)
 		CHECK(req.keep_alive == c->keep_alive, "%s: keep-alive %d", c->desc, req.keep_alive);
 	if (c->framing >= 0) {
@@ -512,16 +518,47 @@ static uint32_t rnd(void)
 struct fuzz_case {
 	int expect;             /* HTTP status; 503 means routed (a SYN), then no back-end; 0 a bare FIN */
 	int fin;
-	uint16_t len;
+	uint32_t len;
 	uint8_t *data;
 };
 
 struct fuzz_tally {
-	uint64_t variants, packets, mismatches, leaks, bad_syns, bad_answers;
+	uint64_t variants, packets, mismatches, leaks, bad_syns, bad_answers, parsed;
 	uint64_t by_status[6];
 };
 
+/* A client's segment at most: an MSS, and below one mbuf's data room. */
+#define FUZZ_MSS 1448
+/* Requests up to this size also go whole, in one segment (one mbuf). */
+#define FUZZ_WHOLE_MAX 2048
+/* Random segment sizes only up to this: more segments than mbufs otherwise. */
+#define FUZZ_RANDOM_MAX (4u << 20)
+
+/* Segment boundaries of one variant, strictly increasing, inside the case. */
+struct cut_list {
+	uint32_t *at;
+	uint32_t n, cap;
+};
+
+static void cut_push(struct cut_list *c, uint32_t at)
+{
+	if (c->n && at <= c->at[c->n - 1])
+		return;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 1024;
+		c->at = realloc(c->at, sizeof(*c->at) * c->cap);
+		if (!c->at) {
+			perror("realloc");
+			exit(2);
+		}
+	}
+	c->at[c->n++] = at;
+}
+
 static const uint32_t client_ip = 0x0a090005; /* 10.9.0.5 */
+
+/* A segment the harness could not build is a harness failure, not a case's. */
+static uint64_t segments_unbuilt;
 
 static void client_segment(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags,
 			   const uint8_t *data, uint16_t len)
@@ -534,6 +571,7 @@ static void client_segment(uint16_t port, uint32_t seq, uint32_t ack, uint8_t fl
 	if (!m || fe_pkt_push_tcp(&lc, m, &t, seq, ack, flags, 502, NULL, 0)) {
 		if (m)
 			rte_pktmbuf_free(m);
+		segments_unbuilt++;
 		return;
 	}
 	/* As the switch sends it: from the switch port to the front-end. */
@@ -612,16 +650,16 @@ static int expect_index(int status)
 	}
 }
 
-static void report(const struct fuzz_case *fc, const char *what, int got, const uint16_t *cuts,
-		   int ncuts)
+static void report(const struct fuzz_case *fc, const char *what, int got, const uint32_t *cuts,
+		   uint32_t ncuts)
 {
 	static int reported;
 
 	if (reported++ >= 20)
 		return;
-	fprintf(stderr, "mismatch (%s): expect %d got %d, %s, %u bytes, cuts:", what, fc->expect, got,
-		fc->fin ? "fin" : "nofin", fc->len);
-	for (int i = 0; i < ncuts && i < 8; i++)
+	fprintf(stderr, "mismatch (%s): expect %d got %d, %s, %u bytes, %u cuts:", what, fc->expect,
+		got, fc->fin ? "fin" : "nofin", fc->len, ncuts);
+	for (uint32_t i = 0; i < ncuts && i < 8; i++)
 		fprintf(stderr, " %u", cuts[i]);
 	fprintf(stderr, "%s\n  ", ncuts > 8 ? " ..." : "");
 	print_hex(stderr, fc->data, fc->len > 200 ? 200 : fc->len);
@@ -634,7 +672,7 @@ static void report(const struct fuzz_case *fc, const char *what, int got, const 
 	((uint32_t)((ack) - ((c) + 1)) > (uint32_t)((fc)->len + 1))
 
 /* One connection: the case's bytes cut at `cuts` (segment boundaries). */
-static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int ncuts,
+static void run_variant(const struct fuzz_case *fc, const uint32_t *cuts, uint32_t ncuts,
 			struct fuzz_tally *t)
 {
 	static uint16_t next_port = 1024;
@@ -645,7 +683,7 @@ static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int nc
 	uint64_t step = (cfg.request_timeout_us > cfg.syn_timeout_us ? cfg.request_timeout_us
 								     : cfg.syn_timeout_us) + 1;
 	struct seen sn = {0};
-	uint16_t start = 0;
+	uint32_t start = 0;
 	int fin_sent = 0, expect = fc->expect;
 
 	if (next_port == 0)
@@ -654,8 +692,8 @@ static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int nc
 	lc.now_us += 1000;
 	client_segment(port, c + 1, s + 1, RTE_TCP_ACK_FLAG, NULL, 0);
 	t->packets++;
-	for (int i = 0; i <= ncuts; i++) {
-		uint16_t end = i < ncuts ? cuts[i] : fc->len;
+	for (uint32_t i = 0; i <= ncuts; i++) {
+		uint32_t end = i < ncuts ? cuts[i] : fc->len;
 		uint8_t flags = RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG;
 
 		if (i == ncuts && fc->fin) {
@@ -714,14 +752,114 @@ static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int nc
 	}
 }
 
+/*
+ * The header alone, scanned, parsed and routed from a malloc'd buffer of
+ * exactly its length: DPDK's memory (the mbufs, the lcore's scratch) is not
+ * instrumented, malloc's is, so here the sanitized build catches a read one
+ * byte past the header.
+ */
+static void parse_exact(const struct fuzz_case *fc, struct fuzz_tally *t)
+{
+	struct http_scan scan;
+	struct http_request req;
+	uint32_t used;
+	uint8_t *copy;
+	int offload;
+
+	http_scan_init(&scan);
+	if (http_scan(&scan, fc->data, fc->len, cfg.max_header_bytes, &used) != HTTP_SCAN_DONE)
+		return;
+	copy = malloc(scan.pos);
+	if (!copy)
+		return;
+	memcpy(copy, fc->data, scan.pos);
+	if (http_parse(copy, scan.pos, &req) == 0)
+		(void)fe_route(&cfg, &req, &offload);
+	free(copy);
+	t->parsed++;
+}
+
+/* Within 16 bytes of the header limit, or of a multiple of 64 KiB up to it. */
+static int near_a_limit(uint32_t at)
+{
+	uint32_t r = at % 65536;
+
+	if (at + 16 >= cfg.max_header_bytes && at <= cfg.max_header_bytes + 16)
+		return 1;
+	return at <= cfg.max_header_bytes + 16 && at >= 65536 - 16 && (r <= 16 || r >= 65536 - 16);
+}
+
+/* Every variant of one case, as the header comment of this file says. */
+static void run_case(const struct fuzz_case *fc, struct cut_list *cl, struct fuzz_tally *t)
+{
+	uint32_t n = fc->len;
+
+	parse_exact(fc, t);
+	if (n <= FUZZ_WHOLE_MAX) {
+		/* whole */
+		run_variant(fc, NULL, 0, t);
+		/* one byte per segment: every boundary at once */
+		cl->n = 0;
+		for (uint32_t i = 1; i < n; i++)
+			cut_push(cl, i);
+		if (n > 1)
+			run_variant(fc, cl->at, cl->n, t);
+		/* two segments, cut at each boundary (long requests: a sample,
+		 * their every boundary is covered by the byte-per-segment run) */
+		for (uint32_t k = 1; k < n; k += (n > 600 ? n / 97 + 1 : 1))
+			run_variant(fc, &k, 1, t);
+		return;
+	}
+	/* full-size segments, then the same shifted by three seeded offsets */
+	for (int shift = 0; shift < 4; shift++) {
+		cl->n = 0;
+		if (shift)
+			cut_push(cl, 1 + rnd() % (FUZZ_MSS - 1));
+		for (uint32_t at = cl->n ? cl->at[0] + FUZZ_MSS : FUZZ_MSS; at < n; at += FUZZ_MSS)
+			cut_push(cl, at);
+		run_variant(fc, cl->at, cl->n, t);
+	}
+	/* seeded random sizes */
+	if (n <= FUZZ_RANDOM_MAX) {
+		cl->n = 0;
+		for (uint32_t at = 1 + rnd() % FUZZ_MSS; at < n; at += 1 + rnd() % FUZZ_MSS)
+			cut_push(cl, at);
+		run_variant(fc, cl->at, cl->n, t);
+	}
+	/* one-byte segments around the header limit and every 64 KiB of the
+	 * header (where a 16-bit length would wrap), full-size ones between */
+	cl->n = 0;
+	for (uint32_t at = 1; at < n; at++)
+		if (at % FUZZ_MSS == 0 || near_a_limit(at))
+			cut_push(cl, at);
+	run_variant(fc, cl->at, cl->n, t);
+}
+
+/* The raw bytes of a case, into `data` grown as needed; -1 if the file ends early. */
+static int case_bytes(FILE *f, uint32_t len, uint8_t **data, size_t *cap)
+{
+	if (len > *cap) {
+		*cap = len;
+		*data = realloc(*data, len);
+		if (!*data) {
+			perror("realloc");
+			exit(2);
+		}
+	}
+	if (fread(*data, 1, len, f) != len || getc(f) != '\n')
+		return -1;
+	return 0;
+}
+
 static int run_fuzz(const char *cases_path, uint64_t seed)
 {
 	FILE *f = fopen(cases_path, "r");
-	static char line[65536];
-	static uint8_t data[32768];
-	static uint16_t cuts[32768];
+	char *line = NULL;
+	size_t line_cap = 0, data_cap = 0;
+	uint8_t *data = NULL;
+	struct cut_list cl = {0};
 	struct fuzz_tally t = {0};
-	uint64_t ncases = 0;
+	uint64_t ncases = 0, max_len = 0;
 	unsigned int baseline;
 
 	if (!f) {
@@ -731,46 +869,45 @@ static int run_fuzz(const char *cases_path, uint64_t seed)
 	if (seed)
 		rng_state = seed;
 	baseline = rte_mempool_in_use_count(pool);
-	while (fgets(line, sizeof(line), f)) {
+	while (getline(&line, &line_cap, f) > 0) {
 		struct fuzz_case fc;
 		char mode[8];
-		int off = 0, n;
 
-		if (sscanf(line, "%d %7s %n", &fc.expect, mode, &off) != 2)
-			continue;
-		n = from_hex(line + off, data, sizeof(data));
+		if (sscanf(line, "%d %7s %u", &fc.expect, mode, &fc.len) != 3 ||
+		    case_bytes(f, fc.len, &data, &data_cap)) {
+			fprintf(stderr, "%s: case %llu: not EXPECT MODE LENGTH, then LENGTH bytes\n",
+				cases_path, (unsigned long long)ncases + 1);
+			fclose(f);
+			return 2;
+		}
 		fc.fin = !strcmp(mode, "fin");
-		fc.len = (uint16_t)n;
 		fc.data = data;
 		ncases++;
-
-		/* whole */
-		run_variant(&fc, cuts, 0, &t);
-		/* one byte per segment: every boundary at once */
-		for (int i = 0; i + 1 < n; i++)
-			cuts[i] = (uint16_t)(i + 1);
-		if (n > 1)
-			run_variant(&fc, cuts, n - 1, &t);
-		/* two segments, cut at each boundary (long requests: a sample,
-		 * their every boundary is covered by the byte-per-segment run) */
-		for (int k = 1; k < n; k += (n > 600 ? n / 97 + 1 : 1)) {
-			cuts[0] = (uint16_t)k;
-			run_variant(&fc, cuts, 1, &t);
-		}
+		if (fc.len > max_len)
+			max_len = fc.len;
+		run_case(&fc, &cl, &t);
 	}
 	fclose(f);
-	printf("{\"cases\": %llu, \"variants\": %llu, \"packets\": %llu, \"mismatches\": %llu, "
+	free(line);
+	free(data);
+	free(cl.at);
+	printf("{\"cases\": %llu, \"variants\": %llu, \"packets\": %llu, \"max_bytes\": %llu, "
+	       "\"parsed_exact\": %llu, \"segments_unbuilt\": %llu, \"hold_full\": %llu, "
+	       "\"mismatches\": %llu, "
 	       "\"bad_answers\": %llu, \"bad_syns\": %llu, \"leaks\": %llu, \"mbufs_leaked\": %d, "
 	       "\"answers\": {\"400\": %llu, \"404\": %llu, \"408\": %llu, \"431\": %llu, "
 	       "\"503\": %llu, \"other\": %llu}}\n",
 	       (unsigned long long)ncases, (unsigned long long)t.variants,
-	       (unsigned long long)t.packets, (unsigned long long)t.mismatches,
+	       (unsigned long long)t.packets, (unsigned long long)max_len,
+	       (unsigned long long)t.parsed, (unsigned long long)segments_unbuilt,
+	       (unsigned long long)lc.stats.pkt.hold_full,
+	       (unsigned long long)t.mismatches,
 	       (unsigned long long)t.bad_answers, (unsigned long long)t.bad_syns,
 	       (unsigned long long)t.leaks, (int)rte_mempool_in_use_count(pool) - (int)baseline,
 	       (unsigned long long)t.by_status[0], (unsigned long long)t.by_status[1],
 	       (unsigned long long)t.by_status[2], (unsigned long long)t.by_status[3],
 	       (unsigned long long)t.by_status[4], (unsigned long long)t.by_status[5]);
-	return (t.mismatches || t.bad_answers || t.bad_syns || t.leaks ||
+	return (t.mismatches || t.bad_answers || t.bad_syns || t.leaks || segments_unbuilt ||
 		rte_mempool_in_use_count(pool) != baseline) ? 1 : 0;
 }
 
