@@ -50,7 +50,10 @@ FUZZ_SERVICE = Service(
 
 METHODS = [b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"X-CUSTOM"]
 PATHS = [b"/", b"/api", b"/api/v1/items?id=3", b"/static/a.css", b"/private/x", b"/other",
-         b"/img/1.png", b"/a/b/c?q=%20&r=/api", b"/statics", b"/API"]
+         b"/img/1.png", b"/a/b/c?q=%20&r=/api", b"/statics", b"/API",
+         # matched by their normal form, or refused (tests/fixtures/uri_paths.toml)
+         b"/static/../api/x", b"/api/%2e%2e/private", b"//api", b"/%61pi/x", b"/./static/",
+         b"/x/..//../api", b"/api%2Fx", b"/../api", b"/static/%zz", b"/a%5cb", b"/%00"]
 HOSTS = [b"img.example", b"IMG.Example:8080", b"other.example", b"10.10.0.100", b"",
          b"[::1]:80", b"img.example.com"]
 NAMES = [b"Accept", b"User-Agent", b"X-Forwarded-For", b"Cookie", b"Connection", b"Upgrade",
@@ -181,6 +184,10 @@ def test_oracle_agrees_with_hand_written_cases():
     assert syntax(b"GET http", LIMIT) == ("more", 0)
     assert syntax(b"GET https:/", LIMIT) == ("more", 0)
     assert syntax(b"GET httpx", LIMIT) == ("bad", 0)
+    assert syntax(b"GET /a#b HTTP/1.1\r\n", LIMIT) == ("bad", 0)
+    assert verdict(b"GET /x/../api HTTP/1.1\r\nHost: a\r\n\r\n", LIMIT, False, s) == 503
+    assert verdict(b"GET /api/../x HTTP/1.1\r\nHost: a\r\n\r\n", LIMIT, False, s) == 404
+    assert verdict(b"GET /api/%2fx HTTP/1.1\r\nHost: a\r\n\r\n", LIMIT, False, s) == 400
 
 
 def run_fuzz(binary: Path, service: Service, cases: list[tuple[int, bool, bytes]], seed: int,

@@ -96,14 +96,38 @@ def test_policies_and_no_default_cluster(tmp_path):
 
 
 @pytest.mark.parametrize("rule,match", [
-    (Rule(cluster="all", path_prefix="/a b"), "path prefix"),
-    (Rule(cluster="all", path_prefix="/a#b"), "path prefix"),
     (Rule(cluster="all", path_prefix="/", host="a b"), "host"),
+    (Rule(cluster="all", path_prefix="/", host="a#b"), "host"),
 ])
 def test_values_the_format_cannot_carry_are_refused(rule, match):
     svc = Service(vip=VIP, clusters=[Cluster(name="all", backends=["be1"])], rules=[rule])
     with pytest.raises(ConfigError, match=match):
         render_config(svc, facts())
+
+
+@pytest.mark.parametrize("prefix,why", [
+    ("/a%2Fb", "may hold only"), ("/caf%C3%A9", "may hold only"), ("/a;b", "may hold only"),
+    ("/a\\b", "may hold only"), ("//a", "'//'"),
+    ("/a/../b", "segment"), ("/a/./b", "segment"),
+])
+def test_a_prefix_no_normalised_path_starts_with_is_refused_by_c(tmp_path, prefix, why):
+    """Rules match normalised paths: the C config refuses a prefix none can start with."""
+    lines = render_config(SERVICE, facts()).splitlines()
+    at = lines.index("rule cluster=1 offload=1 prefix=/api")
+    lines[at] = f"rule cluster=1 offload=1 prefix={prefix}"
+    p = check_config(tmp_path, "\n".join(lines) + "\n")
+    assert p.returncode != 0
+    assert f"line {at + 1}: rule: prefix '{prefix}'" in p.stderr and why in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("prefix", ["/", "/api", "/static/", "/~user/", "/.well-known/", "/a/.",
+                                    "/a/..", "/v1.2_x-y"])
+def test_a_prefix_a_normalised_path_can_start_with_is_accepted_by_c(tmp_path, prefix):
+    text = render_config(SERVICE, facts()).replace("prefix=/api\n", f"prefix={prefix}\n", 1)
+    assert f"prefix={prefix}\n" in text
+    p = check_config(tmp_path, text)
+    assert p.returncode == 0, p.stderr
+    assert prefix in [r["prefix"] for r in json.loads(p.stdout)["rules"]]
 
 
 def test_unknown_backend_and_unknown_limit_are_refused():

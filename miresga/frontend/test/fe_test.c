@@ -4,6 +4,11 @@
  *
  *   miresga-frontend-test parser
  *       Table-driven unit tests of the HTTP scanner, parser and body tracker.
+ *   miresga-frontend-test paths
+ *       For each raw request path on stdin (one a line), the path the rules
+ *       match as the parser gives it for "GET PATH HTTP/1.1", or "refuse"
+ *       (400 for the path, path_refused), or "bad" (any other 400): the C
+ *       half of tests/fixtures/uri_paths.toml.
  *   miresga-frontend-test pipe CONFIG
  *       Packet in, packets out, with a virtual clock: tests/ drive the real
  *       state machine with scapy packets over stdin/stdout, in the spirit of
@@ -148,7 +153,33 @@ static const struct scan_case scan_cases[] = {
 	{"incomplete line", "GET / HTTP/1.1\r\nHost: h\r\n", R_MORE, 0, NULL, NULL, -1, -1, 0},
 	{"incomplete method", "GE", R_MORE, 0, NULL, NULL, -1, -1, 0},
 	{"incomplete scheme", "GET ht", R_MORE, 0, NULL, NULL, -1, -1, 0},
+	/* '#' is never part of a target; paths are matched in normal form */
+	{"fragment in path", "GET /a#b HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"fragment in query", "GET /a?b#c HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"dot-segments", "GET /static/../private/x?q=/../y HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 0,
+	 "/private/x", "h", 1, 0, 0},
+	{"absolute-form dot-segments", "GET http://h/a/%2E%2e//b HTTP/1.1\r\nHost: x\r\n\r\n", R_DONE,
+	 0, "/b", "h", 1, 0, 0},
+	{"escapes", "GET /%7euser/%c3%a9%41 HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 0,
+	 "/~user/%C3%A9A", "h", 1, 0, 0},
+	{"above the root", "GET /a/../../b HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 400, NULL, NULL, -1,
+	 -1, 0},
+	{"encoded slash", "GET /a%2Fb HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
 };
+
+/* http_parse on an exact-size malloc'd copy: it rewrites the path in place,
+ * and ASan sees a read one byte past the header.  *copy is the caller's to
+ * free (req points into it). */
+static int parse_copy(const void *hdr, uint32_t len, struct http_request *req, uint8_t **copy)
+{
+	*copy = malloc(len ? len : 1);
+	if (!*copy) {
+		perror("malloc");
+		exit(2);
+	}
+	memcpy(*copy, hdr, len);
+	return http_parse(*copy, len, req);
+}
 
 /* Reference results at limit; also checks that byte-by-byte scanning ends
  * in the same verdict at the same byte. */
@@ -157,6 +188,7 @@ static void test_scan_case(const struct scan_case *c, size_t len)
 	struct http_scan s;
 	struct http_request req;
 	uint32_t used = 0, pos_whole;
+	uint8_t *copy = NULL;
 	int r, r2 = HTTP_SCAN_MORE;
 
 	http_scan_init(&s);
@@ -172,10 +204,12 @@ static void test_scan_case(const struct scan_case *c, size_t len)
 	if (r != HTTP_SCAN_DONE)
 		return;
 	CHECK(pos_whole == len, "%s: header length %u of %zu", c->desc, pos_whole, len);
-	r = http_parse((const uint8_t *)c->req, pos_whole, &req);
+	r = parse_copy(c->req, pos_whole, &req, &copy);
 	CHECK(r == c->parse, "%s: parse %d, want %d", c->desc, r, c->parse);
-	if (r)
+	if (r) {
+		free(copy);
 		return;
+	}
 	if (c->path)
 		CHECK(req.path_len == strlen(c->path) && !memcmp(req.path, c->path, req.path_len),
 		      "%s: path '%.*s', want '%s'", c->desc, (int)req.path_len, req.path, c->path);
@@ -196,6 +230,7 @@ static void test_scan_case(const struct scan_case *c, size_t len)
 			CHECK(b.left == (uint64_t)c->length, "%s: length %llu", c->desc,
 			      (unsigned long long)b.left);
 	}
+	free(copy);
 }
 
 static void test_limit(void)
@@ -271,8 +306,11 @@ static void test_body(void)
 		struct http_body whole, bytes;
 		size_t n = strlen(c->stream);
 		int64_t r, total = 0;
+		uint8_t *copy;
+		int bad = parse_copy(c->hdr, (uint32_t)strlen(c->hdr), &req, &copy);
 
-		if (http_parse((const uint8_t *)c->hdr, (uint32_t)strlen(c->hdr), &req)) {
+		free(copy);
+		if (bad) {
 			CHECK(0, "%s: header does not parse", c->desc);
 			continue;
 		}
@@ -911,6 +949,42 @@ static int run_fuzz(const char *cases_path, uint64_t seed)
 		rte_mempool_in_use_count(pool) != baseline) ? 1 : 0;
 }
 
+/* For each raw path on stdin: the normal form the parser gives, "refuse" or "bad". */
+static int run_paths(void)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	http_init();
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		static const char head[] = "GET ", tail[] = " HTTP/1.1\r\nHost: h\r\n\r\n";
+		size_t plen = (size_t)n - (line[n - 1] == '\n');
+		size_t len = sizeof(head) - 1 + plen + sizeof(tail) - 1;
+		uint8_t *req = malloc(len), *copy = NULL;
+		struct http_request parsed;
+		struct http_scan scan;
+		uint32_t used;
+
+		if (!req)
+			return 2;
+		memcpy(req, head, sizeof(head) - 1);
+		memcpy(req + sizeof(head) - 1, line, plen);
+		memcpy(req + sizeof(head) - 1 + plen, tail, sizeof(tail) - 1);
+		http_scan_init(&scan);
+		if (http_scan(&scan, req, (uint32_t)len, 1u << 20, &used) != HTTP_SCAN_DONE)
+			puts("bad");
+		else if (parse_copy(req, scan.pos, &parsed, &copy))
+			puts(parsed.path_refused ? "refuse" : "bad");
+		else
+			printf("%.*s\n", (int)parsed.path_len, parsed.path);
+		free(copy);
+		free(req);
+	}
+	free(line);
+	return 0;
+}
+
 static int run_canary(const char *kind)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -957,7 +1031,9 @@ int main(int argc, char **argv)
 	}
 	if (argc >= 3 && !strcmp(argv[1], "canary"))
 		return run_canary(argv[2]);
-	fprintf(stderr, "usage: %s parser | pipe CONFIG | fuzz CONFIG CASES [SEED] | canary asan|ubsan\n",
-		argv[0]);
+	if (argc >= 2 && !strcmp(argv[1], "paths"))
+		return run_paths();
+	fprintf(stderr, "usage: %s parser | paths | pipe CONFIG | fuzz CONFIG CASES [SEED] | "
+		"canary asan|ubsan\n", argv[0]);
 	return 2;
 }
