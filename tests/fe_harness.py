@@ -12,11 +12,13 @@ client side of a connection, and checksum verification of every frame.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -27,7 +29,40 @@ from miresga.control.frontend import FrontendFacts, render_config
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BINARY = REPO / "build" / "miresga-frontend-test"
+# The same harness built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (frontend.mk): an out-of-bounds access, a use after free, a signed overflow
+# or a bad shift in the front-end's code aborts it with a report on stderr.
+SANITIZED_TEST_BINARY = REPO / "build" / "miresga-frontend-test-asan"
 BINARY = REPO / "build" / "miresga-frontend"
+
+#: Every build of the harness the state machine tests run against.
+HARNESS_BUILDS = {"plain": TEST_BINARY, "sanitized": SANITIZED_TEST_BINARY}
+
+# LeakSanitizer too: the harness frees everything before it exits (DPDK's
+# own memory is not malloc's and is not looked at).
+SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:exitcode=86",
+                 "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
+                   "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+@pytest.fixture(params=sorted(HARNESS_BUILDS))
+def harness_binary(request) -> Path:
+    """Each build of the harness in turn (a test taking this runs once per build)."""
+    return HARNESS_BUILDS[request.param]
+
+
+def harness_env() -> dict[str, str]:
+    return {**os.environ, **SANITIZER_ENV}
+
+
+def sanitizer_report(stderr: str) -> str | None:
+    """The sanitizer's report in a harness's stderr, if it printed one."""
+    for mark in SANITIZER_MARKS:
+        i = stderr.find(mark)
+        if i >= 0:
+            return stderr[max(0, i - 200):i + 4000]
+    return None
 
 FE_MAC = "02:00:00:00:00:fe"        # the harness's port
 SWITCH_MAC = "02:00:00:00:00:01"    # next hop of everything the front-end sends
@@ -60,12 +95,14 @@ def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) 
 
 
 class Harness:
-    def __init__(self, config: str | None = None):
+    def __init__(self, config: str | None = None, binary: Path = TEST_BINARY):
         self._dir = tempfile.TemporaryDirectory(prefix="fe-harness-")
         path = Path(self._dir.name) / "fe.conf"
         path.write_text(config if config is not None else config_text())
-        self.proc = subprocess.Popen([str(TEST_BINARY), "pipe", str(path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.binary = binary
+        self.proc = subprocess.Popen([str(binary), "pipe", str(path)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=harness_env())
 
     def _cmd(self, line: str) -> tuple[list[Ether], str | None]:
         self.proc.stdin.write(line + "\n")
@@ -74,7 +111,7 @@ class Harness:
         while True:
             out = self.proc.stdout.readline()
             if not out:
-                raise RuntimeError(f"harness died: {self.proc.stderr.read()}")
+                raise RuntimeError(f"{self.binary.name} died: {self.proc.stderr.read()}")
             out = out.rstrip("\n")
             if out == "end":
                 return frames, extra
@@ -100,7 +137,7 @@ class Harness:
         return json.loads(line[len("offload "):])
 
     def close(self) -> None:
-        """Stop the harness; a crash or a non-zero exit fails the calling test."""
+        """Stop the harness; a crash, a non-zero exit or a sanitizer report fails the test."""
         rc = self.proc.poll()
         if rc is None:
             try:
@@ -117,8 +154,9 @@ class Harness:
         # A harness that died leaves DPDK's runtime directory behind.
         shutil.rmtree(f"/var/run/dpdk/fe{self.proc.pid}", ignore_errors=True)
         self._dir.cleanup()
-        if rc != 0:
-            raise RuntimeError(f"miresga-frontend-test pipe exited with {rc}: {err}")
+        report = sanitizer_report(err)
+        if rc != 0 or report:
+            raise RuntimeError(f"{self.binary.name} pipe exited with {rc}: {report or err}")
 
     def __enter__(self) -> "Harness":
         return self

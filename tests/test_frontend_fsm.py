@@ -6,7 +6,9 @@ state machine (tests/fe_harness.py), checks every frame the front-end sends
 with no flow and no held mbuf left.  Fixture service: cluster "static"
 (be1 index 0, be2 index 1, port 80), cluster "api" (be3 index 2, port 8080);
 /api -> api, /private -> static without offload, Host img.example -> static,
-default static; header limit 1024 bytes, request timeout 5 s.
+default static; header limit 1024 bytes, request timeout 5 s.  Every test
+runs against both builds of the harness, plain and sanitized (ASan + UBSan):
+a sanitizer report fails the test.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from scapy.layers.inet import IP, TCP
 from common.service import Cluster, Rule, Service
 from miresga.control import layouts
 
-from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness, backend_pkt,
-                        config_text, payload)
+from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
+                        backend_pkt, config_text, harness_binary, payload)
 from packets import checksums_ok
 
 GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
@@ -26,8 +28,8 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
 @pytest.fixture
-def h():
-    with Harness() as harness:
+def h(harness_binary):
+    with Harness(binary=harness_binary) as harness:
         yield harness
 
 
@@ -190,11 +192,11 @@ def test_port_reused_during_the_grace_period_starts_a_new_flow(h):
     assert h.stats()["packets"]["reincarnation"] == before
 
 
-def test_offload_waits_for_offload_after_bytes_of_response():
+def test_offload_waits_for_offload_after_bytes_of_response(harness_binary):
     """With offload_after_bytes 2000: no ADD when the back-end joins; the ADD goes
     once 2000 response bytes have passed through the front-end; a flow whose whole
     response is smaller never costs the switch an ADD or a DEL."""
-    with Harness(config_text(offload_after_bytes=2000)) as h:
+    with Harness(config_text(offload_after_bytes=2000), binary=harness_binary) as h:
         big = Client(port=40021)
         splice(h, big)
         assert h.offload() == []
@@ -418,11 +420,11 @@ def test_bad_request_gets_its_answer_from_the_vip(h, request_bytes, status):
     finish_answered(h, c, ans)
 
 
-def test_unrouted_request_gets_404():
+def test_unrouted_request_gets_404(harness_binary):
     """No rule and no default cluster: 404."""
     svc = Service(vip=VIP, clusters=[Cluster(name="api", backends=["be3"], port=8080)],
                   rules=[Rule(cluster="api", path_prefix="/api")])
-    with Harness(config_text(svc)) as h:
+    with Harness(config_text(svc), binary=harness_binary) as h:
         c = Client()
         c.send(h)
         ans = answer_of(c.send(h, GET, "PA"), c)
@@ -476,9 +478,9 @@ def test_503_after_every_backend_of_the_cluster_timed_out(h):
     finish_answered(h, c, ans)
 
 
-def test_lost_syn_is_sent_again_before_the_next_backend():
+def test_lost_syn_is_sent_again_before_the_next_backend(harness_binary):
     """syn_retries: the same SYN (seq, ack field) again, then the next back-end."""
-    with Harness(config_text(syn_retries=2)) as h:
+    with Harness(config_text(syn_retries=2), binary=harness_binary) as h:
         c = Client(port=43010)
         c.send(h)
         s1 = only(c.send(h, GET, "PA"))
@@ -622,8 +624,8 @@ def test_retransmitted_synack_is_acknowledged_again(h):
     assert again[TCP].flags == "A" and again[TCP].ack == c.s + 1
 
 
-def test_idle_spliced_flow_is_reset_and_freed():
-    with Harness(config_text(idle_timeout_ms=3000)) as h:
+def test_idle_spliced_flow_is_reset_and_freed(harness_binary):
+    with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
         c = Client()
         splice(h, c)
         h.offload()
@@ -634,8 +636,8 @@ def test_idle_spliced_flow_is_reset_and_freed():
         assert_clean(h)
 
 
-def test_flow_table_full_resets_new_connections():
-    with Harness(config_text(flow_capacity=2)) as h:
+def test_flow_table_full_resets_new_connections(harness_binary):
+    with Harness(config_text(flow_capacity=2), binary=harness_binary) as h:
         for port in (45001, 45002):
             Client(port=port).send(h)
         c = Client(port=45003)

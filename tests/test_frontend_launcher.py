@@ -13,7 +13,8 @@ import subprocess
 import pytest
 
 from common.errors import ConfigError
-from fe_harness import BACKENDS, BINARY, SERVICE, SWITCH_MAC, TEST_BINARY, VIP, facts
+from fe_harness import (BACKENDS, BINARY, SANITIZED_TEST_BINARY, SERVICE, SWITCH_MAC,  # noqa: F401
+                        TEST_BINARY, VIP, facts, harness_binary, harness_env, sanitizer_report)
 from common.service import Cluster, Rule, Service
 from miresga.control.frontend import (LIMIT_DEFAULTS, FrontendFacts, backend_index,
                                       render_config)
@@ -26,11 +27,27 @@ def check_config(tmp_path, text: str) -> subprocess.CompletedProcess:
                           text=True, timeout=30)
 
 
-def test_c_parser_unit_tests_pass():
+def test_c_parser_unit_tests_pass(harness_binary):
     """Table-driven tests of the scanner, parser and body tracker, in C."""
-    p = subprocess.run([str(TEST_BINARY), "parser"], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([str(harness_binary), "parser"], capture_output=True, text=True,
+                       timeout=60, env=harness_env())
+    assert sanitizer_report(p.stderr) is None, p.stderr
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.strip().startswith("ok:") and " 0 failures" in p.stdout
+
+
+@pytest.mark.parametrize("kind,mark", [("asan", "heap-buffer-overflow"),
+                                       ("ubsan", "signed integer overflow")])
+def test_sanitized_harness_reports_a_bug_and_fails(kind, mark):
+    """The sanitized build is sanitized: a planted bug gives a report and a failing exit."""
+    p = subprocess.run([str(SANITIZED_TEST_BINARY), "canary", kind], capture_output=True,
+                       text=True, timeout=60, env=harness_env())
+    assert p.returncode != 0
+    report = sanitizer_report(p.stderr)
+    assert report is not None and mark in report, p.stderr
+    plain = subprocess.run([str(TEST_BINARY), "canary", kind], capture_output=True, text=True,
+                           timeout=60)
+    assert plain.returncode == 3, "the plain build has no sanitizer to plant a bug for"
 
 
 def test_backend_index_is_position_in_service_backends():
@@ -79,14 +96,38 @@ def test_policies_and_no_default_cluster(tmp_path):
 
 
 @pytest.mark.parametrize("rule,match", [
-    (Rule(cluster="all", path_prefix="/a b"), "path prefix"),
-    (Rule(cluster="all", path_prefix="/a#b"), "path prefix"),
     (Rule(cluster="all", path_prefix="/", host="a b"), "host"),
+    (Rule(cluster="all", path_prefix="/", host="a#b"), "host"),
 ])
 def test_values_the_format_cannot_carry_are_refused(rule, match):
     svc = Service(vip=VIP, clusters=[Cluster(name="all", backends=["be1"])], rules=[rule])
     with pytest.raises(ConfigError, match=match):
         render_config(svc, facts())
+
+
+@pytest.mark.parametrize("prefix,why", [
+    ("/a%2Fb", "may hold only"), ("/caf%C3%A9", "may hold only"), ("/a;b", "may hold only"),
+    ("/a\\b", "may hold only"), ("//a", "'//'"),
+    ("/a/../b", "segment"), ("/a/./b", "segment"),
+])
+def test_a_prefix_no_normalised_path_starts_with_is_refused_by_c(tmp_path, prefix, why):
+    """Rules match normalised paths: the C config refuses a prefix none can start with."""
+    lines = render_config(SERVICE, facts()).splitlines()
+    at = lines.index("rule cluster=1 offload=1 prefix=/api")
+    lines[at] = f"rule cluster=1 offload=1 prefix={prefix}"
+    p = check_config(tmp_path, "\n".join(lines) + "\n")
+    assert p.returncode != 0
+    assert f"line {at + 1}: rule: prefix '{prefix}'" in p.stderr and why in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("prefix", ["/", "/api", "/static/", "/~user/", "/.well-known/", "/a/.",
+                                    "/a/..", "/v1.2_x-y"])
+def test_a_prefix_a_normalised_path_can_start_with_is_accepted_by_c(tmp_path, prefix):
+    text = render_config(SERVICE, facts()).replace("prefix=/api\n", f"prefix={prefix}\n", 1)
+    assert f"prefix={prefix}\n" in text
+    p = check_config(tmp_path, text)
+    assert p.returncode == 0, p.stderr
+    assert prefix in [r["prefix"] for r in json.loads(p.stdout)["rules"]]
 
 
 def test_unknown_backend_and_unknown_limit_are_refused():

@@ -196,6 +196,24 @@ void fe_config_print_defaults(FILE *out)
 	fprintf(out, "}\n");
 }
 
+/*
+ * Rules match normalised paths (fe_http.c), so a prefix must be something a
+ * normalised path can start with: unreserved characters and '/' only (the
+ * normal form's escapes and nginx's decoded bytes agree up to anything else),
+ * no "//", no complete "." or ".." segment.  NULL if fine, else why not.
+ */
+static const char *prefix_problem(const char *p)
+{
+	for (const char *c = p; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("-._~/", *c))
+			return "may hold only letters, digits, '-', '.', '_', '~' and '/'";
+	if (strstr(p, "//"))
+		return "has '//', which no normalised path has";
+	if (strstr(p, "/./") || strstr(p, "/../"))
+		return "has a '.' or '..' segment, which no normalised path has";
+	return NULL;
+}
+
 static int parse_rule(struct fe_config *cfg, char **tok, int ntok, int line, char *err, size_t errlen)
 {
 	struct fe_rule_cfg *r;
@@ -227,9 +245,14 @@ static int parse_rule(struct fe_config *cfg, char **tok, int ntok, int line, cha
 				return fail(err, errlen, line, "rule: offload must be 0 or 1");
 			r->offload = (uint8_t)v;
 		} else if (!strcmp(tok[i], "prefix")) {
+			const char *why;
+
 			if (eq[0] != '/' || len >= FE_PREFIX_MAX)
 				return fail(err, errlen, line, "rule: prefix must start with / and be < %d bytes",
 					    FE_PREFIX_MAX);
+			why = prefix_problem(eq);
+			if (why)
+				return fail(err, errlen, line, "rule: prefix '%s' %s", eq, why);
 			memcpy(r->prefix, eq, len + 1);
 			r->prefix_len = (uint16_t)len;
 		} else if (!strcmp(tok[i], "host")) {

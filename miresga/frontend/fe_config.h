@@ -19,7 +19,7 @@
  *   max_header_bytes 8192   request_timeout_ms 10000   ... (see fe_config.c)
  *
  * Rules are tried in file order; the first whose host (if any) and path
- * prefix match wins, as in miresga/control/service.py's Service.route().
+ * prefix match wins, as in common/service.py's Service.route().
  */
 #ifndef FE_CONFIG_H
 #define FE_CONFIG_H

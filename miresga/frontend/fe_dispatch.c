@@ -29,6 +29,8 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 
 	fe_hold_linearize(lc, f, hdr_len);
 	if (http_parse(lc->scratch, hdr_len, &req)) {
+		if (req.path_refused)
+			lc->stats.err.path_refused++;
 		fe_answer(lc, f, 400);
 		return;
 	}

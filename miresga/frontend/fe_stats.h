@@ -40,7 +40,7 @@
 	X(backend_refused, "backend_refused") X(agent_mismatch, "agent_mismatch") \
 	X(body_framing, "body_framing") X(idle_timeout, "idle_timeout")          \
 	X(client_reset, "client_reset") X(backend_reset, "backend_reset")        \
-	X(no_mbuf, "no_mbuf")
+	X(no_mbuf, "no_mbuf") X(path_refused, "path_refused")
 
 /* Offload entries as the packet path queued them (the channel thread
  * counts what it sent and what the switch answered). */

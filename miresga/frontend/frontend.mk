@@ -1,7 +1,10 @@
 # The DPDK front-end (miresga-frontend) and its test harness
 # (miresga-frontend-test: parser unit tests, a packet-in/packet-out driver of
-# the state machine for tests/, and the fuzz runner).  Included by the
-# top-level Makefile, which owns BUILD, Q and BUILD_OUTPUTS.
+# the state machine for tests/, and the fuzz runner), plus the same harness
+# built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (miresga-frontend-test-asan) that tests/ run the state machine and the
+# fuzzer against too.  Included by the top-level Makefile, which owns BUILD, Q
+# and BUILD_OUTPUTS.
 
 FE_DIR := miresga/frontend
 FE_OBJDIR := $(BUILD)/frontend
@@ -37,5 +40,29 @@ $(BUILD)/miresga-frontend-test: $(FE_LIB_OBJS) $(FE_OBJDIR)/fe_test.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $^ -o $@ $(FE_LDLIBS)
 
-BUILD_OUTPUTS += $(BUILD)/miresga-frontend $(BUILD)/miresga-frontend-test
+# The sanitized harness: every front-end object compiled again with ASan and
+# UBSan, any report fatal (-fno-sanitize-recover), linked against the same
+# DPDK.  DPDK itself is not instrumented: memory it hands out (mbufs,
+# rte_malloc) is invisible to ASan, which is why the fuzz runner also parses
+# each header from an exact-size malloc'd copy (fe_test.c).
+FE_ASAN_OBJDIR := $(BUILD)/frontend-asan
+FE_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FE_ASAN_OBJS := $(addprefix $(FE_ASAN_OBJDIR)/,$(FE_LIB_SRCS:.c=.o))
+
+$(FE_ASAN_OBJDIR)/%.o: $(FE_DIR)/%.c $(FE_HEADERS)
+	@echo "  CC      $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(FE_CFLAGS) -O1 $(FE_SANITIZE) -c $< -o $@
+
+$(FE_ASAN_OBJDIR)/fe_test.o: $(FE_DIR)/test/fe_test.c $(FE_HEADERS)
+	@echo "  CC      $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(FE_CFLAGS) -O1 $(FE_SANITIZE) -c $< -o $@
+
+$(BUILD)/miresga-frontend-test-asan: $(FE_ASAN_OBJS) $(FE_ASAN_OBJDIR)/fe_test.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(FE_SANITIZE) $^ -o $@ $(FE_LDLIBS)
+
+BUILD_OUTPUTS += $(BUILD)/miresga-frontend $(BUILD)/miresga-frontend-test \
+	$(BUILD)/miresga-frontend-test-asan
 ROLE_PARTS_frontend += $(BUILD)/miresga-frontend
