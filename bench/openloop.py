@@ -54,7 +54,6 @@ LOADGEN = Path(__file__).resolve().parent.parent / "workloads" / "openloop" / "l
 #: uvloop) inside a checkout, on every host it sets up.
 LOADGEN_VENV = "build/loadgen-venv"
 PERCENTILES = (50, 90, 99, 99.9, 99.99)
-MODES = ("keepalive", "close")
 
 _serial = itertools.count()
 
@@ -86,8 +85,13 @@ class OpenLoopJob:
     verify_every: int = 0                    # hash every N-th response (0: none)
     late_ms: float = 1.0
     uvloop: bool = True
-    #: wall-clock instant to start at, for several client hosts on one schedule
-    #: (their clocks synchronised); None: when this host's processes are ready
+    #: Several client hosts on one schedule: each runs `processes` streams from
+    #: `first_stream` (host h of H: h * processes) out of `total_streams`
+    #: (H * processes), all at `start_at` (wall clock; their clocks
+    #: synchronised), and `rate` is the rate of all hosts together.  The
+    #: default, one host, starts when its processes are ready.
+    first_stream: int = 0
+    total_streams: int | None = None
     start_at: float | None = None
     role: str = "load"
 
@@ -98,6 +102,14 @@ class OpenLoopJob:
             raise OpenLoopError("open-loop job: duration_s must be positive, warmup_s >= 0")
         if self.processes < 1:
             raise OpenLoopError(f"open-loop job: processes {self.processes} must be >= 1")
+        if not 0 <= self.first_stream <= self.streams - self.processes:
+            raise OpenLoopError(f"open-loop job: streams {self.first_stream}.."
+                                f"{self.first_stream + self.processes - 1} are not within "
+                                f"the {self.streams} of the schedule")
+
+    @property
+    def streams(self) -> int:
+        return self.total_streams if self.total_streams is not None else self.processes
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -108,7 +120,7 @@ class OpenLoopJob:
     def initial_connections(self) -> int:
         if self.connections is not None:
             return self.connections
-        return max(2, math.ceil(self.rate / self.processes * 0.002))
+        return max(2, math.ceil(self.rate / self.streams * 0.002))
 
     def config(self) -> dict:
         """What every process of the host reads (loadgen.py's configuration)."""
@@ -129,7 +141,8 @@ class OpenLoopJob:
         return {"role": self.role, "host": host, "port": port, "rate": self.rate,
                 "duration_s": self.duration_s, "warmup_s": self.warmup_s,
                 "mode": "close" if self.close else "keepalive",
-                "streams": self.processes, "first_stream": 0, "processes": self.processes,
+                "streams": self.streams, "first_stream": self.first_stream,
+                "processes": self.processes,
                 "connections": self.initial_connections(),
                 "max_connections": self.max_connections, "timeout_s": self.timeout_s,
                 "seed": self.seed, "verify_every": self.verify_every, "late_ms": self.late_ms,
@@ -139,8 +152,9 @@ class OpenLoopJob:
     def wait_s(self) -> float:
         """How long a run may take before it is declared hung: drawing every URL
         before the start (~10 us each), the schedule, the last timeouts."""
-        draws = self.rate / self.processes * (self.duration_s + self.warmup_s) * 50e-6
-        return draws + self.warmup_s + self.duration_s + 2 * self.timeout_s + 30
+        draws = self.rate / self.streams * (self.duration_s + self.warmup_s) * 50e-6
+        ahead = max(0.0, self.start_at - time.time()) if self.start_at is not None else 0.0
+        return ahead + draws + self.warmup_s + self.duration_s + 2 * self.timeout_s + 30
 
 
 # ------------------------------------------------------------- histograms
@@ -164,7 +178,8 @@ def latency_summary(h: HdrHistogram) -> dict:
 
 
 def summarize(streams: list[dict], role: str = "load") -> dict:
-    """The run's document from the streams' documents (of one or more hosts)."""
+    """The run's document from the streams' documents: of one host's processes, or
+    of several hosts' (concatenate their `data["streams"]`)."""
     if not streams:
         raise OpenLoopError("no stream document to summarize")
     first = streams[0]
@@ -175,6 +190,9 @@ def summarize(streams: list[dict], role: str = "load") -> dict:
             if s[k] != first[k]:
                 raise OpenLoopError(f"stream {s['stream']}: {k} {s[k]!r} differs from "
                                     f"stream {first['stream']}'s {first[k]!r}")
+    seen = [s["stream"] for s in streams]
+    if len(set(seen)) != len(seen):
+        raise OpenLoopError(f"stream documents repeat a stream: {sorted(seen)}")
     latency = merge_histograms(s["histogram"] for s in streams)
     lag = merge_histograms(s["send_lag_histogram"] for s in streams)
     duration = first["duration_s"]
@@ -193,8 +211,9 @@ def summarize(streams: list[dict], role: str = "load") -> dict:
     return {
         "format": FORMAT, "version": VERSION, "role": role,
         "mode": first["mode"], "rate": first["rate"], "duration_s": duration,
-        "warmup_s": first["warmup_s"], "processes": len(streams),
-        "streams_expected": first["streams"],
+        "warmup_s": first["warmup_s"],
+        "streams_total": first["streams"], "streams_reported": len(streams),
+        "streams": streams,
         # Requests due in the measured window, and how they ended.
         "requests": total("requests"), "ok": total("ok"), "errors": errors,
         "failed": sum(errors.values()),

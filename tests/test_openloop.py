@@ -102,7 +102,8 @@ class TinyServer:
 def config(port: int, **kw) -> dict:
     cfg = {"host": "127.0.0.1", "port": port, "rate": 1000, "duration_s": 0.5, "warmup_s": 0,
            "mode": "keepalive", "connections": 2, "max_connections": 100, "timeout_s": 10,
-           "seed": 1, "verify_every": 1, "trace": True, "stream": 0, "streams": 1,
+           "seed": 1, "verify_every": 1, "late_ms": 1.0, "trace": True, "stream": 0,
+           "streams": 1,
            "classes": [{"name": "1KB", "weight": 10000, "paths": PATHS,
                         "sizes": {p: 1024 for p in PATHS},
                         "sha256": {p: hashlib.sha256(b).hexdigest() for p, b in BODIES.items()}}]}
@@ -195,6 +196,10 @@ def test_two_streams_merge_into_the_histogram_of_all_their_samples():
         [every.get_count_at_index(i) for i in range(every.counts_len)]
     assert merged["requests"] == merged["ok"] == 400
     assert merged["bytes"] == 400 * 1024 and merged["verified"] == 400
+    with pytest.raises(Exception, match="repeat a stream"):
+        summarize(docs + docs[:1])
+    with pytest.raises(Exception, match="rate"):
+        summarize([docs[0], dict(docs[1], rate=1)])
     # The streams interleave: stream 1's requests fall between stream 0's.
     dues = sorted((t[0], k) for k, g in enumerate(gens) for t in g.trace)
     assert [k for _, k in dues[:6]] == [0, 1, 0, 1, 0, 1]
@@ -302,6 +307,14 @@ def test_job_configuration_sizes_the_pool_and_names_bad_input():
     bare = OpenLoopJob(url="http://h:8080", rate=10, classes=[
         {"name": "10KB", "weight": 10000, "paths": ["/obj/10KB/0.bin"]}]).config()
     assert bare["port"] == 8080 and bare["classes"][0]["sizes"] == {"/obj/10KB/0.bin": 10240}
+    hosts = [OpenLoopJob(url="http://h:80", rate=900, processes=3, first_stream=3 * h,
+                         total_streams=6, classes=[]) for h in range(2)]
+    assert [(j.config()["first_stream"], j.config()["streams"]) for j in hosts] == [(0, 6),
+                                                                                    (3, 6)]
+    assert hosts[0].config()["connections"] == 2
+    with pytest.raises(Exception, match="not within"):
+        OpenLoopJob(url="http://h:80", rate=1, processes=2, first_stream=1, total_streams=2,
+                    classes=[])
     with pytest.raises(Exception, match="rate"):
         OpenLoopJob(url="http://h:80", rate=0, classes=[])
     with pytest.raises(Exception, match="not in the manifest"):

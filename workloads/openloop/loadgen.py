@@ -375,27 +375,39 @@ class HttpConnection(asyncio.Protocol):
 
 # -------------------------------------------------------------- generator
 
+CONFIG_FIELDS = ("host", "port", "rate", "stream", "streams", "duration_s", "warmup_s",
+                 "timeout_s", "mode", "connections", "max_connections", "late_ms",
+                 "verify_every", "seed", "classes")
+
+
 class Generator:
     """One stream of the schedule: paces requests, owns the connections, counts."""
 
     def __init__(self, cfg: dict, loop: asyncio.AbstractEventLoop):
+        # Every field is required: the runner (bench/openloop.py) states the defaults.
+        missing = sorted(k for k in CONFIG_FIELDS if k not in cfg)
+        if missing:
+            raise ValueError(f"configuration: missing field(s) {', '.join(missing)}")
         self.loop = loop
         self.host = cfg["host"]
-        self.port = int(cfg.get("port", 80))
+        self.port = int(cfg["port"])
         self.rate = float(cfg["rate"])                 # all streams together
-        self.stream = int(cfg.get("stream", 0))        # 0-based
-        self.streams = int(cfg.get("streams", 1))
+        self.stream = int(cfg["stream"])               # 0-based
+        self.streams = int(cfg["streams"])
         self.duration_s = float(cfg["duration_s"])
-        self.warmup_s = float(cfg.get("warmup_s", 0))
-        self.timeout_s = float(cfg.get("timeout_s", 10))
-        self.close_mode = cfg.get("mode", "keepalive") == "close"
-        self.initial_connections = int(cfg.get("connections", 1))
-        self.max_connections = int(cfg.get("max_connections", 1000))
-        self.late_s = float(cfg.get("late_ms", 1.0)) / 1e3
-        self.verify_every = int(cfg.get("verify_every", 0))
-        self.seed = int(cfg.get("seed", 1))
+        self.warmup_s = float(cfg["warmup_s"])
+        self.timeout_s = float(cfg["timeout_s"])
+        self.close_mode = cfg["mode"] == "close"
+        self.initial_connections = int(cfg["connections"])
+        self.max_connections = int(cfg["max_connections"])
+        self.late_s = float(cfg["late_ms"]) / 1e3
+        self.verify_every = int(cfg["verify_every"])
+        self.seed = int(cfg["seed"])
         if not (self.rate > 0 and self.duration_s > 0 and 0 <= self.stream < self.streams):
-            raise ValueError("rate and duration_s must be positive and 0 <= stream < streams")
+            raise ValueError("configuration: rate and duration_s must be positive and "
+                             "0 <= stream < streams")
+        if cfg["mode"] not in ("keepalive", "close"):
+            raise ValueError(f"configuration: mode {cfg['mode']!r} is not keepalive or close")
         host_header = cfg.get("host_header") or (
             self.host if self.port == 80 else f"{self.host}:{self.port}")
         extra = b"Connection: close\r\n" if self.close_mode else b""
@@ -726,8 +738,8 @@ def main(argv=None) -> int:
         doc = run_stream(cfg, int(argv[2]), _ready_on_stdio)
         sys.stdout.write(f"\n{BEGIN}\n{json.dumps(doc)}\n{END}\n")
         return 0
-    first = int(cfg.get("first_stream", 0))
-    n = int(cfg.get("processes", 1))
+    first = int(cfg["first_stream"])
+    n = int(cfg["processes"])
     procs = [subprocess.Popen([sys.executable, os.path.abspath(__file__), argv[0],
                                "--stream", str(k)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -736,7 +748,7 @@ def main(argv=None) -> int:
     # at the runner's start_at (several hosts), or now.
     for p in procs:
         p.stdout.readline()
-    start_at = cfg.get("start_at") or time.time() + 0.05
+    start_at = cfg["start_at"] or time.time() + 0.05
     for p in procs:
         try:
             p.stdin.write(f"{start_at!r}\n")
