@@ -305,11 +305,13 @@ class OpenLoopRunner:
                 f"{shlex.quote(config_path)}")
 
     def _prepare(self, job: OpenLoopJob) -> tuple[str, str]:
-        probe = self.host.run(f"test -x {shlex.quote(self.python)}", check=False)
+        modules = "hdrh.histogram, uvloop" if job.uvloop else "hdrh.histogram"
+        probe = self.host.run(f"{shlex.quote(self.python)} -c 'import {modules}'", check=False)
         if not probe.ok:
-            raise OpenLoopError(f"{self.host.name}: {self.python} does not exist: run "
-                                f"scripts/setup-system.sh on that host (it installs the "
-                                f"open-loop generator's Python packages)")
+            tail = (probe.stderr or probe.stdout).strip().splitlines()[-1:]
+            raise OpenLoopError(f"{self.host.name}: {self.python} cannot import {modules}"
+                                f"{': ' + tail[0] if tail else ''}: run scripts/setup-system.sh "
+                                f"on that host (it installs the open-loop generator's venv)")
         n = next(_serial)
         path = f"{self.host.workdir}/bench/openloop-{job.role}-{n}.json"
         self.host.put_text(json.dumps(job.config()), path)

@@ -54,6 +54,8 @@ mkdir -p /run/sshd
 # Debian does not package together: a venv of its own inside this checkout,
 # with the versions requirements.lock pins, on every host this script sets
 # up (bench/openloop.py runs it from there).  Skipped when already current.
+# A host that cannot reach PyPI goes on without it: only a client needs it,
+# and the runner names what is missing when it is used there.
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 loadgen_venv="$repo/build/loadgen-venv"
 loadgen_pins=$(grep -E '^(hdrhistogram|uvloop|pbr|setuptools)==' "$repo/requirements.lock" | sort)
@@ -61,6 +63,11 @@ if [[ "$(cat "$loadgen_venv/.installed" 2>/dev/null)" != "$loadgen_pins" ]]; the
   echo "setup: installing the open-loop generator's venv ($loadgen_venv)"
   python3 -m venv --clear "$loadgen_venv"
   # shellcheck disable=SC2086  # one pin a word
-  "$loadgen_venv/bin/pip" install -q --disable-pip-version-check $loadgen_pins
-  echo "$loadgen_pins" > "$loadgen_venv/.installed"
+  if "$loadgen_venv/bin/pip" install -q --disable-pip-version-check --retries 1 --timeout 15 \
+      $loadgen_pins; then
+    echo "$loadgen_pins" > "$loadgen_venv/.installed"
+  else
+    echo "setup: WARNING: pip could not install $(echo $loadgen_pins); the open-loop" \
+         "generator will not run on this host" >&2
+  fi
 fi
