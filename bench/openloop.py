@@ -39,17 +39,17 @@ import math
 import shlex
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable
 
 from hdrh.histogram import HdrHistogram
 
-from bench.errors import BenchError
-from bench.hosts import Host, Process
+from common.errors import Error
+from hosts.hosts import Host, Process
 from workloads.model import parse_size
 from workloads.openloop.loadgen import BEGIN, END, FORMAT, VERSION, new_histogram
 
-LOADGEN = Path(__file__).resolve().parent.parent / "workloads" / "openloop" / "loadgen.py"
+#: The generator, relative to a checkout (the host's repo_dir).
+LOADGEN = "workloads/openloop/loadgen.py"
 #: Where scripts/setup-system.sh puts the generator's Python (hdrhistogram,
 #: uvloop) inside a checkout, on every host it sets up.
 LOADGEN_VENV = "build/loadgen-venv"
@@ -58,7 +58,7 @@ PERCENTILES = (50, 90, 99, 99.9, 99.99)
 _serial = itertools.count()
 
 
-class OpenLoopError(BenchError):
+class OpenLoopError(Error):
     pass
 
 
@@ -301,7 +301,7 @@ class OpenLoopRunner:
 
     def command(self, config_path: str) -> str:
         return (f"exec {shlex.quote(self.python)} "
-                f"{shlex.quote(f'{self.host.repo_dir}/workloads/openloop/loadgen.py')} "
+                f"{shlex.quote(f'{self.host.repo_dir}/{LOADGEN}')} "
                 f"{shlex.quote(config_path)}")
 
     def _prepare(self, job: OpenLoopJob) -> tuple[str, str]:

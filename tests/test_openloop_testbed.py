@@ -4,38 +4,29 @@ from __future__ import annotations
 
 import pytest
 from hdrh.histogram import HdrHistogram
+from target_rig import running
 
-from bench.backends import BackendServers, ObjectStore
 from bench.openloop import OpenLoopJob, OpenLoopRunner
-from miresga.control.service import default_service
-from targets.base import make_target
-from workloads.model import Objects, parse_size
+from common.service import default_service
+from workloads.model import parse_size
 
 pytestmark = pytest.mark.testbed
 
-OBJECTS = Objects(sizes=["1KB", "10KB"], per_size=4, seed=99)
 RATE = 300
 DURATION_S = 5
 
 
 @pytest.fixture(scope="module")
-def direct(module_testbed, tmp_path_factory):
-    """nginx on every back-end, and the direct target, up."""
-    tb = module_testbed
-    store = ObjectStore(OBJECTS, cache_dir=tmp_path_factory.mktemp("objects"))
-    servers = BackendServers(tb, store)
-    servers.start()
-    target = make_target("direct", tb, default_service([h.name for h in tb.backends]))
-    target.deploy()
-    target.start()
-    target.wait_healthy(10)
+def direct(served):
+    """nginx serving the default objects on every back-end, and the direct target, up."""
+    tb, store, _ = served
+    target = running("direct", tb, default_service([h.name for h in tb.backends]))
     yield tb, store, target
     target.stop()
-    servers.stop()
 
 
-def classes(mix: dict[str, int]) -> list[dict]:
-    return [{"name": n, "weight": w, "paths": OBJECTS.paths(n)} for n, w in mix.items()]
+def classes(store, mix: dict[str, int]) -> list[dict]:
+    return [{"name": n, "weight": w, "paths": store.objects.paths(n)} for n, w in mix.items()]
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["keepalive", "close"])
@@ -44,13 +35,15 @@ def test_open_loop_run_holds_the_rate_with_every_body_intact(direct, close):
     no request fails, every body has its object's length and sha256, and the bytes
     add up to the objects drawn."""
     tb, store, target = direct
-    job = OpenLoopJob(url=target.endpoint.url, classes=classes({"1KB": 5000, "10KB": 5000}),
-                      rate=RATE, duration_s=DURATION_S, warmup_s=1, processes=2, close=close,
-                      manifest=store.manifest(), verify_every=1, seed=3)
+    mix = classes(store, {"1KB": 5000, "10KB": 5000})
+    job = OpenLoopJob(url=target.endpoint.url, classes=mix, rate=RATE, duration_s=DURATION_S,
+                      warmup_s=1, processes=2, close=close, manifest=store.manifest(),
+                      verify_every=1, seed=3)
     out = OpenLoopRunner(tb.clients[0]).run(job)
     assert out.ok, (out.error, out.stdout[-2000:])
     d = out.data
-    assert d["streams_reported"] == d["streams_total"] == 2 and d["mode"] == ("close" if close else "keepalive")
+    assert d["streams_reported"] == d["streams_total"] == 2
+    assert d["mode"] == ("close" if close else "keepalive")
     assert d["requests"] == RATE * DURATION_S
     assert d["errors"] == {} and d["ok"] == d["requests"]
     assert abs(d["requests_per_s"] - RATE) <= 0.02 * RATE, d["requests_per_s"]
@@ -67,9 +60,9 @@ def test_open_loop_run_holds_the_rate_with_every_body_intact(direct, close):
 
 def test_open_loop_run_against_nothing_fails_with_connect_errors(direct):
     """No server at the address: every request fails to connect, and the run is an error."""
-    tb, _, _ = direct
+    tb, store, _ = direct
     job = OpenLoopJob(url=f"http://{tb.host('frontend1').address}:80",
-                      classes=classes({"1KB": 10000}), rate=50, duration_s=1, warmup_s=0,
+                      classes=classes(store, {"1KB": 10000}), rate=50, duration_s=1, warmup_s=0,
                       timeout_s=2)
     out = OpenLoopRunner(tb.clients[0]).run(job)
     assert not out.ok and "no request succeeded" in out.error

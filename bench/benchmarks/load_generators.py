@@ -48,11 +48,11 @@ from collections import defaultdict
 
 from hdrh.histogram import HdrHistogram
 
-from bench.backends import BackendServers, ObjectStore
 from bench.openloop import OpenLoopJob, OpenLoopRunner
-from bench.testbed import EmulatedTestbed
-from bench.topology import DEFAULT_TOPOLOGY, load_topology
-from miresga.control.service import default_service
+from common.service import default_service
+from hosts.backends import BackendServers, ObjectStore
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 from targets.base import make_target
 from workloads.model import Objects
 
