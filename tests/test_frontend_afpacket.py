@@ -467,16 +467,20 @@ def generic_link(testbed):
         host.run("ip link del xdpbr0", check=False)
 
 
-def test_af_xdp_port_refuses_generic_xdp(generic_link, testbed, ctl):
+def test_af_xdp_port_refuses_generic_xdp(generic_link, ctl):
     """Where the kernel can attach the program only in generic (skb) mode, the
     launcher stops the front-end, says why, and leaves no program behind."""
     host, dev = generic_link
+    facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
+                          nexthop_mac=host.switch_mac, iface=dev, control=(ctl.address, ctl.port))
+    fe = Frontend(host, SERVICE, facts, limits=LIMITS, port="af_xdp")
+    fe.start()
     with pytest.raises(FrontendError, match=r"generic mode: its driver \(bridge\) has no "
                                             r"native XDP"):
-        start_frontend(testbed, ctl, port="af_xdp", iface=dev)
+        fe.wait_healthy(20)
+    assert not fe.process.running() and "miresga-frontend: stopped" in fe.logs()
     link = json.loads(host.run(f"ip -j link show dev {dev}").stdout)[0]
     assert "xdp" not in link, link
-    assert "miresga-frontend: stopped" in host.run(f"cat {host.workdir}/logs/*.log").stdout
 
 
 def test_af_xdp_port_refuses_a_link_it_cannot_serve(generic_link, testbed, ctl):
