@@ -82,9 +82,11 @@ AFXDP_MAX_MTU = 2176 - 128 - 256 - 14
 
 #: af_xdp: the PMD's busy polling (SO_PREFER_BUSY_POLL with this budget, a
 #: recvfrom() on every empty poll).  Off: the loop sleeps when idle, so the
-#: kernel's softirq fills the ring on its own anyway (nothing defers it to a
-#: busy poller on a veth), and a system call per empty poll is what the loop's
-#: spin before it sleeps should not cost.
+#: kernel's softirq fills the ring by itself anyway (nothing defers it to a
+#: busy poller on a veth).  Measured against a budget of 64 (1 KB, 4
+#: interleaved repetitions): keep-alive, busy polling served 0.69x the
+#: requests (0.47-1.28) for 1.47x the front-end's CPU per request; one
+#: connection per request, 0.98x for 1.07x.
 AFXDP_BUSY_BUDGET = 0
 
 
