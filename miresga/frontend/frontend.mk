@@ -20,7 +20,7 @@ FE_DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk)
 FE_DPDK_LIBS = $(shell pkg-config --libs libdpdk)
 FE_CFLAGS = -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I miresga/include -I $(FE_DIR) \
 	$(FE_DPDK_CFLAGS)
-FE_LDLIBS = $(FE_DPDK_LIBS) -lpthread
+FE_LDLIBS = $(FE_DPDK_LIBS) -lbpf -lpthread
 
 $(FE_OBJDIR)/%.o: $(FE_DIR)/%.c $(FE_HEADERS)
 	@echo "  CC      $@"
@@ -66,3 +66,10 @@ $(BUILD)/miresga-frontend-test-asan: $(FE_ASAN_OBJS) $(FE_ASAN_OBJDIR)/fe_test.o
 BUILD_OUTPUTS += $(BUILD)/miresga-frontend $(BUILD)/miresga-frontend-test \
 	$(BUILD)/miresga-frontend-test-asan
 ROLE_PARTS_frontend += $(BUILD)/miresga-frontend
+
+# The af_xdp port's XDP program, loaded by DPDK's PMD (xdp_prog=); the
+# pattern rule and BPF_CFLAGS are in the top-level Makefile.
+vpath %.bpf.c $(FE_DIR)
+$(BUILD)/bpf/fe_xsk.bpf.o: $(FE_DIR)/fe_xsk.h
+BUILD_OUTPUTS += $(BUILD)/bpf/fe_xsk.bpf.o
+ROLE_PARTS_frontend += $(BUILD)/bpf/fe_xsk.bpf.o
