@@ -342,6 +342,50 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
 			      epoch, low) == cookie;
 }
 
+/* ------------------------------------------------------- data-plane marks */
+
+/*
+ * Marks in the IPv4 DSCP field (the TOS byte's upper six bits; the two ECN
+ * bits are never touched), by which the switch, the front-ends and the
+ * agents talk in the data plane.  A mark is trusted only where it cannot be
+ * forged: the switch acts on a front-end's marks only on a packet that
+ * arrives on a front-end's port, on an agent's only on that back-end's own
+ * port, and every packet it hands a front-end carries a mark it set itself
+ * (a client cannot reach a front-end's link but through the switch).  The
+ * values are from RFC 2474's pool 2 (xxxx11: experimental or local use).
+ *
+ * switch -> front-end
+ *   ADMIT    the client packet carried a valid cookie (seq - 1 and ack - 1
+ *            check out): the only packet a front-end creates flow state from
+ *   KNOWN    let through by a flow entry or the seen filter: no proof
+ * front-end -> switch
+ *   INSTALL  on the front-end's handshake ACK to a back-end: from now on carry
+ *            (client IP, client port) -> the back-end this packet is addressed
+ *            to, for the VIP whose index is in the packet's IP ID field
+ *   REMOVE   forget the entry of this client key (VIP index in IP ID), if the
+ *            slot holds exactly that key.  On a packet to a back-end the
+ *            client is the source, on a packet from the VIP the destination.
+ *            With no packet to carry it, a REMOVE control packet (below).
+ * agent -> switch
+ *   MIRESGA  a packet of a connection the agent has an entry for
+ */
+#define MG_DSCP_ADMIT 0x03
+#define MG_DSCP_KNOWN 0x07
+#define MG_DSCP_INSTALL 0x0b
+#define MG_DSCP_REMOVE 0x0f
+#define MG_DSCP_MIRESGA 0x13
+
+#define MG_TOS_DSCP(tos) ((__u8)((tos) >> 2))
+#define MG_TOS_WITH_DSCP(tos, dscp) ((__u8)(((dscp) << 2) | ((tos) & 3)))
+
+/*
+ * A REMOVE control packet, which the switch consumes: IPv4/TCP from the
+ * client's address and port to the back-end's, DSCP REMOVE, the VIP index in
+ * IP ID, no payload and no TCP flag at all.  A back-end that got one anyway
+ * drops it: a segment without ACK is dropped in every synchronised state.
+ */
+#define MG_REMOVE_CONTROL_FLAGS 0
+
 /* ------------------------------------------------------ the offload channel */
 
 /*
