@@ -94,6 +94,7 @@ struct fe_flow {
 	uint32_t own_ack;           /* own_acked: client bytes below this we acknowledged */
 	uint32_t be_next;           /* after the last response byte seen from the back-end */
 	uint32_t resp_mark;         /* the response stream's end when the last request went out */
+	uint32_t drain_polls;       /* quiet periods in a row that did not end the response */
 	/* Timestamps (RFC 7323), if the client uses them (ts_ok): its latest
 	 * TSval, and its latest TSecr, the server clock as the client last saw
 	 * it (the switch's SYN-ACK TSval at first, then the agent-translated
@@ -106,7 +107,6 @@ struct fe_flow {
 	uint16_t cli_win;           /* the client's last window field, unscaled */
 	uint16_t status;            /* ANSWERED: the error we answered, 0 for a bare FIN */
 	uint16_t answer_len;        /* bytes of that answer */
-	uint32_t drain_polls;       /* quiet periods in a row that did not end the response */
 
 	uint8_t state;
 	uint8_t timer;
