@@ -182,9 +182,9 @@ def make_cookie(client: str, sport: int, isn: int, mss: int = 1460, wscale: int 
 #: op of a liveness query in Harness.offload() (FE_OFFLOAD_QUERY)
 QUERY_OP = 0x80
 
-#: DSCP marks (miresga.h), as they sit in the IP TOS byte
-TOS = {name: value << 2 for name, value in (("none", 0), ("admit", 0x03), ("known", 0x07),
-                                            ("install", 0x0B), ("remove", 0x0F))}
+#: The data-plane marks (miresga.h, "marks") as they sit in the IP TOS byte (ECN 0).
+TOS = {name: getattr(layouts, f"DSCP_{name.upper()}") << 2
+       for name in ("none", "admit", "known", "install", "remove", "remove_ctl", "miresga")}
 
 
 def mark(frame: Ether) -> str:

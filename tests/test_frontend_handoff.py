@@ -76,8 +76,8 @@ def respond(h: Harness, c: Client, data: bytes = RESPONSE, backend: str = "be1",
 
 
 def remove_control(f, c: Client, backend: str = "be1", vip_index: int = 0) -> bool:
-    """A REMOVE control packet (miresga.h): client -> back-end, no flags, DSCP REMOVE."""
-    return (mark(f) == "remove" and f[IP].src == c.ip and f[TCP].sport == c.port and
+    """A REMOVE_CTL control packet: client -> back-end, no TCP flag, no payload."""
+    return (mark(f) == "remove_ctl" and f[IP].src == c.ip and f[TCP].sport == c.port and
             to_backend(f, backend) and int(f[TCP].flags) == 0 and not payload(f) and
             f[IP].id == vip_index)
 
@@ -187,15 +187,23 @@ def test_dataplane_entry_goes_with_the_flows_last_fin():
         assert_clean(h)
 
 
-def test_dataplane_reset_carries_the_remove():
+def test_dataplane_reset_takes_the_entry_away():
+    """The back-end's RST goes to the client; the switch takes a REMOVE's key from its
+    source, so a control packet goes beside it.  The client's RST carries the mark."""
     with harness(handoff="dataplane") as h:
         c = Client(port=47103)
         open_flow(h, c)
         join(h, c)
-        rst = only(h.send(backend_pkt(c, "be1", c.s + 1, 0, "R")))
-        assert to_client(rst, c) and rst[TCP].flags == "R" and mark(rst) == "remove"
+        ctl, rst = only(h.send(backend_pkt(c, "be1", c.s + 1, 0, "R")), 2)
+        assert remove_control(ctl, c)
+        assert to_client(rst, c) and rst[TCP].flags == "R" and mark(rst) == "none"
         h.advance(2.1)
         assert_clean(h)
+        c2 = Client(port=47107)
+        open_flow(h, c2, backend="be2")
+        join(h, c2, "be2")
+        rst = only(c2.send(h, flags="R"))
+        assert to_backend(rst, "be2") and mark(rst) == "remove"
 
 
 def test_dataplane_client_fin_first_sends_a_remove_control_packet():

@@ -17,6 +17,17 @@ MAX_BACKENDS = 256
 MAX_FRONTENDS = 16
 MAX_VIPS = 16
 
+# Marks (miresga.h, "marks"): DSCP values, RFC 2474 pool 2.
+DSCP_NONE = 0x00
+DSCP_ADMIT = 0x03
+DSCP_KNOWN = 0x07
+DSCP_INSTALL = 0x0B
+DSCP_REMOVE = 0x0F
+DSCP_REMOVE_CTL = 0x13
+DSCP_MIRESGA = 0x17
+DSCP_MARKS = frozenset({DSCP_ADMIT, DSCP_KNOWN, DSCP_INSTALL, DSCP_REMOVE, DSCP_REMOVE_CTL,
+                        DSCP_MIRESGA})
+
 
 class VipKey(ctypes.Structure):
     _fields_ = [("ip_be", ctypes.c_uint32), ("port_be", ctypes.c_uint16), ("_pad", ctypes.c_uint16)]

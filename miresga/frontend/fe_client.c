@@ -259,7 +259,7 @@ static struct fe_flow *client_new_flow(struct fe_lcore *lc, struct fe_pkt *p,
 {
 	struct fe_tuple t = {.saddr = lc->cfg->vip_be, .daddr = key->client_ip_be,
 			     .sport = lc->cfg->vip_port_be, .dport = key->client_port_be};
-	uint8_t mark = MG_TOS_DSCP(p->ip->type_of_service);
+	uint8_t mark = mg_tos_dscp(p->ip->type_of_service);
 	struct fe_flow *f;
 
 	if (p->flags & F_SYN) {
@@ -323,7 +323,7 @@ void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 
 	lc->stats.pkt.from_client++;
 	if (f && new_incarnation(f, p) &&
-	    (!lc->cfg->require_admit || MG_TOS_DSCP(p->ip->type_of_service) == MG_DSCP_ADMIT)) {
+	    (!lc->cfg->require_admit || mg_tos_dscp(p->ip->type_of_service) == MG_DSCP_ADMIT)) {
 		/* The client reused the port of a connection we still hold in its
 		 * grace period: forget the old one (and its switch entry) and take
 		 * this packet as the first of a new connection. */

@@ -22,7 +22,7 @@
  */
 void fe_mark(const struct fe_lcore *lc, struct rte_ipv4_hdr *ip, uint8_t dscp)
 {
-	ip->type_of_service = MG_TOS_WITH_DSCP(ip->type_of_service, dscp);
+	ip->type_of_service = mg_tos_with_dscp(ip->type_of_service, dscp);
 	ip->packet_id = rte_cpu_to_be_16(lc->cfg->vip_idx);
 	ip->hdr_checksum = 0;
 	ip->hdr_checksum = rte_ipv4_cksum(ip);

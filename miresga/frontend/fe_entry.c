@@ -3,10 +3,15 @@
  * A flow's switch entry, from the packet path: asking for one when the
  * back-end joins (an ADD on the channel, with or without a result, or an
  * INSTALL mark on the handshake ACK: config `handoff`), taking it away (a
- * DEL, or a REMOVE mark on the packet that ends the flow, or a REMOVE
- * control packet), the switch's answers (ADDED, REFUSED, an entry's
- * liveness), and the flow's `entry` field that says which of these it asked
- * for last.  The channel itself (rings, thread, TCP) is fe_offload.c.
+ * DEL, or a REMOVE mark on the packet to the back-end that ends the flow, or
+ * a REMOVE_CTL control packet), the switch's answers (ADDED, REFUSED, an
+ * entry's liveness), and the flow's `entry` field that says which of these
+ * it asked for last.  The channel itself (rings, thread, TCP) is fe_offload.c.
+ *
+ * The switch takes the key of an INSTALL or REMOVE from the packet's source:
+ * only a packet to a back-end (the client's address as source) carries one.
+ * Taking the entry away with a packet to the client, the front-end sends a
+ * REMOVE_CTL control packet beside it.
  */
 #include "fe_splice.h"
 
@@ -95,7 +100,11 @@ static void remove_lost(struct fe_lcore *lc, struct fe_flow *f)
 	f->entry = FE_ENTRY_NONE;
 }
 
-/* Take the entry away now, with a REMOVE control packet if it is a data-plane one. */
+/*
+ * Take the entry away now; a data-plane one with a REMOVE_CTL control
+ * packet: from the client's address and port to the back-end's, no TCP flag
+ * and no payload (a back-end that got one anyway would drop it: no ACK).
+ */
 void fe_entry_remove(struct fe_lcore *lc, struct fe_flow *f)
 {
 	struct fe_tuple t;
@@ -106,13 +115,14 @@ void fe_entry_remove(struct fe_lcore *lc, struct fe_flow *f)
 			   : (struct fe_tuple){.saddr = f->key.client_ip_be, .daddr = lc->cfg->vip_be,
 					       .sport = f->key.client_port_be,
 					       .dport = lc->cfg->vip_port_be};
-	if (fe_send_marked(lc, &t, 0, 0, MG_REMOVE_CONTROL_FLAGS, 0, NULL, 0, MG_DSCP_REMOVE) == 0)
+	if (fe_send_marked(lc, &t, 0, 0, 0, 0, NULL, 0, MG_DSCP_REMOVE_CTL) == 0)
 		lc->stats.pkt.remove_sent++;
 	else
 		remove_lost(lc, f);
 }
 
-/* Take the entry away with the forwarded segment p (the flow's last). */
+/* Take the entry away with the client segment p, forwarded to the back-end
+ * next (the flow's last packet). */
 void fe_entry_remove_with(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
 {
 	if (fe_entry_take(lc, f) == MG_DSCP_REMOVE) {
@@ -121,12 +131,21 @@ void fe_entry_remove_with(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt 
 	}
 }
 
-/* A segment of ours that ends the flow toward one end; the entry goes with it. */
+/* A segment of ours that ends the flow toward one end; the entry goes with
+ * it (a REMOVE mark toward the back-end, a control packet beside it toward
+ * the client). */
 int fe_send_closing(struct fe_lcore *lc, struct fe_flow *f, const struct fe_tuple *t, uint32_t seq,
 		    uint32_t ack, uint8_t flags, uint16_t win, const uint8_t *opt, uint8_t optlen)
 {
-	uint8_t mark = fe_entry_take(lc, f);
-	int rc = fe_send_marked(lc, t, seq, ack, flags, win, opt, optlen, mark);
+	uint8_t mark;
+	int rc;
+
+	if (t->daddr == f->key.client_ip_be && t->dport == f->key.client_port_be) {
+		fe_entry_remove(lc, f);
+		return fe_send_segment(lc, t, seq, ack, flags, win, opt, optlen, NULL, 0);
+	}
+	mark = fe_entry_take(lc, f);
+	rc = fe_send_marked(lc, t, seq, ack, flags, win, opt, optlen, mark);
 
 	if (mark && rc)
 		remove_lost(lc, f);

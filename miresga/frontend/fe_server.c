@@ -147,7 +147,7 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 		if (p->flags & F_RST) {
 			lc->stats.err.backend_reset++;
 			f->reset = 1;
-			fe_entry_remove_with(lc, f, p);
+			fe_entry_remove(lc, f);
 			fe_forward_to_client(lc, p);
 			fe_enter_time_wait(lc, f);
 			return;
@@ -162,8 +162,6 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 		}
 		if ((p->flags & F_FIN) && !f->be_fin) {
 			f->be_fin = 1;
-			if (f->cli_fin_sent)
-				fe_entry_remove_with(lc, f, p);     /* the last FIN */
 			fe_forward_to_client(lc, p);
 			if (f->cli_fin && !f->cli_fin_sent)
 				fe_fin_defer(lc, f);    /* the response is over: the client's FIN goes */

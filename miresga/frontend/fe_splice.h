@@ -46,8 +46,9 @@
  *              confirm_timeout
  *   dataplane  the handshake ACK to the back-end carries an INSTALL mark and
  *              the request follows in the same burst; the entry goes with a
- *              REMOVE mark on the flow's last packet, or a REMOVE control
- *              packet, or a channel DEL when no packet can carry it
+ *              REMOVE mark on the flow's last packet to the back-end, or a
+ *              REMOVE_CTL control packet, or a channel DEL when no packet
+ *              can carry it
  * A flow whose client closed before the back-end joined stays here.  Whenever
  * the front-end must see the rest of a response, the entry goes first.
  *

@@ -46,6 +46,75 @@ typedef uint32_t __be32;
 #define MG_MAX_FRONTENDS 16
 #define MG_MAX_VIPS 16
 
+/* ------------------------------------------------------------------ marks */
+
+/*
+ * Marks: how the switch S, the front-ends F and the back-end agents A talk
+ * in the data plane.  A mark is a value of the 6-bit DSCP field of the IPv4
+ * header; the two ECN bits are never touched.
+ *
+ * Why DSCP: every IPv4 packet has the field, so a mark rides on a packet
+ * that is sent anyway (F's handshake ACK, A's response segments) and needs
+ * no packet of its own; writing it changes one 16-bit word covered only by
+ * the IP header checksum (an incremental update, no TCP checksum, no
+ * CHECKSUM_PARTIAL subtleties); nothing grows, so no MTU or TSO trouble and
+ * no option a middlebox might strip; and a switch's parser has it in a
+ * fixed place.  The values are from RFC 2474's pool 2 (xxxx11, "for
+ * experimental or local use"), so no standard code point (CS*, AF*, EF, LE)
+ * is taken, and the switch can clear its own marks without touching anyone
+ * else's DSCP.
+ *
+ * A mark is trusted only where it cannot be forged:
+ *   F -> S  INSTALL, REMOVE, REMOVE_CTL: only from a front-end port (the
+ *           switch's port table says which ports are); from any other port
+ *           the mark is cleared and counted.
+ *   S -> F  ADMIT or KNOWN: set by the switch on every client packet it
+ *           hands a front-end (NONE on back-end packets it hands one), so F
+ *           can believe the field: a client reaches F's link only through S.
+ *   A -> S  MIRESGA: a back-end's packet is Miresga's only with this mark
+ *           and only on that back-end's own switch port.
+ * No packet leaves the switch carrying a mark the switch did not set there.
+ */
+#define MG_DSCP_NONE 0x00
+/* S -> F: this client packet carried a valid cookie (seq - 1 = c and
+ * ack - 1 = s check out): the proof F creates flow state from. */
+#define MG_DSCP_ADMIT 0x03
+/* S -> F: admitted by a flow entry or the seen filter: F may hold state for
+ * it, but the packet proves nothing. */
+#define MG_DSCP_KNOWN 0x07
+/* F -> S: "carry (client IP, client port) -> the back-end this packet is
+ * addressed to from now on"; the VIP index is in the IP ID field. */
+#define MG_DSCP_INSTALL 0x0b
+/* F -> S: "forget the data-plane entry of this packet's (client IP, client
+ * port)"; the packet itself goes on to its destination. */
+#define MG_DSCP_REMOVE 0x0f
+/* F -> S: REMOVE on a packet sent for that alone: the switch drops it after
+ * acting. */
+#define MG_DSCP_REMOVE_CTL 0x13
+/* A -> S: a packet of a connection the agent has an entry for. */
+#define MG_DSCP_MIRESGA 0x17
+
+#define MG_DSCP_MARKS                                                              \
+	((1ull << MG_DSCP_ADMIT) | (1ull << MG_DSCP_KNOWN) | (1ull << MG_DSCP_INSTALL) | \
+	 (1ull << MG_DSCP_REMOVE) | (1ull << MG_DSCP_REMOVE_CTL) | (1ull << MG_DSCP_MIRESGA))
+
+MG_INLINE __u8 mg_tos_dscp(__u8 tos)
+{
+	return tos >> 2;
+}
+
+/* The TOS byte with its DSCP replaced and its ECN bits kept. */
+MG_INLINE __u8 mg_tos_with_dscp(__u8 tos, __u8 dscp)
+{
+	return (__u8)((dscp << 2) | (tos & 3));
+}
+
+/* Is this DSCP one of Miresga's marks? */
+MG_INLINE int mg_dscp_is_mark(__u8 dscp)
+{
+	return dscp < 64 && ((MG_DSCP_MARKS >> dscp) & 1);
+}
+
 /* ------------------------------------------------------------ switch maps */
 
 /* VIP table: (VIP address, service port) -> VIP index. */
@@ -341,50 +410,6 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
 	return mg_cookie_make(&cfg->keys[epoch & 1], saddr, daddr, sport, dport, client_isn,
 			      epoch, low) == cookie;
 }
-
-/* ------------------------------------------------------- data-plane marks */
-
-/*
- * Marks in the IPv4 DSCP field (the TOS byte's upper six bits; the two ECN
- * bits are never touched), by which the switch, the front-ends and the
- * agents talk in the data plane.  A mark is trusted only where it cannot be
- * forged: the switch acts on a front-end's marks only on a packet that
- * arrives on a front-end's port, on an agent's only on that back-end's own
- * port, and every packet it hands a front-end carries a mark it set itself
- * (a client cannot reach a front-end's link but through the switch).  The
- * values are from RFC 2474's pool 2 (xxxx11: experimental or local use).
- *
- * switch -> front-end
- *   ADMIT    the client packet carried a valid cookie (seq - 1 and ack - 1
- *            check out): the only packet a front-end creates flow state from
- *   KNOWN    let through by a flow entry or the seen filter: no proof
- * front-end -> switch
- *   INSTALL  on the front-end's handshake ACK to a back-end: from now on carry
- *            (client IP, client port) -> the back-end this packet is addressed
- *            to, for the VIP whose index is in the packet's IP ID field
- *   REMOVE   forget the entry of this client key (VIP index in IP ID), if the
- *            slot holds exactly that key.  On a packet to a back-end the
- *            client is the source, on a packet from the VIP the destination.
- *            With no packet to carry it, a REMOVE control packet (below).
- * agent -> switch
- *   MIRESGA  a packet of a connection the agent has an entry for
- */
-#define MG_DSCP_ADMIT 0x03
-#define MG_DSCP_KNOWN 0x07
-#define MG_DSCP_INSTALL 0x0b
-#define MG_DSCP_REMOVE 0x0f
-#define MG_DSCP_MIRESGA 0x13
-
-#define MG_TOS_DSCP(tos) ((__u8)((tos) >> 2))
-#define MG_TOS_WITH_DSCP(tos, dscp) ((__u8)(((dscp) << 2) | ((tos) & 3)))
-
-/*
- * A REMOVE control packet, which the switch consumes: IPv4/TCP from the
- * client's address and port to the back-end's, DSCP REMOVE, the VIP index in
- * IP ID, no payload and no TCP flag at all.  A back-end that got one anyway
- * drops it: a segment without ACK is dropped in every synchronised state.
- */
-#define MG_REMOVE_CONTROL_FLAGS 0
 
 /* ------------------------------------------------------ the offload channel */
 

@@ -676,7 +676,7 @@ static void client_segment(uint16_t port, uint32_t seq, uint32_t ack, uint8_t fl
 	memcpy(&eth->src_addr, cfg.nexthop_mac, 6);
 	memcpy(&eth->dst_addr, harness_mac, 6);
 	ip = (struct rte_ipv4_hdr *)(eth + 1);
-	ip->type_of_service = MG_TOS_WITH_DSCP(0, seq == c + 1 && ack == s + 1 ? MG_DSCP_ADMIT
+	ip->type_of_service = mg_tos_with_dscp(0, seq == c + 1 && ack == s + 1 ? MG_DSCP_ADMIT
 									      : MG_DSCP_KNOWN);
 	ip->hdr_checksum = 0;
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
@@ -1162,8 +1162,8 @@ static int run_replay(const char *mode, unsigned long n)
 	const char *get = keepalive ? get_ka : get_close;
 	const uint16_t get_len = (uint16_t)strlen(get);
 	const uint32_t cip = htonl(client_ip);
-	const uint8_t admit = MG_TOS_WITH_DSCP(0, MG_DSCP_ADMIT);
-	const uint8_t known = MG_TOS_WITH_DSCP(0, MG_DSCP_KNOWN);
+	const uint8_t admit = mg_tos_with_dscp(0, MG_DSCP_ADMIT);
+	const uint8_t known = mg_tos_with_dscp(0, MG_DSCP_KNOWN);
 	const uint32_t low = mg_cookie_low_byte(3, 7, 1, 1);
 	const uint64_t grace = cfg.grace_us + 1;
 	uint32_t c = 1000, s = 0x5a5a0000 | low, cseq = 0, sseq = 0;
