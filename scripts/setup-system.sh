@@ -13,6 +13,8 @@ packages=(
   librte-net-af-packet23
   # systems under test and load generation
   wrk nginx-light haproxy curl
+  # h2load: HTTP/1.1 pipelining (-m) in the hand-off's end-to-end tests
+  nghttp2-client
   # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
   luajit
   # testbed plumbing and the SSH transport
