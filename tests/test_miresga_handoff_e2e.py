@@ -318,7 +318,7 @@ def test_ten_megabytes_after_a_half_close_arrive_whole(mg):
     expect(store, out, [path])
     assert out["eof"] and not out["reset"]
     after = fe_stats(t)
-    assert delta(before, after, "packets", "fin_released") == 1
+    assert delta(before, after, "packets", "fin_released") >= 1
 
 
 def test_small_request_with_a_half_close_closes_when_the_response_is_over(mg):
@@ -332,7 +332,7 @@ def test_small_request_with_a_half_close_closes_when_the_response_is_over(mg):
     expect(store, out, [path])
     assert out["eof"]
     after = fe_stats(t)
-    assert delta(before, after, "packets", "fin_released") == 1
+    assert delta(before, after, "packets", "fin_released") >= 1
     assert delta(before, after, "errors", "idle_timeout") == 0
 
 

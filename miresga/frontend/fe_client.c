@@ -220,18 +220,25 @@ static void client_after_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct 
 	fe_forward_to_backend(lc, f, p);
 }
 
-/* A client segment after one side closed (CLOSING). */
-static void client_closing(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+/* A client segment after one side closed (CLOSING); `acked` as in client_holding. */
+static void client_closing(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p, int acked)
 {
 	if (f->fe_fin) {
 		client_after_our_fin(lc, f, p);
 		return;
 	}
 	if (f->cli_fin && !f->cli_fin_sent) {
-		/* The client's FIN waits: what else it sends (ACKs of the rest of
-		 * the response, its FIN again) goes on without it. */
-		if (p->flags & F_FIN)
+		/* The client's FIN waits: its ACKs of the rest of the response go
+		 * on without it; its FIN sent again with nothing new is absorbed
+		 * (passed on, it would be a duplicate ACK to a back-end that may
+		 * be sending). */
+		if (p->flags & F_FIN) {
 			lc->stats.pkt.fin_absorbed++;
+			if (!p->len && !acked) {
+				rte_pktmbuf_free(p->m);
+				return;
+			}
+		}
 		fe_client_fixup(f, p);
 		fe_forward_to_backend(lc, f, p);
 		return;
@@ -394,7 +401,7 @@ void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 		break;
 	case FE_FS_CLOSING:
 		fe_touch(lc, f);
-		client_closing(lc, f, p);
+		client_closing(lc, f, p, acked);
 		break;
 	case FE_FS_TIME_WAIT:
 		if (f->answered)
