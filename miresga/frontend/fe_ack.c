@@ -63,6 +63,8 @@ void fe_rtx_free(struct fe_lcore *lc, struct fe_flow *f)
 {
 	struct rte_mbuf *m = f->rtx;
 
+	if (!m)
+		return;     /* the common case: nothing kept, no RTX timer */
 	while (m) {
 		struct rte_mbuf *next = m->next;
 
@@ -117,7 +119,10 @@ void fe_rtx_acked(struct fe_lcore *lc, struct fe_flow *f, uint32_t ack)
 	if (!progress)
 		return;
 	if (!f->rtx) {
-		fe_rtx_free(lc, f);
+		/* All there: back to the state's own timer. */
+		f->rtx_tries = 0;
+		if (f->timer == FE_TIMER_RTX)
+			fe_timer_default(lc, f);
 		return;
 	}
 	/* A new ACK: a fresh timeout, no back-off (RFC 6298 5.3). */
