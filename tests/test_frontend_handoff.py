@@ -17,8 +17,8 @@ from scapy.layers.inet import IP, TCP
 from miresga.control import layouts
 from miresga.control.frontend import LIMIT_DEFAULTS
 
-from fe_harness import (BACKENDS, QUERY_OP, VIP, Client, Harness, backend_pkt, config_text,
-                        mark, payload)
+from fe_harness import (BACKENDS, QUERY_OP, VIP, Client, Harness, backend_pkt,  # noqa: F401
+                        config_text, harness_binary, mark, payload)
 from packets import checksums_ok
 
 GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
@@ -29,8 +29,8 @@ CONFIRM_TIMEOUT = LIMIT_DEFAULTS["confirm_timeout_ms"] / 1000
 RTO = LIMIT_DEFAULTS["answer_rto_ms"] / 1000
 
 
-def harness(**limits) -> Harness:
-    return Harness(config_text(**limits))
+def harness(binary, **limits) -> Harness:
+    return Harness(config_text(**limits), binary=binary)
 
 
 def only(frames, n=1):
@@ -84,10 +84,10 @@ def remove_control(f, c: Client, backend: str = "be1", vip_index: int = 0) -> bo
 
 # ------------------------------------------------------------ admission (14.1)
 
-def test_only_a_packet_the_switch_admitted_creates_a_flow():
+def test_only_a_packet_the_switch_admitted_creates_a_flow(harness_binary):
     """KNOWN (entry or seen filter, no proof) without a flow: one RST at its ack, no
     state; unmarked: dropped silently; ADMIT (the cookie checked out): a flow."""
-    with harness() as h:
+    with harness(harness_binary) as h:
         c = Client(port=47001)
         rst = only(h.send(c.pkt(mark="known")))
         assert to_client(rst, c) and rst[TCP].flags == "R" and rst[TCP].seq == c.ack
@@ -99,12 +99,12 @@ def test_only_a_packet_the_switch_admitted_creates_a_flow():
         assert h.stats()["flows"] == 1
 
 
-def test_kept_alive_connection_after_a_restart_gets_a_clean_rst():
+def test_kept_alive_connection_after_a_restart_gets_a_clean_rst(harness_binary):
     """A front-end that restarted has no state for an old kept-alive connection: its
     next request arrives KNOWN (its numbers are no cookie's any more) and gets one RST
     with seq = the request's ack, so the client reconnects; no back-end ever sees a SYN
     with options the front-end could not know."""
-    with harness() as h:
+    with harness(harness_binary) as h:
         c = Client(port=47002)
         c.seq += 200                    # requests went before the restart
         c.ack += 5000
@@ -117,10 +117,10 @@ def test_kept_alive_connection_after_a_restart_gets_a_clean_rst():
         assert st["flows"] == 0
 
 
-def test_a_reused_port_needs_admit_to_replace_a_flow_in_its_grace_period():
+def test_a_reused_port_needs_admit_to_replace_a_flow_in_its_grace_period(harness_binary):
     """A packet after the old stream's end starts a new connection only if the switch
     checked its cookie (ADMIT); a KNOWN one is the old connection's business."""
-    with harness() as h:
+    with harness(harness_binary) as h:
         old = Client(port=47003, isn=5000)
         open_flow(h, old)
         join(h, old)
@@ -133,8 +133,8 @@ def test_a_reused_port_needs_admit_to_replace_a_flow_in_its_grace_period():
         assert h.stats()["packets"]["reincarnation"] == 1
 
 
-def test_require_admit_0_takes_any_ack_as_a_switch_without_marks_would_send():
-    with harness(require_admit=0) as h:
+def test_require_admit_0_takes_any_ack_as_a_switch_without_marks_would_send(harness_binary):
+    with harness(harness_binary, require_admit=0) as h:
         c = Client(port=47004)
         assert h.send(c.pkt(mark="none")) == []
         syn = only(h.send(c.pkt(GET, "PA", mark="none")))
@@ -143,7 +143,7 @@ def test_require_admit_0_takes_any_ack_as_a_switch_without_marks_would_send():
 
 # ------------------------------------------------------------ dataplane mode
 
-def test_dataplane_install_rides_on_the_handshake_ack_with_the_request_behind():
+def test_dataplane_install_rides_on_the_handshake_ack_with_the_request_behind(harness_binary):
     """handoff dataplane: the ACK that completes the back-end's handshake carries
     INSTALL and the VIP index in IP ID; the request follows in the same burst; nothing
     goes over the channel."""
@@ -153,7 +153,7 @@ def test_dataplane_install_rides_on_the_handshake_ack_with_the_request_behind():
     import dataclasses
     text = render_config(SERVICE, dataclasses.replace(facts(), vip_index=svc_facts_vip), "",
                          {"handoff": "dataplane", "mbufs": 4095, "flow_capacity": 1024})
-    with Harness(text) as h:
+    with Harness(text, binary=harness_binary) as h:
         c = Client(port=47101)
         open_flow(h, c)
         ack, req = only(join(h, c), 2)
@@ -166,10 +166,10 @@ def test_dataplane_install_rides_on_the_handshake_ack_with_the_request_behind():
         assert st["packets"]["install_sent"] == 1 and st["offload"]["handoff"] == "dataplane"
 
 
-def test_dataplane_entry_goes_with_the_flows_last_fin():
+def test_dataplane_entry_goes_with_the_flows_last_fin(harness_binary):
     """Connection: close: the back-end's FIN goes to the client unmarked; the client's
     FIN, the last of the two, carries REMOVE to the back-end."""
-    with harness(handoff="dataplane") as h:
+    with harness(harness_binary, handoff="dataplane") as h:
         c = Client(port=47102)
         open_flow(h, c)
         join(h, c)
@@ -187,10 +187,10 @@ def test_dataplane_entry_goes_with_the_flows_last_fin():
         assert_clean(h)
 
 
-def test_dataplane_reset_takes_the_entry_away():
+def test_dataplane_reset_takes_the_entry_away(harness_binary):
     """The back-end's RST goes to the client; the switch takes a REMOVE's key from its
     source, so a control packet goes beside it.  The client's RST carries the mark."""
-    with harness(handoff="dataplane") as h:
+    with harness(harness_binary, handoff="dataplane") as h:
         c = Client(port=47103)
         open_flow(h, c)
         join(h, c)
@@ -206,10 +206,10 @@ def test_dataplane_reset_takes_the_entry_away():
         assert to_backend(rst, "be2") and mark(rst) == "remove"
 
 
-def test_dataplane_client_fin_first_sends_a_remove_control_packet():
+def test_dataplane_client_fin_first_sends_a_remove_control_packet(harness_binary):
     """The client closes first: the entry must go now (the rest of the response must
     come this way) and no packet of the flow's carries it: a REMOVE control packet."""
-    with harness(handoff="dataplane") as h:
+    with harness(harness_binary, handoff="dataplane") as h:
         c = Client(port=47104)
         open_flow(h, c)
         join(h, c)
@@ -220,9 +220,9 @@ def test_dataplane_client_fin_first_sends_a_remove_control_packet():
         assert h.stats()["packets"]["remove_sent"] == 1
 
 
-def test_dataplane_request_without_offload_takes_the_entry_away():
+def test_dataplane_request_without_offload_takes_the_entry_away(harness_binary):
     """A kept-alive request whose rule says no offload: REMOVE before it goes on."""
-    with harness(handoff="dataplane") as h:
+    with harness(harness_binary, handoff="dataplane") as h:
         c = Client(port=47105)
         open_flow(h, c)
         join(h, c)
@@ -233,10 +233,10 @@ def test_dataplane_request_without_offload_takes_the_entry_away():
         assert remove_control(ctl, c) and payload(fwd) == req
 
 
-def test_dataplane_flow_whose_client_closed_before_the_join_is_not_installed():
+def test_dataplane_flow_whose_client_closed_before_the_join_is_not_installed(harness_binary):
     """Request and FIN together: the front-end must see the response end to pass the
     FIN on, so the flow stays on it: no INSTALL."""
-    with harness(handoff="dataplane") as h:
+    with harness(harness_binary, handoff="dataplane") as h:
         c = Client(port=47106)
         c.send(h)
         syn = only(c.send(h, GET, "FPA"))
@@ -249,8 +249,8 @@ def test_dataplane_flow_whose_client_closed_before_the_join_is_not_installed():
 
 # ------------------------------------------------------------ confirmed mode
 
-def test_confirmed_holds_the_request_until_the_switch_adds_the_entry():
-    with harness(handoff="confirmed") as h:
+def test_confirmed_holds_the_request_until_the_switch_adds_the_entry(harness_binary):
+    with harness(harness_binary, handoff="confirmed") as h:
         c = Client(port=47201)
         open_flow(h, c)
         ack = only(join(h, c))
@@ -264,10 +264,10 @@ def test_confirmed_holds_the_request_until_the_switch_adds_the_entry():
         assert st["flows_by_state"]["spliced"] == 1 and st["offload"]["confirmed"] == 1
 
 
-def test_confirmed_refusal_releases_and_keeps_the_flow_on_the_frontend():
+def test_confirmed_refusal_releases_and_keeps_the_flow_on_the_frontend(harness_binary):
     """REFUSED: the request goes, nothing is deleted, and the flow is not offered
     again (no ADD when the response passes)."""
-    with harness(handoff="confirmed") as h:
+    with harness(harness_binary, handoff="confirmed") as h:
         c = Client(port=47202)
         open_flow(h, c)
         join(h, c)
@@ -279,10 +279,10 @@ def test_confirmed_refusal_releases_and_keeps_the_flow_on_the_frontend():
         assert h.stats()["offload"]["confirm_refused"] == 1
 
 
-def test_confirmed_without_an_answer_releases_after_the_timeout_and_deletes():
+def test_confirmed_without_an_answer_releases_after_the_timeout_and_deletes(harness_binary):
     """No answer within confirm_timeout: release, DEL (a late ADD must not stay), and
     a late ADDED changes nothing."""
-    with harness(handoff="confirmed") as h:
+    with harness(harness_binary, handoff="confirmed") as h:
         c = Client(port=47203)
         open_flow(h, c)
         join(h, c)
@@ -309,12 +309,12 @@ def tiny_request(h: Harness, c: Client, request: bytes, size: int):
     return acks
 
 
-def test_thirteen_segments_of_seven_bytes_are_acknowledged_and_reach_the_backend():
+def test_thirteen_segments_of_seven_bytes_are_acknowledged_and_reach_the_backend(harness_binary):
     """More segments than an initial window of 10: the front-end acknowledges every
     second one, so the client can go on; the back-end gets every byte."""
     req = b"GET /a HTTP/1.1\r\nHost: www.example\r\nX-Pad: " + b"p" * 44 + b"\r\n\r\n"
     assert len(req) == 91
-    with harness(handoff="dataplane") as h:
+    with harness(harness_binary, handoff="dataplane") as h:
         c = Client(port=47301)
         c.send(h)
         acks = tiny_request(h, c, req, 7)
@@ -325,8 +325,8 @@ def test_thirteen_segments_of_seven_bytes_are_acknowledged_and_reach_the_backend
         assert b"".join(payload(f) for f in out) == req
 
 
-def test_one_byte_segments_are_acknowledged():
-    with harness() as h:
+def test_one_byte_segments_are_acknowledged(harness_binary):
+    with harness(harness_binary) as h:
         c = Client(port=47302)
         c.send(h)
         acks = tiny_request(h, c, GET, 1)
@@ -335,19 +335,19 @@ def test_one_byte_segments_are_acknowledged():
         assert b"".join(payload(f) for f in join(h, c)) == GET
 
 
-def test_own_ack_window_is_what_the_hold_limit_leaves_unscaled_without_wscale():
-    with harness(hold_limit_bytes=4096) as h:
+def test_own_ack_window_is_what_the_hold_limit_leaves_unscaled_without_wscale(harness_binary):
+    with harness(harness_binary, hold_limit_bytes=4096) as h:
         c = Client(port=47303, wscale=None)
         c.send(h)
         acks = tiny_request(h, c, GET, 10)
         assert [a[TCP].window for a in acks] == [4096 - 20, 4096 - 40]
 
 
-def test_bytes_we_acknowledged_are_retransmitted_until_the_backend_has_them():
+def test_bytes_we_acknowledged_are_retransmitted_until_the_backend_has_them(harness_binary):
     """The back-end does not acknowledge the released request: the front-end sends
     again the bytes it acknowledged itself (the client will resend the rest) after
     answer_rto, then after twice that; once the back-end ACKs them, the copies go."""
-    with harness() as h:
+    with harness(harness_binary) as h:
         c = Client(port=47304)
         c.send(h)
         acks = tiny_request(h, c, GET, 10)
@@ -371,8 +371,8 @@ def test_bytes_we_acknowledged_are_retransmitted_until_the_backend_has_them():
         assert h.advance(10) == [], "nothing more to resend"
 
 
-def test_retransmission_gives_up_and_resets_both_ends():
-    with harness(answer_retries=2) as h:
+def test_retransmission_gives_up_and_resets_both_ends(harness_binary):
+    with harness(harness_binary, answer_retries=2) as h:
         c = Client(port=47305)
         c.send(h)
         tiny_request(h, c, GET, 10)
@@ -385,9 +385,9 @@ def test_retransmission_gives_up_and_resets_both_ends():
         assert_clean(h)
 
 
-def test_a_segment_sent_again_is_acknowledged_again():
+def test_a_segment_sent_again_is_acknowledged_again(harness_binary):
     """Our ACK was lost: the client resends; the front-end acknowledges at once."""
-    with harness() as h:
+    with harness(harness_binary) as h:
         c = Client(port=47306)
         c.send(h)
         assert c.send(h, GET[:10], "A") == []
@@ -398,11 +398,11 @@ def test_a_segment_sent_again_is_acknowledged_again():
 
 
 @pytest.mark.parametrize("mode", ["async", "dataplane"])
-def test_offloaded_keepalive_flow_loses_its_entry_when_a_header_needs_our_acks(mode):
+def test_offloaded_keepalive_flow_loses_its_entry_when_a_header_needs_our_acks(mode, harness_binary):
     """The switch carries a kept-alive flow; the next header comes in pieces that need
     the front-end's ACKs: the entry goes first (direct -> front-end is safe), and the
     connection stays on the front-end from then on."""
-    with harness(handoff=mode) as h:
+    with harness(harness_binary, handoff=mode) as h:
         c = Client(port=47307)
         open_flow(h, c)
         join(h, c)
@@ -426,10 +426,10 @@ def test_offloaded_keepalive_flow_loses_its_entry_when_a_header_needs_our_acks(m
 
 # ------------------------------------------------- pipelining across clusters
 
-def test_old_backend_that_never_ends_its_response_times_out_into_a_503():
+def test_old_backend_that_never_ends_its_response_times_out_into_a_503(harness_binary):
     """DRAIN bounded by request_timeout without progress: the old back-end is reset,
     and the client, which has every byte of the old response, gets a 503 there."""
-    with harness() as h:
+    with harness(harness_binary) as h:
         c = Client(port=47401)
         open_flow(h, c)
         join(h, c)
@@ -449,10 +449,10 @@ def test_old_backend_that_never_ends_its_response_times_out_into_a_503():
         assert h.stats()["errors"]["drain_timeout"] == 1
 
 
-def test_drain_waits_for_the_client_to_acknowledge_the_old_stream():
+def test_drain_waits_for_the_client_to_acknowledge_the_old_stream(harness_binary):
     """The old back-end's FIN came, but the client has not acknowledged F_end yet:
     nothing moves until it does."""
-    with harness() as h:
+    with harness(harness_binary) as h:
         c = Client(port=47402)
         open_flow(h, c)
         join(h, c)
@@ -473,8 +473,8 @@ def test_drain_waits_for_the_client_to_acknowledge_the_old_stream():
         assert to_backend(syn, "be3", 8080) and syn[TCP].ack == c.server_next - 1
 
 
-def test_old_backend_reset_in_drain_moves_on_without_an_ack():
-    with harness() as h:
+def test_old_backend_reset_in_drain_moves_on_without_an_ack(harness_binary):
+    with harness(harness_binary) as h:
         c = Client(port=47403)
         open_flow(h, c)
         join(h, c)
@@ -489,12 +489,12 @@ def test_old_backend_reset_in_drain_moves_on_without_an_ack():
 
 # ------------------------------------------------------------ half-close
 
-def test_client_fin_waits_until_the_response_is_over():
+def test_client_fin_waits_until_the_response_is_over(harness_binary):
     """Request, then FIN at once (shutdown(SHUT_WR)): the flow stays on the front-end
     (half_closed), the response goes through it, the FIN waits while the back-end sends
     and while bytes are unacknowledged; the client's resent FIN is absorbed; the FIN goes
     once everything is acknowledged and the back-end was quiet for drain_quiet."""
-    with harness(handoff="dataplane") as h:
+    with harness(harness_binary, handoff="dataplane") as h:
         c = Client(port=47501)
         c.send(h)
         only(c.send(h, GET, "PA"))
@@ -519,8 +519,8 @@ def test_client_fin_waits_until_the_response_is_over():
         assert st["packets"]["fin_absorbed"] == 2
 
 
-def test_client_acks_after_a_deferred_fin_reach_the_backend_at_the_fins_place():
-    with harness() as h:
+def test_client_acks_after_a_deferred_fin_reach_the_backend_at_the_fins_place(harness_binary):
+    with harness(harness_binary) as h:
         c = Client(port=47502)
         open_flow(h, c)
         join(h, c)
@@ -530,8 +530,8 @@ def test_client_acks_after_a_deferred_fin_reach_the_backend_at_the_fins_place():
         assert to_backend(ack, "be1") and ack[TCP].seq == c.seq - 1 and "F" not in ack[TCP].flags
 
 
-def test_backend_fin_releases_the_deferred_client_fin_at_once():
-    with harness() as h:
+def test_backend_fin_releases_the_deferred_client_fin_at_once(harness_binary):
+    with harness(harness_binary) as h:
         c = Client(port=47503)
         open_flow(h, c)
         join(h, c)
@@ -542,8 +542,8 @@ def test_backend_fin_releases_the_deferred_client_fin_at_once():
         assert h.stats()["flows_by_state"]["time_wait"] == 1
 
 
-def test_small_response_and_half_close_closes_within_the_quiet_period():
-    with harness() as h:
+def test_small_response_and_half_close_closes_within_the_quiet_period(harness_binary):
+    with harness(harness_binary) as h:
         c = Client(port=47504)
         open_flow(h, c)
         join(h, c)
@@ -557,10 +557,10 @@ def test_small_response_and_half_close_closes_within_the_quiet_period():
 # ------------------------------------------------------------ liveness (13.3)
 
 @pytest.mark.parametrize("mode", ["async", "dataplane"])
-def test_idle_timer_of_a_flow_with_an_entry_asks_the_switch(mode):
+def test_idle_timer_of_a_flow_with_an_entry_asks_the_switch(mode, harness_binary):
     """The front-end saw nothing for idle_timeout, but the switch carries the flow:
     a query, and as long as the answer says busy, no close."""
-    with harness(handoff=mode, idle_timeout_ms=3000) as h:
+    with harness(harness_binary, handoff=mode, idle_timeout_ms=3000) as h:
         c = Client(port=47601)
         open_flow(h, c)
         join(h, c)
@@ -575,8 +575,8 @@ def test_idle_timer_of_a_flow_with_an_entry_asks_the_switch(mode):
 
 @pytest.mark.parametrize("present,idle_ms,counter", [(1, 3500, "entry_idle"),
                                                      (0, 0, "entry_gone")])
-def test_idle_or_absent_entry_closes_the_flow_with_a_fin(present, idle_ms, counter):
-    with harness(handoff="dataplane", idle_timeout_ms=3000) as h:
+def test_idle_or_absent_entry_closes_the_flow_with_a_fin(present, idle_ms, counter, harness_binary):
+    with harness(harness_binary, handoff="dataplane", idle_timeout_ms=3000) as h:
         c = Client(port=47602)
         open_flow(h, c)
         join(h, c)
@@ -588,10 +588,10 @@ def test_idle_or_absent_entry_closes_the_flow_with_a_fin(present, idle_ms, count
         assert h.stats()["offload"][counter] == 1
 
 
-def test_query_without_answer_closes_at_the_next_expiry():
+def test_query_without_answer_closes_at_the_next_expiry(harness_binary):
     """Protocol version 1 has no QUERY: the front-end falls back on its own view one
     idle timeout later."""
-    with harness(idle_timeout_ms=3000) as h:
+    with harness(harness_binary, idle_timeout_ms=3000) as h:
         c = Client(port=47603)
         open_flow(h, c)
         join(h, c)
@@ -602,8 +602,8 @@ def test_query_without_answer_closes_at_the_next_expiry():
         assert [e["op"] for e in h.offload()] == [ADD, QUERY_OP, DEL]
 
 
-def test_traffic_through_the_frontend_cancels_a_pending_query():
-    with harness(idle_timeout_ms=3000) as h:
+def test_traffic_through_the_frontend_cancels_a_pending_query(harness_binary):
+    with harness(harness_binary, idle_timeout_ms=3000) as h:
         c = Client(port=47604)
         open_flow(h, c)
         join(h, c)
@@ -613,8 +613,8 @@ def test_traffic_through_the_frontend_cancels_a_pending_query():
         assert h.stats()["offload"]["late_results"] == 1
 
 
-def test_data_after_our_idle_fin_resets_both_ends():
-    with harness(idle_timeout_ms=3000) as h:
+def test_data_after_our_idle_fin_resets_both_ends(harness_binary):
+    with harness(harness_binary, idle_timeout_ms=3000) as h:
         c = Client(port=47605)
         open_flow(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
         join(h, c)
