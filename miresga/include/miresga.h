@@ -45,6 +45,8 @@ typedef uint32_t __be32;
 #define MG_MAX_BACKENDS 256
 #define MG_MAX_FRONTENDS 16
 #define MG_MAX_VIPS 16
+/* Switch ports the port table can describe (a Tofino has 64 to 512). */
+#define MG_MAX_PORTS 256
 
 /* ------------------------------------------------------------------ marks */
 
