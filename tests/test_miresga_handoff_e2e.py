@@ -46,6 +46,8 @@ PARAMS = {
 #             a short pause between writes so that each leaves as its own
 #             segment), optionally shutdown(SHUT_WR), then reads `responses`
 #             responses (Content-Length framing) and, with wait_eof, the close
+#   slowread  one request, the response read at `rate` bytes/s through a 64 KB
+#             receive buffer (curl's --limit-rate lets a fast transfer burst)
 #   restart   `count` kept-alive connections, one request each; then the file
 #             `ready` appears and the client waits for the file `go`; then the
 #             request again on each: "reset", "eof", "response" or "timeout"
@@ -114,6 +116,30 @@ if spec["op"] == "send":
     out = read(s, spec["responses"], time.monotonic() + spec["timeout"], spec.get("wait_eof", False))
     out["elapsed"] = time.monotonic() - t0
     print(json.dumps(out))
+elif spec["op"] == "slowread":
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    s.connect((spec["host"], spec["port"]))
+    s.sendall(bytes.fromhex(spec["payload"]))
+    t0, got, buf, rate = time.monotonic(), 0, b"", spec["rate"]
+    while True:
+        ahead = got / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+        try:
+            b = s.recv(1 << 14)
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        buf += b
+        got += len(b)
+        r = parse(buf)
+        if r:
+            break
+    r = parse(buf)
+    print(json.dumps({"responses": [r[0]] if r else [], "bytes": len(buf),
+                      "elapsed": time.monotonic() - t0}))
 elif spec["op"] == "restart":
     req = bytes.fromhex(spec["payload"])
     conns, first = [], []
@@ -344,12 +370,9 @@ def test_slow_download_outlasts_the_frontends_idle_timeout(mg):
     tb, store, _, t = mg
     path = paths(store, "10MB")[0]
     before = fe_stats(t)
-    t0 = time.monotonic()
-    digest = curl(tb, f"--limit-rate 1000K {t.endpoint.url}{path} | sha256sum",
-                  timeout=120).split()[0]
-    elapsed = time.monotonic() - t0
-    assert digest == store.manifest()[path]["sha256"]
-    assert elapsed > 3 * FRONTEND_IDLE_S, elapsed
+    out = raw(tb, {"op": "slowread", "payload": request(path).hex(), "rate": 1_000_000})
+    expect(store, out, [path])
+    assert out["elapsed"] > 3 * FRONTEND_IDLE_S, out
     after = fe_stats(t)
     assert delta(before, after, "offload", "entry_busy") >= 1
 
