@@ -184,6 +184,28 @@ def test_large_response_bypasses_the_frontend(mg):
     assert sw1["offload_fwd"] > sw0["offload_fwd"], "the client's ACKs went the offload way too"
 
 
+def test_a_client_address_no_plan_names_is_served(mg):
+    """The edge serves every address (issue 13.2): a second address on the client
+    host, named by no plan, topology or table, gets its answers byte for byte, and
+    the large one takes the switch's offload branch: the back-end's packets are
+    Miresga's by their agent's mark and their port, not by where they go."""
+    tb, store, _, t = mg
+    client = tb.clients[0]
+    extra = client.address + 100
+    assert str(extra) not in t.plan().to_json()
+    client.run(f"ip addr add {extra}/32 dev {client.iface}")
+    try:
+        sw0 = t.switch_stats()["counters"]
+        for size in ("1KB", "1MB"):
+            path = paths(store, size)[0]
+            got = curl(tb, f"--interface {extra} {t.endpoint.url}{path} | sha256sum").split()[0]
+            assert got == store.manifest()[path]["sha256"], path
+        sw1 = t.switch_stats()["counters"]
+        assert sw1["offload_rev_bytes"] - sw0["offload_rev_bytes"] > 500_000
+    finally:
+        client.run(f"ip addr del {extra}/32 dev {client.iface}", check=False)
+
+
 # ---------------------------------------------------------------- routing
 
 def test_keepalive_request_for_another_cluster_lands_there(mg):

@@ -163,12 +163,6 @@ struct mg_backend_key {
 	__u16 _pad;
 };
 
-/* Key of an IPv4 longest-prefix-match table (BPF_MAP_TYPE_LPM_TRIE). */
-struct mg_lpm4_key {
-	__u32 prefixlen;
-	__be32 ip_be;
-};
-
 /* Back-end table: index -> where to send and how to rewrite. */
 struct mg_backend {
 	__be32 ip_be;
@@ -186,6 +180,44 @@ struct mg_frontend {
 	__u8 src_mac[6];
 	__u32 ifindex;
 };
+
+/* Port table: switch port (ifindex) -> what hangs off it, as a Tofino's
+ * port table gives per-port metadata to every packet. */
+#define MG_PORT_FRONTEND 0x1u   /* a front-end: its F -> S marks are trusted */
+
+struct mg_port {
+	__u32 flags;
+};
+
+/*
+ * The data-plane table (hand-off mode `dataplane`): register arrays the
+ * pipeline itself writes, from INSTALL marks, and clears, from REMOVE marks.
+ * One slot per (way, hash of client IP and port); see switch.bpf.c,
+ * "data-plane table", for the semantics and a Tofino's layout.
+ *
+ * The first 8 bytes (key and value) are read and written as one 64-bit word,
+ * so a reader never sees one flow's key with another's back-end.  A slot is
+ * empty if its client IP is 0 or its last_seen is 0, and counts as empty
+ * once last_seen is dp_idle_ticks old (lazy aging).
+ */
+struct mg_dp_slot {
+	__be32 client_ip_be;
+	__be16 client_port_be;
+	__u8 backend_idx;
+	__u8 vip_idx;
+	/* Data-plane clock, bpf_ktime_get_ns() >> MG_DP_TICK_SHIFT, of the
+	 * install or the last packet moved; 0: empty. */
+	__u32 last_seen;
+	__u32 _pad;
+};
+
+/* One tick of the data-plane table's clock: 2^20 ns, about 1.05 ms. */
+#define MG_DP_TICK_SHIFT 20
+/* At most 2^24 slots per way. */
+#define MG_DP_SLOTS_LOG2_MAX 24
+/* The data-plane table's default size: 2 ways of 65,536 slots. */
+#define MG_DP_SLOTS_DEFAULT (1 << 17)
+#define MG_DP_WAYS_DEFAULT 2
 
 /* One HalfSipHash key (64 bits). */
 struct mg_cookie_key {
@@ -218,6 +250,16 @@ struct mg_switch_config {
 	struct mg_cookie_key filter_key;
 	__u32 filter_gen;
 	__u32 filter_bits_log2; /* bits per generation = 1 << this, 6..30 */
+	/*
+	 * The data-plane table: dp_ways (1 or 2) ways of 1 << dp_slots_log2
+	 * slots each; dp_slots_log2 = 0: no table (INSTALL marks are refused).
+	 * Way w's index is dp_hash(w) (switch.bpf.c), seeded with dp_seed.k0
+	 * and .k1; a slot idle for dp_idle_ticks counts as empty.
+	 */
+	__u32 dp_slots_log2;
+	__u32 dp_ways;
+	__u32 dp_idle_ticks;
+	struct mg_cookie_key dp_seed;
 };
 
 /* Per-branch counters of the switch pipeline (per-CPU array, index = enum). */
@@ -244,6 +286,24 @@ enum mg_switch_counter {
 	MG_SW_CONN_KNOWN,        /* no entry, connection in the seen filter: to a front-end */
 	MG_SW_VIP_MALFORMED,     /* to a VIP but truncated, fragmented, IP options or bad flags: dropped */
 	MG_SW_TTL_EXCEEDED,      /* TTL would expire on a redirect: kernel path (ICMP) */
+	/* The hand-off's marks and the data-plane table. */
+	MG_SW_FE_ADMIT,          /* client packet handed to a front-end marked ADMIT */
+	MG_SW_FE_KNOWN,          /* client packet handed to a front-end marked KNOWN */
+	MG_SW_MARK_CLEARED,      /* a packet arrived with a mark nobody may send from there: cleared */
+	MG_SW_MARK_UNTRUSTED,    /* ... of which INSTALL/REMOVE marks from a non-front-end port */
+	MG_SW_FUSED_SYN_FORGED,  /* fused SYN to a back-end from a non-front-end port: dropped */
+	MG_SW_BE_UNMARKED,       /* from a back-end service address, no MIRESGA mark: forwarded */
+	MG_SW_BE_WRONG_PORT,     /* ... MIRESGA mark, but not on that back-end's port: forwarded */
+	MG_SW_DP_INSTALL,        /* INSTALL wrote a free (empty or aged) slot */
+	MG_SW_DP_REINSTALL,      /* INSTALL rewrote the slot that held its own key */
+	MG_SW_DP_COLLISION,      /* INSTALL refused: every way holds another live key */
+	MG_SW_DP_INSTALL_RACE,   /* INSTALL refused: the slot changed while it was written */
+	MG_SW_DP_INSTALL_BAD,    /* INSTALL refused: not to a back-end, bad VIP index, no table */
+	MG_SW_DP_REMOVE,         /* REMOVE cleared the slot holding its key */
+	MG_SW_DP_REMOVE_MISS,    /* REMOVE found no slot holding its key: nothing done */
+	MG_SW_CTL_CONSUMED,      /* a standalone control packet (REMOVE_CTL), dropped after acting */
+	MG_SW_DP_HIT,            /* a lookup found a live data-plane entry (either direction) */
+	MG_SW_DP_EXPIRED,        /* a lookup found its key in a slot idle past the timeout: a miss */
 	MG_SW__MAX,
 };
 
@@ -328,6 +388,16 @@ MG_INLINE __u32 mg_mix32(__u32 h)
 	h *= 0xc2b2ae35u;
 	h ^= h >> 16;
 	return h;
+}
+
+/* The data-plane table's hash of (client IP, client port) for way 0 or 1,
+ * over the raw network-order words.  Way 1's is derived from way 0's with
+ * the second seed, so keys that collide in one way rarely do in the other. */
+MG_INLINE __u32 mg_dp_hash(const struct mg_cookie_key *seed, __be32 ip, __be16 port, __u32 way)
+{
+	__u32 h = mg_mix32(ip ^ mg_mix32((__u32)port ^ seed->k0));
+
+	return way ? mg_mix32(h ^ seed->k1) : h;
 }
 
 #define MG_ROTL32(x, b) (__u32)(((x) << (b)) | ((x) >> (32 - (b))))
