@@ -15,6 +15,8 @@ packages=(
   librte-net-af-packet23 librte-net-af-xdp23 libxdp1
   # systems under test and load generation
   wrk nginx-light haproxy curl
+  # h2load: HTTP/1.1 pipelining (-m) in the hand-off's end-to-end tests
+  nghttp2-client
   # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
   luajit
   # testbed plumbing and the SSH transport

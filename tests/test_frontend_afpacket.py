@@ -40,7 +40,7 @@ from miresga.control.frontend import (BINARY, PORTS, Frontend, FrontendError, Fr
 
 from conftest import unique_prefix
 from ctl_server import CtlServer
-from fe_harness import make_cookie
+from fe_harness import TOS, make_cookie, mark
 from packets import checksums_ok
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -150,7 +150,8 @@ def frontend(testbed, ctl, request):
 
 
 class Conn:
-    """A client connection after the switch's SYN-ACK."""
+    """A client connection after the switch's SYN-ACK; its packets carry the mark
+    the switch would put on them (ADMIT while its numbers are the cookie's)."""
 
     def __init__(self, port: int, isn: int = 1000):
         self.port, self.c = port, isn
@@ -158,8 +159,10 @@ class Conn:
         self.seq, self.ack = isn + 1, (self.s + 1) & 0xFFFFFFFF
 
     def pkt(self, data: bytes = b"", flags: str = "A", **kw):
-        p = IP(src=CLIENT, dst=VIP) / TCP(sport=self.port, dport=80, seq=kw.get("seq", self.seq),
-                                           ack=kw.get("ack", self.ack), flags=flags, window=502)
+        seq, ack = kw.get("seq", self.seq), kw.get("ack", self.ack)
+        admit = seq == self.c + 1 and ack == (self.s + 1) & 0xFFFFFFFF
+        p = IP(src=CLIENT, dst=VIP, tos=TOS["admit" if admit else "known"]) / \
+            TCP(sport=self.port, dport=80, seq=seq, ack=ack, flags=flags, window=502)
         if "seq" not in kw:
             self.seq += len(data) + (1 if "F" in flags else 0)
         return p / Raw(data) if data else p
@@ -239,10 +242,15 @@ def test_request_is_spliced_offloaded_forwarded_and_torn_down(frontend, ctl):
     assert resp[TCP].seq == c.s + 1 and bytes(resp[TCP].payload) == body
     c.ack = c.s + 1 + len(body)
 
-    # Teardown: FIN both ways, the last ACK, then the grace period.
+    # Teardown: the client's FIN waits until the response is over (its ACK goes on,
+    # the entry is deleted so the rest would come this way), then FIN both ways,
+    # the last ACK, then the grace period.
     wire.send(c.pkt(flags="FA"))
-    fin, = wire.frames(3, want=1)
-    assert fin[IP].dst == BACKENDS[be] and fin[TCP].flags == "FA"
+    held, fin = wire.frames(3, want=2)
+    assert held[IP].dst == BACKENDS[be] and held[TCP].flags == "A"
+    assert fin[IP].dst == BACKENDS[be] and fin[TCP].flags == "FA" and fin[TCP].seq == c.seq - 1
+    dl, = ctl.wait_for(lambda s: s.entries(layouts.CtlOp.DEL))
+    assert (dl["ip"], dl["port"]) == (CLIENT, c.port)
     wire.send(c.from_backend(be, c.ack, c.seq, "FA"))
     bfin, = wire.frames(3, want=1)
     assert bfin[IP].src == VIP and bfin[TCP].flags == "FA"
@@ -250,8 +258,6 @@ def test_request_is_spliced_offloaded_forwarded_and_torn_down(frontend, ctl):
     wire.send(c.pkt(flags="A"))
     last, = wire.frames(3, want=1)
     assert last[IP].dst == BACKENDS[be] and last[TCP].ack == c.ack
-    dl, = ctl.wait_for(lambda s: s.entries(layouts.CtlOp.DEL))
-    assert (dl["ip"], dl["port"]) == (CLIENT, c.port)
     st = wait_stats(fe, clean(fe))
     # The way a remote host's socket is read gives the same answer.
     assert fe.stats(through_host=True)["flows_created"] == st["flows_created"] == 1
@@ -261,7 +267,11 @@ def test_request_is_spliced_offloaded_forwarded_and_torn_down(frontend, ctl):
 
 
 def answer(wire: Wire, c: Conn, status: int, timeout: float = 3.0) -> Ether:
-    frames = [f for f in wire.frames(timeout, want=1) if f[IP].dst == CLIENT]
+    """The front-end's answer (its ACKs of held header bytes before it aside)."""
+    deadline, frames = time.monotonic() + timeout, []
+    while not frames and time.monotonic() < deadline:
+        got = wire.frames(deadline - time.monotonic(), want=1)
+        frames = [f for f in got if f[IP].dst == CLIENT and "F" in f[TCP].flags]
     assert len(frames) == 1, [f.summary() for f in frames]
     f = frames[0]
     assert f[IP].src == VIP and f[TCP].sport == 80 and f[TCP].dport == c.port
@@ -333,6 +343,45 @@ def test_every_error_code_from_real_bad_requests(frontend, ctl):
         {"400": 1, "404": 1, "408": 1, "431": 1, "503": 2}
     assert st["errors"]["syn_timeout"] == 2 and st["errors"]["backend_refused"] == 1
     assert ctl.entries() == []
+
+
+def test_dataplane_marks_cross_the_wire(testbed, ctl):
+    """handoff dataplane on a real port: the handshake ACK leaves with INSTALL and
+    the VIP index in IP ID, the request right behind it; the client's FIN that ends
+    the connection leaves with REMOVE; nothing goes over the channel.  An unmarked
+    packet creates nothing; a KNOWN one without a flow gets one RST."""
+    fe = start_frontend(testbed, ctl, handoff="dataplane")
+    wire = Wire(testbed, ctl.port)
+    try:
+        stray = Conn(44100)
+        stray.seq += 100
+        wire.send(stray.pkt(b"GET /static/a HTTP/1.1\r\nHost: a\r\n\r\n", "PA"))
+        rst, = wire.frames(3, want=1)
+        assert rst[IP].dst == CLIENT and rst[TCP].flags == "R" and rst[TCP].seq == stray.ack
+        c = Conn(44101)
+        p = c.pkt()
+        p[IP].tos = 0
+        wire.send(p)
+        wire.send(c.pkt(b"GET /static/a HTTP/1.1\r\nHost: a\r\n\r\n", "PA", seq=c.c + 1))
+        syn, = wire.frames(3, want=1)
+        be = "be1" if syn[IP].dst == BACKENDS["be1"] else "be2"
+        wire.send(c.from_backend(be, c.s, c.c + 1, "SA"))
+        ack, req = wire.frames(3, want=2)
+        assert mark(ack) == "install" and ack[IP].id == 0 and ack[TCP].flags == "A"
+        assert bytes(req[TCP].payload).startswith(b"GET /static/a")
+        wire.send(c.from_backend(be, c.s + 1, c.seq, "FPA", b"HTTP/1.1 200 OK\r\n\r\n"))
+        wire.frames(3, want=1)
+        c.ack = c.s + 1 + 19 + 1
+        wire.send(c.pkt(flags="FA"))
+        fin, = wire.frames(3, want=1)
+        assert fin[IP].dst == BACKENDS[be] and fin[TCP].flags == "FA" and mark(fin) == "remove"
+        st = fe.stats()
+        assert st["packets"]["unadmitted"] == 1 and st["packets"]["known_reset"] == 1
+        assert st["packets"]["install_sent"] == 1 and st["packets"]["remove_marked"] == 1
+        assert st["offload"]["queued_add"] == st["offload"]["queued_del"] == 0
+    finally:
+        wire.close()
+        assert fe.stop() == 0
 
 
 # ----------------------------------------------------------- offload channel

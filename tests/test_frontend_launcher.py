@@ -82,6 +82,21 @@ def test_rendered_config_is_what_the_binary_reads(tmp_path):
     assert got["stats_socket"] == "/tmp/fe-test.sock" and got["flow_capacity"] == 4096
 
 
+@pytest.mark.parametrize("mode", ["async", "confirmed", "dataplane"])
+def test_handoff_mode_is_rendered_and_read(tmp_path, mode):
+    p = check_config(tmp_path, render_config(SERVICE, facts(), limits={"handoff": mode}))
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["handoff"] == mode
+
+
+def test_unknown_handoff_mode_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="handoff 'sometimes'"):
+        render_config(SERVICE, facts(), limits={"handoff": "sometimes"})
+    text = render_config(SERVICE, facts()) + "handoff sometimes\n"
+    p = check_config(tmp_path, text)
+    assert p.returncode == 2 and "handoff: expected async, confirmed or dataplane" in p.stderr
+
+
 def test_policies_and_no_default_cluster(tmp_path):
     svc = Service(vip=VIP, clusters=[
         Cluster(name="a", backends=["be1"], policy="least-connections"),

@@ -40,8 +40,11 @@ BINARY = BUILD_DIR / "miresga-frontend"
 #: The af_xdp port's XDP program (miresga/frontend/fe_xsk.bpf.c).
 XSK_OBJECT = BUILD_DIR / "bpf" / "fe_xsk.bpf.o"
 
+#: How the front-end hands a flow to the switch (miresga/frontend/fe_splice.h).
+HANDOFF_MODES = ("async", "confirmed", "dataplane")
+
 #: Knobs of the front-end that the service does not set, with the C defaults.
-LIMIT_DEFAULTS: dict[str, int] = {
+LIMIT_DEFAULTS: dict[str, int | str] = {
     "syn_timeout_ms": 1000,
     "syn_retries": 1,
     "grace_ms": 2000,
@@ -56,6 +59,16 @@ LIMIT_DEFAULTS: dict[str, int] = {
     "offload_after_bytes": 0,
     "offload_ring_size": 65536,
     "verify_checksums": 1,
+    # The hand-off: the mode (HANDOFF_MODES); how long `confirmed` holds a
+    # request for the switch's answer; how long a back-end must be quiet, with
+    # everything it sent acknowledged, for its response to count as over (a
+    # client's FIN waits for that, and so does a pipelined request for another
+    # cluster); 0 lets any ACK start a flow, for a switch that does not mark
+    # the packets whose cookie it checked (ADMIT).
+    "handoff": "async",
+    "confirm_timeout_ms": 100,
+    "drain_quiet_ms": 50,
+    "require_admit": 1,
 }
 
 
@@ -182,7 +195,13 @@ def render_config(service: Service, facts: FrontendFacts, stats_socket: str = ""
     if stats_socket:
         lines.append(f"stats_socket {_token('stats socket', stats_socket)}")
     for key, value in limits.items():
-        lines.append(f"{key} {int(value)}")
+        if key == "handoff":
+            if value not in HANDOFF_MODES:
+                raise ConfigError(f"front-end limits: handoff {value!r} is not one of "
+                                  f"{', '.join(HANDOFF_MODES)}")
+            lines.append(f"handoff {value}")
+        else:
+            lines.append(f"{key} {int(value)}")
     return "\n".join(lines) + "\n"
 
 

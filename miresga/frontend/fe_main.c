@@ -97,10 +97,11 @@ static int check_config(const char *path)
 		       cfg.rules[r].host_len ? cfg.rules[r].host : "null",
 		       cfg.rules[r].host_len ? "\"" : "");
 	printf("], \"default_cluster\": %d, \"max_header_bytes\": %u, \"request_timeout_ms\": %llu, "
-	       "\"control\": \"%s:%u\", \"stats_socket\": \"%s\", \"flow_capacity\": %u}\n",
+	       "\"control\": \"%s:%u\", \"stats_socket\": \"%s\", \"flow_capacity\": %u, "
+	       "\"handoff\": \"%s\"}\n",
 	       cfg.default_cluster, cfg.max_header_bytes,
 	       (unsigned long long)(cfg.request_timeout_us / 1000), cfg.control_host,
-	       cfg.control_port, cfg.stats_socket, cfg.flow_capacity);
+	       cfg.control_port, cfg.stats_socket, cfg.flow_capacity, fe_handoff_name(cfg.handoff));
 	return 0;
 }
 
@@ -137,7 +138,7 @@ static void run(struct fe_lcore *lc)
 		n = rte_eth_rx_burst(lc->port_id, lc->queue_id, pkts, FE_RX_BURST);
 		for (uint16_t i = 0; i < n; i++)
 			fe_input(lc, pkts[i]);
-		fired = fe_timers_run(lc);
+		fired = fe_timers_run(lc) + fe_results_run(lc);
 		fe_tx_flush(lc);
 		if (n || fired) {
 			/* A polling core is always busy to the OS: this is the
