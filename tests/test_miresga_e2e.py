@@ -393,12 +393,16 @@ def test_every_table_is_empty_after_a_run(mg):
     made = sum(after[h]["connections"] - before[h]["connections"] for h in after)
     assert made > 0, "the run gave the agents connections to clean up"
 
+    last = {}
+
     def empty():
-        s = table_sizes(t)
-        done = (s["frontend_flows"] == 0 and s["switch_entries"] == 0
-                and not any(s["agent_entries"].values()))
-        return done or (False, s)
-    wait_until("every table empty", lambda: empty() is True, 20)
+        last.update(table_sizes(t))
+        return (last["frontend_flows"] == 0 and last["switch_entries"] == 0
+                and not any(last["agent_entries"].values()))
+    try:
+        wait_until("every table empty", empty, 20)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; tables: {last}") from None
     st = t.stats()
     assert all(a["counters"]["map_fail"] == 0 for a in st["agents"].values())
 
