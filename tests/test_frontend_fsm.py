@@ -1,4 +1,4 @@
-"""The front-end's splice state machine, packet by packet (DESIGN.md section 3).
+"""The front-end's splice state machine, packet by packet (docs/design.md section 3).
 
 Each test plays the switch, the client and the back-ends against the real C
 state machine (tests/fe_harness.py), checks every frame the front-end sends

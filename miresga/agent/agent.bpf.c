@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Miresga back-end agent: splices the back-end's TCP sequence space onto the
- * one the switch started with the client (DESIGN.md section 3, steps 4, 5, 8).
+ * one the switch started with the client (docs/design.md section 3, steps 4,
+ * 5, 8).
  *
  * The switch answered the client's SYN itself with ISN s (a cookie).  The
  * front-end later opens the back-end connection with a SYN that carries the

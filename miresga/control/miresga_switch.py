@@ -149,7 +149,7 @@ class VipSpec:
     port: int = 80
 
 
-# Hand-off modes (HANDOFF.md section 2): how a flow's entry reaches the switch.
+# Hand-off modes (docs/design.md section 4.1): how a flow's entry reaches the switch.
 #   async      ADD over the channel at join; the front-end forwards until it lands
 #   confirmed  ADD over the channel; the front-end holds the request until it lands
 #   dataplane  the front-end's INSTALL mark writes the data-plane table

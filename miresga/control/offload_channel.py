@@ -10,8 +10,9 @@ Wire format (miresga.h, mirrored in layouts.CTL_*; network byte order):
 
 Every BATCH is answered by one ACK carrying its seq, in order, once the
 batch is installed.  The front-end need not wait for it: the channel is
-asynchronous by design (DESIGN.md step 6); a front-end keeps forwarding a
-flow until its entry is in, and `refused` tells it which flows stay with it.
+asynchronous by design (docs/design.md section 3, step 6); a front-end keeps
+forwarding a flow until its entry is in, and `refused` tells it which flows
+stay with it.
 
 What the server does with bad input:
 - an entry with an unknown op, back-end or VIP index, or an ADD into a full

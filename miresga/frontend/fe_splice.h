@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The splice state machine: steps 2, 3, 6, 7 and 8 of the packet walk in
- * DESIGN.md section 3, for one packet, one timer or one answer of the switch
- * at a time.
+ * docs/design.md section 3, for one packet, one timer or one answer of the
+ * switch at a time.
  *
  * Names: c = client ISN, s = switch cookie ISN.  Every sequence number here
  * is in the client's view.  Client->server bytes keep the client's numbers

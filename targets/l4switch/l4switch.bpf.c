@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * l4switch: a Layer-4 load balancer in the switch, the baseline Miresga is
- * compared against (DESIGN.md section 5), in the style of SilkRoad and
+ * compared against (docs/design.md section 1.3), in the style of SilkRoad and
  * Katran.  A tc (clsact ingress) program on every port of the switch.
  *
  * It balances connections, not requests: the back-end of a connection is
