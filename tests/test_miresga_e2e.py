@@ -329,6 +329,48 @@ def test_full_switch_table_leaves_flows_on_the_frontend(mg):
     assert sw1["offload_rev_bytes"] - sw0["offload_rev_bytes"] > 500_000
 
 
+def table_sizes(t) -> dict:
+    st = t.stats()
+    return {"frontend_flows": st["summary"]["frontend_flows"],
+            "switch_entries": st["summary"]["switch_table_occupancy"],
+            "agent_entries": {h: a["entries"] for h, a in st["agents"].items()}}
+
+
+def test_every_table_is_empty_after_a_run(mg):
+    """After wrk in both modes (and whatever the tests before left: it runs before
+    the tests that kill or restart the front-end, whose orphaned back-end
+    connections live until the back-end's keep-alive timeout), the front-end's
+    flow table, the switch's flow table and every agent's map drain to empty
+    within the grace periods (front-end 0.5 s, agent 1 s): nothing leaks."""
+    tb, store, _, t = mg
+    objs = load_workloads().objects
+    classes = [{"name": s, "weight": 1, "paths": objs.paths(s)} for s in ("1KB", "1MB")]
+    runner = WrkRunner(tb.clients[0])
+    before = t.stats()["agents"]
+    for close in (False, True):
+        out = runner.run(WrkJob(url=t.endpoint.url, classes=classes, threads=2,
+                                connections=16, duration_s=2, close=close))
+        assert out.ok, out.error
+    # Counted, not sampled: the live entries of closed connections may be gone
+    # (1 s grace) before a loaded machine gets to read them.
+    after = t.stats()["agents"]
+    made = sum(after[h]["connections"] - before[h]["connections"] for h in after)
+    assert made > 0, "the run gave the agents connections to clean up"
+
+    last = {}
+
+    def empty():
+        last.update(table_sizes(t))
+        return (last["frontend_flows"] == 0 and last["switch_entries"] == 0
+                and not any(last["agent_entries"].values()))
+    try:
+        wait_until("every table empty", empty, 20)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; tables: {last}") from None
+    st = t.stats()
+    assert all(a["counters"]["map_fail"] == 0 for a in st["agents"].values())
+
+
 def test_killed_frontend_leaves_no_xdp_program_on_the_link(mg):
     """SIGKILL (a crash): an af_xdp port's program outlives the process on the
     link; the launcher's stop() detaches it and removes DPDK's runtime
@@ -366,46 +408,6 @@ def test_frontend_restart_keeps_serving(mg):
 
 
 # -------------------------------------------------------------- afterwards
-
-def table_sizes(t) -> dict:
-    st = t.stats()
-    return {"frontend_flows": st["summary"]["frontend_flows"],
-            "switch_entries": st["summary"]["switch_table_occupancy"],
-            "agent_entries": {h: a["entries"] for h, a in st["agents"].items()}}
-
-
-def test_every_table_is_empty_after_a_run(mg):
-    """After wrk in both modes (and whatever the tests before left), the front-end's
-    flow table, the switch's flow table and every agent's map drain to empty
-    within the grace periods (front-end 0.5 s, agent 1 s): nothing leaks."""
-    tb, store, _, t = mg
-    objs = load_workloads().objects
-    classes = [{"name": s, "weight": 1, "paths": objs.paths(s)} for s in ("1KB", "1MB")]
-    runner = WrkRunner(tb.clients[0])
-    before = t.stats()["agents"]
-    for close in (False, True):
-        out = runner.run(WrkJob(url=t.endpoint.url, classes=classes, threads=2,
-                                connections=16, duration_s=2, close=close))
-        assert out.ok, out.error
-    # Counted, not sampled: the live entries of closed connections may be gone
-    # (1 s grace) before a loaded machine gets to read them.
-    after = t.stats()["agents"]
-    made = sum(after[h]["connections"] - before[h]["connections"] for h in after)
-    assert made > 0, "the run gave the agents connections to clean up"
-
-    last = {}
-
-    def empty():
-        last.update(table_sizes(t))
-        return (last["frontend_flows"] == 0 and last["switch_entries"] == 0
-                and not any(last["agent_entries"].values()))
-    try:
-        wait_until("every table empty", empty, 20)
-    except AssertionError as e:
-        raise AssertionError(f"{e}; tables: {last}") from None
-    st = t.stats()
-    assert all(a["counters"]["map_fail"] == 0 for a in st["agents"].values())
-
 
 def _ns_pids(ns: str) -> list[int]:
     import subprocess
