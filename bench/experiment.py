@@ -233,10 +233,10 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
             problems.append(f"{src}: target[{i}].name: unknown target {t.name!r}; known: "
                             f"{', '.join(sorted(known))}")
             continue
-        unknown = set(t.params) - set(known[t.name].defaults)
-        for k in sorted(unknown):
-            problems.append(f"{src}: target[{i}].params.{k}: unknown parameter of target "
-                            f"{t.name!r}; known: {', '.join(sorted(known[t.name].defaults)) or 'none'}")
+        try:
+            known[t.name].check_params(t.params, src, f"target[{i}].params")
+        except ConfigError as e:
+            problems.append(str(e))
         if t.key in keys:
             problems.append(f"{src}: target[{i}]: {t.key!r} is already target[{keys[t.key]}]; "
                             f"give one a label")
