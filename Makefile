@@ -74,6 +74,14 @@ BUILD_OUTPUTS += $(BUILD)/layout-probe
 $(BUILD)/bpf/layouts.bpf.o: BPF_CFLAGS += -I miresga/agent -I targets/l4switch
 BUILD_OUTPUTS += $(BUILD)/bpf/layouts.bpf.o
 
+# The open-loop generator's Python, on the hosts that run it (clients).  Its
+# recipe leaves no stamp when PyPI is out of reach (a warning, not an error),
+# and is tried again by the next build.
+$(BUILD)/loadgen-venv/.installed: requirements.lock scripts/loadgen-venv.sh
+	$(Q)bash scripts/loadgen-venv.sh $(@D)
+ROLE_PARTS_client += $(BUILD)/loadgen-venv/.installed
+BUILD_OUTPUTS += $(BUILD)/loadgen-venv/.installed
+
 -include miresga/switch/switch.mk
 -include miresga/agent/agent.mk
 -include miresga/frontend/frontend.mk
