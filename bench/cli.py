@@ -19,7 +19,9 @@ parsers with `add_parser(sub)`: `run` (bench/runner.py), `plots` and `claims`
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
 import sys
 
 from bench import plotting, remote_cli, runner
@@ -147,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... --dry-run | head`): what it did not read
+        # was not wanted.  Point stdout at /dev/null so the interpreter's last
+        # flush does not fail again, and exit as a process killed by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 __all__ = ["main"]
