@@ -170,6 +170,11 @@ class Host(ABC):
             self._processes.append(p)
         return p
 
+    def processes(self) -> list[Process]:
+        """The processes this object started and has not stopped yet."""
+        with self._lock:
+            return list(self._processes)
+
     def stop_all(self, timeout: float = 5.0) -> None:
         """Stop every process this object started (not others on the host)."""
         with self._lock:
