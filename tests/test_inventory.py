@@ -33,7 +33,8 @@ def test_example_inventory_is_valid():
     (lambda d: d["host"][2].__setitem__("pci", "3b:00.0"), "host[2].pci"),
     (lambda d: d["host"][4].pop("switch_port"), "host[4].switch_port: missing required field"),
     (lambda d: d["host"][1].__setitem__("ssh", {}), "host[1].ssh.host: missing required field"),
-    (lambda d: d["switch"].__setitem__("kind", "tofino"), "tofino: a [switch.tofino] table is required"),
+    (lambda d: d["switch"].__setitem__("tofino", {"bfrt_grpc": "10.0.0.5:50052"}),
+     "switch.tofino: unknown field"),
 ])
 def test_bad_inventory_is_refused(mutate, message):
     data = base()
@@ -41,3 +42,16 @@ def test_bad_inventory_is_refused(mutate, message):
     with pytest.raises(ConfigError) as e:
         parse_inventory(data, source="lab.toml")
     assert message in str(e.value)
+
+
+def test_a_hardware_switch_is_refused_naming_what_exists():
+    """kind = "tofino" would be accepted and then nothing would drive it: refused, and the
+    message says what does exist (the eBPF pipeline on a Linux switch host)."""
+    data = base()
+    data["switch"]["kind"] = "tofino"
+    with pytest.raises(ConfigError) as e:
+        parse_inventory(data, source="lab.toml")
+    text = str(e.value)
+    assert text.startswith("lab.toml: switch.kind: 'tofino' is not supported"), text
+    assert "eBPF on a Linux host" in text and 'kind = "linux"' in text
+    assert "docs/remote.md" in text
