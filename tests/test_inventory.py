@@ -55,3 +55,28 @@ def test_a_hardware_switch_is_refused_naming_what_exists():
     assert text.startswith("lab.toml: switch.kind: 'tofino' is not supported"), text
     assert "eBPF on a Linux host" in text and 'kind = "linux"' in text
     assert "docs/remote.md" in text
+
+
+def test_an_unreachable_jump_host_is_named_as_itself():
+    """Through a jump host that refuses connections, the failure is the jump host's: the
+    host behind it was never tried, and the message says so instead of blaming it."""
+    import socket
+
+    from common.errors import TestbedError
+    from hosts.remote import RemoteTestbed
+
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        data = base()
+        for h in data["host"]:
+            h.setdefault("ssh", {}).update(jump=f"bench@127.0.0.1:{port}", connect_timeout=5)
+        rt = RemoteTestbed(parse_inventory(data, source="lab.toml"), progress=False)
+        with pytest.raises(TestbedError) as e:
+            rt.reach()
+    text = str(e.value)
+    for h in data["host"]:
+        assert (f"{h['name']}: the jump host bench@127.0.0.1:{port} cannot be reached"
+                in text), text
+        assert f"{h['name']} itself was not tried" in text
+    assert "cannot reach" not in text
