@@ -52,7 +52,7 @@ def _remote(args) -> int:
 
 
 def _report(rt: RemoteTestbed, deployed: bool) -> int:
-    """Every host's problems and warnings, at once; 1 if any host has a problem."""
+    """Every host's problems and warnings, at once; TestbedError if any host has a problem."""
     reports = rt.check_prerequisites()
     for name, rep in sorted(reports.items()):
         f = rep.facts
