@@ -8,8 +8,10 @@ testbed's roles:
                 the offload channel on port 7470
     backendN    the agent (python -m miresga.control.agent attach ...) on the
                 interface that faces the switch, one-shot: tc and bpffs hold it
-    frontendN   build/miresga-frontend on the host's link (af_packet here),
-                its config rendered from the service and the testbed's facts
+    frontendN   build/miresga-frontend on the host's link (an af_packet or
+                af_xdp port here: `frontend_port`; a real host's NIC by its
+                PCI address), its config rendered from the service and the
+                testbed's facts
 
 Every host-side step goes through the host interface (`run`, `start`,
 `put_text`, `tool`), so on a real testbed the same code drives SSH hosts with
@@ -42,7 +44,8 @@ from pydantic import Field, field_validator, model_validator
 
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from miresga.control.frontend import (LIMIT_DEFAULTS, Frontend, FrontendFacts,
+from miresga.control.frontend import (HANDOFF_MODES, LIMIT_DEFAULTS, PORT_DEFAULT, PORTS,
+                                      Frontend, FrontendFacts,
                                       quiet_afpacket_link, restore_links)
 from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
 from miresga.control.miresga_switch import SwitchPlan
@@ -78,8 +81,12 @@ class MiresgaParams(TargetParams):
     # design); spares the switch's control plane an ADD and a DEL for
     # every response too short to outlive the installation.
     offload_after_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
-    # more front-end knobs (frontend.LIMIT_DEFAULTS)
-    frontend_limits: dict[str, Annotated[int, Field(ge=0)]] = {}
+    # more front-end knobs (frontend.LIMIT_DEFAULTS): numbers, and the
+    # hand-off's mode by name
+    frontend_limits: dict[str, int | str] = {}
+    # The front-end's port on a testbed link: af_packet or af_xdp (native
+    # XDP in the link's driver; refused where only generic XDP exists).
+    frontend_port: str = PORT_DEFAULT
 
     @field_validator("control_address")
     @classmethod
@@ -90,11 +97,24 @@ class MiresgaParams(TargetParams):
 
     @field_validator("frontend_limits")
     @classmethod
-    def _limits(cls, v: dict[str, int]) -> dict[str, int]:
-        unknown = sorted(set(v) - set(LIMIT_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown front-end knob {unknown[0]!r}; known: "
-                             f"{', '.join(LIMIT_DEFAULTS)}")
+    def _limits(cls, v: dict[str, int | str]) -> dict[str, int | str]:
+        for key, value in v.items():
+            if key not in LIMIT_DEFAULTS:
+                raise ValueError(f"unknown front-end knob {key!r}; known: "
+                                 f"{', '.join(LIMIT_DEFAULTS)}")
+            if key == "handoff":
+                if value not in HANDOFF_MODES:
+                    raise ValueError(f"handoff {value!r} is not one of "
+                                     f"{', '.join(HANDOFF_MODES)}")
+            elif not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} {value!r}: a whole number, 0 or more")
+        return v
+
+    @field_validator("frontend_port")
+    @classmethod
+    def _port(cls, v: str) -> str:
+        if v not in PORTS:
+            raise ValueError(f"{v!r}: known ports are {', '.join(PORTS)}")
         return v
 
     @model_validator(mode="after")
@@ -171,8 +191,13 @@ class Miresga(Target):
             nexthop_mac=fe.switch_mac, iface=fe.iface,
             control=(self.control_address(fe), int(self.params["control_port"])),
             vip_index=0, vip_wscale=int(self.params["wscale"]))
-        f = Frontend(fe, self.service, facts, limits=self.frontend_limits())
+        f = Frontend(fe, self.service, facts, limits=self.frontend_limits(),
+                     port=self.params["frontend_port"])
         pci = getattr(fe, "pci", None)
+        if pci and self.params["frontend_port"] != PORT_DEFAULT:
+            raise TargetError(f"target miresga: frontend_port {self.params['frontend_port']!r} "
+                              f"is for testbed links; {fe.name} has a NIC (pci {pci}), which "
+                              f"DPDK drives itself")
         if pci:
             # A real front-end (inventory): its NIC by PCI address, hugepages;
             # one lcore, the host's first pinned CPU or its last one.
@@ -188,7 +213,7 @@ class Miresga(Target):
         self.switch.put_text(self.plan().to_json(), self.plan_path)
         self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
         for fe in self.frontends:
-            if fe.eal is None:  # af_packet (a real NIC: eal names its PCI address)
+            if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
 
     def _switchd_command(self) -> str:
