@@ -50,8 +50,8 @@ from workloads.openloop.loadgen import BEGIN, END, FORMAT, VERSION, new_histogra
 
 #: The generator, relative to a checkout (the host's repo_dir).
 LOADGEN = "workloads/openloop/loadgen.py"
-#: Where scripts/setup-system.sh puts the generator's Python (hdrhistogram,
-#: uvloop) inside a checkout, on every host it sets up.
+#: Where `make build` (`make host-client` on a real client host) puts the
+#: generator's Python (hdrhistogram, uvloop) inside a checkout.
 LOADGEN_VENV = "build/loadgen-venv"
 PERCENTILES = (50, 90, 99, 99.9, 99.99)
 
@@ -293,7 +293,7 @@ class OpenLoopRunner:
     """Runs the open-loop generator on a (client) host.
 
     `python` is the interpreter on the host; by default the generator's venv in
-    the host's checkout, which scripts/setup-system.sh creates."""
+    the host's checkout, which `make host-client` creates (scripts/loadgen-venv.sh)."""
 
     def __init__(self, host: Host, python: str | None = None):
         self.host = host
@@ -310,7 +310,7 @@ class OpenLoopRunner:
         if not probe.ok:
             tail = (probe.stderr or probe.stdout).strip().splitlines()[-1:]
             raise OpenLoopError(f"{self.host.name}: {self.python} cannot import {modules}"
-                                f"{': ' + tail[0] if tail else ''}: run scripts/setup-system.sh "
+                                f"{': ' + tail[0] if tail else ''}: run `make host-client` "
                                 f"on that host (it installs the open-loop generator's venv)")
         n = next(_serial)
         path = f"{self.host.workdir}/bench/openloop-{job.role}-{n}.json"

@@ -58,6 +58,15 @@ def _section(d, kind: str, x: str, metrics: list[tuple[str, str, float]],
     return "\n\n".join(parts)
 
 
+def _integrity(passed) -> str:
+    """A target's integrity over its points: a point whose target never came up
+    has no check (None), which is not a failed one."""
+    checked = passed.dropna()
+    if checked.empty:
+        return "not checked (the target never came up)"
+    return "passed" if bool(checked.all()) else "**FAILED**"
+
+
 def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
           extra: list[str] | None = None) -> Path:
     out = Path(out_dir)
@@ -75,10 +84,9 @@ def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
                    for r, dirty in zip(df["git_revision"], df["git_dirty"]) if r == r and r})
     lines += [f"{len(df)} run points: {n_ok} ok, {len(df) - n_ok} failed. Revision: "
               f"{', '.join(revs) or 'unknown'}.", ""]
-    integ = df.groupby("target")["integrity_passed"].agg(lambda s: bool(s.fillna(False).all()))
+    integ = df.groupby("target")["integrity_passed"].agg(_integrity)
     lines += ["Integrity (every object fetched through the target, sha256 against the manifest): "
-              + ", ".join(f"{style.label(t)} {'passed' if ok else '**FAILED**'}"
-                          for t, ok in integ.items()) + ".", ""]
+              + ", ".join(f"{style.label(t)} {word}" for t, word in integ.items()) + ".", ""]
     failed = df[df["status"] != "ok"]
     if not failed.empty:
         lines += ["## Failed points", ""]

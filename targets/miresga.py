@@ -34,69 +34,111 @@ Consistency.  One number means the same thing everywhere:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
 
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from miresga.control.frontend import (PORT_DEFAULT, PORTS, Frontend, FrontendFacts,
+from miresga.control.frontend import (HANDOFF_MODES, LIMIT_DEFAULTS, PORT_DEFAULT, PORTS,
+                                      Frontend, FrontendFacts,
                                       quiet_afpacket_link, restore_links)
 from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
 from miresga.control.miresga_switch import SwitchPlan
-from targets.base import Endpoint, Target, TargetError, register
+from targets.base import Endpoint, Target, TargetError, TargetParams, register
 
 READY_LINE = "switchd ready "
+
+
+class MiresgaParams(TargetParams):
+    """The deployment's knobs.  Field names are the experiment files' (kept as they
+    are: a Miresga configuration model may replace this one)."""
+
+    wscale: Annotated[int, Field(ge=0, le=14)] = 7     # W of the switch's SYN-ACK (RFC 7323)
+    flow_capacity: Annotated[int, Field(ge=1, le=1 << 24)] = FLOW_CAPACITY_DEFAULT
+    rate: Annotated[int, Field(ge=0)] = 0              # switch entry installs/s (0: unlimited)
+    control_port: Annotated[int, Field(ge=1, le=65535)] = CTL_PORT_DEFAULT
+    # Where front-ends reach switchd ("": the switch's address on each
+    # front-end's link).  On real hosts whose data NIC DPDK owns, give an
+    # address the front-end's kernel can reach (a management network).
+    control_address: str = ""
+    # spliced flow with no packet through the front-end
+    frontend_idle_s: Annotated[float, Field(gt=0)] = 90.0
+    filter_period_s: Annotated[float, Field(gt=0)] = 120.0    # > frontend_idle_s (seen filter)
+    switch_idle_s: Annotated[float, Field(gt=0)] = 120.0      # switch entries age out after this
+    cookie_epoch_s: Annotated[float, Field(gt=0)] = 60.0
+    agent_idle_s: Annotated[float, Field(gt=0)] = 300.0       # > every other idle timeout
+    # agent entry kept after RST / both FINs
+    agent_close_grace_s: Annotated[float, Field(ge=0)] = 10.0
+    frontend_grace_ms: Annotated[int, Field(ge=0)] = 2000     # front-end state kept after close
+    agent_max_conns: Annotated[int, Field(ge=1, le=1 << 24)] = 65536
+    # Hand a flow to the switch only after this many response bytes went
+    # through the front-end (0: as soon as the back-end joins, the paper's
+    # design); spares the switch's control plane an ADD and a DEL for
+    # every response too short to outlive the installation.
+    offload_after_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
+    # more front-end knobs (frontend.LIMIT_DEFAULTS): numbers, and the
+    # hand-off's mode by name
+    frontend_limits: dict[str, int | str] = {}
+    # The front-end's port on a testbed link: af_packet or af_xdp (native
+    # XDP in the link's driver; refused where only generic XDP exists).
+    frontend_port: str = PORT_DEFAULT
+
+    @field_validator("control_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v:
+            ipaddress.IPv4Address(v)
+        return v
+
+    @field_validator("frontend_limits")
+    @classmethod
+    def _limits(cls, v: dict[str, int | str]) -> dict[str, int | str]:
+        for key, value in v.items():
+            if key not in LIMIT_DEFAULTS:
+                raise ValueError(f"unknown front-end knob {key!r}; known: "
+                                 f"{', '.join(LIMIT_DEFAULTS)}")
+            if key == "handoff":
+                if value not in HANDOFF_MODES:
+                    raise ValueError(f"handoff {value!r} is not one of "
+                                     f"{', '.join(HANDOFF_MODES)}")
+            elif not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} {value!r}: a whole number, 0 or more")
+        return v
+
+    @field_validator("frontend_port")
+    @classmethod
+    def _port(cls, v: str) -> str:
+        if v not in PORTS:
+            raise ValueError(f"{v!r}: known ports are {', '.join(PORTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _nested_timeouts(self) -> "MiresgaParams":
+        if not self.filter_period_s > self.frontend_idle_s:
+            raise ValueError("filter_period_s must exceed frontend_idle_s (the switch must "
+                             "remember a connection as long as the front-end keeps it)")
+        if not self.agent_idle_s > max(self.frontend_idle_s, self.switch_idle_s):
+            raise ValueError("agent_idle_s must exceed the front-end's and the switch's idle "
+                             "timeouts")
+        return self
 
 
 @register
 class Miresga(Target):
     name = "miresga"
-    defaults = {
-        "wscale": 7,                        # W of the switch's SYN-ACK
-        "flow_capacity": FLOW_CAPACITY_DEFAULT,
-        "rate": 0,                          # switch entry installs/s (0: unlimited)
-        "control_port": CTL_PORT_DEFAULT,
-        # Where front-ends reach switchd ("": the switch's address on each
-        # front-end's link).  On real hosts whose data NIC DPDK owns, give an
-        # address the front-end's kernel can reach (a management network).
-        "control_address": "",
-        "frontend_idle_s": 90.0,            # spliced flow with no packet through the front-end
-        "filter_period_s": 120.0,           # > frontend_idle_s (seen filter)
-        "switch_idle_s": 120.0,             # switch entries age out after this
-        "cookie_epoch_s": 60.0,
-        "agent_idle_s": 300.0,              # > every other idle timeout
-        "agent_close_grace_s": 10.0,        # agent entry kept after RST / both FINs
-        "frontend_grace_ms": 2000,          # front-end state kept after close
-        "agent_max_conns": 65536,
-        # Hand a flow to the switch only after this many response bytes went
-        # through the front-end (0: as soon as the back-end joins, the paper's
-        # design); spares the switch's control plane an ADD and a DEL for
-        # every response too short to outlive the installation.
-        "offload_after_bytes": 0,
-        "frontend_limits": {},              # more front-end knobs (frontend.LIMIT_DEFAULTS)
-        # The front-end's port on a testbed link: af_packet or af_xdp (native
-        # XDP in the link's driver; refused where only generic XDP exists).
-        "frontend_port": PORT_DEFAULT,
-    }
+    Params = MiresgaParams
+    required_roles = {"client": 1, "switch": 1, "frontend": 1, "backend": 1}
     health_timeout_s = 40.0
 
     def __init__(self, testbed, service, params=None):
         super().__init__(testbed, service, params)
-        p = self.params
         if not testbed.frontends:
             raise TargetError("target miresga needs a host with role 'frontend'")
-        if not p["filter_period_s"] > p["frontend_idle_s"]:
-            raise TargetError("target miresga: filter_period_s must exceed frontend_idle_s "
-                              "(the switch must remember a connection as long as the "
-                              "front-end keeps it)")
-        if not p["agent_idle_s"] > max(p["frontend_idle_s"], p["switch_idle_s"]):
-            raise TargetError("target miresga: agent_idle_s must exceed the front-end's and "
-                              "the switch's idle timeouts")
-        if p["frontend_port"] not in PORTS:
-            raise TargetError(f"target miresga: frontend_port {p['frontend_port']!r}: known "
-                              f"ports are {', '.join(PORTS)}")
         self.switch = testbed.switch
         self.vip = str(service.vip or testbed.vip)
         self.work = f"{self.switch.workdir}/miresga"

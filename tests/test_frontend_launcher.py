@@ -227,5 +227,5 @@ def test_miresga_target_takes_the_port_from_its_parameters(tmp_path):
     t = make_target("miresga", tb, SERVICE, {"frontend_port": "af_xdp"})
     assert t.make_frontend(fe_host).port == "af_xdp"
     assert make_target("miresga", tb, SERVICE).make_frontend(fe_host).port == PORT_DEFAULT
-    with pytest.raises(TargetError, match="frontend_port 'xdp': known ports are"):
+    with pytest.raises(TargetError, match="params.frontend_port: 'xdp': known ports are"):
         make_target("miresga", tb, SERVICE, {"frontend_port": "xdp"})

@@ -166,3 +166,18 @@ def test_claims_are_ratios_within_one_run(results, tmp_path):
     assert (tmp_path / "x").mkdir() is None
     draw_all(results, tmp_path / "x")
     assert (tmp_path / "x" / "claims.md").read_text() == text
+
+
+def test_a_target_that_never_came_up_is_not_reported_as_failing_integrity(results, tmp_path):
+    """Its points are failed with no integrity check at all: report.md says it was not
+    checked, not that it FAILED a check that never ran."""
+    doc = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
+    doc.update(status="failed", error="target nginx failed to come up: TargetError: no",
+               metrics=None, integrity=None)
+    doc["parameters"]["target"] = doc["parameters"]["target_name"] = "nginx"
+    doc["point_id"] = doc["point_id"].replace("direct/", "nginx/")
+    _write(results / "quick" / "nginx" / "down-rep1.json", doc)
+    draw_all(results, tmp_path / "figures")
+    report = (tmp_path / "figures" / "report.md").read_text()
+    assert "nginx not checked (the target never came up)" in report
+    assert "HAProxy **FAILED**" in report and "nginx **FAILED**" not in report

@@ -43,27 +43,45 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field, field_validator
 
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from targets.base import Endpoint, Target, TargetError, register
+from targets.base import Endpoint, Target, TargetError, TargetParams, register
 from targets.l4switch.driver import L4Plan
+from targets.l4switch.maglev import is_prime
+
+
+class L4SwitchParams(TargetParams):
+    #: slots per VIP of the Maglev table, a prime (see maglev.py)
+    maglev_size: Annotated[int, Field(ge=7, le=1 << 25)] = 65537
+    #: connections the LRU connection table holds
+    conn_capacity: Annotated[int, Field(ge=1, le=1 << 23)] = 262144
+    #: established entries idle this long are removed
+    idle_timeout_s: Annotated[int, Field(ge=1, le=86400)] = 300
+    #: entries after RST or FIN both ways
+    closing_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 4
+    #: Maglev flow hash seed; -1 = random per start
+    hash_seed: Annotated[int, Field(ge=-1, le=0xFFFFFFFF)] = -1
+    #: health checks of every back-end from the switch; 0 = none
+    health_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
+    health_fall: Annotated[int, Field(ge=1, le=100)] = 2
+    health_rise: Annotated[int, Field(ge=1, le=100)] = 2
+
+    @field_validator("maglev_size")
+    @classmethod
+    def _prime(cls, v: int) -> int:
+        if not is_prime(v):
+            raise ValueError(f"{v} is not a prime (Maglev's table size must be one)")
+        return v
 
 
 @register
 class L4SwitchTarget(Target):
     name = "l4switch"
     layer7 = False
-    defaults: dict[str, Any] = {
-        "maglev_size": 65537,          # slots per VIP, prime (see maglev.py)
-        "conn_capacity": 262144,       # connections in the LRU connection table
-        "idle_timeout_s": 300,         # established entries idle this long are removed
-        "closing_timeout_s": 4,        # entries after RST or FIN both ways
-        "hash_seed": -1,               # Maglev flow hash seed; -1 = random per start
-        "health_interval_ms": 500,     # 0 = no health checks
-        "health_fall": 2,
-        "health_rise": 2,
-    }
+    Params = L4SwitchParams
     health_timeout_s = 30.0
 
     def __init__(self, testbed, service, params=None):
