@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 FORMAT = "miresga-bench-result"
-FORMAT_VERSION = 1
+# 2: latency_us from the recorded histogram (bench/wrk.py), `histogram`
+# beside it, wrk's own summary as latency_us_wrk; load average and steal.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 TIDY_NAME = "tidy.csv"
+FAULTS_NAME = "faults.csv"
 
 # Tidy columns, in order: parameters first, then outcome, then metrics.
 PARAM_COLUMNS = ["campaign", "point_id", "target", "target_name", "repetition", "workload",
@@ -41,7 +45,7 @@ def read_result(path: Path) -> dict | None:
         return None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         return None
-    if doc.get("format_version") != FORMAT_VERSION:
+    if doc.get("format_version") not in READABLE_VERSIONS:
         return None
     return doc
 
@@ -95,6 +99,10 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["probe_requests"] = probe.get("requests")
     row.update(_latency("probe_lat_", probe.get("latency_us")))
     row["probe_errors"] = sum((probe.get("errors") or {}).values()) if probe else None
+    # The recorded latencies, so that a cell's percentiles come from the merged
+    # histogram of its repetitions (analysis/cells.py); empty before format 2.
+    row["lat_hist"] = load.get("histogram")
+    row["probe_lat_hist"] = probe.get("histogram")
     cpu = m.get("cpu") or {}
     for role in ("client", "switch", "frontend", "backend"):
         row[f"cpu_{role}_s"] = _get(cpu, "per_role_s", role)
@@ -112,11 +120,43 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["cpu_softirq_s"] = cpu.get("softirq_s")
     row["cpu_system_s"] = cpu.get("system_s")
     row["cpu_window_s"] = cpu.get("window_s")
+    row.update(_conditions(cpu))
+    row["offloaded_byte_share"] = _offloaded_byte_share(doc)
     row["git_revision"] = _get(doc, "metadata", "git", "revision")
     row["git_dirty"] = _get(doc, "metadata", "git", "dirty")
     row["started_at"] = doc.get("started_at")
     row["result_file"] = str(path) if path is not None else None
     return row
+
+
+def _conditions(cpu: dict) -> dict[str, Any]:
+    """What else the machines did during the point: CPU steal over the measured window
+    (seconds, and as a share of every CPU's time), and the highest load average
+    of any machine at the end of the window."""
+    machines = list((cpu.get("machines") or {}).values())
+    steal = [_get(m, "seconds", "steal") for m in machines]
+    steal_s = sum(steal) if steal and None not in steal else None
+    cpus = sum(m.get("cpus") or 0 for m in machines) or None
+    window = cpu.get("window_s")
+    loads = [m["loadavg_end"] for m in machines if m.get("loadavg_end")]
+    return {"cpus": cpus, "cpu_steal_s": steal_s,
+            "cpu_steal_share": (steal_s / (window * cpus)
+                                if steal_s is not None and window and cpus else None),
+            **{f"load{n}": (max(x[i] for x in loads) if loads else None)
+               for i, n in enumerate((1, 5, 15))}}
+
+
+def _offloaded_byte_share(doc: dict) -> float | None:
+    """Bytes the switch moved alone over all bytes of the point (switch + front-end),
+    from the target's counters before and after; None for targets without them."""
+    def delta(key):
+        a, b = (_get(doc, "target", "stats", w, "summary", key) for w in ("before", "after"))
+        return b - a if a is not None and b is not None else None
+
+    off, fe = delta("offloaded_bytes"), delta("frontend_bytes")
+    if off is None or fe is None or off + fe <= 0:
+        return None
+    return off / (off + fe)
 
 
 def tidy(paths: Iterable[Path] | Path):

@@ -40,7 +40,7 @@ from bench.cpu import CpuSampler
 from bench.experiment import load_experiment, topology_path
 from bench.faults import FaultPoint, run_fault
 from bench.integrity import verify
-from bench.wrk import WrkJob, WrkRunner
+from bench.wrk import LATENCY_HISTOGRAM_KEYS, WrkJob, WrkRunner
 from common.errors import ConfigError, Error
 from common.paths import RESULTS_ROOT
 from common.service import default_service
@@ -450,6 +450,7 @@ class _Context:
 def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
     m = {k: data[k] for k in ("requests", "requests_per_s", "bytes", "bytes_per_s",
                               "duration_us", "latency_us", "errors", "drawn")}
+    m.update({k: data.get(k) for k in LATENCY_HISTOGRAM_KEYS})
     m["status_errors"] = data["errors"].get("status", 0)
     # Goodput: response bodies only.  wrk counts every byte it read, headers
     # included; subtract one header per response (measured with curl).
@@ -467,8 +468,9 @@ def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
 
 
 def _probe_metrics(data: dict) -> dict:
-    return {k: data[k] for k in ("requests", "requests_per_s", "duration_us", "latency_us",
-                                 "errors")}
+    return {**{k: data[k] for k in ("requests", "requests_per_s", "duration_us", "latency_us",
+                                    "errors")},
+            **{k: data.get(k) for k in LATENCY_HISTOGRAM_KEYS}}
 
 
 def _one_line(doc: dict) -> str:
