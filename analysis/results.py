@@ -178,18 +178,75 @@ def tidy(paths: Iterable[Path] | Path):
     return df
 
 
+def load_table(source: Path):
+    """The tidy table of a results directory: from its result files, or, for a directory
+    that holds only the tables (a committed reference), from its tidy.csv.  A path
+    to a .csv file is read as a tidy table."""
+    source = Path(source)
+    if source.is_file() and source.suffix == ".csv":
+        return read_tidy_csv(source)
+    df = tidy(source)
+    if df.empty and (source / TIDY_NAME).is_file():
+        return read_tidy_csv(source / TIDY_NAME)
+    return df
+
+
+def read_tidy_csv(path: Path):
+    """A tidy.csv written by write_tidy (or `bench plots`), with the columns older
+    tables lack added empty."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, low_memory=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path}: not a tidy table: {e}") from None
+    missing = [c for c in ("point_id", "target", "workload", "conn_mode", "status")
+               if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a tidy table: no column {', '.join(missing)}")
+    for col in OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    return df
+
+
+# Columns added after the first tables were committed: empty when read from those.
+OPTIONAL_COLUMNS = ("lat_hist", "probe_lat_hist", "cpus", "cpu_steal_s", "cpu_steal_share",
+                    "load1", "load5", "load15", "offloaded_byte_share", "frontend_busy_s_per_kreq",
+                    "layer7", "git_dirty", "started_at")
+
+
 def fault_rows(results_dir: Path) -> list[dict]:
-    """One row per fault result: for the report and figure."""
+    """One row per fault result: for the report and figure.  `bins` holds the prober's
+    series (JSON: bin_s, ok, failed, corrupt per bin), so that the figure can be
+    drawn from faults.csv alone."""
     rows = []
     for f in result_files(results_dir):
         doc = read_result(f)
         if doc is None or doc.get("kind") != "fault":
             continue
         o = doc.get("outcome") or {}
+        probe = doc.get("probe") or {}
+        bins = ({k: probe[k] for k in ("bin_s", "ok", "failed", "corrupt")}
+                if all(k in probe for k in ("bin_s", "ok", "failed", "corrupt")) else None)
         rows.append({"target": doc["parameters"]["target"], "fault": doc["parameters"]["fault"],
                      "repetition": doc["parameters"]["repetition"], "status": doc["status"],
                      "error": doc.get("error"), **{k: v for k, v in o.items() if k != "errors"},
-                     "at_s": (doc.get("fault") or {}).get("at_s"), "result_file": str(f)})
+                     "at_s": (doc.get("fault") or {}).get("at_s"),
+                     "bins": json.dumps(bins) if bins else None, "result_file": str(f)})
+    if not rows and Path(results_dir).is_dir() and (Path(results_dir) / FAULTS_NAME).is_file():
+        rows = _read_faults_csv(Path(results_dir) / FAULTS_NAME)
+    return rows
+
+
+def _read_faults_csv(path: Path) -> list[dict]:
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    for r in rows:
+        r.setdefault("bins", None)
     return rows
 
 
@@ -200,7 +257,7 @@ def write_tidy(root: Path) -> Path | None:
 
     faults = fault_rows(Path(root))
     if faults:
-        pd.DataFrame(faults).to_csv(Path(root) / "faults.csv", index=False)
+        pd.DataFrame(faults).to_csv(Path(root) / FAULTS_NAME, index=False)
     df = tidy(root)
     if df.empty:
         return None

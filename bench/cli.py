@@ -12,7 +12,7 @@ Miresga switch daemon (`switchd --plan`) or the l4switch's (`l4switchd run
 testbed themselves.
 
 The other subcommands live beside what they drive, each module adding its
-parsers with `add_parser(sub)`: `run` (bench/runner.py), `plots` and `claims`
+parsers with `add_parser(sub)`: `run` (bench/runner.py), `plots`, `claims` and `compare`
 (bench/plotting.py), `remote` (bench/remote_cli.py).
 """
 
