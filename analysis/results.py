@@ -122,6 +122,7 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["cpu_window_s"] = cpu.get("window_s")
     row.update(_conditions(cpu))
     row["offloaded_byte_share"] = _offloaded_byte_share(doc)
+    row.update(_mechanism(doc))
     row["git_revision"] = _get(doc, "metadata", "git", "revision")
     row["git_dirty"] = _get(doc, "metadata", "git", "dirty")
     row["started_at"] = doc.get("started_at")
@@ -157,6 +158,29 @@ def _offloaded_byte_share(doc: dict) -> float | None:
     if off is None or fe is None or off + fe <= 0:
         return None
     return off / (off + fe)
+
+
+def _mechanism(doc: dict) -> dict[str, Any]:
+    """Per connection the clients opened in the window (their kernels' ActiveOpens):
+    packets the switch handed to a front-end (Miresga's counters; None for other
+    targets), and per 1,000: segments the clients received twice (PAWS drops and
+    the duplicate SACKs they sent) and out of order (bench/netstat.py)."""
+    total = _get(doc, "metrics", "netstat", "total") or {}
+    conns = total.get("ActiveOpens")
+    out: dict[str, Any] = {"client_conns": conns, "frontend_pkts_per_conn": None,
+                           "client_dup_per_kconn": None, "client_ofo_per_kconn": None}
+    if not conns or conns <= 0:
+        return out
+    a, b = (_get(doc, "target", "stats", w, "summary", "frontend_packets")
+            for w in ("before", "after"))
+    if a is not None and b is not None:
+        out["frontend_pkts_per_conn"] = (b - a) / conns
+    dup = [total.get(k) for k in ("PAWSEstab", "TCPDSACKOldSent", "TCPDSACKOfoSent")]
+    if None not in dup:
+        out["client_dup_per_kconn"] = 1000 * sum(dup) / conns
+    if total.get("TCPOFOQueue") is not None:
+        out["client_ofo_per_kconn"] = 1000 * total["TCPOFOQueue"] / conns
+    return out
 
 
 def tidy(paths: Iterable[Path] | Path):
@@ -214,6 +238,8 @@ def read_tidy_csv(path: Path):
 # Columns added after the first tables were committed: empty when read from those.
 OPTIONAL_COLUMNS = ("lat_hist", "probe_lat_hist", "cpus", "cpu_steal_s", "cpu_steal_share",
                     "load1", "load5", "load15", "offloaded_byte_share", "frontend_busy_s_per_kreq",
+                    "client_conns", "frontend_pkts_per_conn", "client_dup_per_kconn",
+                    "client_ofo_per_kconn",
                     "layer7", "git_dirty", "started_at")
 
 

@@ -40,6 +40,7 @@ from bench.cpu import CpuSampler
 from bench.experiment import load_experiment, topology_path
 from bench.faults import FaultPoint, run_fault
 from bench.integrity import verify
+from bench.netstat import NetstatSampler
 from bench.wrk import LATENCY_HISTOGRAM_KEYS, WrkJob, WrkRunner
 from common.errors import ConfigError, Error
 from common.paths import RESULTS_ROOT
@@ -354,6 +355,7 @@ class Campaign:
                     return fail(warm.error)
             stats_before = target.stats()
             cpu0 = ctx.sampler.snapshot()
+            net0 = ctx.netstat.snapshot()
             probe = None
             if wl.kind == "mix":
                 probe_size = par["probe_size"]
@@ -371,6 +373,7 @@ class Campaign:
                     probe.abort()
                 raise
             cpu1 = ctx.sampler.snapshot()
+            net1 = ctx.netstat.snapshot()
             probe_out = probe.finish() if probe is not None else None
             stats_after = target.stats()
         except KeyboardInterrupt:
@@ -392,6 +395,7 @@ class Campaign:
             "load": _load_metrics(load.data, header_bytes, wl, objs),
             "probe": _probe_metrics(probe_out.data) if probe_out is not None else None,
             "cpu": ctx.sampler.delta(cpu0, cpu1),
+            "netstat": ctx.netstat.delta(net0, net1),
             "response_header_bytes": header_bytes,
         }
         doc["status"] = "ok"
@@ -431,6 +435,7 @@ class _Context:
     def __init__(self, tb, backends, store, sampler, service):
         self.tb, self.backends, self.store = tb, backends, store
         self.sampler, self.service = sampler, service
+        self.netstat = NetstatSampler(tb.clients)
         self.fault_procs: list = []  # processes a fault started (a SYN flood), stopped by undo
         self._headers: dict[tuple[str, bool], int | None] = {}
 

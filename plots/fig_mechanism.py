@@ -10,9 +10,14 @@ Rows, each from a column of the tidy table:
   arrive twice when a response takes two paths (DESIGN.md section 8);
 * client out-of-order segments per 1,000 connections (`client_ofo_per_kconn`).
 
+The client counters are the deltas of the client hosts' kernel TCP
+counters over the measured window (bench/netstat.py, `metrics.netstat`), per
+connection the clients opened (their ActiveOpens).
+
 One column per connection mode; line: mean over repetitions, band: 95%
-confidence interval.  A row whose column the results do not have says so
-instead of drawing nothing (the nstat counters come with a later format).
+confidence interval.  A row whose column the results do not have (results
+written before the runner kept the client counters) says so instead of
+drawing nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ ROWS = [
 
 
 def missing(df) -> list[str]:
-    """The columns of the figure that the table does not have at all."""
-    return [c for c, _, _ in ROWS if c not in df.columns]
+    """The columns of the figure for which the table has no value at all."""
+    return [c for c, _, _ in ROWS if c not in df.columns or not df[c].notna().any()]
 
 
 def draw(df, out_dir):

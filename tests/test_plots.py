@@ -17,6 +17,8 @@ from analysis import cells, conditions, latency
 from analysis.claims import claims, claims_of
 from analysis.compare import compare
 from analysis.results import load_table, read_result, result_files, tidy, tidy_row, write_tidy
+from bench import netstat
+from bench.netstat import NetstatSampler
 from bench.plotting import FIGURES, draw_all
 from plots import fig4b_throughput_vs_size, fig_mechanism, report, style
 
@@ -364,6 +366,48 @@ def test_point_conditions_and_offload_share_in_the_tidy_row():
     assert tidy_row(read_result(next(iter(result_files(FIXTURES)))))["load1"] is None
 
 
+def test_mechanism_columns_from_the_clients_counters_and_the_switchs():
+    """Per connection the clients opened: packets the switch handed to a front-end, and
+    per 1,000 the segments received twice (PAWS drops, DSACKs sent) and out of order."""
+    doc = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
+    assert tidy_row(doc)["client_conns"] is None  # results before the counters were kept
+    doc["metrics"]["netstat"] = NetstatSampler.delta(
+        {"c1": {"ActiveOpens": 10, "PAWSEstab": 1, "TCPDSACKOldSent": 0,
+                "TCPDSACKOfoSent": 0, "TCPOFOQueue": 5},
+         "c2": {"ActiveOpens": 0, "PAWSEstab": 0, "TCPDSACKOldSent": 0,
+                "TCPDSACKOfoSent": 0, "TCPOFOQueue": 0}},
+        {"c1": {"ActiveOpens": 1010, "PAWSEstab": 3, "TCPDSACKOldSent": 4,
+                "TCPDSACKOfoSent": 1, "TCPOFOQueue": 25},
+         "c2": {"ActiveOpens": 1000, "PAWSEstab": 2, "TCPDSACKOldSent": 0,
+                "TCPDSACKOfoSent": 0, "TCPOFOQueue": 0}})
+    doc["target"]["stats"] = {"before": {"summary": {"frontend_packets": 100}},
+                              "after": {"summary": {"frontend_packets": 12100}}}
+    row = tidy_row(doc)
+    assert row["client_conns"] == 2000
+    assert row["frontend_pkts_per_conn"] == pytest.approx(12000 / 2000)
+    assert row["client_dup_per_kconn"] == pytest.approx(1000 * (2 + 4 + 1 + 2) / 2000)
+    assert row["client_ofo_per_kconn"] == pytest.approx(1000 * 20 / 2000)
+    doc["target"]["stats"] = {}  # a target without Miresga's counters
+    assert tidy_row(doc)["frontend_pkts_per_conn"] is None
+
+
+def test_netstat_reads_the_kernels_counter_tables():
+    """/proc/net/netstat and /proc/net/snmp: name lines then value lines, per group."""
+    text = ("TcpExt: SyncookiesSent PAWSEstab TCPDSACKOldSent TCPOFOQueue\n"
+            "TcpExt: 0 7 3 11\n"
+            "IpExt: InNoRoutes InOctets\n"
+            "IpExt: 0 123\n"
+            "Ip: Forwarding DefaultTTL\n"
+            "Ip: 1 64\n"
+            "Tcp: RtoAlgorithm MaxConn ActiveOpens InSegs\n"
+            "Tcp: 1 -1 42 900\n")
+    assert netstat.parse(text) == {"PAWSEstab": 7, "TCPDSACKOldSent": 3, "TCPOFOQueue": 11,
+                                   "ActiveOpens": 42, "InSegs": 900}
+    real = netstat.parse(Path("/proc/net/netstat").read_text()
+                         + Path("/proc/net/snmp").read_text())
+    assert set(real) == set(netstat.COUNTERS)
+
+
 def test_pdf_figures_embed_truetype_fonts(results, tmp_path):
     """Type 42 (TrueType) fonts in every PDF, no Type 3: what paper submission systems
     require.  Read from the PDF's font dictionaries."""
@@ -380,13 +424,14 @@ def test_pdf_figures_embed_truetype_fonts(results, tmp_path):
 
 
 def test_mechanism_figure_names_the_columns_it_lacks(results, tmp_path):
-    """Without the nstat columns the figure says which are missing; with them it draws
-    them (front-end packets per connection, duplicates and out-of-order per 1,000)."""
+    """Without the client counters (results before the runner kept them, as the
+    fixtures) the figure says which columns are empty; with them it draws them
+    (front-end packets per connection, duplicates and out-of-order per 1,000)."""
     df = load_table(results)
-    assert fig_mechanism.missing(df) == ["frontend_pkts_per_conn", "client_dup_per_kconn",
-                                         "client_ofo_per_kconn"]
-    full = df.assign(frontend_pkts_per_conn=3.0, client_dup_per_kconn=0.5,
-                     client_ofo_per_kconn=1.5)
+    assert fig_mechanism.missing(df) == ["offloaded_byte_share", "frontend_pkts_per_conn",
+                                         "client_dup_per_kconn", "client_ofo_per_kconn"]
+    full = df.assign(offloaded_byte_share=0.9, frontend_pkts_per_conn=3.0,
+                     client_dup_per_kconn=0.5, client_ofo_per_kconn=1.5)
     assert fig_mechanism.missing(full) == []
     paths = fig_mechanism.draw(full, tmp_path)
     assert {p.name for p in paths} == {"fig_mechanism.png", "fig_mechanism.pdf"}

@@ -102,6 +102,8 @@ def test_a_campaign_writes_results_and_resume_skips_done_points(tmp_path):
     table = tidy(results / "t")
     assert len(table) == 2 and set(table["conn_mode"]) == {"keep-alive"}
     assert table["lat_hist"].notna().all() and table["load1"].notna().all()
+    # The client's kernel counted the connections wrk opened (and those of the probe).
+    assert (table["client_conns"] >= mix["parameters"]["connections"]).all()
     assert (results / "t" / "tidy.csv").exists()
     assert (results / "latest").resolve() == (results / "t").resolve()
 
