@@ -49,9 +49,14 @@ def ok_rows(df):
 
 
 def has_histograms(rows, col: str) -> bool:
-    """Whether every row has the histogram that `col` (a latency percentile) comes from."""
+    """Whether every row with a value of `col` (a latency percentile) has the histogram it
+    comes from: rows without one (a fixed size has no probe) need none."""
     lat = latency_column(col)
-    if lat is None or lat[0] not in rows or rows.empty:
+    if lat is None or lat[0] not in rows:
+        return False
+    if col in rows:
+        rows = rows[rows[col].notna()]
+    if rows.empty:
         return False
     return bool(rows[lat[0]].map(lambda v: isinstance(v, str) and len(v) > 0).all())
 

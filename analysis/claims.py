@@ -159,8 +159,8 @@ def build(df, faults: list[dict]) -> Claims:
                 "targets compare.", ""]
     if warns:
         out += ["**Not one run**:", ""] + [f"- {w}" for w in warns] + [""]
-    heading = "measured here" + (" (smoke test)" if smoke else "") + \
-        (" (NOT one run: see above)" if warns else " (one run)")
+    heading = "measured here (" + ("smoke test, " if smoke else "") + \
+        ("NOT one run: see above" if warns else "one run") + ")"
     out += [f"| claim | experiment | {heading} | paper / goal |", "|---|---|---|---|"]
     out += [f"| {claim} | {e} ({cmd}) | {v} | {p} |" for claim, e, v, p in rows]
     n = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
