@@ -85,7 +85,9 @@ def draw(df, out_dir):
     fig.tight_layout()
     caption = (f"Per point, from counter deltas over the measured run. Offloaded share: "
                f"Miresga's switch counters (offloaded bytes / (offloaded + handed to a "
-               f"front-end)); other targets have no such counters. {common.wrk_load(d)} "
+               f"front-end)); front-end packets: the same counters' packets handed to a front-end; "
+               f"other targets have no such counters. Duplicates and out-of-order: the client "
+               f"hosts' kernel TCP counters, per connection they opened. {common.wrk_load(d)} "
                f"{common.interval_note(d)} {common.provenance(d)}")
     common.finish(fig, TITLE, caption)
     return common.save(fig, out_dir, STEM)
