@@ -8,11 +8,15 @@ packages=(
   clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev linux-libc-dev
   # DPDK front-end
   dpdk dpdk-dev libdpdk-dev pkg-config build-essential
-  # its port on the emulated testbed (a dependency of libdpdk-dev today; named
-  # because the front-end cannot start without it)
-  librte-net-af-packet23
+  # its ports on the emulated testbed (dependencies of libdpdk-dev today; named
+  # because the front-end cannot start without them): af_packet, and af_xdp
+  # with libxdp (AF_XDP sockets) and libbpf (the front-end fills its XDP
+  # program's map itself: -lbpf)
+  librte-net-af-packet23 librte-net-af-xdp23 libxdp1
   # systems under test and load generation
   wrk nginx-light haproxy curl
+  # h2load: HTTP/1.1 pipelining (-m) in the hand-off's end-to-end tests
+  nghttp2-client
   # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
   luajit
   # testbed plumbing and the SSH transport

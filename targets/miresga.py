@@ -8,8 +8,10 @@ testbed's roles:
                 the offload channel on port 7470
     backendN    the agent (python -m miresga.control.agent attach ...) on the
                 interface that faces the switch, one-shot: tc and bpffs hold it
-    frontendN   build/miresga-frontend on the host's link (af_packet here),
-                its config rendered from the service and the testbed's facts
+    frontendN   build/miresga-frontend on the host's link (an af_packet or
+                af_xdp port here: `frontend_port`; a real host's NIC by its
+                PCI address), its config rendered from the service and the
+                testbed's facts
 
 Every host-side step goes through the host interface (`run`, `start`,
 `put_text`, `tool`), so on a real testbed the same code drives SSH hosts with
@@ -39,7 +41,8 @@ from typing import Any
 
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from miresga.control.frontend import Frontend, FrontendFacts, quiet_afpacket_link, restore_links
+from miresga.control.frontend import (PORT_DEFAULT, PORTS, Frontend, FrontendFacts,
+                                      quiet_afpacket_link, restore_links)
 from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
 from miresga.control.miresga_switch import SwitchPlan
 from targets.base import Endpoint, Target, TargetError, register
@@ -73,6 +76,9 @@ class Miresga(Target):
         # every response too short to outlive the installation.
         "offload_after_bytes": 0,
         "frontend_limits": {},              # more front-end knobs (frontend.LIMIT_DEFAULTS)
+        # The front-end's port on a testbed link: af_packet or af_xdp (native
+        # XDP in the link's driver; refused where only generic XDP exists).
+        "frontend_port": PORT_DEFAULT,
     }
     health_timeout_s = 40.0
 
@@ -88,6 +94,9 @@ class Miresga(Target):
         if not p["agent_idle_s"] > max(p["frontend_idle_s"], p["switch_idle_s"]):
             raise TargetError("target miresga: agent_idle_s must exceed the front-end's and "
                               "the switch's idle timeouts")
+        if p["frontend_port"] not in PORTS:
+            raise TargetError(f"target miresga: frontend_port {p['frontend_port']!r}: known "
+                              f"ports are {', '.join(PORTS)}")
         self.switch = testbed.switch
         self.vip = str(service.vip or testbed.vip)
         self.work = f"{self.switch.workdir}/miresga"
@@ -140,8 +149,13 @@ class Miresga(Target):
             nexthop_mac=fe.switch_mac, iface=fe.iface,
             control=(self.control_address(fe), int(self.params["control_port"])),
             vip_index=0, vip_wscale=int(self.params["wscale"]))
-        f = Frontend(fe, self.service, facts, limits=self.frontend_limits())
+        f = Frontend(fe, self.service, facts, limits=self.frontend_limits(),
+                     port=self.params["frontend_port"])
         pci = getattr(fe, "pci", None)
+        if pci and self.params["frontend_port"] != PORT_DEFAULT:
+            raise TargetError(f"target miresga: frontend_port {self.params['frontend_port']!r} "
+                              f"is for testbed links; {fe.name} has a NIC (pci {pci}), which "
+                              f"DPDK drives itself")
         if pci:
             # A real front-end (inventory): its NIC by PCI address, hugepages;
             # one lcore, the host's first pinned CPU or its last one.
@@ -157,7 +171,7 @@ class Miresga(Target):
         self.switch.put_text(self.plan().to_json(), self.plan_path)
         self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
         for fe in self.frontends:
-            if fe.eal is None:  # af_packet (a real NIC: eal names its PCI address)
+            if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
 
     def _switchd_command(self) -> str:

@@ -136,6 +136,14 @@ class Harness:
         _, line = self._cmd("offload")
         return json.loads(line[len("offload "):])
 
+    def result(self, kind: str, client: "Client", *args: int) -> list[Ether]:
+        """An answer of the switch: added | refused, or liveness PRESENT IDLE_MS."""
+        rest = "".join(f" {a}" for a in args)
+        frames, extra = self._cmd(f"result {kind} {client.ip} {client.port}{rest}")
+        if extra is not None:
+            raise RuntimeError(f"harness: result {kind}: {extra}")
+        return frames
+
     def close(self) -> None:
         """Stop the harness; a crash, a non-zero exit or a sanitizer report fails the test."""
         rc = self.proc.poll()
@@ -171,8 +179,26 @@ def make_cookie(client: str, sport: int, isn: int, mss: int = 1460, wscale: int 
     return layouts.cookie_make(COOKIE_KEY, client, VIP, sport, 80, isn, epoch, low)
 
 
+#: op of a liveness query in Harness.offload() (FE_OFFLOAD_QUERY)
+QUERY_OP = 0x80
+
+#: The data-plane marks (miresga.h, "marks") as they sit in the IP TOS byte (ECN 0).
+TOS = {name: getattr(layouts, f"DSCP_{name.upper()}") << 2
+       for name in ("none", "admit", "known", "install", "remove", "remove_ctl", "miresga")}
+
+
+def mark(frame: Ether) -> str:
+    """The data-plane mark of a frame the front-end sent ('none' if none)."""
+    dscp = frame[IP].tos & ~3
+    return next(name for name, tos in TOS.items() if tos == dscp)
+
+
 class Client:
-    """One client connection as the front-end sees it (after the switch's SYN-ACK)."""
+    """One client connection as the front-end sees it (after the switch's SYN-ACK).
+
+    Its packets carry the mark the switch would put on them: ADMIT when the
+    numbers are the cookie's (seq - 1 = c and ack - 1 = s), else KNOWN.
+    """
 
     def __init__(self, ip: str = "10.10.1.2", port: int = 40000, isn: int = 1000, **cookie):
         self.ip, self.port, self.c = ip, port, isn
@@ -181,10 +207,14 @@ class Client:
         self.ack = (self.s + 1) & 0xFFFFFFFF   # next byte it expects
 
     def pkt(self, payload: bytes = b"", flags: str = "A", seq: int | None = None,
-            ack: int | None = None, window: int = 502):
-        p = (Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src=self.ip, dst=VIP) /
-             TCP(sport=self.port, dport=80, seq=self.seq if seq is None else seq,
-                 ack=self.ack if ack is None else ack, flags=flags, window=window))
+            ack: int | None = None, window: int = 502, mark: str | None = None):
+        seq = self.seq if seq is None else seq
+        ack = self.ack if ack is None else ack
+        if mark is None:
+            cookie_ok = seq == (self.c + 1) & 0xFFFFFFFF and ack == (self.s + 1) & 0xFFFFFFFF
+            mark = "admit" if cookie_ok and "A" in flags and not set("SR") & set(flags) else "known"
+        p = (Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src=self.ip, dst=VIP, tos=TOS[mark]) /
+             TCP(sport=self.port, dport=80, seq=seq, ack=ack, flags=flags, window=window))
         return p / Raw(payload) if payload else p
 
     def send(self, h: Harness, payload: bytes = b"", flags: str = "A", **kw) -> list[Ether]:

@@ -2,8 +2,8 @@
 
 `SwitchPlan` is everything the switch must know, as data: the VIPs, the
 back-ends in service order (a back-end's index in the switch is its position
-in `Service.backends`), the front-ends, which networks are clients, and the
-load-time parameters.  It is built from a Service and the testbed's facts
+in `Service.backends`), the front-ends, the hand-off mode and the load-time
+parameters.  No list of clients: the pipeline serves a client at any address.  It is built from a Service and the testbed's facts
 (`SwitchPlan.from_testbed`) and serialises to JSON, so that the switch daemon
 (miresga.control.switchd) can run on a real switch host from a file.
 
@@ -11,12 +11,18 @@ load-time parameters.  It is built from a Service and the testbed's facts
 `EbpfSwitch` driver, programs the tables, owns the cookie secrets and the
 seen filter's generations, and offers the flow table to the offload channel
 through `FlowTable`, which installs and deletes entries with batched map
-operations and counts occupancy from the map itself.
+operations and counts occupancy from the map itself, and the data-plane
+table to the daemon through `DataplaneTable` (read, cleared, aged, counted;
+written only by the pipeline, from INSTALL marks).  `MiresgaSwitch.liveness()`
+answers "is this flow carried, by which back-end, idle how long" from either
+table, for the front-ends' liveness queries.
 
 Time.  The data plane stamps flow entries with `config.now_s`, a coarse
 clock the control plane advances (`tick()`, once a second under switchd);
 aging compares against the same clock, so the two never disagree about what
-"idle for 60 s" means, and tests can move time by hand.
+"idle for 60 s" means, and tests can move time by hand.  The data-plane table
+keeps the data plane's own clock (bpf_ktime_get_ns(), CLOCK_MONOTONIC here
+too), because it ages slots lazily without the control plane.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import secrets
 import socket
 import struct
 import threading
-from dataclasses import asdict, dataclass, field, fields
+import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
@@ -47,6 +54,9 @@ SWITCH_PROG = "miresga_switch"
 u32 = ctypes.c_uint32
 u64 = ctypes.c_uint64
 
+# One tick of the data-plane table's clock, in seconds.
+_DP_TICK_S = (1 << layouts.DP_TICK_SHIFT) / 1e9
+
 MAPS = [
     MapSpec("vip_table", layouts.VipKey, layouts.Vip),
     MapSpec("vip_addrs", u32, layouts.Vip),
@@ -55,7 +65,8 @@ MAPS = [
     MapSpec("backend_table", u32, layouts.Backend),
     MapSpec("backend_addrs", layouts.BackendKey, u32),
     MapSpec("frontend_table", u32, layouts.Frontend),
-    MapSpec("client_nets", layouts.Lpm4Key, u32),
+    MapSpec("port_table", u32, layouts.Port),
+    MapSpec("dp_table", u32, layouts.DpSlot),
     MapSpec("config", u32, layouts.SwitchConfig),
     MapSpec("seen_filter", u32, u64),
     MapSpec("counters", u32, u64),
@@ -138,6 +149,13 @@ class VipSpec:
     port: int = 80
 
 
+# Hand-off modes (HANDOFF.md section 2): how a flow's entry reaches the switch.
+#   async      ADD over the channel at join; the front-end forwards until it lands
+#   confirmed  ADD over the channel; the front-end holds the request until it lands
+#   dataplane  the front-end's INSTALL mark writes the data-plane table
+HANDOFF_MODES = ("async", "confirmed", "dataplane")
+
+
 @dataclass(frozen=True)
 class SwitchPlan:
     """Everything the switch pipeline is programmed with, as data."""
@@ -147,10 +165,16 @@ class SwitchPlan:
     frontends: list[Endpoint]
     netns: str | None = None          # None: this host's own interfaces
     ports: list[str] | None = None    # None: every non-loopback interface
-    # Destinations that count as clients for back-end packets (switch_maps.h,
-    # client_nets).  Default: everything.
-    client_nets: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    handoff: str = "async"
     flow_capacity: int = layouts.FLOW_CAPACITY_DEFAULT
+    # The data-plane table (switch.bpf.c, "data-plane table"): dp_slots slots
+    # in all (a power of two, 0: none), split evenly over dp_ways ways (1 or
+    # 2); a slot idle for dp_idle_timeout_s counts as empty.  The default,
+    # 2 x 65,536 slots, refuses about 0.25% of installs with 10,000 live
+    # flows and 13% with 50,000 (memory_model.dp_refusal), in 96 SRAM blocks.
+    dp_slots: int = layouts.DP_SLOTS_DEFAULT
+    dp_ways: int = layouts.DP_WAYS_DEFAULT
+    dp_idle_timeout_s: float = 60.0
     mss: int = 1460
     wscale: int = 7
     window: int = 65535
@@ -175,12 +199,18 @@ class SwitchPlan:
             seen.add((b.ip, b.port))
         for i, f in enumerate(self.frontends):
             f.check(f"frontends[{i}]")
-        _require(1 <= len(self.client_nets) <= 64, "client_nets", "1 to 64 networks")
-        for i, n in enumerate(self.client_nets):
-            try:
-                ipaddress.IPv4Network(n)
-            except ValueError as e:
-                raise ValueError(f"client_nets[{i}]: {e}") from None
+        _require(self.handoff in HANDOFF_MODES, "handoff",
+                 f"{self.handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
+        _require(self.dp_ways in (1, 2), "dp_ways", "1 or 2")
+        _require(self.dp_slots == 0 or (
+            self.dp_slots & (self.dp_slots - 1) == 0
+            and self.dp_ways <= self.dp_slots <= self.dp_ways << layouts.DP_SLOTS_LOG2_MAX),
+            "dp_slots", f"0 (none) or a power of two from dp_ways to "
+                        f"dp_ways x 2^{layouts.DP_SLOTS_LOG2_MAX}")
+        _require(self.handoff != "dataplane" or self.dp_slots, "dp_slots",
+                 "handoff 'dataplane' needs a data-plane table")
+        _require(0.01 <= self.dp_idle_timeout_s <= (1 << 31) * _DP_TICK_S / 2,
+                 "dp_idle_timeout_s", "0.01 to about 13 days")
         _require(1 <= self.flow_capacity <= 1 << 24, "flow_capacity", "1 to 16777216")
         _require(536 <= self.mss <= 65535, "mss", "536 to 65535")
         _require(0 <= self.wscale <= 14, "wscale", "0 to 14 (RFC 7323)")
@@ -193,9 +223,7 @@ class SwitchPlan:
         """The plan for a service on a testbed (hosts.testbed.EmulatedTestbed or alike).
 
         Back-end index i is service.backends[i]; its service port is its
-        cluster's.  Client networks are the client hosts' addresses, so that a
-        back-end's traffic to any other host is plain forwarding.  The pipeline
-        goes on the switch ports of the testbed's hosts.
+        cluster's.  The pipeline goes on the switch ports of the testbed's hosts.
         """
         vip = service.vip or tb.vip
         backends = []
@@ -207,14 +235,13 @@ class SwitchPlan:
         frontends = [Endpoint(name=h.name, ip=str(h.address), mac=h.mac,
                               switch_port=h.switch_port)
                      for h in tb.by_role("frontend")]
-        clients = [f"{h.address}/32" for h in tb.by_role("client")]
         params.setdefault("netns", tb.switch.netns)
         # The ports the testbed's hosts hang off, named: on a real router host
         # "every interface" would include its management NIC.
         params.setdefault("ports", sorted({h.switch_port for h in tb.hosts.values()
                                            if h.switch_port}))
         return cls(vips=[VipSpec(ip=str(vip), port=service.port)], backends=backends,
-                   frontends=frontends, client_nets=clients or ["0.0.0.0/0"], **params)
+                   frontends=frontends, **params)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -404,6 +431,156 @@ class FlowTable:
                 for k, v in self.map.lookup_batch()}
 
 
+# ------------------------------------------------------- data-plane table
+
+@dataclass(frozen=True)
+class Liveness:
+    """What the switch knows of a flow: carried or not, by which back-end, idle how long."""
+
+    present: bool
+    backend_idx: int = 0
+    idle_ms: int = 0        # saturates at 2^32 - 1
+
+
+_IDLE_MS_MAX = 0xFFFFFFFF
+
+
+def dp_now_ticks() -> int:
+    """The data-plane table's clock now: bpf_ktime_get_ns() is CLOCK_MONOTONIC."""
+    return ((time.monotonic_ns() >> layouts.DP_TICK_SHIFT) & 0xFFFFFFFF) or 1
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+class DataplaneTable:
+    """The data-plane table (switch.bpf.c, "data-plane table") as the control plane sees it.
+
+    The pipeline writes it, from INSTALL marks, and clears it, from REMOVE
+    marks; the control plane reads it (liveness, occupancy), clears slots
+    for the channel's DEL fallback (`remove`), and clears aged ones at
+    leisure (`age`: lazy aging already treats them as empty; clearing keeps
+    a slot's 32-bit stamp from wrapping into "young" after 2^31 ticks).
+    Geometry, seeds and timeout come from the switch's config, read once:
+    they do not change after load.
+    """
+
+    def __init__(self, m: bpf.Map, cfg: layouts.SwitchConfig):
+        self.map = m
+        self.slots_log2 = cfg.dp_slots_log2
+        self.ways = cfg.dp_ways
+        self.seed = (cfg.dp_seed.k0, cfg.dp_seed.k1)
+        self.idle_ticks = cfg.dp_idle_ticks
+        self.lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.slots_log2)
+
+    @property
+    def slots(self) -> int:
+        return self.ways << self.slots_log2 if self.enabled else 0
+
+    def _live(self, slot: layouts.DpSlot, now: int) -> bool:
+        return (slot.client_ip_be != 0 and slot.last_seen != 0
+                and _s32(now - slot.last_seen) < self.idle_ticks)
+
+    def slots_of(self, ip_be: int, port_be: int) -> list[tuple[int, layouts.DpSlot]]:
+        """(index, slot) of every way of the key whose slot holds it, live or not."""
+        if not self.enabled:
+            return []
+        out = []
+        for way in range(self.ways):
+            i = layouts.dp_slot_index(self.seed, ip_be, port_be, way, self.slots_log2)
+            slot = self.map.lookup(u32(i))
+            if slot is not None and (slot.client_ip_be, slot.client_port_be) == (ip_be, port_be):
+                out.append((i, slot))
+        return out
+
+    def find(self, ip_be: int, port_be: int, now: int | None = None) -> layouts.DpSlot | None:
+        """The live slot holding (client IP, client port), as the pipeline's lookup sees it."""
+        now = dp_now_ticks() if now is None else now
+        for _, slot in self.slots_of(ip_be, port_be):
+            if self._live(slot, now):
+                return slot
+        return None
+
+    def liveness(self, ip_be: int, port_be: int, now: int | None = None) -> Liveness:
+        now = dp_now_ticks() if now is None else now
+        slot = self.find(ip_be, port_be, now)
+        if slot is None:
+            return Liveness(False)
+        idle_ns = max(0, _s32(now - slot.last_seen)) << layouts.DP_TICK_SHIFT
+        return Liveness(True, slot.backend_idx, min(idle_ns // 1_000_000, _IDLE_MS_MAX))
+
+    def remove(self, keys: Iterable[tuple[int, int]]) -> int:
+        """Clear every slot holding one of the (client IP, client port) keys, as a
+        REMOVE mark would; returns how many slots were cleared."""
+        cleared = 0
+        with self.lock:
+            for ip_be, port_be in keys:
+                for i, _ in self.slots_of(ip_be, port_be):
+                    self.map.update(u32(i), layouts.DpSlot())
+                    cleared += 1
+        return cleared
+
+    def _scan(self):
+        """(index, client IP, client port, back-end, VIP, last seen) of every
+        non-empty slot.  Empty slots are skipped on the raw words (the table is
+        mostly empty and may hold millions of slots); only the others are
+        decoded."""
+        vsz = ctypes.sizeof(layouts.DpSlot)
+        head = struct.Struct("=IHBBI4x")  # mg_dp_slot
+        assert head.size == vsz and vsz % 4 == 0
+        step = vsz // 4
+        for kb, vb, _ in self.map.lookup_batch_raw():
+            words = memoryview(vb).cast("I")
+            for j, (ip, seen) in enumerate(zip(words[0::step], words[2::step])):
+                if ip and seen:
+                    _, port, be, vip, _ = head.unpack_from(vb, j * vsz)
+                    yield struct.unpack_from("=I", kb, j * 4)[0], ip, port, be, vip, seen
+
+    def occupancy(self) -> int:
+        """Live slots (an aged slot counts as empty, as it does in the pipeline)."""
+        if not self.enabled:
+            return 0
+        now = dp_now_ticks()
+        return sum(1 for *_, seen in self._scan()
+                   if _s32(now - seen) < self.idle_ticks)
+
+    def age(self) -> int:
+        """Clear slots idle past the timeout; returns how many.  Each is read again
+        just before it is cleared, so a slot the pipeline reused meanwhile stays
+        (the window left is one syscall wide; a flow that loses its slot anyway
+        falls back to the front-end, the safe direction)."""
+        if not self.enabled:
+            return 0
+        now = dp_now_ticks()
+        stale = [(i, ip, port) for i, ip, port, _, _, seen in self._scan()
+                 if _s32(now - seen) >= self.idle_ticks]
+        cleared = 0
+        with self.lock:
+            for i, ip, port in stale:
+                slot = self.map.lookup(u32(i))
+                if (slot is None or (slot.client_ip_be, slot.client_port_be) != (ip, port)
+                        or self._live(slot, dp_now_ticks())):
+                    continue
+                self.map.update(u32(i), layouts.DpSlot())
+                cleared += 1
+        return cleared
+
+    def entries(self) -> dict[tuple[str, int], layouts.DpSlot]:
+        """Live slots by (client IP, client port)."""
+        now = dp_now_ticks()
+        out = {}
+        for i, ip, port, be, vip, seen in self._scan():
+            if _s32(now - seen) < self.idle_ticks:
+                out[(ip_str(ip), port_host(port))] = layouts.DpSlot(ip, port, be, vip, seen)
+        return out
+
+
 # ------------------------------------------------------------ the switch
 
 @dataclass
@@ -430,9 +607,11 @@ class MiresgaSwitch:
         self.sw = EbpfSwitch(str(obj_path or SWITCH_OBJ), SWITCH_PROG, MAPS, netns=plan.netns,
                              ports=plan.ports, pin_dir=pin_dir, pin_prefix=pin_prefix,
                              capacities={"flow_table": plan.flow_capacity,
-                                         "seen_filter": 2 * words})
+                                         "seen_filter": 2 * words,
+                                         "dp_table": max(1, plan.dp_slots)})
         self._cfg_lock = threading.Lock()
         self.flows: FlowTable | None = None
+        self.dataplane: DataplaneTable | None = None
         self._port_facts: dict[str, _PortFacts] = {}
 
     @property
@@ -450,6 +629,7 @@ class MiresgaSwitch:
             self.flows = FlowTable(self.sw.map("flow_table"), self.plan.flow_capacity,
                                    range(len(self.plan.backends)), range(len(self.plan.vips)),
                                    self.now_s)
+            self.dataplane = DataplaneTable(self.sw.map("dp_table"), self.config())
             if self.attach:
                 self.sw.attach()
         except BaseException:
@@ -484,7 +664,7 @@ class MiresgaSwitch:
         return self._port_facts[ifname]
 
     def program_tables(self) -> None:
-        """Write the VIP, back-end, front-end and client-network tables from the plan."""
+        """Write the VIP, back-end, front-end and port tables from the plan."""
         p = self.plan
         vip_table, vip_addrs, vip_by_idx = (self.map("vip_table"), self.map("vip_addrs"),
                                             self.map("vip_by_idx"))
@@ -506,7 +686,7 @@ class MiresgaSwitch:
             be_table.update(u32(idx), val)
             be_addrs.update(layouts.BackendKey(ip_be(b.ip), port_be(b.port)), u32(idx))
 
-        fe_table = self.map("frontend_table")
+        fe_table, port_table = self.map("frontend_table"), self.map("port_table")
         for idx, f in enumerate(p.frontends):
             port = self._port(f.switch_port)
             val = layouts.Frontend()
@@ -514,11 +694,8 @@ class MiresgaSwitch:
             val.mac[:] = mac_bytes(f.mac)
             val.src_mac[:] = port.mac
             fe_table.update(u32(idx), val)
-
-        nets = self.map("client_nets")
-        for cidr in p.client_nets:
-            net = ipaddress.IPv4Network(cidr)
-            nets.update(layouts.Lpm4Key(net.prefixlen, ip_be(net.network_address)), u32(1))
+            # Marks from this port are a front-end's (INSTALL, REMOVE, fused SYNs).
+            port_table.update(u32(port.ifindex), layouts.Port(layouts.PORT_FRONTEND))
 
         with self._cfg_lock:
             cfg = self.config()
@@ -547,6 +724,11 @@ class MiresgaSwitch:
         cfg.filter_key.k0, cfg.filter_key.k1 = secrets.randbits(32), secrets.randbits(32)
         cfg.filter_gen = 0
         cfg.filter_bits_log2 = p.filter_bits_log2
+        if p.dp_slots:
+            cfg.dp_slots_log2 = (p.dp_slots // p.dp_ways).bit_length() - 1
+            cfg.dp_ways = p.dp_ways
+            cfg.dp_idle_ticks = max(1, round(p.dp_idle_timeout_s / _DP_TICK_S))
+            cfg.dp_seed.k0, cfg.dp_seed.k1 = secrets.randbits(32), secrets.randbits(32)
         self._write_config(cfg)
 
     def now_s(self) -> int:
@@ -608,6 +790,37 @@ class MiresgaSwitch:
             self._write_config(cfg)
             return new_gen
 
+    # ------------------------------------------------------------- liveness
+
+    def liveness(self, keys: Iterable[tuple[int, int, int | None]]) -> list[Liveness]:
+        """For each (client IP, client port, VIP index or None) key, in network
+        order as ip_be()/port_be() give them: is the flow carried by the switch,
+        by which back-end, idle for how many milliseconds.
+
+        The tables are asked as the pipeline asks them: the exact-match table
+        first, the data-plane table only if that has no entry for the key; an
+        entry for another VIP is no entry.  Idle time comes from the table's own
+        last-seen stamp: whole seconds of the control plane's clock for the
+        exact-match table, ~1 ms ticks of the data plane's for the other.
+        """
+        out = []
+        now_s, now_ticks = self.now_s(), dp_now_ticks()
+        for ip, port, vip in keys:
+            fl = self.flows.map.lookup(layouts.FlowKey(ip, port))
+            if fl is not None:
+                if vip is not None and fl.vip_idx != vip:
+                    out.append(Liveness(False))
+                else:
+                    idle_ms = ((now_s - fl.last_seen_s) & 0xFFFFFFFF) * 1000
+                    out.append(Liveness(True, fl.backend_idx, min(idle_ms, _IDLE_MS_MAX)))
+                continue
+            slot = self.dataplane.find(ip, port, now_ticks)
+            if slot is None or (vip is not None and slot.vip_idx != vip):
+                out.append(Liveness(False))
+            else:
+                out.append(self.dataplane.liveness(ip, port, now_ticks))
+        return out
+
     # ------------------------------------------------------------- counters
 
     def counters(self) -> dict[str, int]:
@@ -621,11 +834,14 @@ def read_pinned_counters(pin_dir: str) -> dict[str, int]:
 
 
 def read_pinned_state(pin_dir: str) -> dict:
-    """Counters, flow-table occupancy and capacity of a running switch, from its pins:
-    what the bench reads at the edges of a measured window (switchd's stats file
-    may be up to one interval old)."""
-    with PinnedMaps(pin_dir, [m for m in MAPS if m.name in ("counters", "flow_table")]) as maps:
+    """Counters, flow-table occupancy and capacity, data-plane table occupancy and
+    slots of a running switch, from its pins: what the bench reads at the edges of
+    a measured window (switchd's stats file may be up to one interval old)."""
+    names = ("counters", "flow_table", "dp_table", "config")
+    with PinnedMaps(pin_dir, [m for m in MAPS if m.name in names]) as maps:
+        dp = DataplaneTable(maps["dp_table"], maps["config"].lookup(u32(0)))
         return {"counters": read_counters(maps["counters"], SwitchCounter),
                 "occupancy": maps["flow_table"].count_batch(),
-                "capacity": maps["flow_table"].max_entries}
+                "capacity": maps["flow_table"].max_entries,
+                "dp_occupancy": dp.occupancy(), "dp_slots": dp.slots}
 

@@ -12,8 +12,10 @@ const char *fe_flow_state_name(int state)
 	static const char *const names[FE_FS__MAX] = {
 		[FE_FS_HEADER] = "header",
 		[FE_FS_SYN_SENT] = "syn_sent",
+		[FE_FS_CONFIRMING] = "confirming",
 		[FE_FS_SPLICED] = "spliced",
 		[FE_FS_NEXT_HEADER] = "next_header",
+		[FE_FS_DRAIN] = "drain",
 		[FE_FS_CLOSING] = "closing",
 		[FE_FS_TIME_WAIT] = "time_wait",
 		[FE_FS_ANSWERED] = "answered",

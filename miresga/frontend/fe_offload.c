@@ -51,10 +51,46 @@ int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, uint3
 		snprintf(o->host, sizeof(o->host), "%s", host);
 		o->port = port;
 	}
-	snprintf(name, sizeof(name), "fe_offload_%u", instance++);
-	o->ring = rte_ring_create_elem(name, sizeof(struct mg_ctl_entry), ring_size, rte_socket_id(),
+	snprintf(name, sizeof(name), "fe_offload_%u", instance);
+	o->ring = rte_ring_create_elem(name, sizeof(struct fe_offload_req), ring_size, rte_socket_id(),
 				       RING_F_SC_DEQ);
-	return o->ring ? 0 : -1;
+	snprintf(name, sizeof(name), "fe_results_%u", instance++);
+	o->results = rte_ring_create_elem(name, sizeof(struct fe_offload_result), ring_size,
+					  rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
+	return o->ring && o->results ? 0 : -1;
+}
+
+int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r)
+{
+	struct fe_offload_result copy = *r;  /* the ring's API takes no const */
+
+	if (rte_ring_sp_enqueue_elem(o->results, &copy, sizeof(copy))) {
+		count(&o->c.results_dropped, 1);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Answer the entries of an acknowledged batch that asked for a result.  The
+ * version-1 ACK counts refusals without saying which entries they were, so a
+ * batch with any refusal answers REFUSED for all of them: the flows stay on
+ * the front-end and their ADDs are deleted, which is safe, only slower.
+ */
+static void post_batch_results(struct fe_offload *o, const struct fe_offload_batch *b,
+			       uint16_t refused)
+{
+	for (unsigned int i = 0; i < b->count; i++) {
+		struct fe_offload_result r = {
+			.kind = refused ? FE_OFFLOAD_REFUSED : FE_OFFLOAD_ADDED,
+			.backend_idx = b->entries[i].backend_idx,
+			.key = {.client_ip_be = b->entries[i].client_ip_be,
+				.client_port_be = b->entries[i].client_port_be},
+		};
+
+		if (b->want_result[i] && b->entries[i].op == MG_CTL_ADD)
+			fe_offload_post_result(o, &r);
+	}
 }
 
 static void disconnect(struct fe_offload *o, uint64_t now)
@@ -134,7 +170,8 @@ static void encode(struct fe_offload *o, const struct fe_offload_batch *b)
 static void fill_out(struct fe_offload *o)
 {
 	struct fe_offload_batch *b;
-	unsigned int n;
+	struct fe_offload_req reqs[64];
+	unsigned int n = 0, got;
 
 	if (o->out_off < o->out_len)
 		return;
@@ -149,8 +186,23 @@ static void fill_out(struct fe_offload *o)
 	if (o->inflight_n == FE_OFFLOAD_INFLIGHT)
 		return;
 	b = &o->inflight[(o->inflight_head + o->inflight_n) % FE_OFFLOAD_INFLIGHT];
-	n = rte_ring_sc_dequeue_burst_elem(o->ring, b->entries, sizeof(struct mg_ctl_entry),
-					   MG_CTL_MAX_BATCH, NULL);
+	do {
+		unsigned int room = MG_CTL_MAX_BATCH - n;
+
+		got = rte_ring_sc_dequeue_burst_elem(o->ring, reqs, sizeof(reqs[0]),
+						     room < 64 ? room : 64, NULL);
+		for (unsigned int i = 0; i < got; i++) {
+			if (reqs[i].e.op == FE_OFFLOAD_QUERY) {
+				/* Version 1 has no QUERY: the lcore's idle timer
+				 * treats a query without answer as an idle entry. */
+				count(&o->c.queries_unanswered, 1);
+				continue;
+			}
+			b->entries[n] = reqs[i].e;
+			b->want_result[n] = reqs[i].want_result;
+			n++;
+		}
+	} while (got && n < MG_CTL_MAX_BATCH);
 	if (!n)
 		return;
 	b->count = (uint16_t)n;
@@ -190,6 +242,7 @@ static int read_acks(struct fe_offload *o)
 		count(&o->c.added, ntohs(a.added));
 		count(&o->c.deleted, ntohs(a.deleted));
 		count(&o->c.refused, ntohs(a.refused));
+		post_batch_results(o, b, ntohs(a.refused));
 		o->inflight_head = (o->inflight_head + 1) % FE_OFFLOAD_INFLIGHT;
 		o->inflight_n--;
 		o->resend_from--;
@@ -293,5 +346,7 @@ void fe_offload_stop(struct fe_offload *o, unsigned int drain_ms)
 void fe_offload_free(struct fe_offload *o)
 {
 	rte_ring_free(o->ring);
+	rte_ring_free(o->results);
 	o->ring = NULL;
+	o->results = NULL;
 }

@@ -113,7 +113,9 @@ size_t fe_stats_json(const struct fe_stats_server *s, char *buf, size_t len)
 	FE_PACKET_COUNTERS(J)
 #undef GROUP
 #define GROUP offload
-	put(&w, "}, \"offload\": {\"enabled\": %s", s->offload && s->offload->enabled ? "true" : "false");
+	put(&w, "}, \"offload\": {\"enabled\": %s, \"handoff\": \"%s\"",
+	    s->offload && s->offload->enabled ? "true" : "false",
+	    cfg ? fe_handoff_name(cfg->handoff) : "?");
 	sep = ", ";
 	FE_OFFLOAD_COUNTERS(J)
 #undef GROUP
@@ -128,7 +130,7 @@ size_t fe_stats_json(const struct fe_stats_server *s, char *buf, size_t len)
 #define OC(f) put(&w, ", \"" #f "\": %llu", (unsigned long long)rd(&c->f));
 		OC(connects) OC(connect_failures) OC(disconnects) OC(batches_sent) OC(entries_sent)
 		OC(adds_sent) OC(dels_sent) OC(batches_resent) OC(batches_acked) OC(added)
-		OC(deleted) OC(refused) OC(bad_acks)
+		OC(deleted) OC(refused) OC(bad_acks) OC(queries_unanswered) OC(results_dropped)
 #undef OC
 	}
 	put(&w, "}");

@@ -10,7 +10,7 @@ FE_DIR := miresga/frontend
 FE_OBJDIR := $(BUILD)/frontend
 FE_LIB_SRCS := fe_config.c fe_flow.c fe_http.c fe_offload.c fe_port.c fe_rules.c fe_stats.c \
 	fe_answer.c fe_backend.c fe_client.c fe_close.c fe_dispatch.c fe_emit.c fe_hold.c fe_lcore.c \
-	fe_offload_queue.c fe_server.c fe_timer.c
+	fe_entry.c fe_server.c fe_timer.c fe_ack.c fe_drain.c
 FE_LIB_OBJS := $(addprefix $(FE_OBJDIR)/,$(FE_LIB_SRCS:.c=.o))
 FE_HEADERS := $(wildcard $(FE_DIR)/*.h) miresga/include/miresga.h
 
@@ -20,7 +20,7 @@ FE_DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk)
 FE_DPDK_LIBS = $(shell pkg-config --libs libdpdk)
 FE_CFLAGS = -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I miresga/include -I $(FE_DIR) \
 	$(FE_DPDK_CFLAGS)
-FE_LDLIBS = $(FE_DPDK_LIBS) -lpthread
+FE_LDLIBS = $(FE_DPDK_LIBS) -lbpf -lpthread
 
 $(FE_OBJDIR)/%.o: $(FE_DIR)/%.c $(FE_HEADERS)
 	@echo "  CC      $@"
@@ -66,3 +66,10 @@ $(BUILD)/miresga-frontend-test-asan: $(FE_ASAN_OBJS) $(FE_ASAN_OBJDIR)/fe_test.o
 BUILD_OUTPUTS += $(BUILD)/miresga-frontend $(BUILD)/miresga-frontend-test \
 	$(BUILD)/miresga-frontend-test-asan
 ROLE_PARTS_frontend += $(BUILD)/miresga-frontend
+
+# The af_xdp port's XDP program, loaded by DPDK's PMD (xdp_prog=); the
+# pattern rule and BPF_CFLAGS are in the top-level Makefile.
+vpath %.bpf.c $(FE_DIR)
+$(BUILD)/bpf/fe_xsk.bpf.o: $(FE_DIR)/fe_xsk.h
+BUILD_OUTPUTS += $(BUILD)/bpf/fe_xsk.bpf.o
+ROLE_PARTS_frontend += $(BUILD)/bpf/fe_xsk.bpf.o

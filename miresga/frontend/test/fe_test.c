@@ -16,9 +16,17 @@
  *         pkt HEX       inject an Ethernet frame
  *         advance US    move the clock and run the timers that expire
  *         stats         print the stats JSON
- *         offload       print and drain the entries queued for the switch
+ *         offload       print and drain what was queued for the channel:
+ *                       entries (op ADD 1, DEL 2; want_result if asked) and
+ *                       liveness queries (op 128)
+ *         result added|refused IP PORT
+ *         result liveness IP PORT PRESENT IDLE_MS
+ *                       an answer of the switch, as the channel thread
+ *                       hands it over
  *       Each answer is zero or more "tx HEX" lines (frames sent), then the
- *       command's own line if any, then "end".
+ *       command's own line if any, then "end".  The switch's answers are
+ *       handed to the state machine after every command, as the poll loop
+ *       does every turn.
  *   miresga-frontend-test fuzz CONFIG CASES [SEED]
  *       Replays generated requests (tests/test_frontend_fuzz.py writes each as
  *       a line "EXPECT MODE LENGTH", then LENGTH raw bytes and a newline:
@@ -35,6 +43,14 @@
  *       In the sanitized build, a deliberate heap over-read or signed
  *       overflow: the sanitizer must report it and exit non-zero, which is
  *       how tests know that build checks anything (the plain build exits 3).
+ *   miresga-frontend-test replay CONFIG close|keepalive N
+ *       A fixed replay of N single-segment GETs with 1 KB responses, for
+ *       counting the state machine's instructions per request under
+ *       callgrind (README.md, "Cost per request"): one connection per request
+ *       (the server closes, as with Connection: close) or N requests on one
+ *       kept-alive connection.  Every packet of a connection goes through the
+ *       front-end, whatever the hand-off mode would leave to the switch, so
+ *       every build replays the same packets.  Prints a JSON summary.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -488,6 +504,33 @@ static void flush_captured(void)
 	n_captured = 0;
 }
 
+/* "added|refused IP PORT" or "liveness IP PORT PRESENT IDLE_MS": as the
+ * channel thread would post it. */
+static int inject_result(const char *args)
+{
+	char kind[16], ip[INET_ADDRSTRLEN];
+	unsigned int port, present = 0, idle_ms = 0;
+	struct fe_offload_result r = {0};
+	struct in_addr a;
+	int n = sscanf(args, "%15s %15s %u %u %u", kind, ip, &port, &present, &idle_ms);
+
+	if (n < 3 || inet_pton(AF_INET, ip, &a) != 1 || port > 65535)
+		return -1;
+	if (!strcmp(kind, "added") && n == 3)
+		r.kind = FE_OFFLOAD_ADDED;
+	else if (!strcmp(kind, "refused") && n == 3)
+		r.kind = FE_OFFLOAD_REFUSED;
+	else if (!strcmp(kind, "liveness") && n == 5)
+		r.kind = FE_OFFLOAD_LIVENESS;
+	else
+		return -1;
+	r.present = (uint8_t)!!present;
+	r.idle_ms = idle_ms;
+	r.key.client_ip_be = a.s_addr;
+	r.key.client_port_be = htons((uint16_t)port);
+	return fe_offload_post_result(&offload, &r);
+}
+
 static int run_pipe(void)
 {
 	static char line[16384];
@@ -504,10 +547,13 @@ static int run_pipe(void)
 			int n = from_hex(line + 4, frame, sizeof(frame));
 
 			inject(frame, (uint16_t)n);
+			fe_results_run(&lc);
+			fe_tx_flush(&lc);
 			flush_captured();
 		} else if (!strncmp(line, "advance ", 8)) {
 			lc.now_us += strtoull(line + 8, NULL, 10);
 			fe_timers_run(&lc);
+			fe_results_run(&lc);
 			fe_tx_flush(&lc);
 			flush_captured();
 		} else if (!strcmp(line, "stats")) {
@@ -515,20 +561,31 @@ static int run_pipe(void)
 			json[strcspn(json, "\n")] = 0;
 			printf("stats %s\n", json);
 		} else if (!strcmp(line, "offload")) {
-			struct mg_ctl_entry e;
+			struct fe_offload_req r;
 			const char *sep = "";
 
 			printf("offload [");
-			while (rte_ring_sc_dequeue_elem(offload.ring, &e, sizeof(e)) == 0) {
+			while (rte_ring_sc_dequeue_elem(offload.ring, &r, sizeof(r)) == 0) {
 				char ip[INET_ADDRSTRLEN];
 
-				inet_ntop(AF_INET, &e.client_ip_be, ip, sizeof(ip));
-				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"backend\": %u, "
-				       "\"vip\": %u}", sep, e.op, ip, ntohs(e.client_port_be),
-				       e.backend_idx, e.vip_idx);
+				inet_ntop(AF_INET, &r.e.client_ip_be, ip, sizeof(ip));
+				if (r.e.op == FE_OFFLOAD_QUERY)
+					printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"vip\": %u}",
+					       sep, r.e.op, ip, ntohs(r.e.client_port_be), r.e.vip_idx);
+				else
+					printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, "
+					       "\"backend\": %u, \"vip\": %u%s}", sep, r.e.op, ip,
+					       ntohs(r.e.client_port_be), r.e.backend_idx, r.e.vip_idx,
+					       r.want_result ? ", \"want_result\": true" : "");
 				sep = ", ";
 			}
 			printf("]\n");
+		} else if (!strncmp(line, "result ", 7)) {
+			if (inject_result(line + 7))
+				printf("error bad result\n");
+			fe_results_run(&lc);
+			fe_tx_flush(&lc);
+			flush_captured();
 		} else if (!strcmp(line, "quit")) {
 			break;
 		} else {
@@ -598,13 +655,16 @@ static const uint32_t client_ip = 0x0a090005; /* 10.9.0.5 */
 /* A segment the harness could not build is a harness failure, not a case's. */
 static uint64_t segments_unbuilt;
 
+/* A client segment as the switch hands it over: from the switch's port,
+ * marked ADMIT if its numbers are the cookie's (c + 1, s + 1), else KNOWN. */
 static void client_segment(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags,
-			   const uint8_t *data, uint16_t len)
+			   const uint8_t *data, uint16_t len, uint32_t c, uint32_t s)
 {
 	struct rte_mbuf *m = fe_pkt_new(&lc, data, len);
 	struct fe_tuple t = {.saddr = htonl(client_ip), .daddr = cfg.vip_be,
 			     .sport = htons(port), .dport = cfg.vip_port_be};
 	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
 
 	if (!m || fe_pkt_push_tcp(&lc, m, &t, seq, ack, flags, 502, NULL, 0)) {
 		if (m)
@@ -612,10 +672,14 @@ static void client_segment(uint16_t port, uint32_t seq, uint32_t ack, uint8_t fl
 		segments_unbuilt++;
 		return;
 	}
-	/* As the switch sends it: from the switch port to the front-end. */
 	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	memcpy(&eth->src_addr, cfg.nexthop_mac, 6);
 	memcpy(&eth->dst_addr, harness_mac, 6);
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	ip->type_of_service = mg_tos_with_dscp(0, seq == c + 1 && ack == s + 1 ? MG_DSCP_ADMIT
+									      : MG_DSCP_KNOWN);
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	fe_input(&lc, m);
 	fe_tx_flush(&lc);
 }
@@ -728,7 +792,7 @@ static void run_variant(const struct fuzz_case *fc, const uint32_t *cuts, uint32
 		next_port = 1024;
 	t->variants++;
 	lc.now_us += 1000;
-	client_segment(port, c + 1, s + 1, RTE_TCP_ACK_FLAG, NULL, 0);
+	client_segment(port, c + 1, s + 1, RTE_TCP_ACK_FLAG, NULL, 0, c, s);
 	t->packets++;
 	for (uint32_t i = 0; i <= ncuts; i++) {
 		uint32_t end = i < ncuts ? cuts[i] : fc->len;
@@ -741,7 +805,7 @@ static void run_variant(const struct fuzz_case *fc, const uint32_t *cuts, uint32
 		if (end == start && !(flags & RTE_TCP_FIN_FLAG))
 			continue;
 		client_segment(port, c + 1 + start, s + 1, flags, fc->data + start,
-			       (uint16_t)(end - start));
+			       (uint16_t)(end - start), c, s);
 		t->packets++;
 		inspect(&sn, port, c, s);
 		start = end;
@@ -769,10 +833,10 @@ static void run_variant(const struct fuzz_case *fc, const uint32_t *cuts, uint32
 	/* The client reads the answer and closes (or had closed already). */
 	if (fin_sent)
 		client_segment(port, c + 1 + fc->len + 1, sn.seq + sn.len + 1, RTE_TCP_ACK_FLAG,
-			       NULL, 0);
+			       NULL, 0, c, s);
 	else
 		client_segment(port, c + 1 + fc->len, sn.seq + sn.len + 1,
-			       RTE_TCP_ACK_FLAG | RTE_TCP_FIN_FLAG, NULL, 0);
+			       RTE_TCP_ACK_FLAG | RTE_TCP_FIN_FLAG, NULL, 0, c, s);
 	t->packets++;
 	n_captured = 0;
 	for (uint32_t i = 0; i < cfg.answer_retries + 2 && lc.ft.count; i++) {
@@ -1012,6 +1076,167 @@ static int run_canary(const char *kind)
 #endif
 }
 
+/* ================================================================ replay */
+
+static struct {
+	uint32_t syn_ip_be;     /* where the last SYN went: the back-end to answer from */
+	uint16_t syn_port_be;
+	uint64_t frames;
+} replay_seen;
+
+/* The replay's port: frames are looked at (a SYN's destination), not kept. */
+static void replay_sink(struct fe_lcore *l, struct rte_mbuf **pkts, uint16_t n)
+{
+	(void)l;
+	for (uint16_t i = 0; i < n; i++) {
+		const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(pkts[i], const void *,
+									 RTE_ETHER_HDR_LEN);
+		const struct rte_tcp_hdr *tcp = (const void *)((const uint8_t *)ip +
+							       rte_ipv4_hdr_len(ip));
+
+		if (tcp->tcp_flags & RTE_TCP_SYN_FLAG) {
+			replay_seen.syn_ip_be = ip->dst_addr;
+			replay_seen.syn_port_be = tcp->dst_port;
+		}
+		replay_seen.frames++;
+	}
+	rte_pktmbuf_free_bulk(pkts, n);
+}
+
+/* One frame into the front-end, as the switch hands it over. */
+static void replay_frame(uint32_t saddr_be, uint32_t daddr_be, uint16_t sport_be, uint16_t dport_be,
+			 uint32_t seq, uint32_t ack, uint8_t flags, uint8_t tos, const void *data,
+			 uint16_t len)
+{
+	struct rte_mbuf *m = fe_pkt_new(&lc, data, len);
+	struct fe_tuple t = {.saddr = saddr_be, .daddr = daddr_be, .sport = sport_be,
+			     .dport = dport_be};
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+
+	if (!m || fe_pkt_push_tcp(&lc, m, &t, seq, ack, flags, 502, NULL, 0)) {
+		if (m)
+			rte_pktmbuf_free(m);
+		return;
+	}
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	memcpy(&eth->src_addr, cfg.nexthop_mac, 6);
+	memcpy(&eth->dst_addr, harness_mac, 6);
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	if (tos) {
+		ip->type_of_service = tos;
+		ip->hdr_checksum = 0;
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+	}
+	fe_input(&lc, m);
+	fe_tx_flush(&lc);
+}
+
+/* What the switch would do between the packets: take the entries queued
+ * for it, and confirm those that ask for an answer. */
+static void replay_switch(void)
+{
+	struct fe_offload_req r;
+
+	while (rte_ring_sc_dequeue_elem(offload.ring, &r, sizeof(r)) == 0) {
+		struct fe_offload_result res = {
+			.kind = FE_OFFLOAD_ADDED,
+			.key = {.client_ip_be = r.e.client_ip_be, .client_port_be = r.e.client_port_be},
+		};
+
+		if (r.want_result && r.e.op == MG_CTL_ADD)
+			fe_offload_post_result(&offload, &res);
+	}
+	fe_results_run(&lc);
+	fe_tx_flush(&lc);
+}
+
+static int run_replay(const char *mode, unsigned long n)
+{
+	static const char get_close[] = "GET /index.html HTTP/1.1\r\nHost: www.example\r\n"
+					"Connection: close\r\n\r\n";
+	static const char get_ka[] = "GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n";
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 984\r\n\r\n";
+	static uint8_t response[1024];
+	const int keepalive = !strcmp(mode, "keepalive");
+	const char *get = keepalive ? get_ka : get_close;
+	const uint16_t get_len = (uint16_t)strlen(get);
+	const uint32_t cip = htonl(client_ip);
+	const uint8_t admit = mg_tos_with_dscp(0, MG_DSCP_ADMIT);
+	const uint8_t known = mg_tos_with_dscp(0, MG_DSCP_KNOWN);
+	const uint32_t low = mg_cookie_low_byte(3, 7, 1, 1);
+	const uint64_t grace = cfg.grace_us + 1;
+	uint32_t c = 1000, s = 0x5a5a0000 | low, cseq = 0, sseq = 0;
+	uint16_t port = htons(20000);
+	unsigned long done = 0;
+
+	if (strcmp(mode, "close") && !keepalive) {
+		fprintf(stderr, "replay: mode must be close or keepalive\n");
+		return 2;
+	}
+	memcpy(response, head, sizeof(head) - 1);
+	memset(response + sizeof(head) - 1, 'x', sizeof(response) - (sizeof(head) - 1));
+	fe_lcore_fini(&lc);
+	fe_lcore_init(&lc, &cfg, pool, 0, harness_mac, &offload, replay_sink, 0);
+	lc.now_us = 1000000;
+	for (unsigned long i = 0; i < n; i++) {
+		if (!keepalive || i == 0) {
+			/* A new connection: the handshake's last ACK, then the request,
+			 * both with the cookie numbers (the switch admits them). */
+			port = htons((uint16_t)(20000 + i % 40000));
+			c += 100000;
+			s += 0x1000;
+			cseq = c + 1;
+			sseq = s + 1;
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq, RTE_TCP_ACK_FLAG,
+				     admit, NULL, 0);
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, admit, get, get_len);
+			cseq += get_len;
+			/* The back-end's SYN-ACK, in the client's numbering (the agent). */
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, s, c + 1,
+				     RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 0, NULL, 0);
+		} else {
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, known, get, get_len);
+			cseq += get_len;
+		}
+		replay_switch();
+		if (keepalive) {
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, sseq, cseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 0, response, sizeof(response));
+			sseq += sizeof(response);
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq, RTE_TCP_ACK_FLAG,
+				     known, NULL, 0);
+		} else {
+			/* The response and the server's FIN, the client's FIN, the last ACK. */
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, sseq, cseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG | RTE_TCP_FIN_FLAG, 0, response,
+				     sizeof(response));
+			sseq += sizeof(response) + 1;
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_FIN_FLAG, known, NULL, 0);
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, sseq,
+				     cseq + 1, RTE_TCP_ACK_FLAG, 0, NULL, 0);
+			if (i % 64 == 63) {
+				lc.now_us += grace;
+				fe_timers_run(&lc);
+				fe_tx_flush(&lc);
+			}
+		}
+		replay_switch();
+		done++;
+	}
+	lc.now_us += grace;
+	fe_timers_run(&lc);
+	fe_tx_flush(&lc);
+	replay_switch();
+	printf("{\"mode\": \"%s\", \"requests\": %lu, \"answered\": %llu, \"frames_out\": %llu, "
+	       "\"flows_left\": %u}\n", mode, done, (unsigned long long)lc.stats.requests,
+	       (unsigned long long)replay_seen.frames, lc.ft.count);
+	return lc.stats.requests == done ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && !strcmp(argv[1], "parser"))
@@ -1033,7 +1258,16 @@ int main(int argc, char **argv)
 		return run_canary(argv[2]);
 	if (argc >= 2 && !strcmp(argv[1], "paths"))
 		return run_paths();
+
+	if (argc >= 5 && !strcmp(argv[1], "replay")) {
+		if (harness_init(argv[2]))
+			return 2;
+		int rc = run_replay(argv[3], strtoul(argv[4], NULL, 10));
+
+		harness_fini();
+		return rc;
+	}
 	fprintf(stderr, "usage: %s parser | paths | pipe CONFIG | fuzz CONFIG CASES [SEED] | "
-		"canary asan|ubsan\n", argv[0]);
+		"canary asan|ubsan | replay CONFIG close|keepalive N\n", argv[0]);
 	return 2;
 }
