@@ -13,8 +13,8 @@ testbed themselves.
 
 The other subcommands live beside what they drive, each module adding its
 parsers with `add_parser(sub)`: `run` (bench/runner.py), `up`, `status` and
-`down` (bench/session.py), `plots` and `claims` (bench/plotting.py), `remote`
-(bench/remote_cli.py).
+`down` (bench/session.py), `plots`, `claims` and `compare` (bench/plotting.py),
+`remote` (bench/remote_cli.py).
 """
 
 from __future__ import annotations

@@ -39,21 +39,18 @@ import math
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from hdrh.histogram import HdrHistogram
-
+from analysis import latency
 from common.errors import Error
 from hosts.hosts import Host, Process
 from workloads.model import parse_size
-from workloads.openloop.loadgen import BEGIN, END, FORMAT, VERSION, new_histogram
+from workloads.openloop.loadgen import BEGIN, END, FORMAT, VERSION, new_histogram  # noqa: F401 (re-exported)
 
 #: The generator, relative to a checkout (the host's repo_dir).
 LOADGEN = "workloads/openloop/loadgen.py"
 #: Where `make build` (`make host-client` on a real client host) puts the
 #: generator's Python (hdrhistogram, uvloop) inside a checkout.
 LOADGEN_VENV = "build/loadgen-venv"
-PERCENTILES = (50, 90, 99, 99.9, 99.99)
 
 _serial = itertools.count()
 
@@ -159,22 +156,9 @@ class OpenLoopJob:
 
 # ------------------------------------------------------------- histograms
 
-def merge_histograms(encoded: Iterable[str]) -> HdrHistogram:
-    """One histogram holding every sample of the encoded ones (streams, hosts, repetitions)."""
-    total = new_histogram()
-    for e in encoded:
-        total.add(HdrHistogram.decode(e))
-    return total
-
-
-def latency_summary(h: HdrHistogram) -> dict:
-    """wrk's latency_us layout, from a histogram (microseconds)."""
-    if h.get_total_count() == 0:
-        return {"count": 0, "min": None, "max": None, "mean": None, "stdev": None,
-                "percentiles": {str(p): None for p in PERCENTILES}}
-    return {"count": h.get_total_count(), "min": h.get_min_value(), "max": h.get_max_value(),
-            "mean": h.get_mean_value(), "stdev": h.get_stddev(),
-            "percentiles": {str(p): h.get_value_at_percentile(p) for p in PERCENTILES}}
+# Merging and summarising live in analysis/latency.py, shared with wrk's histograms.
+merge_histograms = latency.merge
+latency_summary = latency.summary
 
 
 def summarize(streams: list[dict], role: str = "load") -> dict:

@@ -54,7 +54,8 @@ from bench.estimate import estimate
 from bench.experiment import SWEEP_ORDER, Parameters, load_experiment, topology_path
 from bench.faults import FaultPoint, run_fault
 from bench.integrity import verify
-from bench.wrk import WrkJob, WrkRunner
+from bench.netstat import NetstatSampler
+from bench.wrk import LATENCY_HISTOGRAM_KEYS, WrkJob, WrkRunner
 from common.errors import ConfigError, Error
 from common.paths import RESULTS_ROOT
 from common.service import default_service
@@ -556,6 +557,7 @@ class Campaign:
                     return fail(warm.error)
             stats_before = target.stats()
             cpu0 = ctx.sampler.snapshot()
+            net0 = ctx.netstat.snapshot()
             probe = None
             if wl.kind == "mix":
                 probe_size = par["probe_size"]
@@ -573,6 +575,7 @@ class Campaign:
                     probe.abort()
                 raise
             cpu1 = ctx.sampler.snapshot()
+            net1 = ctx.netstat.snapshot()
             probe_out = probe.finish() if probe is not None else None
             stats_after = target.stats()
         except KeyboardInterrupt:
@@ -594,6 +597,7 @@ class Campaign:
             "load": _load_metrics(load.data, header_bytes, wl, objs),
             "probe": _probe_metrics(probe_out.data) if probe_out is not None else None,
             "cpu": ctx.sampler.delta(cpu0, cpu1),
+            "netstat": ctx.netstat.delta(net0, net1),
             "response_header_bytes": header_bytes,
         }
         doc["status"] = "ok"
@@ -633,6 +637,7 @@ class _Context:
     def __init__(self, tb, backends, store, sampler, service):
         self.tb, self.backends, self.store = tb, backends, store
         self.sampler, self.service = sampler, service
+        self.netstat = NetstatSampler(tb.clients)
         self.fault_procs: list = []  # processes a fault started (a SYN flood), stopped by undo
         self._headers: dict[tuple[str, bool], int | None] = {}
 
@@ -652,6 +657,7 @@ class _Context:
 def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
     m = {k: data[k] for k in ("requests", "requests_per_s", "bytes", "bytes_per_s",
                               "duration_us", "latency_us", "errors", "drawn")}
+    m.update({k: data.get(k) for k in LATENCY_HISTOGRAM_KEYS})
     m["status_errors"] = data["errors"].get("status", 0)
     # Goodput: response bodies only.  wrk counts every byte it read, headers
     # included; subtract one header per response (measured with curl).
@@ -669,8 +675,9 @@ def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
 
 
 def _probe_metrics(data: dict) -> dict:
-    return {k: data[k] for k in ("requests", "requests_per_s", "duration_us", "latency_us",
-                                 "errors")}
+    return {**{k: data[k] for k in ("requests", "requests_per_s", "duration_us", "latency_us",
+                                    "errors")},
+            **{k: data.get(k) for k in LATENCY_HISTOGRAM_KEYS}}
 
 
 def _one_line(doc: dict) -> str:
