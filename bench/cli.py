@@ -27,8 +27,8 @@ from common.errors import Error
 from common.service import default_service, load_service
 from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
-from miresga.control.miresga_switch import SwitchPlan
-from targets.l4switch.driver import L4Plan
+from switchhost.pipelines.miresga import SwitchPlan
+from switchhost.pipelines.l4switch import L4Plan
 
 
 def add_testbed_parser(sub: argparse._SubParsersAction) -> None:

@@ -3,7 +3,7 @@
 Deployed from the same `Service` as every baseline, on the hosts of the
 testbed's roles:
 
-    switch      switchd (python -m miresga.control.switchd --plan ...): the
+    switch      switchd (python -m switchhost.daemon --plan ...): the
                 pipeline on every switch port, its tables from a SwitchPlan,
                 the offload channel on port 7470
     backendN    the agent (python -m miresga.control.agent attach ...) on the
@@ -40,8 +40,8 @@ from typing import Any
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from miresga.control.frontend import Frontend, FrontendFacts, quiet_afpacket_link, restore_links
-from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
-from miresga.control.miresga_switch import SwitchPlan
+from switchhost.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
+from switchhost.pipelines.miresga import SwitchPlan
 from targets.base import Endpoint, Target, TargetError, register
 
 READY_LINE = "switchd ready "
@@ -172,7 +172,7 @@ class Miresga(Target):
                 "--log-level WARNING"]
         if p["rate"]:
             args.append(f"--rate {p['rate']}")
-        return self.switch.tool("miresga.control.switchd", " ".join(args))
+        return self.switch.tool("switchhost.daemon", " ".join(args))
 
     def start(self) -> None:
         try:
@@ -269,7 +269,7 @@ class Miresga(Target):
     def _fill(self, action: str) -> dict:
         count = int(self.params["flow_capacity"])
         r = self.switch.run(self.switch.tool(
-            "miresga.control.offload_channel",
+            "switchhost.protocol",
             f"{action} --connect 127.0.0.1:{int(self.params['control_port'])} --count {count}"),
             timeout=300)
         return json.loads(r.stdout)
@@ -297,7 +297,7 @@ class Miresga(Target):
         """Counters and occupancy read from the pins now; the control plane's own
         numbers (adds, deletes, refusals, channel) from its last stats file."""
         out: dict[str, Any] = {}
-        r = self.switch.run(self.switch.tool("miresga.control.switchd",
+        r = self.switch.run(self.switch.tool("switchhost.daemon",
                                              f"--read-pins {shlex.quote(self.switch_pin_dir)}"),
                             check=False)
         if r.ok:

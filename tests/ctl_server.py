@@ -1,7 +1,7 @@
 """A stand-in for the switch control plane's offload channel, for front-end tests.
 
 It speaks the wire format of miresga/include/miresga.h (through the Python
-mirror in miresga/control/layouts.py): a BATCH header and `count` entries in,
+mirror in switchhost/layouts.py): a BATCH header and `count` entries in,
 one ACK header and one mg_ctl_ack out.  It keeps a table like the switch's
 (client ip/port -> back-end index), can be given a capacity to refuse adds,
 and can drop connections to exercise the front-end's reconnect and resend.
@@ -14,7 +14,7 @@ import threading
 import time
 
 from common.netns import netns
-from miresga.control import layouts
+from switchhost import layouts
 
 
 class CtlServer:

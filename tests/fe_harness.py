@@ -22,7 +22,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from common.service import Cluster, Rule, Service
-from miresga.control import layouts
+from switchhost import layouts
 from miresga.control.frontend import FrontendFacts, render_config
 
 REPO = Path(__file__).resolve().parent.parent

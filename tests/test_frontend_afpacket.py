@@ -30,7 +30,7 @@ from common.netns import netns, write_sysctl
 from common.service import Cluster, Rule, Service
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import parse_topology
-from miresga.control import layouts
+from switchhost import layouts
 from miresga.control.frontend import (BINARY, Frontend, FrontendError, FrontendFacts,
                                       facts_from_testbed)
 

@@ -15,7 +15,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 
 from common.service import Cluster, Rule, Service
-from miresga.control import layouts
+from switchhost import layouts
 
 from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness, backend_pkt,
                         config_text, payload)

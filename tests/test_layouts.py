@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from miresga.control import layouts as L
+from switchhost import layouts as L
 
 PROBE = Path(__file__).resolve().parent.parent / "build" / "layout-probe"
 

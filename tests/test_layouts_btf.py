@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from miresga.control import agent as ag
-from miresga.control import layouts as L
-from targets.l4switch import layouts as L4
+from switchhost import layouts as L
+from switchhost.pipelines import l4switch_layouts as L4
 
 OBJECT = Path(__file__).resolve().parent.parent / "build" / "bpf" / "layouts.bpf.o"
 

@@ -21,14 +21,14 @@ from scapy.all import IP, TCP, Ether, raw
 
 from common.netns import ifindex, netns
 from common.scratch_ns import ScratchNs
-from miresga.control import bpf
-from miresga.control.ebpf_switch import EbpfSwitch, PinnedMaps
-from miresga.control.layouts import CTL_HDR, CTL_MAGIC, CtlOp, SwitchCounter
-from miresga.control.miresga_switch import (MAPS, SWITCH_OBJ, SWITCH_PROG, Endpoint,
+from switchhost import bpf
+from switchhost.ebpf_switch import EbpfSwitch, PinnedMaps
+from switchhost.layouts import CTL_HDR, CTL_MAGIC, CtlOp, SwitchCounter
+from switchhost.pipelines.miresga import (MAPS, SWITCH_OBJ, SWITCH_PROG, Endpoint,
                                             MiresgaSwitch, SwitchPlan, VipSpec,
                                             read_pinned_counters)
-from miresga.control.offload_channel import ChannelClient, Entry, encode_batch
-from miresga.control.switchd import SwitchDaemon
+from switchhost.protocol import ChannelClient, Entry, encode_batch
+from switchhost.daemon import SwitchDaemon
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PORTS = ["c0", "f0", "b1", "b2"]
@@ -354,14 +354,14 @@ def test_cleanup_removes_what_a_crashed_owner_left(ns):
 
 @pytest.mark.root
 def test_switchd_cli(ns, tmp_path):
-    """`python -m miresga.control.switchd` loads, serves, writes stats, and on
+    """`python -m switchhost.daemon` loads, serves, writes stats, and on
     SIGTERM detaches and unpins, exiting 0."""
     plan = make_plan(ns)
     (tmp_path / "plan.json").write_text(plan.to_json())
     pin_dir = f"/sys/fs/bpf/sw{os.getpid():x}cli"
     stats = tmp_path / "stats.json"
     p = subprocess.Popen(
-        [sys.executable, "-m", "miresga.control.switchd", "--plan", str(tmp_path / "plan.json"),
+        [sys.executable, "-m", "switchhost.daemon", "--plan", str(tmp_path / "plan.json"),
          "--listen", "10.8.2.1:7471", "--pin-dir", pin_dir, "--stats-file", str(stats),
          "--stats-interval", "0.2", "--rate", "50000"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -397,7 +397,7 @@ def test_switchd_cli_rejects_a_bad_plan(tmp_path):
     bad = {"vips": [{"ip": "10.0.0.1"}], "frontends": [],
            "backends": [{"ip": "10.0.0.2", "mac": "zz", "switch_port": "b"}]}
     (tmp_path / "plan.json").write_text(json.dumps(bad))
-    r = subprocess.run([sys.executable, "-m", "miresga.control.switchd", "--plan",
+    r = subprocess.run([sys.executable, "-m", "switchhost.daemon", "--plan",
                         str(tmp_path / "plan.json")], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "frontends" in r.stderr
 

@@ -23,9 +23,9 @@ from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPOption_Router_Alert, IPv
 
 from common.netns import ifindex, netns
 from common.scratch_ns import ScratchNs
-from miresga.control import bpf, layouts
-from miresga.control.layouts import SwitchCounter as C
-from miresga.control.miresga_switch import (Endpoint, FlowOp, MiresgaSwitch, SwitchPlan, VipSpec,
+from switchhost import bpf, layouts
+from switchhost.layouts import SwitchCounter as C
+from switchhost.pipelines.miresga import (Endpoint, FlowOp, MiresgaSwitch, SwitchPlan, VipSpec,
                                             ip_be, port_be)
 
 from packets import assert_checksums, routed

@@ -20,11 +20,11 @@ from common.netns import netns
 from common.service import Cluster, Service, default_service
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
-from miresga.control import bpf, layouts
+from switchhost import bpf, layouts
 from miresga.control.frontend import quiet_afpacket_link
-from miresga.control.layouts import CtlOp
-from miresga.control.miresga_switch import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
-from miresga.control.offload_channel import ChannelClient, Entry
+from switchhost.layouts import CtlOp
+from switchhost.pipelines.miresga import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
+from switchhost.protocol import ChannelClient, Entry
 
 from conftest import unique_prefix
 from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum
@@ -209,7 +209,7 @@ def test_switchd_on_the_switch_host(tb):
     tb.switch.put_text(made.stdout, plan)
     # tool() execs, so the process stop() signals and waits for is switchd
     # itself, not a shell that dies at once while switchd is still unloading.
-    proc = tb.switch.start(tb.switch.tool("miresga.control.switchd",
+    proc = tb.switch.start(tb.switch.tool("switchhost.daemon",
                                           f"--plan {plan} --pin-dir {tb.bpf_dir}/switch "
                                           f"--stats-file {stats} --stats-interval 0.2"),
                            name="switchd")

@@ -29,11 +29,11 @@ from pathlib import Path
 from common.netns import netns
 from common.paths import REPO_ROOT
 from common.scratch_ns import ScratchNs
-from miresga.control import layouts
-from miresga.control.ebpf_switch import PinnedMaps
-from miresga.control.layouts import CTL_MAX_BATCH, CtlOp
-from miresga.control.miresga_switch import MAPS, Endpoint, SwitchPlan, VipSpec, ip_be, port_be
-from miresga.control.offload_channel import ChannelClient, Entry
+from switchhost import layouts
+from switchhost.ebpf_switch import PinnedMaps
+from switchhost.layouts import CTL_MAX_BATCH, CtlOp
+from switchhost.pipelines.miresga import MAPS, Endpoint, SwitchPlan, VipSpec, ip_be, port_be
+from switchhost.protocol import ChannelClient, Entry
 
 PORTS = {"c0": "10.7.0.1/16", "f0": "10.6.2.1/24", "b1": "10.6.11.1/24"}
 LISTEN = ("10.6.2.1", 7470)
@@ -109,7 +109,7 @@ def main() -> None:
 
         def run_switchd(rate: float | None):
             pin_dir = f"/sys/fs/bpf/sw{secrets.token_hex(3)}"
-            argv = [sys.executable, "-m", "miresga.control.switchd", "--plan", str(plan_path),
+            argv = [sys.executable, "-m", "switchhost.daemon", "--plan", str(plan_path),
                     "--listen", f"{LISTEN[0]}:{LISTEN[1]}", "--pin-dir", pin_dir,
                     "--log-level", "WARNING"]
             if rate:

@@ -36,7 +36,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from miresga.control import layouts
+from switchhost import layouts
 
 WORD_BITS = 128
 BLOCK_WORDS = 1024

@@ -1,5 +1,5 @@
 /* Prints the size and field offsets of every shared layout as JSON, so that
- * tests/test_layouts.py can hold miresga/control/layouts.py to the C header. */
+ * tests/test_layouts.py can hold switchhost/layouts.py to the C header. */
 #include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * The tables every switch pipeline of this repository has, with the layouts of
  * miresga.h: the Miresga switch (miresga/switch/) and the l4switch baseline
  * (targets/l4switch/) both include it, so the control planes program both the
- * same way (miresga/control/ebpf_switch.py).
+ * same way (switchhost/ebpf_switch.py).
  */
 #ifndef MG_VIP_MAPS_H
 #define MG_VIP_MAPS_H

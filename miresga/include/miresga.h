@@ -2,7 +2,7 @@
 /*
  * Layouts shared by every Miresga component: the switch pipeline (eBPF), the
  * back-end agent (eBPF), the front-end (DPDK, user space) and, through
- * miresga/control/layouts.py, the Python control plane.  Anything that crosses
+ * switchhost/layouts.py, the Python control plane.  Anything that crosses
  * a component boundary (a map the control plane writes, a message on the
  * offload channel, the bits of the SYN cookie) is defined here once.
  *

@@ -5,7 +5,7 @@
  * once in miresga/include/mg_vip_maps.h).
  *
  * Sizes marked "set at load" are overridden by the driver through
- * bpf_map__set_max_entries() (miresga/control/ebpf_switch.py).
+ * bpf_map__set_max_entries() (switchhost/ebpf_switch.py).
  */
 #ifndef L4SWITCH_MAPS_H
 #define L4SWITCH_MAPS_H

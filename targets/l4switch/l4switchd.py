@@ -58,7 +58,7 @@ class Daemon:
                  obj_path: str | None = None, aging_interval_s: float = 1.0):
         # The driver (and libbpf) only where the program is loaded: `ctl`, which
         # the bench runs for every health check and stats read, needs neither.
-        from targets.l4switch.driver import HealthChecker, L4Switch
+        from switchhost.pipelines.l4switch import HealthChecker, L4Switch
 
         self.plan = plan
         self.ctl_path = ctl_path
@@ -191,7 +191,7 @@ def _enter_netns(ns: str | None) -> None:
 
 
 def _load_plan(path: str):
-    from targets.l4switch.driver import L4Plan  # the driver only where needed (see Daemon)
+    from switchhost.pipelines.l4switch import L4Plan  # the driver only where needed (see Daemon)
 
     return L4Plan.from_json(Path(path).read_text())
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.cmd == "cleanup":
         # No plan needed: a cleanup must work whatever state the plan file is in.
-        from targets.l4switch.driver import L4Switch  # the driver only where needed (see Daemon)
+        from switchhost.pipelines.l4switch import L4Switch  # the driver only where needed (see Daemon)
 
         L4Switch.cleanup(args.pin_dir, args.netns,
                          args.ports.split(",") if args.ports else None)

@@ -47,7 +47,7 @@ from typing import Any
 
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from targets.base import Endpoint, Target, TargetError, register
-from targets.l4switch.driver import L4Plan
+from switchhost.pipelines.l4switch import L4Plan
 
 
 @register

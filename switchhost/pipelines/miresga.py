@@ -5,7 +5,7 @@ back-ends in service order (a back-end's index in the switch is its position
 in `Service.backends`), the front-ends, which networks are clients, and the
 load-time parameters.  It is built from a Service and the testbed's facts
 (`SwitchPlan.from_testbed`) and serialises to JSON, so that the switch daemon
-(miresga.control.switchd) can run on a real switch host from a file.
+(switchhost.daemon) can run on a real switch host from a file.
 
 `MiresgaSwitch` loads build/bpf/switch.bpf.o through the generic
 `EbpfSwitch` driver, programs the tables, owns the cookie secrets and the
@@ -37,9 +37,9 @@ from typing import Iterable
 from common.netns import ifindex as netns_ifindex
 from common.netns import netns
 from common.paths import BUILD_DIR
-from miresga.control import bpf, layouts
-from miresga.control.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_counters
-from miresga.control.layouts import CtlOp, SwitchCounter
+from switchhost import bpf, layouts
+from switchhost.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_counters
+from switchhost.layouts import CtlOp, SwitchCounter
 
 SWITCH_OBJ = BUILD_DIR / "bpf" / "switch.bpf.o"
 SWITCH_PROG = "miresga_switch"

@@ -39,9 +39,9 @@ import struct
 import time
 from dataclasses import asdict, dataclass, field
 
-from miresga.control.layouts import (CTL_ACK, CTL_ENTRY, CTL_HDR, CTL_MAGIC, CTL_MAX_BATCH,
+from switchhost.layouts import (CTL_ACK, CTL_ENTRY, CTL_HDR, CTL_MAGIC, CTL_MAX_BATCH,
                                      CTL_PORT_DEFAULT, CTL_VERSION, CtlOp, CtlType)
-from miresga.control.miresga_switch import ApplyResult, FlowOp
+from switchhost.pipelines.miresga import ApplyResult, FlowOp
 
 log = logging.getLogger("miresga.offload_channel")
 
@@ -353,7 +353,7 @@ def fill_entries(count: int, op: int, backend_idx: int = 0) -> list[Entry]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m miresga.control.offload_channel fill|drain --connect HOST:PORT --count N
+    """python -m switchhost.protocol fill|drain --connect HOST:PORT --count N
 
     Plays a front-end that adds (fill) or deletes (drain) N entries for
     synthetic clients: how the bench fills the switch's flow table for its
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    ap = argparse.ArgumentParser(prog="python -m miresga.control.offload_channel")
+    ap = argparse.ArgumentParser(prog="python -m switchhost.protocol")
     ap.add_argument("action", choices=["fill", "drain"])
     ap.add_argument("--connect", default=f"127.0.0.1:{CTL_PORT_DEFAULT}", metavar="HOST:PORT")
     ap.add_argument("--count", type=int, required=True)

@@ -50,13 +50,13 @@ from pathlib import Path
 from common.netns import ifindex as netns_ifindex
 from common.netns import netns
 from common.paths import BUILD_DIR
-from miresga.control import bpf
-from miresga.control import layouts as mg
-from miresga.control.ebpf_switch import EbpfSwitch, MapSpec
-from miresga.control.miresga_switch import (Endpoint, VipSpec, iface_mac, ip_be, ip_str,
+from switchhost import bpf
+from switchhost import layouts as mg
+from switchhost.ebpf_switch import EbpfSwitch, MapSpec
+from switchhost.pipelines.miresga import (Endpoint, VipSpec, iface_mac, ip_be, ip_str,
                                             mac_bytes, port_be, port_host)
-from targets.l4switch import layouts as L
-from targets.l4switch.maglev import is_prime, maglev_table
+from switchhost.pipelines import l4switch_layouts as L
+from switchhost.pipelines.maglev import is_prime, maglev_table
 
 log = logging.getLogger("l4switch")
 

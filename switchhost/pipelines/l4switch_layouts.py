@@ -1,6 +1,6 @@
 """The layouts of targets/l4switch/l4switch.h, mirrored once in ctypes.
 
-The VIP and back-end tables use Miresga's layouts (miresga.control.layouts:
+The VIP and back-end tables use Miresga's layouts (switchhost.layouts:
 VipKey, Vip, BackendKey, Backend); what is the l4switch's own is here.
 tests/test_l4switch.py checks sizes, offsets, constants and the flow hash
 against the C compiler (build/l4switch-layout-probe).  Standard library only:

@@ -13,9 +13,9 @@ serves the offload channel, and keeps time for the data plane:
 On a real testbed it runs on the switch's host over SSH; on the emulated one
 inside the switch namespace.  It uses the standard library only.
 
-    python -m miresga.control.switchd --plan plan.json [--listen 0.0.0.0:7470]
+    python -m switchhost.daemon --plan plan.json [--listen 0.0.0.0:7470]
         [--rate 20000] [--idle-timeout 60] [--stats-file stats.json] [--pin-dir DIR]
-    python -m miresga.control.switchd --read-pins PIN_DIR     # counters, occupancy (JSON)
+    python -m switchhost.daemon --read-pins PIN_DIR     # counters, occupancy (JSON)
 
 The plan of a running emulated testbed comes from the bench:
 `python -m bench testbed plan miresga [--service svc.toml] > plan.json`.
@@ -46,9 +46,9 @@ import time
 from pathlib import Path
 
 from common.netns import _setns, netns, netns_path
-from miresga.control.layouts import CTL_PORT_DEFAULT
-from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan, read_pinned_state
-from miresga.control.offload_channel import ChannelServer
+from switchhost.layouts import CTL_PORT_DEFAULT
+from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan, read_pinned_state
+from switchhost.protocol import ChannelServer
 
 log = logging.getLogger("miresga.switchd")
 
@@ -242,7 +242,7 @@ def _hostport(s: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m miresga.control.switchd",
+    ap = argparse.ArgumentParser(prog="python -m switchhost.daemon",
                                  description="Miresga switch control plane: load the pipeline, "
                                              "serve the offload channel.")
     src = ap.add_mutually_exclusive_group(required=True)
