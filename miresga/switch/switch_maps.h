@@ -27,14 +27,6 @@ struct {
 	__type(value, struct mg_flow);
 } flow_table SEC(".maps");
 
-/* Back-end address -> index: recognises the reverse direction. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_BACKENDS);
-	__type(key, struct mg_backend_key);
-	__type(value, __u32);
-} backend_addrs SEC(".maps");
-
 /* Front-end table: hash(client) % n_frontends -> front-end port. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
