@@ -25,6 +25,7 @@ STRUCTS = {
     "mg_backend_key": L.BackendKey, "mg_lpm4_key": L.Lpm4Key, "mg_backend": L.Backend,
     "mg_frontend": L.Frontend, "mg_cookie_key": L.CookieKey, "mg_switch_config": L.SwitchConfig,
     "mg_ctl_hdr": L.CTL_HDR, "mg_ctl_entry": L.CTL_ENTRY, "mg_ctl_ack": L.CTL_ACK,
+    "mg_ctl_key": L.CTL_KEY, "mg_ctl_liveness": L.CTL_LIVENESS,
     "mg_agent_key": ag.AgentKey, "mg_agent_conn": ag.AgentConn,
     "mg_agent_config": ag.AgentConfigRaw,
     "l4_conn_key": L4.ConnKey, "l4_conn": L4.Conn, "l4_config": L4.Config,
@@ -53,7 +54,7 @@ def btf() -> dict[str, dict]:
 def test_struct_is_in_the_btf_with_the_mirror_size(btf, cname):
     mirror = STRUCTS[cname]
     assert btf.get(cname, {}).get("kind") == "STRUCT", f"struct {cname} not in {OBJECT.name}"
-    # The offload channel's messages are mirrored as wire formats (struct.Struct).
+    # The control protocol's messages are mirrored as wire formats (struct.Struct).
     size = mirror.size if hasattr(mirror, "unpack") else ctypes.sizeof(mirror)
     assert btf[cname]["size"] == size
 
