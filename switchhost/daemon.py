@@ -1,34 +1,45 @@
-"""switchd: the Miresga switch's control plane as a long-lived process.
+"""switchd: the switch host's one daemon, for either pipeline.
 
-It loads the pipeline on every switch port, programs its tables from a plan,
-serves the offload channel, and keeps time for the data plane:
+It loads a pipeline (Miresga's or the l4switch's, switchhost/pipelines/) on
+every switch port, programs its tables from a plan, serves the control
+protocol (switchhost/server.py) on the control addresses, and keeps time:
 
-    every second            advance the clock flow entries are stamped with
-    every cookie epoch      rotate the cookie secret (cookies live 1-2 epochs)
-    every filter period     rotate the seen filter (connections are remembered
-                            1-2 periods after their last client packet)
-    every aging interval    delete flow entries idle for the idle timeout
-    every stats interval    write stats (JSON) for the bench to collect
+    every second          advance the clock entries are stamped with
+    the pipeline's tasks  Miresga: rotate the cookie secret and the seen filter,
+                          age flow entries; l4switch: age connection entries
+    every stats interval  write stats (JSON) for the bench to collect
+    while it serves       the pipeline's background work (l4switch: health checks)
 
 On a real testbed it runs on the switch's host over SSH; on the emulated one
-inside the switch namespace.  It uses the standard library only.
+inside the switch namespace.  Standard library only.
 
-    python -m switchhost.daemon --plan plan.json [--listen 0.0.0.0:7470]
-        [--rate 20000] [--idle-timeout 60] [--stats-file stats.json] [--pin-dir DIR]
-    python -m switchhost.daemon --read-pins PIN_DIR     # counters, occupancy (JSON)
+    python -m switchhost --pipeline miresga --plan plan.json --key ctl.key
+        [--listen 10.10.2.1:7470 --listen 127.0.0.1:7470] [--rate 20000]
+        [--batch-latency-ms 1] [--stats-file stats.json] [--pin-dir DIR]
+    python -m switchhost --pipeline miresga --read-pins PIN_DIR   # counters, occupancy (JSON)
+    python -m switchhost --pipeline l4switch --cleanup PIN_DIR [--netns NS] [--ports a,b]
+
+It listens only where it is told (default 127.0.0.1:7470, for tools on the
+switch host), never on every address: the switch's address on each
+front-end's link is the front-ends' way in.  Every peer must prove the key
+(`--key`, a file readable by root only).  `--rate`, `--burst`,
+`--batch-latency-ms` and `--max-wait-ms` are the install budget
+(switchhost/budget.py), which emulates a hardware switch's table updates.
 
 The plan of a running emulated testbed comes from the bench:
-`python -m bench testbed plan miresga [--service svc.toml] > plan.json`.
+`python -m bench testbed plan miresga|l4switch [--service svc.toml] > plan.json`.
 
 SIGTERM or SIGINT detach the pipeline, unpin its maps and exit 0.  When
-ready it prints one line, `switchd ready {...}`, with the pin directory and
-the channel's address.
+ready it prints one line, `switchd ready {...}`, with the pin directory, the
+control addresses and the ports it attached to.  `--cleanup` removes what a
+killed daemon left (its tc filters, by handle, and its pins); it is
+idempotent.
 
 From Python (tests), the same daemon runs in a thread:
 
-    with SwitchDaemon(plan, listen=("127.0.0.1", 0)) as d:
-        ChannelClient("127.0.0.1", d.port).batch([...])
-        d.call(d.switch.rotate_cookie_secret)
+    with SwitchDaemon(MiresgaSwitch(plan), key=key, listen=[("127.0.0.1", 0)]) as d:
+        ControlClient("127.0.0.1", d.port, key=key).batch([...])
+        d.call(d.pipeline.rotate_cookie_secret)
 """
 
 from __future__ import annotations
@@ -44,44 +55,51 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from common.netns import _setns, netns, netns_path
+from switchhost.budget import MAX_WAIT_S_DEFAULT, InstallBudget
 from switchhost.layouts import CTL_PORT_DEFAULT
-from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan, read_pinned_state
-from switchhost.protocol import ChannelServer
+from switchhost.pipeline import Pipeline
+from switchhost.pipelines.l4switch import L4Switch
+from switchhost.pipelines.miresga import MiresgaSwitch
+from switchhost.protocol import read_key
+from switchhost.server import ControlServer
 
-log = logging.getLogger("miresga.switchd")
+log = logging.getLogger("switchhost.daemon")
+
+PIPELINES: dict[str, type[Pipeline]] = {p.name: p for p in (MiresgaSwitch, L4Switch)}
+READY_LINE = "switchd ready "
+LISTEN_DEFAULT = ("127.0.0.1", CTL_PORT_DEFAULT)
 
 
 class SwitchDaemon:
-    def __init__(self, plan: SwitchPlan, *, listen: tuple[str, int] = ("0.0.0.0", CTL_PORT_DEFAULT),
-                 rate: float | None = None, burst: float | None = None,
-                 idle_timeout_s: float = 60.0, aging_interval_s: float | None = None,
-                 cookie_epoch_s: float = 60.0, filter_period_s: float = 120.0,
+    def __init__(self, pipeline: Pipeline, *, key: bytes,
+                 listen: list[tuple[str, int]] | None = None,
+                 budget: InstallBudget | None = None,
                  stats_file: str | None = None, stats_interval_s: float = 1.0,
-                 pin_dir: str | None = None, obj_path: str | None = None,
-                 attach: bool = True, run_clock: bool = True):
-        self.plan = plan
-        self.listen = listen
-        self.rate, self.burst = rate, burst
-        self.idle_timeout_s = idle_timeout_s
-        self.aging_interval_s = aging_interval_s or max(1.0, idle_timeout_s / 4)
-        self.cookie_epoch_s = cookie_epoch_s
-        self.filter_period_s = filter_period_s
+                 clock: Callable[[], float] = time.monotonic, run_clock: bool = True):
+        self.pipeline = pipeline
+        self.key = key
+        self.listen = list(listen or [LISTEN_DEFAULT])
+        self.budget = budget or InstallBudget()
         self.stats_file = stats_file
         self.stats_interval_s = stats_interval_s
+        self.clock = clock
         self.run_clock = run_clock
-        self.switch = MiresgaSwitch(plan, obj_path=obj_path, pin_dir=pin_dir, attach=attach)
-        self.server: ChannelServer | None = None
-        self.port: int | None = None
+        self.server: ControlServer | None = None
+        self.ports: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._started = time.monotonic()
-        self._last = None  # (monotonic, table stats snapshot) for rates
-        self._rates = {"adds_per_s": 0.0, "deletes_per_s": 0.0, "refusals_per_s": 0.0}
+        self._started = clock()
+
+    @property
+    def port(self) -> int:
+        """The port of the first control address (tests listen on port 0)."""
+        return self.ports[0]
 
     # ---------------------------------------------------------- life cycle
 
@@ -89,27 +107,27 @@ class SwitchDaemon:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         tasks: list[asyncio.Task] = []
+        p = self.pipeline
+        started = False
         try:
-            self.switch.load()
-            self.server = ChannelServer(self.switch.flows, *self.listen, rate=self.rate,
-                                        burst=self.burst)
-            # The listening socket belongs in the switch's namespace, where
-            # the front-ends can reach it, whichever namespace we run in.
-            with netns(self.plan.netns):
-                sock = socket.create_server(self.listen, reuse_port=False)
-            await self._start_server(sock)
-            self._last = (time.monotonic(), self._table_snapshot())
-            periodic = [(self.cookie_epoch_s, self.switch.rotate_cookie_secret),
-                        (self.filter_period_s, self.switch.rotate_filter),
-                        (self.aging_interval_s, lambda: self.switch.flows.age(
-                            int(self.idle_timeout_s)))]
+            p.load()
+            self.server = ControlServer(self.key, p, self.budget, self.commands())
+            # The listening sockets belong in the switch's namespace, where the
+            # front-ends reach them, whichever namespace we run in.
+            with netns(p.plan.netns):
+                socks = [socket.create_server(addr) for addr in self.listen]
+            self.ports = [s.getsockname()[1] for s in socks]
+            await self.server.listen(socks)
+            p.start()
+            started = True
+            periodic = list(p.periodic())
             if self.run_clock:
                 periodic.append((1.0, self._tick))
             if self.stats_file:
                 periodic.append((self.stats_interval_s, self.write_stats))
-            tasks = [asyncio.create_task(self._every(p, fn)) for p, fn in periodic if p > 0]
-            if self.stats_file:
                 self.write_stats()
+            tasks = [asyncio.create_task(self._every(period, fn)) for period, fn in periodic
+                     if period > 0]
             self._ready.set()
             await self._stop.wait()
         except BaseException as e:
@@ -121,37 +139,34 @@ class SwitchDaemon:
                 t.cancel()
             if self.server is not None:
                 await self.server.stop()
-            if self.stats_file and self.switch.flows is not None:
+            if started:
+                p.stop()
+            if self.stats_file and started:
                 try:
                     self.write_stats()
                 except OSError:
                     pass
-            self.switch.close()
-
-    async def _start_server(self, sock: socket.socket) -> None:
-        srv = self.server
-        srv._server = await asyncio.start_server(srv._serve, sock=sock)
-        srv.port = sock.getsockname()[1]
-        self.port = srv.port
+            p.close()
 
     async def _every(self, period: float, fn) -> None:
         while True:
             await asyncio.sleep(period)
             try:
-                fn()
+                # Off the loop: a sweep of a big table must not stall the protocol.
+                await asyncio.to_thread(fn)
             except Exception:  # one failed sweep must not end the daemon
                 log.exception("switchd: periodic %s failed", getattr(fn, "__name__", fn))
 
     def _tick(self) -> None:
         # An absolute clock, not +1 per call, so a stalled loop does not
         # make time run slow for aging.
-        now = 1 + int(time.monotonic() - self._started)
-        cfg_now = self.switch.now_s()
-        if now != cfg_now:
-            self.switch.tick((now - cfg_now) & 0xFFFFFFFF)
+        now = 1 + int(self.clock() - self._started)
+        cur = self.pipeline.now_s()
+        if now != cur:
+            self.pipeline.tick((now - cur) & 0xFFFFFFFF)
 
     def start(self, timeout: float = 30.0) -> "SwitchDaemon":
-        """Run in a background thread; return once the channel is listening."""
+        """Run in a background thread; return once the protocol is served."""
         self._thread = threading.Thread(target=lambda: asyncio.run(self._quiet_main()),
                                         name="switchd", daemon=True)
         self._thread.start()
@@ -168,12 +183,15 @@ class SwitchDaemon:
         except BaseException:
             pass  # re-raised by start() from self._error
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             try:
                 self._loop.call_soon_threadsafe(self._stop.set)
             except RuntimeError:
                 pass  # the loop is already gone
+
+    def stop(self) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(30)
             self._thread = None
@@ -190,41 +208,28 @@ class SwitchDaemon:
             return fn(*args)
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
+    # ------------------------------------------------------------ commands
+
+    def commands(self) -> dict[str, Callable[[dict], dict]]:
+        own = {"ping": lambda req: {"pid": os.getpid(), "pipeline": self.pipeline.name,
+                                    "pin_dir": self.pipeline.pin_dir,
+                                    "ports": self.pipeline.sw.ports},
+               "stats": lambda req: self.stats()}
+        return {**own, **self.pipeline.commands()}
+
     # --------------------------------------------------------------- stats
 
-    def _table_snapshot(self) -> dict:
-        return dict(vars(self.switch.flows.stats))
-
     def stats(self) -> dict:
-        """Everything worth recording about the switch, as one dict."""
-        now = time.monotonic()
-        snap = self._table_snapshot()
-        if self._last is not None:
-            t0, prev = self._last
-            dt = now - t0
-            if dt >= 0.5:
-                refused = lambda s: s["refused_full"] + s["refused_invalid"]  # noqa: E731
-                self._rates = {
-                    "adds_per_s": (snap["adds"] - prev["adds"]) / dt,
-                    "deletes_per_s": (snap["deletes"] + snap["aged"] - prev["deletes"]
-                                      - prev["aged"]) / dt,
-                    "refusals_per_s": (refused(snap) - refused(prev)) / dt,
-                }
-                self._last = (now, snap)
-        cfg = self.switch.config()
+        """Everything worth recording about the switch host, as one dict."""
         return {
             "time": time.time(),
-            "uptime_s": now - self._started,
-            "pin_dir": self.switch.pin_dir,
-            "listen": [self.listen[0], self.port],
-            "flow_table": {"capacity": self.plan.flow_capacity,
-                           "occupancy": self.switch.flows.occupancy(), **snap},
-            "rates": dict(self._rates),
+            "uptime_s": self.clock() - self._started,
+            "pipeline": self.pipeline.name,
+            "pin_dir": self.pipeline.pin_dir,
+            "listen": [[host, port] for (host, _), port in zip(self.listen, self.ports)],
             "channel": self.server.snapshot() if self.server else {},
-            "counters": self.switch.counters(),
-            "cookie_epoch": cfg.epoch,
-            "filter_gen": cfg.filter_gen,
-            "clock_s": cfg.now_s,
+            "budget": self.budget.snapshot(),
+            **self.pipeline.stats(),
         }
 
     def write_stats(self) -> None:
@@ -236,67 +241,14 @@ class SwitchDaemon:
 
 # ------------------------------------------------------------------- CLI
 
-def _hostport(s: str) -> tuple[str, int]:
-    host, _, port = s.rpartition(":")
-    return host or "0.0.0.0", int(port)
+def hostport(s: str) -> tuple[str, int]:
+    host, sep, port = s.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected HOST:PORT")
+    return host, int(port)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m switchhost.daemon",
-                                 description="Miresga switch control plane: load the pipeline, "
-                                             "serve the offload channel.")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--plan", help="switch plan (JSON, SwitchPlan.to_json; for a running "
-                                    "emulated testbed: python -m bench testbed plan miresga)")
-    src.add_argument("--read-pins", metavar="PIN_DIR",
-                     help="print the counters and flow-table occupancy of a running switchd "
-                          "(JSON, from its pins) and exit")
-    ap.add_argument("--print-plan", action="store_true",
-                    help="print the plan (JSON) and exit: copy it to a real switch host")
-    ap.add_argument("--netns", help="run in this network namespace (default: the plan's, "
-                                    "else the current one)")
-    ap.add_argument("--listen", type=_hostport, default=("0.0.0.0", CTL_PORT_DEFAULT),
-                    metavar="HOST:PORT", help=f"offload channel (default 0.0.0.0:{CTL_PORT_DEFAULT})")
-    ap.add_argument("--rate", type=float, help="install at most this many entries per second "
-                                               "(emulates a hardware switch's control plane)")
-    ap.add_argument("--burst", type=float, help="token bucket depth (default: rate / 20)")
-    ap.add_argument("--capacity", type=int, help="flow table capacity (overrides the plan)")
-    ap.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
-                    help="age out flow entries idle this long (default 60)")
-    ap.add_argument("--cookie-epoch", type=float, default=60.0, metavar="S",
-                    help="cookie secret rotation period (default 60)")
-    ap.add_argument("--filter-period", type=float, default=120.0, metavar="S",
-                    help="seen-filter rotation period; keep it above the front-end's idle "
-                         "timeout (default 120)")
-    ap.add_argument("--stats-file", help="write stats here (JSON, atomically)")
-    ap.add_argument("--stats-interval", type=float, default=1.0, metavar="S")
-    ap.add_argument("--pin-dir", help="pin maps here (default /sys/fs/bpf/sw<random>)")
-    ap.add_argument("--obj", help="pipeline object (default build/bpf/switch.bpf.o)")
-    ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s switchd %(levelname)s %(message)s")
-    if args.read_pins:
-        try:
-            state = read_pinned_state(args.read_pins)
-        except OSError as e:
-            print(f"switchd: {args.read_pins}: {e}", file=sys.stderr)
-            return 1
-        print(json.dumps(state))
-        return 0
-    try:
-        plan_dict = json.loads(Path(args.plan).read_text())
-        if args.capacity:
-            plan_dict["flow_capacity"] = args.capacity
-        plan = SwitchPlan.from_dict(plan_dict)
-    except (OSError, ValueError) as e:
-        print(f"switchd: {args.plan}: {e}", file=sys.stderr)
-        return 2
-    if args.print_plan:
-        print(plan.to_json())
-        return 0
-    ns = args.netns or plan.netns
+def _enter_netns(ns: str | None) -> None:
     if ns:
         # The whole process moves, so every thread it starts is there too.
         fd = os.open(netns_path(ns), os.O_RDONLY)
@@ -305,11 +257,85 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             os.close(fd)
 
-    daemon = SwitchDaemon(plan, listen=args.listen, rate=args.rate, burst=args.burst,
-                          idle_timeout_s=args.idle_timeout, cookie_epoch_s=args.cookie_epoch,
-                          filter_period_s=args.filter_period, stats_file=args.stats_file,
-                          stats_interval_s=args.stats_interval, pin_dir=args.pin_dir,
-                          obj_path=args.obj)
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m switchhost",
+                                 description="The switch host's daemon: load a pipeline on "
+                                             "every switch port, serve the control protocol.")
+    ap.add_argument("--pipeline", required=True, choices=sorted(PIPELINES))
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--plan", help="the pipeline's plan (JSON; for a running emulated "
+                                     "testbed: python -m bench testbed plan PIPELINE)")
+    mode.add_argument("--read-pins", metavar="PIN_DIR",
+                      help="print the counters and table occupancy of a running daemon "
+                           "(JSON, from its pins) and exit")
+    mode.add_argument("--cleanup", metavar="PIN_DIR",
+                      help="remove what a killed daemon left (tc filters, pins) and exit")
+    ap.add_argument("--print-plan", action="store_true",
+                    help="print the plan (JSON) and exit: copy it to a real switch host")
+    ap.add_argument("--key", help="the control protocol's shared key (hex, mode 0600)")
+    ap.add_argument("--listen", type=hostport, action="append", metavar="HOST:PORT",
+                    help=f"a control address (repeatable; default "
+                         f"{LISTEN_DEFAULT[0]}:{LISTEN_DEFAULT[1]})")
+    ap.add_argument("--rate", type=float,
+                    help="install at most this many flow entries per second (emulates a "
+                         "hardware switch's table updates; default: unlimited)")
+    ap.add_argument("--burst", type=float, help="token bucket depth (default: rate / 20)")
+    ap.add_argument("--batch-latency-ms", type=float, default=0.0, metavar="MS",
+                    help="a fixed delay per batch: the driver's round trip (default 0)")
+    ap.add_argument("--max-wait-ms", type=float, default=MAX_WAIT_S_DEFAULT * 1000, metavar="MS",
+                    help="refuse an ADD that would wait longer than this for the budget "
+                         f"(default {MAX_WAIT_S_DEFAULT * 1000:g})")
+    ap.add_argument("--netns", help="run in this network namespace (default: the plan's, "
+                                    "else the current one); with --cleanup, the switch's")
+    ap.add_argument("--ports", help="--cleanup: comma-separated switch ports (default: all)")
+    ap.add_argument("--stats-file", help="write stats here (JSON, atomically)")
+    ap.add_argument("--stats-interval", type=float, default=1.0, metavar="S")
+    ap.add_argument("--pin-dir", help="pin maps here (default /sys/fs/bpf/<pipeline prefix>"
+                                      "<random>)")
+    ap.add_argument("--obj", help="pipeline object (default build/bpf/<pipeline's>.bpf.o)")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s switchd %(levelname)s %(message)s")
+    kind = PIPELINES[args.pipeline]
+    if args.read_pins:
+        try:
+            state = kind.read_pins(args.read_pins)
+        except OSError as e:
+            print(f"switchd: {args.read_pins}: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(state))
+        return 0
+    if args.cleanup:
+        kind.cleanup(args.cleanup, args.netns, args.ports.split(",") if args.ports else None)
+        return 0
+    try:
+        plan = kind.plan_type.from_file(args.plan)
+    except ValueError as e:
+        print(f"switchd: {e}", file=sys.stderr)
+        return 2
+    if args.print_plan:
+        print(plan.to_json())
+        return 0
+    if not args.key:
+        print("switchd: --key is required: every peer of the control protocol proves it",
+              file=sys.stderr)
+        return 2
+    try:
+        key = read_key(args.key)
+        budget = InstallBudget(rate=args.rate, burst=args.burst,
+                               batch_latency_s=args.batch_latency_ms / 1000,
+                               max_wait_s=args.max_wait_ms / 1000)
+    except ValueError as e:
+        print(f"switchd: {e}", file=sys.stderr)
+        return 2
+    _enter_netns(args.netns or plan.netns)
+
+    daemon = SwitchDaemon(kind(plan, obj_path=args.obj, pin_dir=args.pin_dir), key=key,
+                          listen=args.listen, budget=budget, stats_file=args.stats_file,
+                          stats_interval_s=args.stats_interval)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -319,18 +345,15 @@ def main(argv: list[str] | None = None) -> int:
         while not daemon._ready.is_set() and not main_task.done():
             await asyncio.sleep(0.02)
         if daemon._error is None and not main_task.done():
-            print("switchd ready " + json.dumps({"pin_dir": daemon.switch.pin_dir,
-                                                 "listen": [args.listen[0], daemon.port],
-                                                 "ports": daemon.switch.sw.ports}), flush=True)
+            print(READY_LINE + json.dumps({
+                "pipeline": args.pipeline, "pin_dir": daemon.pipeline.pin_dir,
+                "listen": [[h, p] for (h, _), p in zip(daemon.listen, daemon.ports)],
+                "ports": daemon.pipeline.sw.ports}), flush=True)
         await main_task
 
     try:
         asyncio.run(run())
     except Exception as e:
-        print(f"switchd: {e}", file=sys.stderr)
+        print(f"switchd: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
