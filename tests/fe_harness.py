@@ -12,6 +12,7 @@ client side of a connection, and checksum verification of every frame.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -48,9 +49,15 @@ SERVICE = Service(
 )
 
 
+# The control key, relative to the harness's directory (its working directory),
+# where Harness writes one: the harness never connects, but the front-end reads
+# its key before it queues an entry.
+KEY_FILE = "ctl.key"
+
+
 def facts(control: tuple[str, int] | None = ("127.0.0.1", 1)) -> FrontendFacts:
     return FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
-                         nexthop_mac=SWITCH_MAC, control=control)
+                         nexthop_mac=SWITCH_MAC, control=control, control_key=KEY_FILE)
 
 
 def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) -> str:
@@ -64,8 +71,12 @@ class Harness:
         self._dir = tempfile.TemporaryDirectory(prefix="fe-harness-")
         path = Path(self._dir.name) / "fe.conf"
         path.write_text(config if config is not None else config_text())
+        key = os.open(Path(self._dir.name) / KEY_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(key, b"5a" * 32 + b"\n")
+        os.close(key)
         self.proc = subprocess.Popen([str(TEST_BINARY), "pipe", str(path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=self._dir.name)
 
     def _cmd(self, line: str) -> tuple[list[Ether], str | None]:
         self.proc.stdin.write(line + "\n")

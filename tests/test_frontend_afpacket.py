@@ -121,7 +121,7 @@ def start_frontend(testbed, ctl, service=SERVICE, **limits) -> Frontend:
     host = testbed.host("frontend1")
     facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
                           nexthop_mac=host.switch_mac, iface=host.iface,
-                          control=(ctl.address, ctl.port))
+                          control=(ctl.address, ctl.port), control_key=ctl.key_path)
     fe = Frontend(host, service, facts, limits={**LIMITS, **limits})
     fe.start()
     fe.wait_healthy(20)
@@ -345,6 +345,7 @@ def test_offload_channel_resends_after_reconnect_and_counts_refusals(testbed):
             assert o["connects"] >= 2 and o["disconnects"] >= 1 and o["batches_resent"] >= 1
             assert o["added"] == 1 and o["refused"] == 1
             assert ctl.batches[0] == ctl.batches[1], "the lost batch is resent as it was"
+            assert ctl.bodies[0] == ctl.bodies[1]
             assert len(ctl.table) == 1
             assert st["flows_by_state"]["spliced"] == 2, "a refused flow stays on the front-end"
         finally:
@@ -354,11 +355,15 @@ def test_offload_channel_resends_after_reconnect_and_counts_refusals(testbed):
     assert ctl.table == {}
 
 
-def test_front_end_survives_a_missing_control_plane(testbed):
+def test_front_end_survives_a_missing_control_plane(testbed, tmp_path):
     """No one listens on the channel: flows are served, entries wait, connects are retried."""
     host = testbed.host("frontend1")
+    key = tmp_path / "ctl.key"
+    key.write_text("00" * 32 + "\n")
+    key.chmod(0o600)
     facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
-                          nexthop_mac=host.switch_mac, control=("10.10.2.1", 9))
+                          nexthop_mac=host.switch_mac, control=("10.10.2.1", 9),
+                          control_key=str(key))
     fe = Frontend(host, SERVICE, facts, limits=LIMITS)
     fe.start()
     wire = Wire(testbed, 9)

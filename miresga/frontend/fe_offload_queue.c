@@ -12,7 +12,7 @@ void fe_offload_queue(struct fe_lcore *lc, struct fe_flow *f, uint8_t op)
 {
 	if (!lc->offload || !lc->offload->enabled)
 		return;
-	if (fe_offload_push(lc->offload, op, &f->key, f->backend, lc->cfg->vip_idx)) {
+	if (fe_offload_push(lc->offload, op, &f->key, f->backend, lc->cfg->vip_idx, 0)) {
 		lc->stats.offload.ring_full++;
 		return;
 	}

@@ -362,7 +362,8 @@ static int harness_init(const char *config_path)
 	if (!pool)
 		return -1;
 	/* The channel is never started here: tests read its ring directly. */
-	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.offload_ring_size))
+	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.control_key,
+			    cfg.offload_ring_size))
 		return -1;
 	if (fe_lcore_init(&lc, &cfg, pool, 0, harness_mac, &offload, capture_sink, 0))
 		return -1;
@@ -467,17 +468,17 @@ static int run_pipe(void)
 			json[strcspn(json, "\n")] = 0;
 			printf("stats %s\n", json);
 		} else if (!strcmp(line, "offload")) {
-			struct mg_ctl_entry e;
+			struct fe_offload_req r;
 			const char *sep = "";
 
 			printf("offload [");
-			while (rte_ring_sc_dequeue_elem(offload.ring, &e, sizeof(e)) == 0) {
+			while (rte_ring_sc_dequeue_elem(offload.ring, &r, sizeof(r)) == 0) {
 				char ip[INET_ADDRSTRLEN];
 
-				inet_ntop(AF_INET, &e.client_ip_be, ip, sizeof(ip));
+				inet_ntop(AF_INET, &r.e.client_ip_be, ip, sizeof(ip));
 				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"backend\": %u, "
-				       "\"vip\": %u}", sep, e.op, ip, ntohs(e.client_port_be),
-				       e.backend_idx, e.vip_idx);
+				       "\"vip\": %u}", sep, r.e.op, ip, ntohs(r.e.client_port_be),
+				       r.e.backend_idx, r.e.vip_idx);
 				sep = ", ";
 			}
 			printf("]\n");
