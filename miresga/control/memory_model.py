@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", type=int, default=layouts.FLOW_CAPACITY_DEFAULT,
                     help="connections to size the table for (default: the prototype's 143,360)")
     ap.add_argument("--filter-bits-log2", type=int, default=22,
-                    help="seen filter size per generation, as switchd's default (0: none)")
+                    help="seen filter size per generation, as the switch plan's default (0: none)")
     ap.add_argument("--filter-conns", type=int, default=240_000,
                     help="connections a filter generation holds (e.g. 1000/s x 240 s)")
     ap.add_argument("--json", action="store_true")
