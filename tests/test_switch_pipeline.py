@@ -25,8 +25,11 @@ from common.netns import ifindex, netns
 from common.scratch_ns import ScratchNs
 from switchhost import bpf, layouts
 from switchhost.layouts import SwitchCounter as C
-from switchhost.pipelines.miresga import (Endpoint, FlowOp, MiresgaSwitch, SwitchPlan, VipSpec,
-                                            ip_be, port_be)
+from switchhost.layouts import M32, mix32
+from switchhost.addresses import ip_be, port_be
+from switchhost.pipeline import FlowOp
+from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan
+from switchhost.plan import Endpoint, VipSpec
 
 from packets import assert_checksums, routed
 from tc_rig import TcRig
@@ -46,18 +49,9 @@ KEYS = ((0x01234567, 0x89ABCDEF), (0x0BADF00D, 0xDEADBEEF))
 EPOCH = 7
 MSS, WSCALE, WINDOW = 1460, 7, 65535
 CPORT = 40000
-M32 = 0xFFFFFFFF
 
 
 # ----------------------------------------------------------------- oracles
-
-def mix32(h: int) -> int:
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & M32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & M32
-    return h ^ (h >> 16)
-
 
 def frontend_of(client: str, port: int) -> int:
     """Which front-end the pipeline's client_hash() picks (switch.bpf.c)."""
