@@ -239,13 +239,16 @@ static void encode(struct fe_offload *o, const struct fe_offload_msg *m)
 	o->out_off = 0;
 }
 
-/* A new message from the rings: entries first (they change the switch), then keys. */
+/* A new message from the rings: entries and keys take turns, so that a steady
+ * stream of entries never starves the queries (an lcore's idle timers wait on
+ * their answers). */
 static int take_new(struct fe_offload *o, struct fe_offload_msg *m)
 {
-	unsigned int n = rte_ring_sc_dequeue_burst_elem(o->ring, m->reqs,
-							 sizeof(struct fe_offload_req),
-							 MG_CTL_MAX_BATCH, NULL);
+	unsigned int n = 0;
 
+	if (o->last_type != MG_CTL_BATCH || rte_ring_empty(o->query_ring))
+		n = rte_ring_sc_dequeue_burst_elem(o->ring, m->reqs, sizeof(struct fe_offload_req),
+						   MG_CTL_MAX_BATCH, NULL);
 	if (n) {
 		m->type = MG_CTL_BATCH;
 		for (unsigned int i = 0; i < n; i++) {
@@ -267,6 +270,7 @@ static int take_new(struct fe_offload *o, struct fe_offload_msg *m)
 	}
 	m->count = (uint16_t)n;
 	m->seq = o->next_seq++;
+	o->last_type = m->type;
 	return 1;
 }
 

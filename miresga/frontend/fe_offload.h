@@ -120,6 +120,7 @@ struct fe_offload {
 	uint8_t client_nonce[MG_CTL_NONCE_LEN];
 	uint64_t mac_sent, mac_received; /* messages MAC'd each way on this connection */
 	uint32_t next_seq;
+	uint8_t last_type;              /* of the last new message: BATCH and QUERY alternate */
 	struct fe_offload_msg inflight[FE_OFFLOAD_INFLIGHT];
 	uint32_t inflight_head, inflight_n;
 	uint32_t resend_from;           /* inflight messages already on this connection */

@@ -7,6 +7,7 @@
  *   miresga-offload-test HOST PORT KEY_FILE
  *
  *   push OP IP PORT BACKEND VIP WANT   fe_offload_push() (OP 1 = ADD, 2 = DEL)
+ *   pushn N OP IP PORT BACKEND VIP WANT  the same for ports PORT .. PORT + N - 1; how many went
  *   query IP PORT VIP                  fe_offload_query()
  *   results N MS                       wait up to MS for N results; prints them as JSON
  *   connected MS                       wait up to MS for the handshake; prints 0 or 1
@@ -98,8 +99,18 @@ int main(int argc, char **argv)
 		char ip[64];
 		struct mg_flow_key k;
 
-		if (sscanf(line, "push %u %63s %u %u %u %u", &op, ip, &port, &backend, &vip,
-			   &want) == 6 && !parse_key(ip, port, &k)) {
+		if (sscanf(line, "pushn %u %u %63s %u %u %u %u", &n, &op, ip, &port, &backend, &vip,
+			   &want) == 7 && !parse_key(ip, port, &k)) {
+			unsigned int ok = 0;
+
+			for (unsigned int i = 0; i < n; i++) {
+				k.client_port_be = htons((uint16_t)(port + i));
+				ok += !fe_offload_push(&o, (uint8_t)op, &k, (uint8_t)backend,
+						       (uint8_t)vip, (int)want);
+			}
+			printf("%u\n", ok);
+		} else if (sscanf(line, "push %u %63s %u %u %u %u", &op, ip, &port, &backend, &vip,
+				  &want) == 6 && !parse_key(ip, port, &k)) {
 			printf("%d\n", fe_offload_push(&o, (uint8_t)op, &k, (uint8_t)backend,
 						       (uint8_t)vip, (int)want));
 		} else if (sscanf(line, "query %63s %u %u", ip, &port, &vip) == 3 &&
