@@ -308,8 +308,11 @@ class MiresgaSwitch(Pipeline):
                              else 1)
         super().__init__(plan, *args, **kwargs)
         self.flows: FlowTable | None = None
-        self._rates_at: tuple[float, dict] | None = None   # (monotonic, table stats) for rates
+        # (monotonic, table stats) the rates are measured from; the stats file
+        # and a `stats` command may ask at once.
+        self._rates_at: tuple[float, dict] | None = None
         self._rates = {"adds_per_s": 0.0, "deletes_per_s": 0.0, "refusals_per_s": 0.0}
+        self._rates_lock = threading.Lock()
 
     def capacities(self) -> dict[str, int]:
         return {"flow_table": self.plan.flow_capacity, "seen_filter": 2 * self.filter_words}
@@ -443,24 +446,26 @@ class MiresgaSwitch(Pipeline):
     def stats(self) -> dict:
         snap = dict(vars(self.flows.stats))
         now = time.monotonic()
-        if self._rates_at is None:
-            self._rates_at = (now, snap)
-        t0, prev = self._rates_at
-        if now - t0 >= 0.5:
-            refused = lambda s: s["refused_full"] + s["refused_invalid"]  # noqa: E731
-            dt = now - t0
-            self._rates = {
-                "adds_per_s": (snap["adds"] - prev["adds"]) / dt,
-                "deletes_per_s": (snap["deletes"] + snap["aged"] - prev["deletes"]
-                                  - prev["aged"]) / dt,
-                "refusals_per_s": (refused(snap) - refused(prev)) / dt,
-            }
-            self._rates_at = (now, snap)
+        with self._rates_lock:
+            if self._rates_at is None:
+                self._rates_at = (now, snap)
+            t0, prev = self._rates_at
+            if now - t0 >= 0.5:
+                refused = lambda s: s["refused_full"] + s["refused_invalid"]  # noqa: E731
+                dt = now - t0
+                self._rates = {
+                    "adds_per_s": (snap["adds"] - prev["adds"]) / dt,
+                    "deletes_per_s": (snap["deletes"] + snap["aged"] - prev["deletes"]
+                                      - prev["aged"]) / dt,
+                    "refusals_per_s": (refused(snap) - refused(prev)) / dt,
+                }
+                self._rates_at = (now, snap)
+            rates = dict(self._rates)
         cfg = self.config()
         return {
             "flow_table": {"capacity": self.plan.flow_capacity,
                            "occupancy": self.flows.occupancy(), **snap},
-            "rates": dict(self._rates),
+            "rates": rates,
             "counters": self.counters(),
             "cookie_epoch": cfg.epoch,
             "filter_gen": cfg.filter_gen,
