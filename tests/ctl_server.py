@@ -6,7 +6,7 @@ It keeps a table like the switch's (client ip/port -> back-end index), can be
 given a capacity to refuse adds, can drop connections to exercise the
 front-end's reconnect and resend, answers liveness queries from `idle_ms`
 (a test sets how idle each key is), and writes the key file the front-end
-reads (`key_path`).
+reads (`key_path`), or uses the one it is given.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from switchhost import layouts
 from switchhost.addresses import ip_str, port_host
 from switchhost.budget import InstallBudget
 from switchhost.pipeline import ABSENT, ApplyResult, FlowKey, FlowOp, Liveness
-from switchhost.protocol import new_key
+from switchhost.protocol import new_key, read_key
 from switchhost.server import ControlServer
 
 
@@ -58,10 +58,16 @@ class _Server(ControlServer):
             self.owner._seq = seq
         return await super()._batch(count, seq, body, arrived)
 
+    def _query(self, count, seq, body):
+        with self.owner._lock:
+            self.owner.query_seqs.append(seq)
+        return super()._query(count, seq, body)
+
 
 class CtlServer:
     def __init__(self, address: str = "127.0.0.1", port: int = 0, ns: str | None = None,
-                 capacity: int | None = None, drop_first_batches: int = 0):
+                 capacity: int | None = None, drop_first_batches: int = 0,
+                 key_path: str | os.PathLike | None = None):
         self.capacity = capacity
         self.drop_first_batches = drop_first_batches
         self.table: dict[tuple[str, int], int] = {}
@@ -70,16 +76,18 @@ class CtlServer:
         self.batches: list[int] = []       # seq of every batch received
         self.bodies: list[bytes] = []      # and its entries as sent
         self.queries: list[list[tuple[str, int, int]]] = []
+        self.query_seqs: list[int] = []    # seq of every query received
         self.errors: list[str] = []
         self._seq = 0
         self._lock = threading.Lock()
         self._dir = tempfile.TemporaryDirectory(prefix="ctlkey")
-        self.key_path = os.path.join(self._dir.name, "ctl.key")
-        key = new_key()
-        fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key + "\n")
-        self.key = bytes.fromhex(key)
+        if key_path is None:
+            key_path = os.path.join(self._dir.name, "ctl.key")
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(new_key() + "\n")
+        self.key_path = str(key_path)
+        self.key = read_key(self.key_path)
         with netns(ns):
             self.sock = socket.create_server((address, port))
         self.address, self.port = self.sock.getsockname()

@@ -41,6 +41,7 @@ from switchhost.plan import Endpoint, VipSpec
 from switchhost.protocol import Entry, Key, new_key, read_key
 
 from conftest import wait_for
+from ctl_server import CtlServer
 
 REPO = Path(__file__).resolve().parent.parent
 OFFLOAD_TEST = REPO / "build" / "miresga-offload-test"
@@ -627,6 +628,26 @@ def test_c_client_gets_per_entry_results_and_liveness(ns, key, key_file):
         assert st["batches_acked"] >= 1 and st["replies"] >= 1 and st["added"] == 5
         assert st["refused"] == 2 and st["bad_macs"] == st["auth_failures"] == 0
     assert d.server.stats.bad_macs == 0 and d.server.stats.auth_ok == 1
+
+
+@pytest.mark.root
+def test_c_client_queries_are_not_starved_by_a_stream_of_entries(ns, tmp_path):
+    """Entries and queries queued while the switch is away go out, once it is
+    there, taking turns: with 2,048 entries (four full batches) ahead of it, the
+    query is the second message, not the fifth."""
+    import socket
+    with netns(ns.name):
+        probe = socket.create_server((CONTROL, 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    key_path = write_key(tmp_path / "ctl.key")
+    with OffloadClient(ns, port, key_path) as c:
+        assert c("pushn 2048 1 10.8.0.30 1000 0 0 0") == "2048"
+        assert c("query 10.8.0.30 1000 0") == "0"
+        with CtlServer(CONTROL, port, ns=ns.name, key_path=key_path) as srv:
+            assert c.results(1)[0]["kind"] == "liveness"
+            srv.wait_for(lambda s: len(s.batches) == 4, timeout=60)
+    assert srv.batches == [1, 3, 4, 5] and srv.query_seqs == [2]
 
 
 @pytest.mark.root
