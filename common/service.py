@@ -13,6 +13,7 @@ with the testbed's topology, so a service file does not repeat addresses.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from enum import Enum
 from pathlib import Path
@@ -21,6 +22,74 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from common.errors import ConfigError, format_validation_error
+
+
+class PathRefused(ValueError):
+    """A request path with no single meaning: every L7 target answers it 400."""
+
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+# What a rule's path prefix may hold: see normalize_path().
+PREFIX_CHARS = re.compile(r"/[A-Za-z0-9._~/-]*")
+
+
+def normalize_path(path: str) -> str:
+    """The path rules match: RFC 3986's normal form, as the back-ends (nginx) resolve it.
+
+    The front-end does the same in C (http_normalize_path() in
+    miresga/frontend/fe_http.c, where the reasons are written out), and
+    tests/fixtures/uri_paths.toml holds the cases both are held to.  In short:
+    escapes of unreserved characters are decoded, other escapes upper-cased,
+    runs of '/' merged, then "." and ".." segments removed.  Refused
+    (PathRefused): a ".." above the root, an invalid escape, %00, %2F, %5C,
+    a raw '\\' or '#'.  `path` is the path of the request target (no query);
+    "*" (OPTIONS *) is returned as it is.
+    """
+    if path == "*":
+        return path
+    try:
+        raw = path.encode("latin-1")
+    except UnicodeEncodeError:
+        raise PathRefused(f"{path!r}: not bytes of an HTTP request") from None
+    if not raw.startswith(b"/"):
+        raise PathRefused(f"{path!r}: a path starts with '/'")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c in b"\\#?":
+            raise PathRefused(f"{path!r}: {chr(c)!r} in the path")
+        if c != ord("%"):
+            out.append(c)
+            i += 1
+            continue
+        digits = raw[i + 1:i + 3]
+        if len(digits) < 2 or not set(digits) <= _HEX:
+            raise PathRefused(f"{path!r}: invalid escape at {i}")
+        v = int(digits, 16)
+        if v in (0, ord("/"), ord("\\")):
+            raise PathRefused(f"{path!r}: %{v:02X} has no meaning every back-end shares")
+        out += bytes([v]) if v in _UNRESERVED else b"%%%02X" % v
+        i += 3
+    # Then the segments: empty ones (merged slashes) and "." go, ".." takes
+    # the one before; a path that ends on one of those ends with a slash.
+    segments: list[bytes] = []
+    parts = bytes(out).split(b"/")[1:]
+    trailing = False
+    for k, seg in enumerate(parts):
+        trailing = k == len(parts) - 1
+        if seg == b"..":
+            if not segments:
+                raise PathRefused(f"{path!r}: '..' above the root")
+            segments.pop()
+        elif seg not in (b"", b"."):
+            segments.append(seg)
+            trailing = False
+    norm = b"/" + b"/".join(segments)
+    if trailing and segments:
+        norm += b"/"
+    return norm.decode("latin-1")
 
 
 class Policy(str, Enum):
@@ -57,6 +126,24 @@ class Rule(_Strict):
     # Miresga only: False keeps the flow on the front-end (no switch entry),
     # e.g. for paths whose responses must be inspected.  Baselines ignore it.
     offload: bool = True
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _normal_prefix(cls, v: str) -> str:
+        # Requests are matched in normal form (normalize_path), so a prefix
+        # must be something a normalised path can start with.  Only
+        # unreserved characters and '/': where a path holds anything else,
+        # its normal form (escaped) and nginx's (decoded) differ, and a
+        # prefix that stops short of it matches both the same way.
+        if not PREFIX_CHARS.fullmatch(v):
+            raise ValueError(f"{v!r} may hold only letters, digits, '-', '.', '_', '~' and '/'")
+        if "//" in v or "/./" in v or "/../" in v:
+            try:
+                would_be = f"it would be {normalize_path(v)!r}"
+            except PathRefused:
+                would_be = "it climbs above the root"
+            raise ValueError(f"{v!r} is not a normalised path's start ({would_be})")
+        return v
 
 
 class Service(_Strict):
@@ -105,9 +192,12 @@ class Service(_Strict):
         """The rule a request matches, or None for the default cluster.
 
         This is the reference semantics every target implements: first
-        matching rule in file order; a rule with a host matches only that Host
-        header (case-insensitive, port ignored).
+        matching rule in file order, by the normal form of the path
+        (normalize_path(); PathRefused if it has none: a 400 everywhere); a
+        rule with a host matches only that Host header (case-insensitive,
+        port ignored).
         """
+        path = normalize_path(path)
         h = host.split(":")[0].lower() if host else None
         for rule in self.rules:
             if rule.host is not None and rule.host.lower() != h:

@@ -16,6 +16,24 @@ FLOW_CAPACITY_DEFAULT = 143_360
 MAX_BACKENDS = 256
 MAX_FRONTENDS = 16
 MAX_VIPS = 16
+MAX_PORTS = 256
+
+# Marks (miresga.h, "marks"): DSCP values, RFC 2474 pool 2.
+DSCP_NONE = 0x00
+DSCP_ADMIT = 0x03
+DSCP_KNOWN = 0x07
+DSCP_INSTALL = 0x0B
+DSCP_REMOVE = 0x0F
+DSCP_REMOVE_CTL = 0x13
+DSCP_MIRESGA = 0x17
+DSCP_MARKS = frozenset({DSCP_ADMIT, DSCP_KNOWN, DSCP_INSTALL, DSCP_REMOVE, DSCP_REMOVE_CTL,
+                        DSCP_MIRESGA})
+
+PORT_FRONTEND = 0x1
+DP_TICK_SHIFT = 20
+DP_SLOTS_LOG2_MAX = 24
+DP_SLOTS_DEFAULT = 1 << 17
+DP_WAYS_DEFAULT = 2
 
 
 class VipKey(ctypes.Structure):
@@ -47,10 +65,6 @@ class BackendKey(ctypes.Structure):
     _fields_ = [("ip_be", ctypes.c_uint32), ("port_be", ctypes.c_uint16), ("_pad", ctypes.c_uint16)]
 
 
-class Lpm4Key(ctypes.Structure):
-    _fields_ = [("prefixlen", ctypes.c_uint32), ("ip_be", ctypes.c_uint32)]
-
-
 class Backend(ctypes.Structure):
     _fields_ = [
         ("ip_be", ctypes.c_uint32),
@@ -71,6 +85,21 @@ class Frontend(ctypes.Structure):
     ]
 
 
+class Port(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint32)]
+
+
+class DpSlot(ctypes.Structure):
+    _fields_ = [
+        ("client_ip_be", ctypes.c_uint32),
+        ("client_port_be", ctypes.c_uint16),
+        ("backend_idx", ctypes.c_uint8),
+        ("vip_idx", ctypes.c_uint8),
+        ("last_seen", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
+
+
 class CookieKey(ctypes.Structure):
     _fields_ = [("k0", ctypes.c_uint32), ("k1", ctypes.c_uint32)]
 
@@ -88,6 +117,10 @@ class SwitchConfig(ctypes.Structure):
         ("filter_key", CookieKey),
         ("filter_gen", ctypes.c_uint32),
         ("filter_bits_log2", ctypes.c_uint32),
+        ("dp_slots_log2", ctypes.c_uint32),
+        ("dp_ways", ctypes.c_uint32),
+        ("dp_idle_ticks", ctypes.c_uint32),
+        ("dp_seed", CookieKey),
     ]
 
 
@@ -113,6 +146,23 @@ class SwitchCounter(enum.IntEnum):
     CONN_KNOWN = enum.auto()
     VIP_MALFORMED = enum.auto()
     TTL_EXCEEDED = enum.auto()
+    FE_ADMIT = enum.auto()
+    FE_KNOWN = enum.auto()
+    MARK_CLEARED = enum.auto()
+    MARK_UNTRUSTED = enum.auto()
+    FUSED_SYN_FORGED = enum.auto()
+    BE_UNMARKED = enum.auto()
+    BE_WRONG_PORT = enum.auto()
+    DP_INSTALL = enum.auto()
+    DP_REINSTALL = enum.auto()
+    DP_COLLISION = enum.auto()
+    DP_INSTALL_RACE = enum.auto()
+    DP_INSTALL_BAD = enum.auto()
+    DP_REMOVE = enum.auto()
+    DP_REMOVE_MISS = enum.auto()
+    CTL_CONSUMED = enum.auto()
+    DP_HIT = enum.auto()
+    DP_EXPIRED = enum.auto()
 
 
 SWITCH_COUNTER_MAX = len(SwitchCounter)
@@ -158,12 +208,26 @@ M32 = 0xFFFFFFFF
 
 def mix32(h: int) -> int:
     """mg_mix32() of miresga.h (murmur3's finaliser): front-end choice, seen
-    filter, the l4switch's Maglev slot."""
+    filter, the data-plane table's hash, the l4switch's Maglev slot."""
+    h &= M32
     h ^= h >> 16
     h = (h * 0x85EBCA6B) & M32
     h ^= h >> 13
     h = (h * 0xC2B2AE35) & M32
     return h ^ (h >> 16)
+
+
+def dp_hash(seed: tuple[int, int], ip_be: int, port_be: int, way: int) -> int:
+    """mg_dp_hash() of miresga.h: over the raw network-order words, as a C
+    struct holds them (ip_be, port_be as switchhost.addresses.ip_be/port_be give)."""
+    h = mix32(ip_be ^ mix32(port_be ^ seed[0]))
+    return mix32(h ^ seed[1]) if way else h
+
+
+def dp_slot_index(seed: tuple[int, int], ip_be: int, port_be: int, way: int,
+                  slots_log2: int) -> int:
+    """Index of (client IP, port)'s slot in way `way` of the data-plane table."""
+    return (way << slots_log2) | (dp_hash(seed, ip_be, port_be, way) & ((1 << slots_log2) - 1))
 
 
 def _rotl(x: int, b: int) -> int:

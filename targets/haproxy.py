@@ -16,6 +16,14 @@ per maxconn.  `option splice-auto` stays on but, in HTTP mode on HAProxy 2.6,
 its heuristics never chose to splice here (TotalSplicedBytesOut stayed 0);
 forcing `option splice-response` doubled throughput at 16 KB buffers but was
 slower than 256 KB buffers without it.
+
+Paths.  Rules match the normal form of the request's path, as Miresga's
+front-end and Service.route() do (common/service.py,
+normalize_path): `http-request normalize-uri` merges slashes, decodes the
+escapes of unreserved characters, upper-cases the others and removes dot
+segments, in the order nginx applies them, and what has no normal form is
+refused with 400 as the front-end refuses it.  HAProxy forwards the
+normalised request; the back-ends resolve it the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +41,28 @@ BALANCE = {
     Policy.LEAST_CONNECTIONS: "leastconn",
     Policy.HASH: "source",
 }
+
+
+# The normal form of the path before the rules look at it (see the module
+# docstring).  Slashes are merged before dot-segments go, as nginx does
+# (`/a//../b` is `/b`).  path-strip-dotdot leaves a '..' that would climb above
+# the root at the start, and percent-decode-unreserved leaves invalid escapes
+# (`strict` would also refuse them in the query, which nothing else does):
+# both are refused, with %00, %2F, %5C and a raw '\' (fe_http.c says why).  A
+# '#' in the target HAProxy 2.6 refuses by itself.
+PATH_NORMALIZATION = [
+    "    http-request normalize-uri path-merge-slashes",
+    "    http-request normalize-uri percent-decode-unreserved",
+    "    http-request normalize-uri percent-to-uppercase",
+    "    http-request normalize-uri path-strip-dot",
+    "    http-request normalize-uri path-strip-dotdot",
+    "    acl path_unsafe_escape path -m reg -i %(00|2f|5c)",
+    "    acl path_backslash path -m sub '\\'",
+    "    acl path_bad_escape path -m reg %([^0-9A-Fa-f]|[0-9A-Fa-f][^0-9A-Fa-f]|[0-9A-Fa-f]?$)",
+    "    acl path_above_root path -m reg ^/[.][.](/|$)",
+    "    http-request deny deny_status 400 if path_unsafe_escape || path_backslash || "
+    "path_bad_escape || path_above_root",
+]
 
 
 @register
@@ -61,6 +91,8 @@ class HAProxy(SoftwareLB):
         svc, p = self.service, self.params
         lines = [
             "global",
+            # normalize-uri is marked experimental in HAProxy 2.6.
+            "    expose-experimental-directives",
             f"    nbthread {self.workers}",
             f"    maxconn {self.maxconn}",
             *([f"    tune.bufsize {p['bufsize']}"] if p["bufsize"] else []),
@@ -85,6 +117,7 @@ class HAProxy(SoftwareLB):
         lines += ["", "frontend vip",
                   f"    bind {self.testbed.vip}:{svc.port} backlog 8192",
                   f"    maxconn {self.maxconn}"]
+        lines += PATH_NORMALIZATION
         # Rules in file order, first match wins: the reference semantics of
         # Service.route().  HAProxy evaluates use_backend lines in order.
         for i, rule in enumerate(svc.rules):

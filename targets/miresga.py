@@ -10,8 +10,10 @@ testbed's roles:
                 of 127.0.0.1, the install budget of a hardware switch
     backendN    the agent (python -m miresga.control.agent attach ...) on the
                 interface that faces the switch, one-shot: tc and bpffs hold it
-    frontendN   build/miresga-frontend on the host's link (af_packet here),
-                its config rendered from the service and the testbed's facts
+    frontendN   build/miresga-frontend on the host's link (an af_packet or
+                af_xdp port here: `frontend_port`; a real host's NIC by its
+                PCI address), its config rendered from the service and the
+                testbed's facts
 
 Every host-side step goes through the host interface (`run`, `start`,
 `put_text`, `put_secret`, `tool`), so on a real testbed the same code drives
@@ -43,8 +45,10 @@ from typing import Any
 
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from miresga.control.frontend import Frontend, FrontendFacts, quiet_afpacket_link, restore_links
-from switchhost.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
+from miresga.control.frontend import (LIMIT_DEFAULTS, PORT_DEFAULT, PORTS, Frontend,
+                                      FrontendFacts, quiet_afpacket_link, restore_links)
+from switchhost.layouts import (CTL_PORT_DEFAULT, DP_SLOTS_DEFAULT, DP_WAYS_DEFAULT,
+                                FLOW_CAPACITY_DEFAULT)
 from switchhost.pipelines.miresga import SwitchPlan
 from targets.base import Endpoint, Target, TargetError, register
 from targets.switchd import LOCAL, Switchd
@@ -90,6 +94,15 @@ class Miresga(Target):
         # every response too short to outlive the installation.
         "offload_after_bytes": 0,
         "frontend_limits": {},              # more front-end knobs (frontend.LIMIT_DEFAULTS)
+        # The hand-off mode is the front-end's knob (frontend_limits "handoff",
+        # default frontend.LIMIT_DEFAULTS); the switch's plan is told the same.
+        # The data-plane table (`dataplane` mode): slots over all ways, and
+        # ways; its slots age out after switch_idle_s, as entries do.
+        "dp_slots": DP_SLOTS_DEFAULT,
+        "dp_ways": DP_WAYS_DEFAULT,
+        # The front-end's port on a testbed link: af_packet or af_xdp (native
+        # XDP in the link's driver; refused where only generic XDP exists).
+        "frontend_port": PORT_DEFAULT,
     }
     health_timeout_s = 40.0
 
@@ -105,6 +118,9 @@ class Miresga(Target):
         if not p["agent_idle_s"] > max(p["frontend_idle_s"], p["switch_idle_s"]):
             raise TargetError("target miresga: agent_idle_s must exceed the front-end's and "
                               "the switch's idle timeouts")
+        if p["frontend_port"] not in PORTS:
+            raise TargetError(f"target miresga: frontend_port {p['frontend_port']!r}: known "
+                              f"ports are {', '.join(PORTS)}")
         self.switch = testbed.switch
         self.vip = str(service.vip or testbed.vip)
         self.switchd = Switchd(testbed, "miresga", int(p["control_port"]))
@@ -135,6 +151,9 @@ class Miresga(Target):
                                        flow_capacity=int(p["flow_capacity"]),
                                        wscale=int(p["wscale"]),
                                        idle_timeout_s=float(p["switch_idle_s"]),
+                                       handoff=self.frontend_limits()["handoff"],
+                                       dp_slots=int(p["dp_slots"]), dp_ways=int(p["dp_ways"]),
+                                       dp_idle_timeout_s=float(p["switch_idle_s"]),
                                        cookie_epoch_s=float(p["cookie_epoch_s"]),
                                        filter_period_s=float(p["filter_period_s"]))
 
@@ -150,6 +169,7 @@ class Miresga(Target):
         return {"idle_timeout_ms": int(p["frontend_idle_s"] * 1000),
                 "grace_ms": int(p["frontend_grace_ms"]),
                 "offload_after_bytes": int(p["offload_after_bytes"]),
+                "handoff": LIMIT_DEFAULTS["handoff"],
                 **dict(p["frontend_limits"])}
 
     def make_frontend(self, fe) -> Frontend:
@@ -158,9 +178,15 @@ class Miresga(Target):
             backend_addresses={h.name: str(h.address) for h in self.testbed.backends},
             nexthop_mac=fe.switch_mac, iface=fe.iface,
             control=(self.control_address(fe), int(self.params["control_port"])),
-            control_key=self.control_key_path(fe), vip_index=0, vip_wscale=int(self.params["wscale"]))
-        f = Frontend(fe, self.service, facts, limits=self.frontend_limits())
+            control_key=self.control_key_path(fe), vip_index=0,
+            vip_wscale=int(self.params["wscale"]))
+        f = Frontend(fe, self.service, facts, limits=self.frontend_limits(),
+                     port=self.params["frontend_port"])
         pci = getattr(fe, "pci", None)
+        if pci and self.params["frontend_port"] != PORT_DEFAULT:
+            raise TargetError(f"target miresga: frontend_port {self.params['frontend_port']!r} "
+                              f"is for testbed links; {fe.name} has a NIC (pci {pci}), which "
+                              f"DPDK drives itself")
         if pci:
             # A real front-end (inventory): its NIC by PCI address, hugepages;
             # one lcore, the host's first pinned CPU or its last one.
@@ -177,7 +203,7 @@ class Miresga(Target):
                                           for fe in self.testbed.frontends])
         self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
         for fe in self.frontends:
-            if fe.eal is None:  # af_packet (a real NIC: eal names its PCI address)
+            if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
 
     def _switchd_args(self) -> str:

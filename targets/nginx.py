@@ -11,7 +11,15 @@ next one (`proxy_next_upstream`), so clients do not see the failure.
 
 Routing follows Service.route() exactly (first matching rule in file order,
 optionally by Host): nginx's own location matching is longest-prefix, so the
-rules are compiled into an ordered regex `map` instead.
+rules are compiled into an ordered regex `map` instead.  The map reads $uri,
+which nginx has already normalised as Service.route() does before it matches
+(slashes merged, dot-segments removed, a '..' above the root, an invalid
+escape and %00 answered 400 by nginx itself).  nginx decodes every escape
+where the normal form keeps all but the unreserved ones escaped; that cannot
+change which rule matches, since prefixes hold only unreserved characters and
+'/'.  What the front-end refuses and nginx would decode or keep (%2F, %5C, a
+raw '\\', '#') is refused here too.  Paths match case-sensitively, as
+everywhere ($host is lower case already).
 """
 
 from __future__ import annotations
@@ -88,13 +96,16 @@ class Nginx(SoftwareLB):
         out.append("    map \"$host:$uri\" $cluster {")
         for rule in svc.rules:
             host_re = re.escape(rule.host.lower()) if rule.host else "[^:]*"
-            out.append(f"        \"~*^{host_re}:{re.escape(rule.path_prefix)}\" c_{rule.cluster};")
+            out.append(f"        \"~^{host_re}:{re.escape(rule.path_prefix)}\" c_{rule.cluster};")
         default = f"c_{svc.default_cluster}" if svc.default_cluster else '""'
         out.append(f"        default {default};")
         out += [
             "    }",
             "    server {",
             f"        listen {self.testbed.vip}:{svc.port} reuseport backlog=8192;",
+            # Paths with no normal form, as the front-end and HAProxy refuse them.
+            '        if ($request_uri ~* "^[^?]*(%2f|%5c|\\x5c)") { return 400; }',
+            '        if ($request_uri ~ "#") { return 400; }',
             "        location / {",
             "            if ($cluster = \"\") { return 404; }",
             "            proxy_pass http://$cluster;",

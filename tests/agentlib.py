@@ -22,6 +22,7 @@ from scapy.utils import checksum
 
 from switchhost import bpf
 from miresga.control.agent import Counter, LoadedAgent
+from switchhost.layouts import DSCP_MIRESGA
 
 PASS = 0xFFFFFFFF  # TC_ACT_UNSPEC (-1) as BPF_PROG_TEST_RUN's u32 retval
 
@@ -80,6 +81,15 @@ def _frame(smac, dmac, src, dst, sport, dport, flags, seq, ack, options, payload
     tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq & M32, ack=ack & M32,
               window=window, dataofs=5 + len(raw_options) // 4)
     return Ether(src=smac, dst=dmac) / ip / tcp / Raw(raw_options + payload)
+
+
+def marked(pkt: Packet) -> Packet:
+    """`pkt` as the agent lets a packet of its connections go: DSCP MIRESGA, ECN
+    bits kept, the IP checksum computed afresh by scapy."""
+    q = pkt.copy()
+    q[IP].tos = (DSCP_MIRESGA << 2) | (q[IP].tos & 3)
+    q[IP].chksum = None
+    return Ether(bytes(q))
 
 
 @dataclasses.dataclass
@@ -163,5 +173,5 @@ def be32(v: int) -> bytes:
 __all__ = [
     "PASS", "CLIENT_IP", "CLIENT_PORT", "BACKEND_IP", "PORT", "IN", "OUT", "M32", "Step",
     "synack_options", "syn_options", "to_backend", "from_backend", "run", "play",
-    "checksum_errors", "counters", "delta_of", "sack_option", "be32", "Counter",
+    "checksum_errors", "counters", "delta_of", "sack_option", "be32", "Counter", "marked",
 ]

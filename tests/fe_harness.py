@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
@@ -28,7 +29,40 @@ from miresga.control.frontend import FrontendFacts, render_config
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BINARY = REPO / "build" / "miresga-frontend-test"
+# The same harness built with AddressSanitizer and UndefinedBehaviorSanitizer
+# (frontend.mk): an out-of-bounds access, a use after free, a signed overflow
+# or a bad shift in the front-end's code aborts it with a report on stderr.
+SANITIZED_TEST_BINARY = REPO / "build" / "miresga-frontend-test-asan"
 BINARY = REPO / "build" / "miresga-frontend"
+
+#: Every build of the harness the state machine tests run against.
+HARNESS_BUILDS = {"plain": TEST_BINARY, "sanitized": SANITIZED_TEST_BINARY}
+
+# LeakSanitizer too: the harness frees everything before it exits (DPDK's
+# own memory is not malloc's and is not looked at).
+SANITIZER_ENV = {"ASAN_OPTIONS": "detect_leaks=1:exitcode=86",
+                 "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
+                   "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+@pytest.fixture(params=sorted(HARNESS_BUILDS))
+def harness_binary(request) -> Path:
+    """Each build of the harness in turn (a test taking this runs once per build)."""
+    return HARNESS_BUILDS[request.param]
+
+
+def harness_env() -> dict[str, str]:
+    return {**os.environ, **SANITIZER_ENV}
+
+
+def sanitizer_report(stderr: str) -> str | None:
+    """The sanitizer's report in a harness's stderr, if it printed one."""
+    for mark in SANITIZER_MARKS:
+        i = stderr.find(mark)
+        if i >= 0:
+            return stderr[max(0, i - 200):i + 4000]
+    return None
 
 FE_MAC = "02:00:00:00:00:fe"        # the harness's port
 SWITCH_MAC = "02:00:00:00:00:01"    # next hop of everything the front-end sends
@@ -67,16 +101,17 @@ def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) 
 
 
 class Harness:
-    def __init__(self, config: str | None = None):
+    def __init__(self, config: str | None = None, binary: Path = TEST_BINARY):
         self._dir = tempfile.TemporaryDirectory(prefix="fe-harness-")
         path = Path(self._dir.name) / "fe.conf"
         path.write_text(config if config is not None else config_text())
         key = os.open(Path(self._dir.name) / KEY_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
         os.write(key, b"5a" * 32 + b"\n")
         os.close(key)
-        self.proc = subprocess.Popen([str(TEST_BINARY), "pipe", str(path)], stdin=subprocess.PIPE,
+        self.binary = binary
+        self.proc = subprocess.Popen([str(binary), "pipe", str(path)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=self._dir.name)
+                                     env=harness_env(), cwd=self._dir.name)
 
     def _cmd(self, line: str) -> tuple[list[Ether], str | None]:
         self.proc.stdin.write(line + "\n")
@@ -85,7 +120,7 @@ class Harness:
         while True:
             out = self.proc.stdout.readline()
             if not out:
-                raise RuntimeError(f"harness died: {self.proc.stderr.read()}")
+                raise RuntimeError(f"{self.binary.name} died: {self.proc.stderr.read()}")
             out = out.rstrip("\n")
             if out == "end":
                 return frames, extra
@@ -110,8 +145,16 @@ class Harness:
         _, line = self._cmd("offload")
         return json.loads(line[len("offload "):])
 
+    def result(self, kind: str, client: "Client", *args: int) -> list[Ether]:
+        """An answer of the switch: added | refused, or liveness PRESENT IDLE_MS."""
+        rest = "".join(f" {a}" for a in args)
+        frames, extra = self._cmd(f"result {kind} {client.ip} {client.port}{rest}")
+        if extra is not None:
+            raise RuntimeError(f"harness: result {kind}: {extra}")
+        return frames
+
     def close(self) -> None:
-        """Stop the harness; a crash or a non-zero exit fails the calling test."""
+        """Stop the harness; a crash, a non-zero exit or a sanitizer report fails the test."""
         rc = self.proc.poll()
         if rc is None:
             try:
@@ -128,8 +171,9 @@ class Harness:
         # A harness that died leaves DPDK's runtime directory behind.
         shutil.rmtree(f"/var/run/dpdk/fe{self.proc.pid}", ignore_errors=True)
         self._dir.cleanup()
-        if rc != 0:
-            raise RuntimeError(f"miresga-frontend-test pipe exited with {rc}: {err}")
+        report = sanitizer_report(err)
+        if rc != 0 or report:
+            raise RuntimeError(f"{self.binary.name} pipe exited with {rc}: {report or err}")
 
     def __enter__(self) -> "Harness":
         return self
@@ -144,8 +188,26 @@ def make_cookie(client: str, sport: int, isn: int, mss: int = 1460, wscale: int 
     return layouts.cookie_make(COOKIE_KEY, client, VIP, sport, 80, isn, epoch, low)
 
 
+#: op of a liveness query in Harness.offload() (FE_OFFLOAD_QUERY)
+QUERY_OP = 0x80
+
+#: The data-plane marks (miresga.h, "marks") as they sit in the IP TOS byte (ECN 0).
+TOS = {name: getattr(layouts, f"DSCP_{name.upper()}") << 2
+       for name in ("none", "admit", "known", "install", "remove", "remove_ctl", "miresga")}
+
+
+def mark(frame: Ether) -> str:
+    """The data-plane mark of a frame the front-end sent ('none' if none)."""
+    dscp = frame[IP].tos & ~3
+    return next(name for name, tos in TOS.items() if tos == dscp)
+
+
 class Client:
-    """One client connection as the front-end sees it (after the switch's SYN-ACK)."""
+    """One client connection as the front-end sees it (after the switch's SYN-ACK).
+
+    Its packets carry the mark the switch would put on them: ADMIT when the
+    numbers are the cookie's (seq - 1 = c and ack - 1 = s), else KNOWN.
+    """
 
     def __init__(self, ip: str = "10.10.1.2", port: int = 40000, isn: int = 1000, **cookie):
         self.ip, self.port, self.c = ip, port, isn
@@ -154,10 +216,14 @@ class Client:
         self.ack = (self.s + 1) & 0xFFFFFFFF   # next byte it expects
 
     def pkt(self, payload: bytes = b"", flags: str = "A", seq: int | None = None,
-            ack: int | None = None, window: int = 502):
-        p = (Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src=self.ip, dst=VIP) /
-             TCP(sport=self.port, dport=80, seq=self.seq if seq is None else seq,
-                 ack=self.ack if ack is None else ack, flags=flags, window=window))
+            ack: int | None = None, window: int = 502, mark: str | None = None):
+        seq = self.seq if seq is None else seq
+        ack = self.ack if ack is None else ack
+        if mark is None:
+            cookie_ok = seq == (self.c + 1) & 0xFFFFFFFF and ack == (self.s + 1) & 0xFFFFFFFF
+            mark = "admit" if cookie_ok and "A" in flags and not set("SR") & set(flags) else "known"
+        p = (Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src=self.ip, dst=VIP, tos=TOS[mark]) /
+             TCP(sport=self.port, dport=80, seq=seq, ack=ack, flags=flags, window=window))
         return p / Raw(payload) if payload else p
 
     def send(self, h: Harness, payload: bytes = b"", flags: str = "A", **kw) -> list[Ether]:

@@ -10,7 +10,8 @@ delimited lines, so the two can check each other:
 - a complete header breaking a whole-header rule gives 400;
 - incomplete: 400 if the client closed (FIN), 408 when the timer fires;
 - nothing sent at all and FIN: 0 (the front-end just closes);
-- otherwise the request is routed with Service.route(): 404 without a
+- otherwise the request is routed with Service.route(), by the normal form
+  of its path: 400 if the path has none (PathRefused), 404 without a
   cluster, else it goes to a back-end (the fuzz harness has none that
   answers, so the final answer there is 503).
 """
@@ -19,15 +20,16 @@ from __future__ import annotations
 
 import re
 
-from common.service import Service
+from common.service import PathRefused, Service
 
 TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-VCHAR = rb"[\x21-\x7e]"
+# A request target's characters: visible ASCII but '#' (no fragment in a target).
+TARGETCHAR = rb"[\x21\x22\x24-\x7e]"
 HCHAR = rb"[A-Za-z0-9\-._~!$&'()*+,;=:\[\]%]"
 FCHAR = rb"[\t\x20-\x7e\x80-\xff]"
 SCHEME = rb"[hH][tT][tT][pP][sS]?://"
-TARGET = rb"(?:/" + VCHAR + rb"*|\*" + VCHAR + rb"*|" + SCHEME + HCHAR + rb"+(?:[/?]" + \
-    VCHAR + rb"*)?)"
+TARGET = rb"(?:/" + TARGETCHAR + rb"*|\*" + TARGETCHAR + rb"*|" + SCHEME + HCHAR + rb"+(?:[/?]" + \
+    TARGETCHAR + rb"*)?)"
 VERSION = rb"HTTP/1\.[01]"
 
 REQUEST_LINE = re.compile(rb"(" + TCHAR + rb"+) (" + TARGET + rb") HTTP/1\.([01])")
@@ -47,8 +49,8 @@ def _prefixes(literal: bytes, case_insensitive: bool = False) -> bytes:
 # Every prefix of a valid request line (what may stand before its CRLF arrives).
 _SCHEME_P = (rb"(?:" + _prefixes(b"http", True) + rb"|[hH][tT][tT][pP]" +
              rb"(?:[sS]?" + _prefixes(b"://") + rb"))")
-_TARGET_P = (rb"(?:/" + VCHAR + rb"*|\*" + VCHAR + rb"*|" + _SCHEME_P + rb"|" + SCHEME + HCHAR +
-             rb"*|" + SCHEME + HCHAR + rb"+[/?]" + VCHAR + rb"*)")
+_TARGET_P = (rb"(?:/" + TARGETCHAR + rb"*|\*" + TARGETCHAR + rb"*|" + _SCHEME_P + rb"|" + SCHEME +
+             HCHAR + rb"*|" + SCHEME + HCHAR + rb"+[/?]" + TARGETCHAR + rb"*)")
 REQUEST_PREFIX = re.compile(
     rb"(?:" + TCHAR + rb"*|" + TCHAR + rb"+ " + _TARGET_P + rb"|" + TCHAR + rb"+ " + TARGET +
     rb" " + _prefixes(b"HTTP/1.") + rb"|" + TCHAR + rb"+ " + TARGET + rb" " + VERSION +
@@ -141,6 +143,8 @@ def verdict(data: bytes, limit: int, fin: bool, service: Service) -> int:
     req = parse(data[:length])
     if req is None:
         return 400
-    if service.cluster_for(req["path"], req["host"]) is None:
-        return 404
-    return 503
+    try:
+        cluster = service.cluster_for(req["path"], req["host"])
+    except PathRefused:
+        return 400
+    return 404 if cluster is None else 503

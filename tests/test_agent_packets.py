@@ -18,9 +18,10 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw
 
 from agentlib import (BACKEND_IP, CLIENT_IP, CLIENT_PORT, IN, M32, OUT, PASS, Step,
-                      checksum_errors, delta_of, from_backend, play, run, sack_option,
+                      checksum_errors, delta_of, from_backend, marked, play, run, sack_option,
                       syn_options, synack_options, to_backend)
-from miresga.control.agent import AgentConfig, AgentConfigRaw, AgentKey, LoadedAgent
+from miresga.control.agent import (RST, AgentConfig, AgentConfigRaw, AgentConn, AgentKey,
+                                  ConnState, LoadedAgent)
 
 pytestmark = pytest.mark.root  # the agent runs through BPF_PROG_TEST_RUN
 
@@ -71,7 +72,7 @@ def test_handshake_and_data_exchange(agent):
              to_backend("S", C, 0, syn_options(7))),
         Step("SYN-ACK: d = b - s, leaves with seq s", OUT,
              from_backend("SA", B, C + 1, synack_options(7), window=64240),
-             from_backend("SA", S, C + 1, synack_options(7), window=64240)),
+             marked(from_backend("SA", S, C + 1, synack_options(7), window=64240))),
         Step("front-end's ACK: ack s+1 -> b+1", IN,
              to_backend("A", C + 1, S + 1),
              to_backend("A", C + 1, B + 1)),
@@ -80,13 +81,13 @@ def test_handshake_and_data_exchange(agent):
              to_backend("PA", C + 1, B + 1, payload=REQ)),
         Step("response segment 1: seq b+1 -> s+1", OUT,
              from_backend("A", B + 1, C + 1 + n, payload=b"x" * MSS),
-             from_backend("A", S + 1, C + 1 + n, payload=b"x" * MSS)),
+             marked(from_backend("A", S + 1, C + 1 + n, payload=b"x" * MSS))),
         Step("response segment 2", OUT,
              from_backend("A", B + 1 + MSS, C + 1 + n, payload=b"y" * MSS),
-             from_backend("A", S + 1 + MSS, C + 1 + n, payload=b"y" * MSS)),
+             marked(from_backend("A", S + 1 + MSS, C + 1 + n, payload=b"y" * MSS))),
         Step("response segment 3: client's seq space wraps past 2^32", OUT,
              from_backend("PA", B + 1 + 2 * MSS, C + 1 + n, payload=b"z" * MSS),
-             from_backend("PA", S + 1 + 2 * MSS, C + 1 + n, payload=b"z" * MSS)),
+             marked(from_backend("PA", S + 1 + 2 * MSS, C + 1 + n, payload=b"z" * MSS))),
         Step("client lost segment 2: dup ACK with SACK of segment 3, both += d", IN,
              to_backend("A", C + 1 + n, S + 1 + MSS,
                         [("NOP", None), ("NOP", None), sack_option(S + 1 + 2 * MSS,
@@ -96,21 +97,21 @@ def test_handshake_and_data_exchange(agent):
                                                                    B + 1 + 3 * MSS)])),
         Step("retransmission of segment 2", OUT,
              from_backend("A", B + 1 + MSS, C + 1 + n, payload=b"y" * MSS),
-             from_backend("A", S + 1 + MSS, C + 1 + n, payload=b"y" * MSS)),
+             marked(from_backend("A", S + 1 + MSS, C + 1 + n, payload=b"y" * MSS))),
         Step("back-end FIN", OUT,
              from_backend("FA", B + 1 + 3 * MSS, C + 1 + n),
-             from_backend("FA", S + 1 + 3 * MSS, C + 1 + n)),
+             marked(from_backend("FA", S + 1 + 3 * MSS, C + 1 + n))),
         Step("client FIN acks the back-end's FIN", IN,
              to_backend("FA", C + 1 + n, S + 2 + 3 * MSS),
              to_backend("FA", C + 1 + n, B + 2 + 3 * MSS)),
         Step("back-end's last ACK, inside the grace period", OUT,
              from_backend("A", B + 2 + 3 * MSS, C + 2 + n),
-             from_backend("A", S + 2 + 3 * MSS, C + 2 + n)),
+             marked(from_backend("A", S + 2 + 3 * MSS, C + 2 + n))),
     ])
     moved = delta_of(before, agent.counters())
     assert moved == {"in_pkts": 5, "out_pkts": 7, "conn_new": 1, "synack": 1,
                      "rewrite_in": 4, "rewrite_out": 6, "sack_rewrite": 1, "sack_blocks": 1,
-                     "close_fin": 1}
+                     "close_fin": 1, "marked": 7}
     e = entry(agent)
     assert (e.switch_isn, e.client_isn, e.backend_isn, e.delta) == (S, C, B, D)
     assert e.state == "closing" and e.closing_for_s is not None
@@ -135,13 +136,14 @@ def test_time_wait_reset_then_the_same_syn_keeps_the_entry_alive(agent):
     syn = to_backend("S", C, S, syn_options(7))
     play(agent, [
         Step("fused SYN", IN, syn, to_backend("S", C, 0, syn_options(7))),
-        Step("the TIME_WAIT's bare ACK: untouched", OUT, from_backend("A", 5000, 987654)),
+        Step("the TIME_WAIT's bare ACK: marked (the front-end must see it), not translated",
+             OUT, from_backend("A", 5000, 987654), marked(from_backend("A", 5000, 987654))),
         Step("the front-end's RST (seq = that ack): untouched", IN,
              to_backend("R", 987654, 0, window=0)),
         Step("the same SYN again", IN, syn, to_backend("S", C, 0, syn_options(7))),
         Step("SYN-ACK: seq s", OUT,
              from_backend("SA", B, C + 1, synack_options(7), window=64240),
-             from_backend("SA", S, C + 1, synack_options(7), window=64240)),
+             marked(from_backend("SA", S, C + 1, synack_options(7), window=64240))),
     ])
     e = entry(agent)
     assert e.state == "established" and e.closing_for_s is None and not e.flags & 0x4
@@ -154,10 +156,10 @@ def test_synack_retransmission_gives_the_same_offset(agent):
     establish(agent)
     play(agent, [Step("SYN-ACK again", OUT,
                       from_backend("SA", B, C + 1, synack_options(7), window=64240),
-                      from_backend("SA", S, C + 1, synack_options(7), window=64240)),
+                      marked(from_backend("SA", S, C + 1, synack_options(7), window=64240))),
                  Step("data after it", OUT,
                       from_backend("A", B + 1, C + 1, payload=b"a" * 10),
-                      from_backend("A", S + 1, C + 1, payload=b"a" * 10))])
+                      marked(from_backend("A", S + 1, C + 1, payload=b"a" * 10)))])
     assert entry(agent).delta == D
 
 
@@ -177,7 +179,7 @@ def test_rst_from_backend_is_translated(agent):
     establish(agent)
     play(agent, [Step("RST from the back-end", OUT,
                       from_backend("RA", B + 1, C + 1, window=0),
-                      from_backend("RA", S + 1, C + 1, window=0))])
+                      marked(from_backend("RA", S + 1, C + 1, window=0)))])
     assert agent.counters()["close_rst"] == 1
 
 
@@ -247,22 +249,22 @@ def test_timestamps_are_shifted_onto_the_switch_clock(agent):
              to_backend("S", C, S, ts_syn()), to_backend("S", C, 0, ts_syn(tsecr=0))),
         Step("SYN-ACK: seq s, TSval T0", OUT,
              from_backend("SA", B, C + 1, synack_ts, window=64240),
-             from_backend("SA", S, C + 1, [("MSS", 1460), ("SAckOK", b""),
+             marked(from_backend("SA", S, C + 1, [("MSS", 1460), ("SAckOK", b""),
                                           ("Timestamp", (T0, TC)), ("NOP", None),
-                                          ("WScale", 7)], window=64240)),
+                                          ("WScale", 7)], window=64240))),
         Step("client ACK: TSecr T0+5 -> TB+5", IN,
              to_backend("A", C + 1, S + 1, ts_opts(TC + 1, T0 + 5)),
              to_backend("A", C + 1, B + 1, ts_opts(TC + 1, TB + 5))),
         Step("response: TSval TB+40 -> T0+40 (wraps past 2^32)", OUT,
              from_backend("PA", B + 1, C + 1, ts_opts(TB + 40, TC + 1), payload=b"r" * 100),
-             from_backend("PA", S + 1, C + 1, ts_opts(T0 + 40, TC + 1), payload=b"r" * 100)),
+             marked(from_backend("PA", S + 1, C + 1, ts_opts(T0 + 40, TC + 1), payload=b"r" * 100))),
         Step("the same SYN-ACK resent later (TSval TB+60): offset unchanged", OUT,
              from_backend("SA", B, C + 1, [("MSS", 1460), ("SAckOK", b""),
                                           ("Timestamp", (TB + 60, TC)), ("NOP", None),
                                           ("WScale", 7)], window=64240),
-             from_backend("SA", S, C + 1, [("MSS", 1460), ("SAckOK", b""),
+             marked(from_backend("SA", S, C + 1, [("MSS", 1460), ("SAckOK", b""),
                                           ("Timestamp", (T0 + 60, TC)), ("NOP", None),
-                                          ("WScale", 7)], window=64240)),
+                                          ("WScale", 7)], window=64240))),
         Step("client ACK with SACK behind timestamps: TSecr and SACK both translated", IN,
              to_backend("A", C + 1, S + 1, ts_opts(TC + 2, T0 + 40)
                         + [("NOP", None), ("NOP", None), sack_option(S + 51, S + 101)]),
@@ -282,7 +284,7 @@ def test_backend_that_declines_timestamps_gets_none_translated(agent):
              to_backend("S", C, 0, ts_syn(tsecr=0))),
         Step("SYN-ACK without timestamps", OUT,
              from_backend("SA", B, C + 1, synack_options(7), window=64240),
-             from_backend("SA", S, C + 1, synack_options(7), window=64240)),
+             marked(from_backend("SA", S, C + 1, synack_options(7), window=64240))),
         Step("a client ACK that still carries timestamps: only the ack moves", IN,
              to_backend("A", C + 1, S + 1, ts_opts(TC + 1, T0)),
              to_backend("A", C + 1, B + 1, ts_opts(TC + 1, T0))),
@@ -298,7 +300,7 @@ def test_egress_sack_is_not_translated(agent):
     opts = [("NOP", None), ("NOP", None), sack_option(C + 1000, C + 2000)]
     play(agent, [Step("back-end SACKs client data", OUT,
                       from_backend("A", B + 1, C + 1, opts),
-                      from_backend("A", S + 1, C + 1, opts))])
+                      marked(from_backend("A", S + 1, C + 1, opts)))])
 
 
 # ------------------------------------------------------------ window scale
@@ -308,7 +310,7 @@ def test_window_scale_equal_is_left_alone(agent):
     establish(agent, backend_ws=7)
     play(agent, [Step("data with window 1234", OUT,
                       from_backend("A", B + 1, C + 1, window=1234),
-                      from_backend("A", S + 1, C + 1, window=1234))])
+                      marked(from_backend("A", S + 1, C + 1, window=1234)))])
     c = agent.counters()
     assert (c["window_fix"], c["wscale_opt_fix"]) == (0, 0)
 
@@ -320,16 +322,16 @@ def test_window_scale_backend_larger(agent):
              to_backend("S", C, 0, syn_options(8))),
         Step("SYN-ACK WS 9 -> 7 (SYN-ACK window itself is unscaled: untouched)", OUT,
              from_backend("SA", B, C + 1, synack_options(9), window=65535),
-             from_backend("SA", S, C + 1, synack_options(7), window=65535)),
+             marked(from_backend("SA", S, C + 1, synack_options(7), window=65535))),
         Step("window 100 << 9 = 51200 bytes = 400 << 7", OUT,
              from_backend("A", B + 1, C + 1, window=100),
-             from_backend("A", S + 1, C + 1, window=400)),
+             marked(from_backend("A", S + 1, C + 1, window=400))),
         Step("window 0x4000 << 2 overflows: clipped to 65535", OUT,
              from_backend("A", B + 1, C + 1, window=0x4000),
-             from_backend("A", S + 1, C + 1, window=0xFFFF)),
+             marked(from_backend("A", S + 1, C + 1, window=0xFFFF))),
         Step("zero window stays zero", OUT,
              from_backend("A", B + 1, C + 1, window=0),
-             from_backend("A", S + 1, C + 1, window=0)),
+             marked(from_backend("A", S + 1, C + 1, window=0))),
         Step("client windows are read with the client's own scale: untouched", IN,
              to_backend("A", C + 1, S + 1, window=300),
              to_backend("A", C + 1, B + 1, window=300)),
@@ -348,13 +350,13 @@ def test_window_scale_backend_smaller():
                  to_backend("S", C, 0, syn_options(7))),
             Step("SYN-ACK WS 4 -> 7", OUT,
                  from_backend("SA", B, C + 1, synack_options(4), window=65535),
-                 from_backend("SA", S, C + 1, synack_options(7), window=65535)),
+                 marked(from_backend("SA", S, C + 1, synack_options(7), window=65535))),
             Step("1000 << 4 = 16000 bytes = 125 << 7", OUT,
                  from_backend("A", B + 1, C + 1, window=1000),
-                 from_backend("A", S + 1, C + 1, window=125)),
+                 marked(from_backend("A", S + 1, C + 1, window=125))),
             Step("1001 << 4 = 16016 bytes: rounds down to 125 << 7", OUT,
                  from_backend("A", B + 1, C + 1, window=1001),
-                 from_backend("A", S + 1, C + 1, window=125)),
+                 marked(from_backend("A", S + 1, C + 1, window=125))),
         ])
         assert entry(agent).egress_shift == -3
 
@@ -368,10 +370,10 @@ def test_window_scale_backend_declines_scaling():
                  to_backend("S", C, 0, syn_options(6))),
             Step("SYN-ACK without WS: nothing to rewrite in it", OUT,
                  from_backend("SA", B, C + 1, synack_options(None), window=29200),
-                 from_backend("SA", S, C + 1, synack_options(None), window=29200)),
+                 marked(from_backend("SA", S, C + 1, synack_options(None), window=29200))),
             Step("egress window 60000 bytes = 468 << 7 (rounded down)", OUT,
                  from_backend("A", B + 1, C + 1, window=60000),
-                 from_backend("A", S + 1, C + 1, window=468)),
+                 marked(from_backend("A", S + 1, C + 1, window=468))),
             Step("ingress window 100 << 6 = 6400 bytes, unscaled for the back-end", IN,
                  to_backend("A", C + 1, S + 1, window=100),
                  to_backend("A", C + 1, B + 1, window=6400)),
@@ -392,10 +394,10 @@ def test_client_without_window_scaling():
                  to_backend("S", C, 0, syn_options(None))),
             Step("SYN-ACK without WS", OUT,
                  from_backend("SA", B, C + 1, synack_options(None), window=29200),
-                 from_backend("SA", S, C + 1, synack_options(None), window=29200)),
+                 marked(from_backend("SA", S, C + 1, synack_options(None), window=29200))),
             Step("window untouched", OUT,
                  from_backend("A", B + 1, C + 1, window=29200),
-                 from_backend("A", S + 1, C + 1, window=29200)),
+                 marked(from_backend("A", S + 1, C + 1, window=29200))),
             Step("window untouched", IN,
                  to_backend("A", C + 1, S + 1, window=1000),
                  to_backend("A", C + 1, B + 1, window=1000)),
@@ -411,15 +413,15 @@ def test_window_scale_option_at_odd_offset():
         run(agent, IN, bytes(to_backend("S", C, S, syn_options(7))))
         play(agent, [Step("WS byte at odd offset", OUT,
                           from_backend("SA", B, C + 1, odd2, window=65535),
-                          from_backend("SA", S, C + 1, [("MSS", 1460), ("NOP", None),
-                                                        ("WScale", 7)], window=65535))])
+                          marked(from_backend("SA", S, C + 1, [("MSS", 1460), ("NOP", None),
+                                                        ("WScale", 7)], window=65535)))])
         run(agent, IN, bytes(to_backend("S", C, S, syn_options(7), sport=CLIENT_PORT + 1)))
         play(agent, [Step("WS byte at even offset", OUT,
                           from_backend("SA", B, C + 1, odd, window=65535,
                                        dport=CLIENT_PORT + 1),
-                          from_backend("SA", S, C + 1, [("MSS", 1460), ("WScale", 7),
+                          marked(from_backend("SA", S, C + 1, [("MSS", 1460), ("WScale", 7),
                                                         ("NOP", None)], window=65535,
-                                       dport=CLIENT_PORT + 1))])
+                                       dport=CLIENT_PORT + 1)))])
         assert agent.counters()["wscale_opt_fix"] == 2
 
 
@@ -442,10 +444,10 @@ def test_key_reuse_replaces_the_entry(agent):
              to_backend("A", c2 + 1, s2 + 1)),
         Step("new SYN-ACK: d' = b' - s'", OUT,
              from_backend("SA", b2, c2 + 1, synack_options(7), window=64240),
-             from_backend("SA", s2, c2 + 1, synack_options(7), window=64240)),
+             marked(from_backend("SA", s2, c2 + 1, synack_options(7), window=64240))),
         Step("new connection's data continues the client's view", OUT,
              from_backend("A", b2 + 1, c2 + 1, payload=b"q" * 100),
-             from_backend("A", S + 1 + 5000, c2 + 1, payload=b"q" * 100)),
+             marked(from_backend("A", S + 1 + 5000, c2 + 1, payload=b"q" * 100))),
         Step("and the ack uses d'", IN,
              to_backend("A", c2 + 1, s2 + 101),
              to_backend("A", c2 + 1, b2 + 101)),
@@ -457,18 +459,187 @@ def test_key_reuse_replaces_the_entry(agent):
         (s2 & M32, c2, d2, "established", None)
 
 
-def test_plain_syn_removes_a_stale_entry(agent):
-    """A SYN with a zero ack field on a key the map holds is a new, non-Miresga
-    connection: it passes untouched and the old entry must not translate it."""
+def test_plain_syn_does_not_remove_a_live_entry(agent):
+    """A SYN with a zero ack field (anyone can send one) on the key of an established
+    connection leaves the entry: the kernel answers its live socket with a challenge
+    ACK, which is translated and marked as every packet of the connection."""
     establish(agent)
+    play(agent, [
+        Step("plain SYN, same endpoint: untouched", IN, to_backend("S", 999, 0, syn_options(7))),
+        Step("the kernel's challenge ACK: translated, marked", OUT,
+             from_backend("A", B + 1, C + 1), marked(from_backend("A", S + 1, C + 1))),
+        Step("the connection goes on", IN, to_backend("A", C + 1, S + 1),
+             to_backend("A", C + 1, B + 1)),
+    ])
+    c = agent.counters()
+    assert (c["syn_plain"], c["syn_plain_kept"], c["stale_removed"]) == (1, 1, 0)
+    assert entry(agent).state == "established"
+
+
+def test_plain_syn_does_not_remove_a_closing_entry_within_its_grace(agent):
+    """Both FINs passed: the entry translates stragglers for its grace period, and a
+    plain SYN does not cut that short."""
+    establish(agent)
+    run(agent, OUT, bytes(from_backend("FA", B + 1, C + 1)))
+    run(agent, IN, bytes(to_backend("FA", C + 1, S + 2)))
+    play(agent, [Step("plain SYN in the grace period: untouched", IN,
+                      to_backend("S", 999, 0, syn_options(7))),
+                 Step("a retransmitted FIN still translated", OUT,
+                      from_backend("FA", B + 1, C + 1),
+                      marked(from_backend("FA", S + 1, C + 1)))])
+    assert agent.counters()["syn_plain_kept"] == 1
+    assert entry(agent).state == "closing"
+
+
+def test_syn_ack_of_a_new_plain_connection_removes_the_old_entry(agent):
+    """The kernel accepted a plain SYN on a closed connection's 4-tuple (a TIME_WAIT
+    socket takes a higher ISN): its SYN-ACK answers an ISN that is not the entry's, so
+    it passes untouched and unmarked (not Miresga's), and the old entry goes."""
+    establish(agent)
+    run(agent, OUT, bytes(from_backend("FA", B + 1, C + 1)))
+    run(agent, IN, bytes(to_backend("FA", C + 1, S + 2)))
     play(agent, [
         Step("plain SYN, same endpoint", IN, to_backend("S", 999, 0, syn_options(7))),
         Step("its SYN-ACK passes untouched", OUT,
              from_backend("SA", 5555, 1000, synack_options(7), window=64240)),
+        Step("and so does the rest of the new connection", OUT,
+             from_backend("A", 5556, 1000, payload=b"plain")),
     ])
     c = agent.counters()
-    assert (c["syn_plain"], c["stale_removed"], c["miss_out"]) == (1, 1, 1)
+    assert (c["syn_plain_kept"], c["synack_foreign"], c["stale_removed"], c["miss_out"]) == \
+        (1, 1, 1, 1)
     assert entry(agent) is None
+
+
+def put_entry(agent, closed_s_ago: float | None = None, idle_s: float = 0.0,
+              state: ConnState = ConnState.ESTABLISHED) -> None:
+    """Write an established entry (c, s, b as establish() leaves it) straight into
+    the map, its clocks set in the past: no fused SYN, so the aging sweeper is
+    not armed and cannot race the test."""
+    now = time.monotonic_ns()  # bpf_ktime_get_ns() is CLOCK_MONOTONIC
+    conn = AgentConn(switch_isn=S, client_isn=C, backend_isn=B, delta=D,
+                     last_seen_ns=now - int(idle_s * 1e9), state=state,
+                     client_wscale=7, backend_wscale=7)
+    if closed_s_ago is not None:
+        conn.close_ns = now - int(closed_s_ago * 1e9)
+        conn.flags = RST
+    agent.conns.update(AgentKey.of(CLIENT_IP, CLIENT_PORT, 80), conn)
+
+
+def test_plain_syn_removes_a_dead_entry(agent):
+    """An entry whose connection closed and whose grace period is over (the sweeper
+    has not come by yet) must not translate a new plain connection: the SYN removes
+    it.  So does one idle past the idle timeout."""
+    for dead in (dict(closed_s_ago=20.0, state=ConnState.CLOSING), dict(idle_s=400.0)):
+        put_entry(agent, **dead)
+        play(agent, [Step("plain SYN", IN, to_backend("S", 999, 0, syn_options(7))),
+                     Step("its SYN-ACK untouched", OUT,
+                          from_backend("SA", 5555, 1000, synack_options(7), window=64240))])
+        assert entry(agent) is None
+    c = agent.counters()
+    assert (c["syn_plain"], c["stale_removed"], c["syn_plain_kept"]) == (2, 2, 0)
+
+
+def test_reopen_after_both_fins_replaces_the_entry(agent):
+    """A front-end that drained a connection (its FIN, the back-end's FIN) and later
+    routes the same client endpoint to the same back-end again opens it with a new
+    fused SYN: the old connection is over, so the SYN takes the entry."""
+    establish(agent)
+    c2, s2, b2 = C + 5000, S + 9000, 0x0BAD0000
+    play(agent, [
+        Step("back-end FIN", OUT, from_backend("FA", B + 1, C + 1),
+             marked(from_backend("FA", S + 1, C + 1))),
+        Step("front-end FIN", IN, to_backend("FA", C + 1, S + 2),
+             to_backend("FA", C + 1, B + 2)),
+        Step("new fused SYN for the same endpoint: taken", IN,
+             to_backend("S", c2, s2, syn_options(7)), to_backend("S", c2, 0, syn_options(7))),
+        Step("new SYN-ACK: d' = b' - s'", OUT,
+             from_backend("SA", b2, c2 + 1, synack_options(7), window=64240),
+             marked(from_backend("SA", s2, c2 + 1, synack_options(7), window=64240))),
+    ])
+    c = agent.counters()
+    assert (c["close_fin"], c["conn_reuse"], c["syn_live_kept"]) == (1, 1, 0)
+    assert entry(agent).delta == (b2 - s2) & M32
+
+
+def test_fused_syn_on_an_idle_entry_replaces_it(agent):
+    """An entry idle past the idle timeout (the sweeper not come by yet) belongs to a
+    connection that is over: a new fused SYN takes it."""
+    put_entry(agent, idle_s=400.0)
+    play(agent, [Step("new fused SYN", IN, to_backend("S", C + 7, S + 7, syn_options(7)),
+                      to_backend("S", C + 7, 0, syn_options(7)))])
+    assert agent.counters()["conn_reuse"] == 1
+    assert (entry(agent).client_isn, entry(agent).state) == (C + 7, "syn_seen")
+
+
+@pytest.mark.parametrize("state", ["established", "syn_seen"])
+def test_spoofed_fused_syn_cannot_take_a_live_entry(agent, state):
+    """A fused SYN with other ISNs on the key of a connection that is still going (no
+    RST, no FINs, not idle) is refused: the entry and its offset stay, the SYN reaches
+    the kernel with its ack field zeroed, and the connection's packets are translated
+    as before."""
+    if state == "established":
+        establish(agent)
+    else:
+        run(agent, IN, bytes(to_backend("S", C, S, syn_options(7))))
+    play(agent, [Step("forged fused SYN: ack zeroed, nothing stored", IN,
+                      to_backend("S", 0x0EE1, 0x0BAD, syn_options(7)),
+                      to_backend("S", 0x0EE1, 0, syn_options(7)))])
+    if state == "established":
+        play(agent, [Step("the connection's data: old offset", OUT,
+                          from_backend("A", B + 1, C + 1, payload=b"still mine"),
+                          marked(from_backend("A", S + 1, C + 1, payload=b"still mine")))])
+    else:
+        play(agent, [Step("the real SYN-ACK: seq s", OUT,
+                          from_backend("SA", B, C + 1, synack_options(7), window=64240),
+                          marked(from_backend("SA", S, C + 1, synack_options(7),
+                                              window=64240)))])
+    c = agent.counters()
+    assert (c["syn_live_kept"], c["conn_reuse"]) == (1, 0)
+    e = entry(agent)
+    assert (e.switch_isn, e.client_isn) == (S, C)
+
+
+def test_reopen_whose_reset_was_lost_recovers(agent):
+    """The front-end reset the old back-end connection, but the RST was lost; its new
+    fused SYN is refused, the live socket's challenge ACK reaches it translated, it
+    resets the connection (seq = that ack) and sends the SYN again, which now takes
+    the entry."""
+    establish(agent)
+    c2, s2 = C + 3000, S + 3000
+    syn = to_backend("S", c2, s2, syn_options(7))
+    play(agent, [
+        Step("new fused SYN on a live entry: refused", IN, syn,
+             to_backend("S", c2, 0, syn_options(7))),
+        Step("the kernel's challenge ACK: translated, marked", OUT,
+             from_backend("A", B + 1, C + 1), marked(from_backend("A", S + 1, C + 1))),
+        Step("the front-end's RST (seq = the challenge's ack)", IN,
+             to_backend("R", C + 1, 0, window=0)),
+        Step("the same SYN again: taken", IN, syn, to_backend("S", c2, 0, syn_options(7))),
+    ])
+    c = agent.counters()
+    assert (c["syn_live_kept"], c["close_rst"], c["conn_reuse"]) == (1, 1, 1)
+    assert (entry(agent).client_isn, entry(agent).state) == (c2, "syn_seen")
+
+
+def test_mark_keeps_ecn_and_survives_ip_options(agent):
+    """The mark is DSCP only: ECN bits (CE here) stay; with IP options the header
+    checksum still comes out right.  Packets of a connection the agent does not know
+    leave unmarked."""
+    establish(agent)
+    ce = _with_ip(from_backend("A", B + 1, C + 1, payload=b"ecn"), tos=0x03)
+    opts = _with_ip(from_backend("A", B + 1, C + 1, payload=b"opt"),
+                    options=[IPOption_Router_Alert()])
+    play(agent, [
+        Step("CE-marked segment", OUT, ce,
+             _with_ip(from_backend("A", S + 1, C + 1, payload=b"ecn"), tos=0x5F)),
+        Step("segment with IP options", OUT, opts,
+             _with_ip(from_backend("A", S + 1, C + 1, payload=b"opt"),
+                      options=[IPOption_Router_Alert()], tos=0x5C)),
+        Step("another client's segment: unmarked", OUT,
+             from_backend("A", B + 1, C + 1, dport=CLIENT_PORT + 1)),
+    ])
+    assert agent.counters()["marked"] == 3  # the SYN-ACK and the two segments
 
 
 def test_second_service_port_is_a_separate_key(agent):
@@ -479,9 +650,9 @@ def test_second_service_port_is_a_separate_key(agent):
     run(agent, OUT, bytes(from_backend("SA", b2, C + 1, synack_options(7), sport=8080)))
     play(agent, [
         Step("port 80 uses d", OUT, from_backend("A", B + 1, C + 1),
-             from_backend("A", S + 1, C + 1)),
+             marked(from_backend("A", S + 1, C + 1))),
         Step("port 8080 uses its own d", OUT, from_backend("A", b2 + 1, C + 1, sport=8080),
-             from_backend("A", s2 + 1, C + 1, sport=8080)),
+             marked(from_backend("A", s2 + 1, C + 1, sport=8080))),
     ])
     assert entry(agent, lport=8080).delta == (b2 - s2) & M32
 
@@ -500,7 +671,7 @@ def test_fin_both_ways_removes_entry_after_grace():
         run(agent, IN, bytes(to_backend("FA", C + 1, S + 2)))
         assert entry(agent).state == "closing"
         play(agent, [Step("last ACK inside grace", OUT, from_backend("A", B + 2, C + 2),
-                          from_backend("A", S + 2, C + 2))])
+                          marked(from_backend("A", S + 2, C + 2)))])
         _wait_for(lambda: entry(agent) is None, 10.0)
         play(agent, [Step("retransmitted FIN after grace: untouched", OUT,
                           from_backend("FA", B + 1, C + 1))])
@@ -742,9 +913,11 @@ def test_tcp_after_ip_options_and_in_a_first_fragment_is_translated(agent, what,
 
 def test_egress_before_synack_is_untouched(agent):
     """A back-end RST answering the fused SYN (no listener) has no back-end seq to
-    translate: it passes untouched and the entry starts its grace period."""
+    translate: it is only marked (the front-end must see it) and the entry starts its
+    grace period."""
     run(agent, IN, bytes(to_backend("S", C, S, syn_options(7))))
-    play(agent, [Step("RST,ACK to the fused SYN", OUT, from_backend("RA", 0, C + 1, window=0)),
+    rst = from_backend("RA", 0, C + 1, window=0)
+    play(agent, [Step("RST,ACK to the fused SYN", OUT, rst, marked(rst)),
                  Step("a late ACK from the front-end: d unknown, untouched", IN,
                       to_backend("A", C + 1, S + 1))])
     c = agent.counters()

@@ -33,7 +33,7 @@ def accepted_directives() -> set[str]:
     return set(scalars) | set(others)
 
 
-def python_defaults() -> dict[str, int]:
+def python_defaults() -> dict[str, int | str]:
     """Every number the Python side fills in when a caller gives none."""
     service = Service.model_fields
     facts = {f.name: f.default for f in dataclasses.fields(FrontendFacts)}
@@ -63,7 +63,12 @@ def test_every_directive_is_printed(defaults):
 def test_every_numeric_knob_has_a_python_default(defaults):
     """Each one-number directive is stated on the Python side, and nothing more."""
     numeric = {k for k, v in defaults.items() if isinstance(v, int)}
-    assert numeric == set(python_defaults())
+    assert numeric == {k for k, v in python_defaults().items() if isinstance(v, int)}
+
+
+def test_the_handoff_mode_default_is_stated_on_both_sides(defaults):
+    """`handoff` is a word, not a number: the same default on both sides."""
+    assert defaults["handoff"] == python_defaults()["handoff"] == "async"
 
 
 @pytest.mark.parametrize("knob", sorted(python_defaults()))

@@ -6,7 +6,9 @@ state machine (tests/fe_harness.py), checks every frame the front-end sends
 with no flow and no held mbuf left.  Fixture service: cluster "static"
 (be1 index 0, be2 index 1, port 80), cluster "api" (be3 index 2, port 8080);
 /api -> api, /private -> static without offload, Host img.example -> static,
-default static; header limit 1024 bytes, request timeout 5 s.
+default static; header limit 1024 bytes, request timeout 5 s.  Every test
+runs against both builds of the harness, plain and sanitized (ASan + UBSan):
+a sanitizer report fails the test.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from scapy.layers.inet import IP, TCP
 from common.service import Cluster, Rule, Service
 from switchhost import layouts
 
-from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness, backend_pkt,
-                        config_text, payload)
+from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
+                        backend_pkt, config_text, harness_binary, payload)
+from miresga.control.frontend import LIMIT_DEFAULTS
 from packets import checksums_ok
 
 GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
@@ -26,8 +29,8 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
 @pytest.fixture
-def h():
-    with Harness() as harness:
+def h(harness_binary):
+    with Harness(binary=harness_binary) as harness:
         yield harness
 
 
@@ -59,11 +62,21 @@ def splice(h: Harness, c: Client, request: bytes = GET, backend: str = "be1", po
     return out
 
 
+DRAIN_QUIET = 0.05   # drain_quiet_ms's default: a back-end this quiet has ended its response
+
+
 def close(h: Harness, c: Client, backend: str = "be1", server_seq: int | None = None):
-    """Client FIN, back-end FIN, last ACK, grace: the flow must be gone."""
+    """Client FIN (held back until the response is over: everything acknowledged
+    and the back-end quiet for drain_quiet), back-end FIN, last ACK, grace: the
+    flow must be gone."""
     server_seq = c.ack if server_seq is None else server_seq
-    fin = only(c.send(h, flags="FA"))
+    held = only(c.send(h, flags="FA"))
+    assert held[TCP].flags == "A" and to_backend(held, backend, held[TCP].dport), \
+        "the FIN waits; the ACK it carried goes on"
+    assert h.stats()["flows_by_state"]["closing"] == 1
+    fin = only(h.advance(DRAIN_QUIET))
     assert fin[TCP].flags == "FA" and to_backend(fin, backend, fin[TCP].dport)
+    assert fin[TCP].seq == (c.seq - 1) & 0xFFFFFFFF and fin[TCP].ack == c.ack
     bfin = only(h.send(backend_pkt(c, backend, server_seq, c.seq, "FA", port=fin[TCP].dport)))
     assert bfin[IP].src == VIP and bfin[TCP].sport == 80 and bfin[TCP].flags == "FA"
     c.ack = server_seq + 1
@@ -139,19 +152,23 @@ def test_response_forwarded_with_vip_source_and_teardown_deletes_entry(h):
                             "vip": 0}]
 
 
-def test_entry_is_deleted_when_the_connection_ends_not_after_the_grace(h):
+def test_entry_is_deleted_when_the_client_closes_not_after_the_grace(h):
     """Regression (found end to end): the switch entry used to stay until the
     grace period ended, so a client that reused the port sent its next
-    handshake ACK to the old back-end's TIME_WAIT socket.  The DEL now goes
-    out when both FINs are through; the last ACK still reaches the back-end."""
+    handshake ACK to the old back-end's TIME_WAIT socket.  The DEL now goes out
+    as soon as the client's FIN arrives (the front-end must see the rest of the
+    response to pass that FIN on); the back-end's FIN releases the client's at
+    once; the last ACK still reaches the back-end."""
     c = Client(port=40013)
     splice(h, c)
     h.offload()
     only(c.send(h, flags="FA"))
-    only(h.send(backend_pkt(c, "be1", c.ack, c.seq, "FA")))
-    assert h.stats()["flows_by_state"]["time_wait"] == 1
     assert h.offload() == [{"op": layouts.CtlOp.DEL, "ip": c.ip, "port": c.port, "backend": 0,
                             "vip": 0}]
+    bfin, fin = only(h.send(backend_pkt(c, "be1", c.ack, c.seq, "FA")), 2)
+    assert bfin[IP].dst == c.ip and bfin[TCP].flags == "FA"
+    assert to_backend(fin, "be1") and fin[TCP].flags == "FA" and fin[TCP].seq == c.seq - 1
+    assert h.stats()["flows_by_state"]["time_wait"] == 1
     c.ack += 1
     last = only(c.send(h, flags="A"))
     assert to_backend(last, "be1") and last[TCP].ack == c.ack
@@ -169,7 +186,7 @@ def test_port_reused_during_the_grace_period_starts_a_new_flow(h):
     old = Client(port=40014, isn=5000)
     splice(h, old)
     only(old.send(h, flags="FA"))
-    only(h.send(backend_pkt(old, "be1", old.ack, old.seq, "FA")))
+    only(h.send(backend_pkt(old, "be1", old.ack, old.seq, "FA")), 2)
     old.ack += 1
     only(old.send(h, flags="A"))
     h.offload()
@@ -190,11 +207,11 @@ def test_port_reused_during_the_grace_period_starts_a_new_flow(h):
     assert h.stats()["packets"]["reincarnation"] == before
 
 
-def test_offload_waits_for_offload_after_bytes_of_response():
+def test_offload_waits_for_offload_after_bytes_of_response(harness_binary):
     """With offload_after_bytes 2000: no ADD when the back-end joins; the ADD goes
     once 2000 response bytes have passed through the front-end; a flow whose whole
     response is smaller never costs the switch an ADD or a DEL."""
-    with Harness(config_text(offload_after_bytes=2000)) as h:
+    with Harness(config_text(offload_after_bytes=2000), binary=harness_binary) as h:
         big = Client(port=40021)
         splice(h, big)
         assert h.offload() == []
@@ -217,19 +234,37 @@ def test_offload_waits_for_offload_after_bytes_of_response():
         assert h.stats()["offload"]["queued_add"] == 1
 
 
-def test_request_split_across_segments_is_held_until_complete(h):
-    """Nothing goes anywhere until the header's last byte; then all of it, in order."""
+def test_request_split_across_segments_is_held_and_acknowledged_until_complete(h):
+    """Nothing goes to a back-end until the header's last byte.  Meanwhile the
+    front-end acknowledges every second held segment as a receiver would: from the
+    VIP, seq = the client's ack field, ack = the next byte it expects, the window
+    what the hold limit still takes (scaled by W).  Then all of it, in order; the
+    connection stays on the front-end (no ADD), which keeps copies of the bytes it
+    acknowledged until the back-end acknowledges them."""
     c = Client(port=40004)
     c.send(h)
     starts = list(range(0, len(GET) - 1, 7)) + [len(GET) - 1]
-    for i in starts[:-1]:
-        assert c.send(h, GET[i:min(i + 7, len(GET) - 1)], "A") == []
+    for n, i in enumerate(starts[:-1], 1):
+        out = c.send(h, GET[i:min(i + 7, len(GET) - 1)], "A")
+        if n % 2:
+            assert out == [], n
+            continue
+        ack = only(out)
+        assert ack[IP].src == VIP and ack[IP].dst == c.ip and ack[TCP].sport == 80
+        assert ack[TCP].flags == "A" and ack[TCP].seq == c.s + 1 and ack[TCP].ack == c.seq
+        assert ack[TCP].window == (LIMIT_DEFAULTS["hold_limit_bytes"] - (c.seq - c.c - 1)) >> 7
     syn = only(c.send(h, GET[-1:], "PA"))
     assert syn[TCP].flags == "S"
     out = h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA"))
     data = [f for f in out if payload(f)]
     assert b"".join(payload(f) for f in data) == GET
     assert [f[TCP].seq for f in data] == [c.c + 1 + i for i in starts]
+    st = h.stats()
+    assert st["packets"]["own_ack"] == 3 and st["decisions"]["pinned"] == 1
+    assert h.offload() == [], "a request that needed our ACKs is not handed to the switch"
+    assert st["held_mbufs"] > 0, "copies of what we acknowledged"
+    h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "A"))
+    assert h.stats()["held_mbufs"] == 0, "the back-end has them all"
 
 
 def test_round_robin_across_the_cluster(h):
@@ -277,22 +312,33 @@ def test_keepalive_same_cluster_is_forwarded_to_the_same_backend(h):
     assert h.offload() == []
 
 
-def test_keepalive_other_cluster_resets_old_and_opens_new_with_fused_numbers(h):
-    """Another cluster: RST to the old back-end, SYN (seq client_seq-1, ack field client_ack-1)."""
+def test_keepalive_other_cluster_drains_old_backend_then_opens_new_with_fused_numbers(h):
+    """Another cluster: the request is held and the entry deleted until the old
+    response is over; then a FIN to the old back-end at the request's first byte;
+    its FIN (at F_end, the end of its stream) is swallowed and acknowledged as the
+    client would; the new back-end's SYN carries seq request-1 and ack field F_end-1."""
     c = Client(port=42002)
     splice(h, c)
     h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
     assert h.offload()[0]["op"] == layouts.CtlOp.ADD
     req2 = b"POST /api/items HTTP/1.1\r\nHost: www.example\r\nContent-Length: 4\r\n\r\n"
     client_seq = c.seq
-    rst, syn = only(second_request(h, c, req2), 2)
-    assert to_backend(rst, "be1") and rst[TCP].flags == "R" and rst[TCP].seq == client_seq
-    assert to_backend(syn, "be3", 8080) and syn[TCP].flags == "S"
-    assert syn[TCP].seq == client_seq - 1 and syn[TCP].ack == c.ack - 1
+    assert second_request(h, c, req2) == [], "held until the old response is over"
     assert h.offload() == [{"op": layouts.CtlOp.DEL, "ip": c.ip, "port": c.port, "backend": 0,
                             "vip": 0}]
-    # The body arrives while the new back-end is being opened: held too.
+    assert h.stats()["flows_by_state"]["drain"] == 1
+    # The body arrives meanwhile: held too.
     assert c.send(h, b"abcd", "PA") == []
+    fin = only(h.advance(DRAIN_QUIET))
+    assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
+    assert fin[TCP].seq == client_seq and fin[TCP].ack == c.ack
+    # Its ACK of our FIN is not the client's business; its FIN is swallowed.
+    assert h.send(backend_pkt(c, "be1", c.ack, client_seq + 1, "A")) == []
+    ack, syn = only(h.send(backend_pkt(c, "be1", c.ack, client_seq + 1, "FA")), 2)
+    assert to_backend(ack, "be1") and ack[TCP].flags == "A"
+    assert ack[TCP].seq == client_seq + 1 and ack[TCP].ack == c.ack + 1
+    assert to_backend(syn, "be3", 8080) and syn[TCP].flags == "S"
+    assert syn[TCP].seq == client_seq - 1 and syn[TCP].ack == c.ack - 1
     out = h.send(backend_pkt(c, "be3", c.ack - 1, client_seq, "SA", port=8080))
     ack, data1, data2 = only(out, 3)
     assert ack[TCP].seq == client_seq and ack[TCP].ack == c.ack
@@ -303,7 +349,9 @@ def test_keepalive_other_cluster_resets_old_and_opens_new_with_fused_numbers(h):
     # The new back-end answers in the client's numbering.
     resp = only(h.send(backend_pkt(c, "be3", c.ack, c.seq, "PA", RESPONSE, port=8080)))
     assert resp[IP].src == VIP and resp[TCP].sport == 80 and resp[TCP].seq == c.ack
-    assert h.stats()["decisions"]["other_backend"] == 1
+    st = h.stats()
+    assert st["decisions"]["other_backend"] == 1
+    assert st["packets"]["drain_fin"] == 1 and st["packets"]["fin_swallowed"] == 1
     c.ack += len(RESPONSE)
     close(h, c, "be3")
 
@@ -324,19 +372,28 @@ def test_rule_without_offload_keeps_the_flow_and_withdraws_the_entry(h):
 
 
 def test_pipelined_requests_in_one_segment_are_cut_at_the_boundary(h):
-    """Two requests in one segment: the first is forwarded, the second parsed on its own."""
+    """Two requests in one segment: the first is forwarded, the second parsed on its
+    own; it is for another cluster, so it waits until the first one's response is
+    over (the client acknowledged all of it) before the old back-end hears more."""
     c = Client(port=42005)
     splice(h, c)
     h.send(backend_pkt(c, "be1", c.s + 1, c.seq, "PA", RESPONSE))
     r2 = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
     r3 = b"GET /api/b HTTP/1.1\r\nHost: a\r\n\r\n"
     start = c.seq
-    out = second_request(h, c, r2 + r3)
-    first, rst, syn = only(out, 3)
+    first = only(second_request(h, c, r2 + r3))
     assert to_backend(first, "be1") and payload(first) == r2 and first[TCP].seq == start
-    assert rst[TCP].flags == "R" and rst[TCP].seq == start + len(r2)
-    assert to_backend(syn, "be3", 8080) and syn[TCP].seq == start + len(r2) - 1
-    assert h.stats()["packets"]["split"] == 1
+    st = h.stats()
+    assert st["packets"]["split"] == 1 and st["flows_by_state"]["drain"] == 1
+    # r2's response: the client has not acknowledged it yet, so it is not over.
+    only(h.send(backend_pkt(c, "be1", c.ack, start + len(r2), "PA", RESPONSE)))
+    assert h.advance(DRAIN_QUIET) == []
+    c.ack += len(RESPONSE)
+    ack = only(c.send(h, flags="A"))
+    assert to_backend(ack, "be1") and ack[TCP].ack == c.ack
+    assert ack[TCP].seq == start + len(r2), "the old back-end never gets r3's bytes"
+    fin = only(h.advance(DRAIN_QUIET))
+    assert fin[TCP].flags == "FA" and fin[TCP].seq == start + len(r2)
 
 
 def test_content_length_and_chunked_bodies_mark_request_ends(h):
@@ -350,9 +407,11 @@ def test_content_length_and_chunked_bodies_mark_request_ends(h):
                b"4\r\nwiki\r\n5;x=y\r\npedia\r\n0\r\nT: 1\r\n\r\n")
     f = only(second_request(h, c, chunked, server_bytes=0))
     assert payload(f) == chunked
-    # The next bytes start a new request: for the api cluster, so it moves.
-    out = c.send(h, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", "PA")
-    assert [x[TCP].flags for x in out] == ["R", "S"]
+    # The next bytes start a new request: for the api cluster, so it moves
+    # (once the old back-end's response is over).
+    assert c.send(h, b"GET /api HTTP/1.1\r\nHost: a\r\n\r\n", "PA") == []
+    st = h.stats()
+    assert st["decisions"]["other_backend"] == 1 and st["flows_by_state"]["drain"] == 1
 
 
 def test_upgrade_makes_the_connection_opaque(h):
@@ -418,11 +477,11 @@ def test_bad_request_gets_its_answer_from_the_vip(h, request_bytes, status):
     finish_answered(h, c, ans)
 
 
-def test_unrouted_request_gets_404():
+def test_unrouted_request_gets_404(harness_binary):
     """No rule and no default cluster: 404."""
     svc = Service(vip=VIP, clusters=[Cluster(name="api", backends=["be3"], port=8080)],
                   rules=[Rule(cluster="api", path_prefix="/api")])
-    with Harness(config_text(svc)) as h:
+    with Harness(config_text(svc), binary=harness_binary) as h:
         c = Client()
         c.send(h)
         ans = answer_of(c.send(h, GET, "PA"), c)
@@ -476,9 +535,9 @@ def test_503_after_every_backend_of_the_cluster_timed_out(h):
     finish_answered(h, c, ans)
 
 
-def test_lost_syn_is_sent_again_before_the_next_backend():
+def test_lost_syn_is_sent_again_before_the_next_backend(harness_binary):
     """syn_retries: the same SYN (seq, ack field) again, then the next back-end."""
-    with Harness(config_text(syn_retries=2)) as h:
+    with Harness(config_text(syn_retries=2), binary=harness_binary) as h:
         c = Client(port=43010)
         c.send(h)
         s1 = only(c.send(h, GET, "PA"))
@@ -565,18 +624,20 @@ def test_answer_on_a_kept_alive_connection_continues_the_servers_numbering(h):
 # ------------------------------------------------------------- edge cases
 
 def test_out_of_order_and_duplicate_segments_while_holding(h):
-    """A gap is not skipped (the client resends); a resent segment is not doubled."""
+    """A gap is not skipped (the client resends); a resent segment is not doubled,
+    and is acknowledged (the client waits for an ACK only the front-end can give)."""
     c = Client(port=44001)
     c.send(h)
     a, b = GET[:10], GET[10:]
     assert h.send(c.pkt(b, "PA", seq=c.seq + len(a))) == []
     assert c.send(h, a, "A") == []
-    assert c.send(h, a, "A", seq=c.c + 1) == []      # duplicate
+    dup = only(c.send(h, a, "A", seq=c.c + 1))
+    assert dup[IP].src == VIP and dup[TCP].flags == "A" and dup[TCP].ack == c.c + 1 + len(a)
     syn = only(c.send(h, b, "PA"))
     out = h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA"))
     assert b"".join(payload(f) for f in out) == GET
     st = h.stats()["packets"]
-    assert st["out_of_order"] == 1 and st["duplicate"] == 1
+    assert st["out_of_order"] == 1 and st["duplicate"] == 1 and st["own_ack"] == 1
     assert syn[TCP].seq == c.c
 
 
@@ -622,20 +683,48 @@ def test_retransmitted_synack_is_acknowledged_again(h):
     assert again[TCP].flags == "A" and again[TCP].ack == c.s + 1
 
 
-def test_idle_spliced_flow_is_reset_and_freed():
-    with Harness(config_text(idle_timeout_ms=3000)) as h:
+def test_idle_flow_is_closed_with_a_fin_as_the_client_would(harness_binary):
+    """idle_timeout with nothing through the front-end and no switch entry (rule
+    without offload): a FIN to the back-end at cli_next, in the client's name; the
+    back-end's FIN reaches the client; the client's ACK goes on one past our FIN and
+    its own FIN is acknowledged by the front-end; freed after the grace."""
+    with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
         c = Client()
-        splice(h, c)
-        h.offload()
-        out = h.advance(3.1)
-        assert sorted(f[TCP].flags for f in out) == ["R", "R"]
-        assert h.stats()["errors"]["idle_timeout"] == 1
-        assert [e["op"] for e in h.offload()] == [layouts.CtlOp.DEL]
+        splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert h.offload() == []
+        fin = only(h.advance(3.1))
+        assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
+        assert fin[TCP].seq == c.seq and fin[TCP].ack == c.ack
+        bfin = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "FA")))
+        assert bfin[IP].dst == c.ip and bfin[TCP].flags == "FA"
+        c.ack += 1
+        last = only(c.send(h, flags="A"))
+        assert to_backend(last, "be1") and last[TCP].seq == c.seq + 1
+        ours = only(c.send(h, flags="FA"))
+        assert ours[IP].dst == c.ip and ours[TCP].flags == "A" and ours[TCP].ack == c.seq
+        st = h.stats()
+        assert st["errors"]["idle_timeout"] == 1 and st["packets"]["idle_fin"] == 1
+        assert st["packets"]["fin_absorbed"] == 1
+        h.advance(2.1)
         assert_clean(h)
 
 
-def test_flow_table_full_resets_new_connections():
-    with Harness(config_text(flow_capacity=2)) as h:
+def test_idle_close_that_does_not_end_resets_both(harness_binary):
+    """The back-end never answers our idle FIN: after the grace, RST both ends."""
+    with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
+        c = Client()
+        splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        only(h.advance(3.1))
+        out = h.advance(2.1)
+        assert sorted(f[TCP].flags for f in out) == ["R", "R"]
+        rst_be = next(f for f in out if to_backend(f, "be1"))
+        assert rst_be[TCP].seq == c.seq + 1, "one past our FIN"
+        assert h.stats()["errors"]["close_timeout"] == 1
+        assert_clean(h)
+
+
+def test_flow_table_full_resets_new_connections(harness_binary):
+    with Harness(config_text(flow_capacity=2), binary=harness_binary) as h:
         for port in (45001, 45002):
             Client(port=port).send(h)
         c = Client(port=45003)

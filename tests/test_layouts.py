@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import json
+import socket
+import struct
 import subprocess
 from pathlib import Path
 
@@ -17,7 +19,7 @@ MIRROR = {
     "mg_vip_key": L.VipKey, "mg_vip": L.Vip, "mg_flow_key": L.FlowKey, "mg_flow": L.Flow,
     "mg_backend": L.Backend, "mg_frontend": L.Frontend, "mg_cookie_key": L.CookieKey,
     "mg_switch_config": L.SwitchConfig, "mg_backend_key": L.BackendKey,
-    "mg_lpm4_key": L.Lpm4Key,
+    "mg_port": L.Port, "mg_dp_slot": L.DpSlot,
 }
 WIRE = {"mg_ctl_hdr": L.CTL_HDR, "mg_ctl_entry": L.CTL_ENTRY, "mg_ctl_ack": L.CTL_ACK,
         "mg_ctl_key": L.CTL_KEY, "mg_ctl_liveness": L.CTL_LIVENESS}
@@ -94,3 +96,24 @@ def test_cookie_fields_round_trip():
         f = L.cookie_fields(cookie)
         assert f["wscale"] == ws and f["sack"] == sack and f["epoch_bit"] == 1
         assert f["mss"] == max(c for c in L.MSS_CLASSES if c <= max(mss, 536))
+
+
+def test_marks_and_data_plane_constants_match_c(probe):
+    """The DSCP marks, the data-plane clock and limits: one value on both sides."""
+    assert probe["dscp"] == {"none": L.DSCP_NONE, "admit": L.DSCP_ADMIT, "known": L.DSCP_KNOWN,
+                             "install": L.DSCP_INSTALL, "remove": L.DSCP_REMOVE,
+                             "remove_ctl": L.DSCP_REMOVE_CTL, "miresga": L.DSCP_MIRESGA}
+    assert set(probe["dscp"].values()) - {0} == L.DSCP_MARKS
+    # RFC 2474 pool 2 (xxxx11): no standard code point is taken.
+    assert all(v & 3 == 3 for v in L.DSCP_MARKS)
+    assert (probe["MG_DP_TICK_SHIFT"], probe["MG_MAX_PORTS"], probe["MG_DP_SLOTS_LOG2_MAX"],
+            probe["MG_DP_SLOTS_DEFAULT"], probe["MG_DP_WAYS_DEFAULT"]) == \
+        (L.DP_TICK_SHIFT, L.MAX_PORTS, L.DP_SLOTS_LOG2_MAX, L.DP_SLOTS_DEFAULT, L.DP_WAYS_DEFAULT)
+
+
+def test_data_plane_hash_matches_c(probe):
+    """The control plane finds a flow's slot where the pipeline put it."""
+    ip_be = struct.unpack("=I", socket.inet_aton("10.10.1.2"))[0]
+    port_be = struct.unpack("=H", struct.pack("!H", 40000))[0]
+    key = (0x03020100, 0x07060504)
+    assert [L.dp_hash(key, ip_be, port_be, w) for w in (0, 1)] == probe["dp_hash"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.errors import ConfigError
-from common.service import default_service, parse_service
+from common.service import PathRefused, default_service, parse_service
 
 
 def svc(**over) -> dict:
@@ -62,3 +62,22 @@ def test_default_service_is_one_cluster_of_all():
     s = default_service(["backend1", "backend2"])
     assert [c.name for c in s.clusters] == ["all"]
     assert s.cluster_for("/anything").backends == ["backend1", "backend2"]
+
+
+def test_route_matches_the_normal_form_of_the_path():
+    """Service.route() is the reference: /x/../big/ is /big/, and a path with no normal
+    form is refused (tests/test_uri_normalization.py has every form)."""
+    s = parse_service(svc())
+    assert s.cluster_for("/x/../big/1m.bin").name == "big"
+    assert s.cluster_for("//big/%31m.bin").name == "big"
+    assert s.cluster_for("/big/../1k.bin").name == "small"
+    for path in ("/big%2f1m.bin", "/../big/", "/big/%zz"):
+        with pytest.raises(PathRefused):
+            s.route(path)
+
+
+def test_rule_prefix_a_normalised_path_cannot_start_with_is_refused():
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.path_prefix: .*'/big/\.\./x'.*'/x'"):
+        parse_service(svc(rule=[{"path_prefix": "/big/../x", "cluster": "big"}]))
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.path_prefix: .*may hold only"):
+        parse_service(svc(rule=[{"path_prefix": "/caf%C3%A9", "cluster": "big"}]))

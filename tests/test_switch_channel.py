@@ -56,7 +56,7 @@ def make_plan(ns: ScratchNs, capacity: int = 64, **kw) -> SwitchPlan:
         backends=[Endpoint(ip="10.8.11.2", mac="02:00:00:00:11:02", switch_port="b1"),
                   Endpoint(ip="10.8.12.2", mac="02:00:00:00:12:02", switch_port="b2")],
         frontends=[Endpoint(ip="10.8.2.2", mac="02:00:00:00:02:02", switch_port="f0")],
-        client_nets=["10.8.0.0/24"], flow_capacity=capacity, filter_bits_log2=10, **kw)
+        flow_capacity=capacity, filter_bits_log2=10, **kw)
 
 
 def write_key(path: Path, hexkey: str | None = None, mode: int = 0o600) -> Path:

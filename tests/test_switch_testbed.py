@@ -61,7 +61,8 @@ def test_connect_completes_against_the_switch_and_data_reaches_the_frontend(tb):
     handshake ACK and first
     data segment arrive at the front-end's port, addressed to the VIP, with the
     front-end's MAC, TTL - 1 and correct checksums; the ACK carries the cookie,
-    whose low byte holds the client's options."""
+    whose low byte holds the client's options.  Both carry the switch's ADMIT mark:
+    each still has seq - 1 = c and ack - 1 = s."""
     fe, client = tb.frontends[0], tb.host("client")
     request = b"GET /switch-test HTTP/1.1\r\nHost: miresga\r\n\r\n"
     with load_switch(tb) as sw:
@@ -103,8 +104,10 @@ def test_connect_completes_against_the_switch_and_data_reaches_the_frontend(tb):
     f = layouts.cookie_fields(ack[TCP].ack - 1)
     assert dict(ack[TCP].options)["Timestamp"][1] == ack[TCP].ack - 1  # TSecr echoes the cookie
     assert (f["mss"], f["sack"], f["wscale"]) == (1460, True, info["rcv_wscale"])
+    assert ack[IP].tos >> 2 == layouts.DSCP_ADMIT and pkt[IP].tos >> 2 == layouts.DSCP_ADMIT
     assert counters["syn_cookie"] >= 1 and counters["cookie_ok"] >= 1
     assert counters["to_frontend"] >= 2 and counters["cookie_bad"] == 0
+    assert counters["fe_admit"] >= 2
 
 
 @pytest.mark.parametrize("egress_tx", ["off", "on"])
@@ -164,10 +167,13 @@ def test_offloaded_ack_with_partial_checksum_reaches_the_backend(tb, egress_tx):
 
 
 def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
-    """A back-end's packet to a client with an entry leaves the switch toward the
-    client with source VIP:80, routed by the switch's FIB; without an entry it
-    goes to the client's front-end untouched but for MACs and TTL."""
+    """A back-end's packet marked by its agent (MIRESGA) to a client with an entry
+    leaves the switch toward the client with source VIP:80, routed by the switch's
+    FIB; without an entry it goes to the client's front-end untouched but for MACs,
+    TTL and the mark, cleared either way.  An unmarked one is not Miresga's: the
+    switch routes it like any packet."""
     client, be, fe = tb.host("client"), tb.backends[0], tb.frontends[0]
+    marked = layouts.DSCP_MIRESGA << 2
     with load_switch(tb) as sw:
         sw.apply([FlowOp(CtlOp.ADD, ip_be(str(client.address)), port_be(46000), 0)])
         at_client, at_fe = Capture(client.netns, client.iface), Capture(fe.netns, fe.iface)
@@ -175,27 +181,64 @@ def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
             with netns(be.netns):
                 tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
             tx.bind((be.iface, 0))
-            for cport, body in ((46000, b"offloaded"), (46001, b"not-offloaded")):
+            for cport, body, tos in ((46000, b"offloaded", marked),
+                                     (46001, b"not-offloaded", marked),
+                                     (46002, b"not-miresga", 0)):
                 tx.send(raw(Ether(src=be.mac, dst=be.switch_mac)
-                            / IP(src=str(be.address), dst=str(client.address))
+                            / IP(src=str(be.address), dst=str(client.address), tos=tos)
                             / TCP(sport=80, dport=cport, flags="PA", seq=1, ack=1) / body))
             tx.close()
             rewritten = at_client.wait_for(lambda p: TCP in p and p[TCP].dport == 46000)
+            plain = at_client.wait_for(lambda p: TCP in p and p[TCP].dport == 46002)
             handed = at_fe.wait_for(lambda p: TCP in p and p[TCP].dport == 46001)
         finally:
             at_client.close()
             at_fe.close()
         counters = sw.counters()
-    assert rewritten and handed
+    assert rewritten and handed and plain
     p, _ = rewritten[0]
-    assert (p[IP].src, p[TCP].sport, p[IP].ttl) == (str(tb.vip), 80, 63)
+    assert (p[IP].src, p[TCP].sport, p[IP].ttl, p[IP].tos) == (str(tb.vip), 80, 63, 0)
     assert p[Ether].dst == client.mac and p[Ether].src == client.switch_mac
     assert bytes(p[Raw].load) == b"offloaded" and checksums_ok(p)
     q, _ = handed[0]
-    assert (q[IP].src, q[TCP].sport, q[Ether].dst) == (str(be.address), 80, fe.mac)
+    assert (q[IP].src, q[TCP].sport, q[Ether].dst, q[IP].tos) == (str(be.address), 80, fe.mac, 0)
     assert bytes(q[Raw].load) == b"not-offloaded" and checksums_ok(q)
+    u, _ = plain[0]
+    assert (u[IP].src, u[TCP].sport) == (str(be.address), 80)
     assert counters["offload_rev"] == 1 and counters["rev_to_frontend"] == 1
-    assert counters["fib_miss"] == 0
+    assert counters["be_unmarked"] == 1 and counters["fib_miss"] == 0
+
+
+def test_install_mark_counts_only_from_a_frontend_port(tb):
+    """An INSTALL-marked segment from the front-end's host writes the data-plane
+    entry (the port table knows the front-end's switch port) and reaches the back-end
+    with the mark cleared; the same segment from the client's host writes nothing."""
+    client, be, fe = tb.host("client"), tb.backends[0], tb.frontends[0]
+    cip = str(client.address)
+
+    def install_from(host, cport):
+        with netns(host.netns):
+            tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        with tx:
+            tx.bind((host.iface, 0))
+            tx.send(raw(Ether(src=host.mac, dst=host.switch_mac)
+                        / IP(src=cip, dst=str(be.address), tos=layouts.DSCP_INSTALL << 2, id=0)
+                        / TCP(sport=cport, dport=80, flags="A", seq=1, ack=1)))
+
+    with load_switch(tb) as sw:
+        at_be = Capture(be.netns, be.iface)
+        try:
+            install_from(fe, 47000)
+            install_from(client, 47001)
+            got = at_be.wait_for(lambda p: TCP in p and p[TCP].sport == 47000)
+            at_be.wait_for(lambda p: TCP in p and p[TCP].sport == 47001)
+        finally:
+            at_be.close()
+        live = sw.liveness([(ip_be(cip), port_be(47000), 0), (ip_be(cip), port_be(47001), 0)])
+        counters = sw.counters()
+    assert live[0].present and live[0].backend_idx == 0 and not live[1].present
+    assert got[0][0][IP].tos == 0 and checksums_ok(got[0][0])
+    assert counters["dp_install"] == 1 and counters["mark_untrusted"] == 1
 
 
 def test_switchd_on_the_switch_host(tb):

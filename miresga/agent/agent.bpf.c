@@ -18,6 +18,13 @@
  * Client sequence numbers (ingress seq, egress ack, egress SACK blocks) are
  * never touched: the front-end replays c unchanged.
  *
+ * Every packet the back-end sends on a connection in the map (its SYN-ACK
+ * and everything after) leaves marked MIRESGA in its DSCP field (miresga.h,
+ * "marks"): the switch takes a packet from a back-end's service address for
+ * Miresga's only with that mark and only on that back-end's own port, so no
+ * list of client addresses is needed, and the back-end's other traffic from
+ * the same port (health checks, say) is plain forwarding.
+ *
  * Why tc (clsact) and not XDP: the egress half has no XDP hook at all, and
  * both halves rewrite header fields covered by the TCP checksum.  On
  * transmit, TCP's skbs are CHECKSUM_PARTIAL (the check field holds the
@@ -279,6 +286,36 @@ static __always_inline void note_close(struct mg_agent_conn *conn,
 	count(conn->flags & MG_AGENT_RST ? MG_AG_CLOSE_RST : MG_AG_CLOSE_FIN);
 }
 
+/*
+ * Is the connection over, as the agent saw it: a RST or both FINs passed, or
+ * no packet for the idle timeout?  `dead` asks the stricter question of the
+ * sweeper: past the grace period too.
+ */
+static __always_inline int conn_over(const struct mg_agent_conn *conn,
+				     const struct mg_agent_config *cfg, __u64 now)
+{
+	return conn->close_ns || past(now, conn->last_seen_ns, cfg->idle_timeout_ns);
+}
+
+static __always_inline int conn_dead(const struct mg_agent_conn *conn,
+				     const struct mg_agent_config *cfg, __u64 now)
+{
+	if (conn->close_ns)
+		return past(now, conn->close_ns, cfg->close_grace_ns);
+	return past(now, conn->last_seen_ns, cfg->idle_timeout_ns);
+}
+
+/* Mark an egress packet Miresga's, in the IP header's DSCP (ECN kept); the
+ * IP checksum is patched incrementally.  tc egress runs before GSO, so a
+ * TSO super-packet is marked once and its segments inherit the header. */
+static __always_inline void mark_miresga(struct __sk_buff *skb, const struct mg_pkt *p)
+{
+	__u8 tos = mg_tos_with_dscp(p->tos, MG_DSCP_MIRESGA);
+
+	if (mg_set_tos(skb, p, tos) == 0)
+		count(MG_AG_MARKED);
+}
+
 /* ---------------------------------------------------------- window scale */
 
 /*
@@ -326,7 +363,34 @@ static __always_inline void window_rescale(struct __sk_buff *skb, const struct m
 
 /* --------------------------------------------------------------- ingress */
 
-/* A SYN to a service port: fused (ack field = s) or somebody else's. */
+/*
+ * A SYN to a service port: fused (ack field = s) or somebody else's.
+ *
+ * A SYN never takes the entry of a connection that is still going:
+ *   plain SYN (ack field 0)     removes the entry only if its connection is
+ *                               dead (what the sweeper would remove);
+ *                               otherwise it passes untouched and the kernel
+ *                               decides: a live socket answers a challenge
+ *                               ACK; a TIME_WAIT socket may accept it, and
+ *                               then its SYN-ACK answers an ISN that is not
+ *                               the entry's, which removes the entry
+ *                               (egress_synack)
+ *   fused SYN, same (seq, ack)  the front-end's retransmission: kept
+ *   fused SYN, new (seq, ack)   replaces the entry only if its connection
+ *                               is over: a RST or both FINs passed, or it
+ *                               has been idle for the idle timeout.  Else it
+ *                               is refused: the entry stays, the SYN goes to
+ *                               the kernel (ack field zeroed), whose live
+ *                               socket answers with a challenge ACK that is
+ *                               translated as usual.
+ * Why this is sound for the front-end: it re-opens a 4-tuple only after it
+ * has ended the back-end connection that held it (a RST, or its FIN and the
+ * back-end's, when it re-routes, drains or resets a TIME_WAIT), and all of
+ * those pass this agent; if that RST was lost, its SYN is refused, the
+ * challenge ACK reaches it, and it resets and retries.  A spoofed SYN, plain
+ * or fused (the switch drops fused SYNs from anywhere but a front-end port),
+ * cannot take a live connection's entry.
+ */
 static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pkt *p,
 				       const struct mg_agent_key *key,
 				       const struct mg_agent_config *cfg)
@@ -342,11 +406,13 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 
 	conn = bpf_map_lookup_elem(&mg_agent_conns, key);
 	if (ack == 0) {
-		/* A new connection on this 4-tuple means any old one is over;
-		 * a stale entry must not translate the new connection. */
 		count(MG_AG_SYN_PLAIN);
-		if (conn && bpf_map_delete_elem(&mg_agent_conns, key) == 0)
-			count(MG_AG_STALE_REMOVED);
+		if (!conn)
+			return TC_ACT_UNSPEC;
+		if (!conn_dead(conn, cfg, now))
+			count(MG_AG_SYN_PLAIN_KEPT);
+		else if (bpf_map_delete_elem(&mg_agent_conns, key) == 0)
+			count(MG_AG_STALE_REMOVED); /* a dead entry must not translate it */
 		return TC_ACT_UNSPEC;
 	}
 	/* Malformed options: the kernel keeps what it parsed before the
@@ -365,6 +431,10 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 			conn->flags &= ~(MG_AGENT_RST | MG_AGENT_FIN_IN | MG_AGENT_FIN_OUT);
 			conn->close_ns = 0;
 		}
+		goto zero_ack;
+	}
+	if (conn && !conn_over(conn, cfg, now)) {
+		count(MG_AG_SYN_LIVE_KEPT);
 		goto zero_ack;
 	}
 	reuse = conn != NULL;
@@ -532,13 +602,25 @@ int agent_ingress(struct __sk_buff *skb)
 
 /* The back-end's SYN-ACK: d = b - s from now on; the SYN-ACK leaves as seq s. */
 static __always_inline int egress_synack(struct __sk_buff *skb, const struct mg_pkt *p,
-					 struct mg_agent_conn *conn,
+					 const struct mg_agent_key *key, struct mg_agent_conn *conn,
 					 const struct mg_agent_config *cfg)
 {
 	__u32 b = p->seq;
 	struct mg_tcp_opts_walk walk = {};
 	struct mg_tcp_opts *opts = &walk.o;
 	int w = cfg->wscale;
+
+	if (p->ack_seq != conn->client_isn + 1) {
+		/* It answers another SYN than the fused one: the kernel took a
+		 * new connection on this 4-tuple (a plain SYN to a TIME_WAIT
+		 * socket), so the entry's connection is over and the new one is
+		 * not Miresga's.  Untouched, unmarked; the entry goes. */
+		count(MG_AG_SYNACK_FOREIGN);
+		if (bpf_map_delete_elem(&mg_agent_conns, key) == 0)
+			count(MG_AG_STALE_REMOVED);
+		return TC_ACT_UNSPEC;
+	}
+
 	int bad = load_opts(skb, p, &walk) != MG_OPTS_OK;
 
 	/* Every SYN-ACK redefines d: a retransmission has the same b, and a
@@ -587,6 +669,7 @@ static __always_inline int egress_synack(struct __sk_buff *skb, const struct mg_
 
 	if (mg_tcp_store32(skb, p->l4_off, 4, b, conn->switch_isn) == 0)
 		count(MG_AG_SYNACK);
+	mark_miresga(skb, p);
 	return TC_ACT_UNSPEC;
 }
 
@@ -624,10 +707,14 @@ int agent_egress(struct __sk_buff *skb)
 	}
 	if (p.tcp_flags & MG_TCP_SYN) {
 		if (p.tcp_flags & MG_TCP_ACK)
-			return egress_synack(skb, &p, conn, cfg);
+			return egress_synack(skb, &p, &key, conn, cfg);
 		count(MG_AG_FOREIGN);  /* a SYN *from* the service port */
 		return TC_ACT_UNSPEC;
 	}
+	/* Everything else of the connection is Miresga's, translated or not
+	 * (a RST or TIME_WAIT ACK answering the fused SYN goes to the front-end
+	 * too). */
+	mark_miresga(skb, &p);
 	if (conn->state == MG_AGENT_SYN_SEEN) {
 		/* E.g. a RST answering the fused SYN (no listener, backlog
 		 * full): it carries no back-end sequence number to translate. */

@@ -103,7 +103,7 @@ enum mg_agent_counter {
 	MG_AG_CONN_REUSE,       /* fused SYN with new ISNs for a key in the map: entry replaced */
 	MG_AG_SYN_RETRANS,      /* the same fused SYN again */
 	MG_AG_SYN_PLAIN,        /* SYN with a zero ack field: not Miresga's, passed */
-	MG_AG_STALE_REMOVED,    /* ... and it removed a Miresga entry for the same key */
+	MG_AG_STALE_REMOVED,    /* an entry of a connection that was over removed by a new one */
 	MG_AG_SYNACK,           /* SYN-ACK seen: offset d computed, seq rewritten to s */
 	MG_AG_REWRITE_IN,       /* ingress ack rewritten */
 	MG_AG_REWRITE_OUT,      /* egress seq rewritten */
@@ -124,6 +124,10 @@ enum mg_agent_counter {
 	MG_AG_SWEEPS,           /* sweeps of the map by the aging timer */
 	MG_AG_SWEEP_ARM_FAIL,   /* the sweeper timer could not be armed (retried at the next SYN) */
 	MG_AG_TS_REWRITE,       /* packets whose TSval (egress) or TSecr (ingress) was translated */
+	MG_AG_MARKED,           /* egress packets that left marked MIRESGA (miresga.h, marks) */
+	MG_AG_SYN_PLAIN_KEPT,   /* plain SYN on a key whose connection is not over: entry kept */
+	MG_AG_SYN_LIVE_KEPT,    /* fused SYN with new ISNs on a live connection's key: refused */
+	MG_AG_SYNACK_FOREIGN,   /* SYN-ACK answering another SYN than the fused one: untouched */
 	MG_AG__MAX,
 };
 

@@ -159,6 +159,10 @@ class Counter(enum.IntEnum):
     SWEEPS = enum.auto()
     SWEEP_ARM_FAIL = enum.auto()
     TS_REWRITE = enum.auto()
+    MARKED = enum.auto()
+    SYN_PLAIN_KEPT = enum.auto()
+    SYN_LIVE_KEPT = enum.auto()
+    SYNACK_FOREIGN = enum.auto()
 
 
 COUNTER_MAX = len(Counter)

@@ -15,6 +15,11 @@ means the same back-end on both sides.
     fe.start(); fe.wait_healthy(10)
     print(fe.stats()["flows"])
     fe.stop()
+
+On a testbed link the front-end's port is a DPDK vdev on the host's
+interface, `port="af_packet"` (a packet socket) or `port="af_xdp"` (an AF_XDP
+socket fed by an XDP program in the link's driver); on a real NIC, `eal`
+names it by PCI address and `port` is not used.
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ from dataclasses import dataclass, field
 from common.errors import ConfigError, Error
 from common.paths import BUILD_DIR
 from common.service import Service
+from switchhost.pipelines.miresga import HANDOFF_MODES
 
 BINARY = BUILD_DIR / "miresga-frontend"
+#: The af_xdp port's XDP program (miresga/frontend/fe_xsk.bpf.c).
+XSK_OBJECT = BUILD_DIR / "bpf" / "fe_xsk.bpf.o"
 
 #: Knobs of the front-end that the service does not set, with the C defaults.
-LIMIT_DEFAULTS: dict[str, int] = {
+LIMIT_DEFAULTS: dict[str, int | str] = {
     "syn_timeout_ms": 1000,
     "syn_retries": 1,
     "grace_ms": 2000,
@@ -49,6 +57,16 @@ LIMIT_DEFAULTS: dict[str, int] = {
     "offload_after_bytes": 0,
     "offload_ring_size": 65536,
     "verify_checksums": 1,
+    # The hand-off: the mode (HANDOFF_MODES); how long `confirmed` holds a
+    # request for the switch's answer; how long a back-end must be quiet, with
+    # everything it sent acknowledged, for its response to count as over (a
+    # client's FIN waits for that, and so does a pipelined request for another
+    # cluster); 0 lets any ACK start a flow, for a switch that does not mark
+    # the packets whose cookie it checked (ADMIT).
+    "handoff": "async",
+    "confirm_timeout_ms": 100,
+    "drain_quiet_ms": 50,
+    "require_admit": 1,
 }
 
 
@@ -59,6 +77,28 @@ LIMIT_DEFAULTS: dict[str, int] = {
 #: on the emulated testbed, 10 KB one connection per request: p99 206 ms with
 #: 512 frames, 9.7 ms with 4,096.
 AFPACKET_FRAMES = 4096
+
+#: The ports a front-end can have on a testbed link (a DPDK vdev on its interface).
+PORTS = ("af_packet", "af_xdp")
+PORT_DEFAULT = "af_packet"
+
+#: af_xdp: the kernel's XDP modes as `ip -j link` numbers them (XDP_ATTACHED_*).
+XDP_MODES = {1: "native", 2: "generic", 3: "offloaded", 4: "several"}
+
+#: af_xdp: the largest MTU the port receives whole.  The PMD puts the kernel's
+#: frames straight into the front-end's mbufs (RTE_MBUF_DEFAULT_BUF_SIZE, 2,176
+#: bytes) behind DPDK's headroom (128) and XDP's (256): 1,792 bytes of frame,
+#: an MTU of 1,778.  A longer frame is dropped by the kernel (the port's imissed).
+AFXDP_MAX_MTU = 2176 - 128 - 256 - 14
+
+#: af_xdp: the PMD's busy polling (SO_PREFER_BUSY_POLL with this budget, a
+#: recvfrom() on every empty poll).  Off: the loop sleeps when idle, so the
+#: kernel's softirq fills the ring by itself anyway (nothing defers it to a
+#: busy poller on a veth).  Measured against a budget of 64 (1 KB, 4
+#: interleaved repetitions): keep-alive, busy polling served 0.69x the
+#: requests (0.47-1.28) for 1.47x the front-end's CPU per request; one
+#: connection per request, 0.98x for 1.07x.
+AFXDP_BUSY_BUDGET = 0
 
 
 class FrontendError(Error):
@@ -156,7 +196,13 @@ def render_config(service: Service, facts: FrontendFacts, stats_socket: str = ""
     if stats_socket:
         lines.append(f"stats_socket {_token('stats socket', stats_socket)}")
     for key, value in limits.items():
-        lines.append(f"{key} {int(value)}")
+        if key == "handoff":
+            if value not in HANDOFF_MODES:
+                raise ConfigError(f"front-end limits: handoff {value!r} is not one of "
+                                  f"{', '.join(HANDOFF_MODES)}")
+            lines.append(f"handoff {value}")
+        else:
+            lines.append(f"{key} {int(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -184,7 +230,7 @@ _STATS_SNIPPET = ("import socket,sys;s=socket.socket(socket.AF_UNIX);s.settimeou
 class Frontend:
     """The front-end on one host: files, process, health, stats.
 
-    EAL options default to the emulated testbed (af_packet on the host's link,
+    EAL options default to the emulated testbed (`port` on the host's link,
     no hugepages); pass `eal` to run on a real NIC, e.g.
     ["-a", "0000:3b:00.0", "-l", "2", "--file-prefix", "fe1"].
     """
@@ -197,8 +243,13 @@ class Frontend:
     core: int | None = None
     memory_mb: int = 256
     eal: list[str] | None = None
+    port: str = PORT_DEFAULT
+    xsk_object: str = str(XSK_OBJECT)
 
     def __post_init__(self):
+        if self.port not in PORTS:
+            raise ConfigError(f"front-end port {self.port!r}: known ports are "
+                              f"{', '.join(PORTS)}")
         self.file_prefix = "fe" + secrets.token_hex(4)
         self.workdir = f"{self.host.workdir}/{self.file_prefix}"
         self.config_path = f"{self.workdir}/frontend.conf"
@@ -217,9 +268,23 @@ class Frontend:
             cpus = getattr(self.host, "cpus", "")
             core = int(cpus.split(",")[0].split("-")[0]) if cpus else (os.cpu_count() or 1) - 1
         return ["--no-huge", "-m", str(self.memory_mb), "--no-pci", "--no-telemetry",
-                "--file-prefix", self.file_prefix,
-                f"--vdev=net_af_packet0,iface={self.facts.iface},framecnt={AFPACKET_FRAMES}",
+                "--file-prefix", self.file_prefix, self.vdev(),
                 "-l", str(core), "--log-level=*:warning"]
+
+    def vdev(self) -> str:
+        iface = self.facts.iface
+        if self.port == "af_xdp":
+            # Ring sizes are the PMD's own (fe_port.c takes a driver's
+            # preferred size); the UMEM is the mbuf pool itself, which
+            # --no-huge allocates as one virtually contiguous area, as the
+            # PMD needs.  Our XDP program, not libxdp's: the kernel keeps the
+            # frames that are not the front-end's (fe_xsk.bpf.c).
+            return (f"--vdev=net_af_xdp0,iface={iface},xdp_prog={self.xsk_object},"
+                    f"busy_budget={AFXDP_BUSY_BUDGET}")
+        return f"--vdev=net_af_packet0,iface={iface},framecnt={AFPACKET_FRAMES}"
+
+    def uses_xdp(self) -> bool:
+        return self.eal is None and self.port == "af_xdp"
 
     def command(self) -> str:
         argv = [self.binary, *self.eal_args(), "--", "--config", self.config_path]
@@ -237,10 +302,91 @@ class Frontend:
         if not check.ok:
             raise FrontendError(f"{self.host.name}: the front-end refuses its config: "
                                 f"{check.stderr.strip()}")
+        if self.uses_xdp():
+            self._check_xdp_link()
         self.process = self.host.start(self.command(), name="miresga-frontend-" + self.file_prefix)
 
     def logs(self) -> str:
         return self.process.logs() if self.process is not None else ""
+
+    # ------------------------------------------------------- af_xdp link
+    def link(self) -> dict:
+        """`ip -j link` of the front-end's interface."""
+        r = self.host.run(f"ip -j link show dev {shlex.quote(self.facts.iface)}", check=False)
+        if not r.ok:
+            raise FrontendError(f"{self.host.name}: {self.facts.iface}: {r.stderr.strip()}")
+        return json.loads(r.stdout)[0]
+
+    def xdp_program(self, link: dict | None = None) -> dict | None:
+        """The XDP program on the front-end's interface: name, id, mode; None if none."""
+        xdp = (link or self.link()).get("xdp")
+        if not xdp:
+            return None
+        prog = xdp.get("prog") or {}
+        return {"name": prog.get("name"), "id": prog.get("id"),
+                "mode": XDP_MODES.get(xdp.get("mode"), str(xdp.get("mode")))}
+
+    def _check_xdp_link(self) -> None:
+        """What an af_xdp port on this link needs, checked before it starts."""
+        iface, link = self.facts.iface, self.link()
+        prog = self.xdp_program(link)
+        if prog is not None:
+            raise FrontendError(f"{self.host.name}: {iface} already has an XDP program "
+                                f"({prog['name']}, id {prog['id']}, {prog['mode']} mode); the "
+                                f"af_xdp port attaches its own (remove it: ip link set dev "
+                                f"{iface} xdp off)")
+        if link["mtu"] > AFXDP_MAX_MTU:
+            raise FrontendError(f"{self.host.name}: {iface}: MTU {link['mtu']} is above "
+                                f"{AFXDP_MAX_MTU}, the longest frame an af_xdp port's mbufs hold")
+        # The PMD binds one socket, to queue 0: in any other queue the XDP
+        # program finds no socket in its map and passes frames to the kernel.
+        queues = self._rx_queues()
+        if queues > 1:
+            raise FrontendError(f"{self.host.name}: {iface} has {queues} receive queues; the "
+                                f"af_xdp port reads queue 0 only (ethtool -L {iface} rx 1)")
+
+    def _rx_queues(self) -> int:
+        """Receive queues in use on the interface (RX + combined channels);
+        0 where the driver does not say (ethtool -l unsupported)."""
+        r = self.host.run(f"ethtool -l {shlex.quote(self.facts.iface)}", check=False)
+        current = r.stdout.partition("Current hardware settings:")[2]
+        counts = dict(ln.split(":", 1) for ln in current.splitlines() if ":" in ln)
+        values = (counts.get(k, "").strip() for k in ("RX", "Combined"))
+        return sum(int(v) for v in values if v.isdigit())
+
+    def _check_xdp_native(self) -> None:
+        """The port's program must run in the driver: in generic mode every
+        frame becomes an skb first, the cost af_xdp is there to avoid."""
+        prog = self.xdp_program()
+        if prog is not None and prog["mode"] == "native":
+            return
+        logs = self.logs()
+        self.stop()
+        iface = self.facts.iface
+        if prog is None:
+            raise FrontendError(f"{self.host.name}: the af_xdp port started but {iface} has no "
+                                f"XDP program", logs)
+        driver = self.host.run(f"ethtool -i {shlex.quote(iface)}", check=False).stdout
+        driver = next((ln.split(":", 1)[1].strip() for ln in driver.splitlines()
+                       if ln.startswith("driver:")), "unknown")
+        raise FrontendError(f"{self.host.name}: the kernel attached the af_xdp port's XDP "
+                            f"program to {iface} in {prog['mode']} mode: its driver ({driver}) "
+                            f"has no native XDP, and the af_xdp port needs native mode", logs)
+
+    def restore_link(self) -> None:
+        """Detach the af_xdp port's XDP program if it is still there: a killed
+        front-end leaves it on the link (attached by netlink, it outlives the
+        process; its socket leaves the map with the process, and the
+        program then drops the front-end's frames)."""
+        prog = self.xdp_program()
+        if prog is None:
+            return
+        mode = {"native": "xdpdrv", "generic": "xdpgeneric"}.get(prog["mode"], "xdp")
+        iface = shlex.quote(self.facts.iface)
+        r = self.host.run(f"ip link set dev {iface} {mode} off", check=False)
+        if self.xdp_program() is not None:
+            raise FrontendError(f"{self.host.name}: cannot detach XDP program {prog['name']} "
+                                f"from {self.facts.iface}: {r.stderr.strip()}")
 
     def healthy(self) -> bool:
         try:
@@ -254,12 +400,18 @@ class Frontend:
         deadline = time.monotonic() + timeout
         while True:
             if self.process is None or not self.process.running():
+                logs = self.logs()
+                self.stop()  # an af_xdp port may have left its program
                 raise FrontendError(f"{self.host.name}: the front-end exited before it was "
-                                    f"healthy", self.logs())
+                                    f"healthy", logs)
             try:
-                return self.stats()
+                stats = self.stats()
             except (OSError, ValueError, Error):
                 pass
+            else:
+                if self.uses_xdp():
+                    self._check_xdp_native()
+                return stats
             if time.monotonic() >= deadline:
                 raise FrontendError(f"{self.host.name}: no answer on {self.stats_socket} "
                                     f"after {timeout:.0f}s", self.logs())
@@ -284,6 +436,8 @@ class Frontend:
             rc = self.process.stop(timeout)
         # A killed EAL leaves its runtime directory; ours is named by our prefix.
         self.host.run(f"rm -rf /var/run/dpdk/{self.file_prefix}", check=False)
+        if self.uses_xdp() and self.process is not None:
+            self.restore_link()
         return rc
 
     def __enter__(self) -> "Frontend":
@@ -301,15 +455,17 @@ AFPACKET_OFF = ("tx", "tso", "gso")
 
 def quiet_afpacket_link(fe_host, switch_host) -> list[tuple]:
     """Turn checksum and segmentation offloads off on both ends of an af_packet
-    front-end's link; returns what restore_links() puts back.
+    (or af_xdp) front-end's link; returns what restore_links() puts back.
 
     A front-end on an af_packet port reads frames as the kernel hands them
     over: with TX checksum offload on either end they carry partial
     checksums, with TSO/GSO they are super-packets of up to 64 KB.  With both
     ends off, the switch's port completes checksums and cuts segments before
-    the front-end sees them.  Only this link: the testbed's other links keep
-    the offloads a real NIC has, which the baselines (and the back-ends'
-    responses through the switch) use.  A real front-end's NIC belongs to
+    the front-end sees them.  An af_xdp port needs the same: while an XDP
+    program is attached to a veth the kernel turns TSO off on its peer, but
+    not checksum offload, and XDP hands frames over as they are.  Only this
+    link: the testbed's other links keep the offloads a real NIC has, which
+    the baselines (and the back-ends' responses through the switch) use.  A real front-end's NIC belongs to
     DPDK and has no kernel offloads to turn off.
     """
     ends = [(fe_host, fe_host.iface)]

@@ -42,7 +42,7 @@ void fe_answer(struct fe_lcore *lc, struct fe_flow *f, int status)
 	default: lc->stats.decision.empty_close++; break;
 	}
 	/* What the back-end got ends where the held request starts. */
-	fe_backend_abort(lc, f, f->req_seq);
+	fe_backend_abort(lc, f, fe_backend_rcv_next(f));
 	fe_hold_free(lc, f);
 	f->status = (uint16_t)status;
 	f->answered = 1;

@@ -11,6 +11,7 @@
 
 void fe_backend_release(struct fe_lcore *lc, struct fe_flow *f)
 {
+	fe_rtx_free(lc, f);     /* copies for this back-end only */
 	if (f->has_backend) {
 		fe_lb_detach(&lc->lb, f->backend);
 		f->has_backend = 0;
@@ -25,9 +26,8 @@ void fe_backend_abort(struct fe_lcore *lc, struct fe_flow *f, uint32_t seq)
 	if (!f->has_backend)
 		return;
 	t = fe_to_backend(lc, f);
-	fe_send_rst(lc, &t, seq);
-	if (f->installed)
-		fe_offload_queue(lc, f, MG_CTL_DEL);
+	if (fe_send_closing(lc, f, &t, seq, 0, F_RST, 0, NULL, 0) == 0)
+		lc->stats.pkt.rst_sent++;
 	fe_backend_release(lc, f);
 }
 
@@ -99,6 +99,7 @@ void fe_backend_open(struct fe_lcore *lc, struct fe_flow *f)
 	f->backend = (uint8_t)c->backends[(f->first_pick + f->tries) % c->n_backends];
 	f->has_backend = 1;
 	f->be_fin = 0;
+	f->drain_fin = 0;
 	f->syns = 0;
 	f->tw_reset = 0;
 	fe_lb_attach(&lc->lb, f->backend);
@@ -120,18 +121,31 @@ void fe_backend_failed(struct fe_lcore *lc, struct fe_flow *f)
 		fe_answer(lc, f, 503);
 }
 
-/* The back-end's SYN-ACK checked out: complete its handshake and splice. */
+/*
+ * The back-end's SYN-ACK checked out: complete its handshake and splice.
+ * The hand-off starts here (fe_entry_at_join): the ACK may carry an INSTALL
+ * mark with the request right behind it, or the request may wait for the
+ * switch's confirmation.
+ */
 void fe_backend_joined(struct fe_lcore *lc, struct fe_flow *f)
 {
 	struct fe_tuple t = fe_to_backend(lc, f);
-	uint8_t opt[12], optlen = fe_ts_opt(f, 0, opt);
+	uint8_t opt[12], optlen = fe_ts_opt(f, 0, opt), mark = 0;
+	int wait;
 
 	fe_lb_answered(&lc->lb, f->backend);
-	if (fe_send_segment(lc, &t, f->req_seq, f->syn_ack + 1, F_ACK, f->cli_win, opt, optlen,
-			    NULL, 0) == 0)
+	/* Nothing of this back-end's stream yet: its first byte is syn_ack + 1. */
+	f->be_next = f->resp_mark = f->syn_ack + 1;
+	wait = fe_entry_at_join(lc, f, &mark);
+	if (fe_send_marked(lc, &t, f->req_seq, f->syn_ack + 1, F_ACK, f->cli_win, opt, optlen,
+			   mark) == 0)
 		lc->stats.pkt.ack_sent++;
+	if (wait) {
+		fe_flow_set_state(&lc->ft, f, FE_FS_CONFIRMING);
+		fe_timer_arm(&lc->ft, f, FE_TIMER_CONFIRM, lc->now_us);
+		return;
+	}
 	fe_flow_set_state(&lc->ft, f, FE_FS_SPLICED);
 	fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
-	fe_offload_apply(lc, f);
 	fe_progress(lc, f);
 }

@@ -1,14 +1,31 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The client side of the state machine: every packet from a client to the
- * VIP.  The first ACK the switch lets through starts a flow (the switch
- * checked its cookie or knows the connection); after that the flow's state
- * says what a segment means: request bytes to hold while the front-end
- * parses or waits for a back-end, bytes to forward (cut at a request
- * boundary) once spliced, the client's half of the close, or an answer the
- * front-end owes.
+ * VIP.  Only a packet the switch admitted with its cookie starts a flow;
+ * after that the flow's state says what a segment means: request bytes to
+ * hold while the front-end parses or waits for a back-end (acknowledged
+ * here while the header is incomplete), bytes to forward (cut at a request
+ * boundary) once spliced, the client's half of the close (held back until
+ * the response is over), or an answer the front-end owes.
  */
 #include "fe_splice.h"
+
+/* The client closed (a FIN at `end`, on p): the FIN waits for the response. */
+static void client_fin(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p, uint32_t end)
+{
+	f->cli_fin = 1;
+	f->cli_fin_seq = end;
+	fe_strip_fin(p);
+	fe_forward_to_backend(lc, f, p);
+	fe_fin_defer(lc, f);
+}
+
+/* Is the flow holding a header that is not complete yet? */
+static int header_incomplete(const struct fe_flow *f)
+{
+	return (f->state == FE_FS_HEADER || f->state == FE_FS_NEXT_HEADER) &&
+	       f->scan_result == HTTP_SCAN_MORE && !f->cli_fin;
+}
 
 /* A client segment on a joined connection (SPLICED). */
 static void client_spliced(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
@@ -38,11 +55,7 @@ static void client_spliced(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt
 	k = off + fe_request_track(lc, f, p->data + off, p->len - off);
 	if (k == p->len) {
 		if (p->flags & F_FIN) {
-			f->cli_fin = 1;
-			f->cli_fin_seq = end;
-			f->cli_fin_sent = 1;
-			fe_forward_to_backend(lc, f, p);
-			fe_fin_seen(lc, f);
+			client_fin(lc, f, p, end);
 			return;
 		}
 		fe_forward_to_backend(lc, f, p);
@@ -65,11 +78,11 @@ static void client_spliced(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt
 			 * and stop routing its requests. */
 			lc->stats.err.no_mbuf++;
 			f->opaque = 1;
-			if (p->flags & F_FIN)
-				f->cli_fin_sent = 1;
+			if (p->flags & F_FIN) {
+				client_fin(lc, f, p, end);
+				return;
+			}
 			fe_forward_to_backend(lc, f, p);
-			if (p->flags & F_FIN)
-				fe_fin_seen(lc, f);
 			return;
 		}
 		fe_forward_to_backend(lc, f, p);
@@ -78,20 +91,34 @@ static void client_spliced(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt
 		fe_hold_mbuf(lc, f, tail);
 	}
 	fe_progress(lc, f);
+	if (header_incomplete(f))
+		f->held_segs = 1;   /* the first held segment of the next request */
 }
 
-/* A client segment while a request is held (HEADER, NEXT_HEADER, SYN_SENT). */
-static void client_holding(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+/*
+ * A client segment while a request is held (HEADER, SYN_SENT, CONFIRMING,
+ * NEXT_HEADER, DRAIN).  `acked`: the segment acknowledged more of the
+ * response than the client had before.
+ */
+static void client_holding(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p, int acked)
 {
 	uint32_t end = p->seq + p->len;
+	int joined = f->state != FE_FS_HEADER && f->state != FE_FS_SYN_SENT;
 
 	if (!p->len && !(p->flags & F_FIN)) {
 		/* A pure ACK.  Once joined, it may acknowledge response bytes the
 		 * back-end is waiting on; before that nobody needs it. */
-		if (f->state == FE_FS_NEXT_HEADER)
+		if (joined) {
+			if (f->state == FE_FS_DRAIN) {
+				fe_touch(lc, f);
+				fe_client_fixup(f, p);
+			}
 			fe_forward_to_backend(lc, f, p);
-		else
+			if (f->state == FE_FS_DRAIN && acked)
+				fe_drain_progress(lc, f);
+		} else {
 			rte_pktmbuf_free(p->m);
+		}
 		return;
 	}
 	if (SEQ_GT(p->seq, f->cli_next)) {
@@ -112,14 +139,32 @@ static void client_holding(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt
 		}
 		lc->stats.pkt.duplicate++;
 		rte_pktmbuf_free(p->m);
+		/* Sent again: the client waits for an ACK only we can give. */
+		if (header_incomplete(f) || f->own_acked)
+			fe_ack_held(lc, f);
 		return;
 	}
-	if (fe_hold_segment(lc, f, p, f->cli_next - p->seq))
+	if (fe_hold_segment(lc, f, p, f->cli_next - p->seq)) {
+		if (f->own_acked)
+			fe_ack_held(lc, f);     /* the window we gave is full: say so again */
 		return;
-	fe_progress(lc, f);
-}
+	}
+	if (f->state == FE_FS_DRAIN && acked) {
+		/* The held segment's ACK is news for the old back-end. */
+		struct fe_tuple t = fe_to_backend(lc, f);
+		uint8_t opt[12], optlen = fe_ts_opt(f, 0, opt);
 
-/* A client packet for a flow the front-end answered itself. */
+		fe_touch(lc, f);
+		if (fe_send_segment(lc, &t, fe_backend_rcv_next(f), f->cli_ack, F_ACK, f->cli_win, opt,
+				    optlen, NULL, 0) == 0)
+			lc->stats.pkt.ack_sent++;
+		fe_drain_progress(lc, f);
+		return;
+	}
+	fe_progress(lc, f);
+	if (header_incomplete(f) && ++f->held_segs >= 2)
+		fe_ack_held(lc, f);
+}
 
 /*
  * Is this client packet the start of a new connection on the key of a flow
@@ -127,8 +172,8 @@ static void client_holding(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt
  * 4.2.2.13, Linux tcp_timewait_state_process): a sequence number after the
  * end of the old connection's stream.  A client that reuses a port picks a
  * clock-driven ISN (RFC 6528) that is far after the old one, and the switch
- * has already checked the packet's cookie or its place in the seen filter.
- * Only an ACK without SYN/RST can start a flow here, as in fe_client_input.
+ * has checked the packet's cookie (ADMIT).  Only an ACK without SYN/RST can
+ * start a flow here, as in fe_client_input.
  */
 static int new_incarnation(const struct fe_flow *f, const struct fe_pkt *p)
 {
@@ -141,6 +186,139 @@ static int new_incarnation(const struct fe_flow *f, const struct fe_pkt *p)
 	return SEQ_GT(p->seq, end);
 }
 
+/*
+ * A client segment after the front-end closed an idle connection in the
+ * client's name (our FIN is at cli_fin_seq).  The client's own FIN is
+ * acknowledged here, as the back-end would have; new data is too late (the
+ * back-end is closing): both ends are reset; the rest goes on, one past our FIN.
+ */
+static void client_after_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+{
+	struct fe_tuple t = fe_to_client(lc, f);
+
+	if (p->len && SEQ_GT(p->seq + p->len, f->cli_fin_seq)) {
+		lc->stats.err.idle_close_race++;
+		rte_pktmbuf_free(p->m);
+		fe_reset_both(lc, f);
+		return;
+	}
+	if (p->flags & F_FIN) {
+		uint8_t opt[12], optlen = fe_ts_opt(f, 1, opt);
+
+		lc->stats.pkt.fin_absorbed++;
+		if (fe_send_segment(lc, &t, p->ack, f->cli_fin_seq + 1, F_ACK, fe_answer_window(lc, f),
+				    opt, optlen, NULL, 0) == 0)
+			lc->stats.pkt.ack_sent++;
+		rte_pktmbuf_free(p->m);
+		return;
+	}
+	if (!f->has_backend || f->reset) {
+		rte_pktmbuf_free(p->m);
+		return;
+	}
+	fe_client_fixup(f, p);
+	fe_forward_to_backend(lc, f, p);
+}
+
+/* A client segment after one side closed (CLOSING); `acked` as in client_holding. */
+static void client_closing(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p, int acked)
+{
+	if (f->fe_fin) {
+		client_after_our_fin(lc, f, p);
+		return;
+	}
+	if (f->cli_fin && !f->cli_fin_sent) {
+		/* The client's FIN waits: its ACKs of the rest of the response go
+		 * on without it; its FIN sent again with nothing new is absorbed
+		 * (passed on, it would be a duplicate ACK to a back-end that may
+		 * be sending). */
+		if (p->flags & F_FIN) {
+			lc->stats.pkt.fin_absorbed++;
+			if (!p->len && !acked) {
+				rte_pktmbuf_free(p->m);
+				return;
+			}
+		}
+		fe_client_fixup(f, p);
+		fe_forward_to_backend(lc, f, p);
+		return;
+	}
+	if ((p->flags & F_FIN) && !f->cli_fin) {
+		if (!f->be_fin) {
+			client_fin(lc, f, p, p->seq + p->len);
+			return;
+		}
+		/* The back-end closed first: this FIN ends the connection. */
+		f->cli_fin = 1;
+		f->cli_fin_seq = p->seq + p->len;
+		f->cli_fin_sent = 1;
+		fe_entry_remove_with(lc, f, p);
+		fe_forward_to_backend(lc, f, p);
+		fe_fin_seen(lc, f);
+		return;
+	}
+	fe_forward_to_backend(lc, f, p);
+}
+
+/* No flow for this packet: create one if the switch admitted it. */
+static struct fe_flow *client_new_flow(struct fe_lcore *lc, struct fe_pkt *p,
+				       const struct mg_flow_key *key)
+{
+	struct fe_tuple t = {.saddr = lc->cfg->vip_be, .daddr = key->client_ip_be,
+			     .sport = lc->cfg->vip_port_be, .dport = key->client_port_be};
+	uint8_t mark = mg_tos_dscp(p->ip->type_of_service);
+	struct fe_flow *f;
+
+	if (p->flags & F_SYN) {
+		/* The switch answers SYNs. */
+		lc->stats.pkt.unexpected++;
+		rte_pktmbuf_free(p->m);
+		return NULL;
+	}
+	if (lc->cfg->require_admit && mark != MG_DSCP_ADMIT) {
+		/* No proof: never state.  A connection the switch knows (after a
+		 * restart of ours) gets one RST, so its client starts over; the
+		 * options it negotiated are lost with its cookie. */
+		if (mark == MG_DSCP_KNOWN && (p->flags & F_ACK) && !(p->flags & F_RST)) {
+			lc->stats.pkt.known_reset++;
+			fe_send_rst(lc, &t, p->ack);
+		} else {
+			lc->stats.pkt.unadmitted++;
+		}
+		rte_pktmbuf_free(p->m);
+		return NULL;
+	}
+	/* An ACK (the handshake's last packet, or request data if that was
+	 * lost) is all that starts a flow here.  It passed the switch's cookie
+	 * check, so ack - 1 is s. */
+	if ((p->flags & F_RST) || !(p->flags & F_ACK) || ((p->flags & F_FIN) && !p->len)) {
+		lc->stats.pkt.no_flow++;
+		if (!(p->flags & F_RST) && (p->flags & F_ACK))
+			fe_send_rst(lc, &t, p->ack);
+		rte_pktmbuf_free(p->m);
+		return NULL;
+	}
+	f = fe_flow_create(&lc->ft, key, FE_FS_HEADER);
+	if (!f) {
+		lc->stats.err.flow_table_full++;
+		fe_send_rst(lc, &t, p->ack);
+		rte_pktmbuf_free(p->m);
+		return NULL;
+	}
+	f->s_isn = p->ack - 1;
+	f->cli_next = p->seq;
+	f->cli_ack = p->ack;
+	f->req_seq = p->seq;
+	f->cli_win = p->win;
+	/* The client's first segment after the handshake tells whether it
+	 * agreed to timestamps with the switch. */
+	f->ts_ok = (uint8_t)fe_pkt_timestamps(p, &f->cli_tsval, &f->cli_tsecr);
+	http_scan_init(&f->scan);
+	f->scan_result = HTTP_SCAN_MORE;
+	fe_timer_arm(&lc->ft, f, FE_TIMER_REQUEST, lc->now_us);
+	return f;
+}
+
 void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 {
 	struct mg_flow_key key = {
@@ -148,10 +326,11 @@ void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 		.client_port_be = p->tcp->src_port,
 	};
 	struct fe_flow *f = fe_flow_lookup(&lc->ft, &key);
-	struct fe_tuple t;
+	int acked = 0;
 
 	lc->stats.pkt.from_client++;
-	if (f && new_incarnation(f, p)) {
+	if (f && new_incarnation(f, p) &&
+	    (!lc->cfg->require_admit || mg_tos_dscp(p->ip->type_of_service) == MG_DSCP_ADMIT)) {
 		/* The client reused the port of a connection we still hold in its
 		 * grace period: forget the old one (and its switch entry) and take
 		 * this packet as the first of a new connection. */
@@ -159,45 +338,13 @@ void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 		fe_flow_free(lc, f);
 		f = NULL;
 	}
-	if (!f) {
-		t = (struct fe_tuple){.saddr = lc->cfg->vip_be, .daddr = key.client_ip_be,
-				      .sport = lc->cfg->vip_port_be, .dport = key.client_port_be};
-		/* The switch answers SYNs; an ACK (the handshake's last packet, or
-		 * request data if that was lost) is all that starts a flow here.
-		 * It passed the switch's cookie check, so ack - 1 is s. */
-		if ((p->flags & (F_SYN | F_RST)) || !(p->flags & F_ACK) ||
-		    ((p->flags & F_FIN) && !p->len)) {
-			if (p->flags & F_SYN)
-				lc->stats.pkt.unexpected++;
-			else
-				lc->stats.pkt.no_flow++;
-			if (!(p->flags & F_RST) && (p->flags & F_ACK))
-				fe_send_rst(lc, &t, p->ack);
-			rte_pktmbuf_free(p->m);
-			return;
-		}
-		f = fe_flow_create(&lc->ft, &key, FE_FS_HEADER);
-		if (!f) {
-			lc->stats.err.flow_table_full++;
-			fe_send_rst(lc, &t, p->ack);
-			rte_pktmbuf_free(p->m);
-			return;
-		}
-		f->s_isn = p->ack - 1;
-		f->cli_next = p->seq;
-		f->cli_ack = p->ack;
-		f->req_seq = p->seq;
-		f->cli_win = p->win;
-		/* The client's first segment after the handshake tells whether
-		 * it agreed to timestamps with the switch. */
-		f->ts_ok = (uint8_t)fe_pkt_timestamps(p, &f->cli_tsval, &f->cli_tsecr);
-		http_scan_init(&f->scan);
-		f->scan_result = HTTP_SCAN_MORE;
-		fe_timer_arm(&lc->ft, f, FE_TIMER_REQUEST, lc->now_us);
-	}
+	if (!f && !(f = client_new_flow(lc, p, &key)))
+		return;
 
-	if ((p->flags & F_ACK) && SEQ_GT(p->ack, f->cli_ack))
+	if ((p->flags & F_ACK) && SEQ_GT(p->ack, f->cli_ack)) {
 		f->cli_ack = p->ack;
+		acked = 1;
+	}
 	f->cli_win = p->win;
 	if (f->ts_ok) {
 		uint32_t tsval, tsecr;
@@ -217,12 +364,16 @@ void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 		}
 		lc->stats.err.client_reset++;
 		f->reset = 1;
-		if (f->state == FE_FS_SYN_SENT || f->state == FE_FS_NEXT_HEADER) {
+		if (f->state == FE_FS_SYN_SENT || f->state == FE_FS_CONFIRMING ||
+		    f->state == FE_FS_NEXT_HEADER || f->state == FE_FS_DRAIN) {
 			/* The back-end has bytes up to req_seq; an RST elsewhere in
 			 * its window would only earn a challenge ACK (RFC 5961). */
-			fe_backend_abort(lc, f, f->req_seq);
+			fe_backend_abort(lc, f, fe_backend_rcv_next(f));
 			rte_pktmbuf_free(p->m);
 		} else if (f->has_backend) {
+			if (f->fe_fin || (f->cli_fin && !f->cli_fin_sent))
+				fe_client_fixup(f, p);
+			fe_entry_remove_with(lc, f, p);
 			fe_forward_to_backend(lc, f, p);
 		} else {
 			rte_pktmbuf_free(p->m);
@@ -238,29 +389,25 @@ void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 
 	switch (f->state) {
 	case FE_FS_HEADER:
-	case FE_FS_NEXT_HEADER:
 	case FE_FS_SYN_SENT:
-		client_holding(lc, f, p);
+	case FE_FS_CONFIRMING:
+	case FE_FS_NEXT_HEADER:
+	case FE_FS_DRAIN:
+		client_holding(lc, f, p, acked);
 		break;
 	case FE_FS_SPLICED:
-		fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+		fe_touch(lc, f);
 		client_spliced(lc, f, p);
 		break;
 	case FE_FS_CLOSING:
-		fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
-		if ((p->flags & F_FIN) && !f->cli_fin) {
-			f->cli_fin = 1;
-			f->cli_fin_seq = p->seq + p->len;
-			f->cli_fin_sent = 1;
-			fe_forward_to_backend(lc, f, p);
-			fe_fin_seen(lc, f);
-			break;
-		}
-		fe_forward_to_backend(lc, f, p);
+		fe_touch(lc, f);
+		client_closing(lc, f, p, acked);
 		break;
 	case FE_FS_TIME_WAIT:
 		if (f->answered)
 			fe_client_answered(lc, f, p);
+		else if (f->fe_fin)
+			client_after_our_fin(lc, f, p);
 		else if (f->has_backend && !f->reset)
 			/* The last ACK of the close still has to reach the back-end. */
 			fe_forward_to_backend(lc, f, p);

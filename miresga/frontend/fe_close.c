@@ -3,15 +3,16 @@
  * How a flow ends: a FIN each way (or an RST, or our answer acknowledged)
  * puts it in TIME_WAIT, where it waits out a grace period for the last ACKs
  * and resent FINs; then, or on a timeout, it is freed with everything it
- * holds: held bytes, its switch entry (a DEL), its back-end's slot.
+ * holds: held bytes and copies, its switch entry, its back-end's slot.  An
+ * idle flow is closed as its client would close it, with a deadline; one
+ * that cannot be closed so is reset at both ends.
  */
 #include "fe_splice.h"
 
 void fe_flow_free(struct fe_lcore *lc, struct fe_flow *f)
 {
 	fe_hold_free(lc, f);
-	if (f->installed)
-		fe_offload_queue(lc, f, MG_CTL_DEL);
+	fe_entry_remove(lc, f);
 	fe_backend_release(lc, f);
 	fe_flow_destroy(&lc->ft, f);
 }
@@ -19,13 +20,14 @@ void fe_flow_free(struct fe_lcore *lc, struct fe_flow *f)
 void fe_enter_time_wait(struct fe_lcore *lc, struct fe_flow *f)
 {
 	fe_hold_free(lc, f);
+	fe_rtx_free(lc, f);
 	/* The connection is over: take its switch entry away now, not when the
-	 * grace period ends.  What is left of it (the last ACK, a resent FIN)
-	 * comes to us anyway (the seen filter admits it without an entry), while
-	 * a stale entry would send the handshake ACK of a client that reuses the
-	 * port within the grace period to the old back-end's TIME_WAIT socket. */
-	if (f->installed)
-		fe_offload_queue(lc, f, MG_CTL_DEL);
+	 * grace period ends (if the packet that ended it did not carry it
+	 * away).  What is left of it (the last ACK, a resent FIN) comes to us
+	 * anyway (the seen filter admits it without an entry), while a stale
+	 * entry would send the handshake ACK of a client that reuses the port
+	 * within the grace period to the old back-end's TIME_WAIT socket. */
+	fe_entry_remove(lc, f);
 	fe_flow_set_state(&lc->ft, f, FE_FS_TIME_WAIT);
 	fe_timer_arm(&lc->ft, f, FE_TIMER_GRACE, lc->now_us);
 }
@@ -37,4 +39,92 @@ void fe_fin_seen(struct fe_lcore *lc, struct fe_flow *f)
 		fe_enter_time_wait(lc, f);
 	else if (f->state == FE_FS_SPLICED)
 		fe_flow_set_state(&lc->ft, f, FE_FS_CLOSING);
+}
+
+/* The next byte the back-end connection expects from the client. */
+static uint32_t backend_rcv_next(const struct fe_flow *f)
+{
+	switch (f->state) {
+	case FE_FS_SYN_SENT:
+	case FE_FS_CONFIRMING:
+	case FE_FS_NEXT_HEADER:
+	case FE_FS_DRAIN:
+		return fe_backend_rcv_next(f);
+	default:
+		return f->cli_fin_sent ? f->cli_fin_seq + 1 : f->cli_next;
+	}
+}
+
+/* Tell both ends the connection is gone, and free it. */
+void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f)
+{
+	struct fe_tuple t;
+
+	if (f->has_backend && !f->reset) {
+		t = fe_to_backend(lc, f);
+		if (fe_send_closing(lc, f, &t, backend_rcv_next(f), 0, F_RST, 0, NULL, 0) == 0)
+			lc->stats.pkt.rst_sent++;
+	}
+	t = fe_to_client(lc, f);
+	if (fe_send_closing(lc, f, &t, f->cli_ack, 0, F_RST, 0, NULL, 0) == 0)
+		lc->stats.pkt.rst_sent++;
+	fe_flow_free(lc, f);
+}
+
+/*
+ * Nothing passed for idle_timeout (and the switch, if it carries the flow,
+ * agrees).  A kept-alive connection is closed as its client would close it:
+ * a FIN to the back-end at cli_next, which takes the entry with it; the
+ * back-end closes, and its FIN reaches the client the usual way.  If that
+ * does not end within a grace period, both ends are reset.  A connection
+ * that cannot be closed so (our FIN is out already, or the client's) is
+ * reset at once.
+ */
+void fe_idle_close(struct fe_lcore *lc, struct fe_flow *f)
+{
+	struct fe_tuple t;
+	uint8_t opt[12], optlen;
+
+	lc->stats.err.idle_timeout++;
+	if (!f->has_backend || f->reset || f->cli_fin ||
+	    !(f->state == FE_FS_SPLICED || f->state == FE_FS_CLOSING)) {
+		fe_reset_both(lc, f);
+		return;
+	}
+	t = fe_to_backend(lc, f);
+	optlen = fe_ts_opt(f, 0, opt);
+	if (fe_send_closing(lc, f, &t, f->cli_next, f->cli_ack, F_ACK | F_FIN, f->cli_win, opt,
+			    optlen) == 0) {
+		lc->stats.pkt.idle_fin++;
+		lc->stats.pkt.fin_sent++;
+	}
+	f->cli_fin = 1;
+	f->cli_fin_seq = f->cli_next;
+	f->cli_fin_sent = 1;
+	f->fe_fin = 1;
+	fe_fin_seen(lc, f);
+	if (f->state == FE_FS_CLOSING)
+		fe_timer_arm(&lc->ft, f, FE_TIMER_CLOSE, lc->now_us);
+}
+
+/* The timer of a flow in its state when it waits for nothing in particular. */
+void fe_timer_default(struct fe_lcore *lc, struct fe_flow *f)
+{
+	enum fe_timer t;
+
+	switch (f->state) {
+	case FE_FS_SPLICED:
+		t = FE_TIMER_IDLE;
+		break;
+	case FE_FS_CLOSING:
+		t = f->cli_fin && !f->cli_fin_sent ? FE_TIMER_DRAIN
+		    : f->fe_fin ? FE_TIMER_CLOSE : FE_TIMER_IDLE;
+		break;
+	case FE_FS_DRAIN:
+		t = FE_TIMER_DRAIN;
+		break;
+	default:
+		return;
+	}
+	fe_timer_arm(&lc->ft, f, t, lc->now_us);
 }

@@ -37,6 +37,10 @@ void fe_config_defaults(struct fe_config *cfg)
 	cfg->n_mbufs = 16383;
 	cfg->idle_sleep_max_us = 500;
 	cfg->verify_checksums = 1;
+	cfg->handoff = FE_HANDOFF_ASYNC;
+	cfg->require_admit = 1;
+	cfg->confirm_timeout_us = 100 * 1000ull;
+	cfg->drain_quiet_us = 50 * 1000ull;
 	for (int i = 0; i < MG_MAX_BACKENDS; i++)
 		cfg->backends[i].cluster = -1;
 }
@@ -49,6 +53,17 @@ const char *fe_policy_name(enum fe_policy p)
 	case FE_POLICY_HASH: return "hash";
 	}
 	return "?";
+}
+
+static const char *const handoff_names[] = {
+	[FE_HANDOFF_ASYNC] = "async",
+	[FE_HANDOFF_CONFIRMED] = "confirmed",
+	[FE_HANDOFF_DATAPLANE] = "dataplane",
+};
+
+const char *fe_handoff_name(int handoff)
+{
+	return handoff >= 0 && handoff <= FE_HANDOFF_DATAPLANE ? handoff_names[handoff] : "?";
 }
 
 static int fail(char *err, size_t errlen, int line, const char *fmt, ...)
@@ -146,6 +161,9 @@ static const struct scalar scalars[] = {
 	SC("offload_after_bytes", offload_after_bytes, 4, 0, 1u << 30, U_COUNT),
 	SC("offload_ring_size", offload_ring_size, 4, 64, 1 << 24, U_COUNT),
 	SC("verify_checksums", verify_checksums, 1, 0, 1, U_COUNT),
+	SC("require_admit", require_admit, 1, 0, 1, U_COUNT),
+	SC("confirm_timeout_ms", confirm_timeout_us, 8, 1, 60 * 1000, U_MS_TO_US),
+	SC("drain_quiet_ms", drain_quiet_us, 8, 1, 10 * 1000, U_MS_TO_US),
 };
 
 static int set_scalar(struct fe_config *cfg, const struct scalar *sc, const char *val)
@@ -188,12 +206,31 @@ void fe_config_print_defaults(FILE *out)
 	 * no default (null, []); the rest say what their absence means. */
 	fprintf(out, "{\"vip\": {\"ip\": null, \"port\": %u}, \"nexthop_mac\": null, "
 		"\"backend\": [], \"cluster\": [], \"rule\": [], \"default_cluster\": null, "
-		"\"control\": null, \"control_key\": null, \"stats_socket\": null",
-		ntohs(cfg.vip_port_be));
+		"\"control\": null, \"control_key\": null, \"stats_socket\": null, "
+		"\"handoff\": \"%s\"",
+		ntohs(cfg.vip_port_be), fe_handoff_name(cfg.handoff));
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
 		fprintf(out, ", \"%s\": %llu", scalars[i].name,
 			(unsigned long long)get_scalar(&cfg, &scalars[i]));
 	fprintf(out, "}\n");
+}
+
+/*
+ * Rules match normalised paths (fe_http.c), so a prefix must be something a
+ * normalised path can start with: unreserved characters and '/' only (the
+ * normal form's escapes and nginx's decoded bytes agree up to anything else),
+ * no "//", no complete "." or ".." segment.  NULL if fine, else why not.
+ */
+static const char *prefix_problem(const char *p)
+{
+	for (const char *c = p; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("-._~/", *c))
+			return "may hold only letters, digits, '-', '.', '_', '~' and '/'";
+	if (strstr(p, "//"))
+		return "has '//', which no normalised path has";
+	if (strstr(p, "/./") || strstr(p, "/../"))
+		return "has a '.' or '..' segment, which no normalised path has";
+	return NULL;
 }
 
 static int parse_rule(struct fe_config *cfg, char **tok, int ntok, int line, char *err, size_t errlen)
@@ -227,9 +264,14 @@ static int parse_rule(struct fe_config *cfg, char **tok, int ntok, int line, cha
 				return fail(err, errlen, line, "rule: offload must be 0 or 1");
 			r->offload = (uint8_t)v;
 		} else if (!strcmp(tok[i], "prefix")) {
+			const char *why;
+
 			if (eq[0] != '/' || len >= FE_PREFIX_MAX)
 				return fail(err, errlen, line, "rule: prefix must start with / and be < %d bytes",
 					    FE_PREFIX_MAX);
+			why = prefix_problem(eq);
+			if (why)
+				return fail(err, errlen, line, "rule: prefix '%s' %s", eq, why);
 			memcpy(r->prefix, eq, len + 1);
 			r->prefix_len = (uint16_t)len;
 		} else if (!strcmp(tok[i], "host")) {
@@ -329,6 +371,15 @@ static int parse_line(struct fe_config *cfg, char **tok, int ntok, int line, cha
 			return fail(err, errlen, line, "control_key: expected a path shorter than %zu",
 				    sizeof(cfg->control_key));
 		strcpy(cfg->control_key, tok[1]);
+	} else if (!strcmp(d, "handoff")) {
+		int h = -1;
+
+		for (int i = 0; ntok == 2 && i <= FE_HANDOFF_DATAPLANE; i++)
+			if (!strcmp(tok[1], handoff_names[i]))
+				h = i;
+		if (h < 0)
+			return fail(err, errlen, line, "handoff: expected async, confirmed or dataplane");
+		cfg->handoff = (uint8_t)h;
 	} else if (!strcmp(d, "stats_socket")) {
 		if (ntok != 2 || strlen(tok[1]) >= sizeof(cfg->stats_socket))
 			return fail(err, errlen, line, "stats_socket: expected a path shorter than %zu",

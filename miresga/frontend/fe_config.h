@@ -17,10 +17,11 @@
  *   control 10.10.9.1 7470        the switch host's control protocol (miresga.h)
  *   control_key /run/fe/ctl.key   its key (hex, mode 0600); required with `control`
  *   stats_socket /run/fe.sock
+ *   handoff dataplane             async | confirmed | dataplane (fe_splice.h)
  *   max_header_bytes 8192   request_timeout_ms 10000   ... (see fe_config.c)
  *
  * Rules are tried in file order; the first whose host (if any) and path
- * prefix match wins, as in miresga/control/service.py's Service.route().
+ * prefix match wins, as in common/service.py's Service.route().
  */
 #ifndef FE_CONFIG_H
 #define FE_CONFIG_H
@@ -36,6 +37,13 @@
 #define FE_HOST_MAX 128
 #define FE_PREFIX_MAX 256
 #define FE_NAME_MAX 33
+
+/* How a flow is handed to the switch (fe_splice.h says what each one does). */
+enum fe_handoff {
+	FE_HANDOFF_ASYNC,       /* ADD over the channel at join, keep forwarding until it lands */
+	FE_HANDOFF_CONFIRMED,   /* ADD at join, hold the request until the switch confirms it */
+	FE_HANDOFF_DATAPLANE,   /* INSTALL mark on the handshake ACK, REMOVE marks to delete */
+};
 
 enum fe_policy {
 	FE_POLICY_ROUND_ROBIN,
@@ -111,6 +119,15 @@ struct fe_config {
 	 * have passed through us; 0: as soon as the back-end joins. */
 	uint32_t offload_after_bytes;
 	uint8_t verify_checksums;
+
+	/* the hand-off */
+	uint8_t handoff;            /* enum fe_handoff */
+	uint8_t require_admit;      /* 0: a switch without marks; any ACK starts a flow */
+	uint64_t confirm_timeout_us;  /* confirmed: release the request unconfirmed after this */
+	/* A back-end whose bytes are all acknowledged and that sent nothing for
+	 * this long has ended its response (a deferred client FIN goes on, a
+	 * pipelined request moves to another cluster). */
+	uint64_t drain_quiet_us;
 };
 
 void fe_config_defaults(struct fe_config *cfg);
@@ -126,5 +143,6 @@ int fe_config_parse(struct fe_config *cfg, const char *text, char *err, size_t e
 int fe_config_load(struct fe_config *cfg, const char *path, char *err, size_t errlen);
 
 const char *fe_policy_name(enum fe_policy p);
+const char *fe_handoff_name(int handoff);
 
 #endif /* FE_CONFIG_H */

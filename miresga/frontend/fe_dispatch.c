@@ -5,7 +5,8 @@
  * a cluster, and releasing the held bytes of a routed request to the joined
  * back-end.  The front-end decides again for every request of a kept-alive
  * connection: the same back-end if the cluster is the same, a new back-end
- * connection with the current sequence numbers otherwise.
+ * connection with the current sequence numbers otherwise, once the old
+ * back-end's response is over (fe_drain.c).
  */
 #include "fe_splice.h"
 
@@ -13,6 +14,7 @@
 void fe_next_request(struct fe_lcore *lc, struct fe_flow *f, uint32_t seq)
 {
 	f->req_seq = seq;
+	f->held_segs = 0;
 	http_scan_init(&f->scan);
 	f->scan_result = HTTP_SCAN_MORE;
 	fe_flow_set_state(&lc->ft, f, FE_FS_NEXT_HEADER);
@@ -29,6 +31,8 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 
 	fe_hold_linearize(lc, f, hdr_len);
 	if (http_parse(lc->scratch, hdr_len, &req)) {
+		if (req.path_refused)
+			lc->stats.err.path_refused++;
 		fe_answer(lc, f, 400);
 		return;
 	}
@@ -64,19 +68,54 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 	if (f->has_backend && cluster == f->cluster) {
 		lc->stats.decision.same_backend++;
 		f->offload = (uint8_t)want;
+		/* Where the response stream stands as this request goes out. */
+		f->resp_mark = SEQ_GT(f->be_next, f->cli_ack) ? f->be_next : f->cli_ack;
 		fe_flow_set_state(&lc->ft, f, FE_FS_SPLICED);
-		fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+		if (f->timer != FE_TIMER_RTX)
+			fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
 		fe_offload_apply(lc, f);
 		return;
 	}
-	/* Another cluster: end the old back-end connection where this request
-	 * starts and open one to the new cluster with the current numbers. */
+	/* Another cluster: once the old back-end's response is over, end its
+	 * connection after the requests it has and open one to the new cluster
+	 * with the numbers where the old stream ended. */
 	lc->stats.decision.other_backend++;
-	fe_backend_abort(lc, f, f->req_seq);
+	f->next_cluster = (uint8_t)cluster;
+	f->next_offload = (uint8_t)want;
+	if (f->has_backend) {
+		fe_drain_start(lc, f);
+		return;
+	}
 	f->cluster = (uint8_t)cluster;
 	f->offload = (uint8_t)want;
 	f->tries = 0;
 	fe_backend_open(lc, f);
+}
+
+/*
+ * Send a held payload-only mbuf m (its first byte at seq) to the back-end.
+ * Bytes we acknowledged ourselves go as a copy: m stays, until the back-end
+ * acknowledges it (fe_ack.c).
+ */
+static void release_one(struct fe_lcore *lc, struct fe_flow *f, struct rte_mbuf *m, uint32_t seq,
+			uint8_t flags, const struct fe_tuple *t, const uint8_t *opt, uint8_t optlen)
+{
+	if (f->own_acked && SEQ_LT(seq, f->own_ack)) {
+		struct rte_mbuf *copy = fe_pkt_new(lc, rte_pktmbuf_mtod(m, void *), m->data_len);
+
+		if (copy) {
+			fe_rtx_keep(lc, f, m, seq);
+			m = copy;
+		} else {
+			lc->stats.err.no_mbuf++;
+		}
+	}
+	if (fe_pkt_push_tcp(lc, m, t, seq, f->cli_ack, flags, f->cli_win, opt, optlen) == 0) {
+		lc->stats.pkt.released++;
+		fe_tx(lc, m);
+	} else {
+		rte_pktmbuf_free(m);
+	}
 }
 
 /*
@@ -117,14 +156,8 @@ static void release_held(struct fe_lcore *lc, struct fe_flow *f)
 			}
 			if (head) {
 				rte_pktmbuf_adj(m, (uint16_t)k);
-				if (fe_pkt_push_tcp(lc, head, &t, seq, f->cli_ack, F_ACK | F_PSH,
-						    f->cli_win, opt, optlen) == 0) {
-					lc->stats.pkt.released++;
-					lc->stats.pkt.split++;
-					fe_tx(lc, head);
-				} else {
-					rte_pktmbuf_free(head);
-				}
+				lc->stats.pkt.split++;
+				release_one(lc, f, head, seq, F_ACK | F_PSH, &t, opt, optlen);
 			}
 			fe_next_request(lc, f, seq + k);
 			fe_hold_mbuf(lc, f, m);
@@ -138,13 +171,7 @@ static void release_held(struct fe_lcore *lc, struct fe_flow *f)
 			return;
 		}
 send_whole:
-		if (fe_pkt_push_tcp(lc, m, &t, seq, f->cli_ack, F_ACK | (next ? 0 : F_PSH), f->cli_win,
-				    opt, optlen) == 0) {
-			lc->stats.pkt.released++;
-			fe_tx(lc, m);
-		} else {
-			rte_pktmbuf_free(m);
-		}
+		release_one(lc, f, m, seq, F_ACK | (next ? 0 : F_PSH), &t, opt, optlen);
 		seq += len;
 		m = next;
 	}
@@ -152,8 +179,8 @@ send_whole:
 
 /*
  * Move a flow as far as its held bytes allow: dispatch complete headers,
- * release bytes to a joined back-end, pass on a FIN that waited behind
- * them, answer what cannot be served.  A loop, not recursion: pipelined
+ * release bytes to a joined back-end, start the wait of a client's FIN
+ * that came behind them (fe_drain.c), answer what cannot be served.  A loop, not recursion: pipelined
  * requests can chain dispatch -> release -> dispatch many times.
  */
 void fe_progress(struct fe_lcore *lc, struct fe_flow *f)
@@ -185,16 +212,8 @@ void fe_progress(struct fe_lcore *lc, struct fe_flow *f)
 				release_held(lc, f);
 				continue;
 			}
-			if (f->cli_fin && !f->cli_fin_sent) {
-				struct fe_tuple t = fe_to_backend(lc, f);
-				uint8_t opt[12], optlen = fe_ts_opt(f, 0, opt);
-
-				if (fe_send_segment(lc, &t, f->cli_fin_seq, f->cli_ack, F_ACK | F_FIN,
-						    f->cli_win, opt, optlen, NULL, 0) == 0)
-					lc->stats.pkt.fin_sent++;
-				f->cli_fin_sent = 1;
-				fe_fin_seen(lc, f);
-			}
+			if (f->cli_fin && !f->cli_fin_sent)
+				fe_fin_defer(lc, f);
 			return;
 		default:
 			return;

@@ -12,13 +12,30 @@ const char *fe_flow_state_name(int state)
 	static const char *const names[FE_FS__MAX] = {
 		[FE_FS_HEADER] = "header",
 		[FE_FS_SYN_SENT] = "syn_sent",
+		[FE_FS_CONFIRMING] = "confirming",
 		[FE_FS_SPLICED] = "spliced",
 		[FE_FS_NEXT_HEADER] = "next_header",
+		[FE_FS_DRAIN] = "drain",
 		[FE_FS_CLOSING] = "closing",
 		[FE_FS_TIME_WAIT] = "time_wait",
 		[FE_FS_ANSWERED] = "answered",
 	};
 	return state >= 0 && state < FE_FS__MAX ? names[state] : "?";
+}
+
+/*
+ * rte_hash_crc of the 8-byte key, without its 8-byte load: a flow's key sits
+ * at a 4-byte boundary inside struct fe_flow, and rte_hash_crc reads it as a
+ * uint64_t, which UBSan (rightly) reports as a misaligned access.  Same value.
+ */
+static uint32_t flow_key_hash(const void *key, uint32_t len, uint32_t init)
+{
+	uint64_t k;
+
+	RTE_BUILD_BUG_ON(sizeof(struct mg_flow_key) != sizeof(k));
+	(void)len;
+	memcpy(&k, key, sizeof(k));
+	return rte_hash_crc_8byte(k, init);
 }
 
 int fe_flow_table_init(struct fe_flow_table *ft, const char *name, uint32_t capacity, int socket)
@@ -29,7 +46,7 @@ int fe_flow_table_init(struct fe_flow_table *ft, const char *name, uint32_t capa
 		.name = name,
 		.entries = slots,
 		.key_len = sizeof(struct mg_flow_key),
-		.hash_func = rte_hash_crc,
+		.hash_func = flow_key_hash,
 		.socket_id = socket,
 		/* Extendable buckets: a full table means `slots` flows, never fewer
 		 * because a cuckoo path happened to be too long. */

@@ -8,10 +8,13 @@
  * retransmission and congestion control stay with the two end hosts.
  *
  * Timers.  Every flow waits for at most one thing at a time (a request to
- * complete, a SYN-ACK, an ACK of its answer, the end of a grace period, or
- * activity), and each kind of wait has one fixed duration.  So each kind gets
- * a FIFO queue: appending at the tail keeps every queue sorted by deadline,
- * arming and cancelling are O(1), and expiry only looks at queue heads.
+ * complete, a SYN-ACK, the switch's confirmation, an ACK of bytes it owes, a
+ * back-end's response to end, the end of a grace period, or activity), and
+ * each kind of wait has one fixed duration.  So each kind gets a FIFO queue:
+ * appending at the tail keeps every queue sorted by deadline, arming and
+ * cancelling are O(1), and expiry only looks at queue heads.  The one wait
+ * that backs off (retransmitting bytes the front-end acknowledged itself)
+ * is inserted in order instead; few flows are ever in it.
  */
 #ifndef FE_FLOW_H
 #define FE_FLOW_H
@@ -27,9 +30,11 @@
 enum fe_flow_state {
 	FE_FS_HEADER,       /* holding the first request's header; no back-end yet */
 	FE_FS_SYN_SENT,     /* SYN sent to a back-end, waiting for its SYN-ACK */
+	FE_FS_CONFIRMING,   /* joined, holding the request until the switch confirms its entry */
 	FE_FS_SPLICED,      /* joined: forwarding, following request boundaries */
 	FE_FS_NEXT_HEADER,  /* joined, holding a new request's header until it parses */
-	FE_FS_CLOSING,      /* one side sent FIN: forwarding without parsing */
+	FE_FS_DRAIN,        /* holding a request for another cluster until the old response ends */
+	FE_FS_CLOSING,      /* one side closed: forwarding without parsing */
 	FE_FS_TIME_WAIT,    /* both FINs, an RST, or our answer acknowledged: grace */
 	FE_FS_ANSWERED,     /* the front-end answered an error and sent FIN */
 	FE_FS__MAX,
@@ -42,7 +47,19 @@ enum fe_timer {
 	FE_TIMER_ANSWER,    /* answer_rto: our error answer must be acknowledged */
 	FE_TIMER_GRACE,     /* grace: late ACKs/FINs may still pass, then free */
 	FE_TIMER_IDLE,      /* idle_timeout: spliced flow with no packet through us */
+	FE_TIMER_CONFIRM,   /* confirm_timeout: the switch must confirm the entry */
+	FE_TIMER_RTX,       /* answer_rto, backing off: bytes we acknowledged must reach the back-end */
+	FE_TIMER_DRAIN,     /* drain_quiet: has the back-end's response ended? */
+	FE_TIMER_CLOSE,     /* grace: a close we started must end, else RST both */
 	FE_TIMER__MAX,
+};
+
+/* The switch entry a flow may have, and how it was asked for. */
+enum fe_entry {
+	FE_ENTRY_NONE,
+	FE_ENTRY_CHANNEL,   /* an ADD is on the channel, no DEL since */
+	FE_ENTRY_PENDING,   /* confirmed hand-off: an ADD awaits the switch's answer */
+	FE_ENTRY_DATAPLANE, /* an INSTALL mark went out, no REMOVE since */
 };
 
 struct fe_flow {
@@ -54,6 +71,11 @@ struct fe_flow {
 	struct rte_mbuf *held;
 	struct rte_mbuf *held_tail;
 	uint32_t held_len;
+	/* Copies of request bytes the front-end acknowledged itself and has
+	 * released, kept until the back-end acknowledges them (payload-only
+	 * mbufs through m->next, from rtx_seq on). */
+	uint32_t rtx_seq;
+	struct rte_mbuf *rtx;
 
 	struct mg_flow_key key;     /* client address and port, network order */
 
@@ -69,6 +91,10 @@ struct fe_flow {
 	uint32_t hdr_left;          /* header bytes of the current request not yet forwarded */
 	uint32_t requests;
 	uint32_t be_bytes;          /* response bytes the front-end forwarded (offload_after_bytes) */
+	uint32_t own_ack;           /* own_acked: client bytes below this we acknowledged */
+	uint32_t be_next;           /* after the last response byte seen from the back-end */
+	uint32_t resp_mark;         /* the response stream's end when the last request went out */
+	uint32_t drain_polls;       /* quiet periods in a row that did not end the response */
 	/* Timestamps (RFC 7323), if the client uses them (ts_ok): its latest
 	 * TSval, and its latest TSecr, the server clock as the client last saw
 	 * it (the switch's SYN-ACK TSval at first, then the agent-translated
@@ -92,9 +118,18 @@ struct fe_flow {
 	uint8_t tries;              /* back-ends tried for the pending SYN */
 	uint8_t syns;               /* SYNs sent to the current back-end */
 	uint8_t offload;            /* the current rule lets the switch carry the flow */
-	uint8_t installed;          /* an ADD is on the channel, no DEL since */
+	uint8_t entry;              /* enum fe_entry */
+	uint8_t pinned;             /* the switch never carries this connection again */
+	uint8_t own_acked;          /* we acknowledged client bytes ourselves (own_ack) */
+	uint8_t held_segs;          /* segments held since our last ACK of them */
+	uint8_t rtx_tries;          /* retransmissions of rtx so far */
+	uint8_t query_pending;      /* a liveness query for the entry is out */
+	uint8_t next_cluster;       /* DRAIN: where the held request goes */
+	uint8_t next_offload;       /* DRAIN: the held request's rule lets the switch carry it */
+	uint8_t drain_fin;          /* DRAIN: our FIN went to the old back-end */
 	uint8_t cli_fin;
 	uint8_t cli_fin_sent;       /* the client's FIN went on to the back-end */
+	uint8_t fe_fin;             /* that FIN was ours (idle close), not the client's */
 	uint8_t be_fin;
 	uint8_t reset;              /* ended by RST: nothing more is forwarded */
 	uint8_t opaque;             /* no more request parsing (Upgrade, broken framing) */
@@ -154,6 +189,27 @@ static inline void fe_timer_arm(struct fe_flow_table *ft, struct fe_flow *f, enu
 	f->timer = (uint8_t)t;
 	f->deadline_us = now_us + ft->timer_us[t];
 	TAILQ_INSERT_TAIL(&ft->timers[t], f, tlink);
+}
+
+/* Arm for `after_us` from now, a duration that is not the kind's own: the
+ * flow goes where its deadline keeps the queue sorted, found from the tail
+ * (only for a kind whose queue is short). */
+static inline void fe_timer_arm_after(struct fe_flow_table *ft, struct fe_flow *f, enum fe_timer t,
+				      uint64_t now_us, uint64_t after_us)
+{
+	struct fe_flow *prev;
+
+	fe_timer_cancel(ft, f);
+	f->timer = (uint8_t)t;
+	f->deadline_us = now_us + after_us;
+	for (prev = TAILQ_LAST(&ft->timers[t], fe_timer_queue); prev;
+	     prev = TAILQ_PREV(prev, fe_timer_queue, tlink))
+		if (prev->deadline_us <= f->deadline_us)
+			break;
+	if (prev)
+		TAILQ_INSERT_AFTER(&ft->timers[t], prev, f, tlink);
+	else
+		TAILQ_INSERT_HEAD(&ft->timers[t], f, tlink);
 }
 
 /* The next flow whose timer has expired, already disarmed; NULL if none. */

@@ -166,7 +166,7 @@ enum http_scan_result http_scan(struct http_scan *s, const uint8_t *p, uint32_t 
 			if (c == ' ')
 				s->state = S_VERSION, s->sub = 0;
 			else
-				ok = is(c, C_VCHAR);
+				ok = is(c, C_VCHAR) && c != '#';
 			break;
 		case S_VERSION:
 			ok = c == (uint8_t)http_version_prefix[s->sub];
@@ -233,6 +233,144 @@ enum http_scan_result http_scan(struct http_scan *s, const uint8_t *p, uint32_t 
 	}
 	*used = n;
 	return HTTP_SCAN_MORE;
+}
+
+/* ------------------------------------------------------ path normal form */
+
+/*
+ * Rules match the path the back-end will serve, not the bytes on the wire:
+ * otherwise `/static/../private/x`, `/static/%2e%2e/private/x` or
+ * `//private/x` match a /static rule (or none) and reach the back-ends of
+ * one cluster, which then serve /private/x, or slip past a rule that keeps
+ * /private on the front-end (offload=0).  The normal form is RFC 3986's
+ * (6.2.2), made to agree with what the back-ends (nginx 1.22, Debian 12)
+ * resolve; tests/test_uri_normalization.py checks that against a running
+ * nginx, form by form:
+ *
+ *  - %XX of an unreserved character (ALPHA DIGIT - . _ ~) is decoded
+ *    (RFC 3986 2.3): `/%70rivate` is `/private`, `%2e` is `.`;
+ *  - any other %xx is kept, its hex digits upper-cased (6.2.2.1);
+ *  - runs of '/' become one, before dot-segments go: nginx merges slashes
+ *    (merge_slashes on, the default) as it parses, so `/static//../x` is
+ *    `/x` to it, where RFC 3986 alone would give `/static/x`;
+ *  - "." and ".." segments are removed (5.2.4), including the decoded ones;
+ *  - the query is not part of the path and is left alone.
+ *
+ * Refused (400, counted as path_refused):
+ *  - a ".." that would climb above the root: nginx answers 400, where
+ *    RFC 3986 would drop it;
+ *  - an invalid %-escape (`%zz`, `%4`, a trailing `%`): nginx answers 400;
+ *  - %00: nginx answers 400;
+ *  - %2F and %5C, and a raw '\': nginx decodes %2F into a separator and
+ *    keeps '\' a character, other servers refuse %2F (Apache) or take '\'
+ *    for a separator (IIS, some frameworks).  Their meaning is the
+ *    back-end's choice, so no single normal form exists; HAProxy 2.6 cannot
+ *    decode them either.  Refusing keeps every target in agreement.
+ *
+ * Characters that are neither unreserved nor '/' keep their (upper-cased)
+ * escapes here while nginx decodes them (`%20` is a space to it).  That
+ * cannot change which rule matches because rule prefixes may only hold
+ * unreserved characters and '/' (fe_config.c and Service check it): both
+ * forms agree up to the first such character, and no prefix reaches past it.
+ *
+ * The request itself is forwarded as the client sent it: the front-end
+ * splices the client's sequence space onto the back-end's, so it cannot
+ * change the request's length, and the back-end normalises the same way.
+ */
+
+static inline int hex_digit(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = lower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+static inline int unreserved(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int64_t http_normalize_path(uint8_t *p, uint32_t len)
+{
+	static const char upper_hex[] = "0123456789ABCDEF";
+	uint32_t r, w = 0, n;
+
+	if (len == 0 || p[0] != '/')
+		return -1;
+	/* 1. escapes: decode the unreserved, upper-case the rest (w <= r) */
+	for (r = 0; r < len; r++) {
+		uint8_t c = p[r];
+
+		if (c == '\\' || c == '#' || c == '?')
+			return -1;
+		if (c == '%') {
+			int hi, lo;
+			uint8_t v;
+
+			if (len - r < 3)
+				return -1;
+			hi = hex_digit(p[r + 1]);
+			lo = hex_digit(p[r + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			v = (uint8_t)(hi << 4 | lo);
+			if (v == 0 || v == '/' || v == '\\')
+				return -1;
+			r += 2;
+			if (unreserved(v)) {
+				p[w++] = v;
+			} else {
+				p[w++] = '%';
+				p[w++] = (uint8_t)upper_hex[v >> 4];
+				p[w++] = (uint8_t)upper_hex[v & 15];
+			}
+			continue;
+		}
+		p[w++] = c;
+	}
+	/* 2. segments: merge slashes, drop "." and "..", in place (w <= r) */
+	n = w;
+	w = 0;
+	r = 0;
+	while (r < n) {
+		uint32_t s, seg;
+
+		while (r < n && p[r] == '/')
+			r++;
+		if (r == n) {
+			p[w++] = '/';           /* a trailing slash, or the root */
+			break;
+		}
+		s = r;
+		while (r < n && p[r] != '/')
+			r++;
+		seg = r - s;
+		if (seg == 1 && p[s] == '.') {
+			if (r == n)
+				p[w++] = '/';   /* "/a/." is "/a/" */
+			continue;
+		}
+		if (seg == 2 && p[s] == '.' && p[s + 1] == '.') {
+			if (w == 0)
+				return -1;      /* above the root */
+			while (p[w - 1] != '/')
+				w--;
+			w--;                    /* "/a/b" -> "/a" */
+			if (r == n)
+				p[w++] = '/';   /* "/a/b/.." is "/a/" */
+			continue;
+		}
+		p[w++] = '/';
+		memmove(p + w, p + s, seg);
+		w += seg;
+	}
+	if (w == 0)
+		p[w++] = '/';
+	return w;
 }
 
 /* ----------------------------------------------------------------- parser */
@@ -306,9 +444,10 @@ static void last_element(const uint8_t *e, uint32_t len, void *arg)
 
 static const uint8_t slash[] = "/";
 
-int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
+int http_parse(uint8_t *buf, uint32_t len, struct http_request *req)
 {
 	const uint8_t *p = buf, *end = buf + len, *sp;
+	uint8_t *path = NULL;   /* the path inside buf, to normalise last */
 	const uint8_t *hdr_host = NULL;
 	uint32_t hdr_host_len = 0;
 	int host_fields = 0, te_fields = 0, upgrade_field = 0, uri_host = 0;
@@ -322,13 +461,13 @@ int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
 	if (!sp)
 		return 400;
 	req->method = p;
-	req->method_len = (uint16_t)(sp - p);
+	req->method_len = (uint32_t)(sp - p);
 	p = sp + 1;
 	sp = memchr(p, ' ', (size_t)(end - p));
 	if (!sp || end - sp < 11)
 		return 400;
 	req->target = p;
-	req->target_len = (uint16_t)(sp - p);
+	req->target_len = (uint32_t)(sp - p);
 	p = sp + 1 + sizeof(http_version_prefix) - 1;
 	req->version_minor = (uint8_t)(*p - '0');
 	p += 3; /* minor digit, CR LF */
@@ -343,23 +482,27 @@ int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
 	} else if (req->target[0] == '/') {
 		const uint8_t *q = memchr(req->target, '?', req->target_len);
 
-		req->path = req->target;
-		req->path_len = (uint16_t)(q ? q - req->target : req->target_len);
+		path = buf + (req->target - buf);
+		req->path_len = q ? (uint32_t)(q - req->target) : req->target_len;
 	} else {
-		/* absolute-form: scheme "://" authority [path] [?query] */
-		const uint8_t *a = memchr(req->target, '/', req->target_len) + 2;
-		const uint8_t *tend = req->target + req->target_len, *e = a;
+		/* absolute-form: scheme "://" authority [path] [?query]; the
+		 * scanner vouched for the "://", this only refuses to trust it. */
+		const uint8_t *slashes = memchr(req->target, '/', req->target_len);
+		const uint8_t *tend = req->target + req->target_len, *a, *e;
 
+		if (!slashes || tend - slashes < 3)
+			return 400;
+		a = e = slashes + 2;
 		while (e < tend && *e != '/' && *e != '?')
 			e++;
 		req->host = a;
-		req->host_len = (uint16_t)(e - a);
+		req->host_len = (uint32_t)(e - a);
 		uri_host = 1;
 		if (e < tend && *e == '/') {
 			const uint8_t *q = memchr(e, '?', (size_t)(tend - e));
 
-			req->path = e;
-			req->path_len = (uint16_t)((q ? q : tend) - e);
+			path = buf + (e - buf);
+			req->path_len = (uint32_t)((q ? q : tend) - e);
 		} else {
 			req->path = slash;
 			req->path_len = 1;
@@ -431,11 +574,22 @@ int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req)
 		return 400;
 	if (!uri_host && host_fields) {
 		req->host = hdr_host;
-		req->host_len = (uint16_t)hdr_host_len;
+		req->host_len = hdr_host_len;
 	}
 	req->has_host = uri_host || host_fields;
 	req->keep_alive = req->version_minor == 1 ? !conn.close : (conn.keep_alive && !conn.close);
 	req->upgrade = upgrade_field && conn.upgrade;
+	/* Last, so that path_refused means the header is otherwise fine. */
+	if (path) {
+		int64_t n = http_normalize_path(path, req->path_len);
+
+		if (n < 0) {
+			req->path_refused = 1;
+			return 400;
+		}
+		req->path = path;
+		req->path_len = (uint32_t)n;
+	}
 	return 0;
 }
 

@@ -25,7 +25,14 @@
  *    incomplete when the request timer fires gives 408.
  * Accepted: origin-form, absolute-form (http/https) and "*" targets;
  * HTTP/1.0 and HTTP/1.1; CRLF line ends only (a bare LF is refused, which
- * closes the door on LF/CRLF smuggling differences with the back-ends).
+ * closes the door on LF/CRLF smuggling differences with the back-ends).  A
+ * '#' anywhere in the target is refused as it arrives: a fragment is never
+ * part of a request target (RFC 9112 3.2), HAProxy refuses it, and nginx
+ * would cut the path there, so the back-end would see another path.
+ *
+ * Rules match the request's path in a normal form (http_normalize_path), the
+ * path the back-ends actually serve; a path that has no single meaning is
+ * refused with 400 (the parser says so in req->path_refused).
  */
 #ifndef FE_HTTP_H
 #define FE_HTTP_H
@@ -72,20 +79,38 @@ struct http_request {
 	const uint8_t *path;    /* target without query; "*" for asterisk-form */
 	const uint8_t *host;    /* absolute-form authority, else Host; may hold a port */
 	uint64_t content_length;
-	uint16_t method_len;
-	uint16_t target_len;
-	uint16_t path_len;
-	uint16_t host_len;
+	/* 32 bits: a header may be max_header_bytes (up to 1 MiB) long, and
+	 * every one of these can be nearly all of it. */
+	uint32_t method_len;
+	uint32_t target_len;
+	uint32_t path_len;
+	uint32_t host_len;
 	uint8_t has_host;       /* a host was given (possibly empty) */
 	uint8_t version_minor;  /* HTTP/1.x */
 	uint8_t keep_alive;
 	uint8_t chunked;
 	uint8_t has_length;
 	uint8_t upgrade;        /* after this request the stream is not HTTP any more */
+	uint8_t path_refused;   /* 400 because the path has no normal form */
 };
 
-/* Parse a complete header that http_scan accepted.  Returns 0 or 400. */
-int http_parse(const uint8_t *buf, uint32_t len, struct http_request *req);
+/*
+ * Parse a complete header that http_scan accepted.  Returns 0 or 400.  The
+ * path is rewritten in place, inside `buf`, to its normal form (it only
+ * shrinks), and req->path points at that; req->target keeps the raw bytes up
+ * to the path's end.  `buf` is a copy: the request goes to the back-end as
+ * the client sent it.
+ */
+int http_parse(uint8_t *buf, uint32_t len, struct http_request *req);
+
+/*
+ * The normal form of a request path (starting with '/'), in place: returns
+ * its new length, or -1 if the path is refused.  See fe_http.c for what is
+ * normalised and refused, and why; common/service.py's
+ * normalize_path() is the same in Python, and tests/fixtures/uri_paths.toml
+ * holds the cases both are held to.
+ */
+int64_t http_normalize_path(uint8_t *path, uint32_t len);
 
 enum http_body_mode { HTTP_BODY_NONE, HTTP_BODY_LENGTH, HTTP_BODY_CHUNKED };
 

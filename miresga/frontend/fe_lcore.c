@@ -102,6 +102,10 @@ int fe_lcore_init(struct fe_lcore *lc, const struct fe_config *cfg, struct rte_m
 	lc->ft.timer_us[FE_TIMER_ANSWER] = cfg->answer_rto_us;
 	lc->ft.timer_us[FE_TIMER_GRACE] = cfg->grace_us;
 	lc->ft.timer_us[FE_TIMER_IDLE] = cfg->idle_timeout_us;
+	lc->ft.timer_us[FE_TIMER_CONFIRM] = cfg->confirm_timeout_us;
+	lc->ft.timer_us[FE_TIMER_RTX] = cfg->answer_rto_us;
+	lc->ft.timer_us[FE_TIMER_DRAIN] = cfg->drain_quiet_us;
+	lc->ft.timer_us[FE_TIMER_CLOSE] = cfg->grace_us;
 	fe_lb_init(&lc->lb, cfg);
 	lc->scratch = rte_malloc("fe_scratch", cfg->max_header_bytes, 64);
 	if (!lc->scratch) {

@@ -54,7 +54,7 @@ struct fe_lcore {
 int fe_lcore_init(struct fe_lcore *lc, const struct fe_config *cfg, struct rte_mempool *pool,
 		  uint16_t port_id, const uint8_t mac[6], struct fe_offload *offload,
 		  fe_tx_sink_t sink, unsigned int lcore_id);
-/* Frees every flow (queueing DELs for installed ones) and the table. */
+/* Frees every flow (taking their switch entries away) and the table. */
 void fe_lcore_fini(struct fe_lcore *lc);
 
 static inline void fe_tx_flush(struct fe_lcore *lc)
@@ -78,5 +78,7 @@ static inline void fe_tx(struct fe_lcore *lc, struct rte_mbuf *m)
 void fe_input(struct fe_lcore *lc, struct rte_mbuf *m);
 /* Runs expired timers; returns how many fired. */
 unsigned int fe_timers_run(struct fe_lcore *lc);
+/* Hands the switch's answers to their flows; returns how many. */
+unsigned int fe_results_run(struct fe_lcore *lc);
 
 #endif /* FE_LCORE_H */

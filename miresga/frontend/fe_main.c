@@ -9,6 +9,8 @@
  * On the emulated testbed, inside the front-end's namespace:
  *   miresga-frontend --no-huge -m 256 --no-pci --file-prefix fe1234 \
  *       --vdev=net_af_packet0,iface=eth0 -l 1 -- --config fe.conf
+ * or --vdev=net_af_xdp0,iface=eth0,xdp_prog=build/bpf/fe_xsk.bpf.o,busy_budget=0
+ * (an AF_XDP socket; its XDP program leaves the kernel what is not ours).
  * On a server, the same with the NIC's PCI address (-a) and hugepages.
  *
  * One lcore polls the port.  Two plain threads sleep beside it: the offload
@@ -96,11 +98,28 @@ static int check_config(const char *path)
 		       cfg.rules[r].host_len ? "\"" : "");
 	printf("], \"default_cluster\": %d, \"max_header_bytes\": %u, \"request_timeout_ms\": %llu, "
 	       "\"control\": \"%s:%u\", \"control_key\": \"%s\", \"stats_socket\": \"%s\", "
-	       "\"flow_capacity\": %u}\n",
+	       "\"flow_capacity\": %u, \"handoff\": \"%s\"}\n",
 	       cfg.default_cluster, cfg.max_header_bytes,
 	       (unsigned long long)(cfg.request_timeout_us / 1000), cfg.control_host,
-	       cfg.control_port, cfg.control_key, cfg.stats_socket, cfg.flow_capacity);
+	       cfg.control_port, cfg.control_key, cfg.stats_socket, cfg.flow_capacity,
+	       fe_handoff_name(cfg.handoff));
 	return 0;
+}
+
+/* The frames fe_input() serves: TCP to the VIP's port, TCP from a back-end. */
+static int steer(uint16_t port_id, const struct fe_config *cfg, char *err, size_t errlen)
+{
+	static struct fe_port_endpoint eps[1 + MG_MAX_BACKENDS];
+	unsigned int n = 0;
+
+	eps[n++] = (struct fe_port_endpoint){.addr_be = cfg->vip_be, .port_be = cfg->vip_port_be};
+	for (unsigned int b = 0; b < cfg->n_backends; b++) {
+		if (cfg->backends[b].present)
+			eps[n++] = (struct fe_port_endpoint){.addr_be = cfg->backends[b].ip_be,
+							     .port_be = cfg->backends[b].port_be,
+							     .is_source = 1};
+	}
+	return fe_port_steer(port_id, eps, n, err, errlen);
 }
 
 static void run(struct fe_lcore *lc)
@@ -120,7 +139,7 @@ static void run(struct fe_lcore *lc)
 		n = rte_eth_rx_burst(lc->port_id, lc->queue_id, pkts, FE_RX_BURST);
 		for (uint16_t i = 0; i < n; i++)
 			fe_input(lc, pkts[i]);
-		fired = fe_timers_run(lc);
+		fired = fe_timers_run(lc) + fe_results_run(lc);
 		fe_tx_flush(lc);
 		if (n || fired) {
 			/* A polling core is always busy to the OS: this is the
@@ -216,6 +235,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "miresga-frontend: port %u would not start\n", port_id);
 		return 1;
 	}
+	if (steer(port_id, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "miresga-frontend: port %u: %s\n", port_id, err);
+		fe_port_fini(port_id);
+		return 1;
+	}
 	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.control_key,
 			    cfg.offload_ring_size) ||
 	    fe_offload_start(&offload)) {
@@ -236,10 +260,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "miresga-frontend: stats socket %s: cannot listen\n", cfg.stats_socket);
 		return 1;
 	}
-	printf("miresga-frontend: port %u mac %02x:%02x:%02x:%02x:%02x:%02x, %u clusters, %u rules, "
-	       "offload %s, stats %s\n", port_id, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
-	       cfg.n_clusters, cfg.n_rules, offload.enabled ? "on" : "off",
-	       cfg.stats_socket[0] ? cfg.stats_socket : "off");
+	printf("miresga-frontend: port %u (%s) mac %02x:%02x:%02x:%02x:%02x:%02x, %u clusters, "
+	       "%u rules, offload %s, stats %s\n", port_id, fe_port_driver(port_id), mac[0], mac[1],
+	       mac[2], mac[3], mac[4], mac[5], cfg.n_clusters, cfg.n_rules,
+	       offload.enabled ? "on" : "off", cfg.stats_socket[0] ? cfg.stats_socket : "off");
 	fflush(stdout);
 
 	run(&lc);

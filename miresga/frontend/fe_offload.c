@@ -303,12 +303,16 @@ static void fill_out(struct fe_offload *o)
 
 /* ------------------------------------------------------------- answers */
 
-static void result(struct fe_offload *o, struct fe_offload_result *r)
+int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r)
 {
-	if (rte_ring_sp_enqueue_elem(o->result_ring, r, sizeof(*r)) == 0)
-		count(&o->c.results, 1);
-	else
+	struct fe_offload_result copy = *r;  /* the ring's API takes no const */
+
+	if (rte_ring_sp_enqueue_elem(o->result_ring, &copy, sizeof(copy))) {
 		count(&o->c.results_dropped, 1);
+		return -1;
+	}
+	count(&o->c.results, 1);
+	return 0;
 }
 
 static void on_ack(struct fe_offload *o, const struct fe_offload_msg *m, const uint8_t *body)
@@ -332,7 +336,7 @@ static void on_ack(struct fe_offload *o, const struct fe_offload_msg *m, const u
 		r.backend_idx = m->reqs[i].e.backend_idx;
 		r.key.client_ip_be = m->reqs[i].e.client_ip_be;
 		r.key.client_port_be = m->reqs[i].e.client_port_be;
-		result(o, &r);
+		fe_offload_post_result(o, &r);
 	}
 }
 
@@ -350,7 +354,7 @@ static void on_reply(struct fe_offload *o, const struct fe_offload_msg *m, const
 		r.idle_ms = ntohl(l.idle_ms);
 		r.key.client_ip_be = m->keys[i].client_ip_be;
 		r.key.client_port_be = m->keys[i].client_port_be;
-		result(o, &r);
+		fe_offload_post_result(o, &r);
 	}
 }
 

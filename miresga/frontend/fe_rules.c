@@ -30,7 +30,7 @@ void fe_lb_init(struct fe_lb *lb, const struct fe_config *cfg)
 
 static int host_matches(const struct fe_rule_cfg *r, const struct http_request *req)
 {
-	uint16_t n = 0;
+	uint32_t n = 0;
 
 	if (!req->has_host)
 		return 0;
@@ -38,7 +38,7 @@ static int host_matches(const struct fe_rule_cfg *r, const struct http_request *
 		n++;
 	if (n != r->host_len)
 		return 0;
-	for (uint16_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		uint8_t c = req->host[i];
 
 		if (c >= 'A' && c <= 'Z')

@@ -2,11 +2,12 @@
 /*
  * L7 rules and back-end selection.
  *
- * fe_route() is Service.route() of miresga/control/service.py in C, with the
- * same semantics so that every target routes a request the same way: first
- * rule in file order whose host (if it has one) equals the request's host,
+ * fe_route() is Service.route() of common/service.py in C, with the same
+ * semantics so that every target routes a request the same way: first rule
+ * in file order whose host (if it has one) equals the request's host,
  * lower-cased and cut at the first ':', and whose path prefix starts the
- * request path (query excluded); otherwise the default cluster, else none.
+ * request's path in normal form (query excluded; http_parse() normalised it);
+ * otherwise the default cluster, else none.
  *
  * Selection keeps per-lcore counters (round-robin cursors, connections per
  * back-end for least-connections) and a passive health mark: a back-end that

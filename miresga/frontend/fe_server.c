@@ -3,11 +3,48 @@
  * The back-end side of the state machine: every packet from a back-end to a
  * client that the switch hands the front-end.  The SYN-ACK to our SYN (with
  * the sequence number the agent must have put there), then the response
- * bytes and the close, forwarded with the VIP as source until the switch
- * carries the flow; a back-end talking about a connection the front-end no
- * longer splices is reset.
+ * bytes and the close, forwarded with the VIP as source while the switch
+ * does not carry the flow; the end of an old back-end's stream when a
+ * connection moves (DRAIN); a back-end talking about a connection the
+ * front-end no longer splices is reset.
  */
 #include "fe_splice.h"
+
+/* The old back-end of a connection that moves (DRAIN): its stream ends here. */
+static void server_draining(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+{
+	if (p->flags & F_RST) {
+		/* Ended, if less politely: nothing more to acknowledge. */
+		f->be_fin = 1;
+		rte_pktmbuf_free(p->m);
+		fe_backend_release(lc, f);
+		fe_drain_progress(lc, f);
+		return;
+	}
+	if ((p->flags & F_FIN) && !f->be_fin) {
+		/* F_end: swallowed, the client's stream goes on with the next
+		 * back-end's bytes.  Data it carries still goes. */
+		f->be_fin = 1;
+		lc->stats.pkt.fin_swallowed++;
+		if (p->len) {
+			fe_strip_fin(p);
+			fe_forward_to_client(lc, p);
+		} else {
+			rte_pktmbuf_free(p->m);
+		}
+		fe_drain_progress(lc, f);
+		return;
+	}
+	if (!f->drain_fin || (p->len && !f->be_fin)) {
+		/* After our FIN its ACK field counts that FIN, a byte the client
+		 * never sent: the client must not see it. */
+		if (f->drain_fin && SEQ_GT(p->ack, f->req_seq))
+			fe_set_ack(p, f->req_seq);
+		fe_forward_to_client(lc, p);
+		return;
+	}
+	rte_pktmbuf_free(p->m);
+}
 
 void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 {
@@ -18,6 +55,7 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 	struct fe_flow *f = fe_flow_lookup(&lc->ft, &key);
 	struct fe_tuple t = {.saddr = key.client_ip_be, .daddr = p->ip->src_addr,
 			     .sport = key.client_port_be, .dport = p->tcp->src_port};
+	uint32_t end;
 
 	lc->stats.pkt.from_backend++;
 	if (!f || !f->has_backend || f->backend != b) {
@@ -77,12 +115,15 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 		}
 		fe_backend_joined(lc, f);
 		return;
+	case FE_FS_CONFIRMING:
 	case FE_FS_SPLICED:
 	case FE_FS_NEXT_HEADER:
+	case FE_FS_DRAIN:
 	case FE_FS_CLOSING:
 		if (p->flags & F_SYN) {
 			/* Our handshake ACK was lost: say it again. */
-			uint32_t seq = f->state == FE_FS_NEXT_HEADER ? f->req_seq : f->cli_next;
+			uint32_t seq = f->state == FE_FS_NEXT_HEADER || f->state == FE_FS_CONFIRMING ||
+				       f->state == FE_FS_DRAIN ? fe_backend_rcv_next(f) : f->cli_next;
 
 			rte_pktmbuf_free(p->m);
 			uint8_t opt[12], optlen = fe_ts_opt(f, 0, opt);
@@ -93,27 +134,39 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 				lc->stats.pkt.ack_sent++;
 			return;
 		}
+		fe_touch(lc, f);
+		if (f->rtx && (p->flags & F_ACK))
+			fe_rtx_acked(lc, f, p->ack);
+		end = p->seq + p->len;
+		if (SEQ_GT(end, f->be_next))
+			f->be_next = end;
+		if (f->state == FE_FS_DRAIN) {
+			server_draining(lc, f, p);
+			return;
+		}
 		if (p->flags & F_RST) {
 			lc->stats.err.backend_reset++;
 			f->reset = 1;
+			fe_entry_remove(lc, f);
 			fe_forward_to_client(lc, p);
 			fe_enter_time_wait(lc, f);
 			return;
 		}
-		if (f->state != FE_FS_NEXT_HEADER)
-			fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
-		if (p->len && !f->installed) {
+		if (p->len && f->entry == FE_ENTRY_NONE) {
 			/* Response bytes still come through us: hand the flow over
 			 * once there are enough of them (offload_after_bytes). */
 			f->be_bytes = p->len < UINT32_MAX - f->be_bytes ? f->be_bytes + p->len
 								       : UINT32_MAX;
-			if (f->state != FE_FS_NEXT_HEADER)
+			if (f->state == FE_FS_SPLICED)
 				fe_offload_apply(lc, f);
 		}
 		if ((p->flags & F_FIN) && !f->be_fin) {
 			f->be_fin = 1;
 			fe_forward_to_client(lc, p);
-			fe_fin_seen(lc, f);
+			if (f->cli_fin && !f->cli_fin_sent)
+				fe_fin_defer(lc, f);    /* the response is over: the client's FIN goes */
+			else
+				fe_fin_seen(lc, f);
 			return;
 		}
 		fe_forward_to_client(lc, p);

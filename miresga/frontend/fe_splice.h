@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The splice state machine: steps 2, 3, 6, 7 and 8 of the packet walk in
- * DESIGN.md section 3, for one packet or one timer at a time.
+ * DESIGN.md section 3, for one packet, one timer or one answer of the switch
+ * at a time.
  *
  * Names: c = client ISN, s = switch cookie ISN.  Every sequence number here
  * is in the client's view.  Client->server bytes keep the client's numbers
@@ -14,12 +15,61 @@
  * keep-alive connection moves to another back-end it is the current numbers,
  * so the new back-end's bytes continue the client's stream seamlessly.
  *
- * The front-end never acknowledges client data itself (the back-end does,
- * once the request reaches it) and never retransmits forwarded data: it
- * holds a request header until it can route it, and drops segments that
- * arrive out of order while it holds or parses, so the client's own
- * retransmission fills the gap.  The only bytes it originates are its error
- * answers, which it retransmits until acknowledged.
+ * Admission.  A flow is created only from a client packet the switch marked
+ * ADMIT (its cookie checked out: miresga.h, data-plane marks).  A KNOWN
+ * packet without a flow (an old connection after a restart) gets one RST, so
+ * its client reconnects at once; any other packet without a flow is dropped.
+ *
+ * Holding and acknowledging.  The front-end holds a request until it can
+ * route it, and drops segments that arrive out of order meanwhile (the
+ * client's retransmission fills the gap).  While a header is incomplete it
+ * acknowledges the held bytes as a receiver would (every second segment, and
+ * at once a segment sent again), with the window the hold limit leaves: a
+ * client whose window or congestion window is full would otherwise wait
+ * forever.  A request that needed those ACKs pins its connection to the
+ * front-end (the switch never carries it again): the client will not send
+ * those bytes again, so the front-end keeps a copy of each until the
+ * back-end acknowledges it and retransmits on its own timer (fe_ack.c), and
+ * it must see the back-end's ACKs for that.  Apart from these and its error
+ * answers, retransmission stays with the end hosts.
+ *
+ * The hand-off (config `handoff`).  A response byte takes one path: through
+ * the front-end or through the switch, never both.  Moving a flow from the
+ * switch to the front-end is always safe (later bytes take the slower path);
+ * the other way only before the back-end has the request.
+ *   async      ADD over the channel when the back-end joins; forward until
+ *              it lands (the paper's; early response bytes may take both
+ *              paths)
+ *   confirmed  ADD with a result when the back-end joins, the request held
+ *              (CONFIRMING) until the switch says ADDED; released anyway,
+ *              with a DEL and the flow staying here, on REFUSED or after
+ *              confirm_timeout
+ *   dataplane  the handshake ACK to the back-end carries an INSTALL mark and
+ *              the request follows in the same burst; the entry goes with a
+ *              REMOVE mark on the flow's last packet to the back-end, or a
+ *              REMOVE_CTL control packet, or a channel DEL when no packet
+ *              can carry it
+ * A flow whose client closed before the back-end joined stays here.  Whenever
+ * the front-end must see the rest of a response, the entry goes first.
+ *
+ * The end of a response (fe_drain.c).  nginx aborts a response when it reads
+ * the client's EOF while a write is blocked; so the client's FIN waits here
+ * (CLOSING, FIN deferred) until the back-end's response is over, and a
+ * pipelined request for another cluster waits (DRAIN) until the previous
+ * one's response is over, then the old back-end gets a FIN, its FIN is
+ * swallowed and the new back-end starts exactly where the old stream ended.
+ * Over means: the back-end sent its FIN; or everything it sent is
+ * acknowledged by the client, something was sent since the last request went
+ * out, the client's window is open, and the back-end sent nothing for
+ * drain_quiet.  With everything acknowledged and the window open the
+ * back-end's socket buffer is empty, so a back-end with more to say would be
+ * sending; the quiet period covers its application's reaction time.
+ *
+ * Liveness.  A flow with an entry is idle only if the switch says so: when
+ * its idle timer fires the front-end asks (fe_offload_query) and re-arms;
+ * an answer that the entry is busy leaves it armed, one that it is idle or
+ * gone, or no answer by the next expiry, closes the flow.  An idle flow is
+ * closed as its client would (a FIN to the back-end), with a hard deadline.
  *
  * One file per concern, as in l3fwd and dperf:
  *
@@ -29,12 +79,14 @@
  *   fe_server.c         the back-end side's state machine
  *   fe_dispatch.c       request boundaries, routing, releasing held bytes
  *   fe_hold.c           the request bytes held until they can be routed
+ *   fe_ack.c            held bytes the front-end acknowledges itself
  *   fe_backend.c        the back-end connection: SYN, retries, join, abort
+ *   fe_drain.c          waiting for a response to end: deferred FIN, re-route
  *   fe_answer.c         the front-end's own answers (errors, a bare close)
- *   fe_close.c          how a flow ends: FINs, the grace period, freeing
+ *   fe_close.c          how a flow ends: FINs, idle, the grace period, freeing
  *   fe_timer.c          what each timer does when it fires
- *   fe_emit.c           segments the front-end writes or cuts itself
- *   fe_offload_queue.c  switch entries that follow the routing decision
+ *   fe_emit.c           segments the front-end writes, cuts or marks itself
+ *   fe_entry.c          the flow's switch entry: channel, marks, answers
  *
  * This header is what they share.  The helpers every forwarded packet runs
  * through stay inline here; the rest are plain functions named fe_*.
@@ -53,6 +105,7 @@
 #define SEQ_LT(a, b) ((int32_t)((a) - (b)) < 0)
 #define SEQ_LEQ(a, b) ((int32_t)((a) - (b)) <= 0)
 #define SEQ_GT(a, b) ((int32_t)((a) - (b)) > 0)
+#define SEQ_GEQ(a, b) ((int32_t)((a) - (b)) >= 0)
 
 #define F_FIN RTE_TCP_FIN_FLAG
 #define F_SYN RTE_TCP_SYN_FLAG
@@ -132,30 +185,66 @@ static inline uint16_t fe_answer_window(const struct fe_lcore *lc, const struct 
 int fe_send_segment(struct fe_lcore *lc, const struct fe_tuple *t, uint32_t seq, uint32_t ack,
 		    uint8_t flags, uint16_t win, const uint8_t *opt, uint8_t optlen,
 		    const void *payload, uint16_t len);
+/* A segment without payload carrying a data-plane mark (0: none). */
+int fe_send_marked(struct fe_lcore *lc, const struct fe_tuple *t, uint32_t seq, uint32_t ack,
+		   uint8_t flags, uint16_t win, const uint8_t *opt, uint8_t optlen, uint8_t dscp);
 void fe_send_rst(struct fe_lcore *lc, const struct fe_tuple *t, uint32_t seq);
+void fe_mark(const struct fe_lcore *lc, struct rte_ipv4_hdr *ip, uint8_t dscp);
 void fe_trim_segment(struct fe_pkt *p, uint16_t keep);
 struct rte_mbuf *fe_split_segment(struct fe_lcore *lc, struct fe_pkt *p, uint16_t keep);
+void fe_strip_fin(struct fe_pkt *p);
+void fe_set_seq(struct fe_pkt *p, uint32_t seq);
+void fe_set_ack(struct fe_pkt *p, uint32_t ack);
 
-/* ------------------------------------ switch entries (fe_offload_queue.c) */
+/* ----------------------------------------- the switch entry (fe_entry.c) */
 
 void fe_offload_queue(struct fe_lcore *lc, struct fe_flow *f, uint8_t op);
+int fe_entry_at_join(struct fe_lcore *lc, struct fe_flow *f, uint8_t *mark);
+uint8_t fe_entry_take(struct fe_lcore *lc, struct fe_flow *f);
+void fe_entry_remove(struct fe_lcore *lc, struct fe_flow *f);
+void fe_entry_remove_with(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p);
+int fe_send_closing(struct fe_lcore *lc, struct fe_flow *f, const struct fe_tuple *t, uint32_t seq,
+		    uint32_t ack, uint8_t flags, uint16_t win, const uint8_t *opt, uint8_t optlen);
+int fe_entry_query(struct fe_lcore *lc, struct fe_flow *f);
+void fe_confirm_release(struct fe_lcore *lc, struct fe_flow *f);
 
 /*
- * Make the switch entry follow what the current rule says.  With
- * offload_after_bytes, a flow is handed over only once that many response
- * bytes have passed through us: a response that small is over before an
- * entry could be installed, so offloading it would only cost the switch's
- * control plane an ADD and a DEL (its insertion rate is the scarce resource
- * of a hardware switch; ~10^4 entries/s on a Tofino).  Inline: the back-end
- * side runs it on every response segment until the flow is installed.
+ * async hand-off: make the switch entry follow what the current rule says.
+ * With offload_after_bytes, a flow is handed over only once that many
+ * response bytes have passed through us: a response that small is over
+ * before an entry could be installed, so offloading it would only cost the
+ * switch's control plane an ADD and a DEL (its insertion rate is the scarce
+ * resource of a hardware switch; ~10^4 entries/s on a Tofino).  The other
+ * modes hand a flow over only when its back-end joins (fe_entry_at_join);
+ * here they only take an entry away from a request whose rule forbids it.
+ * Inline: the back-end side runs it on every response segment until the
+ * flow is installed.
  */
 static inline void fe_offload_apply(struct fe_lcore *lc, struct fe_flow *f)
 {
-	if (f->offload && !f->installed && f->has_backend &&
-	    f->be_bytes >= lc->cfg->offload_after_bytes)
-		fe_offload_queue(lc, f, MG_CTL_ADD);
-	else if (!f->offload && f->installed)
-		fe_offload_queue(lc, f, MG_CTL_DEL);
+	if (f->entry == FE_ENTRY_NONE) {
+		if (lc->cfg->handoff == FE_HANDOFF_ASYNC && f->offload && !f->pinned &&
+		    f->has_backend && f->be_bytes >= lc->cfg->offload_after_bytes)
+			fe_offload_queue(lc, f, MG_CTL_ADD);
+	} else if (!f->offload) {
+		fe_entry_remove(lc, f);
+	}
+}
+
+/*
+ * A packet passed through a spliced flow: it is not idle (a liveness query
+ * out for it no longer matters), and a back-end that is being watched for
+ * the end of its response was not quiet.  Other timers are left alone.
+ */
+static inline void fe_touch(struct fe_lcore *lc, struct fe_flow *f)
+{
+	f->query_pending = 0;
+	if (f->timer == FE_TIMER_IDLE) {
+		fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+	} else if (f->timer == FE_TIMER_DRAIN) {
+		f->drain_polls = 0;
+		fe_timer_arm(&lc->ft, f, FE_TIMER_DRAIN, lc->now_us);
+	}
 }
 
 /* ------------------------------------------------- held bytes (fe_hold.c) */
@@ -165,6 +254,14 @@ void fe_hold_mbuf(struct fe_lcore *lc, struct fe_flow *f, struct rte_mbuf *m);
 void fe_hold_linearize(struct fe_lcore *lc, const struct fe_flow *f, uint32_t n);
 int fe_hold_segment(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p, uint32_t off);
 
+/* --------------------------------- bytes we acknowledge ourselves (fe_ack.c) */
+
+void fe_ack_held(struct fe_lcore *lc, struct fe_flow *f);
+void fe_rtx_keep(struct fe_lcore *lc, struct fe_flow *f, struct rte_mbuf *m, uint32_t seq);
+void fe_rtx_acked(struct fe_lcore *lc, struct fe_flow *f, uint32_t ack);
+void fe_rtx_timer(struct fe_lcore *lc, struct fe_flow *f);
+void fe_rtx_free(struct fe_lcore *lc, struct fe_flow *f);
+
 /* ------------------------------------- the back-end connection (fe_backend.c) */
 
 void fe_backend_release(struct fe_lcore *lc, struct fe_flow *f);
@@ -173,6 +270,21 @@ void fe_backend_syn(struct fe_lcore *lc, struct fe_flow *f);
 void fe_backend_open(struct fe_lcore *lc, struct fe_flow *f);
 void fe_backend_failed(struct fe_lcore *lc, struct fe_flow *f);
 void fe_backend_joined(struct fe_lcore *lc, struct fe_flow *f);
+
+/* The next byte our back-end connection expects from the client while a
+ * request is held: where it starts, or one after our FIN to an old back-end. */
+static inline uint32_t fe_backend_rcv_next(const struct fe_flow *f)
+{
+	return f->req_seq + f->drain_fin;
+}
+
+/* -------------------------------------- the end of a response (fe_drain.c) */
+
+void fe_fin_defer(struct fe_lcore *lc, struct fe_flow *f);
+void fe_drain_start(struct fe_lcore *lc, struct fe_flow *f);
+void fe_drain_progress(struct fe_lcore *lc, struct fe_flow *f);
+void fe_drain_timer(struct fe_lcore *lc, struct fe_flow *f);
+void fe_client_fixup(const struct fe_flow *f, struct fe_pkt *p);
 
 /* ------------------------------------------------ our answers (fe_answer.c) */
 
@@ -190,6 +302,9 @@ void fe_client_answered(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p
 void fe_flow_free(struct fe_lcore *lc, struct fe_flow *f);
 void fe_enter_time_wait(struct fe_lcore *lc, struct fe_flow *f);
 void fe_fin_seen(struct fe_lcore *lc, struct fe_flow *f);
+void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f);
+void fe_idle_close(struct fe_lcore *lc, struct fe_flow *f);
+void fe_timer_default(struct fe_lcore *lc, struct fe_flow *f);
 
 /* ------------------------------------------ request routing (fe_dispatch.c) */
 
@@ -229,5 +344,6 @@ void fe_progress(struct fe_lcore *lc, struct fe_flow *f);
 
 void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p);
 void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b);
+void fe_result_input(struct fe_lcore *lc, const struct fe_offload_result *r);
 
 #endif /* FE_SPLICE_H */

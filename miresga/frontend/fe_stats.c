@@ -113,7 +113,9 @@ size_t fe_stats_json(const struct fe_stats_server *s, char *buf, size_t len)
 	FE_PACKET_COUNTERS(J)
 #undef GROUP
 #define GROUP offload
-	put(&w, "}, \"offload\": {\"enabled\": %s", s->offload && s->offload->enabled ? "true" : "false");
+	put(&w, "}, \"offload\": {\"enabled\": %s, \"handoff\": \"%s\"",
+	    s->offload && s->offload->enabled ? "true" : "false",
+	    cfg ? fe_handoff_name(cfg->handoff) : "?");
 	sep = ", ";
 	FE_OFFLOAD_COUNTERS(J)
 #undef GROUP

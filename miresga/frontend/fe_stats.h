@@ -26,12 +26,16 @@
 	X(to_backend) X(to_client) X(held) X(released) X(split)                  \
 	X(syn_sent) X(syn_retransmit) X(ack_sent) X(rst_sent) X(answer_sent) X(fin_sent)           \
 	X(no_flow) X(out_of_order) X(duplicate) X(hold_full) X(stale_backend)    \
-	X(unexpected) X(retransmit_fwd) X(reincarnation) X(time_wait_reset)
+	X(unexpected) X(retransmit_fwd) X(reincarnation) X(time_wait_reset)      \
+	X(unadmitted) X(known_reset) X(own_ack) X(rtx)                           \
+	X(install_sent) X(remove_marked) X(remove_sent)                          \
+	X(fin_deferred) X(fin_released) X(fin_absorbed) X(idle_fin)              \
+	X(drain_fin) X(fin_swallowed)
 
 /* What happened to requests. */
 #define FE_DECISION_COUNTERS(X)                                                 \
 	X(first) X(same_backend) X(other_backend) X(no_offload) X(opaque)        \
-	X(empty_close)
+	X(empty_close) X(pinned) X(half_closed)
 
 /* Errors by kind: the answers the front-end gave, then other failures. */
 #define FE_ERROR_COUNTERS(X)                                                    \
@@ -40,11 +44,18 @@
 	X(backend_refused, "backend_refused") X(agent_mismatch, "agent_mismatch") \
 	X(body_framing, "body_framing") X(idle_timeout, "idle_timeout")          \
 	X(client_reset, "client_reset") X(backend_reset, "backend_reset")        \
-	X(no_mbuf, "no_mbuf")
+	X(no_mbuf, "no_mbuf") X(path_refused, "path_refused")                    \
+	X(rtx_timeout, "rtx_timeout")                                            \
+	X(drain_timeout, "drain_timeout") X(close_timeout, "close_timeout")      \
+	X(idle_close_race, "idle_close_race")
 
-/* Offload entries as the packet path queued them (the channel thread
- * counts what it sent and what the switch answered). */
-#define FE_OFFLOAD_COUNTERS(X) X(queued_add) X(queued_del) X(ring_full)
+/* Offload entries as the packet path queued them, and the switch's answers
+ * as it acted on them (the channel thread counts what it sent and what the
+ * switch answered). */
+#define FE_OFFLOAD_COUNTERS(X)                                                  \
+	X(queued_add) X(queued_del) X(queued_query) X(ring_full)                 \
+	X(confirmed) X(confirm_refused) X(confirm_timeout) X(late_results)       \
+	X(entry_busy) X(entry_idle) X(entry_gone) X(query_unanswered)
 
 #define FE_FIELD(name) uint64_t name;
 #define FE_FIELD2(name, json) uint64_t name;

@@ -3,14 +3,15 @@
  * What each timer does when it fires (fe_flow.h has the queues): a header
  * that took too long (408), a SYN without answer (again, then the next
  * back-end), an answer not acknowledged (resent), the end of a grace period,
- * and a spliced flow nothing passed through (RST both ends).
+ * a spliced flow nothing passed through (ask the switch if it carries it,
+ * else close), a switch that did not confirm an entry (release anyway),
+ * bytes we acknowledged that the back-end did not (resent), a response that
+ * may be over (fe_drain.c), and a close we started that did not end.
  */
 #include "fe_splice.h"
 
 static void on_timer(struct fe_lcore *lc, struct fe_flow *f, enum fe_timer kind)
 {
-	struct fe_tuple t;
-
 	switch (kind) {
 	case FE_TIMER_REQUEST:
 		fe_answer(lc, f, 408);
@@ -35,16 +36,34 @@ static void on_timer(struct fe_lcore *lc, struct fe_flow *f, enum fe_timer kind)
 		}
 		break;
 	case FE_TIMER_IDLE:
-		/* Nothing passed through us for idle_timeout: tell both ends, so
-		 * neither keeps a connection that no longer has a splice. */
-		lc->stats.err.idle_timeout++;
-		if (f->has_backend) {
-			t = fe_to_backend(lc, f);
-			fe_send_rst(lc, &t, f->cli_next);
+		/* Nothing passed through us for idle_timeout.  If the switch may
+		 * carry the flow, its view counts: ask, and look again one idle
+		 * timeout later unless the answer says it is idle. */
+		if (f->entry != FE_ENTRY_NONE && !f->query_pending && fe_entry_query(lc, f) == 0) {
+			fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+			break;
 		}
-		t = fe_to_client(lc, f);
-		fe_send_rst(lc, &t, f->cli_ack);
-		fe_flow_free(lc, f);
+		if (f->query_pending)
+			lc->stats.offload.query_unanswered++;
+		fe_idle_close(lc, f);
+		break;
+	case FE_TIMER_CONFIRM:
+		/* No answer from the switch: release the request and keep the
+		 * flow here; a DEL makes sure a late ADD does not stay. */
+		lc->stats.offload.confirm_timeout++;
+		fe_entry_remove(lc, f);
+		f->pinned = 1;
+		fe_confirm_release(lc, f);
+		break;
+	case FE_TIMER_RTX:
+		fe_rtx_timer(lc, f);
+		break;
+	case FE_TIMER_DRAIN:
+		fe_drain_timer(lc, f);
+		break;
+	case FE_TIMER_CLOSE:
+		lc->stats.err.close_timeout++;
+		fe_reset_both(lc, f);
 		break;
 	default:
 		fe_flow_free(lc, f);
@@ -63,4 +82,20 @@ unsigned int fe_timers_run(struct fe_lcore *lc)
 		n++;
 	}
 	return n;
+}
+
+/* Answers of the switch that the channel thread has for this lcore. */
+unsigned int fe_results_run(struct fe_lcore *lc)
+{
+	struct fe_offload_result r[32];
+	unsigned int n, total = 0;
+
+	if (!lc->offload || !lc->offload->enabled)
+		return 0;
+	while ((n = fe_offload_results(lc->offload, r, 32))) {
+		for (unsigned int i = 0; i < n; i++)
+			fe_result_input(lc, &r[i]);
+		total += n;
+	}
+	return total;
 }

@@ -30,17 +30,20 @@ int main(void)
 	S(mg_flow_key); F(mg_flow_key, client_ip_be); F(mg_flow_key, client_port_be);
 	S(mg_flow); F(mg_flow, backend_idx); F(mg_flow, vip_idx); F(mg_flow, last_seen_s);
 	S(mg_backend_key); F(mg_backend_key, ip_be); F(mg_backend_key, port_be);
-	S(mg_lpm4_key); F(mg_lpm4_key, prefixlen); F(mg_lpm4_key, ip_be);
 	S(mg_backend); F(mg_backend, ip_be); F(mg_backend, port_be); F(mg_backend, mac);
 	F(mg_backend, src_mac); F(mg_backend, ifindex);
 	S(mg_frontend); F(mg_frontend, ip_be); F(mg_frontend, mac); F(mg_frontend, src_mac);
 	F(mg_frontend, ifindex);
+	S(mg_port); F(mg_port, flags);
+	S(mg_dp_slot); F(mg_dp_slot, client_ip_be); F(mg_dp_slot, client_port_be);
+	F(mg_dp_slot, backend_idx); F(mg_dp_slot, vip_idx); F(mg_dp_slot, last_seen);
 	S(mg_cookie_key); F(mg_cookie_key, k0); F(mg_cookie_key, k1);
 	S(mg_switch_config); F(mg_switch_config, keys); F(mg_switch_config, epoch);
 	F(mg_switch_config, n_frontends); F(mg_switch_config, mss); F(mg_switch_config, window);
 	F(mg_switch_config, wscale); F(mg_switch_config, now_s);
 	F(mg_switch_config, filter_key); F(mg_switch_config, filter_gen);
-	F(mg_switch_config, filter_bits_log2);
+	F(mg_switch_config, filter_bits_log2); F(mg_switch_config, dp_slots_log2);
+	F(mg_switch_config, dp_ways); F(mg_switch_config, dp_idle_ticks); F(mg_switch_config, dp_seed);
 	S(mg_ctl_hdr); F(mg_ctl_hdr, magic); F(mg_ctl_hdr, version); F(mg_ctl_hdr, type);
 	F(mg_ctl_hdr, count); F(mg_ctl_hdr, seq);
 	S(mg_ctl_entry); F(mg_ctl_entry, client_ip_be); F(mg_ctl_entry, client_port_be);
@@ -80,6 +83,18 @@ int main(void)
 	printf(", \"cookie\": {\"low\": %u, \"value\": %u}", low,
 	       mg_cookie_make(&key, inet_addr("10.10.1.2"), inet_addr("10.10.0.100"), htons(40000),
 			      htons(80), 12345, 5, low));
+	/* The data-plane table's hash for fixed inputs, both ways. */
+	printf(", \"dp_hash\": [%u, %u]",
+	       mg_dp_hash(&key, inet_addr("10.10.1.2"), htons(40000), 0),
+	       mg_dp_hash(&key, inet_addr("10.10.1.2"), htons(40000), 1));
+	printf(", \"dscp\": {\"none\": %d, \"admit\": %d, \"known\": %d, \"install\": %d, "
+	       "\"remove\": %d, \"remove_ctl\": %d, \"miresga\": %d}",
+	       MG_DSCP_NONE, MG_DSCP_ADMIT, MG_DSCP_KNOWN, MG_DSCP_INSTALL, MG_DSCP_REMOVE,
+	       MG_DSCP_REMOVE_CTL, MG_DSCP_MIRESGA);
+	printf(", \"MG_DP_TICK_SHIFT\": %d, \"MG_MAX_PORTS\": %d, \"MG_DP_SLOTS_LOG2_MAX\": %d, "
+	       "\"MG_DP_SLOTS_DEFAULT\": %d, \"MG_DP_WAYS_DEFAULT\": %d",
+	       MG_DP_TICK_SHIFT, MG_MAX_PORTS, MG_DP_SLOTS_LOG2_MAX, MG_DP_SLOTS_DEFAULT,
+	       MG_DP_WAYS_DEFAULT);
 	/* Inputs whose hash bits are all zero with a zero low byte (MSS class
 	 * 0, window scale 0, no SACK, even epoch): the cookie would be 0. */
 	printf(", \"cookie_zero_hash\": {\"isn\": 13672851, \"value\": %u, \"check\": %d}}\n",

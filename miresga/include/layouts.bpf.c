@@ -26,9 +26,10 @@ struct mg_layouts {
 	struct mg_flow_key flow_key;
 	struct mg_flow flow;
 	struct mg_backend_key backend_key;
-	struct mg_lpm4_key lpm4_key;
 	struct mg_backend backend;
 	struct mg_frontend frontend;
+	struct mg_port port;
+	struct mg_dp_slot dp_slot;
 	struct mg_cookie_key cookie_key;
 	struct mg_switch_config switch_config;
 	enum mg_switch_counter switch_counter;

@@ -45,6 +45,77 @@ typedef uint32_t __be32;
 #define MG_MAX_BACKENDS 256
 #define MG_MAX_FRONTENDS 16
 #define MG_MAX_VIPS 16
+/* Switch ports the port table can describe (a Tofino has 64 to 512). */
+#define MG_MAX_PORTS 256
+
+/* ------------------------------------------------------------------ marks */
+
+/*
+ * Marks: how the switch S, the front-ends F and the back-end agents A talk
+ * in the data plane.  A mark is a value of the 6-bit DSCP field of the IPv4
+ * header; the two ECN bits are never touched.
+ *
+ * Why DSCP: every IPv4 packet has the field, so a mark rides on a packet
+ * that is sent anyway (F's handshake ACK, A's response segments) and needs
+ * no packet of its own; writing it changes one 16-bit word covered only by
+ * the IP header checksum (an incremental update, no TCP checksum, no
+ * CHECKSUM_PARTIAL subtleties); nothing grows, so no MTU or TSO trouble and
+ * no option a middlebox might strip; and a switch's parser has it in a
+ * fixed place.  The values are from RFC 2474's pool 2 (xxxx11, "for
+ * experimental or local use"), so no standard code point (CS*, AF*, EF, LE)
+ * is taken, and the switch can clear its own marks without touching anyone
+ * else's DSCP.
+ *
+ * A mark is trusted only where it cannot be forged:
+ *   F -> S  INSTALL, REMOVE, REMOVE_CTL: only from a front-end port (the
+ *           switch's port table says which ports are); from any other port
+ *           the mark is cleared and counted.
+ *   S -> F  ADMIT or KNOWN: set by the switch on every client packet it
+ *           hands a front-end (NONE on back-end packets it hands one), so F
+ *           can believe the field: a client reaches F's link only through S.
+ *   A -> S  MIRESGA: a back-end's packet is Miresga's only with this mark
+ *           and only on that back-end's own switch port.
+ * No packet leaves the switch carrying a mark the switch did not set there.
+ */
+#define MG_DSCP_NONE 0x00
+/* S -> F: this client packet carried a valid cookie (seq - 1 = c and
+ * ack - 1 = s check out): the proof F creates flow state from. */
+#define MG_DSCP_ADMIT 0x03
+/* S -> F: admitted by a flow entry or the seen filter: F may hold state for
+ * it, but the packet proves nothing. */
+#define MG_DSCP_KNOWN 0x07
+/* F -> S: "carry (client IP, client port) -> the back-end this packet is
+ * addressed to from now on"; the VIP index is in the IP ID field. */
+#define MG_DSCP_INSTALL 0x0b
+/* F -> S: "forget the data-plane entry of this packet's (client IP, client
+ * port)"; the packet itself goes on to its destination. */
+#define MG_DSCP_REMOVE 0x0f
+/* F -> S: REMOVE on a packet sent for that alone: the switch drops it after
+ * acting. */
+#define MG_DSCP_REMOVE_CTL 0x13
+/* A -> S: a packet of a connection the agent has an entry for. */
+#define MG_DSCP_MIRESGA 0x17
+
+#define MG_DSCP_MARKS                                                              \
+	((1ull << MG_DSCP_ADMIT) | (1ull << MG_DSCP_KNOWN) | (1ull << MG_DSCP_INSTALL) | \
+	 (1ull << MG_DSCP_REMOVE) | (1ull << MG_DSCP_REMOVE_CTL) | (1ull << MG_DSCP_MIRESGA))
+
+MG_INLINE __u8 mg_tos_dscp(__u8 tos)
+{
+	return tos >> 2;
+}
+
+/* The TOS byte with its DSCP replaced and its ECN bits kept. */
+MG_INLINE __u8 mg_tos_with_dscp(__u8 tos, __u8 dscp)
+{
+	return (__u8)((dscp << 2) | (tos & 3));
+}
+
+/* Is this DSCP one of Miresga's marks? */
+MG_INLINE int mg_dscp_is_mark(__u8 dscp)
+{
+	return dscp < 64 && ((MG_DSCP_MARKS >> dscp) & 1);
+}
 
 /* ------------------------------------------------------------ switch maps */
 
@@ -92,12 +163,6 @@ struct mg_backend_key {
 	__u16 _pad;
 };
 
-/* Key of an IPv4 longest-prefix-match table (BPF_MAP_TYPE_LPM_TRIE). */
-struct mg_lpm4_key {
-	__u32 prefixlen;
-	__be32 ip_be;
-};
-
 /* Back-end table: index -> where to send and how to rewrite. */
 struct mg_backend {
 	__be32 ip_be;
@@ -115,6 +180,44 @@ struct mg_frontend {
 	__u8 src_mac[6];
 	__u32 ifindex;
 };
+
+/* Port table: switch port (ifindex) -> what hangs off it, as a Tofino's
+ * port table gives per-port metadata to every packet. */
+#define MG_PORT_FRONTEND 0x1u   /* a front-end: its F -> S marks are trusted */
+
+struct mg_port {
+	__u32 flags;
+};
+
+/*
+ * The data-plane table (hand-off mode `dataplane`): register arrays the
+ * pipeline itself writes, from INSTALL marks, and clears, from REMOVE marks.
+ * One slot per (way, hash of client IP and port); see switch.bpf.c,
+ * "data-plane table", for the semantics and a Tofino's layout.
+ *
+ * The first 8 bytes (key and value) are read and written as one 64-bit word,
+ * so a reader never sees one flow's key with another's back-end.  A slot is
+ * empty if its client IP is 0 or its last_seen is 0, and counts as empty
+ * once last_seen is dp_idle_ticks old (lazy aging).
+ */
+struct mg_dp_slot {
+	__be32 client_ip_be;
+	__be16 client_port_be;
+	__u8 backend_idx;
+	__u8 vip_idx;
+	/* Data-plane clock, bpf_ktime_get_ns() >> MG_DP_TICK_SHIFT, of the
+	 * install or the last packet moved; 0: empty. */
+	__u32 last_seen;
+	__u32 _pad;
+};
+
+/* One tick of the data-plane table's clock: 2^20 ns, about 1.05 ms. */
+#define MG_DP_TICK_SHIFT 20
+/* At most 2^24 slots per way. */
+#define MG_DP_SLOTS_LOG2_MAX 24
+/* The data-plane table's default size: 2 ways of 65,536 slots. */
+#define MG_DP_SLOTS_DEFAULT (1 << 17)
+#define MG_DP_WAYS_DEFAULT 2
 
 /* One HalfSipHash key (64 bits). */
 struct mg_cookie_key {
@@ -147,6 +250,16 @@ struct mg_switch_config {
 	struct mg_cookie_key filter_key;
 	__u32 filter_gen;
 	__u32 filter_bits_log2; /* bits per generation = 1 << this, 6..30 */
+	/*
+	 * The data-plane table: dp_ways (1 or 2) ways of 1 << dp_slots_log2
+	 * slots each; dp_slots_log2 = 0: no table (INSTALL marks are refused).
+	 * Way w's index is dp_hash(w) (switch.bpf.c), seeded with dp_seed.k0
+	 * and .k1; a slot idle for dp_idle_ticks counts as empty.
+	 */
+	__u32 dp_slots_log2;
+	__u32 dp_ways;
+	__u32 dp_idle_ticks;
+	struct mg_cookie_key dp_seed;
 };
 
 /* Per-branch counters of the switch pipeline (per-CPU array, index = enum). */
@@ -173,6 +286,24 @@ enum mg_switch_counter {
 	MG_SW_CONN_KNOWN,        /* no entry, connection in the seen filter: to a front-end */
 	MG_SW_VIP_MALFORMED,     /* to a VIP but truncated, fragmented, IP options or bad flags: dropped */
 	MG_SW_TTL_EXCEEDED,      /* TTL would expire on a redirect: kernel path (ICMP) */
+	/* The hand-off's marks and the data-plane table. */
+	MG_SW_FE_ADMIT,          /* client packet handed to a front-end marked ADMIT */
+	MG_SW_FE_KNOWN,          /* client packet handed to a front-end marked KNOWN */
+	MG_SW_MARK_CLEARED,      /* a packet arrived with a mark nobody may send from there: cleared */
+	MG_SW_MARK_UNTRUSTED,    /* ... of which INSTALL/REMOVE marks from a non-front-end port */
+	MG_SW_FUSED_SYN_FORGED,  /* fused SYN to a back-end from a non-front-end port: dropped */
+	MG_SW_BE_UNMARKED,       /* from a back-end service address, no MIRESGA mark: forwarded */
+	MG_SW_BE_WRONG_PORT,     /* ... MIRESGA mark, but not on that back-end's port: forwarded */
+	MG_SW_DP_INSTALL,        /* INSTALL wrote a free (empty or aged) slot */
+	MG_SW_DP_REINSTALL,      /* INSTALL rewrote the slot that held its own key */
+	MG_SW_DP_COLLISION,      /* INSTALL refused: every way holds another live key */
+	MG_SW_DP_INSTALL_RACE,   /* INSTALL refused: the slot changed while it was written */
+	MG_SW_DP_INSTALL_BAD,    /* INSTALL refused: not to a back-end, bad VIP index, no table */
+	MG_SW_DP_REMOVE,         /* REMOVE cleared the slot holding its key */
+	MG_SW_DP_REMOVE_MISS,    /* REMOVE found no slot holding its key: nothing done */
+	MG_SW_CTL_CONSUMED,      /* a standalone control packet (REMOVE_CTL), dropped after acting */
+	MG_SW_DP_HIT,            /* a lookup found a live data-plane entry (either direction) */
+	MG_SW_DP_EXPIRED,        /* a lookup found its key in a slot idle past the timeout: a miss */
 	MG_SW__MAX,
 };
 
@@ -257,6 +388,16 @@ MG_INLINE __u32 mg_mix32(__u32 h)
 	h *= 0xc2b2ae35u;
 	h ^= h >> 16;
 	return h;
+}
+
+/* The data-plane table's hash of (client IP, client port) for way 0 or 1,
+ * over the raw network-order words.  Way 1's is derived from way 0's with
+ * the second seed, so keys that collide in one way rarely do in the other. */
+MG_INLINE __u32 mg_dp_hash(const struct mg_cookie_key *seed, __be32 ip, __be16 port, __u32 way)
+{
+	__u32 h = mg_mix32(ip ^ mg_mix32((__u32)port ^ seed->k0));
+
+	return way ? mg_mix32(h ^ seed->k1) : h;
 }
 
 #define MG_ROTL32(x, b) (__u32)(((x) << (b)) | ((x) >> (32 - (b))))

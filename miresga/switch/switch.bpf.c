@@ -4,28 +4,55 @@
  * port of the switch.
  *
  * It is written as the executable model of a Tofino ingress pipeline: every
- * table is a map looked up by exact (or LPM) match, each packet makes one
- * pass through a fixed sequence of lookups, and there are no loops over
- * state.  The only loop walks the 40 option bytes of a SYN, as a parser's
- * state machine does.  What a P4 program keeps in registers (the seen
- * filter) is an array map written with atomics.
+ * table is a map looked up by exact match, each packet makes one pass
+ * through a fixed sequence of lookups, and there are no loops over state.
+ * The only loop walks the 40 option bytes of a SYN, as a parser's state
+ * machine does.  What a P4 program keeps in registers (the seen filter, the
+ * data-plane table) are array maps written with atomics.
  *
- * Branches (DESIGN.md section 3, steps 1, 2 and 7):
+ * Branches (DESIGN.md section 3, steps 1, 2 and 7; the hand-off's marks,
+ * miresga.h "marks"):
  *
  *   client -> VIP
  *     SYN                         answer in place: SYN-ACK from the VIP,
  *                                 seq = keyed cookie, bounced out the
  *                                 ingress port; nothing is stored
- *     pure ACK, flow entry        rewrite VIP -> back-end, redirect to its port
+ *     pure ACK, entry             rewrite VIP -> back-end, DSCP cleared,
+ *                                 redirect to its port
  *     payload/FIN/RST, entry      to the front-end (it parses every request)
  *     no entry                    to the front-end if the connection is in
  *                                 the seen filter or carries a valid cookie
  *                                 (seq - 1 = c, ack - 1 = s); else dropped
- *   back-end -> client
+ *     every packet to a front-end carries DSCP ADMIT if it has ACK, no
+ *                                 SYN/RST and a valid cookie, else KNOWN
+ *   back-end -> client (from a back-end's service address, marked MIRESGA
+ *   by its agent, on that back-end's own port; the mark is cleared)
  *     entry for this back-end,
  *     not SYN/FIN/RST             rewrite back-end -> VIP, route to the client
  *     otherwise                   to the front-end
- *   anything else                 normal forwarding (the kernel's, TC_ACT_OK)
+ *   from a front-end port
+ *     INSTALL mark                write a data-plane entry (client IP, port)
+ *                                 -> the destination's back-end, VIP index
+ *                                 from the IP ID; forwarded, mark cleared
+ *     REMOVE mark                 clear the slot holding exactly that key;
+ *                                 forwarded, mark cleared
+ *     REMOVE_CTL mark             the same, then dropped (a control packet)
+ *   fused SYN (SYN, no ACK, ack field != 0) to a back-end's service
+ *   address from any other port   dropped
+ *   anything else                 normal forwarding (the kernel's,
+ *                                 TC_ACT_OK), any Miresga mark cleared
+ *
+ * "Entry" is the exact-match flow table's (written by the control plane in
+ * hand-off modes `async` and `confirmed`) or, if that table has none for the
+ * key, the data-plane table's (written by INSTALL marks in mode `dataplane`).
+ * The exact-match table goes first because the control plane is the one
+ * writer it has: an entry there is the control plane's decision, and in
+ * `dataplane` mode, where the channel only deletes, it has none.
+ *
+ * No list of clients.  A packet is Miresga's reply because its back-end's
+ * agent marked it and it came in on that back-end's port, not because of
+ * where it is going: a client at any address is served, and a back-end's
+ * other traffic (health checks, the bench's probes) is plain forwarding.
  *
  * Why a seen filter.  A cookie can only be checked on a client's first
  * packets: the check needs the client ISN, which is seq - 1 only until the
@@ -36,8 +63,9 @@
  * connections it has validated in a Bloom filter (SmartCookie keeps a
  * similar allow-list in registers), refreshed by every packet of the
  * connection and rotated by the control plane: a connection is remembered
- * for at least one filter period after its last client packet.  The front-
- * end can thus create flow state for any packet the switch hands it.
+ * for at least one filter period after its last client packet.  The filter
+ * is a first-level filter, not proof: a packet it admits is marked KNOWN,
+ * and the front-end creates flow state only from an ADMIT packet.
  *
  * The verdict of a redirect also lands in skb->cb[0] (egress ifindex), the
  * model of a Tofino's bridged metadata; BPF_PROG_TEST_RUN returns it to the
@@ -153,6 +181,40 @@ static __always_inline int seen_filter_test(const struct mg_switch_config *cfg,
 	return known;
 }
 
+/* ------------------------------------------------------------------ marks */
+
+/* Set the DSCP a packet leaves with (its ECN bits kept); p->tos follows, so
+ * that a FIB lookup afterwards asks about the packet as it will leave. */
+static __always_inline int set_dscp(struct __sk_buff *skb, struct mg_pkt *p, __u8 dscp)
+{
+	__u8 tos = mg_tos_with_dscp(p->tos, dscp);
+
+	if (mg_set_tos(skb, p, tos))
+		return -1;
+	p->tos = tos;
+	return 0;
+}
+
+/* Normal forwarding.  A Miresga mark is cleared first: the switch forwards
+ * no mark it did not set (an F -> S mark from the wrong port, an S -> F mark
+ * the front-end copied into a packet for a back-end, a client's forgery). */
+static __always_inline int clear_mark(struct __sk_buff *skb, struct mg_pkt *p)
+{
+	if (!mg_dscp_is_mark(mg_tos_dscp(p->tos)))
+		return 0;
+	if (set_dscp(skb, p, MG_DSCP_NONE))
+		return -1; /* allocation failure */
+	count(MG_SW_MARK_CLEARED, 1);
+	return 0;
+}
+
+static __always_inline int pass_clean(struct __sk_buff *skb, struct mg_pkt *p, __u32 why)
+{
+	if (clear_mark(skb, p))
+		return TC_ACT_SHOT;
+	return pass(why);
+}
+
 /* ------------------------------------------------------------- forwarding */
 
 static __always_inline void touch(struct mg_flow *fl, const struct mg_switch_config *cfg)
@@ -183,10 +245,11 @@ static __always_inline int route_out(struct __sk_buff *skb, const struct mg_pkt 
 	return verdict;
 }
 
-/* Hand a packet to the front-end that serves (client_ip, client_port). */
-static __always_inline int to_frontend(struct __sk_buff *skb, const struct mg_pkt *p,
+/* Hand a packet to the front-end that serves (client_ip, client_port),
+ * with DSCP `dscp`: what the switch tells the front-end about it. */
+static __always_inline int to_frontend(struct __sk_buff *skb, struct mg_pkt *p,
 				       const struct mg_switch_config *cfg, __be32 client_ip,
-				       __be16 client_port, __u32 cnt)
+				       __be16 client_port, __u32 cnt, __u8 dscp)
 {
 	__u32 n = cfg->n_frontends;
 
@@ -196,7 +259,261 @@ static __always_inline int to_frontend(struct __sk_buff *skb, const struct mg_pk
 	const struct mg_frontend *fe = bpf_map_lookup_elem(&frontend_table, &idx);
 	if (!fe || !fe->ifindex)
 		return drop(MG_SW_NO_FRONTEND);
+	if (set_dscp(skb, p, dscp))
+		return TC_ACT_SHOT;
 	return route_out(skb, p, fe->mac, fe->src_mac, fe->ifindex, cnt);
+}
+
+/* -------------------------------------------------------- data-plane table */
+
+/*
+ * The data-plane table (hand-off mode `dataplane`, HANDOFF.md section 2).
+ *
+ * The front-end marks its handshake ACK to the back-end INSTALL and sends
+ * the request right behind it; the switch writes the entry as the ACK
+ * passes, so the entry exists before the back-end has the request and every
+ * response byte takes the direct path.  No control-plane insert per
+ * connection.  This is what a Tofino can write from its data plane: register
+ * arrays, not a match table, so here an array map (never a BPF hash-map
+ * insert from the packet path).
+ *
+ * Semantics.  dp_ways ways (one or two) of 2^dp_slots_log2 slots; way w of
+ * key (client IP, client port) is slot dp_hash(w) of its way.  A slot holds
+ * {client IP, client port, back-end index, VIP index, last seen}.
+ *   lookup   compare the key in each way; a slot whose last_seen is
+ *            dp_idle_ticks old counts as empty (lazy aging: no sweep);
+ *            a hit refreshes last_seen
+ *   INSTALL  the way holding this key if any (a re-route: rewritten), else
+ *            the first way that is empty or aged; if every way holds
+ *            another live key the install is refused and counted: that
+ *            flow stays on the front-end, which sees all its packets (one
+ *            path either way)
+ *   REMOVE   clear every way holding exactly this key; a different key in
+ *            the slot is left alone
+ * Key and value are one 64-bit word, written with a compare-and-swap from
+ * what the install read, so two CPUs installing into one slot cannot leave
+ * a torn entry (the loser is refused, counted) and a reader always sees a
+ * key with its own back-end.  A Tofino has no such race: one pipeline
+ * orders the packets that touch a register.
+ *
+ * Clock: bpf_ktime_get_ns() >> MG_DP_TICK_SHIFT (about 1 ms) in 32 bits;
+ * age is compared signed, so a slot stamped by another CPU a tick ahead is
+ * young, and a slot untouched for 2^31 ticks (about 26 days) would look
+ * young again: the control plane clears aged slots at leisure
+ * (DataplaneTable.age()) long before that.
+ *
+ * A Tofino's layout (per way, so two ways are two pairs of stages):
+ *   stage A  register array of 64-bit pairs {lo: client IP 32,
+ *            hi: client port 16 | back-end index 8 | VIP index 8}: one
+ *            stateful ALU compares lo and hi[31:16] with the packet's key
+ *            and returns hi on a match (lookup) or writes the pair (install,
+ *            remove)
+ *   stage B  register array of 32-bit last-seen stamps, read-and-refresh by
+ *            a stateful ALU when A matched (the global timestamp, shifted)
+ * A slot is 96 bits, wider than one register pair, hence two arrays.  An
+ * install must know B (is the slot aged?) before it writes A, the reverse of
+ * the lookup's order, so an install takes a second pass (recirculation),
+ * once per connection.  SWITCHAROO (Caiazzi, Scazzariello, Chiesa, "Millions
+ * of Low-latency State Insertions on ASIC Switches", PACMNET 1(CoNEXT3),
+ * 2023, doi:10.1145/3629144) builds key-value tables with millions of
+ * data-plane insertions per second on Tofino with limited recirculation;
+ * this table is the simplest instance of the idea (no cuckoo moves: a
+ * collision is refused, not relocated).
+ */
+
+static __always_inline int dp_enabled(const struct mg_switch_config *cfg)
+{
+	return cfg->dp_slots_log2 && cfg->dp_slots_log2 <= MG_DP_SLOTS_LOG2_MAX &&
+	       (cfg->dp_ways == 1 || cfg->dp_ways == 2);
+}
+
+static __always_inline __u32 dp_now(void)
+{
+	__u32 t = bpf_ktime_get_ns() >> MG_DP_TICK_SHIFT;
+
+	return t ? t : 1; /* 0 marks an empty slot */
+}
+
+/* Slot of (client IP, client port) in a way: mg_dp_hash() seeded by the
+ * control plane, as a Tofino's CRC hash units are configured. */
+static __always_inline struct mg_dp_slot *dp_slot(const struct mg_switch_config *cfg, __u32 way,
+						  __be32 ip, __be16 port)
+{
+	__u32 log2 = cfg->dp_slots_log2 & 31;
+	__u32 i = (way << log2) | (mg_dp_hash(&cfg->dp_seed, ip, port, way) & ((1u << log2) - 1));
+
+	return bpf_map_lookup_elem(&dp_table, &i);
+}
+
+/* A slot's key and value, read as the one word they are written as. */
+static __always_inline __u64 dp_read(const struct mg_dp_slot *s)
+{
+	return *(volatile const __u64 *)s;
+}
+
+static __always_inline __u64 dp_word(__be32 ip, __be16 port, __u8 backend_idx, __u8 vip_idx)
+{
+	struct mg_dp_slot e = {.client_ip_be = ip, .client_port_be = port,
+			       .backend_idx = backend_idx, .vip_idx = vip_idx};
+	__u64 w;
+
+	__builtin_memcpy(&w, &e, sizeof(w));
+	return w;
+}
+
+static __always_inline struct mg_dp_slot dp_entry(__u64 w)
+{
+	struct mg_dp_slot e = {};
+
+	__builtin_memcpy(&e, &w, sizeof(w));
+	return e;
+}
+
+static __always_inline int dp_holds(__u64 w, __be32 ip, __be16 port)
+{
+	struct mg_dp_slot e = dp_entry(w);
+
+	return e.client_ip_be == ip && e.client_port_be == port;
+}
+
+static __always_inline int dp_live(const struct mg_switch_config *cfg, __u32 seen, __u32 now)
+{
+	return seen && (__s32)(now - seen) < (__s32)cfg->dp_idle_ticks;
+}
+
+/* The live slot holding (ip, port), with its entry in *e; NULL if none. */
+static __always_inline struct mg_dp_slot *dp_find(const struct mg_switch_config *cfg, __be32 ip,
+						  __be16 port, __u32 now, struct mg_dp_slot *e)
+{
+	for (__u32 way = 0; way < 2; way++) { /* unrolled: two stages */
+		if (way >= cfg->dp_ways)
+			break;
+		struct mg_dp_slot *s = dp_slot(cfg, way, ip, port);
+		if (!s)
+			continue;
+		__u64 w = dp_read(s);
+		if (!dp_holds(w, ip, port))
+			continue;
+		if (!dp_live(cfg, *(volatile __u32 *)&s->last_seen, now)) {
+			count(MG_SW_DP_EXPIRED, 1);
+			continue;
+		}
+		*e = dp_entry(w);
+		count(MG_SW_DP_HIT, 1);
+		return s;
+	}
+	return NULL;
+}
+
+/* Install (ip, port) -> (backend_idx, vip_idx).  Returns the counter of
+ * the outcome. */
+static __always_inline __u32 dp_install(const struct mg_switch_config *cfg, __be32 ip,
+					__be16 port, __u8 backend_idx, __u8 vip_idx)
+{
+	__u32 now = dp_now();
+	struct mg_dp_slot *s0 = dp_slot(cfg, 0, ip, port);
+	struct mg_dp_slot *s1 = cfg->dp_ways == 2 ? dp_slot(cfg, 1, ip, port) : NULL;
+	struct mg_dp_slot *target;
+	__u64 w0 = 0, w1 = 0, old;
+	__u32 outcome;
+
+	if (!s0)
+		return MG_SW_DP_INSTALL_BAD; /* config and map size disagree */
+	w0 = dp_read(s0);
+	if (s1)
+		w1 = dp_read(s1);
+
+	if (dp_holds(w0, ip, port)) {
+		target = s0, old = w0, outcome = MG_SW_DP_REINSTALL;
+	} else if (s1 && dp_holds(w1, ip, port)) {
+		target = s1, old = w1, outcome = MG_SW_DP_REINSTALL;
+	} else if (!dp_entry(w0).client_ip_be ||
+		   !dp_live(cfg, *(volatile __u32 *)&s0->last_seen, now)) {
+		target = s0, old = w0, outcome = MG_SW_DP_INSTALL;
+	} else if (s1 && (!dp_entry(w1).client_ip_be ||
+			  !dp_live(cfg, *(volatile __u32 *)&s1->last_seen, now))) {
+		target = s1, old = w1, outcome = MG_SW_DP_INSTALL;
+	} else {
+		return MG_SW_DP_COLLISION;
+	}
+	if (__sync_val_compare_and_swap((__u64 *)target, old,
+					dp_word(ip, port, backend_idx, vip_idx)) != old)
+		return MG_SW_DP_INSTALL_RACE;
+	*(volatile __u32 *)&target->last_seen = now;
+	return outcome;
+}
+
+/* Clear every slot holding exactly (ip, port).  Returns the counter of the
+ * outcome. */
+static __always_inline __u32 dp_remove(const struct mg_switch_config *cfg, __be32 ip, __be16 port)
+{
+	int removed = 0;
+
+	if (!dp_enabled(cfg))
+		return MG_SW_DP_REMOVE_MISS;
+	for (__u32 way = 0; way < 2; way++) {
+		if (way >= cfg->dp_ways)
+			break;
+		struct mg_dp_slot *s = dp_slot(cfg, way, ip, port);
+		if (!s)
+			continue;
+		__u64 w = dp_read(s);
+		if (!dp_holds(w, ip, port))
+			continue;
+		/* Time first: once it is 0 the slot reads as empty, so an
+		 * install racing in takes it and our swap below loses, as it
+		 * should. */
+		*(volatile __u32 *)&s->last_seen = 0;
+		if (__sync_val_compare_and_swap((__u64 *)s, w, 0) == w)
+			removed = 1;
+	}
+	return removed ? MG_SW_DP_REMOVE : MG_SW_DP_REMOVE_MISS;
+}
+
+/* ------------------------------------------------------------ flow entries */
+
+/* What a packet's key found: an exact-match entry or a data-plane slot. */
+struct hit {
+	struct mg_flow *fl;
+	struct mg_dp_slot *slot;
+	__u32 now;              /* data-plane clock, for a slot */
+	__u8 backend_idx;
+	__u8 vip_idx;
+};
+
+/* Look (client IP, client port) up: the exact-match table first, the
+ * data-plane table only if that has no entry for the key. */
+static __always_inline int find_entry(const struct mg_switch_config *cfg, __be32 ip, __be16 port,
+				      struct hit *h)
+{
+	struct mg_flow_key key = {.client_ip_be = ip, .client_port_be = port};
+	struct mg_flow *fl = bpf_map_lookup_elem(&flow_table, &key);
+
+	if (fl) {
+		h->fl = fl;
+		h->backend_idx = fl->backend_idx;
+		h->vip_idx = fl->vip_idx;
+		return 1;
+	}
+	if (!dp_enabled(cfg))
+		return 0;
+
+	struct mg_dp_slot e;
+	h->now = dp_now();
+	h->slot = dp_find(cfg, ip, port, h->now, &e);
+	if (!h->slot)
+		return 0;
+	h->backend_idx = e.backend_idx;
+	h->vip_idx = e.vip_idx;
+	return 1;
+}
+
+static __always_inline void touch_hit(const struct hit *h, const struct mg_switch_config *cfg)
+{
+	if (h->fl)
+		touch(h->fl, cfg);
+	else if (h->slot && *(volatile __u32 *)&h->slot->last_seen != h->now)
+		*(volatile __u32 *)&h->slot->last_seen = h->now;
 }
 
 /* ----------------------------------------------------------- the SYN-ACK */
@@ -370,21 +687,50 @@ static __always_inline int is_pure_ack(const struct mg_pkt *p)
 	       p->payload_len == 0;
 }
 
-/* Client pure ACK with an entry: VIP -> back-end. */
-static __always_inline int offload_forward(struct __sk_buff *skb, const struct mg_pkt *p,
-					   const struct mg_switch_config *cfg,
-					   const struct mg_flow *fl)
+/* Does the packet carry a valid cookie (ACK set, seq - 1 = c, ack - 1 = s)? */
+static __always_inline int cookie_valid(const struct mg_switch_config *cfg, const struct mg_pkt *p)
 {
-	__u32 idx = fl->backend_idx;
+	return (p->tcp_flags & MG_TCP_ACK) &&
+	       mg_cookie_check(cfg, p->saddr, p->daddr, p->sport, p->dport, p->seq - 1,
+			       p->ack_seq - 1);
+}
+
+/* May the packet prove a connection (ACK, no SYN, no RST)?  SYNs never
+ * get here; a RST ends what it would prove. */
+static __always_inline int may_admit(const struct mg_pkt *p)
+{
+	return (p->tcp_flags & (MG_TCP_ACK | MG_TCP_RST)) == MG_TCP_ACK;
+}
+
+/* A client packet to its front-end, marked ADMIT (it carried a valid
+ * cookie) or KNOWN (admitted by an entry or the seen filter). */
+static __always_inline int client_to_frontend(struct __sk_buff *skb, struct mg_pkt *p,
+					      const struct mg_switch_config *cfg, int admit)
+{
+	int verdict = to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND,
+				  admit ? MG_DSCP_ADMIT : MG_DSCP_KNOWN);
+
+	if (verdict == TC_ACT_REDIRECT)
+		count(admit ? MG_SW_FE_ADMIT : MG_SW_FE_KNOWN, 1);
+	return verdict;
+}
+
+/* Client pure ACK with an entry: VIP -> back-end. */
+static __always_inline int offload_forward(struct __sk_buff *skb, struct mg_pkt *p,
+					   const struct mg_switch_config *cfg,
+					   const struct hit *h)
+{
+	__u32 idx = h->backend_idx;
 	const struct mg_backend *be = bpf_map_lookup_elem(&backend_table, &idx);
 
 	if (!be || !be->ifindex)
 		/* An entry naming a back-end the control plane has since
 		 * removed: the front-end still knows the connection. */
-		return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+		return client_to_frontend(skb, p, cfg, 0);
 	if (p->ttl <= 1)
 		return pass(MG_SW_TTL_EXCEEDED);
-	if (mg_set_ipv4_addr(skb, MG_IP_DADDR_OFF, p->daddr, be->ip_be) ||
+	if (set_dscp(skb, p, MG_DSCP_NONE) ||
+	    mg_set_ipv4_addr(skb, MG_IP_DADDR_OFF, p->daddr, be->ip_be) ||
 	    mg_set_tcp_port(skb, MG_TCP_DPORT_OFF, p->dport, be->port_be))
 		return TC_ACT_SHOT;
 	return route_out(skb, p, be->mac, be->src_mac, be->ifindex, MG_SW_OFFLOAD_FWD);
@@ -399,18 +745,19 @@ static __always_inline int offload_forward(struct __sk_buff *skb, const struct m
  * carries every response byte.  If the FIB has no complete answer yet (no
  * ARP entry for the client, say), the rewritten packet takes the kernel
  * path, which resolves the neighbour; later packets find it.  A packet too
- * big for the client's link goes to the kernel *unrewritten*, so that the
- * ICMP "fragmentation needed" it triggers reaches the back-end, whose path
- * MTU it is, rather than the VIP.
+ * big for the client's link goes to the kernel with its addresses
+ * unrewritten, so that the ICMP "fragmentation needed" it triggers reaches
+ * the back-end, whose path MTU it is, rather than the VIP.
  */
-static __always_inline int offload_reverse(struct __sk_buff *skb, const struct mg_pkt *p,
-					   const struct mg_switch_config *cfg, struct mg_flow *fl)
+static __always_inline int offload_reverse(struct __sk_buff *skb, struct mg_pkt *p,
+					   const struct mg_switch_config *cfg, const struct hit *h)
 {
-	__u32 vidx = fl->vip_idx;
+	__u32 vidx = h->vip_idx;
 	const struct mg_vip_key *vip = bpf_map_lookup_elem(&vip_by_idx, &vidx);
 
 	if (!vip || !vip->ip_be)
-		return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND);
+		return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND,
+				   MG_DSCP_NONE);
 	if (p->ttl <= 1)
 		return pass(MG_SW_TTL_EXCEEDED); /* ICMP goes to the back-end */
 
@@ -420,7 +767,7 @@ static __always_inline int offload_reverse(struct __sk_buff *skb, const struct m
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return pass(MG_SW_FIB_MISS);
 
-	touch(fl, cfg);
+	touch_hit(h, cfg);
 	if (mg_set_ipv4_addr(skb, MG_IP_SADDR_OFF, p->saddr, vip->ip_be) ||
 	    mg_set_tcp_port(skb, MG_TCP_SPORT_OFF, p->sport, vip->port_be))
 		return TC_ACT_SHOT;
@@ -432,11 +779,12 @@ static __always_inline int offload_reverse(struct __sk_buff *skb, const struct m
 	return route_out(skb, p, fib.dmac, fib.smac, fib.ifindex, MG_SW_OFFLOAD_REV);
 }
 
-static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_pkt *p,
+static __always_inline int client_packet(struct __sk_buff *skb, struct mg_pkt *p,
 					 const struct mg_switch_config *cfg,
 					 const struct mg_vip *vip)
 {
 	__u8 flags = p->tcp_flags;
+	struct hit h = {};
 
 	if (flags & MG_TCP_SYN) {
 		/* SYN+ACK, SYN+RST, SYN+FIN sent to a VIP are not openings. */
@@ -444,48 +792,133 @@ static __always_inline int client_packet(struct __sk_buff *skb, const struct mg_
 			return drop(MG_SW_VIP_MALFORMED);
 		return syn_answer(skb, p, cfg);
 	}
+	/* Every branch below sets the DSCP the packet leaves with; a client
+	 * that sent one of our marks is counted. */
+	if (mg_dscp_is_mark(mg_tos_dscp(p->tos)))
+		count(MG_SW_MARK_CLEARED, 1);
 
-	struct mg_flow_key key = {.client_ip_be = p->saddr, .client_port_be = p->sport};
-	struct mg_flow *fl = bpf_map_lookup_elem(&flow_table, &key);
-
-	if (fl && fl->vip_idx == vip->vip_idx) {
-		touch(fl, cfg);
+	int known = 0;
+	if (find_entry(cfg, p->saddr, p->sport, &h) && h.vip_idx == vip->vip_idx) {
+		touch_hit(&h, cfg);
 		/* Keep the connection in the seen filter while it has an entry,
 		 * so that it is still admitted if the entry goes (aged, or
 		 * replaced when the front-end moves it to another back-end). */
 		seen_filter_test(cfg, p, 1);
 		if (is_pure_ack(p))
-			return offload_forward(skb, p, cfg, fl);
-		return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+			return offload_forward(skb, p, cfg, &h); /* pays no cookie check */
+		known = 1;
+	} else if (seen_filter_test(cfg, p, 0)) {
+		count(MG_SW_CONN_KNOWN, 1);
+		known = 1;
 	}
 
-	if (seen_filter_test(cfg, p, 0)) {
-		count(MG_SW_CONN_KNOWN, 1);
-		return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+	/* One cookie check, whatever admitted the packet: it decides admission
+	 * when nothing else did, and ADMIT for every packet that may prove a
+	 * connection (a first data segment can meet a stale entry or filter
+	 * bits, and the front-end creates state only from an ADMIT). */
+	int cookie = (!known || may_admit(p)) && cookie_valid(cfg, p);
+	if (!known) {
+		if (!cookie)
+			return drop(MG_SW_COOKIE_BAD);
+		count(MG_SW_COOKIE_OK, 1);
+		seen_filter_test(cfg, p, 1);
 	}
-	if (!(flags & MG_TCP_ACK) ||
-	    !mg_cookie_check(cfg, p->saddr, p->daddr, p->sport, p->dport, p->seq - 1,
-			     p->ack_seq - 1))
-		return drop(MG_SW_COOKIE_BAD);
-	count(MG_SW_COOKIE_OK, 1);
-	seen_filter_test(cfg, p, 1);
-	return to_frontend(skb, p, cfg, p->saddr, p->sport, MG_SW_TO_FRONTEND);
+	return client_to_frontend(skb, p, cfg, cookie && may_admit(p));
 }
 
-static __always_inline int backend_packet(struct __sk_buff *skb, const struct mg_pkt *p,
+/* A back-end's packet that its agent marked, on its own port. */
+static __always_inline int backend_packet(struct __sk_buff *skb, struct mg_pkt *p,
 					  const struct mg_switch_config *cfg, __u32 backend_idx)
 {
-	struct mg_flow_key key = {.client_ip_be = p->daddr, .client_port_be = p->dport};
-	struct mg_flow *fl = bpf_map_lookup_elem(&flow_table, &key);
+	struct hit h = {};
 
+	/* The agent's mark ends here, whichever way the packet goes on. */
+	if (set_dscp(skb, p, MG_DSCP_NONE))
+		return TC_ACT_SHOT;
 	/* A back-end's SYN-ACK always belongs to the front-end's handshake,
 	 * even if a stale entry for a reused client port is still there; and
 	 * an entry for another back-end means the front-end has moved the
 	 * connection, so the old back-end's stragglers are its business. */
-	if (fl && fl->backend_idx == backend_idx &&
-	    !(p->tcp_flags & (MG_TCP_SYN | MG_TCP_FIN | MG_TCP_RST)))
-		return offload_reverse(skb, p, cfg, fl);
-	return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND);
+	if (!(p->tcp_flags & (MG_TCP_SYN | MG_TCP_FIN | MG_TCP_RST)) &&
+	    find_entry(cfg, p->daddr, p->dport, &h) && h.backend_idx == backend_idx)
+		return offload_reverse(skb, p, cfg, &h);
+	return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND, MG_DSCP_NONE);
+}
+
+/* An INSTALL from a front-end: the back-end is the packet's destination,
+ * the VIP index its IP ID.  Returns the counter of the outcome. */
+static __always_inline __u32 install_from_mark(const struct mg_switch_config *cfg,
+					       const struct mg_pkt *p)
+{
+	struct mg_backend_key bk = {.ip_be = p->daddr, .port_be = p->dport};
+	const __u32 *bidx = bpf_map_lookup_elem(&backend_addrs, &bk);
+	__u32 vidx = p->ip_id;
+
+	if (!dp_enabled(cfg) || !bidx || *bidx >= MG_MAX_BACKENDS || vidx >= MG_MAX_VIPS)
+		return MG_SW_DP_INSTALL_BAD;
+	const struct mg_vip_key *vip = bpf_map_lookup_elem(&vip_by_idx, &vidx);
+	if (!vip || !vip->ip_be)
+		return MG_SW_DP_INSTALL_BAD;
+	return dp_install(cfg, p->saddr, p->sport, *bidx, vidx);
+}
+
+/* Did the packet come in on a front-end's port?  Asked only of packets
+ * whose fate depends on it (F -> S marks, SYNs), not of the response path. */
+static __always_inline int from_frontend_port(const struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	const struct mg_port *port = bpf_map_lookup_elem(&port_table, &ifindex);
+
+	return port && (port->flags & MG_PORT_FRONTEND);
+}
+
+/* TCP not addressed to a VIP: the marks, the back-ends' replies, forged
+ * fused SYNs; everything else is forwarded as a router would. */
+static __always_inline int other_tcp(struct __sk_buff *skb, struct mg_pkt *p,
+				     const struct mg_switch_config *cfg)
+{
+	__u32 ifindex = skb->ifindex;
+	__u8 dscp = mg_tos_dscp(p->tos);
+
+	if (dscp == MG_DSCP_INSTALL || dscp == MG_DSCP_REMOVE || dscp == MG_DSCP_REMOVE_CTL) {
+		if (!from_frontend_port(skb)) {
+			count(MG_SW_MARK_UNTRUSTED, 1); /* and cleared on its way out */
+		} else if (dscp == MG_DSCP_INSTALL) {
+			count(install_from_mark(cfg, p), 1);
+		} else {
+			count(dp_remove(cfg, p->saddr, p->sport), 1);
+			if (dscp == MG_DSCP_REMOVE_CTL)
+				return drop(MG_SW_CTL_CONSUMED);
+		}
+	}
+
+	/* From a back-end's service address?  Miresga's only if its agent
+	 * marked it and it came in on that back-end's own port: neither a
+	 * spoofed source nor a forged mark from elsewhere is enough. */
+	struct mg_backend_key bk = {.ip_be = p->saddr, .port_be = p->sport};
+	const __u32 *bidx = bpf_map_lookup_elem(&backend_addrs, &bk);
+	if (bidx) {
+		if (dscp != MG_DSCP_MIRESGA) {
+			count(MG_SW_BE_UNMARKED, 1);
+			return pass_clean(skb, p, MG_SW_PASS);
+		}
+		__u32 idx = *bidx;
+		const struct mg_backend *be = bpf_map_lookup_elem(&backend_table, &idx);
+		if (be && be->ifindex && be->ifindex == ifindex)
+			return backend_packet(skb, p, cfg, idx);
+		count(MG_SW_BE_WRONG_PORT, 1);
+		return pass_clean(skb, p, MG_SW_PASS);
+	}
+
+	/* The fused SYN (SYN, no ACK, the switch's ISN in the ack field) is the
+	 * front-ends' alone: from anywhere else it could plant an agent entry. */
+	if ((p->tcp_flags & (MG_TCP_SYN | MG_TCP_ACK)) == MG_TCP_SYN && p->ack_seq &&
+	    !from_frontend_port(skb)) {
+		struct mg_backend_key dk = {.ip_be = p->daddr, .port_be = p->dport};
+		if (bpf_map_lookup_elem(&backend_addrs, &dk))
+			return drop(MG_SW_FUSED_SYN_FORGED);
+	}
+	return pass_clean(skb, p, MG_SW_PASS);
 }
 
 /* ------------------------------------------------------------- pipeline */
@@ -510,6 +943,10 @@ int miresga_switch(struct __sk_buff *skb)
 
 	switch (mg_vip_dispatch(skb, &p, &counters, vip_counters, &r, &vip, &verdict)) {
 	case MG_VD_DONE:
+		/* Forwarded as is (another port of a VIP address): as is but
+		 * for a mark, like every packet the switch forwards. */
+		if (verdict == TC_ACT_OK && r >= MG_PKT_IPV4 && clear_mark(skb, &p))
+			return TC_ACT_SHOT;
 		return verdict;
 	case MG_VD_VIP:
 		return client_packet(skb, &p, cfg, vip);
@@ -517,18 +954,11 @@ int miresga_switch(struct __sk_buff *skb)
 		break;
 	}
 
-	if (r == MG_PKT_IPV4_BAD || r == MG_PKT_TCP_BAD)
-		return pass(MG_SW_MALFORMED); /* not ours to judge */
+	if (r == MG_PKT_IPV4_BAD)
+		return pass(MG_SW_MALFORMED); /* not ours to judge, nor to write */
+	if (r == MG_PKT_TCP_BAD)
+		return pass_clean(skb, &p, MG_SW_MALFORMED);
 	if (r != MG_PKT_TCP)
-		return pass(MG_SW_PASS);
-
-	/* From a back-end's service address to a client network? */
-	struct mg_backend_key bk = {.ip_be = p.saddr, .port_be = p.sport};
-	const __u32 *bidx = bpf_map_lookup_elem(&backend_addrs, &bk);
-	if (bidx) {
-		struct mg_lpm4_key ck = {.prefixlen = 32, .ip_be = p.daddr};
-		if (bpf_map_lookup_elem(&client_nets, &ck))
-			return backend_packet(skb, &p, cfg, *bidx);
-	}
-	return pass(MG_SW_PASS);
+		return pass_clean(skb, &p, MG_SW_PASS);
+	return other_tcp(skb, &p, cfg);
 }

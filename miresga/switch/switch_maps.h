@@ -35,16 +35,26 @@ struct {
 	__type(value, struct mg_frontend);
 } frontend_table SEC(".maps");
 
-/* Client networks (LPM).  A back-end packet is "to a client" only if its
- * destination is in here; everything else a back-end sends from its service
- * port (health-check answers, the bench's own probes) is forwarded as is. */
+/* Port table: ingress port (ifindex) -> role bits (MG_PORT_*).  A port not
+ * in it is a plain port: clients, back-ends, anything else. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 64);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct mg_lpm4_key);
-	__type(value, __u32);
-} client_nets SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct mg_port);
+} port_table SEC(".maps");
+
+/* The data-plane table: dp_ways x 2^dp_slots_log2 slots, way w at
+ * [w << dp_slots_log2, (w + 1) << dp_slots_log2).  Set at load (default
+ * MG_DP_SLOTS_DEFAULT).  An array,
+ * never a hash map: the pipeline writes it from packets, as a Tofino writes
+ * register arrays, so nothing is allocated or inserted on the packet path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MG_DP_SLOTS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct mg_dp_slot);
+} dp_table SEC(".maps");
 
 /* One element: secrets, epoch, SYN-ACK parameters, clocks. */
 struct {

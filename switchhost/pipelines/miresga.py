@@ -2,24 +2,29 @@
 
 `SwitchPlan` is everything the switch must know, as data: the VIPs, the
 back-ends in service order (a back-end's index in the switch is its position
-in `Service.backends`), the front-ends, which networks are clients, the
-load-time parameters and the timers of its control plane.  It is built from a
+in `Service.backends`), the front-ends, the hand-off mode, the load-time
+parameters and the timers of its control plane.  No list of clients: the
+pipeline serves a client at any address.  It is built from a
 Service and the testbed's facts (`SwitchPlan.from_testbed`) and serialises to
 JSON, so that the switch host's daemon (`python -m switchhost --pipeline
 miresga`) can run on a real switch host from a file.
 
 `MiresgaSwitch` is the pipeline (switchhost/pipeline.py) that loads
-build/bpf/switch.bpf.o, programs the front-end and client tables beside the
+build/bpf/switch.bpf.o, programs the front-end and port tables beside the
 shared ones, owns the cookie secrets and the seen filter's generations, and
 offers the flow table to the control protocol through `FlowTable`, which
-installs and deletes entries with batched map operations, answers liveness
-queries from the entries' last-seen stamps, and counts occupancy from the map
-itself.
+installs and deletes entries with batched map operations and counts
+occupancy from the map itself; and the data-plane table through `DataplaneTable` (read, cleared,
+aged, counted; written only by the pipeline, from INSTALL marks).
+`MiresgaSwitch.liveness()` answers "is this flow carried, by which back-end,
+idle how long" from either table, for the front-ends' QUERY messages.
 
 Time.  The data plane stamps flow entries with `config.now_s`, a coarse
 clock the control plane advances (`tick()`, once a second under the daemon);
 aging compares against the same clock, so the two never disagree about what
-"idle for 60 s" means, and tests can move time by hand.
+"idle for 60 s" means, and tests can move time by hand.  The data-plane table
+keeps the data plane's own clock (bpf_ktime_get_ns(), CLOCK_MONOTONIC here
+too), because it ages slots lazily without the control plane.
 """
 
 from __future__ import annotations
@@ -32,15 +37,14 @@ import secrets
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from switchhost import bpf, layouts
 from switchhost.addresses import ip_be, ip_str, mac_bytes, port_be, port_host
 from switchhost.ebpf_switch import MapSpec, PinnedMaps, read_counters
 from switchhost.layouts import CtlOp, SwitchCounter
-from switchhost.pipeline import (ABSENT, SHARED_MAPS, ApplyResult, FlowKey, FlowOp, Liveness,
-                                 Pipeline)
+from switchhost.pipeline import ABSENT, SHARED_MAPS, ApplyResult, FlowOp, Liveness, Pipeline
 from switchhost.plan import Endpoint, Plan, require, testbed_backends, testbed_ports, testbed_vips
 
 u32 = ctypes.c_uint32
@@ -49,7 +53,8 @@ u64 = ctypes.c_uint64
 MAPS = SHARED_MAPS + [
     MapSpec("flow_table", layouts.FlowKey, layouts.Flow),
     MapSpec("frontend_table", u32, layouts.Frontend),
-    MapSpec("client_nets", layouts.Lpm4Key, u32),
+    MapSpec("port_table", u32, layouts.Port),
+    MapSpec("dp_table", u32, layouts.DpSlot),
     MapSpec("config", u32, layouts.SwitchConfig),
     MapSpec("seen_filter", u32, u64),
     MapSpec("counters", u32, u64),
@@ -61,6 +66,15 @@ MAPS = SHARED_MAPS + [
 FILL_NET = "198.18.0.0"
 FILL_PORTS = 60000
 
+# One tick of the data-plane table's clock, in seconds.
+_DP_TICK_S = (1 << layouts.DP_TICK_SHIFT) / 1e9
+
+# Hand-off modes (HANDOFF.md section 2): how a flow's entry reaches the switch.
+#   async      ADD over the channel at join; the front-end forwards until it lands
+#   confirmed  ADD over the channel; the front-end holds the request until it lands
+#   dataplane  the front-end's INSTALL mark writes the data-plane table
+HANDOFF_MODES = ("async", "confirmed", "dataplane")
+
 
 # -------------------------------------------------------------------- plan
 
@@ -68,10 +82,16 @@ FILL_PORTS = 60000
 class SwitchPlan(Plan):
     """Everything the switch pipeline is programmed with, as data."""
 
-    # Destinations that count as clients for back-end packets (switch_maps.h,
-    # client_nets).  Default: everything.
-    client_nets: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    handoff: str = "async"
     flow_capacity: int = layouts.FLOW_CAPACITY_DEFAULT
+    # The data-plane table (switch.bpf.c, "data-plane table"): dp_slots slots
+    # in all (a power of two, 0: none), split evenly over dp_ways ways (1 or
+    # 2); a slot idle for dp_idle_timeout_s counts as empty.  The default,
+    # 2 x 65,536 slots, refuses about 0.25% of installs with 10,000 live
+    # flows and 13% with 50,000 (memory_model.dp_refusal), in 96 SRAM blocks.
+    dp_slots: int = layouts.DP_SLOTS_DEFAULT
+    dp_ways: int = layouts.DP_WAYS_DEFAULT
+    dp_idle_timeout_s: float = 60.0
     mss: int = 1460
     wscale: int = 7
     window: int = 65535
@@ -88,12 +108,18 @@ class SwitchPlan(Plan):
         super().check()
         require(1 <= len(self.frontends) <= layouts.MAX_FRONTENDS, "frontends",
                 f"1 to {layouts.MAX_FRONTENDS} front-ends")
-        require(1 <= len(self.client_nets) <= 64, "client_nets", "1 to 64 networks")
-        for i, n in enumerate(self.client_nets):
-            try:
-                ipaddress.IPv4Network(n)
-            except ValueError as e:
-                raise ValueError(f"client_nets[{i}]: {e}") from None
+        require(self.handoff in HANDOFF_MODES, "handoff",
+                f"{self.handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
+        require(self.dp_ways in (1, 2), "dp_ways", "1 or 2")
+        require(self.dp_slots == 0 or (
+            self.dp_slots & (self.dp_slots - 1) == 0
+            and self.dp_ways <= self.dp_slots <= self.dp_ways << layouts.DP_SLOTS_LOG2_MAX),
+            "dp_slots", f"0 (none) or a power of two from dp_ways to "
+                        f"dp_ways x 2^{layouts.DP_SLOTS_LOG2_MAX}")
+        require(self.handoff != "dataplane" or self.dp_slots, "dp_slots",
+                "handoff 'dataplane' needs a data-plane table")
+        require(0.01 <= self.dp_idle_timeout_s <= (1 << 31) * _DP_TICK_S / 2,
+                "dp_idle_timeout_s", "0.01 to about 13 days")
         require(1 <= self.flow_capacity <= 1 << 24, "flow_capacity", "1 to 16777216")
         require(536 <= self.mss <= 65535, "mss", "536 to 65535")
         require(0 <= self.wscale <= 14, "wscale", "0 to 14 (RFC 7323)")
@@ -114,18 +140,15 @@ class SwitchPlan(Plan):
         """The plan for a service on a testbed (hosts.testbed.EmulatedTestbed or alike).
 
         Back-end index i is service.backends[i]; its service port is its
-        cluster's.  Client networks are the client hosts' addresses, so that a
-        back-end's traffic to any other host is plain forwarding.  The pipeline
-        goes on the switch ports of the testbed's hosts.
+        cluster's.  The pipeline goes on the switch ports of the testbed's hosts.
         """
         frontends = [Endpoint(name=h.name, ip=str(h.address), mac=h.mac,
                               switch_port=h.switch_port)
                      for h in tb.by_role("frontend")]
-        clients = [f"{h.address}/32" for h in tb.by_role("client")]
         params.setdefault("netns", tb.switch.netns)
         params.setdefault("ports", testbed_ports(tb))
         return cls(vips=testbed_vips(tb, service), backends=testbed_backends(tb, service),
-                   frontends=frontends, client_nets=clients or ["0.0.0.0/0"], **params)
+                   frontends=frontends, **params)
 
 
 # -------------------------------------------------------------- flow table
@@ -263,24 +286,148 @@ class FlowTable:
         return {(ip_str(k.client_ip_be), port_host(k.client_port_be)): v
                 for k, v in self.map.lookup_batch()}
 
-    def liveness(self, keys: list[FlowKey]) -> list[Liveness]:
-        """Each key's entry: its back-end and how long since it last carried a packet.
 
-        From the data plane's own last_seen stamp, so a flow the switch carries
-        is busy however long the front-end has not seen it.  The stamp is in
-        the coarse seconds of `config.now_s`: idle_ms is a whole number of
-        seconds, saturating at 2^32 - 1.  An entry for another VIP is not the
-        key's.
-        """
-        now = self._clock()
+# ------------------------------------------------------- data-plane table
+
+_IDLE_MS_MAX = 0xFFFFFFFF
+
+
+def dp_now_ticks() -> int:
+    """The data-plane table's clock now: bpf_ktime_get_ns() is CLOCK_MONOTONIC."""
+    return ((time.monotonic_ns() >> layouts.DP_TICK_SHIFT) & 0xFFFFFFFF) or 1
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+class DataplaneTable:
+    """The data-plane table (switch.bpf.c, "data-plane table") as the control plane sees it.
+
+    The pipeline writes it, from INSTALL marks, and clears it, from REMOVE
+    marks; the control plane reads it (liveness, occupancy), clears slots
+    for the channel's DEL, the front-end's fallback when no packet can carry
+    a REMOVE (`remove`), and clears aged ones at leisure (`age`: lazy aging
+    already treats them as empty; clearing keeps a slot's 32-bit stamp from
+    wrapping into "young" after 2^31 ticks).  Geometry, seeds and timeout
+    come from the switch's config, read once: they do not change after load.
+    `now` arguments are ticks of the data plane's clock (dp_now_ticks()); a
+    test passes its own.
+    """
+
+    def __init__(self, m: bpf.Map, cfg: layouts.SwitchConfig):
+        self.map = m
+        self.slots_log2 = cfg.dp_slots_log2
+        self.ways = cfg.dp_ways
+        self.seed = (cfg.dp_seed.k0, cfg.dp_seed.k1)
+        self.idle_ticks = cfg.dp_idle_ticks
+        self.lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.slots_log2)
+
+    @property
+    def slots(self) -> int:
+        return self.ways << self.slots_log2 if self.enabled else 0
+
+    def _live(self, slot: layouts.DpSlot, now: int) -> bool:
+        return (slot.client_ip_be != 0 and slot.last_seen != 0
+                and _s32(now - slot.last_seen) < self.idle_ticks)
+
+    def slots_of(self, ip_be: int, port_be: int) -> list[tuple[int, layouts.DpSlot]]:
+        """(index, slot) of every way of the key whose slot holds it, live or not."""
+        if not self.enabled:
+            return []
         out = []
-        for k in keys:
-            v = self.map.lookup(layouts.FlowKey(k.client_ip_be, k.client_port_be))
-            if v is None or v.vip_idx != k.vip_idx:
-                out.append(ABSENT)
-                continue
-            idle_ms = min(((now - v.last_seen_s) & 0xFFFFFFFF) * 1000, 0xFFFFFFFF)
-            out.append(Liveness(True, v.backend_idx, idle_ms))
+        for way in range(self.ways):
+            i = layouts.dp_slot_index(self.seed, ip_be, port_be, way, self.slots_log2)
+            slot = self.map.lookup(u32(i))
+            if slot is not None and (slot.client_ip_be, slot.client_port_be) == (ip_be, port_be):
+                out.append((i, slot))
+        return out
+
+    def find(self, ip_be: int, port_be: int, now: int | None = None) -> layouts.DpSlot | None:
+        """The live slot holding (client IP, client port), as the pipeline's lookup sees it."""
+        now = dp_now_ticks() if now is None else now
+        for _, slot in self.slots_of(ip_be, port_be):
+            if self._live(slot, now):
+                return slot
+        return None
+
+    def liveness(self, ip_be: int, port_be: int, now: int | None = None) -> Liveness:
+        now = dp_now_ticks() if now is None else now
+        slot = self.find(ip_be, port_be, now)
+        if slot is None:
+            return ABSENT
+        idle_ns = max(0, _s32(now - slot.last_seen)) << layouts.DP_TICK_SHIFT
+        return Liveness(True, slot.backend_idx, min(idle_ns // 1_000_000, _IDLE_MS_MAX))
+
+    def remove(self, keys: Iterable[tuple[int, int]]) -> int:
+        """Clear every slot holding one of the (client IP, client port) keys, as a
+        REMOVE mark would; returns how many slots were cleared."""
+        cleared = 0
+        with self.lock:
+            for ip_be, port_be in keys:
+                for i, _ in self.slots_of(ip_be, port_be):
+                    self.map.update(u32(i), layouts.DpSlot())
+                    cleared += 1
+        return cleared
+
+    def _scan(self):
+        """(index, client IP, client port, back-end, VIP, last seen) of every
+        non-empty slot.  Empty slots are skipped on the raw words (the table is
+        mostly empty and may hold millions of slots); only the others are
+        decoded."""
+        vsz = ctypes.sizeof(layouts.DpSlot)
+        head = struct.Struct("=IHBBI4x")  # mg_dp_slot
+        assert head.size == vsz and vsz % 4 == 0
+        step = vsz // 4
+        for kb, vb, _ in self.map.lookup_batch_raw():
+            words = memoryview(vb).cast("I")
+            for j, (ip, seen) in enumerate(zip(words[0::step], words[2::step])):
+                if ip and seen:
+                    _, port, be, vip, _ = head.unpack_from(vb, j * vsz)
+                    yield struct.unpack_from("=I", kb, j * 4)[0], ip, port, be, vip, seen
+
+    def occupancy(self, now: int | None = None) -> int:
+        """Live slots (an aged slot counts as empty, as it does in the pipeline)."""
+        if not self.enabled:
+            return 0
+        now = dp_now_ticks() if now is None else now
+        return sum(1 for *_, seen in self._scan()
+                   if _s32(now - seen) < self.idle_ticks)
+
+    def age(self, now: int | None = None) -> int:
+        """Clear slots idle past the timeout; returns how many.  Each is read again
+        just before it is cleared, so a slot the pipeline reused meanwhile stays
+        (the window left is one syscall wide; a flow that loses its slot anyway
+        falls back to the front-end, the safe direction)."""
+        if not self.enabled:
+            return 0
+        clock = dp_now_ticks if now is None else (lambda: now)
+        t = clock()
+        stale = [(i, ip, port) for i, ip, port, _, _, seen in self._scan()
+                 if _s32(t - seen) >= self.idle_ticks]
+        cleared = 0
+        with self.lock:
+            for i, ip, port in stale:
+                slot = self.map.lookup(u32(i))
+                if (slot is None or (slot.client_ip_be, slot.client_port_be) != (ip, port)
+                        or self._live(slot, clock())):
+                    continue
+                self.map.update(u32(i), layouts.DpSlot())
+                cleared += 1
+        return cleared
+
+    def entries(self, now: int | None = None) -> dict[tuple[str, int], layouts.DpSlot]:
+        """Live slots by (client IP, client port)."""
+        now = dp_now_ticks() if now is None else now
+        out = {}
+        for i, ip, port, be, vip, seen in self._scan():
+            if _s32(now - seen) < self.idle_ticks:
+                out[(ip_str(ip), port_host(port))] = layouts.DpSlot(ip, port, be, vip, seen)
         return out
 
 
@@ -308,29 +455,34 @@ class MiresgaSwitch(Pipeline):
                              else 1)
         super().__init__(plan, *args, **kwargs)
         self.flows: FlowTable | None = None
+        self.dataplane: DataplaneTable | None = None
         # (monotonic, table stats) the rates are measured from; the stats file
         # and a `stats` command may ask at once.
         self._rates_at: tuple[float, dict] | None = None
         self._rates = {"adds_per_s": 0.0, "deletes_per_s": 0.0, "refusals_per_s": 0.0}
         self._rates_lock = threading.Lock()
+        self.dp_removed = 0     # data-plane slots cleared by a channel DEL
+        self.dp_aged = 0        # ... by the aging tick
 
     def capacities(self) -> dict[str, int]:
-        return {"flow_table": self.plan.flow_capacity, "seen_filter": 2 * self.filter_words}
+        return {"flow_table": self.plan.flow_capacity, "seen_filter": 2 * self.filter_words,
+                "dp_table": max(1, self.plan.dp_slots)}
 
     def load(self) -> "MiresgaSwitch":
         super().load()
         self.flows = FlowTable(self.map("flow_table"), self.plan.flow_capacity,
                                range(len(self.plan.backends)), range(len(self.plan.vips)),
                                self.now_s)
+        self.dataplane = DataplaneTable(self.map("dp_table"), self.config())
         return self
 
     # --------------------------------------------------------------- tables
 
     def program_tables(self) -> None:
-        """The shared tables, then the front-end and client-network tables."""
+        """The shared tables, then the front-end and port tables."""
         super().program_tables()
         p = self.plan
-        fe_table = self.map("frontend_table")
+        fe_table, port_table = self.map("frontend_table"), self.map("port_table")
         for idx, f in enumerate(p.frontends):
             port = self.port(f.switch_port)
             val = layouts.Frontend()
@@ -338,11 +490,8 @@ class MiresgaSwitch(Pipeline):
             val.mac[:] = mac_bytes(f.mac)
             val.src_mac[:] = port.mac
             fe_table.update(u32(idx), val)
-
-        nets = self.map("client_nets")
-        for cidr in p.client_nets:
-            net = ipaddress.IPv4Network(cidr)
-            nets.update(layouts.Lpm4Key(net.prefixlen, ip_be(net.network_address)), u32(1))
+            # Marks from this port are a front-end's (INSTALL, REMOVE, fused SYNs).
+            port_table.update(u32(port.ifindex), layouts.Port(layouts.PORT_FRONTEND))
 
         def frontends(cfg):
             cfg.n_frontends = len(p.frontends)
@@ -362,6 +511,11 @@ class MiresgaSwitch(Pipeline):
         cfg.filter_key.k0, cfg.filter_key.k1 = secrets.randbits(32), secrets.randbits(32)
         cfg.filter_gen = 0
         cfg.filter_bits_log2 = p.filter_bits_log2
+        if p.dp_slots:
+            cfg.dp_slots_log2 = (p.dp_slots // p.dp_ways).bit_length() - 1
+            cfg.dp_ways = p.dp_ways
+            cfg.dp_idle_ticks = max(1, round(p.dp_idle_timeout_s / _DP_TICK_S))
+            cfg.dp_seed.k0, cfg.dp_seed.k1 = secrets.randbits(32), secrets.randbits(32)
 
     def rotate_cookie_secret(self) -> int:
         """Start a new cookie epoch with a fresh secret; returns the new epoch.
@@ -411,13 +565,54 @@ class MiresgaSwitch(Pipeline):
     # ---------------------------------------------- what the daemon asks of it
 
     def apply(self, ops: list[FlowOp]) -> ApplyResult:
-        return self.flows.apply(ops)
+        """The batch on the exact-match table; a DEL also clears the key's
+        data-plane slot: the front-end's fallback for a REMOVE no packet could
+        carry (the pipeline acts on REMOVE marks itself)."""
+        res = self.flows.apply(ops)
+        dels = [(o.client_ip_be, o.client_port_be) for o in ops if o.op == CtlOp.DEL]
+        if dels and self.dataplane.enabled:
+            self.dp_removed += self.dataplane.remove(dels)
+        return res
 
-    def liveness(self, keys: list[FlowKey]) -> list[Liveness]:
-        return self.flows.liveness(keys)
+    def liveness(self, keys: Iterable[tuple[int, int, int | None]],
+                 now_ticks: int | None = None) -> list[Liveness]:
+        """For each (client IP, client port, VIP index or None) key, in network
+        order as ip_be()/port_be() give them (a QUERY's FlowKey is one): is the
+        flow carried by the switch, by which back-end, idle for how many
+        milliseconds.
 
-    def age(self) -> int:
-        return self.flows.age(int(self.plan.idle_timeout_s))
+        The tables are asked as the pipeline asks them: the exact-match table
+        first, the data-plane table only if that has no entry for the key; an
+        entry for another VIP is no entry.  Idle time comes from the table's own
+        last-seen stamp: whole seconds of the control plane's clock for the
+        exact-match table, ~1 ms ticks of the data plane's for the other.
+        """
+        out = []
+        now_s = self.now_s()
+        now_ticks = dp_now_ticks() if now_ticks is None else now_ticks
+        for ip, port, vip in keys:
+            fl = self.flows.map.lookup(layouts.FlowKey(ip, port))
+            if fl is not None:
+                if vip is not None and fl.vip_idx != vip:
+                    out.append(ABSENT)
+                else:
+                    idle_ms = ((now_s - fl.last_seen_s) & 0xFFFFFFFF) * 1000
+                    out.append(Liveness(True, fl.backend_idx, min(idle_ms, _IDLE_MS_MAX)))
+                continue
+            slot = self.dataplane.find(ip, port, now_ticks)
+            if slot is None or (vip is not None and slot.vip_idx != vip):
+                out.append(ABSENT)
+            else:
+                out.append(self.dataplane.liveness(ip, port, now_ticks))
+        return out
+
+    def age(self, now_ticks: int | None = None) -> int:
+        """The aging tick: idle entries of the exact-match table deleted, aged
+        slots of the data-plane table cleared; how many in all."""
+        aged = self.flows.age(int(self.plan.idle_timeout_s))
+        dp_aged = self.dataplane.age(now_ticks)
+        self.dp_aged += dp_aged
+        return aged + dp_aged
 
     def periodic(self):
         p = self.plan
@@ -466,6 +661,9 @@ class MiresgaSwitch(Pipeline):
             "flow_table": {"capacity": self.plan.flow_capacity,
                            "occupancy": self.flows.occupancy(), **snap},
             "rates": rates,
+            "dp_table": {"slots": self.dataplane.slots,
+                         "occupancy": self.dataplane.occupancy(),
+                         "removed_by_del": self.dp_removed, "aged": self.dp_aged},
             "counters": self.counters(),
             "cookie_epoch": cfg.epoch,
             "filter_gen": cfg.filter_gen,
@@ -474,10 +672,14 @@ class MiresgaSwitch(Pipeline):
 
     @classmethod
     def read_pins(cls, pin_dir: str) -> dict:
-        """Counters, flow-table occupancy and capacity of a running switch, from its
-        pins: what the bench reads at the edges of a measured window (the daemon's
-        stats file may be up to one interval old)."""
-        with PinnedMaps(pin_dir, [m for m in MAPS if m.name in ("counters", "flow_table")]) as maps:
+        """Counters, flow-table occupancy and capacity, data-plane table occupancy
+        and slots of a running switch, from its pins: what the bench reads at the
+        edges of a measured window (the daemon's stats file may be up to one
+        interval old)."""
+        names = ("counters", "flow_table", "dp_table", "config")
+        with PinnedMaps(pin_dir, [m for m in MAPS if m.name in names]) as maps:
+            dp = DataplaneTable(maps["dp_table"], maps["config"].lookup(u32(0)))
             return {"counters": read_counters(maps["counters"], SwitchCounter),
                     "occupancy": maps["flow_table"].count_batch(),
-                    "capacity": maps["flow_table"].max_entries}
+                    "capacity": maps["flow_table"].max_entries,
+                    "dp_occupancy": dp.occupancy(), "dp_slots": dp.slots}

@@ -4,6 +4,11 @@
  *
  *   miresga-frontend-test parser
  *       Table-driven unit tests of the HTTP scanner, parser and body tracker.
+ *   miresga-frontend-test paths
+ *       For each raw request path on stdin (one a line), the path the rules
+ *       match as the parser gives it for "GET PATH HTTP/1.1", or "refuse"
+ *       (400 for the path, path_refused), or "bad" (any other 400): the C
+ *       half of tests/fixtures/uri_paths.toml.
  *   miresga-frontend-test pipe CONFIG
  *       Packet in, packets out, with a virtual clock: tests/ drive the real
  *       state machine with scapy packets over stdin/stdout, in the spirit of
@@ -11,15 +16,41 @@
  *         pkt HEX       inject an Ethernet frame
  *         advance US    move the clock and run the timers that expire
  *         stats         print the stats JSON
- *         offload       print and drain the entries queued for the switch
+ *         offload       print and drain what was queued for the channel:
+ *                       entries (op ADD 1, DEL 2; want_result if asked) and
+ *                       liveness queries (op 128)
+ *         result added|refused IP PORT
+ *         result liveness IP PORT PRESENT IDLE_MS
+ *                       an answer of the switch, as the channel thread
+ *                       hands it over
  *       Each answer is zero or more "tx HEX" lines (frames sent), then the
- *       command's own line if any, then "end".
+ *       command's own line if any, then "end".  The switch's answers are
+ *       handed to the state machine after every command, as the poll loop
+ *       does every turn.
  *   miresga-frontend-test fuzz CONFIG CASES [SEED]
- *       Replays generated requests (one per line: EXPECT MODE HEX, from
- *       tests/test_frontend_fuzz.py) as client connections, whole, one byte
- *       per segment, and split in two at every byte boundary, and checks
- *       every answer, the SYNs to back-ends, and that every flow and mbuf is
- *       freed after each connection.  Prints a JSON summary.
+ *       Replays generated requests (tests/test_frontend_fuzz.py writes each as
+ *       a line "EXPECT MODE LENGTH", then LENGTH raw bytes and a newline:
+ *       cases reach 16 MiB, so no hex) as client connections and checks every
+ *       answer, the SYNs to back-ends, and that every flow and mbuf is freed
+ *       after each connection.  A request that fits one mbuf goes whole, one
+ *       byte per segment, and split in two at every byte boundary; a longer
+ *       one in full-size segments, shifted by a few seeded offsets, in seeded
+ *       random sizes, and in one-byte segments around the header limit and
+ *       every 64 KiB.  Each header is also parsed from an exact-size malloc'd
+ *       copy, where the sanitized build sees a read past its end (DPDK's own
+ *       memory is not instrumented).  Prints a JSON summary.
+ *   miresga-frontend-test canary asan|ubsan
+ *       In the sanitized build, a deliberate heap over-read or signed
+ *       overflow: the sanitizer must report it and exit non-zero, which is
+ *       how tests know that build checks anything (the plain build exits 3).
+ *   miresga-frontend-test replay CONFIG close|keepalive N
+ *       A fixed replay of N single-segment GETs with 1 KB responses, for
+ *       counting the state machine's instructions per request under
+ *       callgrind (README.md, "Cost per request"): one connection per request
+ *       (the server closes, as with Connection: close) or N requests on one
+ *       kept-alive connection.  Every packet of a connection goes through the
+ *       front-end, whatever the hand-off mode would leave to the switch, so
+ *       every build replays the same packets.  Prints a JSON summary.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -138,7 +169,33 @@ static const struct scan_case scan_cases[] = {
 	{"incomplete line", "GET / HTTP/1.1\r\nHost: h\r\n", R_MORE, 0, NULL, NULL, -1, -1, 0},
 	{"incomplete method", "GE", R_MORE, 0, NULL, NULL, -1, -1, 0},
 	{"incomplete scheme", "GET ht", R_MORE, 0, NULL, NULL, -1, -1, 0},
+	/* '#' is never part of a target; paths are matched in normal form */
+	{"fragment in path", "GET /a#b HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"fragment in query", "GET /a?b#c HTTP/1.1\r\n\r\n", R_400, 0, NULL, NULL, -1, -1, 0},
+	{"dot-segments", "GET /static/../private/x?q=/../y HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 0,
+	 "/private/x", "h", 1, 0, 0},
+	{"absolute-form dot-segments", "GET http://h/a/%2E%2e//b HTTP/1.1\r\nHost: x\r\n\r\n", R_DONE,
+	 0, "/b", "h", 1, 0, 0},
+	{"escapes", "GET /%7euser/%c3%a9%41 HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 0,
+	 "/~user/%C3%A9A", "h", 1, 0, 0},
+	{"above the root", "GET /a/../../b HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 400, NULL, NULL, -1,
+	 -1, 0},
+	{"encoded slash", "GET /a%2Fb HTTP/1.1\r\nHost: h\r\n\r\n", R_DONE, 400, NULL, NULL, -1, -1, 0},
 };
+
+/* http_parse on an exact-size malloc'd copy: it rewrites the path in place,
+ * and ASan sees a read one byte past the header.  *copy is the caller's to
+ * free (req points into it). */
+static int parse_copy(const void *hdr, uint32_t len, struct http_request *req, uint8_t **copy)
+{
+	*copy = malloc(len ? len : 1);
+	if (!*copy) {
+		perror("malloc");
+		exit(2);
+	}
+	memcpy(*copy, hdr, len);
+	return http_parse(*copy, len, req);
+}
 
 /* Reference results at limit; also checks that byte-by-byte scanning ends
  * in the same verdict at the same byte. */
@@ -147,6 +204,7 @@ static void test_scan_case(const struct scan_case *c, size_t len)
 	struct http_scan s;
 	struct http_request req;
 	uint32_t used = 0, pos_whole;
+	uint8_t *copy = NULL;
 	int r, r2 = HTTP_SCAN_MORE;
 
 	http_scan_init(&s);
@@ -162,19 +220,21 @@ static void test_scan_case(const struct scan_case *c, size_t len)
 	if (r != HTTP_SCAN_DONE)
 		return;
 	CHECK(pos_whole == len, "%s: header length %u of %zu", c->desc, pos_whole, len);
-	r = http_parse((const uint8_t *)c->req, pos_whole, &req);
+	r = parse_copy(c->req, pos_whole, &req, &copy);
 	CHECK(r == c->parse, "%s: parse %d, want %d", c->desc, r, c->parse);
-	if (r)
+	if (r) {
+		free(copy);
 		return;
+	}
 	if (c->path)
 		CHECK(req.path_len == strlen(c->path) && !memcmp(req.path, c->path, req.path_len),
-		      "%s: path '%.*s', want '%s'", c->desc, req.path_len, req.path, c->path);
+		      "%s: path '%.*s', want '%s'", c->desc, (int)req.path_len, req.path, c->path);
 	if (c->host && !strcmp(c->host, "-"))
 		CHECK(!req.has_host, "%s: host given", c->desc);
 	else if (c->host)
 		CHECK(req.has_host && req.host_len == strlen(c->host) &&
 		      !memcmp(req.host, c->host, req.host_len),
-		      "%s: host '%.*s', want '%s'", c->desc, req.host_len, req.host, c->host);
+		      "%s: host '%.*s', want '%s'", c->desc, (int)req.host_len, req.host, c->host);
 	if (c->keep_alive >= 0)
 		CHECK(req.keep_alive == c->keep_alive, "%s: keep-alive %d", c->desc, req.keep_alive);
 	if (c->framing >= 0) {
@@ -186,6 +246,7 @@ static void test_scan_case(const struct scan_case *c, size_t len)
 			CHECK(b.left == (uint64_t)c->length, "%s: length %llu", c->desc,
 			      (unsigned long long)b.left);
 	}
+	free(copy);
 }
 
 static void test_limit(void)
@@ -261,8 +322,11 @@ static void test_body(void)
 		struct http_body whole, bytes;
 		size_t n = strlen(c->stream);
 		int64_t r, total = 0;
+		uint8_t *copy;
+		int bad = parse_copy(c->hdr, (uint32_t)strlen(c->hdr), &req, &copy);
 
-		if (http_parse((const uint8_t *)c->hdr, (uint32_t)strlen(c->hdr), &req)) {
+		free(copy);
+		if (bad) {
 			CHECK(0, "%s: header does not parse", c->desc);
 			continue;
 		}
@@ -441,6 +505,37 @@ static void flush_captured(void)
 	n_captured = 0;
 }
 
+/* How `offload` lists a liveness query beside the entries (ops 1 and 2):
+ * queries travel on a ring of their own. */
+#define QUERY_OP 128
+
+/* "added|refused IP PORT" or "liveness IP PORT PRESENT IDLE_MS": as the
+ * channel thread would post it. */
+static int inject_result(const char *args)
+{
+	char kind[16], ip[INET_ADDRSTRLEN];
+	unsigned int port, present = 0, idle_ms = 0;
+	struct fe_offload_result r = {0};
+	struct in_addr a;
+	int n = sscanf(args, "%15s %15s %u %u %u", kind, ip, &port, &present, &idle_ms);
+
+	if (n < 3 || inet_pton(AF_INET, ip, &a) != 1 || port > 65535)
+		return -1;
+	if (!strcmp(kind, "added") && n == 3)
+		r.kind = FE_OFFLOAD_ADDED;
+	else if (!strcmp(kind, "refused") && n == 3)
+		r.kind = FE_OFFLOAD_REFUSED;
+	else if (!strcmp(kind, "liveness") && n == 5)
+		r.kind = FE_OFFLOAD_LIVENESS;
+	else
+		return -1;
+	r.present = (uint8_t)!!present;
+	r.idle_ms = idle_ms;
+	r.key.client_ip_be = a.s_addr;
+	r.key.client_port_be = htons((uint16_t)port);
+	return fe_offload_post_result(&offload, &r);
+}
+
 static int run_pipe(void)
 {
 	static char line[16384];
@@ -457,10 +552,13 @@ static int run_pipe(void)
 			int n = from_hex(line + 4, frame, sizeof(frame));
 
 			inject(frame, (uint16_t)n);
+			fe_results_run(&lc);
+			fe_tx_flush(&lc);
 			flush_captured();
 		} else if (!strncmp(line, "advance ", 8)) {
 			lc.now_us += strtoull(line + 8, NULL, 10);
 			fe_timers_run(&lc);
+			fe_results_run(&lc);
 			fe_tx_flush(&lc);
 			flush_captured();
 		} else if (!strcmp(line, "stats")) {
@@ -469,19 +567,32 @@ static int run_pipe(void)
 			printf("stats %s\n", json);
 		} else if (!strcmp(line, "offload")) {
 			struct fe_offload_req r;
+			struct mg_ctl_key k;
+			char ip[INET_ADDRSTRLEN];
 			const char *sep = "";
 
 			printf("offload [");
 			while (rte_ring_sc_dequeue_elem(offload.ring, &r, sizeof(r)) == 0) {
-				char ip[INET_ADDRSTRLEN];
-
 				inet_ntop(AF_INET, &r.e.client_ip_be, ip, sizeof(ip));
-				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"backend\": %u, "
-				       "\"vip\": %u}", sep, r.e.op, ip, ntohs(r.e.client_port_be),
-				       r.e.backend_idx, r.e.vip_idx);
+				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, "
+				       "\"backend\": %u, \"vip\": %u%s}", sep, r.e.op, ip,
+				       ntohs(r.e.client_port_be), r.e.backend_idx, r.e.vip_idx,
+				       r.want_result ? ", \"want_result\": true" : "");
+				sep = ", ";
+			}
+			while (rte_ring_sc_dequeue_elem(offload.query_ring, &k, sizeof(k)) == 0) {
+				inet_ntop(AF_INET, &k.client_ip_be, ip, sizeof(ip));
+				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"vip\": %u}",
+				       sep, QUERY_OP, ip, ntohs(k.client_port_be), k.vip_idx);
 				sep = ", ";
 			}
 			printf("]\n");
+		} else if (!strncmp(line, "result ", 7)) {
+			if (inject_result(line + 7))
+				printf("error bad result\n");
+			fe_results_run(&lc);
+			fe_tx_flush(&lc);
+			flush_captured();
 		} else if (!strcmp(line, "quit")) {
 			break;
 		} else {
@@ -509,34 +620,73 @@ static uint32_t rnd(void)
 struct fuzz_case {
 	int expect;             /* HTTP status; 503 means routed (a SYN), then no back-end; 0 a bare FIN */
 	int fin;
-	uint16_t len;
+	uint32_t len;
 	uint8_t *data;
 };
 
 struct fuzz_tally {
-	uint64_t variants, packets, mismatches, leaks, bad_syns, bad_answers;
+	uint64_t variants, packets, mismatches, leaks, bad_syns, bad_answers, parsed;
 	uint64_t by_status[6];
 };
 
+/* A client's segment at most: an MSS, and below one mbuf's data room. */
+#define FUZZ_MSS 1448
+/* Requests up to this size also go whole, in one segment (one mbuf). */
+#define FUZZ_WHOLE_MAX 2048
+/* Random segment sizes only up to this: more segments than mbufs otherwise. */
+#define FUZZ_RANDOM_MAX (4u << 20)
+
+/* Segment boundaries of one variant, strictly increasing, inside the case. */
+struct cut_list {
+	uint32_t *at;
+	uint32_t n, cap;
+};
+
+static void cut_push(struct cut_list *c, uint32_t at)
+{
+	if (c->n && at <= c->at[c->n - 1])
+		return;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 1024;
+		c->at = realloc(c->at, sizeof(*c->at) * c->cap);
+		if (!c->at) {
+			perror("realloc");
+			exit(2);
+		}
+	}
+	c->at[c->n++] = at;
+}
+
 static const uint32_t client_ip = 0x0a090005; /* 10.9.0.5 */
 
+/* A segment the harness could not build is a harness failure, not a case's. */
+static uint64_t segments_unbuilt;
+
+/* A client segment as the switch hands it over: from the switch's port,
+ * marked ADMIT if its numbers are the cookie's (c + 1, s + 1), else KNOWN. */
 static void client_segment(uint16_t port, uint32_t seq, uint32_t ack, uint8_t flags,
-			   const uint8_t *data, uint16_t len)
+			   const uint8_t *data, uint16_t len, uint32_t c, uint32_t s)
 {
 	struct rte_mbuf *m = fe_pkt_new(&lc, data, len);
 	struct fe_tuple t = {.saddr = htonl(client_ip), .daddr = cfg.vip_be,
 			     .sport = htons(port), .dport = cfg.vip_port_be};
 	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
 
 	if (!m || fe_pkt_push_tcp(&lc, m, &t, seq, ack, flags, 502, NULL, 0)) {
 		if (m)
 			rte_pktmbuf_free(m);
+		segments_unbuilt++;
 		return;
 	}
-	/* As the switch sends it: from the switch port to the front-end. */
 	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	memcpy(&eth->src_addr, cfg.nexthop_mac, 6);
 	memcpy(&eth->dst_addr, harness_mac, 6);
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	ip->type_of_service = mg_tos_with_dscp(0, seq == c + 1 && ack == s + 1 ? MG_DSCP_ADMIT
+									      : MG_DSCP_KNOWN);
+	ip->hdr_checksum = 0;
+	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	fe_input(&lc, m);
 	fe_tx_flush(&lc);
 }
@@ -609,16 +759,16 @@ static int expect_index(int status)
 	}
 }
 
-static void report(const struct fuzz_case *fc, const char *what, int got, const uint16_t *cuts,
-		   int ncuts)
+static void report(const struct fuzz_case *fc, const char *what, int got, const uint32_t *cuts,
+		   uint32_t ncuts)
 {
 	static int reported;
 
 	if (reported++ >= 20)
 		return;
-	fprintf(stderr, "mismatch (%s): expect %d got %d, %s, %u bytes, cuts:", what, fc->expect, got,
-		fc->fin ? "fin" : "nofin", fc->len);
-	for (int i = 0; i < ncuts && i < 8; i++)
+	fprintf(stderr, "mismatch (%s): expect %d got %d, %s, %u bytes, %u cuts:", what, fc->expect,
+		got, fc->fin ? "fin" : "nofin", fc->len, ncuts);
+	for (uint32_t i = 0; i < ncuts && i < 8; i++)
 		fprintf(stderr, " %u", cuts[i]);
 	fprintf(stderr, "%s\n  ", ncuts > 8 ? " ..." : "");
 	print_hex(stderr, fc->data, fc->len > 200 ? 200 : fc->len);
@@ -631,7 +781,7 @@ static void report(const struct fuzz_case *fc, const char *what, int got, const 
 	((uint32_t)((ack) - ((c) + 1)) > (uint32_t)((fc)->len + 1))
 
 /* One connection: the case's bytes cut at `cuts` (segment boundaries). */
-static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int ncuts,
+static void run_variant(const struct fuzz_case *fc, const uint32_t *cuts, uint32_t ncuts,
 			struct fuzz_tally *t)
 {
 	static uint16_t next_port = 1024;
@@ -642,17 +792,17 @@ static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int nc
 	uint64_t step = (cfg.request_timeout_us > cfg.syn_timeout_us ? cfg.request_timeout_us
 								     : cfg.syn_timeout_us) + 1;
 	struct seen sn = {0};
-	uint16_t start = 0;
+	uint32_t start = 0;
 	int fin_sent = 0, expect = fc->expect;
 
 	if (next_port == 0)
 		next_port = 1024;
 	t->variants++;
 	lc.now_us += 1000;
-	client_segment(port, c + 1, s + 1, RTE_TCP_ACK_FLAG, NULL, 0);
+	client_segment(port, c + 1, s + 1, RTE_TCP_ACK_FLAG, NULL, 0, c, s);
 	t->packets++;
-	for (int i = 0; i <= ncuts; i++) {
-		uint16_t end = i < ncuts ? cuts[i] : fc->len;
+	for (uint32_t i = 0; i <= ncuts; i++) {
+		uint32_t end = i < ncuts ? cuts[i] : fc->len;
 		uint8_t flags = RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG;
 
 		if (i == ncuts && fc->fin) {
@@ -662,7 +812,7 @@ static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int nc
 		if (end == start && !(flags & RTE_TCP_FIN_FLAG))
 			continue;
 		client_segment(port, c + 1 + start, s + 1, flags, fc->data + start,
-			       (uint16_t)(end - start));
+			       (uint16_t)(end - start), c, s);
 		t->packets++;
 		inspect(&sn, port, c, s);
 		start = end;
@@ -690,10 +840,10 @@ static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int nc
 	/* The client reads the answer and closes (or had closed already). */
 	if (fin_sent)
 		client_segment(port, c + 1 + fc->len + 1, sn.seq + sn.len + 1, RTE_TCP_ACK_FLAG,
-			       NULL, 0);
+			       NULL, 0, c, s);
 	else
 		client_segment(port, c + 1 + fc->len, sn.seq + sn.len + 1,
-			       RTE_TCP_ACK_FLAG | RTE_TCP_FIN_FLAG, NULL, 0);
+			       RTE_TCP_ACK_FLAG | RTE_TCP_FIN_FLAG, NULL, 0, c, s);
 	t->packets++;
 	n_captured = 0;
 	for (uint32_t i = 0; i < cfg.answer_retries + 2 && lc.ft.count; i++) {
@@ -711,14 +861,114 @@ static void run_variant(const struct fuzz_case *fc, const uint16_t *cuts, int nc
 	}
 }
 
+/*
+ * The header alone, scanned, parsed and routed from a malloc'd buffer of
+ * exactly its length: DPDK's memory (the mbufs, the lcore's scratch) is not
+ * instrumented, malloc's is, so here the sanitized build catches a read one
+ * byte past the header.
+ */
+static void parse_exact(const struct fuzz_case *fc, struct fuzz_tally *t)
+{
+	struct http_scan scan;
+	struct http_request req;
+	uint32_t used;
+	uint8_t *copy;
+	int offload;
+
+	http_scan_init(&scan);
+	if (http_scan(&scan, fc->data, fc->len, cfg.max_header_bytes, &used) != HTTP_SCAN_DONE)
+		return;
+	copy = malloc(scan.pos);
+	if (!copy)
+		return;
+	memcpy(copy, fc->data, scan.pos);
+	if (http_parse(copy, scan.pos, &req) == 0)
+		(void)fe_route(&cfg, &req, &offload);
+	free(copy);
+	t->parsed++;
+}
+
+/* Within 16 bytes of the header limit, or of a multiple of 64 KiB up to it. */
+static int near_a_limit(uint32_t at)
+{
+	uint32_t r = at % 65536;
+
+	if (at + 16 >= cfg.max_header_bytes && at <= cfg.max_header_bytes + 16)
+		return 1;
+	return at <= cfg.max_header_bytes + 16 && at >= 65536 - 16 && (r <= 16 || r >= 65536 - 16);
+}
+
+/* Every variant of one case, as the header comment of this file says. */
+static void run_case(const struct fuzz_case *fc, struct cut_list *cl, struct fuzz_tally *t)
+{
+	uint32_t n = fc->len;
+
+	parse_exact(fc, t);
+	if (n <= FUZZ_WHOLE_MAX) {
+		/* whole */
+		run_variant(fc, NULL, 0, t);
+		/* one byte per segment: every boundary at once */
+		cl->n = 0;
+		for (uint32_t i = 1; i < n; i++)
+			cut_push(cl, i);
+		if (n > 1)
+			run_variant(fc, cl->at, cl->n, t);
+		/* two segments, cut at each boundary (long requests: a sample,
+		 * their every boundary is covered by the byte-per-segment run) */
+		for (uint32_t k = 1; k < n; k += (n > 600 ? n / 97 + 1 : 1))
+			run_variant(fc, &k, 1, t);
+		return;
+	}
+	/* full-size segments, then the same shifted by three seeded offsets */
+	for (int shift = 0; shift < 4; shift++) {
+		cl->n = 0;
+		if (shift)
+			cut_push(cl, 1 + rnd() % (FUZZ_MSS - 1));
+		for (uint32_t at = cl->n ? cl->at[0] + FUZZ_MSS : FUZZ_MSS; at < n; at += FUZZ_MSS)
+			cut_push(cl, at);
+		run_variant(fc, cl->at, cl->n, t);
+	}
+	/* seeded random sizes */
+	if (n <= FUZZ_RANDOM_MAX) {
+		cl->n = 0;
+		for (uint32_t at = 1 + rnd() % FUZZ_MSS; at < n; at += 1 + rnd() % FUZZ_MSS)
+			cut_push(cl, at);
+		run_variant(fc, cl->at, cl->n, t);
+	}
+	/* one-byte segments around the header limit and every 64 KiB of the
+	 * header (where a 16-bit length would wrap), full-size ones between */
+	cl->n = 0;
+	for (uint32_t at = 1; at < n; at++)
+		if (at % FUZZ_MSS == 0 || near_a_limit(at))
+			cut_push(cl, at);
+	run_variant(fc, cl->at, cl->n, t);
+}
+
+/* The raw bytes of a case, into `data` grown as needed; -1 if the file ends early. */
+static int case_bytes(FILE *f, uint32_t len, uint8_t **data, size_t *cap)
+{
+	if (len > *cap) {
+		*cap = len;
+		*data = realloc(*data, len);
+		if (!*data) {
+			perror("realloc");
+			exit(2);
+		}
+	}
+	if (fread(*data, 1, len, f) != len || getc(f) != '\n')
+		return -1;
+	return 0;
+}
+
 static int run_fuzz(const char *cases_path, uint64_t seed)
 {
 	FILE *f = fopen(cases_path, "r");
-	static char line[65536];
-	static uint8_t data[32768];
-	static uint16_t cuts[32768];
+	char *line = NULL;
+	size_t line_cap = 0, data_cap = 0;
+	uint8_t *data = NULL;
+	struct cut_list cl = {0};
 	struct fuzz_tally t = {0};
-	uint64_t ncases = 0;
+	uint64_t ncases = 0, max_len = 0;
 	unsigned int baseline;
 
 	if (!f) {
@@ -728,47 +978,274 @@ static int run_fuzz(const char *cases_path, uint64_t seed)
 	if (seed)
 		rng_state = seed;
 	baseline = rte_mempool_in_use_count(pool);
-	while (fgets(line, sizeof(line), f)) {
+	while (getline(&line, &line_cap, f) > 0) {
 		struct fuzz_case fc;
 		char mode[8];
-		int off = 0, n;
 
-		if (sscanf(line, "%d %7s %n", &fc.expect, mode, &off) != 2)
-			continue;
-		n = from_hex(line + off, data, sizeof(data));
+		if (sscanf(line, "%d %7s %u", &fc.expect, mode, &fc.len) != 3 ||
+		    case_bytes(f, fc.len, &data, &data_cap)) {
+			fprintf(stderr, "%s: case %llu: not EXPECT MODE LENGTH, then LENGTH bytes\n",
+				cases_path, (unsigned long long)ncases + 1);
+			fclose(f);
+			return 2;
+		}
 		fc.fin = !strcmp(mode, "fin");
-		fc.len = (uint16_t)n;
 		fc.data = data;
 		ncases++;
-
-		/* whole */
-		run_variant(&fc, cuts, 0, &t);
-		/* one byte per segment: every boundary at once */
-		for (int i = 0; i + 1 < n; i++)
-			cuts[i] = (uint16_t)(i + 1);
-		if (n > 1)
-			run_variant(&fc, cuts, n - 1, &t);
-		/* two segments, cut at each boundary (long requests: a sample,
-		 * their every boundary is covered by the byte-per-segment run) */
-		for (int k = 1; k < n; k += (n > 600 ? n / 97 + 1 : 1)) {
-			cuts[0] = (uint16_t)k;
-			run_variant(&fc, cuts, 1, &t);
-		}
+		if (fc.len > max_len)
+			max_len = fc.len;
+		run_case(&fc, &cl, &t);
 	}
 	fclose(f);
-	printf("{\"cases\": %llu, \"variants\": %llu, \"packets\": %llu, \"mismatches\": %llu, "
+	free(line);
+	free(data);
+	free(cl.at);
+	printf("{\"cases\": %llu, \"variants\": %llu, \"packets\": %llu, \"max_bytes\": %llu, "
+	       "\"parsed_exact\": %llu, \"segments_unbuilt\": %llu, \"hold_full\": %llu, "
+	       "\"mismatches\": %llu, "
 	       "\"bad_answers\": %llu, \"bad_syns\": %llu, \"leaks\": %llu, \"mbufs_leaked\": %d, "
 	       "\"answers\": {\"400\": %llu, \"404\": %llu, \"408\": %llu, \"431\": %llu, "
 	       "\"503\": %llu, \"other\": %llu}}\n",
 	       (unsigned long long)ncases, (unsigned long long)t.variants,
-	       (unsigned long long)t.packets, (unsigned long long)t.mismatches,
+	       (unsigned long long)t.packets, (unsigned long long)max_len,
+	       (unsigned long long)t.parsed, (unsigned long long)segments_unbuilt,
+	       (unsigned long long)lc.stats.pkt.hold_full,
+	       (unsigned long long)t.mismatches,
 	       (unsigned long long)t.bad_answers, (unsigned long long)t.bad_syns,
 	       (unsigned long long)t.leaks, (int)rte_mempool_in_use_count(pool) - (int)baseline,
 	       (unsigned long long)t.by_status[0], (unsigned long long)t.by_status[1],
 	       (unsigned long long)t.by_status[2], (unsigned long long)t.by_status[3],
 	       (unsigned long long)t.by_status[4], (unsigned long long)t.by_status[5]);
-	return (t.mismatches || t.bad_answers || t.bad_syns || t.leaks ||
+	return (t.mismatches || t.bad_answers || t.bad_syns || t.leaks || segments_unbuilt ||
 		rte_mempool_in_use_count(pool) != baseline) ? 1 : 0;
+}
+
+/* For each raw path on stdin: the normal form the parser gives, "refuse" or "bad". */
+static int run_paths(void)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	http_init();
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		static const char head[] = "GET ", tail[] = " HTTP/1.1\r\nHost: h\r\n\r\n";
+		size_t plen = (size_t)n - (line[n - 1] == '\n');
+		size_t len = sizeof(head) - 1 + plen + sizeof(tail) - 1;
+		uint8_t *req = malloc(len), *copy = NULL;
+		struct http_request parsed;
+		struct http_scan scan;
+		uint32_t used;
+
+		if (!req)
+			return 2;
+		memcpy(req, head, sizeof(head) - 1);
+		memcpy(req + sizeof(head) - 1, line, plen);
+		memcpy(req + sizeof(head) - 1 + plen, tail, sizeof(tail) - 1);
+		http_scan_init(&scan);
+		if (http_scan(&scan, req, (uint32_t)len, 1u << 20, &used) != HTTP_SCAN_DONE)
+			puts("bad");
+		else if (parse_copy(req, scan.pos, &parsed, &copy))
+			puts(parsed.path_refused ? "refuse" : "bad");
+		else
+			printf("%.*s\n", (int)parsed.path_len, parsed.path);
+		free(copy);
+		free(req);
+	}
+	free(line);
+	return 0;
+}
+
+static int run_canary(const char *kind)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	volatile size_t n = 8;
+	volatile int big = INT32_MAX;
+
+	if (!strcmp(kind, "asan")) {
+		volatile char *p = malloc(n);
+		char c = p[n];
+
+		free((void *)p);
+		return c == 'x' ? 0 : 1;
+	}
+	if (!strcmp(kind, "ubsan")) {
+		volatile int r = big + 1;
+
+		return r < 0 ? 0 : 1;
+	}
+	fprintf(stderr, "canary: asan or ubsan\n");
+	return 2;
+#else
+	(void)kind;
+	fprintf(stderr, "canary: not a sanitized build\n");
+	return 3;
+#endif
+}
+
+/* ================================================================ replay */
+
+static struct {
+	uint32_t syn_ip_be;     /* where the last SYN went: the back-end to answer from */
+	uint16_t syn_port_be;
+	uint64_t frames;
+} replay_seen;
+
+/* The replay's port: frames are looked at (a SYN's destination), not kept. */
+static void replay_sink(struct fe_lcore *l, struct rte_mbuf **pkts, uint16_t n)
+{
+	(void)l;
+	for (uint16_t i = 0; i < n; i++) {
+		const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(pkts[i], const void *,
+									 RTE_ETHER_HDR_LEN);
+		const struct rte_tcp_hdr *tcp = (const void *)((const uint8_t *)ip +
+							       rte_ipv4_hdr_len(ip));
+
+		if (tcp->tcp_flags & RTE_TCP_SYN_FLAG) {
+			replay_seen.syn_ip_be = ip->dst_addr;
+			replay_seen.syn_port_be = tcp->dst_port;
+		}
+		replay_seen.frames++;
+	}
+	rte_pktmbuf_free_bulk(pkts, n);
+}
+
+/* One frame into the front-end, as the switch hands it over. */
+static void replay_frame(uint32_t saddr_be, uint32_t daddr_be, uint16_t sport_be, uint16_t dport_be,
+			 uint32_t seq, uint32_t ack, uint8_t flags, uint8_t tos, const void *data,
+			 uint16_t len)
+{
+	struct rte_mbuf *m = fe_pkt_new(&lc, data, len);
+	struct fe_tuple t = {.saddr = saddr_be, .daddr = daddr_be, .sport = sport_be,
+			     .dport = dport_be};
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+
+	if (!m || fe_pkt_push_tcp(&lc, m, &t, seq, ack, flags, 502, NULL, 0)) {
+		if (m)
+			rte_pktmbuf_free(m);
+		return;
+	}
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	memcpy(&eth->src_addr, cfg.nexthop_mac, 6);
+	memcpy(&eth->dst_addr, harness_mac, 6);
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	if (tos) {
+		ip->type_of_service = tos;
+		ip->hdr_checksum = 0;
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+	}
+	fe_input(&lc, m);
+	fe_tx_flush(&lc);
+}
+
+/* What the switch would do between the packets: take the entries queued
+ * for it, and confirm those that ask for an answer. */
+static void replay_switch(void)
+{
+	struct fe_offload_req r;
+	struct mg_ctl_key k;
+
+	while (rte_ring_sc_dequeue_elem(offload.query_ring, &k, sizeof(k)) == 0)
+		;
+
+	while (rte_ring_sc_dequeue_elem(offload.ring, &r, sizeof(r)) == 0) {
+		struct fe_offload_result res = {
+			.kind = FE_OFFLOAD_ADDED,
+			.key = {.client_ip_be = r.e.client_ip_be, .client_port_be = r.e.client_port_be},
+		};
+
+		if (r.want_result && r.e.op == MG_CTL_ADD)
+			fe_offload_post_result(&offload, &res);
+	}
+	fe_results_run(&lc);
+	fe_tx_flush(&lc);
+}
+
+static int run_replay(const char *mode, unsigned long n)
+{
+	static const char get_close[] = "GET /index.html HTTP/1.1\r\nHost: www.example\r\n"
+					"Connection: close\r\n\r\n";
+	static const char get_ka[] = "GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n";
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 984\r\n\r\n";
+	static uint8_t response[1024];
+	const int keepalive = !strcmp(mode, "keepalive");
+	const char *get = keepalive ? get_ka : get_close;
+	const uint16_t get_len = (uint16_t)strlen(get);
+	const uint32_t cip = htonl(client_ip);
+	const uint8_t admit = mg_tos_with_dscp(0, MG_DSCP_ADMIT);
+	const uint8_t known = mg_tos_with_dscp(0, MG_DSCP_KNOWN);
+	const uint32_t low = mg_cookie_low_byte(3, 7, 1, 1);
+	const uint64_t grace = cfg.grace_us + 1;
+	uint32_t c = 1000, s = 0x5a5a0000 | low, cseq = 0, sseq = 0;
+	uint16_t port = htons(20000);
+	unsigned long done = 0;
+
+	if (strcmp(mode, "close") && !keepalive) {
+		fprintf(stderr, "replay: mode must be close or keepalive\n");
+		return 2;
+	}
+	memcpy(response, head, sizeof(head) - 1);
+	memset(response + sizeof(head) - 1, 'x', sizeof(response) - (sizeof(head) - 1));
+	fe_lcore_fini(&lc);
+	fe_lcore_init(&lc, &cfg, pool, 0, harness_mac, &offload, replay_sink, 0);
+	lc.now_us = 1000000;
+	for (unsigned long i = 0; i < n; i++) {
+		if (!keepalive || i == 0) {
+			/* A new connection: the handshake's last ACK, then the request,
+			 * both with the cookie numbers (the switch admits them). */
+			port = htons((uint16_t)(20000 + i % 40000));
+			c += 100000;
+			s += 0x1000;
+			cseq = c + 1;
+			sseq = s + 1;
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq, RTE_TCP_ACK_FLAG,
+				     admit, NULL, 0);
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, admit, get, get_len);
+			cseq += get_len;
+			/* The back-end's SYN-ACK, in the client's numbering (the agent). */
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, s, c + 1,
+				     RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG, 0, NULL, 0);
+		} else {
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, known, get, get_len);
+			cseq += get_len;
+		}
+		replay_switch();
+		if (keepalive) {
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, sseq, cseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG, 0, response, sizeof(response));
+			sseq += sizeof(response);
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq, RTE_TCP_ACK_FLAG,
+				     known, NULL, 0);
+		} else {
+			/* The response and the server's FIN, the client's FIN, the last ACK. */
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, sseq, cseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_PSH_FLAG | RTE_TCP_FIN_FLAG, 0, response,
+				     sizeof(response));
+			sseq += sizeof(response) + 1;
+			replay_frame(cip, cfg.vip_be, port, cfg.vip_port_be, cseq, sseq,
+				     RTE_TCP_ACK_FLAG | RTE_TCP_FIN_FLAG, known, NULL, 0);
+			replay_frame(replay_seen.syn_ip_be, cip, replay_seen.syn_port_be, port, sseq,
+				     cseq + 1, RTE_TCP_ACK_FLAG, 0, NULL, 0);
+			if (i % 64 == 63) {
+				lc.now_us += grace;
+				fe_timers_run(&lc);
+				fe_tx_flush(&lc);
+			}
+		}
+		replay_switch();
+		done++;
+	}
+	lc.now_us += grace;
+	fe_timers_run(&lc);
+	fe_tx_flush(&lc);
+	replay_switch();
+	printf("{\"mode\": \"%s\", \"requests\": %lu, \"answered\": %llu, \"frames_out\": %llu, "
+	       "\"flows_left\": %u}\n", mode, done, (unsigned long long)lc.stats.requests,
+	       (unsigned long long)replay_seen.frames, lc.ft.count);
+	return lc.stats.requests == done ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -788,6 +1265,20 @@ int main(int argc, char **argv)
 		harness_fini();
 		return rc;
 	}
-	fprintf(stderr, "usage: %s parser | pipe CONFIG | fuzz CONFIG CASES [SEED]\n", argv[0]);
+	if (argc >= 3 && !strcmp(argv[1], "canary"))
+		return run_canary(argv[2]);
+	if (argc >= 2 && !strcmp(argv[1], "paths"))
+		return run_paths();
+
+	if (argc >= 5 && !strcmp(argv[1], "replay")) {
+		if (harness_init(argv[2]))
+			return 2;
+		int rc = run_replay(argv[3], strtoul(argv[4], NULL, 10));
+
+		harness_fini();
+		return rc;
+	}
+	fprintf(stderr, "usage: %s parser | paths | pipe CONFIG | fuzz CONFIG CASES [SEED] | "
+		"canary asan|ubsan | replay CONFIG close|keepalive N\n", argv[0]);
 	return 2;
 }

@@ -1,0 +1,1 @@
+"""The open-loop load generator that runs on client hosts (loadgen.py)."""
