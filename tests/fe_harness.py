@@ -188,7 +188,7 @@ def make_cookie(client: str, sport: int, isn: int, mss: int = 1460, wscale: int 
     return layouts.cookie_make(COOKIE_KEY, client, VIP, sport, 80, isn, epoch, low)
 
 
-#: op of a liveness query in Harness.offload() (FE_OFFLOAD_QUERY)
+#: how Harness.offload() lists a liveness query, after the entries (fe_test.c, QUERY_OP)
 QUERY_OP = 0x80
 
 #: The data-plane marks (miresga.h, "marks") as they sit in the IP TOS byte (ECN 0).

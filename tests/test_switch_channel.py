@@ -12,6 +12,7 @@ waits, refusals), never how long the machine took.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import select
@@ -19,6 +20,7 @@ import signal
 import struct
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,39 @@ class VirtualClock:
         self.sleeps.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)
+
+
+class HeldTicks:
+    """The data-plane table's clock (~1 ms ticks), held by the test."""
+
+    def __init__(self, now: int = 1_000_000):
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def dp_idle_ms(ticks: int) -> int:
+    """What a REPLY says of a slot last seen `ticks` ago (DataplaneTable.liveness)."""
+    return (ticks << L.DP_TICK_SHIFT) // 1_000_000
+
+
+def put_slot(sw: MiresgaSwitch, ip: str, port: int, backend: int, last_seen: int,
+             vip: int = 0) -> int:
+    """Write (client IP, port) -> back-end into a free way of the data-plane table,
+    as the pipeline does for an INSTALL mark; returns the slot's index."""
+    dp = sw.dataplane
+    for way in range(dp.ways):
+        i = ctypes.c_uint32(L.dp_slot_index(dp.seed, ip_be(ip), port_be(port), way,
+                                            dp.slots_log2))
+        if dp.map.lookup(i).client_ip_be == 0:
+            dp.map.update(i, L.DpSlot(ip_be(ip), port_be(port), backend, vip, last_seen))
+            return i.value
+    raise AssertionError(f"every way of {ip}:{port} is taken")
+
+
+def dp_holds(sw: MiresgaSwitch, ip: str, port: int) -> bool:
+    return bool(sw.dataplane.slots_of(ip_be(ip), port_be(port)))
 
 
 # ---------------------------------------------------------------- batches
@@ -275,6 +310,49 @@ def test_query_answers_from_the_data_planes_last_seen_time(ns, daemon, key):
                                         (False, 0, 0)]
     st = daemon.server.stats
     assert (st.queries, st.keys_queried) == (1, 4)
+
+
+@pytest.mark.root
+def test_query_answers_from_the_data_plane_table_too(ns, key):
+    """A key without an exact-match entry is looked up in the data-plane table, as
+    the pipeline looks it up: present, with its back-end and the time since the
+    slot's last-seen stamp on the data plane's clock (held by the test here); a
+    slot idle for the table's timeout is absent, as is one of another VIP; where
+    both tables hold the key, the exact-match entry answers."""
+    ticks = HeldTicks()
+    plan = make_plan(ns, dp_idle_timeout_s=10)
+    with daemon_for(ns, key, plan, pipeline=partial(MiresgaSwitch, dp_clock=ticks)) as d, \
+            client(ns, d, key) as c:
+        sw = d.pipeline
+        idle = sw.dataplane.idle_ticks
+        put_slot(sw, "10.8.0.20", 30001, 1, ticks.now - 3000)
+        put_slot(sw, "10.8.0.20", 30002, 1, ticks.now - idle)
+        put_slot(sw, "10.8.0.20", 30003, 1, ticks.now, vip=1)
+        put_slot(sw, "10.8.0.20", 30004, 1, ticks.now)
+        c.batch([Entry("10.8.0.20", 30004, CtlOp.ADD, 0)])
+        d.call(sw.tick, 4)
+        live = c.query([Key("10.8.0.20", 30001), Key("10.8.0.20", 30002),
+                        Key("10.8.0.20", 30003), Key("10.8.0.20", 30004)])
+    assert [tuple(x) for x in live] == [(True, 1, dp_idle_ms(3000)), (False, 0, 0),
+                                        (False, 0, 0), (True, 0, 4000)]
+
+
+@pytest.mark.root
+def test_a_del_clears_the_keys_data_plane_slot(ns, key):
+    """A DEL over the channel (the front-end's fallback when no packet can carry
+    its REMOVE mark) clears the key's data-plane slot as well as its exact-match
+    entry; other keys' slots stay; the pipeline's stats count it."""
+    ticks = HeldTicks()
+    with daemon_for(ns, key, pipeline=partial(MiresgaSwitch, dp_clock=ticks)) as d, \
+            client(ns, d, key) as c:
+        sw = d.pipeline
+        put_slot(sw, "10.8.0.21", 30001, 1, ticks.now)
+        put_slot(sw, "10.8.0.21", 30002, 1, ticks.now)
+        ack = c.batch([Entry("10.8.0.21", 30001, CtlOp.DEL, 0)])
+        assert ack.refused == 0
+        assert not dp_holds(sw, "10.8.0.21", 30001) and dp_holds(sw, "10.8.0.21", 30002)
+        assert [tuple(x) for x in c.query([Key("10.8.0.21", 30001)])] == [(False, 0, 0)]
+        assert c.cmd("stats")["dp_table"]["removed_by_del"] == 1
 
 
 @pytest.mark.root
@@ -533,6 +611,30 @@ def test_daemon_ages_on_its_own(ns, key):
         wait_for(lambda: d.pipeline.flows.occupancy() == 0, "the entries to age out")
         assert d.pipeline.now_s() >= 11
         assert d.pipeline.flows.stats.aged == 10
+
+
+@pytest.mark.root
+def test_daemon_ages_the_data_plane_table_on_its_aging_tick(ns, key):
+    """The daemon's aging task also clears data-plane slots idle for the table's
+    timeout (the pipeline already treats them as empty; clearing keeps their
+    32-bit stamps from wrapping into "young"): the data plane's clock (held by
+    the test) moves one timeout on, the three slots go, and a slot written after
+    that stays."""
+    ticks = HeldTicks()
+    plan = make_plan(ns, idle_timeout_s=1, aging_interval_s=0.2, dp_idle_timeout_s=1)
+    with daemon_for(ns, key, plan, pipeline=partial(MiresgaSwitch, dp_clock=ticks),
+                    clock=lambda: 1000.0, run_clock=True) as d, client(ns, d, key) as c:
+        sw = d.pipeline
+        for port in (30001, 30002, 30003):
+            put_slot(sw, "10.8.0.22", port, 0, ticks.now)
+        assert sw.dataplane.occupancy() == 3
+        ticks.now += sw.dataplane.idle_ticks
+        put_slot(sw, "10.8.0.22", 30004, 0, ticks.now)
+        wait_for(lambda: not any(dp_holds(sw, "10.8.0.22", p) for p in (30001, 30002, 30003)),
+                 "the aged slots to be cleared")
+        assert dp_holds(sw, "10.8.0.22", 30004)
+        st = c.cmd("stats")["dp_table"]
+        assert st["aged"] == 3 and st["occupancy"] == 1
 
 
 @pytest.mark.root

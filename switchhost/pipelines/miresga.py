@@ -38,7 +38,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from switchhost import bpf, layouts
 from switchhost.addresses import ip_be, ip_str, mac_bytes, port_be, port_host
@@ -312,12 +312,14 @@ class DataplaneTable:
     already treats them as empty; clearing keeps a slot's 32-bit stamp from
     wrapping into "young" after 2^31 ticks).  Geometry, seeds and timeout
     come from the switch's config, read once: they do not change after load.
-    `now` arguments are ticks of the data plane's clock (dp_now_ticks()); a
-    test passes its own.
+    Times are ticks of the data plane's clock: `clock` (dp_now_ticks(), or a
+    clock a test holds) unless a `now` is given.
     """
 
-    def __init__(self, m: bpf.Map, cfg: layouts.SwitchConfig):
+    def __init__(self, m: bpf.Map, cfg: layouts.SwitchConfig,
+                 clock: Callable[[], int] = dp_now_ticks):
         self.map = m
+        self.clock = clock
         self.slots_log2 = cfg.dp_slots_log2
         self.ways = cfg.dp_ways
         self.seed = (cfg.dp_seed.k0, cfg.dp_seed.k1)
@@ -350,14 +352,14 @@ class DataplaneTable:
 
     def find(self, ip_be: int, port_be: int, now: int | None = None) -> layouts.DpSlot | None:
         """The live slot holding (client IP, client port), as the pipeline's lookup sees it."""
-        now = dp_now_ticks() if now is None else now
+        now = self.clock() if now is None else now
         for _, slot in self.slots_of(ip_be, port_be):
             if self._live(slot, now):
                 return slot
         return None
 
     def liveness(self, ip_be: int, port_be: int, now: int | None = None) -> Liveness:
-        now = dp_now_ticks() if now is None else now
+        now = self.clock() if now is None else now
         slot = self.find(ip_be, port_be, now)
         if slot is None:
             return ABSENT
@@ -395,7 +397,7 @@ class DataplaneTable:
         """Live slots (an aged slot counts as empty, as it does in the pipeline)."""
         if not self.enabled:
             return 0
-        now = dp_now_ticks() if now is None else now
+        now = self.clock() if now is None else now
         return sum(1 for *_, seen in self._scan()
                    if _s32(now - seen) < self.idle_ticks)
 
@@ -406,7 +408,7 @@ class DataplaneTable:
         falls back to the front-end, the safe direction)."""
         if not self.enabled:
             return 0
-        clock = dp_now_ticks if now is None else (lambda: now)
+        clock = self.clock if now is None else (lambda: now)
         t = clock()
         stale = [(i, ip, port) for i, ip, port, _, _, seen in self._scan()
                  if _s32(t - seen) >= self.idle_ticks]
@@ -423,7 +425,7 @@ class DataplaneTable:
 
     def entries(self, now: int | None = None) -> dict[tuple[str, int], layouts.DpSlot]:
         """Live slots by (client IP, client port)."""
-        now = dp_now_ticks() if now is None else now
+        now = self.clock() if now is None else now
         out = {}
         for i, ip, port, be, vip, seen in self._scan():
             if _s32(now - seen) < self.idle_ticks:
@@ -450,12 +452,14 @@ class MiresgaSwitch(Pipeline):
     counter_names = SwitchCounter
     config_type = layouts.SwitchConfig
 
-    def __init__(self, plan: SwitchPlan, *args, **kwargs):
+    def __init__(self, plan: SwitchPlan, *args, dp_clock: Callable[[], int] = dp_now_ticks,
+                 **kwargs):
         self.filter_words = ((1 << plan.filter_bits_log2) // 64 if plan.filter_bits_log2
                              else 1)
         super().__init__(plan, *args, **kwargs)
         self.flows: FlowTable | None = None
         self.dataplane: DataplaneTable | None = None
+        self._dp_clock = dp_clock
         # (monotonic, table stats) the rates are measured from; the stats file
         # and a `stats` command may ask at once.
         self._rates_at: tuple[float, dict] | None = None
@@ -473,7 +477,7 @@ class MiresgaSwitch(Pipeline):
         self.flows = FlowTable(self.map("flow_table"), self.plan.flow_capacity,
                                range(len(self.plan.backends)), range(len(self.plan.vips)),
                                self.now_s)
-        self.dataplane = DataplaneTable(self.map("dp_table"), self.config())
+        self.dataplane = DataplaneTable(self.map("dp_table"), self.config(), self._dp_clock)
         return self
 
     # --------------------------------------------------------------- tables
@@ -589,7 +593,7 @@ class MiresgaSwitch(Pipeline):
         """
         out = []
         now_s = self.now_s()
-        now_ticks = dp_now_ticks() if now_ticks is None else now_ticks
+        now_ticks = self.dataplane.clock() if now_ticks is None else now_ticks
         for ip, port, vip in keys:
             fl = self.flows.map.lookup(layouts.FlowKey(ip, port))
             if fl is not None:
