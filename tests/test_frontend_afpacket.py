@@ -526,7 +526,8 @@ def test_af_xdp_port_refuses_generic_xdp(generic_link, ctl):
     launcher stops the front-end, says why, and leaves no program behind."""
     host, dev = generic_link
     facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
-                          nexthop_mac=host.switch_mac, iface=dev, control=(ctl.address, ctl.port))
+                          nexthop_mac=host.switch_mac, iface=dev, control=(ctl.address, ctl.port),
+                          control_key=ctl.key_path)
     fe = Frontend(host, SERVICE, facts, limits=LIMITS, port="af_xdp")
     fe.start()
     with pytest.raises(FrontendError, match=r"generic mode: its driver \(bridge\) has no "

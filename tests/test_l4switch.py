@@ -294,7 +294,7 @@ CASES = [
     Case("client to a back-end's address (not the VIP): kernel forwarding",
          from_client(dst=BE["b1"][0]), OK, C.PASS),
     Case("ARP: kernel", Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff")
-         / ARP(psrc=CLIENT, pdst=VIP), OK, C.PASS),
+         / ARP(hwsrc=CLIENT_MAC, psrc=CLIENT, pdst=VIP), OK, C.PASS),
     Case("IPv6: kernel", Ether(src=CLIENT_MAC, dst=PORT_MAC["c0"]) / IPv6() / TCP(), OK,
          C.PASS),
 ]

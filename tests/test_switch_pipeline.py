@@ -451,7 +451,8 @@ CASES = [
          from_client(dport=443, tos=DSCP_ADMIT << 2), OK, C.MARK_CLEARED,
          with_dscp(from_client(dport=443), DSCP_NONE)),
     Case("ARP: normal forwarding",
-         Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=CLIENT, pdst="10.9.0.1"),
+         Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff")
+         / ARP(hwsrc=CLIENT_MAC, psrc=CLIENT, pdst="10.9.0.1"),
          OK, C.PASS),
     Case("IPv6: normal forwarding",
          Ether(src=CLIENT_MAC, dst=PORT_MAC["c0"]) / IPv6() / TCP(), OK, C.PASS),
