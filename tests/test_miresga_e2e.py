@@ -456,12 +456,16 @@ def test_every_table_is_empty_after_a_run(mg):
     made = sum(after[h]["connections"] - before[h]["connections"] for h in after)
     assert made > 0, "the run gave the agents connections to clean up"
 
-    def empty():
-        s = table_sizes(t)
-        done = (s["frontend_flows"] == 0 and s["switch_entries"] == 0
-                and not any(s["agent_entries"].values()))
-        return done or (False, s)
-    wait_for(lambda: empty() is True, "every table to be empty", 20)
+    left: dict = {}
+
+    def empty() -> bool:
+        left.update(table_sizes(t))
+        return (left["frontend_flows"] == 0 and left["switch_entries"] == 0
+                and not any(left["agent_entries"].values()))
+    try:
+        wait_for(empty, "every table to be empty", 20)
+    except pytest.fail.Exception:
+        pytest.fail(f"tables not empty after 20 s: {left}; front-end: {fe_stats(t)}")
     st = t.stats()
     assert all(a["counters"]["map_fail"] == 0 for a in st["agents"].values())
 

@@ -151,6 +151,11 @@ void fe_offload_free(struct fe_offload *o);
 /* The key from its file (fe_offload_key.c): 0, or -1 with the reason on stderr. */
 int fe_offload_read_key(const char *path, uint8_t *key, size_t len);
 
+/* The channel's side: hand a result to the lcores; -1 (and counted) if their
+ * ring is full.  The pipe harness (test/fe_test.c) stands in for the channel
+ * with it. */
+int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r);
+
 /* ------------------------------------------------ the lcore's side (no syscall) */
 
 /* Queue an ADD or DEL; want_result: hear back whether an ADD went in.
@@ -185,11 +190,6 @@ static inline int fe_offload_query(struct fe_offload *o, const struct mg_flow_ke
 
 	return rte_ring_mp_enqueue_elem(o->query_ring, &k, sizeof(k)) == 0 ? 0 : -1;
 }
-
-/* The channel's side: hand a result to the lcores; -1 (and counted) if their
- * ring is full.  The pipe harness (test/fe_test.c) stands in for the channel
- * with it. */
-int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r);
 
 /* Up to n results that came back; how many. */
 static inline unsigned int fe_offload_results(struct fe_offload *o, struct fe_offload_result *out,
