@@ -7,9 +7,9 @@
     python -m bench testbed plan miresga|l4switch [--prefix P] [--service FILE] > plan.json
 
 `testbed plan` prints the switch plan (JSON) of a running testbed for the
-Miresga switch daemon (`switchd --plan`) or the l4switch's (`l4switchd run
---plan`): those run on a switch host with a bare python3 and never read a
-testbed themselves.
+switch host's daemon with either pipeline (`python -m switchhost --pipeline
+miresga|l4switch --plan`): it runs on a switch host with a bare python3 and
+never reads a testbed itself.
 
 The other subcommands live beside what they drive, each module adding its
 parsers with `add_parser(sub)`: `run` (bench/runner.py), `up`, `status` and
@@ -31,8 +31,8 @@ from common.errors import Error
 from common.service import default_service, load_service
 from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
-from miresga.control.miresga_switch import SwitchPlan
-from targets.l4switch.driver import L4Plan
+from switchhost.pipelines.miresga import SwitchPlan
+from switchhost.pipelines.l4switch import L4Plan
 
 
 def add_testbed_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +52,7 @@ def add_testbed_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_testbed)
     pl = tsub.add_parser("plan", help="print the switch plan (JSON) of a running testbed")
     pl.add_argument("switch", choices=["miresga", "l4switch"],
-                    help="whose switch: Miresga's switchd or the l4switch's l4switchd")
+                    help="which pipeline of the switch host's daemon")
     pl.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
     pl.add_argument("--prefix", "-p", default=None)
     pl.add_argument("--service", help="service definition (TOML); default: one cluster of "

@@ -1,6 +1,6 @@
 """Where things are: the checkout, its build outputs and results, and a testbed's state.
 
-Each is stated here once.  Host-side tools (switchd, the agent, l4switchd)
+Each is stated here once.  Host-side tools (the switch host's daemon, the agent)
 import this module with a bare python3: standard library only.
 """
 

@@ -200,6 +200,14 @@ class Host(ABC):
     @abstractmethod
     def _put_text(self, text: str, remote: str) -> None: ...
 
+    def put_secret(self, text: str, remote: str) -> None:
+        """Write a file readable by its owner only, from its creation on (umask
+        077, then an atomic rename): a key is never on the host with wider modes."""
+        d, tmp = os.path.dirname(remote) or ".", f"{remote}.tmp"
+        self.run(f"umask 077 && mkdir -p {shlex.quote(d)} && cat > {shlex.quote(tmp)} && "
+                 f"chmod 600 {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(remote)}",
+                 stdin=text)
+
     def read_text(self, remote: str, missing_ok: bool = False) -> str:
         r = self.run(f"cat {shlex.quote(remote)}", check=not missing_ok)
         return r.stdout if r.ok else ""

@@ -6,8 +6,8 @@ set -euo pipefail
 packages=(
   # eBPF toolchain: switch pipeline, back-end agent, l4switch
   clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev linux-libc-dev
-  # DPDK front-end
-  dpdk dpdk-dev libdpdk-dev pkg-config build-essential
+  # DPDK front-end; libssl-dev: libcrypto's HMAC for its control protocol client
+  dpdk dpdk-dev libdpdk-dev pkg-config build-essential libssl-dev
   # its ports on the emulated testbed (dependencies of libdpdk-dev today; named
   # because the front-end cannot start without them): af_packet, and af_xdp
   # with libxdp (AF_XDP sockets) and libbpf (the front-end fills its XDP

@@ -3,9 +3,11 @@
 Deployed from the same `Service` as every baseline, on the hosts of the
 testbed's roles:
 
-    switch      switchd (python -m miresga.control.switchd --plan ...): the
-                pipeline on every switch port, its tables from a SwitchPlan,
-                the offload channel on port 7470
+    switch      the switch host's daemon (python -m switchhost --pipeline
+                miresga, targets/switchd.py): the pipeline on every switch
+                port, its tables from a SwitchPlan, the control protocol on
+                port 7470 of the switch's address on each front-end's link and
+                of 127.0.0.1, the install budget of a hardware switch
     backendN    the agent (python -m miresga.control.agent attach ...) on the
                 interface that faces the switch, one-shot: tc and bpffs hold it
     frontendN   build/miresga-frontend on the host's link (an af_packet or
@@ -14,8 +16,11 @@ testbed's roles:
                 testbed's facts
 
 Every host-side step goes through the host interface (`run`, `start`,
-`put_text`, `tool`), so on a real testbed the same code drives SSH hosts with
-a bare python3: the tools it calls use the standard library only.
+`put_text`, `put_secret`, `tool`), so on a real testbed the same code drives
+SSH hosts with a bare python3: the tools it calls use the standard library
+only.  Each deployment makes a fresh control key, written readable by root
+only on the switch host and every front-end host; the front-ends and the
+bench's tools prove it on every connection.
 
 Consistency.  One number means the same thing everywhere:
 
@@ -37,7 +42,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import shlex
-import time
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
@@ -47,11 +51,24 @@ from hosts.backends import HEALTH_BODY, HEALTH_PATH
 from miresga.control.frontend import (HANDOFF_MODES, LIMIT_DEFAULTS, PORT_DEFAULT, PORTS,
                                       Frontend, FrontendFacts,
                                       quiet_afpacket_link, restore_links)
-from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
-from miresga.control.miresga_switch import SwitchPlan
+from switchhost.layouts import (CTL_PORT_DEFAULT, DP_SLOTS_DEFAULT, DP_WAYS_DEFAULT,
+                                FLOW_CAPACITY_DEFAULT)
+from switchhost.pipelines.miresga import SwitchPlan
 from targets.base import Endpoint, Target, TargetError, TargetParams, register
+from targets.switchd import LOCAL, Switchd
 
-READY_LINE = "switchd ready "
+# The install budget of a hardware switch's control plane (switchhost/budget.py):
+# entries per second its driver writes into the flow table over PCIe.  Why it
+# is limited, in the words of SWITCHAROO (Caiazzi, Scazzariello, Chiesa,
+# "Millions of Low-latency State Insertions on ASIC Switches", PACMNET
+# 1(CoNEXT3), 2023, abstract): "today's implementations are ill-suited for
+# stateful packet processing as they support only a limited amount of
+# flow-state insertions per second into these data structures."  The number
+# itself, 10^4 entries per second, is the order of magnitude this repository
+# has assumed for a Tofino's driver since its first channel; no stored source
+# that states a measured rate (SilkRoad, SIGCOMM'17; the Tofino runtime papers)
+# could be quoted here.  Override it per campaign (`rate`, 0: unlimited).
+INSTALL_RATE = 10_000
 
 
 class MiresgaParams(TargetParams):
@@ -60,7 +77,10 @@ class MiresgaParams(TargetParams):
 
     wscale: Annotated[int, Field(ge=0, le=14)] = 7     # W of the switch's SYN-ACK (RFC 7323)
     flow_capacity: Annotated[int, Field(ge=1, le=1 << 24)] = FLOW_CAPACITY_DEFAULT
-    rate: Annotated[int, Field(ge=0)] = 0              # switch entry installs/s (0: unlimited)
+    # switch entry installs/s (0: unlimited), see INSTALL_RATE
+    rate: Annotated[int, Field(ge=0)] = INSTALL_RATE
+    # a fixed delay per batch of entries (the driver's round trip)
+    batch_latency_ms: Annotated[float, Field(ge=0)] = 0.0
     control_port: Annotated[int, Field(ge=1, le=65535)] = CTL_PORT_DEFAULT
     # Where front-ends reach switchd ("": the switch's address on each
     # front-end's link).  On real hosts whose data NIC DPDK owns, give an
@@ -84,6 +104,12 @@ class MiresgaParams(TargetParams):
     # more front-end knobs (frontend.LIMIT_DEFAULTS): numbers, and the
     # hand-off's mode by name
     frontend_limits: dict[str, int | str] = {}
+    # The hand-off mode is the front-end's knob (frontend_limits "handoff",
+    # default frontend.LIMIT_DEFAULTS); the switch's plan is told the same.
+    # The data-plane table (`dataplane` mode): slots over all ways, and
+    # ways; its slots age out after switch_idle_s, as entries do.
+    dp_slots: Annotated[int, Field(ge=0, le=1 << 24)] = DP_SLOTS_DEFAULT
+    dp_ways: Annotated[int, Field(ge=1, le=2)] = DP_WAYS_DEFAULT
     # The front-end's port on a testbed link: af_packet or af_xdp (native
     # XDP in the link's driver; refused where only generic XDP exists).
     frontend_port: str = PORT_DEFAULT
@@ -141,15 +167,10 @@ class Miresga(Target):
             raise TargetError("target miresga needs a host with role 'frontend'")
         self.switch = testbed.switch
         self.vip = str(service.vip or testbed.vip)
-        self.work = f"{self.switch.workdir}/miresga"
-        self.plan_path = f"{self.work}/plan.json"
-        self.stats_path = f"{self.work}/switchd-stats.json"
-        self.switch_pin_dir = str(testbed.bpf_dir / "miresga-switch")
-        self.switchd = None
+        self.switchd = Switchd(testbed, "miresga", int(self.params["control_port"]))
         self.frontends: list[Frontend] = []
         self._attached: list = []      # back-end hosts with an agent
         self._quieted: list = []       # af_packet links whose offloads deploy() turned off
-        self._ready: dict | None = None
 
     # ------------------------------------------------------------- layout
     @property
@@ -167,21 +188,32 @@ class Miresga(Target):
         return out
 
     def plan(self) -> SwitchPlan:
-        # netns None: switchd runs *on* the switch host (inside its namespace
-        # here), so the plan names that host's own interfaces.
+        # netns None: the daemon runs *on* the switch host (inside its
+        # namespace here), so the plan names that host's own interfaces.
+        p = self.params
         return SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
-                                       flow_capacity=int(self.params["flow_capacity"]),
-                                       wscale=int(self.params["wscale"]))
+                                       flow_capacity=int(p["flow_capacity"]),
+                                       wscale=int(p["wscale"]),
+                                       idle_timeout_s=float(p["switch_idle_s"]),
+                                       handoff=self.frontend_limits()["handoff"],
+                                       dp_slots=int(p["dp_slots"]), dp_ways=int(p["dp_ways"]),
+                                       dp_idle_timeout_s=float(p["switch_idle_s"]),
+                                       cookie_epoch_s=float(p["cookie_epoch_s"]),
+                                       filter_period_s=float(p["filter_period_s"]))
 
     def control_address(self, fe) -> str:
-        """Where a front-end reaches switchd: the switch's address on its link."""
+        """Where a front-end reaches the daemon: the switch's address on its link."""
         return self.params["control_address"] or str(fe.gateway)
+
+    def control_key_path(self, fe) -> str:
+        return f"{fe.workdir}/miresga/ctl.key"
 
     def frontend_limits(self) -> dict[str, int]:
         p = self.params
         return {"idle_timeout_ms": int(p["frontend_idle_s"] * 1000),
                 "grace_ms": int(p["frontend_grace_ms"]),
                 "offload_after_bytes": int(p["offload_after_bytes"]),
+                "handoff": LIMIT_DEFAULTS["handoff"],
                 **dict(p["frontend_limits"])}
 
     def make_frontend(self, fe) -> Frontend:
@@ -190,7 +222,8 @@ class Miresga(Target):
             backend_addresses={h.name: str(h.address) for h in self.testbed.backends},
             nexthop_mac=fe.switch_mac, iface=fe.iface,
             control=(self.control_address(fe), int(self.params["control_port"])),
-            vip_index=0, vip_wscale=int(self.params["wscale"]))
+            control_key=self.control_key_path(fe), vip_index=0,
+            vip_wscale=int(self.params["wscale"]))
         f = Frontend(fe, self.service, facts, limits=self.frontend_limits(),
                      port=self.params["frontend_port"])
         pci = getattr(fe, "pci", None)
@@ -210,29 +243,28 @@ class Miresga(Target):
 
     # -------------------------------------------------------- life cycle
     def deploy(self) -> None:
-        self.switch.put_text(self.plan().to_json(), self.plan_path)
+        self.switchd.deploy(self.plan(), [(fe, self.control_key_path(fe))
+                                          for fe in self.testbed.frontends])
         self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
         for fe in self.frontends:
             if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
 
-    def _switchd_command(self) -> str:
+    def _switchd_args(self) -> str:
         p = self.params
-        args = [f"--plan {shlex.quote(self.plan_path)}",
-                f"--listen 0.0.0.0:{int(p['control_port'])}",
-                f"--pin-dir {shlex.quote(self.switch_pin_dir)}",
-                f"--stats-file {shlex.quote(self.stats_path)}",
-                f"--idle-timeout {p['switch_idle_s']}",
-                f"--filter-period {p['filter_period_s']}",
-                f"--cookie-epoch {p['cookie_epoch_s']}",
-                "--log-level WARNING"]
+        args = []
         if p["rate"]:
-            args.append(f"--rate {p['rate']}")
-        return self.switch.tool("miresga.control.switchd", " ".join(args))
+            args.append(f"--rate {float(p['rate']):g}")
+        if p["batch_latency_ms"]:
+            args.append(f"--batch-latency-ms {float(p['batch_latency_ms']):g}")
+        return " ".join(args)
 
     def start(self) -> None:
         try:
-            self._start_switch()
+            # The control addresses only: each front-end's way in, and the
+            # switch host's own tools.
+            listen = [self.control_address(fe) for fe in self.testbed.frontends] + [LOCAL]
+            self.switchd.start(listen, self._switchd_args())
             self._attach_agents()
             for fe in self.frontends:
                 fe.start()
@@ -242,25 +274,6 @@ class Miresga(Target):
             logs = self.logs()
             self.stop()
             raise TargetError(f"miresga: {e}", logs=logs) from None
-
-    def _start_switch(self) -> None:
-        # Pins a killed switchd left would make it refuse to start (its pin
-        # directory must be new); the tc filters it left are replaced on attach.
-        self.switch.run(f"rm -rf {shlex.quote(self.switch_pin_dir)} "
-                        f"{shlex.quote(self.stats_path)}")
-        self.switchd = self.switch.start(self._switchd_command(), name="switchd")
-        deadline = time.monotonic() + 30
-        while True:
-            text = self.switchd.logs()
-            line = next((ln for ln in text.splitlines() if ln.startswith(READY_LINE)), None)
-            if line is not None:
-                self._ready = json.loads(line[len(READY_LINE):])
-                return
-            if not self.switchd.running():
-                raise TargetError(f"switchd exited on {self.switch.name}: {text[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TargetError(f"switchd not ready within 30 s: {text[-3000:]}")
-            time.sleep(0.05)
 
     def _agent(self, host, cmd: str, check: bool = True):
         args = f"{cmd} --iface {host.iface} --pin-dir {shlex.quote(self.agent_pin_dir(host))}"
@@ -279,7 +292,7 @@ class Miresga(Target):
                               f"--close-grace {p['agent_close_grace_s']}")
 
     def healthy(self) -> bool:
-        if self.switchd is None or not self.switchd.running():
+        if not self.switchd.running():
             raise TargetError("switchd is not running", logs=self.logs())
         for fe in self.frontends:
             if fe.process is None or not fe.process.running():
@@ -304,11 +317,10 @@ class Miresga(Target):
         for host in self._attached:
             self._agent(host, "detach", check=False)
         self._attached = []
-        if self.switchd is not None:
-            self.switchd.stop(timeout=10)
-            self.switchd = None
-        self._ready = None
-        restore_links(self._quieted)
+        try:
+            self.switchd.stop()
+        finally:
+            restore_links(self._quieted)
         self._quieted = []
 
     # ------------------------------------------------------------- faults
@@ -322,22 +334,14 @@ class Miresga(Target):
             fe.wait_healthy(20)
         return {"frontends": [fe.host.name for fe in self.frontends]}
 
-    def _fill(self, action: str) -> dict:
-        count = int(self.params["flow_capacity"])
-        r = self.switch.run(self.switch.tool(
-            "miresga.control.offload_channel",
-            f"{action} --connect 127.0.0.1:{int(self.params['control_port'])} --count {count}"),
-            timeout=300)
-        return json.loads(r.stdout)
-
     def fill_flow_table(self) -> dict:
-        """Fill the switch's flow table with entries for synthetic clients, through
-        the offload channel as a front-end would: new flows are then refused and
-        stay on the front-end."""
-        return self._fill("fill")
+        """Fill the switch's flow table with entries for synthetic clients (a
+        management op of the daemon): new flows are then refused and stay on
+        the front-end."""
+        return self.switchd.ctl("fill", count=int(self.params["flow_capacity"]))
 
     def drain_flow_table(self) -> None:
-        self._fill("drain")
+        self.switchd.ctl("drain", count=int(self.params["flow_capacity"]))
 
     # ------------------------------------------------------------- stats
     def agent_stats(self, host) -> dict | None:
@@ -351,21 +355,13 @@ class Miresga(Target):
 
     def switch_stats(self) -> dict:
         """Counters and occupancy read from the pins now; the control plane's own
-        numbers (adds, deletes, refusals, channel) from its last stats file."""
-        out: dict[str, Any] = {}
-        r = self.switch.run(self.switch.tool("miresga.control.switchd",
-                                             f"--read-pins {shlex.quote(self.switch_pin_dir)}"),
-                            check=False)
-        if r.ok:
-            out.update(json.loads(r.stdout))
-        text = self.switch.read_text(self.stats_path, missing_ok=True)
-        if text:
-            try:
-                d = json.loads(text)
-                out["control"] = {"flow_table": d.get("flow_table"), "rates": d.get("rates"),
-                                  "channel": d.get("channel"), "time": d.get("time")}
-            except ValueError:
-                pass
+        numbers (adds, deletes, refusals, channel, install budget) from its last
+        stats file."""
+        out: dict[str, Any] = dict(self.switchd.read_pins() or {})
+        d = self.switchd.stats_file()
+        if d:
+            out["control"] = {k: d.get(k) for k in ("flow_table", "rates", "channel", "budget",
+                                                     "time")}
         return out
 
     def stats(self) -> dict:
@@ -415,9 +411,7 @@ class Miresga(Target):
         return {"summary": summary, "switch": sw, "frontends": fes, "agents": agents}
 
     def logs(self) -> dict[str, str]:
-        out = {}
-        if self.switchd is not None:
-            out[f"{self.switch.name}/switchd"] = self.switchd.logs()[-20000:]
+        out = dict(self.switchd.logs())
         for fe in self.frontends:
             out[f"{fe.host.name}/miresga-frontend"] = fe.logs()[-20000:]
         return out

@@ -17,7 +17,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 
 from common.service import Cluster, Rule, Service
-from miresga.control import layouts
+from switchhost import layouts
 
 from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
                         backend_pkt, config_text, harness_binary, payload)

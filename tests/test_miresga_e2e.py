@@ -1,8 +1,8 @@
 """Miresga end to end: switch pipeline, agents and DPDK front-end on the emulated testbed.
 
-The `miresga` target is deployed exactly as a campaign deploys it (switchd on
-the switch, an agent on every back-end, the front-end on frontend1, all from
-one Service), and driven by real clients in the client namespace: curl, wrk,
+The `miresga` target is deployed exactly as a campaign deploys it (the switch
+host's daemon on the switch, an agent on every back-end, the front-end on
+frontend1, all from one Service), and driven by real clients in the client namespace: curl, wrk,
 and a Python socket for requests curl will not send.  Checked: bytes (sha256
 against the manifest) rather than status codes alone; routing per request
 on a kept-alive connection; every error answer; that response bytes really
@@ -33,6 +33,8 @@ from common.service import parse_service
 from hosts.backends import BackendServers, ObjectStore
 from targets.base import make_target
 from workloads.model import load_workloads
+
+from conftest import wait_for
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -104,18 +106,6 @@ def paths(store, size: str) -> list[str]:
 
 def fe_stats(t) -> dict:
     return t.frontends[0].stats()
-
-
-def wait_until(what: str, fn, timeout: float = 30.0, interval: float = 0.2):
-    """Poll fn() until it returns something true; fail with its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout:.0f}s (last: {v!r})")
-        time.sleep(interval)
 
 
 def raw_request(tb, payload: bytes, timeout: float = 10.0) -> dict:
@@ -297,8 +287,8 @@ def test_cluster_without_a_live_backend_is_answered_503(mg):
     st = fe_stats(t)
     assert st["errors"]["503"] == before + 1
     assert st["errors"]["backend_refused"] >= 2
-    wait_until("cluster small serves again",
-               lambda: curl(tb, f"-o /dev/null -w '%{{http_code}}' {url}") == "200", 15)
+    wait_for(lambda: curl(tb, f"-o /dev/null -w '%{{http_code}}' {url}") == "200",
+             "cluster small to serve again", 15)
 
 
 # ----------------------------------------------------------------- faults
@@ -318,11 +308,11 @@ def test_full_switch_table_leaves_flows_on_the_frontend(mg):
         assert curl(tb, f"{t.endpoint.url}{path} | sha256sum").split()[0] == want
         sw1 = t.switch_stats()["counters"]
         assert sw1["rev_to_frontend_bytes"] - sw0["rev_to_frontend_bytes"] > 1_000_000
-        wait_until("the switch refused the front-end's entry",
-                   lambda: fe_stats(t)["offload"]["refused"] > refused0, 10)
+        wait_for(lambda: fe_stats(t)["offload"]["refused"] > refused0,
+                 "the switch to refuse the front-end's entry", 10)
     finally:
         t.drain_flow_table()
-    wait_until("table drained", lambda: t.switch_stats()["occupancy"] < 100, 10)
+    wait_for(lambda: t.switch_stats()["occupancy"] < 100, "the table to drain", 10)
     sw0 = t.switch_stats()["counters"]
     assert curl(tb, f"{t.endpoint.url}{path} | sha256sum").split()[0] == want
     sw1 = t.switch_stats()["counters"]
@@ -338,7 +328,7 @@ def table_sizes(t) -> dict:
 
 def test_every_table_is_empty_after_a_run(mg):
     """After wrk in both modes (and whatever the tests before left: it runs before
-    the tests that kill or restart the front-end, whose orphaned back-end
+    the tests that stop, kill or restart the front-end, whose orphaned back-end
     connections live until the back-end's keep-alive timeout), the front-end's
     flow table, the switch's flow table and every agent's map drain to empty
     within the grace periods (front-end 0.5 s, agent 1 s): nothing leaks."""
@@ -357,18 +347,90 @@ def test_every_table_is_empty_after_a_run(mg):
     made = sum(after[h]["connections"] - before[h]["connections"] for h in after)
     assert made > 0, "the run gave the agents connections to clean up"
 
-    last = {}
+    left: dict = {}
 
-    def empty():
-        last.update(table_sizes(t))
-        return (last["frontend_flows"] == 0 and last["switch_entries"] == 0
-                and not any(last["agent_entries"].values()))
+    def empty() -> bool:
+        left.update(table_sizes(t))
+        return (left["frontend_flows"] == 0 and left["switch_entries"] == 0
+                and not any(left["agent_entries"].values()))
     try:
-        wait_until("every table empty", empty, 20)
-    except AssertionError as e:
-        raise AssertionError(f"{e}; tables: {last}") from None
+        wait_for(empty, "every table to be empty", 20)
+    except pytest.fail.Exception:
+        pytest.fail(f"tables not empty after 20 s: {left}; front-end: {fe_stats(t)}")
     st = t.stats()
     assert all(a["counters"]["map_fail"] == 0 for a in st["agents"].values())
+
+# An AUTH with a key the attacker guesses: 16 bytes of nonce, 32 of "proof".
+ATTACKER = r"""
+import json, socket, struct, sys
+out = {}
+for name, host in (("own_link", sys.argv[1]), ("frontend_link", sys.argv[2])):
+    try:
+        s = socket.create_connection((host, int(sys.argv[3])), timeout=10)
+    except OSError as e:
+        out[name] = type(e).__name__
+        continue
+    hello = s.recv(28)
+    s.sendall(struct.pack("!IBBHI", 0x4D475332, 2, 4, 0, 0) + b"\x00" * 48)
+    s.settimeout(10)
+    try:
+        closed = s.recv(100) == b""
+    except ConnectionResetError:
+        closed = True
+    out[name] = {"hello": len(hello), "closed": closed}
+print(json.dumps(out))
+"""
+
+
+def test_control_port_refuses_the_attacker_and_counts_it(mg):
+    """The `attacker` host (role extra) cannot use the switch host's control
+    protocol: the daemon does not listen on the switch's address on the
+    attacker's link (refused), and on the front-end link's address, which the
+    attacker can route to, it gets a HELLO, fails the key proof and is closed,
+    counted in the daemon's auth_failures.  The key is readable by root only
+    on the switch and on the front-end host."""
+    tb, _, _, t = mg
+    attacker = tb.host("attacker")
+    before = t.switchd.ctl("stats")["channel"]["auth_failures"]
+    script = f"{attacker.workdir}/attacker.py"
+    attacker.put_text(ATTACKER, script)
+    r = attacker.run(f"{attacker.python} {script} {attacker.gateway} "
+                     f"{t.control_address(tb.frontends[0])} {t.params['control_port']}")
+    got = json.loads(r.stdout)
+    assert got["own_link"] == "ConnectionRefusedError", got
+    assert got["frontend_link"] == {"hello": 28, "closed": True}, got
+    assert t.switchd.ctl("stats")["channel"]["auth_failures"] == before + 1
+    fe = tb.frontends[0]
+    for host, path in ((tb.switch, t.switchd.key_path), (fe, t.control_key_path(fe))):
+        assert host.run(f"stat -c %a {shlex.quote(path)}").stdout.strip() == "600", path
+
+
+def test_connections_over_the_install_budget_stay_correct_on_the_slow_path(mg):
+    """A switch that installs 2 entries per second, far below the connection rate
+    of a verifier opening one connection per fetch: ADDs that would wait more
+    than the budget's bound are refused (the flows stay on the front-end) and the
+    rest are queued; every body still arrives intact, and the daemon's refused
+    and queued counters moved."""
+    tb, store, _, t = mg
+    t.stop()
+    slow = make_target("miresga", tb, service_for(tb), {**PARAMS, "rate": 2})
+    try:
+        slow.deploy()
+        slow.start()
+        slow.wait_healthy(slow.health_timeout_s)
+        manifest = {p: store.manifest()[p] for p in paths(store, "10KB")[:10]
+                    + paths(store, "1MB")[:5]}
+        rep = verify(tb.clients[0], slow.endpoint.url, manifest, rounds=2)
+        assert rep.passed, rep.summary()
+        budget = slow.switchd.ctl("stats")["budget"]
+        assert budget["rate"] == 2
+        assert budget["refused"] > 0 and budget["queued"] > 0, budget
+        assert fe_stats(slow)["offload"]["refused"] > 0
+    finally:
+        slow.stop()
+        t.deploy()
+        t.start()
+        t.wait_healthy(t.health_timeout_s)
 
 
 def test_killed_frontend_leaves_no_xdp_program_on_the_link(mg):
@@ -433,7 +495,7 @@ def test_stop_leaves_nothing_attached_pinned_or_running(mg):
             assert json.loads(out or "[]") == [], (b.name, hook, out)
         assert "clsact" not in b.run(f"tc qdisc show dev {b.iface}").stdout
     leftovers = [p.name for p in tb.bpf_dir.iterdir()] if tb.bpf_dir.exists() else []
-    assert not [n for n in leftovers if n.startswith(("miresga-switch", "agent-"))], leftovers
+    assert not [n for n in leftovers if n.startswith(("switchd-", "agent-"))], leftovers
     assert _ns_pids(tb.switch.netns) == []
     assert _ns_pids(tb.frontends[0].netns) == []
     fe = tb.frontends[0]

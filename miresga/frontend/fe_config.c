@@ -206,7 +206,8 @@ void fe_config_print_defaults(FILE *out)
 	 * no default (null, []); the rest say what their absence means. */
 	fprintf(out, "{\"vip\": {\"ip\": null, \"port\": %u}, \"nexthop_mac\": null, "
 		"\"backend\": [], \"cluster\": [], \"rule\": [], \"default_cluster\": null, "
-		"\"control\": null, \"stats_socket\": null, \"handoff\": \"%s\"",
+		"\"control\": null, \"control_key\": null, \"stats_socket\": null, "
+		"\"handoff\": \"%s\"",
 		ntohs(cfg.vip_port_be), fe_handoff_name(cfg.handoff));
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
 		fprintf(out, ", \"%s\": %llu", scalars[i].name,
@@ -365,6 +366,11 @@ static int parse_line(struct fe_config *cfg, char **tok, int ntok, int line, cha
 			return fail(err, errlen, line, "control: expected HOST PORT");
 		strcpy(cfg->control_host, tok[1]);
 		cfg->control_port = (uint16_t)v;
+	} else if (!strcmp(d, "control_key")) {
+		if (ntok != 2 || strlen(tok[1]) >= sizeof(cfg->control_key))
+			return fail(err, errlen, line, "control_key: expected a path shorter than %zu",
+				    sizeof(cfg->control_key));
+		strcpy(cfg->control_key, tok[1]);
 	} else if (!strcmp(d, "handoff")) {
 		int h = -1;
 
@@ -401,6 +407,9 @@ static int validate(struct fe_config *cfg, char *err, size_t errlen)
 		cfg->hold_limit_bytes = cfg->max_header_bytes;
 	if (cfg->offload_ring_size & (cfg->offload_ring_size - 1))
 		return fail(err, errlen, 0, "offload_ring_size must be a power of two");
+	if (cfg->control_port && !cfg->control_key[0])
+		return fail(err, errlen, 0, "control needs control_key: the switch host refuses a "
+			    "peer that cannot prove the key");
 	return 0;
 }
 

@@ -14,7 +14,8 @@
  *   cluster 0 static round-robin 0 1   index, name, policy, back-end indices
  *   rule cluster=0 offload=1 prefix=/static/ host=img.example
  *   default_cluster 0
- *   control 10.10.9.1 7000        offload channel (switch control plane)
+ *   control 10.10.9.1 7470        the switch host's control protocol (miresga.h)
+ *   control_key /run/fe/ctl.key   its key (hex, mode 0600); required with `control`
  *   stats_socket /run/fe.sock
  *   handoff dataplane             async | confirmed | dataplane (fe_splice.h)
  *   max_header_bytes 8192   request_timeout_ms 10000   ... (see fe_config.c)
@@ -90,9 +91,10 @@ struct fe_config {
 	struct fe_rule_cfg rules[FE_MAX_RULES];
 	int16_t default_cluster; /* -1: unmatched requests get 404 */
 
-	/* offload channel; control_port 0 = no switch to offload to */
+	/* the switch host's control protocol; control_port 0 = no switch to offload to */
 	char control_host[64];
 	uint16_t control_port;
+	char control_key[256];      /* path of the key file */
 	uint32_t offload_ring_size;
 
 	char stats_socket[108];

@@ -27,7 +27,7 @@
  * (new connections follow the new pool at once) and leaves entries alone.  A
  * connection whose entry is lost (evicted, expired) is balanced again by
  * Maglev, which gives the same back-end unless the pool changed since: Maglev
- * moves few slots between back-ends that stay (see targets/l4switch/maglev.py).
+ * moves few slots between back-ends that stay (see switchhost/pipelines/maglev.py).
  *
  * Parsing, the entry that sorts out packets to a VIP, header rewrites with
  * incremental checksums, and forwarding (TTL, MACs, FIB, redirect) are the
