@@ -2,7 +2,7 @@
 
 What the clients' kernels saw says how the responses arrived, whatever
 delivered them: a response that takes two paths (the switch and a
-front-end, DESIGN.md section 8) can deliver bytes twice or out of order,
+front-end, docs/design.md section 9) can deliver bytes twice or out of order,
 and the client's TCP counts both.  Read from /proc/net/netstat and
 /proc/net/snmp (what `nstat` reads) on each client host, so per network
 namespace on the emulated testbed; on an SSH host, for the whole machine,

@@ -7,7 +7,7 @@ Rows, each from a column of the tidy table:
 * front-end packets per connection (`frontend_pkts_per_conn`);
 * client duplicates per 1,000 connections (`client_dup_per_kconn`: PAWS drops
   and duplicate SACKs counted by the client's kernel), the cost of bytes that
-  arrive twice when a response takes two paths (DESIGN.md section 8);
+  arrive twice when a response takes two paths (docs/design.md section 9);
 * client out-of-order segments per 1,000 connections (`client_ofo_per_kconn`).
 
 The client counters are the deltas of the client hosts' kernel TCP
