@@ -71,6 +71,7 @@ struct fe_flow {
 	struct rte_mbuf *held;
 	struct rte_mbuf *held_tail;
 	uint32_t held_len;
+	uint32_t held_mbufs;        /* mbufs in that chain */
 	/* Copies of request bytes the front-end acknowledged itself and has
 	 * released, kept until the back-end acknowledges them (payload-only
 	 * mbufs through m->next, from rtx_seq on). */

@@ -94,6 +94,7 @@ int fe_lcore_init(struct fe_lcore *lc, const struct fe_config *cfg, struct rte_m
 	memcpy(lc->mac, mac, 6);
 	lc->offload = offload;
 	lc->tx_sink = sink ? sink : port_sink;
+	lc->hold_budget = (uint64_t)pool->size * cfg->hold_pool_percent / 100;
 	snprintf(name, sizeof(name), "fe_flows_%u", lcore_id);
 	if (fe_flow_table_init(&lc->ft, name, cfg->flow_capacity, (int)rte_socket_id()))
 		return -1;

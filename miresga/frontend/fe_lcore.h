@@ -43,6 +43,9 @@ struct fe_lcore {
 	struct fe_lb lb;
 	struct fe_offload *offload; /* NULL or disabled: flows stay on the front-end */
 	struct fe_stats stats;
+	/* How many mbufs all flows may park (held bytes and copies, the
+	 * stats' held_mbufs): hold_pool_percent of the pool. */
+	uint64_t hold_budget;
 
 	uint8_t *scratch;           /* max_header_bytes: a held header made contiguous */
 

@@ -300,6 +300,7 @@ void fe_client_answered(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p
 /* -------------------------------------------------- the end (fe_close.c) */
 
 void fe_flow_free(struct fe_lcore *lc, struct fe_flow *f);
+int fe_evict_waiting(struct fe_lcore *lc, const struct fe_flow *keep, int holding);
 void fe_enter_time_wait(struct fe_lcore *lc, struct fe_flow *f);
 void fe_fin_seen(struct fe_lcore *lc, struct fe_flow *f);
 void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f);
