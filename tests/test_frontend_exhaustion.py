@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP, TCP
 
+from miresga.control import layouts
 from fe_harness import Client, Harness, backend_pkt, config_text, harness_binary, payload  # noqa: F401
 from test_frontend_fsm import GET, only, to_backend
 
@@ -109,3 +110,28 @@ def test_the_pool_budget_refuses_when_no_header_waits(harness_binary):
         st = h.stats()
         assert st["packets"]["hold_pool_full"] == 1 and st["errors"]["evicted_for_mbufs"] == 0
         assert st["held_mbufs"] == budget and st["flows_by_state"]["syn_sent"] == budget
+
+
+def test_dels_the_offload_ring_refuses_wait_and_none_is_lost(harness_binary):
+    """The offload ring is full of ADDs when 40 flows end: the DELs it refuses wait in
+    the front-end's backlog and go, in order, once the ring has room; every flow's
+    DEL reaches the channel exactly once."""
+    from test_frontend_fsm import splice
+
+    with Harness(config_text(offload_ring_size=64), binary=harness_binary) as h:
+        first = [Client(port=50000 + i) for i in range(40)]
+        for i, c in enumerate(first):
+            splice(h, c, backend=("be1", "be2")[i % 2])     # round-robin
+        assert len(h.offload()) == 40
+        for i in range(40):
+            splice(h, Client(port=51000 + i), backend=("be1", "be2")[i % 2])  # ADDs left in the ring
+        for c in first:
+            c.send(h, flags="R")
+        st = h.stats()["offload"]
+        assert st["del_deferred"] > 0 and st["del_lost"] == 0
+        dels = [e for e in h.offload() if e["op"] == layouts.CtlOp.DEL]
+        h.advance(0)                                # a turn of the loop: the backlog goes
+        dels += [e for e in h.offload() if e["op"] == layouts.CtlOp.DEL]
+        assert [e["port"] for e in dels] == [c.port for c in first]
+        st = h.stats()["offload"]
+        assert st["del_retried"] == st["del_deferred"] and st["queued_del"] == 40

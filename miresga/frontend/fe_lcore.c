@@ -109,7 +109,8 @@ int fe_lcore_init(struct fe_lcore *lc, const struct fe_config *cfg, struct rte_m
 	lc->ft.timer_us[FE_TIMER_CLOSE] = cfg->grace_us;
 	fe_lb_init(&lc->lb, cfg);
 	lc->scratch = rte_malloc("fe_scratch", cfg->max_header_bytes, 64);
-	if (!lc->scratch) {
+	if (!lc->scratch || fe_del_backlog_init(lc)) {
+		rte_free(lc->scratch);
 		fe_flow_table_free(&lc->ft);
 		return -1;
 	}
@@ -132,6 +133,10 @@ void fe_lcore_fini(struct fe_lcore *lc)
 		fe_flow_free(lc, &lc->ft.flows[live[i]]);
 	rte_free(live);
 	fe_tx_flush(lc);
+	/* The DELs still waiting get one more try before the channel stops. */
+	if (lc->offload && lc->offload->enabled)
+		fe_del_backlog_run(lc);
+	fe_del_backlog_free(lc);
 	rte_free(lc->scratch);
 	fe_flow_table_free(&lc->ft);
 }

@@ -199,6 +199,9 @@ void fe_set_ack(struct fe_pkt *p, uint32_t ack);
 /* ----------------------------------------- the switch entry (fe_entry.c) */
 
 void fe_offload_queue(struct fe_lcore *lc, struct fe_flow *f, uint8_t op);
+int fe_del_backlog_init(struct fe_lcore *lc);
+void fe_del_backlog_free(struct fe_lcore *lc);
+void fe_del_backlog_run(struct fe_lcore *lc);
 int fe_entry_at_join(struct fe_lcore *lc, struct fe_flow *f, uint8_t *mark);
 uint8_t fe_entry_take(struct fe_lcore *lc, struct fe_flow *f);
 void fe_entry_remove(struct fe_lcore *lc, struct fe_flow *f);

@@ -57,6 +57,7 @@
  * switch answered). */
 #define FE_OFFLOAD_COUNTERS(X)                                                  \
 	X(queued_add) X(queued_del) X(queued_query) X(ring_full)                 \
+	X(del_deferred) X(del_retried) X(del_lost)                               \
 	X(confirmed) X(confirm_refused) X(confirm_timeout) X(late_results)       \
 	X(entry_busy) X(entry_idle) X(entry_gone) X(query_unanswered)
 
