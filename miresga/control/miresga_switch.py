@@ -748,15 +748,24 @@ class MiresgaSwitch:
         keys[epoch & 1] is current and keys[(epoch - 1) & 1] the previous one,
         so the new secret overwrites the key of epoch - 1: cookies from two
         epochs ago stop validating now, those from the last epoch still do.
-        One map update writes epoch and key together.
+
+        Two writes, key first: a map update copies the whole value while the
+        data path may be reading it, so one update that changed the epoch and
+        the key it selects could be read half done (the new epoch with a
+        half-written key: SYN-ACKs with cookies nobody can validate).  The
+        first write changes only the slot the current epoch does not use
+        (what it tears is the previous epoch's key, retired anyway); the
+        second changes only the epoch, once its key is in place.
         """
         with self._cfg_lock:
             cfg = self.config()
-            cfg.epoch = (cfg.epoch + 1) & 0xFFFFFFFF
-            key = cfg.keys[cfg.epoch & 1]
+            epoch = (cfg.epoch + 1) & 0xFFFFFFFF
+            key = cfg.keys[epoch & 1]
             key.k0, key.k1 = secrets.randbits(32), secrets.randbits(32)
             self._write_config(cfg)
-            return cfg.epoch
+            cfg.epoch = epoch
+            self._write_config(cfg)
+            return epoch
 
     def set_cookie_secret(self, epoch: int, keys: tuple[tuple[int, int], tuple[int, int]]) -> None:
         """Set epoch and both keys explicitly (tests; replaying a known state)."""
