@@ -9,10 +9,11 @@
  * The mbufs come from the pool the port receives into, and a client chooses
  * how many bytes each one carries: 8 KB of header sent one byte a segment
  * would pin 8,192 mbufs, and three such clients the whole pool.  So past a
- * flow's first few mbufs a segment that fits in the tail mbuf's room is
- * copied there: no two mbufs in a row then hold less than one mbuf's room
- * (about 1,900 bytes), so a flow parks about one mbuf per KB of its byte
- * limit at most, whatever its segments; and all flows together park at most
+ * flow's first few mbufs a segment is copied into the tail mbuf when the two
+ * together are no longer than one segment the client could send (the
+ * longest it sent, at least 536 bytes): no two mbufs in a row then hold
+ * less than that, so a flow parks at most two mbufs per 536 bytes of its
+ * byte limit, whatever its segments; and all flows together park at most
  * hold_budget (a share of the pool; the rest is RX's and TX's).  At that budget the flow that has
  * waited longest for its first header gives its mbufs back (reset), as in a
  * full flow table (fe_close.c); a segment that still finds no room is
@@ -56,14 +57,21 @@ static void scan_bytes(struct fe_lcore *lc, struct fe_flow *f, const uint8_t *p,
  * cut it. */
 #define HOLD_UNCOPIED 4
 
+/* The most payload a copied-together mbuf carries: it is released as one
+ * segment, which must pass every link a segment of this client passed: no
+ * longer than the longest one it sent, or than IPv4's minimum MSS. */
+#define HOLD_SEG_MIN 536
+
 /* Can n more bytes be copied into the last held mbuf?  Only into a buffer
  * that is the chain's alone (a direct mbuf nobody else references). */
 static int tail_takes(const struct fe_flow *f, uint32_t n)
 {
 	const struct rte_mbuf *t = f->held_tail;
+	uint32_t cap = f->seg_max > HOLD_SEG_MIN ? f->seg_max : HOLD_SEG_MIN;
 
 	return f->held_mbufs >= HOLD_UNCOPIED && t && RTE_MBUF_DIRECT(t) &&
-	       rte_mbuf_refcnt_read(t) == 1 && rte_pktmbuf_tailroom(t) >= n;
+	       rte_mbuf_refcnt_read(t) == 1 && rte_pktmbuf_tailroom(t) >= n &&
+	       t->data_len + n <= cap;
 }
 
 /* Append a payload-only mbuf to the held bytes (consumes m: it may be
@@ -74,6 +82,8 @@ void fe_hold_mbuf(struct fe_lcore *lc, struct fe_flow *f, struct rte_mbuf *m)
 
 	scan_bytes(lc, f, rte_pktmbuf_mtod(m, const uint8_t *), n);
 	f->held_len += n;
+	if (n > f->seg_max)
+		f->seg_max = n;
 	if (tail_takes(f, n)) {
 		struct rte_mbuf *t = f->held_tail;
 
