@@ -597,6 +597,29 @@ def test_cookie_from_previous_epoch_valid_two_rotations_expire(r):
     assert out.retval == SHOT and out.delta.get("cookie_bad") == 1
 
 
+def test_key_rotation_writes_the_key_before_the_epoch_that_selects_it(r, monkeypatch):
+    """Rotation never shows the data path an epoch whose key is not written yet: the
+    first write puts the new key in the slot the current epoch does not use, the
+    second flips the epoch and changes nothing else."""
+    before = r.sw.config()
+    old_epoch = before.epoch
+    old_keys = [(k.k0, k.k1) for k in before.keys]
+    writes = []
+    real = r.sw._write_config
+
+    def record(cfg):
+        writes.append((cfg.epoch, [(k.k0, k.k1) for k in cfg.keys]))
+        real(cfg)
+
+    monkeypatch.setattr(r.sw, "_write_config", record)
+    new_epoch = r.sw.rotate_cookie_secret()
+    slot = new_epoch & 1
+    assert new_epoch == old_epoch + 1 and len(writes) == 2
+    (e1, k1), (e2, k2) = writes
+    assert e1 == old_epoch and k1[1 - slot] == old_keys[1 - slot] and k1[slot] != old_keys[slot]
+    assert e2 == new_epoch and k2 == k1
+
+
 def test_cookie_is_bound_to_the_connection_and_its_options(r):
     """A valid cookie replayed by another client port, with another ISN, or with
     its low byte edited (claiming other options) is rejected."""

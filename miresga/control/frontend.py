@@ -51,6 +51,11 @@ LIMIT_DEFAULTS: dict[str, int | str] = {
     "answer_retries": 3,
     "backend_down_ms": 2000,
     "hold_limit_bytes": 8192 + 65536,
+    # Held bytes live in mbufs of the pool RX uses: small segments are copied
+    # together (a flow parks about one mbuf per KB it holds), and all flows
+    # together park at most this share of the pool, so that 1-byte segments
+    # cannot starve the port.
+    "hold_pool_percent": 50,
     "flow_capacity": 65536,
     "mbufs": 16383,
     "idle_sleep_max_us": 500,

@@ -25,6 +25,7 @@ void fe_config_defaults(struct fe_config *cfg)
 	cfg->offload_ring_size = 65536;
 	cfg->max_header_bytes = 8192;
 	cfg->hold_limit_bytes = 8192 + 65536;
+	cfg->hold_pool_percent = 50;
 	cfg->request_timeout_us = 10 * 1000 * 1000ull;
 	cfg->syn_timeout_us = 1000 * 1000ull;
 	cfg->syn_retries = 1;
@@ -147,6 +148,7 @@ static const struct scalar scalars[] = {
 	SC("vip_wscale", vip_wscale, 1, 0, 14, U_COUNT),
 	SC("max_header_bytes", max_header_bytes, 4, 256, 1 << 20, U_COUNT),
 	SC("hold_limit_bytes", hold_limit_bytes, 4, 256, 16 << 20, U_COUNT),
+	SC("hold_pool_percent", hold_pool_percent, 4, 1, 90, U_COUNT),
 	SC("request_timeout_ms", request_timeout_us, 8, 1, 3600 * 1000, U_MS_TO_US),
 	SC("syn_timeout_ms", syn_timeout_us, 8, 1, 600 * 1000, U_MS_TO_US),
 	SC("syn_retries", syn_retries, 4, 0, 8, U_COUNT),

@@ -102,6 +102,11 @@ struct fe_config {
 	/* limits and timers */
 	uint32_t max_header_bytes;
 	uint32_t hold_limit_bytes;  /* request bytes held per flow while no back-end is joined */
+	/* Held bytes sit in mbufs from the pool the port receives into: all
+	 * flows together park at most this share of it, so that clients sending
+	 * 1-byte segments cannot starve RX (a flow's own share is bounded by
+	 * hold_limit_bytes: small segments are copied together, fe_hold.c). */
+	uint32_t hold_pool_percent;
 	uint64_t request_timeout_us;
 	uint64_t syn_timeout_us;
 	uint32_t syn_retries;       /* same SYN again before the next back-end */

@@ -199,6 +199,9 @@ void fe_set_ack(struct fe_pkt *p, uint32_t ack);
 /* ----------------------------------------- the switch entry (fe_entry.c) */
 
 void fe_offload_queue(struct fe_lcore *lc, struct fe_flow *f, uint8_t op);
+int fe_del_backlog_init(struct fe_lcore *lc);
+void fe_del_backlog_free(struct fe_lcore *lc);
+void fe_del_backlog_run(struct fe_lcore *lc);
 int fe_entry_at_join(struct fe_lcore *lc, struct fe_flow *f, uint8_t *mark);
 uint8_t fe_entry_take(struct fe_lcore *lc, struct fe_flow *f);
 void fe_entry_remove(struct fe_lcore *lc, struct fe_flow *f);
@@ -300,6 +303,7 @@ void fe_client_answered(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p
 /* -------------------------------------------------- the end (fe_close.c) */
 
 void fe_flow_free(struct fe_lcore *lc, struct fe_flow *f);
+int fe_evict_waiting(struct fe_lcore *lc, const struct fe_flow *keep, int holding);
 void fe_enter_time_wait(struct fe_lcore *lc, struct fe_flow *f);
 void fe_fin_seen(struct fe_lcore *lc, struct fe_flow *f);
 void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f);

@@ -10,7 +10,7 @@ FE_DIR := miresga/frontend
 FE_OBJDIR := $(BUILD)/frontend
 FE_LIB_SRCS := fe_config.c fe_flow.c fe_http.c fe_offload.c fe_offload_key.c fe_port.c fe_rules.c \
 	fe_stats.c fe_answer.c fe_backend.c fe_client.c fe_close.c fe_dispatch.c fe_emit.c fe_hold.c fe_lcore.c \
-	fe_entry.c fe_server.c fe_timer.c fe_ack.c fe_drain.c
+	fe_entry.c fe_server.c fe_timer.c fe_ack.c fe_drain.c fe_offload_queue.c
 FE_LIB_OBJS := $(addprefix $(FE_OBJDIR)/,$(FE_LIB_SRCS:.c=.o))
 FE_HEADERS := $(wildcard $(FE_DIR)/*.h) miresga/include/miresga.h
 

@@ -527,13 +527,24 @@ class MiresgaSwitch(Pipeline):
         keys[epoch & 1] is current and keys[(epoch - 1) & 1] the previous one,
         so the new secret overwrites the key of epoch - 1: cookies from two
         epochs ago stop validating now, those from the last epoch still do.
-        One map update writes epoch and key together.
+
+        Two writes, key first: a map update copies the whole value while the
+        data path may be reading it, so one update that changed the epoch and
+        the key it selects could be read half done (the new epoch with a
+        half-written key: SYN-ACKs with cookies nobody can validate).  The
+        first write changes only the slot the current epoch does not use
+        (what it tears is the previous epoch's key, retired anyway); the
+        second changes only the epoch, once its key is in place.
         """
-        def rotate(cfg):
-            cfg.epoch = (cfg.epoch + 1) & 0xFFFFFFFF
-            key = cfg.keys[cfg.epoch & 1]
+        with self.config_lock:
+            cfg = self.config()
+            epoch = (cfg.epoch + 1) & 0xFFFFFFFF
+            key = cfg.keys[epoch & 1]
             key.k0, key.k1 = secrets.randbits(32), secrets.randbits(32)
-        return self.update_config(rotate).epoch
+            self.write_config(cfg)
+            cfg.epoch = epoch
+            self.write_config(cfg)
+            return epoch
 
     def set_cookie_secret(self, epoch: int, keys: tuple[tuple[int, int], tuple[int, int]]) -> None:
         """Set epoch and both keys explicitly (tests; replaying a known state)."""
