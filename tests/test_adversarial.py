@@ -431,18 +431,27 @@ print(json.dumps({"first": first, "after": after}))
 # ---------------------------------------------------------------- 3. channel
 
 def test_offload_channel_refuses_a_peer_from_the_attacker_host(mg):
-    """The attacker reaches the switch's control port (its gateway address) and
-    plays a front-end: it must add nothing to the flow table."""
+    """The attacker plays a front-end with a key of its own: the daemon does not
+    listen on the attacker's gateway, and on the front-end link's address, which
+    the attacker can route to, it fails the key proof: nothing is added, the
+    refusal is counted, the honest client is served throughout."""
     tb, store, t = mg
     host = attacker(tb)
     port = int(t.params["control_port"])
     occupancy = t.switch_stats().get("occupancy")
+    failures = t.switchd.ctl("stats")["channel"]["auth_failures"]
+    guess = f"{host.workdir}/guessed.key"
+    host.run(f"umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \\n' > {guess}")
+    results = {}
     with honest_client(tb, store, sizes=("1KB",)):
-        r = host.run(host.tool("miresga.control.offload_channel",
-                               f"fill --connect {host.gateway}:{port} --count 64"),
-                     check=False, timeout=60)
-        added = json.loads(r.stdout)["added"] if r.ok and r.stdout.strip() else 0
-    assert added == 0, f"an unauthenticated peer added {added} entries: {r.stdout}{r.stderr}"
+        for name, addr in (("own_gateway", host.gateway),
+                           ("frontend_link", t.control_address(tb.frontends[0]))):
+            r = host.run(host.tool("switchhost.ctl", f"--connect {addr}:{port} --key {guess} "
+                                                     f"--timeout 20 stats"),
+                         check=False, timeout=60)
+            results[name] = (r.ok, (r.stdout + r.stderr).strip()[-300:])
+    assert not any(ok for ok, _ in results.values()), results
+    assert t.switchd.ctl("stats")["channel"]["auth_failures"] == failures + 1, results
     assert t.switch_stats().get("occupancy") == occupancy
 
 

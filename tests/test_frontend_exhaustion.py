@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP, TCP
 
-from miresga.control import layouts
+from switchhost import layouts
 from fe_harness import Client, Harness, backend_pkt, config_text, harness_binary, payload  # noqa: F401
 from test_frontend_fsm import GET, only, to_backend
 

@@ -605,13 +605,13 @@ def test_key_rotation_writes_the_key_before_the_epoch_that_selects_it(r, monkeyp
     old_epoch = before.epoch
     old_keys = [(k.k0, k.k1) for k in before.keys]
     writes = []
-    real = r.sw._write_config
+    real = r.sw.write_config
 
     def record(cfg):
         writes.append((cfg.epoch, [(k.k0, k.k1) for k in cfg.keys]))
         real(cfg)
 
-    monkeypatch.setattr(r.sw, "_write_config", record)
+    monkeypatch.setattr(r.sw, "write_config", record)
     new_epoch = r.sw.rotate_cookie_secret()
     slot = new_epoch & 1
     assert new_epoch == old_epoch + 1 and len(writes) == 2
