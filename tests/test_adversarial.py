@@ -34,10 +34,13 @@ PARAMS = {
     "frontend_grace_ms": 500,
     "agent_close_grace_s": 1.0,
     "agent_max_conns": AGENT_MAX_CONNS,
-    "filter_period_s": 30.0,
-    "switch_idle_s": 30.0,
-    "agent_idle_s": 60.0,
-    "frontend_idle_s": 20.0,
+    # Idle timeouts longer than any attack takes on a loaded machine: the churn
+    # test's kept-alive connection waits, idle, while the attack runs, and the
+    # front-end rightly closes a connection idle for frontend_idle_s.
+    "filter_period_s": 400.0,
+    "switch_idle_s": 400.0,
+    "agent_idle_s": 600.0,
+    "frontend_idle_s": 300.0,
     "frontend_limits": {"flow_capacity": FLOW_CAPACITY},
 }
 
