@@ -14,6 +14,7 @@ runs closed loop and saturates the target.
 
 from __future__ import annotations
 
+import math
 import sys
 import textwrap
 from pathlib import Path
@@ -195,6 +196,15 @@ def line_panels(d, series: list[tuple[str, str, object]], ylabel: str, title: st
     return save(fig, out_dir, stem)
 
 
+def _bound(v) -> float | None:
+    """An interval's end as a number, None where there is none (one repetition)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def dot_panels(d, rows: list[tuple[str, str]], ylabel: str, title: str, caption: str,
                out_dir, stem: str, logy: bool = True, scale: float = 1.0):
     """Per mix (x), one dot per target with its interval as an error bar; one row of
@@ -225,10 +235,10 @@ def dot_panels(d, rows: list[tuple[str, str]], ylabel: str, title: str, caption:
                     xs.append(j - width / 2 + step * (i + 0.5))
                     y = float(v[col].iloc[0]) * scale
                     ys.append(y)
-                    lo.append(y - float(v[f"{col}_lo"].iloc[0]) * scale
-                              if np.isfinite(float(v[f"{col}_lo"].iloc[0])) else 0.0)
-                    hi.append(float(v[f"{col}_hi"].iloc[0]) * scale - y
-                              if np.isfinite(float(v[f"{col}_hi"].iloc[0])) else 0.0)
+                    low, high = _bound(v[f"{col}_lo"].iloc[0]), _bound(v[f"{col}_hi"].iloc[0])
+                    # One repetition has no interval: a dot without a bar.
+                    lo.append(y - low * scale if low is not None else 0.0)
+                    hi.append(high * scale - y if high is not None else 0.0)
                 if xs:
                     ax.errorbar(xs, ys, yerr=[lo, hi], fmt=markers[label], color=colours[label],
                                 markersize=5, capsize=2.5, linewidth=1.1)

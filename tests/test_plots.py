@@ -452,3 +452,11 @@ def test_mechanism_figure_names_the_columns_it_lacks(results, tmp_path):
     assert fig_mechanism.missing(full) == []
     paths = fig_mechanism.draw(full, tmp_path)
     assert {p.name for p in paths} == {"fig_mechanism.png", "fig_mechanism.pdf"}
+
+
+def test_one_repetition_with_histograms_draws_every_figure(tmp_path):
+    """`make bench PROFILE=quick`: one repetition, latency histograms, so no interval
+    anywhere: every figure is drawn (dots without bars), none fails."""
+    src = _copy_fixtures(tmp_path / "r", reps=(1.0,), histograms=True)
+    figs = draw_all(src, tmp_path / "figures")
+    assert {f"{s}.pdf" for s in STEMS} <= {Path(f).name for f in figs}
