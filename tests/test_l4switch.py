@@ -2,7 +2,7 @@
 target on the emulated testbed.
 
 1. The ctypes mirror against the C compiler (build/l4switch-layout-probe).
-2. Maglev: balance and disruption, the numbers targets/l4switch/maglev.py states.
+2. Maglev: balance and disruption, the numbers common/maglev.py states.
 3. The program through BPF_PROG_TEST_RUN in a scratch namespace (real veth
    ports, a FIB with permanent neighbours), Katran style: a table of stateless
    cases, then one test per behaviour that needs a sequence of packets.  Every
@@ -46,7 +46,7 @@ from miresga.control.miresga_switch import Endpoint, VipSpec, ip_be, port_be
 from targets.base import TargetError, make_target
 from targets.l4switch import layouts as L
 from targets.l4switch.driver import TC_HANDLE, TC_PRIORITY, HealthChecker, L4Plan, L4Switch
-from targets.l4switch.maglev import maglev_table
+from common.maglev import maglev_table
 
 from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum, routed
 from target_rig import running as running_target

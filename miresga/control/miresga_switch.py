@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
+from common.maglev import is_prime, maglev_table
 from common.netns import ifindex as netns_ifindex
 from common.netns import netns
 from common.paths import BUILD_DIR
@@ -65,6 +66,7 @@ MAPS = [
     MapSpec("backend_table", u32, layouts.Backend),
     MapSpec("backend_addrs", layouts.BackendKey, u32),
     MapSpec("frontend_table", u32, layouts.Frontend),
+    MapSpec("fe_select", u32, layouts.FeSlot),
     MapSpec("port_table", u32, layouts.Port),
     MapSpec("dp_table", u32, layouts.DpSlot),
     MapSpec("config", u32, layouts.SwitchConfig),
@@ -149,6 +151,42 @@ class VipSpec:
     port: int = 80
 
 
+# ------------------------------------------------------ front-end selection
+
+# A front-end's state in the selection (switch.bpf.c, "front-end selection"):
+#   active    gets new connections and keeps its own
+#   draining  keeps its own connections, gets no new ones
+#   down      gets nothing: its clients go to the others (dead, or drained)
+FE_STATES = ("active", "draining", "down")
+
+
+def frontend_id(f: Endpoint) -> str:
+    """What the Maglev table hashes a front-end by: its name, else its address,
+    so that a front-end keeps its slots whatever its position in the plan."""
+    return f.name or f.ip
+
+
+def frontend_selection(ids: list[str], states: dict[str, str], size: int) -> list[tuple[int, int]]:
+    """Slot -> (active, stable) front-end indices into `ids`, FE_NONE for none.
+
+    `active` is the Maglev table of the active front-ends, `stable` that of
+    the active and draining ones: equal in every slot unless one drains.
+    """
+    def column(keep: tuple[str, ...]) -> list[int]:
+        names = [i for i in ids if states.get(i, "active") in keep]
+        if not names:
+            return [layouts.FE_NONE] * size
+        pos = [ids.index(n) for n in names]
+        return [pos[k] for k in maglev_table(names, size)]
+
+    return list(zip(column(("active",)), column(("active", "draining"))))
+
+
+def client_slot(client_ip_be: int, client_port_be: int, size: int) -> int:
+    """The selection slot of a client: client_hash() of switch.bpf.c, mod size."""
+    return layouts.mix32(client_ip_be ^ layouts.mix32(client_port_be)) % size
+
+
 # Hand-off modes (HANDOFF.md section 2): how a flow's entry reaches the switch.
 #   async      ADD over the channel at join; the front-end forwards until it lands
 #   confirmed  ADD over the channel; the front-end holds the request until it lands
@@ -180,6 +218,8 @@ class SwitchPlan:
     window: int = 65535
     # Seen filter: bits per generation = 2^filter_bits_log2; 0 disables it.
     filter_bits_log2: int = 22
+    # Front-end selection table slots (a prime; switch.bpf.c "front-end selection").
+    fe_slots: int = layouts.FE_SLOTS_DEFAULT
 
     def __post_init__(self):
         _require(1 <= len(self.vips) <= layouts.MAX_VIPS, "vips", "1 to 16 VIPs")
@@ -197,8 +237,14 @@ class SwitchPlan:
             _require((b.ip, b.port) not in seen, f"backends[{i}]",
                      f"{b.ip}:{b.port} is listed twice")
             seen.add((b.ip, b.port))
+        seen = set()
         for i, f in enumerate(self.frontends):
             f.check(f"frontends[{i}]")
+            _require(frontend_id(f) not in seen, f"frontends[{i}]",
+                     f"{frontend_id(f)} is listed twice")
+            seen.add(frontend_id(f))
+        _require(is_prime(self.fe_slots) and 7 <= self.fe_slots <= layouts.FE_SLOTS_MAX,
+                 "fe_slots", f"{self.fe_slots} is not a prime from 7 to {layouts.FE_SLOTS_MAX}")
         _require(self.handoff in HANDOFF_MODES, "handoff",
                  f"{self.handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
         _require(self.dp_ways in (1, 2), "dp_ways", "1 or 2")
@@ -608,11 +654,13 @@ class MiresgaSwitch:
                              ports=plan.ports, pin_dir=pin_dir, pin_prefix=pin_prefix,
                              capacities={"flow_table": plan.flow_capacity,
                                          "seen_filter": 2 * words,
-                                         "dp_table": max(1, plan.dp_slots)})
+                                         "dp_table": max(1, plan.dp_slots),
+                                         "fe_select": plan.fe_slots})
         self._cfg_lock = threading.Lock()
         self.flows: FlowTable | None = None
         self.dataplane: DataplaneTable | None = None
         self._port_facts: dict[str, _PortFacts] = {}
+        self.fe_states: dict[str, str] = {frontend_id(f): "active" for f in plan.frontends}
 
     @property
     def pin_dir(self) -> str:
@@ -697,10 +745,42 @@ class MiresgaSwitch:
             # Marks from this port are a front-end's (INSTALL, REMOVE, fused SYNs).
             port_table.update(u32(port.ifindex), layouts.Port(layouts.PORT_FRONTEND))
 
+        self.set_frontend_states({})
+
+    # ---------------------------------------------------- front-end selection
+
+    def set_frontend_states(self, changes: dict[str, str]) -> dict[str, str]:
+        """Set front-ends' states (FE_STATES) by name and rewrite the selection
+        table; returns every front-end's state.  A slot is written whole, so a
+        packet sees the old or the new choice, never half of each."""
+        ids = [frontend_id(f) for f in self.plan.frontends]
+        for name, state in changes.items():
+            if name not in self.fe_states:
+                raise ValueError(f"front-end {name!r}: not in the plan ({', '.join(ids)})")
+            if state not in FE_STATES:
+                raise ValueError(f"front-end {name!r}: state {state!r} is not one of "
+                                 f"{', '.join(FE_STATES)}")
         with self._cfg_lock:
+            states = {**self.fe_states, **changes}
+            m = self.plan.fe_slots
+            sel = frontend_selection(ids, states, m)
+            n = self.map("fe_select").update_batch(
+                [u32(i) for i in range(m)], [layouts.FeSlot(a, st) for a, st in sel])
+            if n != m:
+                raise bpf.BpfError(errno.EIO, f"fe_select: {n} of {m} slots written")
+            self.fe_states = states
             cfg = self.config()
-            cfg.n_frontends = len(p.frontends)
-            self.map("config").update(u32(0), cfg)
+            cfg.fe_slots = m
+            self._write_config(cfg)
+            return dict(states)
+
+    def frontend_of(self, client_ip_be: int, client_port_be: int, new: bool = True) -> str | None:
+        """The front-end the pipeline picks for a client's new (or, `new`
+        false, established and not moved) connection, from the map itself."""
+        slot = self.map("fe_select").lookup(
+            u32(client_slot(client_ip_be, client_port_be, self.plan.fe_slots)))
+        idx = slot.active if new else slot.stable
+        return None if idx == layouts.FE_NONE else frontend_id(self.plan.frontends[idx])
 
     # --------------------------------------------------------------- config
 
@@ -718,7 +798,7 @@ class MiresgaSwitch:
         # Epoch 1, so that "the previous epoch" (0) exists from the start and
         # the first rotation behaves like every other.
         cfg.epoch = 1
-        cfg.n_frontends = 0
+        cfg.fe_slots = 0  # no front-end until the selection table is written
         cfg.mss, cfg.window, cfg.wscale = p.mss, p.window, p.wscale
         cfg.now_s = 1
         cfg.filter_key.k0, cfg.filter_key.k1 = secrets.randbits(32), secrets.randbits(32)

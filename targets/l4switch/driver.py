@@ -56,7 +56,7 @@ from miresga.control.ebpf_switch import EbpfSwitch, MapSpec
 from miresga.control.miresga_switch import (Endpoint, VipSpec, iface_mac, ip_be, ip_str,
                                             mac_bytes, port_be, port_host)
 from targets.l4switch import layouts as L
-from targets.l4switch.maglev import is_prime, maglev_table
+from common.maglev import is_prime, maglev_table
 
 log = logging.getLogger("l4switch")
 

@@ -16,7 +16,7 @@ Pieces (one directory, the libbpf-bootstrap triad plus its control plane):
 | `l4switch.bpf.c` | the tc program on every switch port (`build/bpf/l4switch.bpf.o`) |
 | `l4switch.h`, `l4switch_maps.h` | layouts shared with Python, and the tables |
 | `layouts.py` | the ctypes mirror of `l4switch.h` |
-| `maglev.py` | the Maglev table: size, balance and disruption properties |
+| `common/maglev.py` | the Maglev table (shared with the Miresga switch's front-end selection): size, balance and disruption properties |
 | `driver.py` | `L4Plan`, `L4Switch` (tables through libbpf), `HealthChecker` |
 | `l4switchd.py` | the control plane as a process on the switch host, and its client |
 | `target.py` | the bench target `l4switch` (this file) |
@@ -55,7 +55,7 @@ class L4SwitchTarget(Target):
     name = "l4switch"
     layer7 = False
     defaults: dict[str, Any] = {
-        "maglev_size": 65537,          # slots per VIP, prime (see maglev.py)
+        "maglev_size": 65537,          # slots per VIP, prime (see common/maglev.py)
         "conn_capacity": 262144,       # connections in the LRU connection table
         "idle_timeout_s": 300,         # established entries idle this long are removed
         "closing_timeout_s": 4,        # entries after RST or FIN both ways
