@@ -11,7 +11,8 @@ testbed's roles:
     frontendN   build/miresga-frontend on the host's link (an af_packet or
                 af_xdp port here: `frontend_port`; a real host's NIC by its
                 PCI address), its config rendered from the service and the
-                testbed's facts
+                testbed's facts; one per front-end host (`frontend_hosts`:
+                a subset), the switch spreading clients over them
 
 Every host-side step goes through the host interface (`run`, `start`,
 `put_text`, `tool`), so on a real testbed the same code drives SSH hosts with
@@ -34,6 +35,7 @@ Consistency.  One number means the same thing everywhere:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import time
@@ -79,6 +81,8 @@ class Miresga(Target):
         # The front-end's port on a testbed link: af_packet or af_xdp (native
         # XDP in the link's driver; refused where only generic XDP exists).
         "frontend_port": PORT_DEFAULT,
+        # The front-end hosts to run on, by name ([]: every front-end host).
+        "frontend_hosts": [],
     }
     health_timeout_s = 40.0
 
@@ -97,6 +101,7 @@ class Miresga(Target):
         if p["frontend_port"] not in PORTS:
             raise TargetError(f"target miresga: frontend_port {p['frontend_port']!r}: known "
                               f"ports are {', '.join(PORTS)}")
+        self.fe_hosts = self._frontend_hosts(testbed, p["frontend_hosts"])
         self.switch = testbed.switch
         self.vip = str(service.vip or testbed.vip)
         self.work = f"{self.switch.workdir}/miresga"
@@ -108,6 +113,20 @@ class Miresga(Target):
         self._attached: list = []      # back-end hosts with an agent
         self._quieted: list = []       # af_packet links whose offloads deploy() turned off
         self._ready: dict | None = None
+
+    @staticmethod
+    def _frontend_hosts(testbed, names) -> list:
+        if not names:
+            return list(testbed.frontends)
+        known = {h.name: h for h in testbed.frontends}
+        bad = [n for n in names if n not in known]
+        if bad or len(set(names)) != len(names):
+            raise TargetError(f"target miresga: frontend_hosts {list(names)}: the testbed's "
+                              f"front-end hosts are {', '.join(known)}, each named once")
+        return [known[n] for n in names]
+
+    def frontend_hosts(self) -> list:
+        return list(self.fe_hosts)
 
     # ------------------------------------------------------------- layout
     @property
@@ -127,9 +146,11 @@ class Miresga(Target):
     def plan(self) -> SwitchPlan:
         # netns None: switchd runs *on* the switch host (inside its namespace
         # here), so the plan names that host's own interfaces.
-        return SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
+        plan = SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
                                        flow_capacity=int(self.params["flow_capacity"]),
                                        wscale=int(self.params["wscale"]))
+        names = {h.name for h in self.fe_hosts}
+        return dataclasses.replace(plan, frontends=[f for f in plan.frontends if f.name in names])
 
     def control_address(self, fe) -> str:
         """Where a front-end reaches switchd: the switch's address on its link."""
@@ -169,7 +190,7 @@ class Miresga(Target):
     # -------------------------------------------------------- life cycle
     def deploy(self) -> None:
         self.switch.put_text(self.plan().to_json(), self.plan_path)
-        self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
+        self.frontends = [self.make_frontend(fe) for fe in self.fe_hosts]
         for fe in self.frontends:
             if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
@@ -381,5 +402,5 @@ class Miresga(Target):
         return out
 
     def describe(self) -> dict:
-        return {**super().describe(), "frontends": [h.name for h in self.testbed.frontends],
+        return {**super().describe(), "frontends": [h.name for h in self.fe_hosts],
                 "backend_index": {b: i for i, b in enumerate(self.service.backends)}}
