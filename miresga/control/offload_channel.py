@@ -198,6 +198,22 @@ class ChannelStats:
     rate_limited_s: float = 0.0  # time batches spent waiting for tokens
 
 
+# A peer that goes silent without closing (its host down, its link cut) is
+# declared gone after KEEPALIVE_IDLE_S + KEEPALIVE_COUNT x KEEPALIVE_INTERVAL_S
+# of silence, or USER_TIMEOUT_S with data unacknowledged: 3 s either way.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 1, 1, 2
+USER_TIMEOUT_S = 3
+PEER_SILENCE_S = max(KEEPALIVE_IDLE_S + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL_S, USER_TIMEOUT_S)
+
+
+def set_keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_S * 1000)
+
+
 @dataclass
 class _Conn:
     peer: str
@@ -224,6 +240,10 @@ class ChannelServer:
         # serialised as a switch driver would, and the bucket is shared.
         self._install_lock = asyncio.Lock()
         self._writers: set[asyncio.StreamWriter] = set()
+        # Called with (peer address, True) when a connection opens and
+        # (peer address, False) when it closes: a front-end's channel is its
+        # heartbeat (switchd.FrontendLiveness).
+        self.on_peer = None
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port,
@@ -246,7 +266,11 @@ class ChannelServer:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            set_keepalive(sock)
         self._writers.add(writer)
+        peer_ip = peer[0] if peer else None
+        if self.on_peer is not None and peer_ip:
+            self.on_peer(peer_ip, True)
         self.stats.connections += 1
         self.stats.open_connections += 1
         log.info("offload channel: %s connected", conn.peer)
@@ -263,6 +287,8 @@ class ChannelServer:
         finally:
             self._writers.discard(writer)
             self.stats.open_connections -= 1
+            if self.on_peer is not None and peer_ip:
+                self.on_peer(peer_ip, False)
             writer.close()
             try:
                 await writer.wait_closed()

@@ -10,11 +10,20 @@ serves the offload channel, and keeps time for the data plane:
     every aging interval    delete flow entries idle for the idle timeout
     every stats interval    write stats (JSON) for the bench to collect
 
+and watches the front-ends: one whose offload channel closes (its process
+exited) or goes silent (its host) leaves the selection; the operator drains
+one or puts it back through the management socket (fe_liveness.py):
+
+    python -m miresga.control.switchd --manage SOCKET frontends
+    python -m miresga.control.switchd --manage SOCKET drain frontend2
+    python -m miresga.control.switchd --manage SOCKET resume frontend2
+
 On a real testbed it runs on the switch's host over SSH; on the emulated one
 inside the switch namespace.  It uses the standard library only.
 
     python -m miresga.control.switchd --plan plan.json [--listen 0.0.0.0:7470]
         [--rate 20000] [--idle-timeout 60] [--stats-file stats.json] [--pin-dir DIR]
+        [--manage-socket SOCKET]
     python -m miresga.control.switchd --read-pins PIN_DIR     # counters, occupancy (JSON)
 
 The plan of a running emulated testbed comes from the bench:
@@ -46,6 +55,7 @@ import time
 from pathlib import Path
 
 from common.netns import _setns, netns, netns_path
+from miresga.control.fe_liveness import FrontendLiveness
 from miresga.control.layouts import CTL_PORT_DEFAULT
 from miresga.control.miresga_switch import MiresgaSwitch, SwitchPlan, read_pinned_state
 from miresga.control.offload_channel import ChannelServer
@@ -60,7 +70,8 @@ class SwitchDaemon:
                  cookie_epoch_s: float = 60.0, filter_period_s: float = 120.0,
                  stats_file: str | None = None, stats_interval_s: float = 1.0,
                  pin_dir: str | None = None, obj_path: str | None = None,
-                 attach: bool = True, run_clock: bool = True):
+                 attach: bool = True, run_clock: bool = True,
+                 manage_socket: str | None = None):
         self.plan = plan
         self.listen = listen
         self.rate, self.burst = rate, burst
@@ -72,6 +83,8 @@ class SwitchDaemon:
         self.stats_interval_s = stats_interval_s
         self.run_clock = run_clock
         self.switch = MiresgaSwitch(plan, obj_path=obj_path, pin_dir=pin_dir, attach=attach)
+        self.liveness = FrontendLiveness(self.switch)
+        self.manage_socket = manage_socket
         self.server: ChannelServer | None = None
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,15 +102,19 @@ class SwitchDaemon:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         tasks: list[asyncio.Task] = []
+        manage = None
         try:
             self.switch.load()
             self.server = ChannelServer(self.switch.flows, *self.listen, rate=self.rate,
                                         burst=self.burst)
+            self.server.on_peer = self.liveness.peer
             # The listening socket belongs in the switch's namespace, where
             # the front-ends can reach it, whichever namespace we run in.
             with netns(self.plan.netns):
                 sock = socket.create_server(self.listen, reuse_port=False)
             await self._start_server(sock)
+            if self.manage_socket:
+                manage = await asyncio.start_unix_server(self._manage, path=self.manage_socket)
             self._last = (time.monotonic(), self._table_snapshot())
             periodic = [(self.cookie_epoch_s, self.switch.rotate_cookie_secret),
                         (self.filter_period_s, self.switch.rotate_filter),
@@ -119,6 +136,9 @@ class SwitchDaemon:
         finally:
             for t in tasks:
                 t.cancel()
+            if manage is not None:
+                manage.close()
+                Path(self.manage_socket).unlink(missing_ok=True)
             if self.server is not None:
                 await self.server.stop()
             if self.stats_file and self.switch.flows is not None:
@@ -127,6 +147,29 @@ class SwitchDaemon:
                 except OSError:
                     pass
             self.switch.close()
+
+    def manage(self, words: list[str]) -> dict:
+        """One management command: `frontends`, `drain NAME`, `resume NAME`."""
+        if words == ["frontends"]:
+            return self.liveness.snapshot()
+        if len(words) == 2 and words[0] in ("drain", "resume"):
+            self.liveness.set_admin(words[1], "drain" if words[0] == "drain" else "in")
+            return self.liveness.snapshot()
+        raise ValueError(f"unknown command {' '.join(words)!r}: frontends, drain NAME, "
+                         f"resume NAME")
+
+    async def _manage(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # One JSON line in ({"command": [...]}), one out ({"ok": ..., ...}).
+        try:
+            line = await reader.readline()
+            try:
+                out = {"ok": True, **self.manage(list(json.loads(line)["command"]))}
+            except (ValueError, KeyError, TypeError) as e:
+                out = {"ok": False, "error": str(e)}
+            writer.write(json.dumps(out).encode() + b"\n")
+            await writer.drain()
+        finally:
+            writer.close()
 
     async def _start_server(self, sock: socket.socket) -> None:
         srv = self.server
@@ -223,6 +266,7 @@ class SwitchDaemon:
             "channel": self.server.snapshot() if self.server else {},
             "counters": self.switch.counters(),
             "cookie_epoch": cfg.epoch,
+            "frontends": self.liveness.snapshot(),
             "filter_gen": cfg.filter_gen,
             "clock_s": cfg.now_s,
         }
@@ -236,6 +280,21 @@ class SwitchDaemon:
 
 # ------------------------------------------------------------------- CLI
 
+def manage_command(path: str, words: list[str], timeout: float = 10.0) -> dict:
+    """Send one command to a running switchd's management socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps({"command": words}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            b = s.recv(65536)
+            if not b:
+                break
+            buf += b
+    return json.loads(buf)
+
+
 def _hostport(s: str) -> tuple[str, int]:
     host, _, port = s.rpartition(":")
     return host or "0.0.0.0", int(port)
@@ -248,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--plan", help="switch plan (JSON, SwitchPlan.to_json; for a running "
                                     "emulated testbed: python -m bench testbed plan miresga)")
+    src.add_argument("--manage", metavar="SOCKET",
+                     help="send a command to a running switchd's management socket and print "
+                          "its answer (JSON): frontends | drain NAME | resume NAME")
     src.add_argument("--read-pins", metavar="PIN_DIR",
                      help="print the counters and flow-table occupancy of a running switchd "
                           "(JSON, from its pins) and exit")
@@ -272,11 +334,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stats-interval", type=float, default=1.0, metavar="S")
     ap.add_argument("--pin-dir", help="pin maps here (default /sys/fs/bpf/sw<random>)")
     ap.add_argument("--obj", help="pipeline object (default build/bpf/switch.bpf.o)")
+    ap.add_argument("--manage-socket", metavar="SOCKET",
+                    help="listen for management commands on this unix socket")
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("command", nargs="*", help="with --manage: the command")
     args = ap.parse_args(argv)
+    if args.command and not args.manage:
+        ap.error("a command needs --manage SOCKET")
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s switchd %(levelname)s %(message)s")
+    if args.manage:
+        try:
+            out = manage_command(args.manage, args.command or ["frontends"])
+        except OSError as e:
+            print(f"switchd: {args.manage}: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(out))
+        return 0 if out.get("ok") else 2
     if args.read_pins:
         try:
             state = read_pinned_state(args.read_pins)
@@ -309,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                           idle_timeout_s=args.idle_timeout, cookie_epoch_s=args.cookie_epoch,
                           filter_period_s=args.filter_period, stats_file=args.stats_file,
                           stats_interval_s=args.stats_interval, pin_dir=args.pin_dir,
-                          obj_path=args.obj)
+                          obj_path=args.obj, manage_socket=args.manage_socket)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
