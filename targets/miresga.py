@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import signal
 import time
 from typing import Any
 
@@ -83,6 +84,8 @@ class Miresga(Target):
         "frontend_port": PORT_DEFAULT,
         # The front-end hosts to run on, by name ([]: every front-end host).
         "frontend_hosts": [],
+        # drain_frontend(): how long a draining front-end's connections may take.
+        "drain_timeout_s": 30.0,
     }
     health_timeout_s = 40.0
 
@@ -107,6 +110,7 @@ class Miresga(Target):
         self.work = f"{self.switch.workdir}/miresga"
         self.plan_path = f"{self.work}/plan.json"
         self.stats_path = f"{self.work}/switchd-stats.json"
+        self.manage_socket = f"{self.work}/switchd.sock"
         self.switch_pin_dir = str(testbed.bpf_dir / "miresga-switch")
         self.switchd = None
         self.frontends: list[Frontend] = []
@@ -204,6 +208,7 @@ class Miresga(Target):
                 f"--idle-timeout {p['switch_idle_s']}",
                 f"--filter-period {p['filter_period_s']}",
                 f"--cookie-epoch {p['cookie_epoch_s']}",
+                f"--manage-socket {shlex.quote(self.manage_socket)}",
                 "--log-level WARNING"]
         if p["rate"]:
             args.append(f"--rate {p['rate']}")
@@ -226,7 +231,7 @@ class Miresga(Target):
         # Pins a killed switchd left would make it refuse to start (its pin
         # directory must be new); the tc filters it left are replaced on attach.
         self.switch.run(f"rm -rf {shlex.quote(self.switch_pin_dir)} "
-                        f"{shlex.quote(self.stats_path)}")
+                        f"{shlex.quote(self.stats_path)} {shlex.quote(self.manage_socket)}")
         self.switchd = self.switch.start(self._switchd_command(), name="switchd")
         deadline = time.monotonic() + 30
         while True:
@@ -300,6 +305,93 @@ class Miresga(Target):
         for fe in self.frontends:
             fe.wait_healthy(20)
         return {"frontends": [fe.host.name for fe in self.frontends]}
+
+    # ------------------------------------------------- several front-ends
+    def manage(self, *words: str) -> dict:
+        """A switchd management command (switchd.py): frontends, drain NAME, resume NAME."""
+        r = self.switch.run(self.switch.tool(
+            "miresga.control.switchd",
+            f"--manage {shlex.quote(self.manage_socket)} "
+            + " ".join(shlex.quote(w) for w in words)), check=False)
+        try:
+            out = json.loads(r.stdout)
+        except ValueError:
+            raise TargetError(f"switchd management: {' '.join(words)}: "
+                              f"{(r.stderr or r.stdout).strip()}") from None
+        if not out.get("ok"):
+            raise TargetError(f"switchd management: {' '.join(words)}: {out.get('error')}")
+        return out
+
+    def frontend_states(self) -> dict[str, str]:
+        return {n: f["state"] for n, f in self.manage("frontends")["frontends"].items()}
+
+    def wait_frontend_state(self, name: str, state: str, timeout: float) -> float:
+        """Poll switchd until front-end `name` is in `state`; returns the seconds it took."""
+        t0 = time.monotonic()
+        while True:
+            now = self.frontend_states().get(name)
+            if now == state:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise TargetError(f"front-end {name}: still {now!r}, not {state!r}, "
+                                  f"after {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def _frontend(self, name: str) -> Frontend:
+        for fe in self.frontends:
+            if fe.host.name == name:
+                return fe
+        raise TargetError(f"no front-end on {name!r} (running on: "
+                          f"{', '.join(f.host.name for f in self.frontends)})")
+
+    def drain_frontend(self, name: str, timeout_s: float | None = None) -> dict:
+        """Take a front-end out gracefully: switchd stops selecting it for new
+        connections, its own keep flowing through it until it holds none (or
+        `timeout_s`, default `drain_timeout_s`, passes: the rest are cut when
+        it stops), then it stops."""
+        fe = self._frontend(name)
+        timeout_s = float(self.params["drain_timeout_s"] if timeout_s is None else timeout_s)
+        requests0 = fe.stats().get("requests", 0)
+        self.manage("drain", name)
+        t0 = time.monotonic()
+        while True:
+            st = fe.stats()
+            if st.get("flows", 0) == 0 or time.monotonic() - t0 > timeout_s:
+                break
+            time.sleep(0.1)
+        drained_s = time.monotonic() - t0
+        fe.stop()
+        self.wait_frontend_state(name, "down", 10)
+        return {"frontend": name, "drained": st.get("flows", 0) == 0,
+                "flows_left": st.get("flows", 0), "drain_s": round(drained_s, 3),
+                "requests_while_draining": st.get("requests", 0) - requests0}
+
+    def resume_frontend(self, name: str) -> None:
+        """Start a drained (or stopped) front-end again and put it back in service."""
+        fe = self._frontend(name)
+        fe.start()
+        fe.wait_healthy(20)
+        self.manage("resume", name)
+        self.wait_frontend_state(name, "active", 10)
+
+    def kill_frontend(self) -> dict:
+        """SIGKILL the last front-end: switchd must take it out of the selection."""
+        if len(self.frontends) < 2:
+            raise NotImplementedError
+        fe = self.frontends[-1]
+        fe.process.signal(signal.SIGKILL)
+        removed_s = self.wait_frontend_state(fe.host.name, "down", 10)
+        return {"frontend": fe.host.name, "signal": "SIGKILL",
+                "removed_from_selection_s": round(removed_s, 3)}
+
+    def revive_frontend(self) -> None:
+        fe = self.frontends[-1]
+        if fe.process is not None and fe.process.running():
+            return
+        fe.stop()  # clears what the kill left (DPDK runtime, an XDP program)
+        fe.start()
+        fe.wait_healthy(20)
+        self.wait_frontend_state(fe.host.name, "active", 10)
 
     def _fill(self, action: str) -> dict:
         count = int(self.params["flow_capacity"])
