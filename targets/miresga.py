@@ -379,10 +379,16 @@ class Miresga(Target):
         if len(self.frontends) < 2:
             raise NotImplementedError
         fe = self.frontends[-1]
+        killed = time.time()
         fe.process.signal(signal.SIGKILL)
-        removed_s = self.wait_frontend_state(fe.host.name, "down", 10)
+        self.wait_frontend_state(fe.host.name, "down", 10)
+        # switchd's own clock of the change, not our polling's (same host
+        # clock on the emulated testbed; NTP-close on real hosts).
+        events = self.manage("frontends")["events"]
+        removed = max(e["time"] for e in events
+                      if e["frontend"] == fe.host.name and e["state"] == "down")
         return {"frontend": fe.host.name, "signal": "SIGKILL",
-                "removed_from_selection_s": round(removed_s, 3)}
+                "removed_from_selection_s": round(removed - killed, 3)}
 
     def revive_frontend(self) -> None:
         fe = self.frontends[-1]
@@ -434,7 +440,8 @@ class Miresga(Target):
             try:
                 d = json.loads(text)
                 out["control"] = {"flow_table": d.get("flow_table"), "rates": d.get("rates"),
-                                  "channel": d.get("channel"), "time": d.get("time")}
+                                  "channel": d.get("channel"), "time": d.get("time"),
+                                  "frontends": d.get("frontends")}
             except ValueError:
                 pass
         return out

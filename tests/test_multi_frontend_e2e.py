@@ -93,15 +93,24 @@ if mode == "loop":   # new connection per request until the stop file appears
                 ok, err = False, repr(e)
             f.write(json.dumps({"t0": t0, "t1": time.time(), "ok": ok, "err": err}) + "\n")
             f.flush()
-elif mode == "slow":  # one kept-alive connection from a given port, two requests
+elif mode == "slow":  # one kept-alive connection from a given port, two requests,
+    # the second once the go file appears
     src, path1, path2, rate = int(sys.argv[5]), sys.argv[6], sys.argv[7], float(sys.argv[8])
+    go = sys.argv[9]
+    import os
     s = socket.create_connection((host, port), timeout=30, source_address=("", src))
     with open(out, "a") as f:
         request(s, host, path1)
         f.write(json.dumps({"event": "sent"}) + "\n"); f.flush()
         r1 = response(s, rate)
-        request(s, host, path2)
-        r2 = response(s)
+        deadline = time.time() + 60
+        while not os.path.exists(go) and time.time() < deadline:
+            time.sleep(0.05)
+        try:
+            request(s, host, path2)
+            r2 = response(s)
+        except OSError as e:
+            r2 = repr(e)
         s.close()
         f.write(json.dumps({"event": "done", "responses": [r1, r2]}) + "\n")
 """
@@ -135,14 +144,16 @@ def two():
             servers.stop()
 
 
-def wait_until(what: str, fn, timeout: float = 30.0, interval: float = 0.1):
+def wait_until(what: str, fn, timeout: float = 30.0, interval: float = 0.1, proc=None):
+    """Poll fn() until true; on failure say what `proc` (a client script) printed."""
     deadline = time.monotonic() + timeout
     while True:
         v = fn()
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout:.0f}s (last: {v!r})")
+            logs = f"; {proc.logs()[-2000:]}" if proc is not None else ""
+            raise AssertionError(f"{what}: not reached within {timeout:.0f}s (last: {v!r}){logs}")
         time.sleep(interval)
 
 
@@ -151,8 +162,9 @@ def an_object(store, size: str) -> tuple[str, str]:
     return path, store.manifest()[path]["sha256"]
 
 
-def client_ports_of(t, tb, frontend: str, n: int, start: int = 41000) -> list[int]:
-    """Client ports whose new connections the switch gives to `frontend`."""
+def client_ports_of(t, tb, frontend: str, n: int, start: int = 21000) -> list[int]:
+    """Client ports whose new connections the switch gives to `frontend`; below the
+    ephemeral range, so that no other connection of the client holds one."""
     plan = t.plan()
     ids = [f.name for f in plan.frontends]
     sel = frontend_selection(ids, {}, plan.fe_slots)
@@ -187,20 +199,33 @@ def test_both_front_ends_serve_and_bytes_are_intact(two):
 
 
 def test_killed_front_end_leaves_the_selection_while_a_client_keeps_succeeding(two):
-    """SIGKILL frontend2 during a stream of one-request connections: switchd marks
+    """SIGKILL frontend2 during a stream of one-request connections and while one of
+    its kept-alive connections downloads 1 MB (offloaded) slowly: switchd marks
     it down within the stated bound; from then on every new connection
-    succeeds (its clients go to frontend1), bytes intact; it comes back after."""
+    succeeds (its clients go to frontend1), bytes intact; the offloaded download
+    completes byte-exact, and that connection's next request, which needed
+    frontend2, is reset (not left hanging).  frontend2 comes back after."""
     tb, store, t = two
     client = tb.clients[0]
     work = client.workdir
     out, stop = f"{work}/kill_loop.jsonl", f"{work}/kill_loop.stop"
-    client.run(f"rm -f {out} {stop}")
+    slow_out, go = f"{work}/kill_slow.jsonl", f"{work}/kill_slow.go"
+    client.run(f"rm -f {out} {stop} {slow_out} {go}")
     path, sha = an_object(store, "1KB")
+    (p1, sha1), (p2, _) = an_object(store, "1MB"), an_object(store, "10KB")
     loop = client.start(f"exec {client.python} {work}/mfe_client.py loop {tb.vip} "
                         f"{tb.vip_port} {out} {path} {sha} {stop}", name="mfe-loop")
+    slow = None
     try:
         wait_until("the client succeeds before the kill",
                    lambda: sum(r["ok"] for r in records(client, out)) >= 20)
+        port = client_ports_of(t, tb, "frontend2", 1, start=23000)[0]
+        slow = client.start(f"exec {client.python} {work}/mfe_client.py slow {tb.vip} "
+                            f"{tb.vip_port} {slow_out} {port} {p1} {p2} 125000 {go}",
+                            name="mfe-kill-slow")
+        wait_until("the download is under way",
+                   lambda: any(r.get("event") == "sent" for r in records(client, slow_out)),
+                   proc=slow)
         killed = time.time()
         info = t.kill_frontend()
         removed = time.time()
@@ -208,9 +233,17 @@ def test_killed_front_end_leaves_the_selection_while_a_client_keeps_succeeding(t
         assert info["removed_from_selection_s"] <= REMOVAL_BOUND_S, info
         wait_until("40 connections opened after the removal",
                    lambda: sum(r["t0"] > removed for r in records(client, out)) >= 40)
+        client.run(f"touch {go}")
+        wait_until("the download and the next request are done",
+                   lambda: any(r.get("event") == "done" for r in records(client, slow_out)), 120)
     finally:
-        client.run(f"touch {stop}")
+        client.run(f"touch {stop} {go}")
         loop.wait(30)
+        if slow is not None:
+            slow.wait(60)
+    done = next(r for r in records(client, slow_out) if r.get("event") == "done")
+    assert done["responses"][0] == [200, sha1]
+    assert "Reset" in done["responses"][1] or "closed" in done["responses"][1], done
     recs = records(client, out)
     after = [r for r in recs if r["t0"] > removed]
     assert after and all(r["ok"] for r in after), [r for r in after if not r["ok"]][:5]
@@ -224,23 +257,24 @@ def test_killed_front_end_leaves_the_selection_while_a_client_keeps_succeeding(t
 def test_drained_front_end_finishes_its_connections_byte_exact_then_stops(two):
     """A kept-alive connection on frontend2 reads a 1 MB body slowly; frontend2 is
     drained meanwhile.  New connections from frontend2's clients go to
-    frontend1 at once; the old connection's second request still reaches
-    frontend2 and both bodies arrive byte-exact; then frontend2 holds no flow
-    and stops."""
+    frontend1 at once; the old connection's second request, sent once the drain
+    is on, still reaches frontend2, and both bodies arrive byte-exact; then
+    frontend2 holds no flow and stops."""
     tb, store, t = two
     client = tb.clients[0]
     work = client.workdir
-    out = f"{work}/drain_slow.jsonl"
-    client.run(f"rm -f {out}")
+    out, go = f"{work}/drain_slow.jsonl", f"{work}/drain_slow.go"
+    client.run(f"rm -f {out} {go}")
     (p1, sha1), (p2, sha2) = an_object(store, "1MB"), an_object(store, "10KB")
     old_port, new_port = client_ports_of(t, tb, "frontend2", 2)
     slow = client.start(f"exec {client.python} {work}/mfe_client.py slow {tb.vip} {tb.vip_port} "
-                        f"{out} {old_port} {p1} {p2} 250000", name="mfe-slow")
+                        f"{out} {old_port} {p1} {p2} 250000 {go}", name="mfe-slow")
     result: dict = {}
     drainer = None
     try:
         wait_until("the slow request is under way",
-                   lambda: any(r.get("event") == "sent" for r in records(client, out)))
+                   lambda: any(r.get("event") == "sent" for r in records(client, out)),
+                   proc=slow)
         wait_until("frontend2 holds it", lambda: t._frontend("frontend2").stats()["flows"] > 0)
         before = fe_requests(t)
         drainer = threading.Thread(target=lambda: result.update(
@@ -252,6 +286,7 @@ def test_drained_front_end_finishes_its_connections_byte_exact_then_stops(two):
         body = client.run(f"curl -s --local-port {new_port} {t.endpoint.url}{p2} | sha256sum",
                           timeout=60).stdout.split()[0]
         assert body == sha2
+        client.run(f"touch {go}")  # the old connection's second request, mid-drain
         wait_until("the old connection is done",
                    lambda: any(r.get("event") == "done" for r in records(client, out)), 120)
         drainer.join(90)
