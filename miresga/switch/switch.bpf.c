@@ -292,6 +292,11 @@ static __always_inline int route_out(struct __sk_buff *skb, const struct mg_pkt 
  * request: it is re-admitted by the active front-end (the old one's
  * handshake-only state idles out).
  *
+ * The marks live in the seen filter's arrays: with the filter disabled
+ * (filter_bits_log2 = 0) nothing is marked and a drain moves a new
+ * connection's later packets back to the draining front-end (which refuses
+ * them); draining needs the filter.
+ *
  * Outside a drain both columns are equal and the marks are never touched.
  * On a Tofino: one exact-match (or indexed) table of fe_slots entries whose
  * action data is the two 4-bit indices, then the front-end table.
