@@ -129,3 +129,23 @@ def test_drain_and_resume_through_the_management_socket(ns, daemon, capsys):
     assert not manage_command(sock, ["reboot"])["ok"]
     assert switchd.main(["--manage", sock, "reboot"]) == 2
     b.close()
+
+
+def test_the_last_live_front_end_is_never_taken_out(ns, daemon):
+    """Fail open: when every front-end's channel is gone, none leaves the selection
+    (nobody would take its clients); the first to reconnect is the only one in,
+    once the other is known to be gone."""
+    d = daemon
+    a, b = channel_from(ns, d, "fe-a"), channel_from(ns, d, "fe-b")
+    wait_until("both channels seen", lambda: d.liveness.channels == {"fe-a": 1, "fe-b": 1})
+    a.close()
+    wait_until("fe-a down", lambda: d.liveness.states()["fe-a"] == "down")
+    b.close()
+    wait_until("fe-b's channel gone", lambda: d.liveness.channels["fe-b"] == 0)
+    wait_until("both back in", lambda: d.liveness.states() == {"fe-a": "active",
+                                                               "fe-b": "active"})
+    assert selected(d) == {"fe-a", "fe-b"}
+    b = channel_from(ns, d, "fe-b")
+    wait_until("fe-a out again", lambda: d.liveness.states()["fe-a"] == "down")
+    assert selected(d) == {"fe-b"}
+    b.close()

@@ -11,7 +11,9 @@ if it drops), so:
 
 A front-end with no open channel is `down`: the selection table stops
 naming it and its clients go to the others (switch.bpf.c, "front-end
-selection").  It is `active` again when it connects.  Front-ends are known by
+selection").  It is `active` again when it connects.  Unless no front-end is
+alive: then none is taken out (a lone front-end that restarts keeps its
+clients, as it did before there were several).  Front-ends are known by
 their connection's source address, which is their address on the switch's
 link (the plan's); one that has never connected is presumed alive, so that
 a switch without front-end channels (tests, a replay) selects them all.
@@ -51,7 +53,12 @@ class FrontendLiveness:
     EVENTS_KEPT = 100
 
     def _wanted(self) -> dict[str, str]:
-        return {n: ("down" if not self.alive[n] else
+        # Fail open: with no front-end alive, taking them out gains nothing
+        # (no one would get their clients) and costs the packets of every
+        # flow that is still fine (the last front-end's channel dropped and
+        # is reconnecting; it is restarting): keep them all in.
+        alive = self.alive if any(self.alive.values()) else dict.fromkeys(self.alive, True)
+        return {n: ("down" if not alive[n] else
                     "draining" if self.admin[n] == "drain" else "active")
                 for n in self.alive}
 
