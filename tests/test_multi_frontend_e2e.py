@@ -95,10 +95,20 @@ if mode == "loop":   # new connection per request until the stop file appears
             f.flush()
 elif mode == "slow":  # one kept-alive connection from a given port, two requests,
     # the second once the go file appears
-    src, path1, path2, rate = int(sys.argv[5]), sys.argv[6], sys.argv[7], float(sys.argv[8])
+    # source port: the first of a comma list that is free (the client's other
+    # connections may hold or have just held some)
+    srcs, path1, path2, rate = sys.argv[5], sys.argv[6], sys.argv[7], float(sys.argv[8])
     go = sys.argv[9]
     import os
-    s = socket.create_connection((host, port), timeout=30, source_address=("", src))
+    for src in map(int, srcs.split(",")):
+        s = socket.socket()
+        s.settimeout(30)
+        try:
+            s.bind(("", src))
+            break
+        except OSError:
+            s.close()
+    s.connect((host, port))
     with open(out, "a") as f:
         request(s, host, path1)
         f.write(json.dumps({"event": "sent"}) + "\n"); f.flush()
@@ -219,9 +229,9 @@ def test_killed_front_end_leaves_the_selection_while_a_client_keeps_succeeding(t
     try:
         wait_until("the client succeeds before the kill",
                    lambda: sum(r["ok"] for r in records(client, out)) >= 20)
-        port = client_ports_of(t, tb, "frontend2", 1, start=23000)[0]
+        ports = ",".join(map(str, client_ports_of(t, tb, "frontend2", 20, start=23000)))
         slow = client.start(f"exec {client.python} {work}/mfe_client.py slow {tb.vip} "
-                            f"{tb.vip_port} {slow_out} {port} {p1} {p2} 125000 {go}",
+                            f"{tb.vip_port} {slow_out} {ports} {p1} {p2} 125000 {go}",
                             name="mfe-kill-slow")
         wait_until("the download is under way",
                    lambda: any(r.get("event") == "sent" for r in records(client, slow_out)),
@@ -266,9 +276,11 @@ def test_drained_front_end_finishes_its_connections_byte_exact_then_stops(two):
     out, go = f"{work}/drain_slow.jsonl", f"{work}/drain_slow.go"
     client.run(f"rm -f {out} {go}")
     (p1, sha1), (p2, sha2) = an_object(store, "1MB"), an_object(store, "10KB")
-    old_port, new_port = client_ports_of(t, tb, "frontend2", 2)
+    candidates = client_ports_of(t, tb, "frontend2", 40)
+    old_ports, new_ports = candidates[:20], candidates[20:]
     slow = client.start(f"exec {client.python} {work}/mfe_client.py slow {tb.vip} {tb.vip_port} "
-                        f"{out} {old_port} {p1} {p2} 250000 {go}", name="mfe-slow")
+                        f"{out} {','.join(map(str, old_ports))} {p1} {p2} 250000 {go}",
+                        name="mfe-slow")
     result: dict = {}
     drainer = None
     try:
@@ -283,7 +295,8 @@ def test_drained_front_end_finishes_its_connections_byte_exact_then_stops(two):
         wait_until("frontend2 draining",
                    lambda: t.frontend_states()["frontend2"] == "draining")
         # A new connection of a client of frontend2's goes to frontend1.
-        body = client.run(f"curl -s --local-port {new_port} {t.endpoint.url}{p2} | sha256sum",
+        body = client.run(f"for p in {' '.join(map(str, new_ports))}; do curl -s --local-port $p "
+                          f"{t.endpoint.url}{p2} && break; done | sha256sum",
                           timeout=60).stdout.split()[0]
         assert body == sha2
         client.run(f"touch {go}")  # the old connection's second request, mid-drain
