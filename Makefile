@@ -47,9 +47,10 @@ HOST_CFLAGS := -O2 -g -Wall -Wextra -Werror -I miresga/include
 # eBPF objects: build/bpf/NAME.bpf.o from the NAME.bpf.c found on vpath.
 vpath %.bpf.c miresga/switch miresga/agent targets/l4switch miresga/include
 BPF_HEADERS := $(wildcard miresga/include/*.h miresga/switch/*.h miresga/agent/*.h targets/l4switch/*.h)
-# The C parts each role of a real testbed builds on its own host (no venv
-# there: host-side tools use the Python standard library only).  Component
-# fragments append to these.
+# The parts each role of a real testbed builds on its own host (no project
+# venv there: host-side tools use the Python standard library only).
+# Component fragments append to these.
+ROLES := client switch frontend backend extra
 ROLE_PARTS_client :=
 ROLE_PARTS_switch :=
 ROLE_PARTS_frontend :=
@@ -73,6 +74,14 @@ BUILD_OUTPUTS += $(BUILD)/layout-probe
 $(BUILD)/bpf/layouts.bpf.o: BPF_CFLAGS += -I miresga/agent -I targets/l4switch
 BUILD_OUTPUTS += $(BUILD)/bpf/layouts.bpf.o
 
+# The open-loop generator's Python, on the hosts that run it (clients).  Its
+# recipe leaves no stamp when PyPI is out of reach (a warning, not an error),
+# and is tried again by the next build.
+$(BUILD)/loadgen-venv/.installed: requirements.lock scripts/loadgen-venv.sh
+	$(Q)bash scripts/loadgen-venv.sh $(@D)
+ROLE_PARTS_client += $(BUILD)/loadgen-venv/.installed
+BUILD_OUTPUTS += $(BUILD)/loadgen-venv/.installed
+
 -include miresga/switch/switch.mk
 -include miresga/agent/agent.mk
 -include miresga/frontend/frontend.mk
@@ -80,9 +89,14 @@ BUILD_OUTPUTS += $(BUILD)/bpf/layouts.bpf.o
 
 build: setup $(BUILD_OUTPUTS)
 
+# `make host-ROLE`: what `python -m bench remote deploy` builds on a host of
+# that role.  A role that does not exist is an error, not an empty build.
 .SECONDEXPANSION:
-host-%: $$(ROLE_PARTS_$$*)
+host-%: $$(if $$(filter $$*,$$(ROLES)),$$(ROLE_PARTS_$$*),host-role-unknown-$$*)
 	@echo "  built the $* parts"
+
+host-role-unknown-%:
+	$(error make host-$*: no role '$*'; the roles are $(ROLES))
 
 # ------------------------------------------------------------ test/bench
 # Import contracts first (pyproject.toml, [tool.importlinter]): a package

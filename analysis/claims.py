@@ -1,95 +1,132 @@
-"""The claims table: each claim of the paper -> experiment -> what this run measured.
+"""The claims table: each claim of the paper -> experiment -> what these results measured.
 
     python -m bench claims [RESULTS_DIR]        # Markdown to stdout (bench/plotting.py)
     (also written as claims.md beside the figures by `python -m bench plots`)
 
-Every number is a ratio between targets measured in the same campaign, on
-the same testbed, so the table says how Miresga compares here, not how fast
-this machine is.  The paper's own numbers (WWW '25) and the project's goals
-stand beside them.  Missing targets or workloads give "n/a", never a guess.
+Every number is a ratio between targets measured in the same results, so the
+table says how Miresga compares here, not how fast this machine is, and
+each ratio carries its 95% confidence interval (analysis/stats.py: bootstrap
+over repetitions, paired when the campaign interleaved the targets; latency
+ratios are of percentiles of merged histograms).  The paper's own numbers
+(WWW '25) and the project's goals stand beside them.  Missing targets or
+workloads give "n/a", never a guess.
+
+Above the table: why these results may be less than one run (several
+revisions, uncommitted changes, separate time windows) and whether they
+are a smoke test (analysis/conditions.py).  A table without a single
+measured ratio is "nothing to claim": `Claims.measured` is 0 and
+`bench claims` exits non-zero.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.results import fault_rows, tidy
+from analysis import cells, conditions, stats
+from analysis.results import fault_rows, load_table
 from miresga.control.memory_model import model
 
 PAPER_THROUGHPUT = 3.9   # x software L7 load balancing
 PAPER_LATENCY = 0.4      # x software L7 load balancing
+MODES = ("keep-alive", "close")
 
 
-def _mean(df, target: str, workload: str, mode: str, col: str) -> float | None:
-    d = df[(df["target"] == target) & (df["workload"] == workload) & (df["conn_mode"] == mode)
-           & (df["status"] == "ok")]
-    if d.empty or d[col].isna().all():
-        return None
-    return float(d[col].mean())
+@dataclass
+class Claims:
+    text: str
+    measured: int          # ratios with a value
+    reason: str | None     # why there is nothing to claim, when measured == 0
 
 
-def _ratio(df, a: str, b: str, workload: str, mode: str, col: str) -> float | None:
-    x, y = _mean(df, a, workload, mode, col), _mean(df, b, workload, mode, col)
-    return x / y if x is not None and y else None
+def _ratio(df, a: str, b: str, workload: str, mode: str, col: str) -> stats.Interval:
+    x = cells.select(df, target=a, workload=workload, conn_mode=mode)
+    y = cells.select(df, target=b, workload=workload, conn_mode=mode)
+    return cells.ratio(x, y, col)
 
 
-def _fmt(r: float | None) -> str:
-    return "n/a" if r is None or not math.isfinite(r) else f"{r:.2f}x"
+def _fmt(iv: stats.Interval) -> str:
+    return iv.fmt(2, "x") if iv.ok else "n/a"
 
 
-def _per_mode(df, a, b, workload, col) -> str:
-    modes = [m for m in ("keep-alive", "close") if (df["conn_mode"] == m).any()]
-    parts = [f"{_fmt(_ratio(df, a, b, workload, m, col))} ({m})" for m in modes]
-    return ", ".join(parts) or "n/a"
+class _Counter:
+    def __init__(self):
+        self.measured = 0
+
+    def per_mode(self, df, a, b, workload, col) -> str:
+        modes = [m for m in MODES if (df["conn_mode"] == m).any()]
+        parts = []
+        for m in modes:
+            iv = _ratio(df, a, b, workload, m, col)
+            self.measured += iv.ok
+            parts.append(f"{_fmt(iv)} ({m})")
+        return ", ".join(parts) or "n/a"
+
+    def growth(self, df, target, big, small, col) -> str:
+        modes = [m for m in MODES if (df["conn_mode"] == m).any()]
+        parts = []
+        for m in modes:
+            iv = cells.ratio(cells.select(df, target=target, workload=big, conn_mode=m),
+                             cells.select(df, target=target, workload=small, conn_mode=m), col)
+            self.measured += iv.ok
+            parts.append(f"{_fmt(iv)} ({m})")
+        return ", ".join(parts) or "n/a"
+
+
+def _fixed(df):
+    return df[(df["workload_kind"] == "fixed") & (df["status"] == "ok")]
 
 
 def _largest_fixed(df) -> str | None:
-    d = df[(df["workload_kind"] == "fixed") & (df["status"] == "ok")]
-    return None if d.empty else d.loc[d["size_bytes"].idxmax(), "workload"]
+    d = _fixed(df)
+    return None if d.empty else d.loc[d["size_bytes"].astype(float).idxmax(), "workload"]
 
 
 def _smallest_fixed(df) -> str | None:
-    d = df[(df["workload_kind"] == "fixed") & (df["status"] == "ok")]
-    return None if d.empty else d.loc[d["size_bytes"].idxmin(), "workload"]
+    d = _fixed(df)
+    return None if d.empty else d.loc[d["size_bytes"].astype(float).idxmin(), "workload"]
 
 
-def claims(results: Path) -> str:
-    df = tidy(results)
-    if df.empty:
-        return "No result files: nothing to claim.\n"
+def build(df, faults: list[dict]) -> Claims:
+    """The claims of a tidy table (and its fault rows)."""
+    if df.empty or not (df["status"] == "ok").any():
+        why = "no result files" if df.empty else "no successful run point"
+        return Claims(f"Nothing to claim: {why}.\n", 0, why)
+    c = _Counter()
     big, small = _largest_fixed(df), _smallest_fixed(df)
     mb = "1MB" if (df["workload"] == "1MB").any() else big
     t3 = "traffic3"
-    cmd = "`make bench`"
+    smoke = conditions.smoke_test(df)
+    cmd = "`make bench PROFILE=quick`" if smoke and "quick" in smoke else "`make bench`"
     rows = [
         ("Throughput vs software L7 LB at 1 MB", f"Fig. 4 (b), {mb}",
-         f"Miresga / HAProxy: {_per_mode(df, 'miresga', 'haproxy', mb, 'goodput_gbps')}; "
-         f"Miresga / nginx: {_per_mode(df, 'miresga', 'nginx', mb, 'goodput_gbps')}",
+         f"Miresga / HAProxy: {c.per_mode(df, 'miresga', 'haproxy', mb, 'goodput_gbps')}; "
+         f"Miresga / nginx: {c.per_mode(df, 'miresga', 'nginx', mb, 'goodput_gbps')}",
          f"paper {PAPER_THROUGHPUT}x; goal >= 4x HAProxy"),
         ("Throughput vs software L7 LB, heavy-tailed (Traffic 3)", "Fig. 4 (d), Traffic 3",
-         f"Miresga / HAProxy: {_per_mode(df, 'miresga', 'haproxy', t3, 'goodput_gbps')}; "
-         f"Miresga / nginx: {_per_mode(df, 'miresga', 'nginx', t3, 'goodput_gbps')}",
+         f"Miresga / HAProxy: {c.per_mode(df, 'miresga', 'haproxy', t3, 'goodput_gbps')}; "
+         f"Miresga / nginx: {c.per_mode(df, 'miresga', 'nginx', t3, 'goodput_gbps')}",
          f"paper {PAPER_THROUGHPUT}x"),
         ("Close to no load balancer at 1 MB", f"Fig. 4 (b), {mb}",
-         f"Miresga / direct: {_per_mode(df, 'miresga', 'direct', mb, 'goodput_gbps')}",
+         f"Miresga / direct: {c.per_mode(df, 'miresga', 'direct', mb, 'goodput_gbps')}",
          "goal >= 0.9x"),
         ("1 KB latency under heavy-tailed load", "Fig. 4 (c), Traffic 3, 1 KB probe p99",
-         f"Miresga / HAProxy: {_per_mode(df, 'miresga', 'haproxy', t3, 'probe_lat_p99_us')}; "
-         f"Miresga / nginx: {_per_mode(df, 'miresga', 'nginx', t3, 'probe_lat_p99_us')}",
+         f"Miresga / HAProxy: {c.per_mode(df, 'miresga', 'haproxy', t3, 'probe_lat_p99_us')}; "
+         f"Miresga / nginx: {c.per_mode(df, 'miresga', 'nginx', t3, 'probe_lat_p99_us')}",
          f"paper {PAPER_LATENCY}x; goal <= 0.4x HAProxy"),
     ]
     if big and small and big != small:
-        def growth(t, col="frontend_cpu_s_per_kreq"):
-            return _per_mode_growth(df, t, big, small, col)
+        col = "frontend_cpu_s_per_kreq"
         busy = ""
         if "frontend_busy_s_per_kreq" in df and df["frontend_busy_s_per_kreq"].notna().any():
             busy = (f"; Miresga's busy loop time (without idle polls) "
-                    f"{growth('miresga', 'frontend_busy_s_per_kreq')}")
+                    f"{c.growth(df, 'miresga', big, small, 'frontend_busy_s_per_kreq')}")
         rows.append(("Front-end CPU flat in response size",
                      f"front-end cost figure, {small} -> {big}",
-                     f"CPU per 1,000 requests grows by Miresga {growth('miresga')}; "
-                     f"HAProxy {growth('haproxy')}; nginx {growth('nginx')}{busy}",
+                     f"CPU per 1,000 requests grows by Miresga "
+                     f"{c.growth(df, 'miresga', big, small, col)}; HAProxy "
+                     f"{c.growth(df, 'haproxy', big, small, col)}; nginx "
+                     f"{c.growth(df, 'nginx', big, small, col)}{busy}",
                      "design: ~1x for Miresga"))
     m = model()
     mir, naive = m["layouts"]
@@ -98,34 +135,56 @@ def claims(results: Path) -> str:
                  f"({m['ratio_bits_per_conn']:.1f}x less); {mir['blocks']} SRAM blocks for "
                  f"{m['assumptions']['connections']:,} connections",
                  "paper: merged entry, 8-bit index, 143,360 entries"))
-    integ = df.groupby("target")["integrity_passed"].agg(lambda s: bool(s.fillna(False).all()))
+    integ = df.groupby("target")["integrity_passed"].agg(
+        lambda s: bool(s.map(conditions.truthy).all()))
     rows.append(("Every byte intact", "integrity check before each target",
                  ", ".join(f"{t}: {'passed' if ok else 'FAILED'}" for t, ok in integ.items()),
                  "all pass"))
-    faults = [r for r in fault_rows(Path(results)) if r["target"] == "miresga"]
-    if faults:
-        ran = [r for r in faults if r["status"] == "ok"]
-        kept = sum(1 for r in ran if r["kept_serving"])
-        intact = all(r["intact"] for r in ran)
-        recs = [r["recovery_s"] for r in ran if r["recovered"]]
+    mine = [r for r in faults if r["target"] == "miresga"]
+    if mine:
+        ran = [r for r in mine if r["status"] == "ok"]
+        kept = sum(1 for r in ran if conditions.truthy(r["kept_serving"]))
+        intact = all(conditions.truthy(r["intact"]) for r in ran)
+        recs = [float(r["recovery_s"]) for r in ran if conditions.truthy(r["recovered"])]
         rows.append(("Miresga keeps serving under faults", "fault runs",
                      f"kept serving in {kept}/{len(ran)} runs; responses "
                      f"{'all intact' if intact else 'CORRUPT in some'}; slowest recovery "
                      f"{max(recs):.2f} s" if recs else f"kept serving in {kept}/{len(ran)} runs",
                      "degraded is fine, stuck is not"))
-    out = ["| claim | experiment | measured here (same run) | paper / goal |",
-           "|---|---|---|---|"]
-    out += [f"| {c} | {e} ({cmd}) | {v} | {p} |" for c, e, v, p in rows]
-    return "\n".join(out) + "\n"
+    warns = conditions.warnings(df)
+    reps = cells.ok_rows(df).groupby(cells.keys(df), dropna=False).size()
+    out = []
+    if smoke:
+        out += [f"**Smoke test** ({smoke}): these numbers say the bench runs, not how the "
+                "targets compare.", ""]
+    if warns:
+        out += ["**Not one run**:", ""] + [f"- {w}" for w in warns] + [""]
+    heading = "measured here (" + ("smoke test, " if smoke else "") + \
+        ("NOT one run: see above" if warns else "one run") + ")"
+    out += [f"| claim | experiment | {heading} | paper / goal |", "|---|---|---|---|"]
+    out += [f"| {claim} | {e} ({cmd}) | {v} | {p} |" for claim, e, v, p in rows]
+    n = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
+    latency = ("latency ratios are of percentiles of the merged histograms"
+               if cells.has_histograms(cells.ok_rows(df), "probe_lat_p99_us") else
+               "these results carry no latency histograms: latency ratios are of means of "
+               "per-run percentiles (wrk's own, with its coordinated-omission correction)")
+    out += ["", f"Ratios: estimate [{stats.LEVEL:.0%} confidence interval], {stats.METHOD} "
+                f"({n} per point; paired by repetition where the targets were interleaved); "
+                f"{latency}. See analysis/stats.py."]
+    reason = None
+    if c.measured == 0:
+        present = ", ".join(sorted(df["target"].dropna().unique()))
+        reason = (f"no ratio between the claimed targets and workloads could be computed "
+                  f"(targets here: {present}; the claims divide miresga by haproxy, nginx and "
+                  f"direct at {mb or '1MB'} and traffic3)")
+    return Claims("\n".join(out) + "\n", c.measured, reason)
 
 
-def _per_mode_growth(df, target: str, big: str, small: str,
-                     col: str = "frontend_cpu_s_per_kreq") -> str:
-    modes = [m for m in ("keep-alive", "close") if (df["conn_mode"] == m).any()]
-    parts = []
-    for mode in modes:
-        a = _mean(df, target, big, mode, col)
-        b = _mean(df, target, small, mode, col)
-        parts.append(f"{_fmt(a / b if a is not None and b else None)} ({mode})")
-    return ", ".join(parts) or "n/a"
+def claims_of(results: Path) -> Claims:
+    """The claims of a results directory (result files, or its tidy.csv and faults.csv)."""
+    return build(load_table(results), fault_rows(Path(results)))
 
+
+def claims(results: Path) -> str:
+    """The claims table of a results directory, as Markdown."""
+    return claims_of(results).text

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 FORMAT = "miresga-bench-result"
-FORMAT_VERSION = 1
+# 2: latency_us from the recorded histogram (bench/wrk.py), `histogram`
+# beside it, wrk's own summary as latency_us_wrk; load average and steal.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 TIDY_NAME = "tidy.csv"
+FAULTS_NAME = "faults.csv"
 
 # Tidy columns, in order: parameters first, then outcome, then metrics.
 PARAM_COLUMNS = ["campaign", "point_id", "target", "target_name", "repetition", "workload",
@@ -41,7 +45,7 @@ def read_result(path: Path) -> dict | None:
         return None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         return None
-    if doc.get("format_version") != FORMAT_VERSION:
+    if doc.get("format_version") not in READABLE_VERSIONS:
         return None
     return doc
 
@@ -95,6 +99,10 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["probe_requests"] = probe.get("requests")
     row.update(_latency("probe_lat_", probe.get("latency_us")))
     row["probe_errors"] = sum((probe.get("errors") or {}).values()) if probe else None
+    # The recorded latencies, so that a cell's percentiles come from the merged
+    # histogram of its repetitions (analysis/cells.py); empty before format 2.
+    row["lat_hist"] = load.get("histogram")
+    row["probe_lat_hist"] = probe.get("histogram")
     cpu = m.get("cpu") or {}
     for role in ("client", "switch", "frontend", "backend"):
         row[f"cpu_{role}_s"] = _get(cpu, "per_role_s", role)
@@ -112,11 +120,67 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["cpu_softirq_s"] = cpu.get("softirq_s")
     row["cpu_system_s"] = cpu.get("system_s")
     row["cpu_window_s"] = cpu.get("window_s")
+    row.update(_conditions(cpu))
+    row["offloaded_byte_share"] = _offloaded_byte_share(doc)
+    row.update(_mechanism(doc))
     row["git_revision"] = _get(doc, "metadata", "git", "revision")
     row["git_dirty"] = _get(doc, "metadata", "git", "dirty")
     row["started_at"] = doc.get("started_at")
     row["result_file"] = str(path) if path is not None else None
     return row
+
+
+def _conditions(cpu: dict) -> dict[str, Any]:
+    """What else the machines did during the point: CPU steal over the measured window
+    (seconds, and as a share of every CPU's time), and the highest load average
+    of any machine at the end of the window."""
+    machines = list((cpu.get("machines") or {}).values())
+    steal = [_get(m, "seconds", "steal") for m in machines]
+    steal_s = sum(steal) if steal and None not in steal else None
+    cpus = sum(m.get("cpus") or 0 for m in machines) or None
+    window = cpu.get("window_s")
+    loads = [m["loadavg_end"] for m in machines if m.get("loadavg_end")]
+    return {"cpus": cpus, "cpu_steal_s": steal_s,
+            "cpu_steal_share": (steal_s / (window * cpus)
+                                if steal_s is not None and window and cpus else None),
+            **{f"load{n}": (max(x[i] for x in loads) if loads else None)
+               for i, n in enumerate((1, 5, 15))}}
+
+
+def _offloaded_byte_share(doc: dict) -> float | None:
+    """Bytes the switch moved alone over all bytes of the point (switch + front-end),
+    from the target's counters before and after; None for targets without them."""
+    def delta(key):
+        a, b = (_get(doc, "target", "stats", w, "summary", key) for w in ("before", "after"))
+        return b - a if a is not None and b is not None else None
+
+    off, fe = delta("offloaded_bytes"), delta("frontend_bytes")
+    if off is None or fe is None or off + fe <= 0:
+        return None
+    return off / (off + fe)
+
+
+def _mechanism(doc: dict) -> dict[str, Any]:
+    """Per connection the clients opened in the window (their kernels' ActiveOpens):
+    packets the switch handed to a front-end (Miresga's counters; None for other
+    targets), and per 1,000: segments the clients received twice (PAWS drops and
+    the duplicate SACKs they sent) and out of order (bench/netstat.py)."""
+    total = _get(doc, "metrics", "netstat", "total") or {}
+    conns = total.get("ActiveOpens")
+    out: dict[str, Any] = {"client_conns": conns, "frontend_pkts_per_conn": None,
+                           "client_dup_per_kconn": None, "client_ofo_per_kconn": None}
+    if not conns or conns <= 0:
+        return out
+    a, b = (_get(doc, "target", "stats", w, "summary", "frontend_packets")
+            for w in ("before", "after"))
+    if a is not None and b is not None:
+        out["frontend_pkts_per_conn"] = (b - a) / conns
+    dup = [total.get(k) for k in ("PAWSEstab", "TCPDSACKOldSent", "TCPDSACKOfoSent")]
+    if None not in dup:
+        out["client_dup_per_kconn"] = 1000 * sum(dup) / conns
+    if total.get("TCPOFOQueue") is not None:
+        out["client_ofo_per_kconn"] = 1000 * total["TCPOFOQueue"] / conns
+    return out
 
 
 def tidy(paths: Iterable[Path] | Path):
@@ -138,18 +202,77 @@ def tidy(paths: Iterable[Path] | Path):
     return df
 
 
+def load_table(source: Path):
+    """The tidy table of a results directory: from its result files, or, for a directory
+    that holds only the tables (a committed reference), from its tidy.csv.  A path
+    to a .csv file is read as a tidy table."""
+    source = Path(source)
+    if source.is_file() and source.suffix == ".csv":
+        return read_tidy_csv(source)
+    df = tidy(source)
+    if df.empty and (source / TIDY_NAME).is_file():
+        return read_tidy_csv(source / TIDY_NAME)
+    return df
+
+
+def read_tidy_csv(path: Path):
+    """A tidy.csv written by write_tidy (or `bench plots`), with the columns older
+    tables lack added empty."""
+    # heavy: imported when a table or figure is made, so `python -m bench` starts fast
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path, low_memory=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f"{path}: not a tidy table: {e}") from None
+    missing = [c for c in ("point_id", "target", "workload", "conn_mode", "status")
+               if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: not a tidy table: no column {', '.join(missing)}")
+    for col in OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    return df
+
+
+# Columns added after the first tables were committed: empty when read from those.
+OPTIONAL_COLUMNS = ("lat_hist", "probe_lat_hist", "cpus", "cpu_steal_s", "cpu_steal_share",
+                    "load1", "load5", "load15", "offloaded_byte_share", "frontend_busy_s_per_kreq",
+                    "client_conns", "frontend_pkts_per_conn", "client_dup_per_kconn",
+                    "client_ofo_per_kconn",
+                    "layer7", "git_dirty", "started_at")
+
+
 def fault_rows(results_dir: Path) -> list[dict]:
-    """One row per fault result: for the report and figure."""
+    """One row per fault result: for the report and figure.  `bins` holds the prober's
+    series (JSON: bin_s, ok, failed, corrupt per bin), so that the figure can be
+    drawn from faults.csv alone."""
     rows = []
     for f in result_files(results_dir):
         doc = read_result(f)
         if doc is None or doc.get("kind") != "fault":
             continue
         o = doc.get("outcome") or {}
+        probe = doc.get("probe") or {}
+        bins = ({k: probe[k] for k in ("bin_s", "ok", "failed", "corrupt")}
+                if all(k in probe for k in ("bin_s", "ok", "failed", "corrupt")) else None)
         rows.append({"target": doc["parameters"]["target"], "fault": doc["parameters"]["fault"],
                      "repetition": doc["parameters"]["repetition"], "status": doc["status"],
                      "error": doc.get("error"), **{k: v for k, v in o.items() if k != "errors"},
-                     "at_s": (doc.get("fault") or {}).get("at_s"), "result_file": str(f)})
+                     "at_s": (doc.get("fault") or {}).get("at_s"),
+                     "bins": json.dumps(bins) if bins else None, "result_file": str(f)})
+    if not rows and Path(results_dir).is_dir() and (Path(results_dir) / FAULTS_NAME).is_file():
+        rows = _read_faults_csv(Path(results_dir) / FAULTS_NAME)
+    return rows
+
+
+def _read_faults_csv(path: Path) -> list[dict]:
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    rows = df.astype(object).where(df.notna(), None).to_dict("records")
+    for r in rows:
+        r.setdefault("bins", None)
     return rows
 
 
@@ -160,7 +283,7 @@ def write_tidy(root: Path) -> Path | None:
 
     faults = fault_rows(Path(root))
     if faults:
-        pd.DataFrame(faults).to_csv(Path(root) / "faults.csv", index=False)
+        pd.DataFrame(faults).to_csv(Path(root) / FAULTS_NAME, index=False)
     df = tidy(root)
     if df.empty:
         return None

@@ -7,28 +7,32 @@
     python -m bench testbed plan miresga|l4switch [--prefix P] [--service FILE] > plan.json
 
 `testbed plan` prints the switch plan (JSON) of a running testbed for the
-Miresga switch daemon (`switchd --plan`) or the l4switch's (`l4switchd run
---plan`): those run on a switch host with a bare python3 and never read a
-testbed themselves.
+switch host's daemon with either pipeline (`python -m switchhost --pipeline
+miresga|l4switch --plan`): it runs on a switch host with a bare python3 and
+never reads a testbed itself.
 
 The other subcommands live beside what they drive, each module adding its
-parsers with `add_parser(sub)`: `run` (bench/runner.py), `plots` and `claims`
-(bench/plotting.py), `remote` (bench/remote_cli.py).
+parsers with `add_parser(sub)`: `run` (bench/runner.py), `up`, `status` and
+`down` (bench/session.py), `plots`, `claims` and `compare` (bench/plotting.py),
+`remote` (bench/remote_cli.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import signal
+import subprocess
 import sys
 
-from bench import plotting, remote_cli, runner
+from bench import plotting, remote_cli, runner, session
 from common.errors import Error
 from common.service import default_service, load_service
 from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
-from miresga.control.miresga_switch import SwitchPlan
-from targets.l4switch.driver import L4Plan
+from switchhost.pipelines.miresga import SwitchPlan
+from switchhost.pipelines.l4switch import L4Plan
 
 
 def add_testbed_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +52,7 @@ def add_testbed_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_testbed)
     pl = tsub.add_parser("plan", help="print the switch plan (JSON) of a running testbed")
     pl.add_argument("switch", choices=["miresga", "l4switch"],
-                    help="whose switch: Miresga's switchd or the l4switch's l4switchd")
+                    help="which pipeline of the switch host's daemon")
     pl.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
     pl.add_argument("--prefix", "-p", default=None)
     pl.add_argument("--service", help="service definition (TOML); default: one cluster of "
@@ -95,10 +99,11 @@ def _testbed(args) -> int:
         if not cmd:
             raise Error("exec: give a command after --")
         host = EmulatedTestbed.from_state(prefix).host(args.host)
-        r = host.run(shlex.join(cmd) if len(cmd) > 1 else cmd[0], check=False, timeout=None)
-        sys.stdout.write(r.stdout)
-        sys.stderr.write(r.stderr)
-        return r.rc
+        # The command gets this terminal (stdin, stdout, stderr), so an
+        # interactive shell, tcpdump or a binary download work as they would
+        # on the host itself.
+        argv = host.argv(shlex.join(cmd) if len(cmd) > 1 else cmd[0])
+        return subprocess.run(argv).returncode
     raise AssertionError(args.action)
 
 
@@ -129,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_testbed_parser(sub)
     runner.add_parser(sub)
+    session.add_parser(sub)
     plotting.add_parser(sub)
     remote_cli.add_parser(sub)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -147,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... --dry-run | head`): what it did not read
+        # was not wanted.  Point stdout at /dev/null so the interpreter's last
+        # flush does not fail again, and exit as a process killed by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 __all__ = ["main"]

@@ -11,7 +11,10 @@ testbed supplies the same numbers:
   emulated testbed all hosts share one machine, and the kernel's packet path
   (veth, forwarding in the switch namespace, eBPF programs) runs in softirq,
   which no cgroup is charged for: that is where the `switch` role's work
-  shows up.  On a real testbed each host is a machine of its own.
+  shows up.  On a real testbed each host is a machine of its own.  Its
+  `steal` is time the hypervisor gave this machine's CPUs to someone else,
+  and its load average (/proc/loadavg, at both ends of the window) says how
+  busy it was around the window: the conditions a point was measured in.
 
 When a host cannot tell its CPU time (an SSH host without a cgroup of its
 own), its role takes the busy time of its machine if no other host shares it.
@@ -20,7 +23,7 @@ own), its role takes the busy time of its machine if no other host shares it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hosts.hosts import Host
 
@@ -33,6 +36,7 @@ class Snapshot:
     wall: float
     hosts: dict[str, int | None]
     machines: dict[str, dict[str, int]]   # boot id -> /proc/stat "cpu" line, in ticks
+    loadavg: dict[str, list[float]] = field(default_factory=dict)  # boot id -> 1, 5, 15 min
 
 
 class CpuSampler:
@@ -54,16 +58,22 @@ class CpuSampler:
                 self.machine_facts[boot] = {"clk_tck": hz, "cpus": cpus, "hosts": []}
             self.machine_facts[boot]["hosts"].append(h.name)
 
-    def _proc_stat(self, host: Host) -> dict[str, int]:
-        r = host.run("head -1 /proc/stat", check=False)
-        parts = r.stdout.split()
+    def _proc_stat(self, host: Host) -> tuple[dict[str, int], list[float]]:
+        """The "cpu" line of /proc/stat in ticks, and the load average (1, 5, 15 min)."""
+        r = host.run("head -1 /proc/stat; cat /proc/loadavg", check=False)
+        lines = r.stdout.splitlines()
+        parts = lines[0].split() if lines else []
         if not r.ok or not parts or parts[0] != "cpu":
-            return {}
-        return {k: int(v) for k, v in zip(PROC_STAT_FIELDS, parts[1:])}
+            return {}, []
+        load = lines[1].split()[:3] if len(lines) > 1 else []
+        return ({k: int(v) for k, v in zip(PROC_STAT_FIELDS, parts[1:])},
+                [float(x) for x in load] if len(load) == 3 else [])
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(time.monotonic(), {h.name: h.cpu_ns() for h in self.hosts},
-                        {boot: self._proc_stat(h) for boot, h in self._reader.items()})
+        hosts = {h.name: h.cpu_ns() for h in self.hosts}
+        read = {boot: self._proc_stat(h) for boot, h in self._reader.items()}
+        return Snapshot(time.monotonic(), hosts, {b: r[0] for b, r in read.items()},
+                        {b: r[1] for b, r in read.items()})
 
     def delta(self, a: Snapshot, b: Snapshot) -> dict:
         """CPU seconds of the window between two snapshots, per host, role and machine."""
@@ -75,7 +85,9 @@ class CpuSampler:
             d = {k: (sb[k] - sa[k]) / hz for k in PROC_STAT_FIELDS if k in sa and k in sb}
             busy = sum(v for k, v in d.items() if k not in ("idle", "iowait"))
             machines[boot] = {"hosts": facts["hosts"], "cpus": facts["cpus"], "seconds": d,
-                              "busy_s": busy if d else None}
+                              "busy_s": busy if d else None,
+                              "loadavg_start": a.loadavg.get(boot) or None,
+                              "loadavg_end": b.loadavg.get(boot) or None}
         per_host: dict[str, float | None] = {}
         source: dict[str, str] = {}
         for h in self.hosts:
@@ -102,6 +114,7 @@ class CpuSampler:
                 per_role[h.role] += v
         softirq = sum(m["seconds"].get("softirq", 0.0) for m in machines.values())
         system = sum(m["seconds"].get("system", 0.0) for m in machines.values())
+        steal = sum(m["seconds"].get("steal", 0.0) for m in machines.values())
         return {"window_s": window, "per_host_s": per_host, "per_host_source": source,
                 "per_role_s": per_role, "softirq_s": softirq, "system_s": system,
-                "machines": machines}
+                "steal_s": steal, "machines": machines}

@@ -61,6 +61,7 @@ class _Strict(BaseModel):
 
 class CampaignSpec(_Strict):
     name: Annotated[str, Field(pattern=FORMAT_NAME)] | None = None
+    # Paths: see resolve().
     workloads: str = "workloads/default.toml"
     repetitions: int = Field(default=1, ge=1, le=1000)
     seed: int = 1
@@ -202,15 +203,31 @@ class Experiment:
         return out
 
 
-def _resolve(rel: str, base: Path) -> Path:
-    """A path in an experiment file: relative to the file, else to the repository."""
+def resolve(rel: str, source: Path, field: str) -> Path:
+    """A path written in an experiment file, found the same wherever the file is.
+
+    Absolute; starting with ./ or ../, relative to the file's own directory;
+    else relative to the file's directory if it is there, or to the checkout
+    (`workloads/default.toml`), so an experiment copied out of experiments/
+    still finds the shipped files.  A path that names a file in both places,
+    two different files, is refused: which one a run read would depend on
+    where its experiment file happened to be.
+    """
     p = Path(rel)
-    if p.is_absolute():
-        return p
-    for root in (base, REPO_ROOT):
-        if (root / p).exists():
-            return root / p
-    return base / p
+    beside, checkout = source.parent / p, REPO_ROOT / p
+    if p.is_absolute() or rel.startswith(("./", "../")):
+        if not beside.exists():
+            raise ConfigError(f"{source}: {field}: no file {str(beside.resolve())!r}")
+        return beside
+    found = [c for c in (beside, checkout) if c.exists()]
+    if not found:
+        raise ConfigError(f"{source}: {field}: no file {rel!r}, neither beside the experiment "
+                          f"({beside.parent.resolve()}) nor in the checkout ({REPO_ROOT})")
+    if len(found) == 2 and beside.resolve() != checkout.resolve():
+        raise ConfigError(f"{source}: {field}: {rel!r} names two files, {beside.resolve()} "
+                          f"beside the experiment and {checkout} in the checkout; write "
+                          f"\"./{rel}\" for the first or an absolute path")
+    return found[0]
 
 
 def parse_experiment(data: dict, source: Path) -> Experiment:
@@ -219,7 +236,7 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
         spec = ExperimentFile.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(e, src)) from None
-    wpath = _resolve(spec.campaign.workloads, source.parent)
+    wpath = resolve(spec.campaign.workloads, source, "campaign.workloads")
     workloads = load_workloads(wpath)
     problems = []
     for i, w in enumerate(spec.parameters.workload):
@@ -233,10 +250,10 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
             problems.append(f"{src}: target[{i}].name: unknown target {t.name!r}; known: "
                             f"{', '.join(sorted(known))}")
             continue
-        unknown = set(t.params) - set(known[t.name].defaults)
-        for k in sorted(unknown):
-            problems.append(f"{src}: target[{i}].params.{k}: unknown parameter of target "
-                            f"{t.name!r}; known: {', '.join(sorted(known[t.name].defaults)) or 'none'}")
+        try:
+            known[t.name].check_params(t.params, src, f"target[{i}].params")
+        except ConfigError as e:
+            problems.append(str(e))
         if t.key in keys:
             problems.append(f"{src}: target[{i}]: {t.key!r} is already target[{keys[t.key]}]; "
                             f"give one a label")
@@ -246,9 +263,11 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
             if key not in keys:
                 problems.append(f"{src}: faults.targets[{i}]: {key!r} is not a target of this "
                                 f"experiment ({', '.join(keys)})")
-    if spec.campaign.topology is not None and not _resolve(spec.campaign.topology,
-                                                            source.parent).exists():
-        problems.append(f"{src}: campaign.topology: no file {spec.campaign.topology!r}")
+    if spec.campaign.topology is not None:
+        try:
+            resolve(spec.campaign.topology, source, "campaign.topology")
+        except ConfigError as e:
+            problems.append(str(e))
     if problems:
         raise ConfigError("\n".join(problems))
     return Experiment(source, spec, workloads, wpath)
@@ -271,4 +290,4 @@ def load_experiment(path: str | Path) -> Experiment:
 
 def topology_path(exp: Experiment) -> Path | None:
     t = exp.spec.campaign.topology
-    return _resolve(t, exp.source.parent) if t else None
+    return resolve(t, exp.source, "campaign.topology") if t else None

@@ -19,7 +19,7 @@ from common.paths import REPO_ROOT
 from hosts.parallel import for_each_host, raise_first
 
 PYTHON_LIBS = ("pandas", "numpy", "seaborn", "matplotlib", "pydantic", "rich", "fabric",
-               "paramiko", "scapy")
+               "paramiko")
 
 
 def git_info(repo: Path = REPO_ROOT) -> dict:

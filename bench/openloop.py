@@ -39,21 +39,18 @@ import math
 import shlex
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from hdrh.histogram import HdrHistogram
-
+from analysis import latency
 from common.errors import Error
 from hosts.hosts import Host, Process
 from workloads.model import parse_size
-from workloads.openloop.loadgen import BEGIN, END, FORMAT, VERSION, new_histogram
+from workloads.openloop.loadgen import BEGIN, END, FORMAT, VERSION, new_histogram  # noqa: F401 (re-exported)
 
 #: The generator, relative to a checkout (the host's repo_dir).
 LOADGEN = "workloads/openloop/loadgen.py"
-#: Where scripts/setup-system.sh puts the generator's Python (hdrhistogram,
-#: uvloop) inside a checkout, on every host it sets up.
+#: Where `make build` (`make host-client` on a real client host) puts the
+#: generator's Python (hdrhistogram, uvloop) inside a checkout.
 LOADGEN_VENV = "build/loadgen-venv"
-PERCENTILES = (50, 90, 99, 99.9, 99.99)
 
 _serial = itertools.count()
 
@@ -159,22 +156,9 @@ class OpenLoopJob:
 
 # ------------------------------------------------------------- histograms
 
-def merge_histograms(encoded: Iterable[str]) -> HdrHistogram:
-    """One histogram holding every sample of the encoded ones (streams, hosts, repetitions)."""
-    total = new_histogram()
-    for e in encoded:
-        total.add(HdrHistogram.decode(e))
-    return total
-
-
-def latency_summary(h: HdrHistogram) -> dict:
-    """wrk's latency_us layout, from a histogram (microseconds)."""
-    if h.get_total_count() == 0:
-        return {"count": 0, "min": None, "max": None, "mean": None, "stdev": None,
-                "percentiles": {str(p): None for p in PERCENTILES}}
-    return {"count": h.get_total_count(), "min": h.get_min_value(), "max": h.get_max_value(),
-            "mean": h.get_mean_value(), "stdev": h.get_stddev(),
-            "percentiles": {str(p): h.get_value_at_percentile(p) for p in PERCENTILES}}
+# Merging and summarising live in analysis/latency.py, shared with wrk's histograms.
+merge_histograms = latency.merge
+latency_summary = latency.summary
 
 
 def summarize(streams: list[dict], role: str = "load") -> dict:
@@ -293,7 +277,7 @@ class OpenLoopRunner:
     """Runs the open-loop generator on a (client) host.
 
     `python` is the interpreter on the host; by default the generator's venv in
-    the host's checkout, which scripts/setup-system.sh creates."""
+    the host's checkout, which `make host-client` creates (scripts/loadgen-venv.sh)."""
 
     def __init__(self, host: Host, python: str | None = None):
         self.host = host
@@ -310,7 +294,7 @@ class OpenLoopRunner:
         if not probe.ok:
             tail = (probe.stderr or probe.stdout).strip().splitlines()[-1:]
             raise OpenLoopError(f"{self.host.name}: {self.python} cannot import {modules}"
-                                f"{': ' + tail[0] if tail else ''}: run scripts/setup-system.sh "
+                                f"{': ' + tail[0] if tail else ''}: run `make host-client` "
                                 f"on that host (it installs the open-loop generator's venv)")
         n = next(_serial)
         path = f"{self.host.workdir}/bench/openloop-{job.role}-{n}.json"

@@ -1,9 +1,18 @@
 """`python -m bench run EXPERIMENT`: run a campaign, one result file per run point.
 
     python -m bench run experiments/quick.toml [--force] [--results DIR]
-                        [--topology FILE] [--prefix P]
+                        [--topology FILE | --inventory FILE] [--prefix P]
+                        [--target KEY]... [--workload NAME]... [--only FIELD=VALUE]...
+                        [--dry-run]
 
-The campaign is validated completely before the testbed starts.  Then:
+The campaign is validated completely before anything is created: the
+experiment (every target's parameters), the topology or inventory, the roles
+each target needs on it, the slice the filters select, the results already
+there (a point measured with other parameters is refused unless --force), and
+that no other run holds the campaign's directory.  A refused run creates no
+directory and leaves results/latest where it was.  --dry-run stops there and
+lists the points (done, todo, changed) with an estimate of the run's length.
+Then:
 the testbed comes up, nginx starts on every back-end (once, shared by all
 targets), and for each target in turn: deploy, start, wait healthy, verify
 integrity (every object, sha256), then measure each of its points; stop.
@@ -21,6 +30,8 @@ it for the same duration.  CPU per role is the delta over the measured run.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
@@ -30,6 +41,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -37,10 +50,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from analysis.results import FORMAT, FORMAT_VERSION, read_result, write_result, write_tidy
 from bench import metadata
 from bench.cpu import CpuSampler
-from bench.experiment import load_experiment, topology_path
+from bench.estimate import estimate
+from bench.experiment import SWEEP_ORDER, Parameters, load_experiment, topology_path
 from bench.faults import FaultPoint, run_fault
 from bench.integrity import verify
-from bench.wrk import WrkJob, WrkRunner
+from bench.netstat import NetstatSampler
+from bench.wrk import LATENCY_HISTOGRAM_KEYS, WrkJob, WrkRunner
 from common.errors import ConfigError, Error
 from common.paths import RESULTS_ROOT
 from common.service import default_service
@@ -48,27 +63,39 @@ from hosts.backends import BackendServers, ObjectStore
 from hosts.inventory import load_inventory
 from hosts.remote import RemoteTestbed
 from hosts.testbed import EmulatedTestbed
-from hosts.topology import DEFAULT_TOPOLOGY, load_topology
-from targets.base import make_target
+from hosts.topology import DEFAULT_TOPOLOGY, Role, load_topology
+from targets.base import available, make_target
 from workloads.model import parse_size
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run an experiment: targets x workloads x parameters")
     p.add_argument("experiment", help="experiment file (experiments/NAME.toml, or NAME)")
-    p.add_argument("--force", action="store_true", help="re-run points that are already done")
+    p.add_argument("--force", action="store_true",
+                   help="re-run points that are done, and overwrite points measured with "
+                        "other parameters")
     p.add_argument("--results", default=str(RESULTS_ROOT),
                    help="results root; the campaign writes to ROOT/<campaign>/ (default results)")
     p.add_argument("--topology", "-t", default=None,
                    help="topology file (default: the experiment's, else testbeds/emulated.toml)")
     p.add_argument("--inventory", "-i", default=None,
                    help="run on the real hosts of an inventory over SSH instead of an emulated "
-                        "testbed (see testbeds/inventory.example.toml)")
+                        "testbed (see docs/remote.md)")
     p.add_argument("--no-deploy", action="store_true",
                    help="with --inventory: do not ship and build this checkout on the hosts")
     p.add_argument("--prefix", "-p", default=None,
-                   help="testbed namespace prefix (default: wl + random, so runs never collide)")
-    p.add_argument("--dry-run", action="store_true", help="validate and list the points only")
+                   help="emulated testbed's namespace prefix (default: wl + random, so runs "
+                        "never collide)")
+    p.add_argument("--target", action="append", default=[], metavar="KEY",
+                   help="run only this target (its name, or label); repeat for several")
+    p.add_argument("--workload", action="append", default=[], metavar="NAME",
+                   help="run only this workload; repeat for several")
+    p.add_argument("--only", action="append", default=[], metavar="FIELD=VALUE",
+                   help="run only the points whose parameter FIELD (conn_mode, connections, "
+                        "..., repetition) has VALUE; repeat for several (values of one field: "
+                        "any of them)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, list the points and estimate the run's length; start nothing")
     p.set_defaults(func=_run)
 
 
@@ -77,15 +104,21 @@ def _run(args) -> int:
     if args.inventory and args.topology:
         raise ConfigError("give --topology (emulated testbed) or --inventory (real hosts), "
                           "not both")
+    if args.no_deploy and not args.inventory:
+        raise ConfigError("--no-deploy: only with --inventory (an emulated testbed runs this "
+                          "checkout; there is nothing to deploy)")
+    if args.prefix and args.inventory:
+        raise ConfigError("--prefix: only for an emulated testbed (with --inventory, the "
+                          "inventory's testbed.name prefixes what the run leaves on the hosts)")
     inventory = None
     if args.inventory:
         inventory = load_inventory(args.inventory)  # refused here, before any host is touched
+    select = Selection.parse(exp, args.target, args.workload, args.only)
     campaign = Campaign(exp, Path(args.results), force=args.force, topology=args.topology,
-                        prefix=args.prefix, inventory=inventory, deploy=not args.no_deploy)
+                        prefix=args.prefix, inventory=inventory, deploy=not args.no_deploy,
+                        select=select)
     if args.dry_run:
-        for p in campaign.points:
-            print(("done  " if campaign.is_done(p) else "todo  ") + p.id)
-        return 0
+        return _dry_run(campaign)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
@@ -96,6 +129,101 @@ def _run(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, old)
     return 0 if summary["failed"] == 0 else 1
+
+
+def _dry_run(campaign: "Campaign") -> int:
+    """The run list on stdout, one point a line; what would happen, on stderr."""
+    changed = dict(campaign.changed())
+    todo = {p.id for p in campaign.todo()}
+    for p in campaign.points:
+        if p.id in changed:
+            word = "changed"
+        elif p.id not in todo:
+            word = "done"
+        else:
+            word = "redo" if campaign.force and campaign.is_done(p) else "todo"
+        print(f"{word:<8}{p.id}", flush=True)
+    est = estimate(campaign, [p for p in campaign.points if p.id in todo])
+    console = campaign.console
+    console.print(f"{len(campaign.points)} points: {len(campaign.points) - len(todo)} done, "
+                  f"{len(todo)} to run -> {campaign.dir}")
+    if todo:
+        console.print(f"estimated duration: {est.describe()}")
+    if changed and not campaign.force:
+        console.print(f"[bold red]{len(changed)} points were measured with other parameters: "
+                      f"the run would be refused without --force[/]")
+    return 0
+
+
+class Selection:
+    """The slice of a campaign that --target, --workload and --only select."""
+
+    def __init__(self, targets: set[str], workloads: set[str], only: dict[str, list]):
+        self.targets, self.workloads, self.only = targets, workloads, only
+
+    @property
+    def everything(self) -> bool:
+        return not (self.targets or self.workloads or self.only)
+
+    @classmethod
+    def parse(cls, exp, targets: list[str], workloads: list[str], only: list[str]) -> "Selection":
+        """Checked against the experiment: each filter must name something it has."""
+        src = exp.source
+        keys = [t.key for t in exp.targets]
+        for t in targets:
+            if t not in keys:
+                raise ConfigError(f"--target {t}: not a target of {src} ({', '.join(keys)})")
+        wls = list(exp.spec.parameters.workload)
+        for w in workloads:
+            if w not in wls:
+                raise ConfigError(f"--workload {w}: not a workload of {src} ({', '.join(wls)})")
+        fields: dict[str, list] = {}
+        for item in only:
+            name, eq, text = item.partition("=")
+            if not eq or not text:
+                raise ConfigError(f"--only {item}: give FIELD=VALUE (e.g. conn_mode=close)")
+            if name == "repetition":
+                reps = exp.spec.campaign.repetitions
+                if not text.isdigit() or not 1 <= int(text) <= reps:
+                    raise ConfigError(f"--only {item}: {src} has repetitions 1 to {reps}")
+                fields.setdefault(name, []).append(int(text))
+                continue
+            if name not in SWEEP_ORDER:
+                raise ConfigError(f"--only {item}: {name!r} is not a parameter; filter on "
+                                  f"{', '.join(SWEEP_ORDER)}, repetition (or use --target, "
+                                  f"--workload)")
+            try:
+                value = getattr(Parameters.model_validate({"workload": ["-"], name: text}),
+                                name)[0]
+            except ValidationError as e:
+                raise ConfigError(f"--only {item}: {e.errors()[0]['msg']}") from None
+            have = getattr(exp.spec.parameters, name)
+            if value not in have:
+                raise ConfigError(f"--only {item}: {src} runs {name} = "
+                                  f"{', '.join(str(v) for v in have)}")
+            fields.setdefault(name, []).append(value)
+        return cls(set(targets), set(workloads), fields)
+
+    def __call__(self, point) -> bool:
+        if self.targets and point.target.key not in self.targets:
+            return False
+        if "repetition" in self.only and point.repetition not in self.only["repetition"]:
+            return False
+        if isinstance(point, FaultPoint):
+            # A fault run has no workload or load parameters: a filter on them leaves it out.
+            return not self.workloads and not (set(self.only) - {"repetition"})
+        if self.workloads and point.workload not in self.workloads:
+            return False
+        return all(point.params[f] in vals for f, vals in self.only.items() if f != "repetition")
+
+
+def testbed_hosts(topology) -> dict[str, list[str]]:
+    """Role -> host names, of a topology or an inventory."""
+    return {r.value: [h.name for h in topology.hosts(r)] for r in Role}
+
+
+class RunRefused(Error):
+    """The run would overwrite or race with results: nothing was started."""
 
 
 def point_seed(campaign_seed: int, point_id: str) -> int:
@@ -124,7 +252,7 @@ def probe_size(objects) -> str:
 class Campaign:
     def __init__(self, exp, results_root: Path, force: bool = False, topology: str | None = None,
                  prefix: str | None = None, console=None, wrk_binary: str = "wrk",
-                 inventory=None, deploy: bool = True):
+                 inventory=None, deploy: bool = True, select: Selection | None = None):
         self.exp = exp
         self.dir = Path(results_root) / exp.name
         self.force = force
@@ -132,12 +260,35 @@ class Campaign:
         self.prefix = prefix
         self.inventory = inventory
         self.deploy = deploy
-        self.points = exp.points()
+        self.points = [p for p in exp.points() if select is None or select(p)]
+        if not self.points:
+            raise ConfigError(f"{exp.source}: the filters select no point")
+        # The testbed the run will use, read now: a missing or bad file, or a
+        # target it cannot carry, is refused before anything starts.
+        self.topology = inventory if inventory is not None else load_topology(self.topology_file)
+        self._check_roles()
         if console is None:
             console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.console = console
         self.metadata: dict = {}
         self.wrk_binary = wrk_binary  # tests substitute a wrk that fails
+
+    def _check_roles(self) -> None:
+        hosts = testbed_hosts(self.topology)
+        known = available()
+        used = {p.target.key for p in self.points}
+        where = self.topology.source or str(self.topology_file)
+        problems = []
+        for i, t in enumerate(self.exp.targets):
+            if t.key not in used:
+                continue
+            cls = known[t.name]
+            params = cls.check_params(t.params, str(self.exp.source), f"target[{i}].params")
+            for field, problem in cls.testbed_problems(params, hosts):
+                at = f"target[{i}].{field}" if field else f"target[{i}] ({t.key})"
+                problems.append(f"{self.exp.source}: {at}: {problem} (testbed {where})")
+        if problems:
+            raise ConfigError("\n".join(problems))
 
     # ----------------------------------------------------------- points
     def path(self, point) -> Path:
@@ -176,8 +327,61 @@ class Campaign:
         """The points this invocation runs: all with --force, else those not done."""
         return list(self.points) if self.force else [p for p in self.points if not self.is_done(p)]
 
+    def changed(self) -> list[tuple[str, str]]:
+        """(point id, what differs) for every point whose result file was measured
+        with other parameters than this experiment gives it."""
+        out = []
+        for p in self.points:
+            doc = read_result(self.path(p))
+            if doc is None:
+                continue
+            old, new = doc.get("parameters") or {}, self.parameters(p)
+            if old != new:
+                diff = [f"{k} = {old.get(k)!r} there, {new.get(k)!r} here"
+                        for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+                out.append((p.id, "; ".join(diff)))
+        return out
+
+    def refuse_changed(self) -> None:
+        changed = [] if self.force else self.changed()
+        if changed:
+            shown = "\n".join(f"  {self.dir / pid}.json: {diff}" for pid, diff in changed[:10])
+            more = f"\n  ... and {len(changed) - 10} more" if len(changed) > 10 else ""
+            raise RunRefused(f"{len(changed)} points of {self.dir} were measured with other "
+                             f"parameters; running would overwrite them:\n{shown}{more}\n"
+                             f"Give the campaign another name (or --results DIR) to keep them, "
+                             f"or --force to overwrite them.")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """The campaign directory, for this run alone: a second run of the same campaign
+        would write the same result files."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise RunRefused(f"{self.dir} is in use by another run (pid {holder}); wait for "
+                                 f"it to end, or give this one --results DIR") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # the file stays: unlinking a lock file races with its next taker
+
     # -------------------------------------------------------------- run
     def run(self) -> dict:
+        """Run the points not done.  Refused (RunRefused), with nothing created, if
+        a point was measured with other parameters or another run holds the directory."""
+        self.refuse_changed()
+        with self.lock():
+            self.refuse_changed()  # again, now that no other run can write
+            return self._run_locked()
+
+    def _run_locked(self) -> dict:
         todo = self.todo()
         summary = {"points": len(self.points), "skipped": len(self.points) - len(todo),
                    "ok": 0, "failed": 0, "interrupted": False, "dir": str(self.dir)}
@@ -200,7 +404,6 @@ class Campaign:
 
     def _point_latest(self) -> None:
         """results/latest -> this campaign, so `python -m bench plots` finds it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         link = self.dir.parent / "latest"
         tmp = self.dir.parent / f".latest.tmp{os.getpid()}"
         try:
@@ -354,6 +557,7 @@ class Campaign:
                     return fail(warm.error)
             stats_before = target.stats()
             cpu0 = ctx.sampler.snapshot()
+            net0 = ctx.netstat.snapshot()
             probe = None
             if wl.kind == "mix":
                 probe_size = par["probe_size"]
@@ -371,6 +575,7 @@ class Campaign:
                     probe.abort()
                 raise
             cpu1 = ctx.sampler.snapshot()
+            net1 = ctx.netstat.snapshot()
             probe_out = probe.finish() if probe is not None else None
             stats_after = target.stats()
         except KeyboardInterrupt:
@@ -392,6 +597,7 @@ class Campaign:
             "load": _load_metrics(load.data, header_bytes, wl, objs),
             "probe": _probe_metrics(probe_out.data) if probe_out is not None else None,
             "cpu": ctx.sampler.delta(cpu0, cpu1),
+            "netstat": ctx.netstat.delta(net0, net1),
             "response_header_bytes": header_bytes,
         }
         doc["status"] = "ok"
@@ -431,6 +637,7 @@ class _Context:
     def __init__(self, tb, backends, store, sampler, service):
         self.tb, self.backends, self.store = tb, backends, store
         self.sampler, self.service = sampler, service
+        self.netstat = NetstatSampler(tb.clients)
         self.fault_procs: list = []  # processes a fault started (a SYN flood), stopped by undo
         self._headers: dict[tuple[str, bool], int | None] = {}
 
@@ -450,6 +657,7 @@ class _Context:
 def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
     m = {k: data[k] for k in ("requests", "requests_per_s", "bytes", "bytes_per_s",
                               "duration_us", "latency_us", "errors", "drawn")}
+    m.update({k: data.get(k) for k in LATENCY_HISTOGRAM_KEYS})
     m["status_errors"] = data["errors"].get("status", 0)
     # Goodput: response bodies only.  wrk counts every byte it read, headers
     # included; subtract one header per response (measured with curl).
@@ -467,8 +675,9 @@ def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
 
 
 def _probe_metrics(data: dict) -> dict:
-    return {k: data[k] for k in ("requests", "requests_per_s", "duration_us", "latency_us",
-                                 "errors")}
+    return {**{k: data[k] for k in ("requests", "requests_per_s", "duration_us", "latency_us",
+                                    "errors")},
+            **{k: data.get(k) for k in LATENCY_HISTOGRAM_KEYS}}
 
 
 def _one_line(doc: dict) -> str:

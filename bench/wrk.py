@@ -15,9 +15,23 @@ waits for the whole response, then sends the next; the latency of a request
 is the time from writing it to reading its last byte, recorded in wrk's
 histogram (microsecond resolution).  Under saturation this includes queueing
 in the system under test.  It does not include the TCP handshake, also in
-one-connection-per-request mode (wrk starts the clock at the first write),
-and it is not corrected for coordinated omission: a stalled connection sends
-nothing while it waits, so stalls are under-represented in high percentiles.
+one-connection-per-request mode (wrk starts the clock at the first write).
+
+The histogram.  The Lua script prints wrk's whole latency histogram; this
+module turns it into an HdrHistogram of the latencies wrk recorded (`data
+["histogram"]`, encoded) and derives `latency_us` from it, so repetitions can
+be merged (analysis/latency.py).  wrk 4.1 does not hand its script the
+recorded histogram: before done() it applies its own coordinated-omission
+"correction" (src/stats.c, stats_correct), which, for every recorded value n
+of at least twice the interval I = duration / (requests / connections),
+adds n's count at n - I, n - 2I, ... down to just above I: samples of requests
+that were never sent.  Its printed percentiles include them.  The correction
+is undone exactly here (`recorded_counts`): the stored histogram holds one
+sample per completed request (but those slower than the timeout, which wrk
+counts as timeout errors), and wrk's own summary is kept as `latency_us_wrk`.
+Neither is free of coordinated omission: a closed-loop connection that waits
+on a slow response sends nothing meanwhile.  For latency under a given
+offered load, use the open-loop generator (bench/openloop.py).
 The 1 KB probe beside a mix is paced (CONFIG.delay_ms) at a low rate so that
 its own requests are a sample of the latency the background load causes,
 not a part of that load.
@@ -30,12 +44,15 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from analysis import latency
 from common.paths import REPO_ROOT
 from hosts.hosts import Host, Process
 
 LUA_DIR = REPO_ROOT / "workloads" / "lua"
 BEGIN = "----BEGIN MIRESGA-BENCH JSON----"
 END = "----END MIRESGA-BENCH JSON----"
+#: What add_histogram() adds to a run's document, for the result file.
+LATENCY_HISTOGRAM_KEYS = ("histogram", "histogram_error", "latency_us_wrk")
 
 _serial = itertools.count()
 
@@ -120,6 +137,72 @@ def parse_output(stdout: str) -> dict | None:
         return None
 
 
+def wrk_correction_interval_us(requests: int, duration_us: int, connections: int) -> int | None:
+    """The interval wrk 4.1's stats_correct used (src/wrk.c), or None if it did not run."""
+    per_connection = int(requests) // int(connections)
+    return int(duration_us) // per_connection if per_connection > 0 else None
+
+
+def recorded_counts(corrected: dict[int, int], interval: int | None) -> dict[int, int]:
+    """wrk's histogram without the samples its stats_correct added.
+
+    stats_correct adds the count of every value n >= 2I at n - kI for every
+    k >= 1 with n - kI > I.  So for m > I the corrected count is
+    h'(m) = h(m) + sum over k >= 1 of h(m + kI), hence h(m) = h'(m) - h'(m + I);
+    at m <= I nothing was added.  A negative count means the histogram was not
+    corrected with this interval: ValueError.
+    """
+    if not interval:
+        return {v: c for v, c in corrected.items() if c}
+    out = {}
+    for v, c in corrected.items():
+        n = c - corrected.get(v + interval, 0) if v > interval else c
+        if n < 0:
+            raise ValueError(f"count {n} at {v} us: not wrk's correction with interval "
+                             f"{interval} us")
+        if n:
+            out[v] = n
+    return out
+
+
+def add_histogram(data: dict, connections: int) -> None:
+    """Turn the Lua script's histogram into `histogram` (HdrHistogram, encoded) and
+    `latency_us` (from it), keeping wrk's own summary as `latency_us_wrk`.
+
+    Without a usable histogram (an older script, wrk not 4.1, counts that do
+    not add up) `latency_us` stays wrk's and `histogram_error` says why.
+    """
+    flat = data.get("latency_histogram_us")
+    data["latency_us_wrk"] = data.get("latency_us")
+    data["histogram"] = None
+    data["histogram_error"] = data.get("latency_histogram_error")
+    if flat is None:
+        data["histogram_error"] = data["histogram_error"] or "wrk printed no histogram"
+        return
+    corrected: dict[int, int] = {}
+    value = 0
+    for delta, count in zip(flat[0::2], flat[1::2]):
+        value += int(delta)
+        corrected[value] = int(count)
+    requests = int(data.get("requests") or 0)
+    timeouts = int((data.get("errors") or {}).get("timeout") or 0)
+    try:
+        counts = recorded_counts(corrected, wrk_correction_interval_us(
+            requests, int(data.get("duration_us") or 0), connections))
+    except ValueError as e:
+        data["histogram_error"] = str(e)
+        return
+    # Every completed request is recorded once, unless slower than the timeout.
+    total = sum(counts.values())
+    if not requests - timeouts <= total <= requests:
+        data["histogram_error"] = (f"histogram holds {total} samples for {requests} requests "
+                                   f"({timeouts} timeouts)")
+        return
+    h = latency.from_counts(counts.items())
+    data["histogram"] = latency.encode(h)
+    data["latency_us"] = latency.summary(h)
+
+
 def judge(role: str, rc: int | None, stdout: str, stderr: str = "") -> tuple[dict | None, str | None]:
     """(document, error): a run is good only if wrk exited 0 and completed requests."""
     data = parse_output(stdout)
@@ -162,6 +245,8 @@ class WrkRunner:
         r = self.host.run(cmd, check=False, timeout=job.duration_s + job.timeout_s + 30)
         rc = None if r.rc == 124 and "timed out" in r.stderr else r.rc
         data, error = judge(job.role, rc, r.stdout, r.stderr)
+        if data is not None:
+            add_histogram(data, job.connections)
         return WrkOutput(job.role, cmd, rc, r.stdout, r.stderr, data, error, job.config())
 
     def start(self, job: WrkJob) -> "RunningWrk":
@@ -183,6 +268,8 @@ class RunningWrk:
             self.process.stop()
         out = self.process.logs()
         data, error = judge(self.job.role, rc, out)
+        if data is not None:
+            add_histogram(data, self.job.connections)
         return WrkOutput(self.job.role, self.cmd, rc, out, "", data, error, self.job.config())
 
     def abort(self) -> None:

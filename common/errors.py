@@ -21,11 +21,16 @@ class HostError(Error):
     """A command on a host failed or a host could not be reached."""
 
 
-def format_validation_error(err, source: str) -> str:
-    """One line per problem, each naming the field as a path: `host[2].role: ...`."""
+def format_validation_error(err, source: str, at: str = "") -> str:
+    """One line per problem, each naming the field as a path: `host[2].role: ...`.
+
+    `err` is a pydantic ValidationError, or a list of its errors().  `at` is
+    where the validated table sits in its file (`target[0].params`), so that
+    the path is the one a person finds in the file.
+    """
     lines = []
-    for e in err.errors():
-        parts = []
+    for e in (err if isinstance(err, list) else err.errors()):
+        parts = [at] if at else []
         for p in e["loc"]:
             if isinstance(p, int):
                 parts.append(f"[{p}]")

@@ -1,6 +1,6 @@
 """Where things are: the checkout, its build outputs and results, and a testbed's state.
 
-Each is stated here once.  Host-side tools (switchd, the agent, l4switchd)
+Each is stated here once.  Host-side tools (the switch host's daemon, the agent)
 import this module with a bare python3: standard library only.
 """
 
@@ -19,5 +19,8 @@ RESULTS_ROOT = REPO_ROOT / "results"
 WORK_ROOT = Path("/tmp/miresga")
 #: State files of emulated testbeds that are up (STATE_DIR/<prefix>.json).
 STATE_DIR = Path("/run/miresga/testbeds")
+#: Targets left running by `python -m bench up`: a state file, a control
+#: socket and the log of the process that owns them, per testbed prefix.
+SESSION_DIR = Path("/run/miresga/sessions")
 #: bpffs directory under which every testbed and component pins its maps.
 BPF_ROOT = Path("/sys/fs/bpf/miresga")

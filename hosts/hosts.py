@@ -170,6 +170,11 @@ class Host(ABC):
             self._processes.append(p)
         return p
 
+    def processes(self) -> list[Process]:
+        """The processes this object started and has not stopped yet."""
+        with self._lock:
+            return list(self._processes)
+
     def stop_all(self, timeout: float = 5.0) -> None:
         """Stop every process this object started (not others on the host)."""
         with self._lock:
@@ -194,6 +199,14 @@ class Host(ABC):
 
     @abstractmethod
     def _put_text(self, text: str, remote: str) -> None: ...
+
+    def put_secret(self, text: str, remote: str) -> None:
+        """Write a file readable by its owner only, from its creation on (umask
+        077, then an atomic rename): a key is never on the host with wider modes."""
+        d, tmp = os.path.dirname(remote) or ".", f"{remote}.tmp"
+        self.run(f"umask 077 && mkdir -p {shlex.quote(d)} && cat > {shlex.quote(tmp)} && "
+                 f"chmod 600 {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(remote)}",
+                 stdin=text)
 
     def read_text(self, remote: str, missing_ok: bool = False) -> str:
         r = self.run(f"cat {shlex.quote(remote)}", check=not missing_ok)
@@ -426,13 +439,29 @@ class SshHost(Host):
                           gateway=gateway, connect_timeout=t.connect_timeout)
 
     def check(self) -> None:
-        """Open the connection now, so an unreachable host fails before a run."""
+        """Open the connection now, so an unreachable host fails before a run.
+
+        Through a jump host, the jump host is reached first and its failure is
+        named as its own: the host behind it was then never tried.
+        """
+        conn = self.conn
+        jump = self.ssh.jump
+        if jump is not None:
+            try:
+                conn.gateway.open()
+            except Exception as e:  # paramiko raises many types; name the cause
+                self._conn = None
+                raise HostError(f"{self.name}: the jump host {jump.user}@{jump.host}:{jump.port} "
+                                f"cannot be reached ({type(e).__name__}: {e}); {self.name} "
+                                f"itself was not tried") from None
         try:
-            self.conn.open()
-        except Exception as e:  # paramiko raises many types; name the cause
+            conn.open()
+        except Exception as e:
             self._conn = None
+            via = (f" through the jump host {jump.user}@{jump.host}:{jump.port}, which was "
+                   f"reached" if jump is not None else "")
             raise HostError(f"{self.name}: cannot reach {self.ssh.user}@{self.ssh.host}:"
-                            f"{self.ssh.port}: {type(e).__name__}: {e}") from None
+                            f"{self.ssh.port}{via}: {type(e).__name__}: {e}") from None
 
     def _sudo(self, cmd: str) -> str:
         return f"sudo -n sh -c {shlex.quote(cmd)}" if self.ssh.sudo else cmd

@@ -3,9 +3,10 @@
 An inventory maps the same roles as a topology file (client, switch,
 frontend, backend, extra) to machines: how to reach each over SSH, its
 data-plane interface, address and MAC, the switch port it is cabled to, and
-for DPDK front-ends the PCI address of the NIC.  The switch is either a Linux
-host routing between its ports (the eBPF switch, as on the emulated testbed)
-or a Tofino, for which the inventory records what a P4 driver will need.
+for DPDK front-ends the PCI address of the NIC.  The switch is a Linux host
+routing between its ports (the eBPF switch, as on the emulated testbed);
+docs/remote.md says how to set one up.  A hardware switch (`kind =
+"tofino"`) is refused: no pipeline for one exists here.
 
 The same experiment runs on an emulated testbed or on an inventory; only the
 `--inventory` option changes.  See testbeds/inventory.example.toml.
@@ -19,7 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.errors import ConfigError, format_validation_error
 from hosts.hosts import SshTarget
@@ -48,30 +49,25 @@ class Ssh(_Strict):
 
 class SwitchKind(str, Enum):
     LINUX = "linux"    # a Linux host routes between its ports; the eBPF pipelines attach
-    TOFINO = "tofino"  # a Tofino switch; needs the P4 driver (not part of this release)
 
 
-class Tofino(_Strict):
-    """What a P4 (TNA) driver for Miresga's switch needs to know; recorded, not yet used."""
-
-    bfrt_grpc: str                     # host:port of the BF Runtime gRPC server
-    p4_program: str = "miresga"
-    device_id: int = 0
-    pipe: int = 0
-    # front-panel port -> dev_port per host, e.g. backend1 = "1/0"
-    ports: dict[str, str] = Field(default_factory=dict)
-    ssh: Ssh | None = None             # the switch's CPU, to run the control plane there
+#: Why a hardware switch is refused, in the words a person reads.
+NO_HARDWARE_PIPELINE = (
+    "'tofino' is not supported: this repository has no pipeline for a hardware switch "
+    "(no P4 program, no driver), so nothing would run on one.  What exists is the switch "
+    "pipeline in eBPF on a Linux host that routes between its ports: kind = \"linux\", "
+    "set up as docs/remote.md describes")
 
 
 class SwitchSpec(_Strict):
     kind: SwitchKind = SwitchKind.LINUX
-    tofino: Tofino | None = None
 
-    @model_validator(mode="after")
-    def _tofino(self) -> "SwitchSpec":
-        if self.kind == SwitchKind.TOFINO and self.tofino is None:
-            raise ValueError("tofino: a [switch.tofino] table is required when kind = 'tofino'")
-        return self
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _no_hardware(cls, v):
+        if isinstance(v, str) and v.lower() == "tofino":
+            raise ValueError(NO_HARDWARE_PIPELINE)
+        return v
 
 
 class InvHost(_Strict):
@@ -84,7 +80,7 @@ class InvHost(_Strict):
     gateway: ipaddress.IPv4Address | None = None
     iface: str | None = None           # data-plane interface on this host
     mac: Annotated[str, Field(pattern=MAC)] | None = None
-    switch_port: str | None = None     # the switch's interface (Linux) or port (Tofino)
+    switch_port: str | None = None     # the switch host's interface toward this host
     switch_mac: Annotated[str, Field(pattern=MAC)] | None = None
     pci: Annotated[str, Field(pattern=PCI)] | None = None  # DPDK NIC of a front-end
     cpus: Annotated[str, Field(pattern=r"^$|^\d+(-\d+)?(,\d+(-\d+)?)*$")] = ""
@@ -150,8 +146,8 @@ class Inventory(_Strict):
                                  f"{h.name})")
         switches = [h for h in self.host if h.role == Role.SWITCH]
         if len(switches) != 1:
-            raise ValueError(f"host: exactly one host with role 'switch' (the Linux switch, "
-                             f"or the Tofino's CPU), found {len(switches)}")
+            raise ValueError(f"host: exactly one host with role 'switch' (the Linux host "
+                             f"that is the switch), found {len(switches)}")
         if not any(h.role == Role.CLIENT for h in self.host):
             raise ValueError("host: at least one host with role 'client' is needed")
         if self.switch.kind == SwitchKind.LINUX:

@@ -7,6 +7,12 @@
     ...            # the same targets and runner as on the emulated testbed
     tb.down()      # stop what this session started, detach, close
 
+    tb.reach(); tb.check_prerequisites(); tb.close()   # look, change nothing
+
+The prerequisite checks only read (docs/remote.md lists them with the fix
+for each); cleaning up is `clean()`, which `up()` and a campaign's session do
+first and `python -m bench remote check` never does.
+
 It offers the same surface as EmulatedTestbed (hosts by role, the VIP, link
 facts, workdirs, bpf_dir), so targets and the runner do not know which one
 they drive.  Work that is independent across hosts (connect, check, deploy,
@@ -18,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shlex
 import subprocess
@@ -36,12 +43,28 @@ from hosts.topology import Role
 
 HUGEPAGE_MOUNT = "/mnt/miresga-hugepages"
 MIN_KERNEL = (5, 15)
+DPDK_DRIVERS = ("vfio-pci", "uio_pci_generic", "igb_uio", "mlx5_core")
+
+
+def _int(text: str) -> int:
+    return int(text) if text.strip().isdigit() else 0
+
+
+def _cpu_list(text: str) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5]."""
+    out: list[int] = []
+    for part in filter(None, text.replace(" ", "").split(",")):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 @dataclass
 class HostReport:
     host: str
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)   # nothing starts until they are fixed
+    warnings: list[str] = field(default_factory=list)   # measurements may suffer
     facts: dict = field(default_factory=dict)
 
 
@@ -116,13 +139,27 @@ class RemoteTestbed:
 
     def connect(self) -> None:
         """Open every host's connection and remove what earlier sessions left."""
+        self.reach()
+        self.clean()
+
+    def reach(self) -> None:
+        """Open every host's connection; change nothing on any host."""
         hosts = list(self.hosts.values())
         reached = parallel(hosts, lambda h: h.check(), "connecting", self.progress)
         down = {n: r for n, r in reached.items() if isinstance(r, Exception)}
         if down:
             raise TestbedError("unreachable hosts, nothing was started:\n" + "\n".join(
                 f"  {n}: {e}" for n, e in sorted(down.items())))
-        parallel(hosts, self._cleanup_host, "cleaning up earlier sessions", self.progress)
+
+    def clean(self) -> dict[str, list[str] | Exception]:
+        """Remove what earlier sessions left on every host: {host: what was stopped}."""
+        return parallel(list(self.hosts.values()), self._cleanup_host,
+                        "cleaning up earlier sessions", self.progress)
+
+    def close(self) -> None:
+        """Drop every connection, stopping nothing (nothing was started)."""
+        for h in self.hosts.values():
+            h.disconnect()
 
     def require_prerequisites(self) -> None:
         reports = self.check_prerequisites()
@@ -187,6 +224,7 @@ class RemoteTestbed:
         return out
 
     def _check_host(self, h: SshHost) -> HostReport:
+        """What `h` lacks for its role.  Reads only: runs nothing that changes the host."""
         rep = HostReport(h.name)
         role = Role(h.role)
         probe = h.run("uname -r; uname -m; nproc; "
@@ -220,30 +258,156 @@ class RemoteTestbed:
             if not h.run(f"command -v {tool} >/dev/null", check=False).ok:
                 rep.problems.append(f"{tool} is not installed (run `python -m bench remote "
                                     f"deploy`, or install it)")
-        if h.iface and not h.run(f"ip link show dev {shlex.quote(h.iface)}", check=False).ok:
-            rep.problems.append(f"data-plane interface {h.iface} does not exist")
-        elif h.iface and h.address is not None:
-            r = h.run(f"ip -4 -o addr show dev {shlex.quote(h.iface)}", check=False)
-            if f"{h.address}/" not in r.stdout:
-                rep.problems.append(f"{h.iface} does not carry the address {h.address}")
+        if getattr(h, "pci", None):
+            self._check_dpdk(h, rep)
+        elif h.iface:
+            self._check_link(h, rep)
         if role == Role.SWITCH and self.inventory.switch.kind == SwitchKind.LINUX:
-            for other in self.hosts.values():
-                if other.switch_port and not h.run(
-                        f"ip link show dev {shlex.quote(other.switch_port)}", check=False).ok:
-                    rep.problems.append(f"switch port {other.switch_port} (toward "
-                                        f"{other.name}) does not exist")
-        if role == Role.FRONTEND and getattr(h, "pci", None):
-            if not h.run("pkg-config --exists libdpdk", check=False).ok:
-                rep.problems.append("DPDK (libdpdk-dev) is not installed")
-            huge = h.run("awk '/HugePages_Total/ {print $2}' /proc/meminfo", check=False)
-            if huge.stdout.strip() in ("", "0"):
-                rep.problems.append("no hugepages reserved (echo 1024 > /proc/sys/vm/nr_hugepages)")
-            drv = h.run(f"basename $(readlink /sys/bus/pci/devices/{h.pci}/driver) 2>/dev/null",
-                        check=False).stdout.strip()
-            if drv not in ("vfio-pci", "uio_pci_generic", "igb_uio", "mlx5_core"):
-                rep.problems.append(f"NIC {h.pci} is bound to {drv or 'no driver'}, not to a "
-                                    f"DPDK driver (dpdk-devbind.py -b vfio-pci {h.pci})")
+            self._check_switch(h, rep)
+        self._check_irqs(h, rep)
         return rep
+
+    def _link(self, h: SshHost, dev: str) -> dict | None:
+        """`ip -d -j link show dev` of one interface, or None if it does not exist."""
+        r = h.run(f"ip -d -j link show dev {shlex.quote(dev)}", check=False)
+        try:
+            return json.loads(r.stdout)[0] if r.ok else None
+        except (ValueError, IndexError):
+            return None
+
+    def _check_link(self, h: SshHost, rep: HostReport) -> None:
+        """A host's data-plane interface: there, up, the testbed's MTU, its address,
+        and every other host and the VIP reached through the switch."""
+        link = self._link(h, h.iface)
+        if link is None:
+            rep.problems.append(f"data-plane interface {h.iface} does not exist")
+            return
+        if "UP" not in link.get("flags", []):
+            rep.problems.append(f"{h.iface} is down (ip link set dev {h.iface} up)")
+        mtu = self.inventory.testbed.mtu
+        if link.get("mtu") != mtu:
+            rep.problems.append(f"{h.iface} has MTU {link.get('mtu')}, the inventory's "
+                                f"testbed.mtu is {mtu} (ip link set dev {h.iface} mtu {mtu})")
+        if h.mac and (link.get("address") or "").lower() != h.mac.lower():
+            rep.problems.append(f"{h.iface} has MAC {link.get('address')}, the inventory says "
+                                f"mac = {h.mac!r} (the switch pipeline addresses frames to it)")
+        if h.address is not None:
+            r = h.run(f"ip -4 -o addr show dev {shlex.quote(h.iface)}", check=False)
+            if f" {h.address}/" not in r.stdout:
+                rep.problems.append(f"{h.iface} does not carry the address {h.address}")
+        dests = {str(self.inventory.testbed.vip): "the VIP"}
+        dests.update({str(o.address): o.name for o in self.hosts.values()
+                      if o.address is not None and o is not h})
+        script = "; ".join(f"echo \"$(ip -4 -o route get {a} 2>&1)\"" for a in dests)
+        routes = h.run(script, check=False).stdout.splitlines()
+        for (addr, name), route in zip(dests.items(), routes):
+            want = f"via {h.gateway} dev {h.iface}"
+            if want not in route:
+                rep.problems.append(f"traffic to {addr} ({name}) does not go through the switch "
+                                    f"({want}): `ip route get {addr}` says {route.strip()!r}")
+
+    def _check_dpdk(self, h: SshHost, rep: HostReport) -> None:
+        """A DPDK front-end's NIC: the library, hugepages mounted and reserved, the
+        NIC bound to a DPDK driver (its kernel interface is then gone: not checked)."""
+        if not h.run("pkg-config --exists libdpdk", check=False).ok:
+            rep.problems.append("DPDK (libdpdk-dev) is not installed")
+        huge = h.run("awk '/HugePages_Total/ {print $2}' /proc/meminfo", check=False)
+        if huge.stdout.strip() in ("", "0"):
+            rep.problems.append("no hugepages reserved (echo 1024 > /proc/sys/vm/nr_hugepages)")
+        if not h.run("grep -q ' hugetlbfs ' /proc/mounts", check=False).ok:
+            rep.problems.append("no hugetlbfs is mounted (mount -t hugetlbfs nodev "
+                                "/dev/hugepages)")
+        drv = h.run(f"basename $(readlink /sys/bus/pci/devices/{h.pci}/driver) 2>/dev/null",
+                    check=False).stdout.strip()
+        if drv not in DPDK_DRIVERS:
+            rep.problems.append(f"NIC {h.pci} is bound to {drv or 'no driver'}, not to a "
+                                f"DPDK driver (dpdk-devbind.py -b vfio-pci {h.pci})")
+
+    def _check_switch(self, h: SshHost, rep: HostReport) -> None:
+        """The Linux switch: forwarding on, no strict reverse-path filter, and every
+        port (an interface, or a VLAN sub-interface of one NIC) up, with the
+        gateway address of its host and an MTU its host's frames fit."""
+        def sysctl(key: str) -> str:
+            return h.run(f"sysctl -n {shlex.quote(key)}", check=False).stdout.strip()
+
+        if sysctl("net.ipv4.ip_forward") != "1":
+            rep.problems.append("IPv4 forwarding is off (sysctl -w net.ipv4.ip_forward=1)")
+        rp_all = sysctl("net.ipv4.conf.all.rp_filter")
+        redirects_all = sysctl("net.ipv4.conf.all.send_redirects")
+        mtu = self.inventory.testbed.mtu
+        for other in self.hosts.values():
+            port = other.switch_port
+            if not port:
+                continue
+            link = self._link(h, port)
+            if link is None:
+                rep.problems.append(f"switch port {port} (toward {other.name}) does not exist")
+                continue
+            if "UP" not in link.get("flags", []):
+                rep.problems.append(f"switch port {port} (toward {other.name}) is down")
+            if (link.get("mtu") or 0) < mtu:
+                rep.problems.append(f"switch port {port} has MTU {link.get('mtu')}, below the "
+                                    f"testbed's {mtu}")
+            kind = (link.get("linkinfo") or {}).get("info_kind")
+            if kind == "vlan" and link.get("link"):
+                parent = self._link(h, link["link"])
+                # (Its MTU cannot exceed the NIC's: Linux clamps it, and the port's
+                # MTU check above sees the result.)
+                if parent is None or "UP" not in parent.get("flags", []):
+                    rep.problems.append(f"switch port {port} is a VLAN of {link['link']}, "
+                                        f"which is down or missing")
+            if other.switch_mac and (link.get("address") or "").lower() != other.switch_mac.lower():
+                rep.problems.append(f"switch port {port} has MAC {link.get('address')}, the "
+                                    f"inventory says {other.name}'s switch_mac = "
+                                    f"{other.switch_mac!r}")
+            if other.gateway is not None:
+                r = h.run(f"ip -4 -o addr show dev {shlex.quote(port)}", check=False)
+                if f" {other.gateway}/" not in r.stdout:
+                    rep.problems.append(f"switch port {port} does not carry {other.name}'s "
+                                        f"gateway address {other.gateway}")
+            if other.address is not None:
+                r = h.run(f"ip neigh show {other.address} dev {shlex.quote(port)}", check=False)
+                if not any(state in r.stdout for state in ("PERMANENT", "REACHABLE", "STALE",
+                                                          "DELAY", "PROBE")):
+                    rep.warnings.append(f"no neighbour entry for {other.name} ({other.address}) "
+                                        f"on {port}: the pipeline's FIB lookups fail until ARP "
+                                        f"resolves it (ip neigh replace {other.address} lladdr "
+                                        f"{other.mac or 'MAC'} dev {port} nud permanent)")
+            # Slashes: an interface name may hold dots (a VLAN's, ens1f0.11).
+            rp = max(_int(rp_all), _int(sysctl(f"net/ipv4/conf/{port}/rp_filter")))
+            if rp == 1:
+                rep.problems.append(f"strict reverse-path filtering on {port}: the Miresga "
+                                    f"front-end sends with the client's address and it would "
+                                    f"be dropped (sysctl -w net/ipv4/conf/all/rp_filter=0 "
+                                    f"net/ipv4/conf/{port}/rp_filter=0)")
+            if _int(redirects_all) or _int(sysctl(f"net/ipv4/conf/{port}/send_redirects")):
+                rep.warnings.append(f"{port} sends ICMP redirects (sysctl -w "
+                                    f"net/ipv4/conf/all/send_redirects=0 "
+                                    f"net/ipv4/conf/{port}/send_redirects=0)")
+
+    def _check_irqs(self, h: SshHost, rep: HostReport) -> None:
+        """Interrupts: irqbalance moves them during a run; a host given `cpus` should
+        take its NICs' interrupts on those cores, where its role's cost is counted."""
+        if h.run("pgrep -x irqbalance >/dev/null", check=False).ok:
+            rep.warnings.append("irqbalance is running: it moves the NICs' interrupts during "
+                                "a run (systemctl stop irqbalance; pin them, docs/remote.md)")
+        devs = [h.iface] if h.iface and not getattr(h, "pci", None) else []
+        if h.role == Role.SWITCH.value:
+            devs = sorted({o.switch_port for o in self.hosts.values() if o.switch_port})
+        if not devs:
+            return
+        pattern = "|".join(devs)
+        r = h.run(f"for i in $(grep -E '({pattern})' /proc/interrupts | cut -d: -f1); do "
+                  f"echo \"$i $(cat /proc/irq/$i/smp_affinity_list 2>/dev/null)\"; done",
+                  check=False)
+        irqs = dict(line.split(" ", 1) for line in r.stdout.split("\n") if " " in line)
+        rep.facts["irq_cpus"] = {k.strip(): v.strip() for k, v in irqs.items()}
+        mine = set(_cpu_list(h.cpus))
+        if mine:
+            outside = sorted(k for k, v in irqs.items() if not set(_cpu_list(v)) <= mine)
+            if outside:
+                rep.warnings.append(f"interrupts {', '.join(outside[:8])} of {', '.join(devs)} "
+                                    f"may run on CPUs other than the host's cpus ({h.cpus})")
 
     # ------------------------------------------------------------ deploy
     def deploy(self, install_packages: bool = True, only_if_changed: bool = False) -> dict[str, str]:

@@ -3,14 +3,16 @@
 One panel per fault; one line per target (successful responses per second,
 every one checked against the manifest); crosses mark bins with failed or
 corrupt responses; the dashed line is the moment the fault struck.  Drawn
-from the fault result files alone (bench/faults.py).
+from the fault rows alone (analysis.results.fault_rows: the result files,
+or faults.csv, whose `bins` column holds each run's series).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from analysis.results import fault_rows, read_result, result_files
+from analysis.results import fault_rows
 from plots import common, style
 
 STEM = "fig_faults"
@@ -18,11 +20,11 @@ TITLE = "Faults: successful requests/s before and after the fault"
 
 
 def load_runs(results_dir) -> list[dict]:
+    """Fault rows that ran, with their prober series decoded (`series`)."""
     runs = []
-    for f in result_files(Path(results_dir)):
-        doc = read_result(f)
-        if doc and doc.get("kind") == "fault" and doc.get("status") == "ok" and doc.get("probe"):
-            runs.append(doc)
+    for r in fault_rows(Path(results_dir)):
+        if r["status"] == "ok" and isinstance(r.get("bins"), str) and r["bins"]:
+            runs.append({**r, "series": json.loads(r["bins"])})
     return runs
 
 
@@ -32,19 +34,22 @@ def draw_faults(results_dir, out_dir) -> list[Path]:
 
     runs = load_runs(results_dir)
     if not runs:
+        if any(r["status"] == "ok" for r in fault_rows(Path(results_dir))):
+            return common.placeholder(out_dir, STEM, TITLE,
+                                      "these fault rows carry no per-bin series (a faults.csv "
+                                      "written before the `bins` column)")
         return []
-    faults = sorted({r["parameters"]["fault"] for r in runs})
+    faults = sorted({r["fault"] for r in runs})
     fig, axes = plt.subplots(len(faults), 1, figsize=(7, 2.4 * len(faults)), squeeze=False,
                              sharex=True)
-    names = style.target_order({r["parameters"]["target"] for r in runs})
+    names = style.target_order({r["target"] for r in runs})
     for ax, fault in zip(axes[:, 0], faults):
         for i, t in enumerate(names):
-            mine = [r for r in runs if r["parameters"]["fault"] == fault
-                    and r["parameters"]["target"] == t]
+            mine = [r for r in runs if r["fault"] == fault and r["target"] == t]
             for k, r in enumerate(mine):
-                p = r["probe"]
+                p = r["series"]
                 b = p["bin_s"]
-                xs = [j * b - r["fault"]["at_s"] for j in range(len(p["ok"]))]
+                xs = [j * b - float(r["at_s"]) for j in range(len(p["ok"]))]
                 ax.plot(xs, [v / b for v in p["ok"]], color=style.colour(t, i), lw=1.2,
                         label=style.label(t) if k == 0 else None)
                 bad = [(x, ok / b) for x, ok, f, c in zip(xs, p["ok"], p["failed"], p["corrupt"])
@@ -57,8 +62,10 @@ def draw_faults(results_dir, out_dir) -> list[Path]:
         ax.set_ylim(bottom=0)
     axes[-1, 0].set_xlabel("seconds since the fault (x: a bin with failed or corrupt responses)")
     axes[0, 0].legend(loc="lower left", fontsize=8, ncol=len(names))
-    fig.suptitle(TITLE, y=1.0)
     fig.tight_layout()
+    common.finish(fig, TITLE, "A time-resolved prober (bench/faults.py) beside the target, "
+                              "one line per run; every completed response is checked against "
+                              "the manifest.")
     return common.save(fig, out_dir, STEM)
 
 

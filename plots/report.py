@@ -1,15 +1,20 @@
-"""The Markdown report beside the figures: the tidy numbers, and ratios against `direct`.
+"""The Markdown report beside the figures: the cells' numbers with intervals, ratios against `direct`.
 
-Means over repetitions (with the number of repetitions); ratios are this
-target's mean over `direct`'s mean for the same workload and connection mode
-from the same results.  Failed points and failed integrity checks are listed
-first, so they cannot be missed.
+Per cell (target x workload x connection mode, analysis/cells.py): means over
+repetitions, latency percentiles of the merged histograms, 95% confidence
+intervals in brackets (analysis/stats.py), and ratios of this target over
+`direct` for the same workload and mode, paired by repetition when the
+campaign interleaved the targets.  Before any number: whether the results
+are a smoke test or not one run (analysis/conditions.py), then failed points
+and failed integrity checks, so they cannot be missed; after the numbers,
+the conditions each target was measured in (load average, CPU steal).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from analysis import cells, conditions, stats
 from plots import common, style
 
 STEM = "report"
@@ -23,101 +28,162 @@ def _fmt(v, digits=2) -> str:
     return f"{v:.{digits}f}"
 
 
+def _ci(iv: stats.Interval, scale: float = 1.0, unit: str = "") -> str:
+    return iv.scaled(scale).fmt(2, unit) if iv.ok else "-"
+
+
 def _table(headers: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
 
 
-def _section(d, kind: str, x: str, metrics: list[tuple[str, str, float]],
+def _section(d, kind: str, x: str, metrics: list[tuple[str, str, float, bool]],
              ratios: list[tuple[str, str]]) -> str:
-    """One table per connection mode: rows target x workload, means over repetitions."""
+    """One table per connection mode: rows target x workload.  metrics: (column, heading,
+    scale, with interval); ratios: (column, heading) over direct's same cell."""
     parts = []
-    cols = [m for m, _, _ in metrics]
-    keys = list(dict.fromkeys(["mode", "target", "target_label", x, "workload_label"]))
-    g = d.groupby(keys, sort=False)
-    agg = g[cols].mean()
-    agg["reps"] = g.size()
-    agg = agg.reset_index()
     for mode in common.mode_order(d):
-        a = agg[agg["mode"] == mode]
-        base = a[a["target"] == "direct"].set_index(x)
+        m = d[d["mode"] == mode]
         rows = []
-        for t in style.target_order(a["target"].unique()):
-            at = a[a["target"] == t].sort_values(x)
-            for _, r in at.iterrows():
-                row = [r["target_label"], r["workload_label"], int(r["reps"])]
-                row += [_fmt(r[m] * scale) for m, _, scale in metrics]
-                for m, _ in ratios:
-                    b = base[m].get(r[x]) if m in base else None
-                    row.append(_fmt(r[m] / b) + "x" if b else "-")
+        for t in style.target_order(m["target"].unique()):
+            mt = m[m["target"] == t]
+            for xv in sorted(mt[x].dropna().unique()):
+                rs = mt[mt[x] == xv]
+                row = [rs["target_label"].iloc[0], rs["workload_label"].iloc[0], len(rs)]
+                for col, _, scale, with_ci in metrics:
+                    if with_ci:
+                        row.append(_ci(cells.estimate(rs, col), scale))
+                    else:
+                        v = cells.value(rs, col)
+                        row.append(_fmt(v * scale if v is not None else None))
+                base = m[(m["target"] == "direct") & (m[x] == xv)]
+                for col, _ in ratios:
+                    row.append("-" if t == "direct" or base.empty else
+                               _ci(cells.ratio(rs, base, col), unit="x"))
                 rows.append(row)
-        headers = ["target", kind, "reps"] + [h for _, h, _ in metrics] + \
+        headers = ["target", kind, "reps"] + [h for _, h, _, _ in metrics] + \
                   [f"{h} vs direct" for _, h in ratios]
         parts.append(f"**{mode}**\n\n" + _table(headers, rows))
     return "\n\n".join(parts)
+
+
+def _integrity(passed) -> str:
+    """A target's integrity over its points: a point whose target never came up
+    has no check (None), which is not a failed one."""
+    checked = passed.dropna().map(conditions.truthy)
+    if checked.empty:
+        return "not checked (the target never came up)"
+    return "passed" if bool(checked.all()) else "**FAILED**"
+
+
+def _conditions(df) -> list[str]:
+    rows = conditions.table(df)
+    if not rows:
+        return []
+    out = ["## Conditions", "",
+           "What else the machines did while each target was measured: the 1-minute load "
+           "average at the end of each measured window (median and highest), against the "
+           "machine's CPUs, and the highest share of CPU time stolen by the hypervisor "
+           "during a window (/proc/stat `steal`).", ""]
+    table = []
+    for r in sorted(rows, key=lambda r: style.target_order([r["target"]])):
+        span = (f"{r['first']:%Y-%m-%d %H:%M}-{r['last']:%H:%M} UTC"
+                if r["first"] is not None else "-")
+        table.append([style.label(r["target"]), r["points"], span,
+                      r["cpus"] if r["cpus"] is not None else "-",
+                      _fmt(r["load1_median"]), _fmt(r["load1_max"]),
+                      f"{r['steal_share_max']:.1%}" if r["steal_share_max"] is not None
+                      else "-"])
+    out.append(_table(["target", "points", "measured", "CPUs", "load1 median", "load1 max",
+                       "steal max"], table))
+    if all(r["load1_max"] is None for r in rows):
+        out += ["", "These results predate the load average and steal columns."]
+    return out + [""]
 
 
 def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
           extra: list[str] | None = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Results{': ' + ', '.join(sorted(df['campaign'].dropna().unique())) if not df.empty else ''}", ""]
+    campaigns = ", ".join(sorted(df["campaign"].dropna().unique())) if not df.empty else ""
+    lines = [f"# Results{': ' + campaigns if campaigns else ''}", ""]
     if source:
-        lines += [f"From the result files under `{source}` (redraw: `python -m bench plots {source}`).", ""]
+        lines += [f"From `{source}` (redraw: `python -m bench plots {source}`).", ""]
     if df.empty:
         lines += ["No result files.", ""]
         path = out / f"{STEM}.md"
         path.write_text("\n".join(lines))
         return path
+    smoke = conditions.smoke_test(df)
+    if smoke:
+        lines += [f"**Smoke test** ({smoke}): these numbers say the bench runs, not how the "
+                  "targets compare.", ""]
+    warns = conditions.warnings(df)
+    if warns:
+        lines += ["**Not one run**:", ""] + [f"- {w}" for w in warns] + [""]
     n_ok = int((df["status"] == "ok").sum())
-    revs = sorted({str(r)[:12] + ("+dirty" if dirty else "")
-                   for r, dirty in zip(df["git_revision"], df["git_dirty"]) if r == r and r})
     lines += [f"{len(df)} run points: {n_ok} ok, {len(df) - n_ok} failed. Revision: "
-              f"{', '.join(revs) or 'unknown'}.", ""]
-    integ = df.groupby("target")["integrity_passed"].agg(lambda s: bool(s.fillna(False).all()))
+              f"{', '.join(conditions.revisions(df)) or 'unknown'}.", ""]
+    integ = df.groupby("target")["integrity_passed"].agg(_integrity)
     lines += ["Integrity (every object fetched through the target, sha256 against the manifest): "
-              + ", ".join(f"{style.label(t)} {'passed' if ok else '**FAILED**'}"
-                          for t, ok in integ.items()) + ".", ""]
+              + ", ".join(f"{style.label(t)} {word}" for t, word in integ.items()) + ".", ""]
     failed = df[df["status"] != "ok"]
     if not failed.empty:
         lines += ["## Failed points", ""]
         lines += [f"- `{r.point_id}`: {r.error}" for r in failed.itertuples()]
         lines += [""]
     d = common.prepare(df)
-    fixed = d[d["workload_kind"] == "fixed"]
-    mix = d[d["workload_kind"] == "mix"]
+    if d.empty or cells.has_histograms(d, "lat_p99_us"):
+        latency = "latency percentiles of the merged histogram of all repetitions' requests"
+    else:
+        latency = ("latency percentiles are means of per-run percentiles, since these "
+                   "results carry no latency histograms (written before result format 2), and "
+                   "the per-run percentiles are wrk's own, which include the samples its "
+                   "coordinated-omission correction adds (bench/wrk.py)")
+    lines += [f"Numbers: the mean over repetitions; {latency}; in brackets the {common.CI}; "
+              "ratios vs direct are paired by repetition when the campaign interleaved the "
+              "targets.", ""]
+    fixed = d[d["workload_kind"] == "fixed"] if not d.empty else d
+    mix = d[d["workload_kind"] == "mix"] if not d.empty else d
     if not fixed.empty:
         lines += ["## Fixed response sizes (Figure 4 a, b)", "",
-                  "Latency of every request of the load (wrk, closed loop; see "
-                  "docs/results-format.md for what it includes).", "",
+                  f"Latency of every request of the load. Load: {common.wrk_load(fixed)} "
+                  "See docs/results-format.md for what the latency includes.", "",
                   _section(fixed, "size", "size_bytes",
-                           [("requests_per_s", "req/s", 1), ("goodput_gbps", "Gbit/s", 1),
-                            ("lat_p50_us", "p50 ms", 1e-3), ("lat_p99_us", "p99 ms", 1e-3),
-                            ("lat_p999_us", "p99.9 ms", 1e-3)],
+                           [("requests_per_s", "req/s", 1, False),
+                            ("goodput_gbps", "Gbit/s", 1, True),
+                            ("lat_p50_us", "p50 ms", 1e-3, False),
+                            ("lat_p99_us", "p99 ms", 1e-3, True),
+                            ("lat_p999_us", "p99.9 ms", 1e-3, False)],
                            [("goodput_gbps", "Gbit/s"), ("lat_p99_us", "p99")]), ""]
     if not mix.empty:
         lines += ["## Heavy-tailed mixes (Figure 4 c, d)", "",
-                  "Throughput of the background load; latency of the 1 KB probe beside it.", "",
+                  "Throughput of the background load; latency of the 1 KB probe beside it "
+                  f"(paced, not saturating). Background load: {common.wrk_load(mix)}", "",
                   _section(mix, "traffic", "workload_label",
-                           [("requests_per_s", "req/s", 1), ("goodput_gbps", "Gbit/s", 1),
-                            ("probe_lat_p50_us", "1KB p50 ms", 1e-3),
-                            ("probe_lat_p99_us", "1KB p99 ms", 1e-3),
-                            ("probe_lat_p999_us", "1KB p99.9 ms", 1e-3)],
+                           [("requests_per_s", "req/s", 1, False),
+                            ("goodput_gbps", "Gbit/s", 1, True),
+                            ("probe_lat_p50_us", "1KB p50 ms", 1e-3, False),
+                            ("probe_lat_p99_us", "1KB p99 ms", 1e-3, True),
+                            ("probe_lat_p999_us", "1KB p99.9 ms", 1e-3, False)],
                            [("goodput_gbps", "Gbit/s"), ("probe_lat_p99_us", "1KB p99")]), ""]
     if not d.empty:
         lines += ["## CPU seconds per second of measurement, per role", "",
                   "Role CPU from each host's cgroup; softirq (the kernel's packet path, where "
                   "the emulated switch forwards) is machine-wide, and on a shared machine "
-                  "includes other work.", ""]
+                  "includes other work. Means over repetitions.", ""]
         c = d.copy()
         for col in ("cpu_client_s", "cpu_switch_s", "cpu_frontend_s", "cpu_backend_s",
                     "cpu_softirq_s"):
-            c[col] = c[col] / c["cpu_window_s"]
+            c[col] = c[col].astype(float) / c["cpu_window_s"].astype(float)
         lines += [_section(c, "workload", "mean_size_bytes",
-                           [("cpu_client_s", "client", 1), ("cpu_switch_s", "switch", 1),
-                            ("cpu_frontend_s", "front-end", 1), ("cpu_backend_s", "back-ends", 1),
-                            ("cpu_softirq_s", "softirq", 1)], []), ""]
+                           [("cpu_client_s", "client", 1, False),
+                            ("cpu_switch_s", "switch", 1, False),
+                            ("cpu_frontend_s", "front-end", 1, False),
+                            ("cpu_backend_s", "back-ends", 1, False),
+                            ("cpu_softirq_s", "softirq", 1, False)], []), ""]
+    lines += _conditions(df)
     lines += extra or []
     if figures:
         lines += ["## Figures", ""]

@@ -6,8 +6,8 @@ set -euo pipefail
 packages=(
   # eBPF toolchain: switch pipeline, back-end agent, l4switch
   clang llvm libbpf-dev libbpf1 bpftool libelf-dev zlib1g-dev linux-libc-dev
-  # DPDK front-end
-  dpdk dpdk-dev libdpdk-dev pkg-config build-essential
+  # DPDK front-end; libssl-dev: libcrypto's HMAC for its control protocol client
+  dpdk dpdk-dev libdpdk-dev pkg-config build-essential libssl-dev
   # its ports on the emulated testbed (dependencies of libdpdk-dev today; named
   # because the front-end cannot start without them): af_packet, and af_xdp
   # with libxdp (AF_XDP sockets) and libbpf (the front-end fills its XDP
@@ -52,26 +52,3 @@ if ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf
 fi
 mkdir -p /run/sshd
-
-# The open-loop load generator (workloads/openloop/loadgen.py) runs on client
-# hosts with python3 and two PyPI packages, hdrhistogram and uvloop, which
-# Debian does not package together: a venv of its own inside this checkout,
-# with the versions requirements.lock pins, on every host this script sets
-# up (bench/openloop.py runs it from there).  Skipped when already current.
-# A host that cannot reach PyPI goes on without it: only a client needs it,
-# and the runner names what is missing when it is used there.
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-loadgen_venv="$repo/build/loadgen-venv"
-loadgen_pins=$(grep -E '^(hdrhistogram|uvloop|pbr|setuptools)==' "$repo/requirements.lock" | sort)
-if [[ "$(cat "$loadgen_venv/.installed" 2>/dev/null)" != "$loadgen_pins" ]]; then
-  echo "setup: installing the open-loop generator's venv ($loadgen_venv)"
-  python3 -m venv --clear "$loadgen_venv"
-  # shellcheck disable=SC2086  # one pin a word
-  if "$loadgen_venv/bin/pip" install -q --disable-pip-version-check --retries 1 --timeout 15 \
-      $loadgen_pins; then
-    echo "$loadgen_pins" > "$loadgen_venv/.installed"
-  else
-    echo "setup: WARNING: pip could not install $(echo $loadgen_pins); the open-loop" \
-         "generator will not run on this host" >&2
-  fi
-fi

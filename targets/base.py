@@ -14,6 +14,13 @@ shares, and driven through its life cycle by the runner:
 
 Targets are plug-ins: a module under targets/ that calls `register` is found
 by name, so a new load balancer is one file.
+
+Parameters.  Every target declares its parameters as a pydantic model
+(`Params`, a TargetParams): each field typed, its unit in its name, its range
+and default stated there once, cross-field rules as validators.  Experiment
+files set them under `[[target]] params`, and they are checked when the file
+is loaded (`check_params`), long before a testbed exists; so are the roles a
+target needs on the testbed (`required_roles`, `testbed_problems`).
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from common.errors import Error
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from common.errors import ConfigError, Error, format_validation_error
 
 
 class TargetError(Error):
@@ -46,25 +55,68 @@ class Endpoint:
         return f"http://{self.address}:{self.port}"
 
 
+class TargetParams(BaseModel):
+    """A target's parameters.  Subclasses add the fields; none are allowed besides."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Target(ABC):
     #: registry name, used in experiment files and result rows
     name: str = ""
     #: does the target route by URL (L7)?  The l4switch does not.
     layer7: bool = True
-    #: parameters the target accepts, with defaults (validated by the runner)
-    defaults: dict[str, Any] = {}
+    #: the parameters the target accepts: types, ranges, defaults
+    Params: ClassVar[type[TargetParams]] = TargetParams
+    #: roles the target needs on the testbed, and how many hosts of each at least
+    required_roles: ClassVar[dict[str, int]] = {"client": 1, "switch": 1, "backend": 1}
     #: how long the runner waits for the target to become healthy after start()
     health_timeout_s: float = 30.0
 
-    def __init__(self, testbed, service, params: dict[str, Any] | None = None):
+    def __init__(self, testbed, service, params: dict[str, Any] | TargetParams | None = None):
         self.testbed = testbed
         self.service = service
-        unknown = set(params or {}) - set(self.defaults)
-        if unknown:
-            raise TargetError(f"target {self.name}: unknown parameter(s) "
-                              f"{', '.join(sorted(unknown))}; known: "
-                              f"{', '.join(sorted(self.defaults)) or 'none'}")
-        self.params = {**self.defaults, **(params or {})}
+        if not isinstance(params, self.Params):
+            try:
+                params = self.check_params(params or {}, f"target {self.name}", "params")
+            except ConfigError as e:
+                raise TargetError(str(e)) from None
+        #: the validated parameters, every default filled in, as result files record them
+        self.params: dict[str, Any] = params.model_dump()
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], source: str, at: str) -> TargetParams:
+        """The parameters as the target's model, or ConfigError naming each bad field
+        (`source: at.FIELD: problem`), an unknown one with the fields that exist."""
+        try:
+            return cls.Params.model_validate(params)
+        except ValidationError as e:
+            lines = []
+            for err in e.errors():
+                if err["type"] == "extra_forbidden":
+                    field = ".".join(str(p) for p in err["loc"])
+                    lines.append(f"{source}: {at}.{field}: unknown parameter of target "
+                                 f"{cls.name!r}; known: "
+                                 f"{', '.join(cls.Params.model_fields) or 'none'}")
+            others = [err for err in e.errors() if err["type"] != "extra_forbidden"]
+            if others:
+                lines.append(format_validation_error(others, source, at))
+            raise ConfigError("\n".join(lines)) from None
+
+    @classmethod
+    def testbed_problems(cls, params: TargetParams,
+                         hosts: dict[str, list[str]]) -> list[tuple[str, str]]:
+        """What the testbed lacks for this target: `hosts` maps each role to its host
+        names.  (field, problem) pairs; field is "" or the parameter that asks for it
+        (`params.backend`); the caller names the file and the target."""
+        out = []
+        for role, least in cls.required_roles.items():
+            have = len(hosts.get(role, []))
+            if have < least:
+                out.append(("", f"needs {'a host' if least == 1 else f'{least} hosts'} with "
+                                 f"role {role!r}, and the testbed has "
+                                 f"{'none' if have == 0 else have}"))
+        return out
 
     @property
     @abstractmethod
@@ -113,7 +165,7 @@ class Target(ABC):
     @property
     def integrity_rounds(self) -> int:
         """How often the verifier fetches each object: enough to reach every back-end."""
-        return max(1, len(self.service.backends))
+        return self.integrity_rounds_for(len(self.service.backends))
 
     # Faults (bench/faults.py) that need the target's help.  A target without
     # the part in question leaves them raising NotImplementedError: the fault
@@ -141,6 +193,12 @@ class Target(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "layer7": self.layer7, "params": dict(self.params)}
+
+    @classmethod
+    def integrity_rounds_for(cls, backends: int) -> int:
+        """integrity_rounds for a service of `backends` back-ends, before one exists
+        (the dry run's estimate)."""
+        return max(1, backends)
 
     def __enter__(self):
         return self

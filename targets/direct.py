@@ -9,17 +9,35 @@ every request, which is why the integrity check fetches each object once.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from targets.base import Endpoint, Target, TargetError, register
+from hosts.topology import HOST_NAME
+from targets.base import Endpoint, Target, TargetError, TargetParams, register
+
+
+class DirectParams(TargetParams):
+    #: the back-end host to talk to ("" = the first of the service)
+    backend: Annotated[str, Field(pattern=f"^$|{HOST_NAME}")] = ""
 
 
 @register
 class Direct(Target):
     name = "direct"
     layer7 = False
-    #: backend: the back-end host to talk to ("" = the first of the service)
-    defaults = {"backend": ""}
+    Params = DirectParams
+
+    @classmethod
+    def testbed_problems(cls, params, hosts):
+        out = super().testbed_problems(params, hosts)
+        if params.backend and params.backend not in hosts.get("backend", []):
+            out.append(("params.backend", f"{params.backend!r} is not a host with role 'backend' "
+                                          f"of the testbed (back-ends: "
+                                          f"{', '.join(hosts.get('backend', [])) or 'none'})"))
+        return out
 
     def __init__(self, testbed, service, params=None):
         super().__init__(testbed, service, params)
@@ -73,9 +91,9 @@ class Direct(Target):
     def frontend_hosts(self) -> list:
         return []  # no load balancer: no front-end cost
 
-    @property
-    def integrity_rounds(self) -> int:
-        return 1
+    @classmethod
+    def integrity_rounds_for(cls, backends: int) -> int:
+        return 1  # one back-end serves every request
 
     def describe(self) -> dict:
         return {**super().describe(), "backend": self.backend.name}

@@ -31,10 +31,14 @@ from __future__ import annotations
 import csv
 import io
 
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
 from common.service import Policy
 from hosts.hosts import Host
 from targets.base import TargetError, register
-from targets.software_lb import HEALTH_PATH, SoftwareLB, backend_address
+from targets.software_lb import HEALTH_PATH, SoftwareLB, SoftwareLBParams, backend_address
 
 BALANCE = {
     Policy.ROUND_ROBIN: "roundrobin",
@@ -65,18 +69,31 @@ PATH_NORMALIZATION = [
 ]
 
 
+class HAProxyParams(SoftwareLBParams):
+    #: connections at once, capped by what the host's descriptor limit allows
+    maxconn: Annotated[int, Field(ge=256, le=10_000_000)] = 200_000
+    #: zero-copy response bodies (Linux splice)
+    splice: bool = True
+    #: active health checks of every back-end
+    check_interval_ms: Annotated[int, Field(ge=10, le=60_000)] = 500
+    #: tune.bufsize; 0 = HAProxy's default (16384); see the module docstring
+    bufsize_bytes: Annotated[int, Field(ge=0, le=1 << 26)] = 262144
+
+    @field_validator("bufsize_bytes")
+    @classmethod
+    def _bufsize(cls, v: int) -> int:
+        if 0 < v < 1024:
+            raise ValueError(f"{v} is too small for a request header; 0 (HAProxy's default) "
+                             f"or at least 1024")
+        return v
+
+
 @register
 class HAProxy(SoftwareLB):
     name = "haproxy"
     binary = "haproxy"
     config_name = "haproxy.cfg"
-    defaults = {
-        "workers": 0,           # threads; 0 = one per front-end core
-        "maxconn": 200_000,
-        "splice": True,         # zero-copy response bodies (Linux splice)
-        "check_interval_ms": 500,
-        "bufsize": 262144,      # tune.bufsize in bytes; 0 = HAProxy's default (16384)
-    }
+    Params = HAProxyParams
 
     @property
     def maxconn(self) -> int:
@@ -95,7 +112,7 @@ class HAProxy(SoftwareLB):
             "    expose-experimental-directives",
             f"    nbthread {self.workers}",
             f"    maxconn {self.maxconn}",
-            *([f"    tune.bufsize {p['bufsize']}"] if p["bufsize"] else []),
+            *([f"    tune.bufsize {p['bufsize_bytes']}"] if p["bufsize_bytes"] else []),
             f"    stats socket {self.socket_path(host)} mode 600 level admin",
             "    # no `log`: logging stays out of the data path",
             "",

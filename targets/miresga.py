@@ -3,9 +3,11 @@
 Deployed from the same `Service` as every baseline, on the hosts of the
 testbed's roles:
 
-    switch      switchd (python -m miresga.control.switchd --plan ...): the
-                pipeline on every switch port, its tables from a SwitchPlan,
-                the offload channel on port 7470
+    switch      the switch host's daemon (python -m switchhost --pipeline
+                miresga, targets/switchd.py): the pipeline on every switch
+                port, its tables from a SwitchPlan, the control protocol on
+                port 7470 of the switch's address on each front-end's link and
+                of 127.0.0.1, the install budget of a hardware switch
     backendN    the agent (python -m miresga.control.agent attach ...) on the
                 interface that faces the switch, one-shot: tc and bpffs hold it
     frontendN   build/miresga-frontend on the host's link (an af_packet or
@@ -15,8 +17,11 @@ testbed's roles:
                 a subset), the switch spreading clients over them
 
 Every host-side step goes through the host interface (`run`, `start`,
-`put_text`, `tool`), so on a real testbed the same code drives SSH hosts with
-a bare python3: the tools it calls use the standard library only.
+`put_text`, `put_secret`, `tool`), so on a real testbed the same code drives
+SSH hosts with a bare python3: the tools it calls use the standard library
+only.  Each deployment makes a fresh control key, written readable by root
+only on the switch host and every front-end host; the front-ends and the
+bench's tools prove it on every connection.
 
 Consistency.  One number means the same thing everywhere:
 
@@ -36,98 +41,166 @@ Consistency.  One number means the same thing everywhere:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import shlex
 import signal
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
 
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from miresga.control.frontend import (PORT_DEFAULT, PORTS, Frontend, FrontendFacts,
+from miresga.control.frontend import (HANDOFF_MODES, LIMIT_DEFAULTS, PORT_DEFAULT, PORTS,
+                                      Frontend, FrontendFacts,
                                       quiet_afpacket_link, restore_links)
-from miresga.control.layouts import CTL_PORT_DEFAULT, FLOW_CAPACITY_DEFAULT
-from miresga.control.miresga_switch import SwitchPlan
-from targets.base import Endpoint, Target, TargetError, register
+from switchhost.layouts import (CTL_PORT_DEFAULT, DP_SLOTS_DEFAULT, DP_WAYS_DEFAULT,
+                                FLOW_CAPACITY_DEFAULT)
+from switchhost.pipelines.miresga import SwitchPlan
+from targets.base import Endpoint, Target, TargetError, TargetParams, register
+from targets.switchd import LOCAL, Switchd
 
-READY_LINE = "switchd ready "
+# The install budget of a hardware switch's control plane (switchhost/budget.py):
+# entries per second its driver writes into the flow table over PCIe.  Why it
+# is limited, in the words of SWITCHAROO (Caiazzi, Scazzariello, Chiesa,
+# "Millions of Low-latency State Insertions on ASIC Switches", PACMNET
+# 1(CoNEXT3), 2023, abstract): "today's implementations are ill-suited for
+# stateful packet processing as they support only a limited amount of
+# flow-state insertions per second into these data structures."  The number
+# itself, 10^4 entries per second, is the order of magnitude this repository
+# has assumed for a Tofino's driver since its first channel; no stored source
+# that states a measured rate (SilkRoad, SIGCOMM'17; the Tofino runtime papers)
+# could be quoted here.  Override it per campaign (`rate`, 0: unlimited).
+INSTALL_RATE = 10_000
+
+
+class MiresgaParams(TargetParams):
+    """The deployment's knobs.  Field names are the experiment files' (kept as they
+    are: a Miresga configuration model may replace this one)."""
+
+    wscale: Annotated[int, Field(ge=0, le=14)] = 7     # W of the switch's SYN-ACK (RFC 7323)
+    flow_capacity: Annotated[int, Field(ge=1, le=1 << 24)] = FLOW_CAPACITY_DEFAULT
+    # switch entry installs/s (0: unlimited), see INSTALL_RATE
+    rate: Annotated[int, Field(ge=0)] = INSTALL_RATE
+    # a fixed delay per batch of entries (the driver's round trip)
+    batch_latency_ms: Annotated[float, Field(ge=0)] = 0.0
+    control_port: Annotated[int, Field(ge=1, le=65535)] = CTL_PORT_DEFAULT
+    # Where front-ends reach switchd ("": the switch's address on each
+    # front-end's link).  On real hosts whose data NIC DPDK owns, give an
+    # address the front-end's kernel can reach (a management network).
+    control_address: str = ""
+    # spliced flow with no packet through the front-end
+    frontend_idle_s: Annotated[float, Field(gt=0)] = 90.0
+    filter_period_s: Annotated[float, Field(gt=0)] = 120.0    # > frontend_idle_s (seen filter)
+    switch_idle_s: Annotated[float, Field(gt=0)] = 120.0      # switch entries age out after this
+    cookie_epoch_s: Annotated[float, Field(gt=0)] = 60.0
+    agent_idle_s: Annotated[float, Field(gt=0)] = 300.0       # > every other idle timeout
+    # agent entry kept after RST / both FINs
+    agent_close_grace_s: Annotated[float, Field(ge=0)] = 10.0
+    frontend_grace_ms: Annotated[int, Field(ge=0)] = 2000     # front-end state kept after close
+    agent_max_conns: Annotated[int, Field(ge=1, le=1 << 24)] = 65536
+    # Hand a flow to the switch only after this many response bytes went
+    # through the front-end (0: as soon as the back-end joins, the paper's
+    # design); spares the switch's control plane an ADD and a DEL for
+    # every response too short to outlive the installation.
+    offload_after_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
+    # more front-end knobs (frontend.LIMIT_DEFAULTS): numbers, and the
+    # hand-off's mode by name
+    frontend_limits: dict[str, int | str] = {}
+    # The hand-off mode is the front-end's knob (frontend_limits "handoff",
+    # default frontend.LIMIT_DEFAULTS); the switch's plan is told the same.
+    # The data-plane table (`dataplane` mode): slots over all ways, and
+    # ways; its slots age out after switch_idle_s, as entries do.
+    dp_slots: Annotated[int, Field(ge=0, le=1 << 24)] = DP_SLOTS_DEFAULT
+    dp_ways: Annotated[int, Field(ge=1, le=2)] = DP_WAYS_DEFAULT
+    # The front-end's port on a testbed link: af_packet or af_xdp (native
+    # XDP in the link's driver; refused where only generic XDP exists).
+    frontend_port: str = PORT_DEFAULT
+    # The front-end hosts to run on, by name ([]: every front-end host).
+    frontend_hosts: list[str] = []
+    # drain_frontend(): how long a draining front-end's connections may take.
+    drain_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("control_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if v:
+            ipaddress.IPv4Address(v)
+        return v
+
+    @field_validator("frontend_limits")
+    @classmethod
+    def _limits(cls, v: dict[str, int | str]) -> dict[str, int | str]:
+        for key, value in v.items():
+            if key not in LIMIT_DEFAULTS:
+                raise ValueError(f"unknown front-end knob {key!r}; known: "
+                                 f"{', '.join(LIMIT_DEFAULTS)}")
+            if key == "handoff":
+                if value not in HANDOFF_MODES:
+                    raise ValueError(f"handoff {value!r} is not one of "
+                                     f"{', '.join(HANDOFF_MODES)}")
+            elif not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} {value!r}: a whole number, 0 or more")
+        return v
+
+    @field_validator("frontend_port")
+    @classmethod
+    def _port(cls, v: str) -> str:
+        if v not in PORTS:
+            raise ValueError(f"{v!r}: known ports are {', '.join(PORTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _nested_timeouts(self) -> "MiresgaParams":
+        if not self.filter_period_s > self.frontend_idle_s:
+            raise ValueError("filter_period_s must exceed frontend_idle_s (the switch must "
+                             "remember a connection as long as the front-end keeps it)")
+        if not self.agent_idle_s > max(self.frontend_idle_s, self.switch_idle_s):
+            raise ValueError("agent_idle_s must exceed the front-end's and the switch's idle "
+                             "timeouts")
+        return self
+
+
+def frontend_hosts_problem(names: list[str], known: list[str]) -> str | None:
+    """Why `frontend_hosts` does not fit a testbed whose front-end hosts are `known`."""
+    if any(n not in known for n in names) or len(set(names)) != len(names):
+        return (f"frontend_hosts {list(names)}: the testbed's front-end hosts are "
+                f"{', '.join(known) or 'none'}, each named once")
+    return None
 
 
 @register
 class Miresga(Target):
     name = "miresga"
-    defaults = {
-        "wscale": 7,                        # W of the switch's SYN-ACK
-        "flow_capacity": FLOW_CAPACITY_DEFAULT,
-        "rate": 0,                          # switch entry installs/s (0: unlimited)
-        "control_port": CTL_PORT_DEFAULT,
-        # Where front-ends reach switchd ("": the switch's address on each
-        # front-end's link).  On real hosts whose data NIC DPDK owns, give an
-        # address the front-end's kernel can reach (a management network).
-        "control_address": "",
-        "frontend_idle_s": 90.0,            # spliced flow with no packet through the front-end
-        "filter_period_s": 120.0,           # > frontend_idle_s (seen filter)
-        "switch_idle_s": 120.0,             # switch entries age out after this
-        "cookie_epoch_s": 60.0,
-        "agent_idle_s": 300.0,              # > every other idle timeout
-        "agent_close_grace_s": 10.0,        # agent entry kept after RST / both FINs
-        "frontend_grace_ms": 2000,          # front-end state kept after close
-        "agent_max_conns": 65536,
-        # Hand a flow to the switch only after this many response bytes went
-        # through the front-end (0: as soon as the back-end joins, the paper's
-        # design); spares the switch's control plane an ADD and a DEL for
-        # every response too short to outlive the installation.
-        "offload_after_bytes": 0,
-        "frontend_limits": {},              # more front-end knobs (frontend.LIMIT_DEFAULTS)
-        # The front-end's port on a testbed link: af_packet or af_xdp (native
-        # XDP in the link's driver; refused where only generic XDP exists).
-        "frontend_port": PORT_DEFAULT,
-        # The front-end hosts to run on, by name ([]: every front-end host).
-        "frontend_hosts": [],
-        # drain_frontend(): how long a draining front-end's connections may take.
-        "drain_timeout_s": 30.0,
-    }
+    Params = MiresgaParams
+    required_roles = {"client": 1, "switch": 1, "frontend": 1, "backend": 1}
     health_timeout_s = 40.0
+
+    @classmethod
+    def testbed_problems(cls, params, hosts):
+        out = super().testbed_problems(params, hosts)
+        problem = frontend_hosts_problem(params.frontend_hosts, hosts.get("frontend", []))
+        if problem:
+            out.append(("params.frontend_hosts", problem))
+        return out
 
     def __init__(self, testbed, service, params=None):
         super().__init__(testbed, service, params)
-        p = self.params
         if not testbed.frontends:
             raise TargetError("target miresga needs a host with role 'frontend'")
-        if not p["filter_period_s"] > p["frontend_idle_s"]:
-            raise TargetError("target miresga: filter_period_s must exceed frontend_idle_s "
-                              "(the switch must remember a connection as long as the "
-                              "front-end keeps it)")
-        if not p["agent_idle_s"] > max(p["frontend_idle_s"], p["switch_idle_s"]):
-            raise TargetError("target miresga: agent_idle_s must exceed the front-end's and "
-                              "the switch's idle timeouts")
-        if p["frontend_port"] not in PORTS:
-            raise TargetError(f"target miresga: frontend_port {p['frontend_port']!r}: known "
-                              f"ports are {', '.join(PORTS)}")
-        self.fe_hosts = self._frontend_hosts(testbed, p["frontend_hosts"])
+        names = self.params["frontend_hosts"]
+        problem = frontend_hosts_problem(names, [h.name for h in testbed.frontends])
+        if problem:
+            raise TargetError(f"target miresga: {problem}")
+        self.fe_hosts = ([h for n in names for h in testbed.frontends if h.name == n]
+                         if names else list(testbed.frontends))
         self.switch = testbed.switch
         self.vip = str(service.vip or testbed.vip)
-        self.work = f"{self.switch.workdir}/miresga"
-        self.plan_path = f"{self.work}/plan.json"
-        self.stats_path = f"{self.work}/switchd-stats.json"
-        self.manage_socket = f"{self.work}/switchd.sock"
-        self.switch_pin_dir = str(testbed.bpf_dir / "miresga-switch")
-        self.switchd = None
+        self.switchd = Switchd(testbed, "miresga", int(self.params["control_port"]))
         self.frontends: list[Frontend] = []
         self._attached: list = []      # back-end hosts with an agent
         self._quieted: list = []       # af_packet links whose offloads deploy() turned off
-        self._ready: dict | None = None
-
-    @staticmethod
-    def _frontend_hosts(testbed, names) -> list:
-        if not names:
-            return list(testbed.frontends)
-        known = {h.name: h for h in testbed.frontends}
-        bad = [n for n in names if n not in known]
-        if bad or len(set(names)) != len(names):
-            raise TargetError(f"target miresga: frontend_hosts {list(names)}: the testbed's "
-                              f"front-end hosts are {', '.join(known)}, each named once")
-        return [known[n] for n in names]
 
     def frontend_hosts(self) -> list:
         return list(self.fe_hosts)
@@ -148,23 +221,34 @@ class Miresga(Target):
         return out
 
     def plan(self) -> SwitchPlan:
-        # netns None: switchd runs *on* the switch host (inside its namespace
-        # here), so the plan names that host's own interfaces.
+        # netns None: the daemon runs *on* the switch host (inside its
+        # namespace here), so the plan names that host's own interfaces.
+        p = self.params
         plan = SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
-                                       flow_capacity=int(self.params["flow_capacity"]),
-                                       wscale=int(self.params["wscale"]))
+                                       flow_capacity=int(p["flow_capacity"]),
+                                       wscale=int(p["wscale"]),
+                                       idle_timeout_s=float(p["switch_idle_s"]),
+                                       handoff=self.frontend_limits()["handoff"],
+                                       dp_slots=int(p["dp_slots"]), dp_ways=int(p["dp_ways"]),
+                                       dp_idle_timeout_s=float(p["switch_idle_s"]),
+                                       cookie_epoch_s=float(p["cookie_epoch_s"]),
+                                       filter_period_s=float(p["filter_period_s"]))
         names = {h.name for h in self.fe_hosts}
         return dataclasses.replace(plan, frontends=[f for f in plan.frontends if f.name in names])
 
     def control_address(self, fe) -> str:
-        """Where a front-end reaches switchd: the switch's address on its link."""
+        """Where a front-end reaches the daemon: the switch's address on its link."""
         return self.params["control_address"] or str(fe.gateway)
+
+    def control_key_path(self, fe) -> str:
+        return f"{fe.workdir}/miresga/ctl.key"
 
     def frontend_limits(self) -> dict[str, int]:
         p = self.params
         return {"idle_timeout_ms": int(p["frontend_idle_s"] * 1000),
                 "grace_ms": int(p["frontend_grace_ms"]),
                 "offload_after_bytes": int(p["offload_after_bytes"]),
+                "handoff": LIMIT_DEFAULTS["handoff"],
                 **dict(p["frontend_limits"])}
 
     def make_frontend(self, fe) -> Frontend:
@@ -173,7 +257,8 @@ class Miresga(Target):
             backend_addresses={h.name: str(h.address) for h in self.testbed.backends},
             nexthop_mac=fe.switch_mac, iface=fe.iface,
             control=(self.control_address(fe), int(self.params["control_port"])),
-            vip_index=0, vip_wscale=int(self.params["wscale"]))
+            control_key=self.control_key_path(fe), vip_index=0,
+            vip_wscale=int(self.params["wscale"]))
         f = Frontend(fe, self.service, facts, limits=self.frontend_limits(),
                      port=self.params["frontend_port"])
         pci = getattr(fe, "pci", None)
@@ -193,30 +278,28 @@ class Miresga(Target):
 
     # -------------------------------------------------------- life cycle
     def deploy(self) -> None:
-        self.switch.put_text(self.plan().to_json(), self.plan_path)
+        self.switchd.deploy(self.plan(), [(fe, self.control_key_path(fe))
+                                          for fe in self.fe_hosts])
         self.frontends = [self.make_frontend(fe) for fe in self.fe_hosts]
         for fe in self.frontends:
             if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
 
-    def _switchd_command(self) -> str:
+    def _switchd_args(self) -> str:
         p = self.params
-        args = [f"--plan {shlex.quote(self.plan_path)}",
-                f"--listen 0.0.0.0:{int(p['control_port'])}",
-                f"--pin-dir {shlex.quote(self.switch_pin_dir)}",
-                f"--stats-file {shlex.quote(self.stats_path)}",
-                f"--idle-timeout {p['switch_idle_s']}",
-                f"--filter-period {p['filter_period_s']}",
-                f"--cookie-epoch {p['cookie_epoch_s']}",
-                f"--manage-socket {shlex.quote(self.manage_socket)}",
-                "--log-level WARNING"]
+        args = []
         if p["rate"]:
-            args.append(f"--rate {p['rate']}")
-        return self.switch.tool("miresga.control.switchd", " ".join(args))
+            args.append(f"--rate {float(p['rate']):g}")
+        if p["batch_latency_ms"]:
+            args.append(f"--batch-latency-ms {float(p['batch_latency_ms']):g}")
+        return " ".join(args)
 
     def start(self) -> None:
         try:
-            self._start_switch()
+            # The control addresses only: each front-end's way in, and the
+            # switch host's own tools.
+            listen = [self.control_address(fe) for fe in self.fe_hosts] + [LOCAL]
+            self.switchd.start(listen, self._switchd_args())
             self._attach_agents()
             for fe in self.frontends:
                 fe.start()
@@ -226,25 +309,6 @@ class Miresga(Target):
             logs = self.logs()
             self.stop()
             raise TargetError(f"miresga: {e}", logs=logs) from None
-
-    def _start_switch(self) -> None:
-        # Pins a killed switchd left would make it refuse to start (its pin
-        # directory must be new); the tc filters it left are replaced on attach.
-        self.switch.run(f"rm -rf {shlex.quote(self.switch_pin_dir)} "
-                        f"{shlex.quote(self.stats_path)} {shlex.quote(self.manage_socket)}")
-        self.switchd = self.switch.start(self._switchd_command(), name="switchd")
-        deadline = time.monotonic() + 30
-        while True:
-            text = self.switchd.logs()
-            line = next((ln for ln in text.splitlines() if ln.startswith(READY_LINE)), None)
-            if line is not None:
-                self._ready = json.loads(line[len(READY_LINE):])
-                return
-            if not self.switchd.running():
-                raise TargetError(f"switchd exited on {self.switch.name}: {text[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TargetError(f"switchd not ready within 30 s: {text[-3000:]}")
-            time.sleep(0.05)
 
     def _agent(self, host, cmd: str, check: bool = True):
         args = f"{cmd} --iface {host.iface} --pin-dir {shlex.quote(self.agent_pin_dir(host))}"
@@ -263,7 +327,7 @@ class Miresga(Target):
                               f"--close-grace {p['agent_close_grace_s']}")
 
     def healthy(self) -> bool:
-        if self.switchd is None or not self.switchd.running():
+        if not self.switchd.running():
             raise TargetError("switchd is not running", logs=self.logs())
         for fe in self.frontends:
             if fe.process is None or not fe.process.running():
@@ -288,11 +352,10 @@ class Miresga(Target):
         for host in self._attached:
             self._agent(host, "detach", check=False)
         self._attached = []
-        if self.switchd is not None:
-            self.switchd.stop(timeout=10)
-            self.switchd = None
-        self._ready = None
-        restore_links(self._quieted)
+        try:
+            self.switchd.stop()
+        finally:
+            restore_links(self._quieted)
         self._quieted = []
 
     # ------------------------------------------------------------- faults
@@ -307,26 +370,12 @@ class Miresga(Target):
         return {"frontends": [fe.host.name for fe in self.frontends]}
 
     # ------------------------------------------------- several front-ends
-    def manage(self, *words: str) -> dict:
-        """A switchd management command (switchd.py): frontends, drain NAME, resume NAME."""
-        r = self.switch.run(self.switch.tool(
-            "miresga.control.switchd",
-            f"--manage {shlex.quote(self.manage_socket)} "
-            + " ".join(shlex.quote(w) for w in words)), check=False)
-        try:
-            out = json.loads(r.stdout)
-        except ValueError:
-            raise TargetError(f"switchd management: {' '.join(words)}: "
-                              f"{(r.stderr or r.stdout).strip()}") from None
-        if not out.get("ok"):
-            raise TargetError(f"switchd management: {' '.join(words)}: {out.get('error')}")
-        return out
-
     def frontend_states(self) -> dict[str, str]:
-        return {n: f["state"] for n, f in self.manage("frontends")["frontends"].items()}
+        """Each front-end's state in the switch's selection (active, draining, down)."""
+        return {n: f["state"] for n, f in self.switchd.ctl("frontends")["frontends"].items()}
 
     def wait_frontend_state(self, name: str, state: str, timeout: float) -> float:
-        """Poll switchd until front-end `name` is in `state`; returns the seconds it took."""
+        """Poll the daemon until front-end `name` is in `state`; the seconds it took."""
         t0 = time.monotonic()
         while True:
             now = self.frontend_states().get(name)
@@ -334,7 +383,7 @@ class Miresga(Target):
                 return time.monotonic() - t0
             if time.monotonic() - t0 > timeout:
                 raise TargetError(f"front-end {name}: still {now!r}, not {state!r}, "
-                                  f"after {timeout:.0f}s")
+                                  f"after {timeout:.0f}s", logs=self.logs())
             time.sleep(0.05)
 
     def _frontend(self, name: str) -> Frontend:
@@ -345,14 +394,14 @@ class Miresga(Target):
                           f"{', '.join(f.host.name for f in self.frontends)})")
 
     def drain_frontend(self, name: str, timeout_s: float | None = None) -> dict:
-        """Take a front-end out gracefully: switchd stops selecting it for new
+        """Take a front-end out gracefully: the switch stops selecting it for new
         connections, its own keep flowing through it until it holds none (or
         `timeout_s`, default `drain_timeout_s`, passes: the rest are cut when
         it stops), then it stops."""
         fe = self._frontend(name)
         timeout_s = float(self.params["drain_timeout_s"] if timeout_s is None else timeout_s)
         requests0 = fe.stats().get("requests", 0)
-        self.manage("drain", name)
+        self.switchd.ctl("drain-frontend", name=name)
         t0 = time.monotonic()
         while True:
             st = fe.stats()
@@ -371,20 +420,20 @@ class Miresga(Target):
         fe = self._frontend(name)
         fe.start()
         fe.wait_healthy(20)
-        self.manage("resume", name)
+        self.switchd.ctl("resume-frontend", name=name)
         self.wait_frontend_state(name, "active", 10)
 
     def kill_frontend(self) -> dict:
-        """SIGKILL the last front-end: switchd must take it out of the selection."""
+        """SIGKILL the last front-end: the switch must take it out of the selection."""
         if len(self.frontends) < 2:
             raise NotImplementedError
         fe = self.frontends[-1]
         killed = time.time()
         fe.process.signal(signal.SIGKILL)
         self.wait_frontend_state(fe.host.name, "down", 10)
-        # switchd's own clock of the change, not our polling's (same host
+        # The daemon's own clock of the change, not our polling's (same host
         # clock on the emulated testbed; NTP-close on real hosts).
-        events = self.manage("frontends")["events"]
+        events = self.switchd.ctl("frontends")["events"]
         removed = max(e["time"] for e in events
                       if e["frontend"] == fe.host.name and e["state"] == "down")
         return {"frontend": fe.host.name, "signal": "SIGKILL",
@@ -399,22 +448,14 @@ class Miresga(Target):
         fe.wait_healthy(20)
         self.wait_frontend_state(fe.host.name, "active", 10)
 
-    def _fill(self, action: str) -> dict:
-        count = int(self.params["flow_capacity"])
-        r = self.switch.run(self.switch.tool(
-            "miresga.control.offload_channel",
-            f"{action} --connect 127.0.0.1:{int(self.params['control_port'])} --count {count}"),
-            timeout=300)
-        return json.loads(r.stdout)
-
     def fill_flow_table(self) -> dict:
-        """Fill the switch's flow table with entries for synthetic clients, through
-        the offload channel as a front-end would: new flows are then refused and
-        stay on the front-end."""
-        return self._fill("fill")
+        """Fill the switch's flow table with entries for synthetic clients (a
+        management op of the daemon): new flows are then refused and stay on
+        the front-end."""
+        return self.switchd.ctl("fill", count=int(self.params["flow_capacity"]))
 
     def drain_flow_table(self) -> None:
-        self._fill("drain")
+        self.switchd.ctl("drain", count=int(self.params["flow_capacity"]))
 
     # ------------------------------------------------------------- stats
     def agent_stats(self, host) -> dict | None:
@@ -428,22 +469,13 @@ class Miresga(Target):
 
     def switch_stats(self) -> dict:
         """Counters and occupancy read from the pins now; the control plane's own
-        numbers (adds, deletes, refusals, channel) from its last stats file."""
-        out: dict[str, Any] = {}
-        r = self.switch.run(self.switch.tool("miresga.control.switchd",
-                                             f"--read-pins {shlex.quote(self.switch_pin_dir)}"),
-                            check=False)
-        if r.ok:
-            out.update(json.loads(r.stdout))
-        text = self.switch.read_text(self.stats_path, missing_ok=True)
-        if text:
-            try:
-                d = json.loads(text)
-                out["control"] = {"flow_table": d.get("flow_table"), "rates": d.get("rates"),
-                                  "channel": d.get("channel"), "time": d.get("time"),
-                                  "frontends": d.get("frontends")}
-            except ValueError:
-                pass
+        numbers (adds, deletes, refusals, channel, install budget) from its last
+        stats file."""
+        out: dict[str, Any] = dict(self.switchd.read_pins() or {})
+        d = self.switchd.stats_file()
+        if d:
+            out["control"] = {k: d.get(k) for k in ("flow_table", "rates", "channel", "budget",
+                                                     "frontends", "time")}
         return out
 
     def stats(self) -> dict:
@@ -493,9 +525,7 @@ class Miresga(Target):
         return {"summary": summary, "switch": sw, "frontends": fes, "agents": agents}
 
     def logs(self) -> dict[str, str]:
-        out = {}
-        if self.switchd is not None:
-            out[f"{self.switch.name}/switchd"] = self.switchd.logs()[-20000:]
+        out = dict(self.switchd.logs())
         for fe in self.frontends:
             out[f"{fe.host.name}/miresga-frontend"] = fe.logs()[-20000:]
         return out

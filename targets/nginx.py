@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import re
 
+from typing import Annotated
+
+from pydantic import Field
+
 from common.service import Policy
 from hosts.hosts import Host
 from targets.base import register
-from targets.software_lb import SoftwareLB, backend_address
+from targets.software_lb import SoftwareLB, SoftwareLBParams, backend_address
 
 BALANCE = {
     Policy.ROUND_ROBIN: "",
@@ -38,17 +42,21 @@ BALANCE = {
 }
 
 
+class NginxParams(SoftwareLBParams):
+    #: connections per worker, capped by half the host's descriptor limit
+    worker_connections: Annotated[int, Field(ge=64, le=10_000_000)] = 65536
+    #: idle connections to the back-ends kept per worker and cluster
+    upstream_keepalive: Annotated[int, Field(ge=1, le=1_000_000)] = 512
+    #: how long a back-end that failed a request is left out (passive health check)
+    fail_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 2
+
+
 @register
 class Nginx(SoftwareLB):
     name = "nginx"
     binary = "nginx"
     config_name = "nginx.conf"
-    defaults = {
-        "workers": 0,                 # 0 = one per front-end core
-        "worker_connections": 65536,
-        "upstream_keepalive": 512,    # idle connections kept per worker and cluster
-        "fail_timeout_s": 2,
-    }
+    Params = NginxParams
 
     def render(self, host: Host) -> str:
         svc, p = self.service, self.params

@@ -13,9 +13,13 @@ import os
 import shlex
 from abc import abstractmethod
 
+from typing import Annotated
+
+from pydantic import Field
+
 from hosts.backends import HEALTH_PATH
 from hosts.hosts import Host, Process
-from targets.base import Endpoint, Target, TargetError
+from targets.base import Endpoint, Target, TargetError, TargetParams
 
 
 def default_workers(host: Host) -> int:
@@ -62,11 +66,18 @@ class VipRoute:
             fe.run(f"ip addr del {self.vip}/32 dev lo", check=False)
 
 
+class SoftwareLBParams(TargetParams):
+    #: worker threads or processes per front-end host; 0 = one per core the host has
+    workers: Annotated[int, Field(ge=0, le=1024)] = 0
+
+
 class SoftwareLB(Target):
     """A software L7 load balancer daemon on every front-end host."""
 
     binary: str = ""
     config_name: str = ""
+    Params = SoftwareLBParams
+    required_roles = {"client": 1, "switch": 1, "frontend": 1, "backend": 1}
 
     def __init__(self, testbed, service, params=None):
         super().__init__(testbed, service, params)
@@ -74,7 +85,7 @@ class SoftwareLB(Target):
             raise TargetError(f"target {self.name} needs a host with role 'frontend'")
         self._procs: list[Process] = []
         self._vip = VipRoute(testbed, testbed.frontends)
-        self.workers = self.params.get("workers") or default_workers(testbed.frontends[0])
+        self.workers = self.params["workers"] or default_workers(testbed.frontends[0])
         # Raise the soft limit to the hard one; size connection limits to fit.
         self.fd_limit = fd_limit(testbed.frontends[0])
 

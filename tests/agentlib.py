@@ -20,9 +20,9 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import checksum
 
-from miresga.control import bpf
+from switchhost import bpf
 from miresga.control.agent import Counter, LoadedAgent
-from miresga.control.layouts import DSCP_MIRESGA
+from switchhost.layouts import DSCP_MIRESGA
 
 PASS = 0xFFFFFFFF  # TC_ACT_UNSPEC (-1) as BPF_PROG_TEST_RUN's u32 retval
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 
 import pytest
 
@@ -57,6 +58,20 @@ def pytest_sessionfinish(session, exitstatus):
 def unique_prefix(kind: str = "t") -> str:
     """A prefix no other test run on this machine uses: names never collide."""
     return kind + secrets.token_hex(3)
+
+
+def wait_for(cond, what: str, timeout: float = 60.0):
+    """Poll `cond` until it is true (returns its value) or fail after a generous
+    deadline: the machine is shared, so the deadline is a bound on a hang, not a
+    measurement."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what} (last: {v!r})")
+        time.sleep(0.05)
 
 
 @pytest.fixture

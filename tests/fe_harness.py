@@ -24,7 +24,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from common.service import Cluster, Rule, Service
-from miresga.control import layouts
+from switchhost import layouts
 from miresga.control.frontend import FrontendFacts, render_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,9 +83,15 @@ SERVICE = Service(
 )
 
 
+# The control key, relative to the harness's directory (its working directory),
+# where Harness writes one: the harness never connects, but the front-end reads
+# its key before it queues an entry.
+KEY_FILE = "ctl.key"
+
+
 def facts(control: tuple[str, int] | None = ("127.0.0.1", 1)) -> FrontendFacts:
     return FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
-                         nexthop_mac=SWITCH_MAC, control=control)
+                         nexthop_mac=SWITCH_MAC, control=control, control_key=KEY_FILE)
 
 
 def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) -> str:
@@ -99,10 +105,13 @@ class Harness:
         self._dir = tempfile.TemporaryDirectory(prefix="fe-harness-")
         path = Path(self._dir.name) / "fe.conf"
         path.write_text(config if config is not None else config_text())
+        key = os.open(Path(self._dir.name) / KEY_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(key, b"5a" * 32 + b"\n")
+        os.close(key)
         self.binary = binary
         self.proc = subprocess.Popen([str(binary), "pipe", str(path)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=harness_env())
+                                     env=harness_env(), cwd=self._dir.name)
 
     def _cmd(self, line: str) -> tuple[list[Ether], str | None]:
         self.proc.stdin.write(line + "\n")
@@ -179,7 +188,7 @@ def make_cookie(client: str, sport: int, isn: int, mss: int = 1460, wscale: int 
     return layouts.cookie_make(COOKIE_KEY, client, VIP, sport, 80, isn, epoch, low)
 
 
-#: op of a liveness query in Harness.offload() (FE_OFFLOAD_QUERY)
+#: how Harness.offload() lists a liveness query, after the entries (fe_test.c, QUERY_OP)
 QUERY_OP = 0x80
 
 #: The data-plane marks (miresga.h, "marks") as they sit in the IP TOS byte (ECN 0).

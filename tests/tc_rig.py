@@ -17,7 +17,7 @@ from scapy.all import TCP, Ether, raw
 
 from common.netns import ifindex, netns
 from common.scratch_ns import ScratchNs
-from miresga.control import bpf
+from switchhost import bpf
 from packets import assert_checksums
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from miresga.control import agent as ag
-from miresga.control.layouts import COOKIE_NO_WSCALE
+from switchhost.layouts import COOKIE_NO_WSCALE
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "build" / "agent-layout-probe"

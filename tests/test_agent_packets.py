@@ -746,18 +746,24 @@ def test_syn_only_entry_ages_out():
         _wait_for(lambda: entry(agent) is None, 10.0)
 
 
-def test_map_size_is_a_parameter_and_lru_evicts():
-    """max_conns sizes the map; when full the least recently used entry goes, and the
-    new connection still gets its entry."""
+def test_a_full_map_refuses_new_connections_and_keeps_live_ones():
+    """max_conns sizes the map; when full a new connection's fused SYN is dropped and
+    counted, and every live entry stays (an LRU map evicted them under churn)."""
     with make_agent(max_conns=64) as agent:
         assert agent.conns.max_entries == 64
-        for i in range(200):
+        for i in range(64):
             r = run(agent, IN, bytes(to_backend("S", C, S + i, syn_options(7),
                                                 sport=20000 + i)))
             assert Ether(r.data)[TCP].ack == 0
-        assert 0 < len(agent.connections()) <= 64
-        assert entry(agent, cport=20199) is not None
-        assert agent.counters()["conn_new"] == 200
+        for i in range(64, 200):
+            r = run(agent, IN, bytes(to_backend("S", C, S + i, syn_options(7),
+                                                sport=20000 + i)))
+            assert r.retval == 2   # TC_ACT_SHOT
+        assert len(agent.connections()) == 64
+        assert all(entry(agent, cport=20000 + i) is not None for i in range(64))
+        assert entry(agent, cport=20199) is None
+        c = agent.counters()
+        assert (c["conn_new"], c["map_fail"]) == (64, 136)
 
 
 def _wait_for(cond, timeout: float) -> None:

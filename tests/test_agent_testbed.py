@@ -27,7 +27,7 @@ from common.netns import netns as in_netns
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 from miresga.control.agent import PROG_EGRESS, PROG_INGRESS, Agent, AgentConn, AgentKey
-from miresga.control.bpf import Map
+from switchhost.bpf import Map
 from miresga.control.frontend import quiet_afpacket_link
 
 from conftest import unique_prefix

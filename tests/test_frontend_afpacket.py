@@ -34,7 +34,7 @@ from common.netns import netns, write_sysctl
 from common.service import Cluster, Rule, Service
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import parse_topology
-from miresga.control import layouts
+from switchhost import layouts
 from miresga.control.frontend import (BINARY, PORTS, Frontend, FrontendError, FrontendFacts,
                                       facts_from_testbed)
 
@@ -126,7 +126,7 @@ def start_frontend(testbed, ctl, service=SERVICE, port="af_packet", iface=None,
     host = testbed.host("frontend1")
     facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
                           nexthop_mac=host.switch_mac, iface=iface or host.iface,
-                          control=(ctl.address, ctl.port))
+                          control=(ctl.address, ctl.port), control_key=ctl.key_path)
     fe = Frontend(host, service, facts, limits={**LIMITS, **limits}, port=port)
     fe.start()
     fe.wait_healthy(20)
@@ -409,6 +409,7 @@ def test_offload_channel_resends_after_reconnect_and_counts_refusals(testbed):
             assert o["connects"] >= 2 and o["disconnects"] >= 1 and o["batches_resent"] >= 1
             assert o["added"] == 1 and o["refused"] == 1
             assert ctl.batches[0] == ctl.batches[1], "the lost batch is resent as it was"
+            assert ctl.bodies[0] == ctl.bodies[1]
             assert len(ctl.table) == 1
             assert st["flows_by_state"]["spliced"] == 2, "a refused flow stays on the front-end"
         finally:
@@ -418,11 +419,15 @@ def test_offload_channel_resends_after_reconnect_and_counts_refusals(testbed):
     assert ctl.table == {}
 
 
-def test_front_end_survives_a_missing_control_plane(testbed):
+def test_front_end_survives_a_missing_control_plane(testbed, tmp_path):
     """No one listens on the channel: flows are served, entries wait, connects are retried."""
     host = testbed.host("frontend1")
+    key = tmp_path / "ctl.key"
+    key.write_text("00" * 32 + "\n")
+    key.chmod(0o600)
     facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
-                          nexthop_mac=host.switch_mac, control=("10.10.2.1", 9))
+                          nexthop_mac=host.switch_mac, control=("10.10.2.1", 9),
+                          control_key=str(key))
     fe = Frontend(host, SERVICE, facts, limits=LIMITS)
     fe.start()
     wire = Wire(testbed, 9)
@@ -521,7 +526,8 @@ def test_af_xdp_port_refuses_generic_xdp(generic_link, ctl):
     launcher stops the front-end, says why, and leaves no program behind."""
     host, dev = generic_link
     facts = FrontendFacts(vip=VIP, vip_port=80, backend_addresses=BACKENDS,
-                          nexthop_mac=host.switch_mac, iface=dev, control=(ctl.address, ctl.port))
+                          nexthop_mac=host.switch_mac, iface=dev, control=(ctl.address, ctl.port),
+                          control_key=ctl.key_path)
     fe = Frontend(host, SERVICE, facts, limits=LIMITS, port="af_xdp")
     fe.start()
     with pytest.raises(FrontendError, match=r"generic mode: its driver \(bridge\) has no "

@@ -84,3 +84,4 @@ def test_directives_without_a_number(defaults):
     # Absent means: unmatched requests get 404, no offload channel, no stats socket.
     assert defaults["default_cluster"] is None
     assert defaults["control"] is None and defaults["stats_socket"] is None
+    assert defaults["control_key"] is None

@@ -1,4 +1,4 @@
-"""The front-end's splice state machine, packet by packet (DESIGN.md section 3).
+"""The front-end's splice state machine, packet by packet (docs/design.md section 3).
 
 Each test plays the switch, the client and the back-ends against the real C
 state machine (tests/fe_harness.py), checks every frame the front-end sends
@@ -17,7 +17,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 
 from common.service import Cluster, Rule, Service
-from miresga.control import layouts
+from switchhost import layouts
 
 from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
                         backend_pkt, config_text, harness_binary, payload)
@@ -258,7 +258,9 @@ def test_request_split_across_segments_is_held_and_acknowledged_until_complete(h
     out = h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA"))
     data = [f for f in out if payload(f)]
     assert b"".join(payload(f) for f in data) == GET
-    assert [f[TCP].seq for f in data] == [c.c + 1 + i for i in starts]
+    # The first four segments as they came, the rest copied into the fourth
+    # (fe_hold.c): released as four.
+    assert [f[TCP].seq for f in data] == [c.c + 1 + i for i in starts[:4]]
     st = h.stats()
     assert st["packets"]["own_ack"] == 3 and st["decisions"]["pinned"] == 1
     assert h.offload() == [], "a request that needed our ACKs is not handed to the switch"
@@ -723,14 +725,35 @@ def test_idle_close_that_does_not_end_resets_both(harness_binary):
         assert_clean(h)
 
 
-def test_flow_table_full_resets_new_connections(harness_binary):
+def test_flow_table_full_of_requests_resets_new_connections(harness_binary):
+    """Every flow has a request in progress: nothing to evict, a new connection gets RST."""
     with Harness(config_text(flow_capacity=2), binary=harness_binary) as h:
         for port in (45001, 45002):
-            Client(port=port).send(h)
+            c = Client(port=port)
+            c.send(h)
+            assert only(c.send(h, GET, "PA"))[TCP].flags == "S"
         c = Client(port=45003)
         rst = only(c.send(h))
         assert rst[TCP].flags == "R" and rst[TCP].seq == c.ack and rst[IP].src == VIP
-        assert h.stats()["errors"]["flow_table_full"] == 1
+        st = h.stats()
+        assert st["errors"]["flow_table_full"] == 1 and st["errors"]["evicted_for_flow"] == 0
+
+
+def test_flow_table_full_of_idle_handshakes_evicts_the_oldest(harness_binary):
+    """Handshakes that never sent a request fill the table: the oldest is reset to
+    make room, and the new connection is served."""
+    with Harness(config_text(flow_capacity=2), binary=harness_binary) as h:
+        idle = [Client(port=port) for port in (45011, 45012)]
+        for c in idle:
+            assert c.send(h) == []
+        c = Client(port=45013)
+        rst = only(c.send(h))
+        assert rst[IP].dst == idle[0].ip and rst[TCP].dport == idle[0].port
+        assert rst[TCP].flags == "R" and rst[TCP].seq == idle[0].ack
+        assert to_backend(only(c.send(h, GET, "PA")), "be1")
+        st = h.stats()
+        assert st["errors"]["evicted_for_flow"] == 1 and st["errors"]["flow_table_full"] == 0
+        assert st["flows_by_state"]["header"] == 1 and st["flows_by_state"]["syn_sent"] == 1
 
 
 def test_packets_without_a_flow_are_refused(h):

@@ -78,7 +78,7 @@ def test_rendered_config_is_what_the_binary_reads(tmp_path):
     assert got["default_cluster"] == names.index(SERVICE.default_cluster)
     assert got["max_header_bytes"] == SERVICE.max_header_bytes
     assert got["request_timeout_ms"] == SERVICE.request_timeout_s * 1000
-    assert got["control"] == "10.10.2.1:7000"
+    assert got["control"] == "10.10.2.1:7000" and got["control_key"] == "ctl.key"
     assert got["stats_socket"] == "/tmp/fe-test.sock" and got["flow_capacity"] == 4096
 
 
@@ -227,5 +227,5 @@ def test_miresga_target_takes_the_port_from_its_parameters(tmp_path):
     t = make_target("miresga", tb, SERVICE, {"frontend_port": "af_xdp"})
     assert t.make_frontend(fe_host).port == "af_xdp"
     assert make_target("miresga", tb, SERVICE).make_frontend(fe_host).port == PORT_DEFAULT
-    with pytest.raises(TargetError, match="frontend_port 'xdp': known ports are"):
+    with pytest.raises(TargetError, match="params.frontend_port: 'xdp': known ports are"):
         make_target("miresga", tb, SERVICE, {"frontend_port": "xdp"})

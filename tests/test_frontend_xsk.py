@@ -15,9 +15,9 @@ import ctypes
 import pytest
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPv6, Raw, raw
 
-from miresga.control import bpf
 from miresga.control.frontend import XSK_OBJECT
-from miresga.control.miresga_switch import ip_be, port_be
+from switchhost import bpf
+from switchhost.addresses import ip_be, port_be
 
 pytestmark = pytest.mark.root  # loads the program and runs it through BPF_PROG_TEST_RUN
 

@@ -33,7 +33,8 @@ def test_example_inventory_is_valid():
     (lambda d: d["host"][2].__setitem__("pci", "3b:00.0"), "host[2].pci"),
     (lambda d: d["host"][4].pop("switch_port"), "host[4].switch_port: missing required field"),
     (lambda d: d["host"][1].__setitem__("ssh", {}), "host[1].ssh.host: missing required field"),
-    (lambda d: d["switch"].__setitem__("kind", "tofino"), "tofino: a [switch.tofino] table is required"),
+    (lambda d: d["switch"].__setitem__("tofino", {"bfrt_grpc": "10.0.0.5:50052"}),
+     "switch.tofino: unknown field"),
 ])
 def test_bad_inventory_is_refused(mutate, message):
     data = base()
@@ -41,3 +42,41 @@ def test_bad_inventory_is_refused(mutate, message):
     with pytest.raises(ConfigError) as e:
         parse_inventory(data, source="lab.toml")
     assert message in str(e.value)
+
+
+def test_a_hardware_switch_is_refused_naming_what_exists():
+    """kind = "tofino" would be accepted and then nothing would drive it: refused, and the
+    message says what does exist (the eBPF pipeline on a Linux switch host)."""
+    data = base()
+    data["switch"]["kind"] = "tofino"
+    with pytest.raises(ConfigError) as e:
+        parse_inventory(data, source="lab.toml")
+    text = str(e.value)
+    assert text.startswith("lab.toml: switch.kind: 'tofino' is not supported"), text
+    assert "eBPF on a Linux host" in text and 'kind = "linux"' in text
+    assert "docs/remote.md" in text
+
+
+def test_an_unreachable_jump_host_is_named_as_itself():
+    """Through a jump host that refuses connections, the failure is the jump host's: the
+    host behind it was never tried, and the message says so instead of blaming it."""
+    import socket
+
+    from common.errors import TestbedError
+    from hosts.remote import RemoteTestbed
+
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        data = base()
+        for h in data["host"]:
+            h.setdefault("ssh", {}).update(jump=f"bench@127.0.0.1:{port}", connect_timeout=5)
+        rt = RemoteTestbed(parse_inventory(data, source="lab.toml"), progress=False)
+        with pytest.raises(TestbedError) as e:
+            rt.reach()
+    text = str(e.value)
+    for h in data["host"]:
+        assert (f"{h['name']}: the jump host bench@127.0.0.1:{port} cannot be reached"
+                in text), text
+        assert f"{h['name']} itself was not tried" in text
+    assert "cannot reach" not in text

@@ -2,7 +2,7 @@
 target on the emulated testbed.
 
 1. The ctypes mirror against the C compiler (build/l4switch-layout-probe).
-2. Maglev: balance and disruption, the numbers common/maglev.py states.
+2. Maglev: balance and disruption, the numbers switchhost/pipelines/maglev.py states.
 3. The program through BPF_PROG_TEST_RUN in a scratch namespace (real veth
    ports, a FIB with permanent neighbours), Katran style: a table of stateless
    cases, then one test per behaviour that needs a sequence of packets.  Every
@@ -41,13 +41,15 @@ from bench.integrity import verify
 from common.netns import netns
 from common.scratch_ns import ScratchNs
 from common.service import default_service
-from miresga.control import bpf
-from miresga.control.miresga_switch import Endpoint, VipSpec, ip_be, port_be
+from switchhost import bpf
+from switchhost.addresses import ip_be, port_be
 from targets.base import TargetError, make_target
-from targets.l4switch import layouts as L
-from targets.l4switch.driver import TC_HANDLE, TC_PRIORITY, HealthChecker, L4Plan, L4Switch
-from common.maglev import maglev_table
+from switchhost.pipelines import l4switch_layouts as L
+from switchhost.pipelines.l4switch import HealthChecker, L4Plan, L4Switch
+from switchhost.plan import Endpoint, VipSpec
+from switchhost.pipelines.maglev import maglev_table
 
+from conftest import wait_for
 from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum, routed
 from target_rig import running as running_target
 from tc_rig import TcRig
@@ -206,7 +208,7 @@ def rig():
                       for n, (ip, p, mac, sp) in BE.items()],
             hash_seed=SEED, health_interval_ms=0)
         # Not attached: BPF_PROG_TEST_RUN needs only the program and its maps.
-        with L4Switch(plan, attach=False, pin_prefix="l4").load() as sw:
+        with L4Switch(plan, attach=False).load() as sw:
             yield Rig(ns, sw)
 
 
@@ -292,7 +294,7 @@ CASES = [
     Case("client to a back-end's address (not the VIP): kernel forwarding",
          from_client(dst=BE["b1"][0]), OK, C.PASS),
     Case("ARP: kernel", Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff")
-         / ARP(psrc=CLIENT, pdst=VIP), OK, C.PASS),
+         / ARP(hwsrc=CLIENT_MAC, psrc=CLIENT, pdst=VIP), OK, C.PASS),
     Case("IPv6: kernel", Ether(src=CLIENT_MAC, dst=PORT_MAC["c0"]) / IPv6() / TCP(), OK,
          C.PASS),
 ]
@@ -582,27 +584,18 @@ def fetch_each(tb, paths: list[str]) -> list[str]:
     return r.stdout.split()
 
 
-def wait_for(cond, what: str, timeout: float = 60.0):
-    """Poll `cond` until it is true (returns its value) or fail after a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def assert_nothing_left(tb, t) -> None:
-    """No l4switch filter on any switch port, no pin, no control socket."""
+    """No l4switch filter on any switch port, no pin, nothing on the control port."""
     ns = tb.switch.netns
     for port in sorted({h.switch_port for h in tb.hosts.values() if h.switch_port}):
-        assert bpf.tc_attached_prog_id(ns, port, bpf.TC_INGRESS, TC_PRIORITY, TC_HANDLE) is None
+        assert bpf.tc_attached_prog_id(ns, port, bpf.TC_INGRESS, L4Switch.tc_priority,
+                                       L4Switch.tc_handle) is None
         r = tb.switch.run(f"tc filter show dev {port} ingress", check=False)
         assert r.stdout.strip() == "", f"{port}: {r.stdout}"
     assert not os.path.exists(t.pin_dir)
-    assert not os.path.exists(t.ctl_path)
+    with netns(ns):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", t.switchd.port), timeout=10)
 
 
 @pytest.mark.testbed
@@ -919,14 +912,15 @@ def test_tso_segments_cross_the_switch_with_their_payload_left_in_pages(served, 
 # ------------------------------------------------------------ life cycle
 
 @pytest.mark.testbed
-def test_stop_leaves_no_program_no_pin_no_socket(served):
-    """After stop(): no filter on any switch port, no pin, no control socket,
+def test_stop_leaves_no_program_no_pin_no_listener(served):
+    """After stop(): no filter on any switch port, no pin, nothing on the control port,
     and the VIP no longer answers."""
     tb, _, _ = served
     t = running(tb)
     ports = t.stats()["ports"]
     assert ports and all(bpf.tc_attached_prog_id(tb.switch.netns, p, bpf.TC_INGRESS,
-                                                 TC_PRIORITY, TC_HANDLE) for p in ports)
+                                                 L4Switch.tc_priority, L4Switch.tc_handle)
+                         for p in ports)
     assert os.path.isdir(t.pin_dir)
     t.stop()
     assert_nothing_left(tb, t)
@@ -937,15 +931,15 @@ def test_stop_leaves_no_program_no_pin_no_socket(served):
 
 @pytest.mark.testbed
 def test_stop_after_the_daemon_was_killed_still_cleans_up(served):
-    """SIGKILL leaves the program attached and the maps pinned; stop() runs
-    `l4switchd cleanup`, which removes both."""
+    """SIGKILL leaves the program attached and the maps pinned; stop() runs the
+    daemon's cleanup (`python -m switchhost --cleanup`), which removes both."""
     tb, _, _ = served
     t = running(tb)
-    t._proc._signal_group(signal.SIGKILL)
-    assert t._proc.wait(10) is not None
+    t.switchd.process._signal_group(signal.SIGKILL)
+    assert t.switchd.process.wait(10) is not None
     ports = list(t.plan.ports)
-    assert any(bpf.tc_attached_prog_id(tb.switch.netns, p, bpf.TC_INGRESS, TC_PRIORITY,
-                                       TC_HANDLE) for p in ports)
+    assert any(bpf.tc_attached_prog_id(tb.switch.netns, p, bpf.TC_INGRESS, L4Switch.tc_priority,
+                                       L4Switch.tc_handle) for p in ports)
     t.stop()
     assert_nothing_left(tb, t)
 
@@ -956,35 +950,40 @@ def test_target_whose_daemon_cannot_start_fails_with_logs(served):
     t = make_target("l4switch", tb, default_service([b.name for b in tb.backends],
                                                     vip=str(tb.vip)))
     t.deploy()
-    tb.switch.put_text("this is not a plan\n", t.plan_path)
+    tb.switch.put_text("this is not a plan\n", t.switchd.plan_path)
     try:
-        t.start()
         with pytest.raises(TargetError) as e:
+            t.start()
             t.wait_healthy(20)
-        assert any("not a plan" in v or "l4switchd" in v for v in e.value.logs.values())
+        assert "plan.json" in str(e.value)
+        assert any("plan.json" in v for v in e.value.logs.values())
     finally:
         t.stop()
 
 
 @pytest.mark.testbed
-def test_bench_testbed_plan_is_the_plan_l4switchd_runs(served):
+def test_bench_testbed_plan_is_the_plan_the_daemon_runs(served, tmp_path):
     """`python -m bench testbed plan l4switch` prints, for the running testbed, the plan
-    built from its facts and the default service; l4switchd runs it (ready, every
-    configured back-end in the pool) and SIGTERM leaves nothing attached."""
+    built from its facts and the default service; the switch host's daemon runs it
+    (ready, every configured back-end in the pool, asked over the protocol) and
+    SIGTERM leaves nothing attached."""
     tb, _, _ = served
     made = tb.switch.run(tb.switch.tool("bench", f"testbed plan l4switch --prefix {tb.prefix}"))
     service = default_service([h.name for h in tb.backends], vip=str(tb.vip), port=tb.vip_port)
     assert json.loads(made.stdout) == json.loads(L4Plan.from_testbed(tb, service).to_json())
     work = f"{tb.switch.workdir}/l4plan"
-    pin_dir, ctl = f"{tb.bpf_dir}/l4plan", f"{work}/ctl.sock"
+    pin_dir, key = f"{tb.bpf_dir}/l4plan", f"{work}/ctl.key"
     tb.switch.put_text(made.stdout, f"{work}/plan.json")
-    proc = tb.switch.start(tb.switch.tool("targets.l4switch.l4switchd",
-                                          f"run --plan {work}/plan.json --ctl {ctl} "
-                                          f"--pin-dir {pin_dir}"), name="l4switchd-plan")
+    tb.switch.put_secret("ab" * 32 + "\n", key)
+    proc = tb.switch.start(tb.switch.tool("switchhost",
+                                          f"--pipeline l4switch --plan {work}/plan.json "
+                                          f"--key {key} --listen 127.0.0.1:7479 "
+                                          f"--pin-dir {pin_dir}"), name="switchd-plan")
     try:
-        wait_for(lambda: "l4switchd ready" in proc.logs() or not proc.running(), "l4switchd")
+        wait_for(lambda: "switchd ready" in proc.logs() or not proc.running(), "switchd")
         assert proc.running(), proc.logs()
-        r = tb.switch.run(tb.switch.tool("targets.l4switch.l4switchd", f"ctl {ctl} pool"))
+        r = tb.switch.run(tb.switch.tool("switchhost.ctl",
+                                         f"--connect 127.0.0.1:7479 --key {key} pool"))
         assert sorted(json.loads(r.stdout)["backend_healthy"]) == sorted(
             h.name for h in tb.backends)
     finally:

@@ -18,11 +18,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
-PROJECT = {"bench", "plots", "analysis", "targets", "hosts", "miresga", "workloads", "common"}
-HOST_TOOLS = ["miresga.control.switchd", "miresga.control.agent",
-              "miresga.control.offload_channel", "targets.l4switch.l4switchd"]
-# What the tools load only on the paths that need it (the l4switch's driver).
-HOST_LIBRARIES = ["targets.l4switch.driver"]
+PROJECT = {"bench", "plots", "analysis", "targets", "hosts", "miresga", "switchhost", "workloads",
+           "common"}
+HOST_TOOLS = ["switchhost", "switchhost.ctl", "miresga.control.agent"]
+# Everything the daemon loads, pipelines included (the import above loads them too).
+HOST_LIBRARIES = ["switchhost.daemon", "switchhost.pipelines.miresga",
+                  "switchhost.pipelines.l4switch", "switchhost.server", "switchhost.client"]
 
 
 def bare_python(*args: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from miresga.control import layouts as L
+from switchhost import layouts as L
 
 PROBE = Path(__file__).resolve().parent.parent / "build" / "layout-probe"
 
@@ -21,7 +21,8 @@ MIRROR = {
     "mg_switch_config": L.SwitchConfig, "mg_backend_key": L.BackendKey,
     "mg_port": L.Port, "mg_dp_slot": L.DpSlot, "mg_fe_slot": L.FeSlot,
 }
-WIRE = {"mg_ctl_hdr": L.CTL_HDR, "mg_ctl_entry": L.CTL_ENTRY, "mg_ctl_ack": L.CTL_ACK}
+WIRE = {"mg_ctl_hdr": L.CTL_HDR, "mg_ctl_entry": L.CTL_ENTRY, "mg_ctl_ack": L.CTL_ACK,
+        "mg_ctl_key": L.CTL_KEY, "mg_ctl_liveness": L.CTL_LIVENESS}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,14 @@ def test_wire_format_matches_c(probe, name):
 def test_constants_match(probe):
     assert probe["MG_SW__MAX"] == L.SWITCH_COUNTER_MAX
     assert probe["MG_FLOW_CAPACITY_DEFAULT"] == L.FLOW_CAPACITY_DEFAULT
+    assert probe["ctl"] == {name: getattr(L, f"CTL_{name}") for name in probe["ctl"]}
+
+
+def test_control_message_lengths_match_c(probe):
+    """mg_ctl_body_len() and its mirror agree on every type and on the counts at
+    the edges of what each type allows (-1 / None: malformed)."""
+    for typ, count, length in probe["ctl_body_len"]:
+        assert L.ctl_body_len(typ, count) == (None if length < 0 else length), (typ, count)
 
 
 def test_cookie_matches_c(probe):

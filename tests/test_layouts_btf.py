@@ -15,17 +15,19 @@ from pathlib import Path
 import pytest
 
 from miresga.control import agent as ag
-from miresga.control import layouts as L
-from targets.l4switch import layouts as L4
+from switchhost import layouts as L
+from switchhost.pipelines import l4switch_layouts as L4
 
 OBJECT = Path(__file__).resolve().parent.parent / "build" / "bpf" / "layouts.bpf.o"
 
 STRUCTS = {
     "mg_vip_key": L.VipKey, "mg_vip": L.Vip, "mg_flow_key": L.FlowKey, "mg_flow": L.Flow,
-    "mg_backend_key": L.BackendKey, "mg_port": L.Port, "mg_dp_slot": L.DpSlot, "mg_fe_slot": L.FeSlot,
+    "mg_backend_key": L.BackendKey, "mg_port": L.Port, "mg_dp_slot": L.DpSlot,
+    "mg_fe_slot": L.FeSlot,
     "mg_backend": L.Backend,
     "mg_frontend": L.Frontend, "mg_cookie_key": L.CookieKey, "mg_switch_config": L.SwitchConfig,
     "mg_ctl_hdr": L.CTL_HDR, "mg_ctl_entry": L.CTL_ENTRY, "mg_ctl_ack": L.CTL_ACK,
+    "mg_ctl_key": L.CTL_KEY, "mg_ctl_liveness": L.CTL_LIVENESS,
     "mg_agent_key": ag.AgentKey, "mg_agent_conn": ag.AgentConn,
     "mg_agent_config": ag.AgentConfigRaw,
     "l4_conn_key": L4.ConnKey, "l4_conn": L4.Conn, "l4_config": L4.Config,
@@ -54,7 +56,7 @@ def btf() -> dict[str, dict]:
 def test_struct_is_in_the_btf_with_the_mirror_size(btf, cname):
     mirror = STRUCTS[cname]
     assert btf.get(cname, {}).get("kind") == "STRUCT", f"struct {cname} not in {OBJECT.name}"
-    # The offload channel's messages are mirrored as wire formats (struct.Struct).
+    # The control protocol's messages are mirrored as wire formats (struct.Struct).
     size = mirror.size if hasattr(mirror, "unpack") else ctypes.sizeof(mirror)
     assert btf[cname]["size"] == size
 

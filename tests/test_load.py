@@ -7,6 +7,7 @@ import shlex
 
 import pytest
 
+from analysis import latency
 from bench.cpu import CpuSampler
 from bench.integrity import verify
 from bench.wrk import WrkJob, WrkRunner, judge
@@ -135,6 +136,9 @@ def test_wrk_json_from_a_real_run(bench):
     assert d["bytes"] > d["requests"] * 1024
     pct = d["latency_us"]["percentiles"]
     assert 0 < pct["50"] <= pct["90"] <= pct["99"] <= pct["99.9"] <= d["latency_us"]["max"]
+    # The recorded latencies, one per completed request, as an HdrHistogram.
+    assert d["histogram_error"] is None
+    assert latency.decode(d["histogram"]).get_total_count() == d["requests"]
     assert d["errors"] == {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
     # Every completed request was drawn; in-flight ones at the end are drawn too.
     assert set(d["drawn"]) == {"1KB", "10KB"}
@@ -146,6 +150,9 @@ def test_wrk_json_from_a_real_run(bench):
     assert delta["per_role_s"]["backend"] > 0.05
     assert delta["per_role_s"]["frontend"] < 0.05
     assert delta["softirq_s"] >= 0 and len(delta["machines"]) == 1
+    machine = next(iter(delta["machines"].values()))
+    assert len(machine["loadavg_end"]) == 3 and machine["loadavg_end"][0] >= 0
+    assert delta["steal_s"] == machine["seconds"]["steal"] >= 0
 
 
 @pytest.mark.testbed

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from miresga.control import layouts
+from switchhost import layouts
 from miresga.control import memory_model as mm
 
 

@@ -27,6 +27,7 @@ import pytest
 
 from bench.integrity import verify
 from common.service import parse_service
+from switchhost.layouts import DP_SLOTS_DEFAULT, DP_WAYS_DEFAULT
 from targets.base import make_target
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -235,6 +236,19 @@ def expect(store, out: dict, wanted: list[str]):
 
 def curl(tb, args: str, timeout: float = 120) -> str:
     return tb.clients[0].run(f"curl -s {args}", check=False, timeout=timeout).stdout
+
+
+# ----------------------------------------------------------------- the plan
+
+def test_the_switch_is_told_the_frontends_handoff_and_sizes_its_data_plane_table(mg):
+    """The target's plan carries the front-end's hand-off mode and the data-plane
+    table's size, its slots aging with the switch's entries; the daemon runs it."""
+    tb, _, _, t = mg
+    plan = t.plan()
+    assert plan.handoff == "dataplane"
+    assert (plan.dp_slots, plan.dp_ways) == (DP_SLOTS_DEFAULT, DP_WAYS_DEFAULT)
+    assert plan.dp_idle_timeout_s == PARAMS["switch_idle_s"]
+    assert t.switchd.ctl("stats")["dp_table"]["slots"] == DP_SLOTS_DEFAULT
 
 
 # ------------------------------------------------------ requests of any shape

@@ -21,8 +21,9 @@ from common.service import parse_service
 from hosts.backends import BackendServers, ObjectStore
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import load_topology
-from miresga.control.miresga_switch import client_slot, frontend_selection, ip_be, port_be
-from miresga.control.offload_channel import PEER_SILENCE_S
+from switchhost.addresses import ip_be, port_be
+from switchhost.pipelines.miresga import client_slot, frontend_selection
+from switchhost.server import PEER_SILENCE_S
 from targets.base import make_target
 from workloads.model import load_workloads
 
@@ -32,9 +33,9 @@ pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
 TOPOLOGY = REPO_ROOT / "testbeds" / "two-frontends.toml"
 # What the README states: a front-end whose process exits leaves the
-# selection within 1 s (switchd sees its channel close at once); a silent
-# host within PEER_SILENCE_S.  The test allows the larger for the process,
-# polling switchd through a subprocess on a contended machine.
+# selection within 1 s (the daemon sees its control connection close at
+# once); a silent host within PEER_SILENCE_S.  The test allows the larger for
+# the process, polling the daemon through a subprocess on a contended machine.
 REMOVAL_BOUND_S = PEER_SILENCE_S
 
 PARAMS = {
@@ -210,7 +211,7 @@ def test_both_front_ends_serve_and_bytes_are_intact(two):
 
 def test_killed_front_end_leaves_the_selection_while_a_client_keeps_succeeding(two):
     """SIGKILL frontend2 during a stream of one-request connections and while one of
-    its kept-alive connections downloads 1 MB (offloaded) slowly: switchd marks
+    its kept-alive connections downloads 1 MB (offloaded) slowly: the daemon marks
     it down within the stated bound; from then on every new connection
     succeeds (its clients go to frontend1), bytes intact; the offloaded download
     completes byte-exact, and that connection's next request, which needed

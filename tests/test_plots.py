@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
 
-from analysis.claims import claims
-from analysis.results import read_result, result_files, tidy, tidy_row
+from analysis import cells, conditions, latency
+from analysis.claims import claims, claims_of
+from analysis.compare import compare
+from analysis.results import load_table, read_result, result_files, tidy, tidy_row, write_tidy
+from bench import netstat
+from bench.netstat import NetstatSampler
 from bench.plotting import FIGURES, draw_all
+from plots import fig4b_throughput_vs_size, fig_mechanism, report, style
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
@@ -100,7 +108,7 @@ def test_all_four_figures_and_the_report_render(results, tmp_path):
     assert "wrk exited with 1: boom" in report
     assert "0.53x" in report  # haproxy: 0.5 of rep 1, direct: mean of 1.0 and 0.9
     assert "| No LB (direct) | Traffic 3 | 2 |" in report
-    assert len(FIGURES) == 5
+    assert len(FIGURES) == 6
 
 
 def test_frontend_busy_time_per_thousand_requests(results):
@@ -166,3 +174,281 @@ def test_claims_are_ratios_within_one_run(results, tmp_path):
     assert (tmp_path / "x").mkdir() is None
     draw_all(results, tmp_path / "x")
     assert (tmp_path / "x" / "claims.md").read_text() == text
+
+
+def test_a_target_that_never_came_up_is_not_reported_as_failing_integrity(results, tmp_path):
+    """Its points are failed with no integrity check at all: report.md says it was not
+    checked, not that it FAILED a check that never ran."""
+    doc = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
+    doc.update(status="failed", error="target nginx failed to come up: TargetError: no",
+               metrics=None, integrity=None)
+    doc["parameters"]["target"] = doc["parameters"]["target_name"] = "nginx"
+    doc["point_id"] = doc["point_id"].replace("direct/", "nginx/")
+    _write(results / "quick" / "nginx" / "down-rep1.json", doc)
+    draw_all(results, tmp_path / "figures")
+    report = (tmp_path / "figures" / "report.md").read_text()
+    assert "nginx not checked (the target never came up)" in report
+    assert "HAProxy **FAILED**" in report and "nginx **FAILED**" not in report
+
+
+# ------------------------------------------------------------ honest measurement
+
+def _with_histograms(doc: dict, seed: int) -> dict:
+    """A format-2 document: latency histograms of synthetic samples (lognormal around the
+    run's own median), latency_us derived from them as bench/wrk.py does."""
+    d = copy.deepcopy(doc)
+    d["format_version"] = 2
+    rng = random.Random(seed)
+    for part in ("load", "probe"):
+        m = (d.get("metrics") or {}).get(part)
+        if not m:
+            continue
+        median = m["latency_us"]["percentiles"]["50"] or 100
+        h = latency.from_counts((max(1, int(rng.lognormvariate(0, 0.8) * median)), 1)
+                                for _ in range(400))
+        m["histogram"] = latency.encode(h)
+        m["latency_us"] = latency.summary(h)
+    return d
+
+
+def _copy_fixtures(root: Path, k: float = 1.0, reps=(1.0,), histograms: bool = False,
+                   **changes) -> Path:
+    """The fixture campaign under root, every metric scaled by k, one repetition per
+    factor in reps (scaled by it too); changes: parameters to override."""
+    for f in result_files(FIXTURES):
+        base = read_result(f)
+        for i, r in enumerate(reps, start=1):
+            doc = _scaled(base, k * r, repetition=i if i > 1 else None)
+            doc["parameters"].update(changes)
+            if histograms:
+                doc = _with_histograms(doc, seed=zlib.crc32(f"{f}:{i}".encode()))
+            rel = str(f.relative_to(FIXTURES)).replace("rep1", f"rep{i}")
+            _write(root / rel, doc)
+    return root / "quick"
+
+
+def test_a_cells_latency_is_the_percentile_of_its_merged_histograms(tmp_path):
+    """p99 of a cell = p99 of all its repetitions' samples together, with an interval;
+    the tidy row of each point keeps its own p99 from its own histogram."""
+    src = _copy_fixtures(tmp_path / "r", reps=(1.0, 0.9, 1.1), histograms=True)
+    df = tidy(src)
+    rows = cells.select(df, target="direct", workload="1MB", conn_mode="keep-alive")
+    assert len(rows) == 3 and rows["lat_hist"].notna().all()
+    merged = latency.merge(rows["lat_hist"])
+    iv = cells.estimate(rows, "lat_p99_us")
+    assert iv.value == merged.get_value_at_percentile(99)
+    assert iv.low <= iv.value <= iv.high
+    for _, r in rows.iterrows():
+        assert r["lat_p99_us"] == latency.decode(r["lat_hist"]).get_value_at_percentile(99)
+    assert iv.value != pytest.approx(rows["lat_p99_us"].mean(), rel=1e-3)
+
+
+def test_a_directory_with_only_the_tidy_table_redraws_and_claims(tmp_path):
+    """A committed reference holds tidy.csv and faults.csv, no result files: `bench plots`
+    and `bench claims` work on it and say exactly what they say from the result files."""
+    src = _copy_fixtures(tmp_path / "r", reps=(1.0, 0.95, 1.05), histograms=True)
+    for f in result_files(FIXTURES):
+        other = _with_histograms(_scaled(read_result(f), 0.5, target="haproxy"), seed=3)
+        other["target"] = {"name": "haproxy", "layer7": True}
+        other["metrics"].setdefault("cpu", {}).setdefault("per_role_s", {})["frontend"] = 1.0
+        _write(src / str(f.relative_to(FIXTURES / "quick")).replace("direct/", "haproxy/"),
+               other)
+    write_tidy(src)
+    only = tmp_path / "reference"
+    only.mkdir()
+    (only / "tidy.csv").write_bytes((src / "tidy.csv").read_bytes())
+    assert claims_of(only).text == claims_of(src).text
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "bench", "plots", str(only), "--out", str(out)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert {f"{s}.pdf" for s in STEMS} <= {f.name for f in out.iterdir()}
+    report_only = (out / "report.md").read_text()
+    report_files = report.write(load_table(src), tmp_path / "from-files").read_text()
+
+    def numbers(text):
+        return text[text.index("## Fixed response sizes"):text.index("## Conditions")]
+
+    assert numbers(report_only) == numbers(report_files)
+    assert "merged histogram" in report_only
+    c = subprocess.run([sys.executable, "-m", "bench", "claims", str(only)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert c.returncode == 0, c.stderr
+    assert c.stdout == claims_of(src).text
+    # Fixed sizes have no probe, so no probe histogram: the mixes' probes have theirs.
+    assert "latency ratios are of percentiles of the merged histograms" in c.stdout
+
+
+def test_claims_exit_non_zero_when_there_is_nothing_to_claim(tmp_path):
+    """No results: exit 2 naming the directory; results without a single ratio the claims
+    need (only `direct`): exit 1, the table printed, the reason on stderr."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    p = subprocess.run([sys.executable, "-m", "bench", "claims", str(empty)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 2 and "no result files" in p.stderr and str(empty) in p.stderr
+    only_direct = _copy_fixtures(tmp_path / "r")
+    p = subprocess.run([sys.executable, "-m", "bench", "claims", str(only_direct)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 1, p.stderr
+    assert "nothing to claim" in p.stderr and "targets here: direct" in p.stderr
+    assert "| claim |" in p.stdout
+
+
+def test_compare_two_runs_point_by_point(tmp_path):
+    """A has twice B's throughput and half its load latency in every cell: compare prints
+    2.00x and 0.50x with intervals for each of the 16 cells; runs with other load
+    parameters share no cell: exit 1."""
+    a = _copy_fixtures(tmp_path / "a", k=1.0, reps=(1.0, 0.97, 1.03))
+    b = _copy_fixtures(tmp_path / "b", k=0.5, reps=(1.0, 1.02, 0.98))
+    p = subprocess.run([sys.executable, "-m", "bench", "compare", str(a), str(b)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| direct |")]
+    assert len(rows) == 16
+    for row in rows:
+        assert "| 2.00x [" in row, row
+        # _scaled leaves the probe's latency alone: 1.00x under the mixes.
+        assert ("0.50x [" if "traffic" not in row else "| 1.00x [") in row, row
+    assert "16 cells in both; 0 only in A, 0 only in B" in p.stdout
+    assert "smoke test" in p.stdout  # the fixtures are the quick profile
+    other = _copy_fixtures(tmp_path / "c", connections=64)
+    p = subprocess.run([sys.executable, "-m", "bench", "compare", str(a), str(other)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert p.returncode == 1 and "no point in common" in p.stderr
+    # A tidy table works as one side.
+    write_tidy(b)
+    assert compare(a, b / "tidy.csv").text == compare(a, b).text.replace(str(b), str(b / "tidy.csv"))
+
+
+def test_report_and_claims_say_when_results_are_not_one_run(results, tmp_path):
+    """Two revisions, a dirty tree and an hour's pause: the report and the claims say so
+    before any number; one clean campaign of the quick profile is labelled a smoke test
+    and not "not one run"."""
+    clean = load_table(results)
+    assert conditions.warnings(clean) == []
+    assert "quick profile" in conditions.smoke_test(clean)
+    assert "Not one run" not in claims_of(results).text
+    assert claims_of(results).text.startswith("**Smoke test**")
+    for f in result_files(results):
+        doc = read_result(f)
+        if doc["parameters"]["target"] == "haproxy":
+            doc["metadata"] = {**doc["metadata"], "git": {**doc["metadata"]["git"],
+                                                          "revision": "f" * 40, "dirty": True}}
+            doc["started_at"] = "2026-11-26T11:37:34+0000"
+            _write(f, doc)
+    text = claims_of(results).text
+    assert "**Not one run**" in text and "NOT one run: see above)" in text
+    assert "2 git revisions" in text and "ffffffffffff (haproxy)" in text
+    assert "uncommitted changes" in text
+    assert "separate time windows" in text
+    report.write(load_table(results), tmp_path)
+    head = (tmp_path / "report.md").read_text().split("## Fixed")[0]
+    assert "2 git revisions" in head and "separate time windows" in head
+    assert "ffffffffffff+dirty" in head
+
+
+def test_interleaved_series_are_paired_and_others_not():
+    """Repetition k of both series before any repetition k + 1: paired.  One series run
+    after the other, or start times missing: not paired."""
+    import pandas as pd
+
+    def rows(starts):
+        return pd.DataFrame({"repetition": [1, 2, 3],
+                             "started_at": [f"2026-11-26T10:{m:02d}:00+0000" for m in starts]})
+
+    assert conditions.interleaved(rows([0, 10, 20]), rows([5, 15, 25]))
+    assert not conditions.interleaved(rows([0, 2, 4]), rows([30, 32, 34]))
+    missing = rows([5, 15, 25]).assign(started_at=None)
+    assert not conditions.interleaved(rows([0, 10, 20]), missing)
+
+
+def test_point_conditions_and_offload_share_in_the_tidy_row():
+    """Load average and steal from the CPU sampler, offloaded byte share from Miresga's
+    counters before and after the point."""
+    doc = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
+    doc["metrics"]["cpu"]["machines"] = {
+        "boot-a": {"cpus": 2, "seconds": {"steal": 0.3}, "loadavg_end": [1.5, 1.0, 0.5]},
+        "boot-b": {"cpus": 2, "seconds": {"steal": 0.1}, "loadavg_end": [0.5, 2.0, 0.25]}}
+    doc["metrics"]["cpu"]["window_s"] = 10.0
+    doc["target"]["stats"] = {"before": {"summary": {"offloaded_bytes": 100,
+                                                     "frontend_bytes": 50}},
+                              "after": {"summary": {"offloaded_bytes": 900,
+                                                    "frontend_bytes": 250}}}
+    row = tidy_row(doc)
+    assert (row["load1"], row["load5"], row["load15"]) == (1.5, 2.0, 0.5)
+    assert row["cpu_steal_s"] == pytest.approx(0.4)
+    assert row["cpu_steal_share"] == pytest.approx(0.4 / (10.0 * 4))
+    assert row["offloaded_byte_share"] == pytest.approx(800 / 1000)
+    assert tidy_row(read_result(next(iter(result_files(FIXTURES)))))["load1"] is None
+
+
+def test_mechanism_columns_from_the_clients_counters_and_the_switchs():
+    """Per connection the clients opened: packets the switch handed to a front-end, and
+    per 1,000 the segments received twice (PAWS drops, DSACKs sent) and out of order."""
+    doc = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
+    assert tidy_row(doc)["client_conns"] is None  # results before the counters were kept
+    doc["metrics"]["netstat"] = NetstatSampler.delta(
+        {"c1": {"ActiveOpens": 10, "PAWSEstab": 1, "TCPDSACKOldSent": 0,
+                "TCPDSACKOfoSent": 0, "TCPOFOQueue": 5},
+         "c2": {"ActiveOpens": 0, "PAWSEstab": 0, "TCPDSACKOldSent": 0,
+                "TCPDSACKOfoSent": 0, "TCPOFOQueue": 0}},
+        {"c1": {"ActiveOpens": 1010, "PAWSEstab": 3, "TCPDSACKOldSent": 4,
+                "TCPDSACKOfoSent": 1, "TCPOFOQueue": 25},
+         "c2": {"ActiveOpens": 1000, "PAWSEstab": 2, "TCPDSACKOldSent": 0,
+                "TCPDSACKOfoSent": 0, "TCPOFOQueue": 0}})
+    doc["target"]["stats"] = {"before": {"summary": {"frontend_packets": 100}},
+                              "after": {"summary": {"frontend_packets": 12100}}}
+    row = tidy_row(doc)
+    assert row["client_conns"] == 2000
+    assert row["frontend_pkts_per_conn"] == pytest.approx(12000 / 2000)
+    assert row["client_dup_per_kconn"] == pytest.approx(1000 * (2 + 4 + 1 + 2) / 2000)
+    assert row["client_ofo_per_kconn"] == pytest.approx(1000 * 20 / 2000)
+    doc["target"]["stats"] = {}  # a target without Miresga's counters
+    assert tidy_row(doc)["frontend_pkts_per_conn"] is None
+
+
+def test_netstat_reads_the_kernels_counter_tables():
+    """/proc/net/netstat and /proc/net/snmp: name lines then value lines, per group."""
+    text = ("TcpExt: SyncookiesSent PAWSEstab TCPDSACKOldSent TCPOFOQueue\n"
+            "TcpExt: 0 7 3 11\n"
+            "IpExt: InNoRoutes InOctets\n"
+            "IpExt: 0 123\n"
+            "Ip: Forwarding DefaultTTL\n"
+            "Ip: 1 64\n"
+            "Tcp: RtoAlgorithm MaxConn ActiveOpens InSegs\n"
+            "Tcp: 1 -1 42 900\n")
+    assert netstat.parse(text) == {"PAWSEstab": 7, "TCPDSACKOldSent": 3, "TCPOFOQueue": 11,
+                                   "ActiveOpens": 42, "InSegs": 900}
+    real = netstat.parse(Path("/proc/net/netstat").read_text()
+                         + Path("/proc/net/snmp").read_text())
+    assert set(real) == set(netstat.COUNTERS)
+
+
+def test_pdf_figures_embed_truetype_fonts(results, tmp_path):
+    """Type 42 (TrueType) fonts in every PDF, no Type 3: what paper submission systems
+    require.  Read from the PDF's font dictionaries."""
+    style.apply_theme()
+    df = load_table(results)
+    pdfs = [p for p in fig4b_throughput_vs_size.draw(df, tmp_path) if p.suffix == ".pdf"]
+    pdfs += [p for p in fig_mechanism.draw(df, tmp_path) if p.suffix == ".pdf"]
+    for pdf in pdfs:
+        raw = pdf.read_bytes()
+        subtypes = set(re.findall(rb"/Subtype\s*/(Type3|TrueType|Type1|Type0|CIDFontType\d)",
+                                  raw))
+        assert b"TrueType" in subtypes or b"CIDFontType2" in subtypes, (pdf, subtypes)
+        assert b"Type3" not in subtypes, pdf
+
+
+def test_mechanism_figure_names_the_columns_it_lacks(results, tmp_path):
+    """Without the client counters (results before the runner kept them, as the
+    fixtures) the figure says which columns are empty; with them it draws them
+    (front-end packets per connection, duplicates and out-of-order per 1,000)."""
+    df = load_table(results)
+    assert fig_mechanism.missing(df) == ["offloaded_byte_share", "frontend_pkts_per_conn",
+                                         "client_dup_per_kconn", "client_ofo_per_kconn"]
+    full = df.assign(offloaded_byte_share=0.9, frontend_pkts_per_conn=3.0,
+                     client_dup_per_kconn=0.5, client_ofo_per_kconn=1.5)
+    assert fig_mechanism.missing(full) == []
+    paths = fig_mechanism.draw(full, tmp_path)
+    assert {p.name for p in paths} == {"fig_mechanism.png", "fig_mechanism.pdf"}

@@ -95,8 +95,15 @@ def test_a_campaign_writes_results_and_resume_skips_done_points(tmp_path):
     assert mix["metadata"]["testbed"]["link_offloads"]["client"] == {
         "tx": True, "tso": True, "gso": True, "gro": False}
     assert mix["metrics"]["cpu"]["per_role_s"]["backend"] > 0
+    # Latency histograms of the load and of the probe, for merging repetitions.
+    assert mix["format_version"] == 2
+    for part in ("load", "probe"):
+        assert mix["metrics"][part]["histogram"] and mix["metrics"][part]["histogram_error"] is None
     table = tidy(results / "t")
     assert len(table) == 2 and set(table["conn_mode"]) == {"keep-alive"}
+    assert table["lat_hist"].notna().all() and table["load1"].notna().all()
+    # The client's kernel counted the connections wrk opened (and those of the probe).
+    assert (table["client_conns"] >= mix["parameters"]["connections"]).all()
     assert (results / "t" / "tidy.csv").exists()
     assert (results / "latest").resolve() == (results / "t").resolve()
 

@@ -17,10 +17,11 @@ from scapy.all import IP, TCP, Ether, Raw, raw
 
 from common.netns import netns
 from common.scratch_ns import ScratchNs
-from miresga.control import bpf, layouts
-from miresga.control.layouts import DSCP_MIRESGA
-from miresga.control.miresga_switch import (Endpoint, MiresgaSwitch, SwitchPlan, VipSpec,
-                                            ip_be, port_be)
+from switchhost import bpf, layouts
+from switchhost.addresses import ip_be, port_be
+from switchhost.layouts import DSCP_MIRESGA
+from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan
+from switchhost.plan import Endpoint, VipSpec
 
 from tc_rig import TcRig
 
@@ -86,7 +87,7 @@ class Rig(TcRig):
 
 @pytest.fixture(scope="module")
 def rig():
-    with ScratchNs() as ns:
+    with ScratchNs("mf2") as ns:
         ns.add_port("c0", "10.9.0.1/24", mac=PORT_MAC["c0"])
         for _, ip, _, port in FE:
             ns.add_port(port, ip.rsplit(".", 1)[0] + ".1/24", mac=PORT_MAC[port])

@@ -24,16 +24,17 @@ from dataclasses import dataclass, field
 import pytest
 from scapy.all import ARP, ICMP, IP, TCP, UDP, Ether, IPOption_Router_Alert, IPv6, Raw, raw
 
-from common.maglev import maglev_table
 from common.netns import ifindex, netns
 from common.scratch_ns import ScratchNs
-from miresga.control import bpf, layouts
-from miresga.control.layouts import SwitchCounter as C
-from miresga.control.layouts import (DSCP_ADMIT, DSCP_INSTALL, DSCP_KNOWN, DSCP_MIRESGA,
-                                     DSCP_NONE, DSCP_REMOVE, DSCP_REMOVE_CTL)
-from miresga.control.miresga_switch import (Endpoint, FlowOp, Liveness, MiresgaSwitch, SwitchPlan,
-                                            VipSpec, dp_now_ticks, ip_be, port_be,
-                                            read_pinned_state)
+from switchhost import bpf, layouts
+from switchhost.addresses import ip_be, port_be
+from switchhost.layouts import SwitchCounter as C
+from switchhost.layouts import (DSCP_ADMIT, DSCP_INSTALL, DSCP_KNOWN, DSCP_MIRESGA, DSCP_NONE,
+                                DSCP_REMOVE, DSCP_REMOVE_CTL, M32, mix32)
+from switchhost.pipeline import FlowOp, Liveness
+from switchhost.pipelines.maglev import maglev_table
+from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan, dp_now_ticks
+from switchhost.plan import Endpoint, VipSpec
 
 from packets import assert_checksums, routed
 from tc_rig import TcRig
@@ -54,19 +55,10 @@ KEYS = ((0x01234567, 0x89ABCDEF), (0x0BADF00D, 0xDEADBEEF))
 EPOCH = 7
 MSS, WSCALE, WINDOW = 1460, 7, 65535
 CPORT = 40000
-M32 = 0xFFFFFFFF
 DP_SLOTS, DP_IDLE_S = 64, 30.0   # small, so that keys sharing slots are easy to find
 
 
 # ----------------------------------------------------------------- oracles
-
-def mix32(h: int) -> int:
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & M32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & M32
-    return h ^ (h >> 16)
-
 
 def frontend_of(client: str, port: int) -> int:
     """Which front-end the pipeline's client_hash() and selection table pick
@@ -460,7 +452,8 @@ CASES = [
          from_client(dport=443, tos=DSCP_ADMIT << 2), OK, C.MARK_CLEARED,
          with_dscp(from_client(dport=443), DSCP_NONE)),
     Case("ARP: normal forwarding",
-         Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc=CLIENT, pdst="10.9.0.1"),
+         Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff")
+         / ARP(hwsrc=CLIENT_MAC, psrc=CLIENT, pdst="10.9.0.1"),
          OK, C.PASS),
     Case("IPv6: normal forwarding",
          Ether(src=CLIENT_MAC, dst=PORT_MAC["c0"]) / IPv6() / TCP(), OK, C.PASS),
@@ -603,6 +596,29 @@ def test_cookie_from_previous_epoch_valid_two_rotations_expire(r):
     r.sw.rotate_cookie_secret()
     out = r.run(from_client(seq=501, ack=s2 + 1, sport=41002))
     assert out.retval == SHOT and out.delta.get("cookie_bad") == 1
+
+
+def test_key_rotation_writes_the_key_before_the_epoch_that_selects_it(r, monkeypatch):
+    """Rotation never shows the data path an epoch whose key is not written yet: the
+    first write puts the new key in the slot the current epoch does not use, the
+    second flips the epoch and changes nothing else."""
+    before = r.sw.config()
+    old_epoch = before.epoch
+    old_keys = [(k.k0, k.k1) for k in before.keys]
+    writes = []
+    real = r.sw.write_config
+
+    def record(cfg):
+        writes.append((cfg.epoch, [(k.k0, k.k1) for k in cfg.keys]))
+        real(cfg)
+
+    monkeypatch.setattr(r.sw, "write_config", record)
+    new_epoch = r.sw.rotate_cookie_secret()
+    slot = new_epoch & 1
+    assert new_epoch == old_epoch + 1 and len(writes) == 2
+    (e1, k1), (e2, k2) = writes
+    assert e1 == old_epoch and k1[1 - slot] == old_keys[1 - slot] and k1[slot] != old_keys[slot]
+    assert e2 == new_epoch and k2 == k1
 
 
 def test_cookie_is_bound_to_the_connection_and_its_options(r):
@@ -964,12 +980,12 @@ def test_liveness_answers_from_either_table(r):
 def test_occupancy_removal_and_aging_from_the_control_plane(r):
     """occupancy() counts live slots (an aged one is empty), remove() clears a key's
     slot as a REMOVE mark would (the channel's DEL fallback), age() clears aged slots;
-    read_pinned_state() reports the same from the pins."""
+    MiresgaSwitch.read_pins() reports the same from the pins."""
     for port in (CPORT, CPORT + 1, CPORT + 2):
         install(r, cport=port)
     age_slot(r, cport=CPORT + 2)
     assert r.sw.dataplane.occupancy() == 2
-    state = read_pinned_state(r.sw.pin_dir)
+    state = MiresgaSwitch.read_pins(r.sw.pin_dir)
     assert (state["dp_occupancy"], state["dp_slots"]) == (2, DP_SLOTS)
     assert r.sw.dataplane.remove([key_of(cport=CPORT + 1)]) == 1
     assert r.sw.dataplane.find(*key_of(cport=CPORT + 1)) is None

@@ -20,11 +20,14 @@ from common.netns import netns
 from common.service import Cluster, Service, default_service
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
-from miresga.control import bpf, layouts
+from switchhost import bpf, layouts
 from miresga.control.frontend import quiet_afpacket_link
-from miresga.control.layouts import CtlOp
-from miresga.control.miresga_switch import FlowOp, MiresgaSwitch, SwitchPlan, ip_be, port_be
-from miresga.control.offload_channel import ChannelClient, Entry
+from switchhost.layouts import CtlOp
+from switchhost.addresses import ip_be, port_be
+from switchhost.client import ControlClient
+from switchhost.pipeline import FlowOp
+from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan
+from switchhost.protocol import Entry, new_key
 
 from conftest import unique_prefix
 from packets import TP_STATUS_CSUMNOTREADY, Capture, checksums_ok, ones_sum
@@ -125,7 +128,7 @@ def test_offloaded_ack_with_partial_checksum_reaches_the_backend(tb, egress_tx):
     tb.switch.run(f"ethtool -K {be.switch_port} tx {egress_tx}")
     try:
         with load_switch(tb, service) as sw:
-            sw.flows.apply([FlowOp(CtlOp.ADD, ip_be(str(client.address)), port_be(lport), 0)])
+            sw.apply([FlowOp(CtlOp.ADD, ip_be(str(client.address)), port_be(lport), 0)])
             cap = Capture(be.netns, be.iface)
             try:
                 with netns(client.netns):
@@ -172,7 +175,7 @@ def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
     client, be, fe = tb.host("client"), tb.backends[0], tb.frontends[0]
     marked = layouts.DSCP_MIRESGA << 2
     with load_switch(tb) as sw:
-        sw.flows.apply([FlowOp(CtlOp.ADD, ip_be(str(client.address)), port_be(46000), 0)])
+        sw.apply([FlowOp(CtlOp.ADD, ip_be(str(client.address)), port_be(46000), 0)])
         at_client, at_fe = Capture(client.netns, client.iface), Capture(fe.netns, fe.iface)
         try:
             with netns(be.netns):
@@ -239,25 +242,28 @@ def test_install_mark_counts_only_from_a_frontend_port(tb):
 
 
 def test_switchd_on_the_switch_host(tb):
-    """switchd started on the switch host with the plan `bench testbed plan miresga`
+    """The switch host's daemon started with the plan `bench testbed plan miresga`
     builds from the testbed's facts: the pipeline is on every switch port, a
-    client's connect() completes, a front-end reaches the channel at its gateway
-    address and installs an entry, stats are written, and SIGTERM leaves neither
-    filters nor pins behind."""
+    client's connect() completes, a front-end reaches the protocol at its gateway
+    address with the key and installs an entry, stats are written, and SIGTERM
+    leaves neither filters nor pins behind."""
     fe, client = tb.frontends[0], tb.host("client")
     stats = f"{tb.switch.workdir}/switch-stats.json"
     plan = f"{tb.switch.workdir}/switch-plan.json"
+    key_path, key = f"{tb.switch.workdir}/ctl.key", new_key()
     made = tb.switch.run(tb.switch.tool("bench", f"testbed plan miresga --prefix {tb.prefix}"))
     assert json.loads(made.stdout)["netns"] == tb.switch.netns
     tb.switch.put_text(made.stdout, plan)
-    # tool() execs, so the process stop() signals and waits for is switchd
-    # itself, not a shell that dies at once while switchd is still unloading.
-    proc = tb.switch.start(tb.switch.tool("miresga.control.switchd",
-                                          f"--plan {plan} --pin-dir {tb.bpf_dir}/switch "
-                                          f"--stats-file {stats} --stats-interval 0.2"),
-                           name="switchd")
+    tb.switch.put_secret(key + "\n", key_path)
+    # tool() execs, so the process stop() signals and waits for is the daemon
+    # itself, not a shell that dies at once while it is still unloading.
+    proc = tb.switch.start(tb.switch.tool(
+        "switchhost", f"--pipeline miresga --plan {plan} --key {key_path} "
+                      f"--listen {fe.gateway}:{layouts.CTL_PORT_DEFAULT} "
+                      f"--pin-dir {tb.bpf_dir}/switch --stats-file {stats} --stats-interval 0.2"),
+        name="switchd")
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while "switchd ready" not in proc.logs() and time.monotonic() < deadline:
             assert proc.running(), proc.logs()
             time.sleep(0.1)
@@ -273,11 +279,11 @@ def test_switchd_on_the_switch_host(tb):
         cport = s.getsockname()[1]
         s.close()
         with netns(fe.netns):
-            c = ChannelClient(str(fe.gateway), layouts.CTL_PORT_DEFAULT)
+            c = ControlClient(str(fe.gateway), layouts.CTL_PORT_DEFAULT, key=bytes.fromhex(key))
         with c:
             ack = c.batch([Entry(str(client.address), cport, CtlOp.ADD, 0)])
         assert ack.added == 1
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             st = json.loads(open(stats).read())
             if st["flow_table"]["occupancy"] == 1:

@@ -3,8 +3,10 @@
     python -m bench.benchmarks.offload_channel [--entries 100000] [--batch 512]
         [--window 8] [--rate 0]
 
-switchd runs as its own process in a scratch namespace, as it would on a
-switch host; this process plays a front-end and speaks the channel.  In the
+The switch host's daemon (python -m switchhost --pipeline miresga) runs as its
+own process in a scratch namespace, as it would on a switch host; this process
+plays a front-end and speaks the control protocol (authenticated, every
+message MAC'd).  In the
 same run, on the same pinned flow table, it times what the channel is built
 on: bpf_map_update_elem one entry per syscall, and bpf_map_update_batch.
 Each phase starts from an empty table.  The gap between the two tells what
@@ -29,11 +31,14 @@ from pathlib import Path
 from common.netns import netns
 from common.paths import REPO_ROOT
 from common.scratch_ns import ScratchNs
-from miresga.control import layouts
-from miresga.control.ebpf_switch import PinnedMaps
-from miresga.control.layouts import CTL_MAX_BATCH, CtlOp
-from miresga.control.miresga_switch import MAPS, Endpoint, SwitchPlan, VipSpec, ip_be, port_be
-from miresga.control.offload_channel import ChannelClient, Entry
+from switchhost import layouts
+from switchhost.addresses import ip_be, port_be
+from switchhost.client import ControlClient
+from switchhost.ebpf_switch import PinnedMaps
+from switchhost.layouts import CTL_MAX_BATCH, CtlOp
+from switchhost.pipelines.miresga import MAPS, SwitchPlan
+from switchhost.plan import Endpoint, VipSpec
+from switchhost.protocol import Entry, new_key
 
 PORTS = {"c0": "10.7.0.1/16", "f0": "10.6.2.1/24", "b1": "10.6.11.1/24"}
 LISTEN = ("10.6.2.1", 7470)
@@ -59,12 +64,12 @@ def raw_batched(m, keys, values, batch: int) -> float:
     return len(keys) / (time.perf_counter() - t0)
 
 
-def channel(c: ChannelClient, entries: list[Entry], batch: int, window: int) -> tuple[float, int]:
+def channel(c: ControlClient, entries: list[Entry], batch: int, window: int) -> tuple[float, int]:
     """Entries/s through the channel with up to `window` batches in flight."""
     t0 = time.perf_counter()
     in_flight, done, applied = 0, 0, 0
     for i in range(0, len(entries), batch):
-        c.send(entries[i:i + batch])
+        c.send_batch(entries[i:i + batch])
         in_flight += 1
         if in_flight == window:
             a = c.recv_ack()
@@ -85,7 +90,7 @@ def main() -> None:
                     help=f"entries per channel message and per batch syscall (max {CTL_MAX_BATCH})")
     ap.add_argument("--window", type=int, default=8, help="channel batches in flight")
     ap.add_argument("--rate", type=float, default=0,
-                    help="also measure with switchd's insertion-rate limit at this rate")
+                    help="also measure with the daemon's install budget at this rate")
     args = ap.parse_args()
     n = min(args.entries, layouts.FLOW_CAPACITY_DEFAULT)
 
@@ -105,15 +110,25 @@ def main() -> None:
                                               switch_port="f0")])
         plan_path = Path(tmp) / "plan.json"
         plan_path.write_text(plan.to_json())
+        key = new_key()
+        key_path = Path(tmp) / "ctl.key"
+        key_path.write_text(key + "\n")
+        key_path.chmod(0o600)
         results = []
 
-        def run_switchd(rate: float | None):
+        def connect() -> ControlClient:
+            with netns(ns.name):
+                return ControlClient(*LISTEN, key=bytes.fromhex(key))
+
+        def run_daemon(rate: float | None):
             pin_dir = f"/sys/fs/bpf/sw{secrets.token_hex(3)}"
-            argv = [sys.executable, "-m", "miresga.control.switchd", "--plan", str(plan_path),
+            argv = [sys.executable, "-m", "switchhost", "--pipeline", "miresga",
+                    "--plan", str(plan_path), "--key", str(key_path),
                     "--listen", f"{LISTEN[0]}:{LISTEN[1]}", "--pin-dir", pin_dir,
                     "--log-level", "WARNING"]
             if rate:
-                argv += ["--rate", str(rate)]
+                # Every entry waits its turn: this measures the rate, not refusals.
+                argv += ["--rate", str(rate), "--max-wait-ms", "600000"]
             p = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
             ready, _, _ = select.select([p.stdout], [], [], 30)
             line = p.stdout.readline() if ready else ""
@@ -126,7 +141,7 @@ def main() -> None:
             p.send_signal(signal.SIGTERM)
             p.wait(30)
 
-        p, pin_dir = run_switchd(None)
+        p, pin_dir = run_daemon(None)
         try:
             with PinnedMaps(pin_dir, [m for m in MAPS if m.name == "flow_table"]) as maps:
                 m = maps["flow_table"]
@@ -134,9 +149,7 @@ def main() -> None:
                 m.delete_batch(keys)
                 r2 = raw_batched(m, keys, values, args.batch)
                 m.delete_batch(keys)
-                with netns(ns.name):
-                    c = ChannelClient(*LISTEN)
-                with c:
+                with connect() as c:
                     r3, applied = channel(c, adds, args.batch, args.window)
                     assert applied == n and m.count_batch() == n, (applied, m.count_batch())
                     r4, _ = channel(c, dels, args.batch, args.window)
@@ -154,16 +167,14 @@ def main() -> None:
             ("offload channel, 1 entry per message, synchronous", r5),
         ]
         if args.rate:
-            p, pin_dir = run_switchd(args.rate)
+            p, pin_dir = run_daemon(args.rate)
             try:
-                with netns(ns.name):
-                    c = ChannelClient(*LISTEN)
-                with c:
+                with connect() as c:
                     few = adds[: min(n, int(args.rate * 2))]
                     r6, _ = channel(c, few, args.batch, args.window)
             finally:
                 stop(p)
-            results.append((f"offload channel, switchd --rate {args.rate:g}", r6))
+            results.append((f"offload channel, --rate {args.rate:g}", r6))
 
     print(f"{n:,} flow entries into a {layouts.FLOW_CAPACITY_DEFAULT:,}-entry table, "
           f"{os.cpu_count()} CPUs, one run")

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Miresga back-end agent: splices the back-end's TCP sequence space onto the
- * one the switch started with the client (DESIGN.md section 3, steps 4, 5, 8).
+ * one the switch started with the client (docs/design.md section 3, steps 4,
+ * 5, 8).
  *
  * The switch answered the client's SYN itself with ISN s (a cookie).  The
  * front-end later opens the back-end connection with a SYN that carries the
@@ -60,12 +61,16 @@
 /* ------------------------------------------------------------------- maps */
 
 /*
- * LRU: when the table is full the least recently used connection goes, which
- * is the one most likely dead already; a plain hash would refuse the new
- * connection instead.  max_entries is set by the loader.
+ * A plain hash: when it is full a new connection is refused (its fused SYN
+ * dropped and counted, MG_AG_MAP_FAIL; the front-end tries another back-end
+ * or answers 503), never a live one's translation evicted.  An LRU map
+ * evicted live entries once churn outran it (about 6,500 connections/s per
+ * back-end at the default size and grace), and their next packets passed
+ * untranslated.  Entries go when their connection is over (the sweeper);
+ * max_entries is set by the loader.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MG_AGENT_CONNS_DEFAULT);
 	__type(key, struct mg_agent_key);
 	__type(value, struct mg_agent_conn);
@@ -460,8 +465,10 @@ static __always_inline int ingress_syn(struct __sk_buff *skb, const struct mg_pk
 	/* Re-use (the front-end reset the old back-end connection and opens a
 	 * new one for the same client endpoint): a whole new entry. */
 	if (bpf_map_update_elem(&mg_agent_conns, key, &fresh, BPF_ANY)) {
+		/* Full: refused.  Passed on, the SYN would open a back-end socket
+		 * whose packets nothing translates. */
 		count(MG_AG_MAP_FAIL);
-		return TC_ACT_UNSPEC;
+		return TC_ACT_SHOT;
 	}
 	sweeper_ensure(cfg);
 	count(reuse ? MG_AG_CONN_REUSE : MG_AG_CONN_NEW);

@@ -120,7 +120,7 @@ enum mg_agent_counter {
 	MG_AG_MISS_OUT,         /* egress from a service port, no entry: passed */
 	MG_AG_NOT_ESTABLISHED,  /* packet for an entry whose SYN-ACK was not seen: passed */
 	MG_AG_BAD_OPTIONS,      /* option list truncated or malformed: options untouched */
-	MG_AG_MAP_FAIL,         /* entry could not be stored */
+	MG_AG_MAP_FAIL,         /* entry could not be stored (map full): fused SYN dropped */
 	MG_AG_SWEEPS,           /* sweeps of the map by the aging timer */
 	MG_AG_SWEEP_ARM_FAIL,   /* the sweeper timer could not be armed (retried at the next SYN) */
 	MG_AG_TS_REWRITE,       /* packets whose TSval (egress) or TSecr (ingress) was translated */

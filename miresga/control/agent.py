@@ -41,8 +41,8 @@ import time
 
 from common.netns import netns_path
 from common.paths import BPF_ROOT, BUILD_DIR
-from miresga.control import bpf
-from miresga.control.layouts import COOKIE_NO_WSCALE
+from switchhost import bpf
+from switchhost.layouts import COOKIE_NO_WSCALE
 
 OBJECT_DEFAULT = BUILD_DIR / "bpf" / "agent.bpf.o"
 PIN_ROOT_DEFAULT = str(BPF_ROOT / "agent")

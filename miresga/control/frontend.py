@@ -3,7 +3,7 @@
 The front-end's configuration comes from two places: the `Service` (VIP,
 clusters, rules, request limits: the same model HAProxy and nginx are
 configured from) and facts about the testbed (back-end addresses, the MAC of
-the switch port, where the switch's control plane listens).  `render_config`
+the switch port, where the switch host's daemon listens and the key to prove).  `render_config`
 joins them into the line format miresga/frontend/fe_config.h documents.
 
 Back-end indices are positions in `service.backends` (cluster order): the
@@ -11,7 +11,7 @@ switch's back-end table uses the same numbering, so an offload entry's index
 means the same back-end on both sides.
 
     fe = Frontend(tb.host("frontend1"), service, facts_from_testbed(tb, "frontend1",
-                  control=("10.10.2.1", 7000)))
+                  control=("10.10.2.1", 7470), control_key="/run/fe/ctl.key"))
     fe.start(); fe.wait_healthy(10)
     print(fe.stats()["flows"])
     fe.stop()
@@ -35,13 +35,11 @@ from dataclasses import dataclass, field
 from common.errors import ConfigError, Error
 from common.paths import BUILD_DIR
 from common.service import Service
+from switchhost.pipelines.miresga import HANDOFF_MODES
 
 BINARY = BUILD_DIR / "miresga-frontend"
 #: The af_xdp port's XDP program (miresga/frontend/fe_xsk.bpf.c).
 XSK_OBJECT = BUILD_DIR / "bpf" / "fe_xsk.bpf.o"
-
-#: How the front-end hands a flow to the switch (miresga/frontend/fe_splice.h).
-HANDOFF_MODES = ("async", "confirmed", "dataplane")
 
 #: Knobs of the front-end that the service does not set, with the C defaults.
 LIMIT_DEFAULTS: dict[str, int | str] = {
@@ -53,6 +51,11 @@ LIMIT_DEFAULTS: dict[str, int | str] = {
     "answer_retries": 3,
     "backend_down_ms": 2000,
     "hold_limit_bytes": 8192 + 65536,
+    # Held bytes live in mbufs of the pool RX uses: small segments are copied
+    # together (a flow parks about one mbuf per KB it holds), and all flows
+    # together park at most this share of the pool, so that 1-byte segments
+    # cannot starve the port.
+    "hold_pool_percent": 50,
     "flow_capacity": 65536,
     "mbufs": 16383,
     "idle_sleep_max_us": 500,
@@ -120,19 +123,21 @@ class FrontendFacts:
     backend_addresses: dict[str, str]        # back-end host name -> IPv4 address
     nexthop_mac: str                         # MAC of the switch port facing the front-end
     iface: str = "eth0"                      # the front-end's data-plane interface
-    control: tuple[str, int] | None = None   # offload channel of the switch control plane
+    control: tuple[str, int] | None = None   # the switch host's control protocol
+    control_key: str = ""                    # its key file on the front-end's host
     vip_index: int = 0
     vip_wscale: int = 7                      # what the switch advertises in its SYN-ACK
 
 
 def facts_from_testbed(testbed, frontend: str, control: tuple[str, int] | None = None,
-                       vip_wscale: int = 7) -> FrontendFacts:
+                       control_key: str = "", vip_wscale: int = 7) -> FrontendFacts:
     """Facts of an emulated (or inventory) testbed for one front-end host."""
     host = testbed.host(frontend)
     return FrontendFacts(
         vip=str(testbed.vip), vip_port=testbed.vip_port,
         backend_addresses={h.name: str(h.address) for h in testbed.backends},
-        nexthop_mac=host.switch_mac, iface=host.iface, control=control, vip_wscale=vip_wscale)
+        nexthop_mac=host.switch_mac, iface=host.iface, control=control,
+        control_key=control_key, vip_wscale=vip_wscale)
 
 
 def backend_index(service: Service) -> dict[str, int]:
@@ -192,6 +197,7 @@ def render_config(service: Service, facts: FrontendFacts, stats_socket: str = ""
     lines.append(f"request_timeout_ms {max(1, round(service.request_timeout_s * 1000))}")
     if facts.control is not None:
         lines.append(f"control {facts.control[0]} {facts.control[1]}")
+        lines.append(f"control_key {_token('control key', facts.control_key)}")
     if stats_socket:
         lines.append(f"stats_socket {_token('stats socket', stats_socket)}")
     for key, value in limits.items():

@@ -54,7 +54,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from miresga.control import layouts
+from switchhost import layouts
 
 WORD_BITS = 128
 BLOCK_WORDS = 1024
@@ -328,11 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dp-live", type=int, default=10_000,
                     help="live connections in the data-plane table (refusal rate)")
     ap.add_argument("--filter-bits-log2", type=int, default=22,
-                    help="seen filter size per generation, as the plan's default (0: none)")
+                    help="seen filter size per generation, as the switch plan's default (0: none)")
     ap.add_argument("--conn-rate", type=float, default=1000.0,
                     help="new connections per second the seen filter sees")
     ap.add_argument("--filter-period", type=float, default=120.0,
-                    help="seen filter rotation period, s (switchd's default)")
+                    help="seen filter rotation period, s (the switch plan's default)")
     ap.add_argument("--active-conns", type=int, default=0,
                     help="long-lived connections refreshing the filter every period")
     ap.add_argument("--fe-slots", type=int, default=layouts.FE_SLOTS_DEFAULT,

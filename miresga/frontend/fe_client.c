@@ -299,6 +299,11 @@ static struct fe_flow *client_new_flow(struct fe_lcore *lc, struct fe_pkt *p,
 		return NULL;
 	}
 	f = fe_flow_create(&lc->ft, key, FE_FS_HEADER);
+	if (!f && fe_evict_waiting(lc, NULL, 0)) {
+		/* Full of connections that never asked for anything. */
+		lc->stats.err.evicted_for_flow++;
+		f = fe_flow_create(&lc->ft, key, FE_FS_HEADER);
+	}
 	if (!f) {
 		lc->stats.err.flow_table_full++;
 		fe_send_rst(lc, &t, p->ack);

@@ -12,6 +12,7 @@
 void fe_flow_free(struct fe_lcore *lc, struct fe_flow *f)
 {
 	fe_hold_free(lc, f);
+	fe_rtx_free(lc, f);
 	fe_entry_remove(lc, f);
 	fe_backend_release(lc, f);
 	fe_flow_destroy(&lc->ft, f);
@@ -30,6 +31,40 @@ void fe_enter_time_wait(struct fe_lcore *lc, struct fe_flow *f)
 	fe_entry_remove(lc, f);
 	fe_flow_set_state(&lc->ft, f, FE_FS_TIME_WAIT);
 	fe_timer_arm(&lc->ft, f, FE_TIMER_GRACE, lc->now_us);
+}
+
+/* How far down the request timer's queue an eviction looks. */
+#define EVICT_SCAN 64
+
+/*
+ * Room for a new flow, or for another flow's held bytes: the flow that has
+ * waited longest for its first request header (a completed handshake with
+ * no request, or a header still arriving) is reset and freed.  It has no
+ * back-end yet, so only its client sees the RST.  The request timer's queue
+ * is in arrival order (one fixed timeout), so its head is the oldest; only
+ * the first EVICT_SCAN entries are looked at (next-request headers of
+ * joined connections queue there too and are not taken).  An honest client
+ * sends its request right behind the handshake, so it would be evicted only
+ * if every waiting flow older than it had been already: an attacker would
+ * have to open the whole table's worth of connections within that round
+ * trip.  `holding`: only a flow that parks mbufs helps.  Returns 1 if one
+ * was freed; the caller counts why.
+ */
+int fe_evict_waiting(struct fe_lcore *lc, const struct fe_flow *keep, int holding)
+{
+	struct fe_flow *f;
+	unsigned int looked = 0;
+
+	TAILQ_FOREACH(f, &lc->ft.timers[FE_TIMER_REQUEST], tlink) {
+		if (++looked > EVICT_SCAN)
+			break;
+		if (f == keep || f->state != FE_FS_HEADER || f->has_backend ||
+		    (holding && !f->held_mbufs))
+			continue;
+		fe_reset_both(lc, f);
+		return 1;
+	}
+	return 0;
 }
 
 /* A FIN went one way: note it and see whether both ways are closed. */

@@ -25,6 +25,7 @@ void fe_config_defaults(struct fe_config *cfg)
 	cfg->offload_ring_size = 65536;
 	cfg->max_header_bytes = 8192;
 	cfg->hold_limit_bytes = 8192 + 65536;
+	cfg->hold_pool_percent = 50;
 	cfg->request_timeout_us = 10 * 1000 * 1000ull;
 	cfg->syn_timeout_us = 1000 * 1000ull;
 	cfg->syn_retries = 1;
@@ -147,6 +148,7 @@ static const struct scalar scalars[] = {
 	SC("vip_wscale", vip_wscale, 1, 0, 14, U_COUNT),
 	SC("max_header_bytes", max_header_bytes, 4, 256, 1 << 20, U_COUNT),
 	SC("hold_limit_bytes", hold_limit_bytes, 4, 256, 16 << 20, U_COUNT),
+	SC("hold_pool_percent", hold_pool_percent, 4, 1, 90, U_COUNT),
 	SC("request_timeout_ms", request_timeout_us, 8, 1, 3600 * 1000, U_MS_TO_US),
 	SC("syn_timeout_ms", syn_timeout_us, 8, 1, 600 * 1000, U_MS_TO_US),
 	SC("syn_retries", syn_retries, 4, 0, 8, U_COUNT),
@@ -206,7 +208,8 @@ void fe_config_print_defaults(FILE *out)
 	 * no default (null, []); the rest say what their absence means. */
 	fprintf(out, "{\"vip\": {\"ip\": null, \"port\": %u}, \"nexthop_mac\": null, "
 		"\"backend\": [], \"cluster\": [], \"rule\": [], \"default_cluster\": null, "
-		"\"control\": null, \"stats_socket\": null, \"handoff\": \"%s\"",
+		"\"control\": null, \"control_key\": null, \"stats_socket\": null, "
+		"\"handoff\": \"%s\"",
 		ntohs(cfg.vip_port_be), fe_handoff_name(cfg.handoff));
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
 		fprintf(out, ", \"%s\": %llu", scalars[i].name,
@@ -365,6 +368,11 @@ static int parse_line(struct fe_config *cfg, char **tok, int ntok, int line, cha
 			return fail(err, errlen, line, "control: expected HOST PORT");
 		strcpy(cfg->control_host, tok[1]);
 		cfg->control_port = (uint16_t)v;
+	} else if (!strcmp(d, "control_key")) {
+		if (ntok != 2 || strlen(tok[1]) >= sizeof(cfg->control_key))
+			return fail(err, errlen, line, "control_key: expected a path shorter than %zu",
+				    sizeof(cfg->control_key));
+		strcpy(cfg->control_key, tok[1]);
 	} else if (!strcmp(d, "handoff")) {
 		int h = -1;
 
@@ -401,6 +409,9 @@ static int validate(struct fe_config *cfg, char *err, size_t errlen)
 		cfg->hold_limit_bytes = cfg->max_header_bytes;
 	if (cfg->offload_ring_size & (cfg->offload_ring_size - 1))
 		return fail(err, errlen, 0, "offload_ring_size must be a power of two");
+	if (cfg->control_port && !cfg->control_key[0])
+		return fail(err, errlen, 0, "control needs control_key: the switch host refuses a "
+			    "peer that cannot prove the key");
 	return 0;
 }
 

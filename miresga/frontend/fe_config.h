@@ -14,7 +14,8 @@
  *   cluster 0 static round-robin 0 1   index, name, policy, back-end indices
  *   rule cluster=0 offload=1 prefix=/static/ host=img.example
  *   default_cluster 0
- *   control 10.10.9.1 7000        offload channel (switch control plane)
+ *   control 10.10.9.1 7470        the switch host's control protocol (miresga.h)
+ *   control_key /run/fe/ctl.key   its key (hex, mode 0600); required with `control`
  *   stats_socket /run/fe.sock
  *   handoff dataplane             async | confirmed | dataplane (fe_splice.h)
  *   max_header_bytes 8192   request_timeout_ms 10000   ... (see fe_config.c)
@@ -90,9 +91,10 @@ struct fe_config {
 	struct fe_rule_cfg rules[FE_MAX_RULES];
 	int16_t default_cluster; /* -1: unmatched requests get 404 */
 
-	/* offload channel; control_port 0 = no switch to offload to */
+	/* the switch host's control protocol; control_port 0 = no switch to offload to */
 	char control_host[64];
 	uint16_t control_port;
+	char control_key[256];      /* path of the key file */
 	uint32_t offload_ring_size;
 
 	char stats_socket[108];
@@ -100,6 +102,11 @@ struct fe_config {
 	/* limits and timers */
 	uint32_t max_header_bytes;
 	uint32_t hold_limit_bytes;  /* request bytes held per flow while no back-end is joined */
+	/* Held bytes sit in mbufs from the pool the port receives into: all
+	 * flows together park at most this share of it, so that clients sending
+	 * 1-byte segments cannot starve RX (a flow's own share is bounded by
+	 * hold_limit_bytes: small segments are copied together, fe_hold.c). */
+	uint32_t hold_pool_percent;
 	uint64_t request_timeout_us;
 	uint64_t syn_timeout_us;
 	uint32_t syn_retries;       /* same SYN again before the next back-end */

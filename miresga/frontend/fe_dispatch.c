@@ -132,6 +132,7 @@ static void release_held(struct fe_lcore *lc, struct fe_flow *f)
 
 	f->held = f->held_tail = NULL;
 	f->held_len = 0;
+	f->held_mbufs = 0;
 	while (m) {
 		struct rte_mbuf *next = m->next;
 		uint16_t len = m->data_len;

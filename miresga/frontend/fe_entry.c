@@ -15,23 +15,6 @@
  */
 #include "fe_splice.h"
 
-void fe_offload_queue(struct fe_lcore *lc, struct fe_flow *f, uint8_t op)
-{
-	if (!lc->offload || !lc->offload->enabled)
-		return;
-	if (fe_offload_push(lc->offload, op, &f->key, f->backend, lc->cfg->vip_idx, 0)) {
-		lc->stats.offload.ring_full++;
-		return;
-	}
-	if (op == MG_CTL_ADD) {
-		lc->stats.offload.queued_add++;
-		f->entry = FE_ENTRY_CHANNEL;
-	} else {
-		lc->stats.offload.queued_del++;
-		f->entry = FE_ENTRY_NONE;
-	}
-}
-
 /*
  * The back-end has joined: ask for an entry as the hand-off mode says.
  * Returns 1 if the request must wait for the switch's answer (confirmed);

@@ -71,6 +71,7 @@ struct fe_flow {
 	struct rte_mbuf *held;
 	struct rte_mbuf *held_tail;
 	uint32_t held_len;
+	uint32_t held_mbufs;        /* mbufs in that chain */
 	/* Copies of request bytes the front-end acknowledged itself and has
 	 * released, kept until the back-end acknowledges them (payload-only
 	 * mbufs through m->next, from rtx_seq on). */
@@ -105,6 +106,7 @@ struct fe_flow {
 	struct http_scan scan;
 	struct http_body body;
 	uint16_t cli_win;           /* the client's last window field, unscaled */
+	uint16_t seg_max;           /* the longest payload held from the client (fe_hold.c) */
 	uint16_t status;            /* ANSWERED: the error we answered, 0 for a bare FIN */
 	uint16_t answer_len;        /* bytes of that answer */
 

@@ -5,6 +5,19 @@
  * mbufs, neither acknowledged nor forwarded.  Bytes are scanned for the end
  * of the header as they arrive, so a header is parsed once, when complete.
  * Only in-order bytes are taken: a gap is the client's to fill.
+ *
+ * The mbufs come from the pool the port receives into, and a client chooses
+ * how many bytes each one carries: 8 KB of header sent one byte a segment
+ * would pin 8,192 mbufs, and three such clients the whole pool.  So past a
+ * flow's first few mbufs a segment is copied into the tail mbuf when the two
+ * together are no longer than one segment the client could send (the
+ * longest it sent, at least 536 bytes): no two mbufs in a row then hold
+ * less than that, so a flow parks at most two mbufs per 536 bytes of its
+ * byte limit, whatever its segments; and all flows together park at most
+ * hold_budget (a share of the pool; the rest is RX's and TX's).  At that budget the flow that has
+ * waited longest for its first header gives its mbufs back (reset), as in a
+ * full flow table (fe_close.c); a segment that still finds no room is
+ * dropped unacknowledged, and its client sends it again.
  */
 #include <string.h>
 
@@ -25,6 +38,7 @@ void fe_hold_free(struct fe_lcore *lc, struct fe_flow *f)
 	}
 	f->held = f->held_tail = NULL;
 	f->held_len = 0;
+	f->held_mbufs = 0;
 }
 
 /* Scan newly held bytes if the flow is waiting for a header to complete. */
@@ -38,20 +52,73 @@ static void scan_bytes(struct fe_lcore *lc, struct fe_flow *f, const uint8_t *p,
 	f->scan_result = (uint8_t)http_scan(&f->scan, p, n, lc->cfg->max_header_bytes, &used);
 }
 
-/* Append a payload-only mbuf to the held bytes. */
+/* Segments of a flow held as they came, before small ones are copied: a
+ * request in a few segments costs no copy and is released as its client
+ * cut it. */
+#define HOLD_UNCOPIED 4
+
+/* The most payload a copied-together mbuf carries: it is released as one
+ * segment, which must pass every link a segment of this client passed: no
+ * longer than the longest one it sent, or than IPv4's minimum MSS. */
+#define HOLD_SEG_MIN 536
+
+/* Can n more bytes be copied into the last held mbuf?  Only into a buffer
+ * that is the chain's alone (a direct mbuf nobody else references). */
+static int tail_takes(const struct fe_flow *f, uint32_t n)
+{
+	const struct rte_mbuf *t = f->held_tail;
+	uint32_t cap = f->seg_max > HOLD_SEG_MIN ? f->seg_max : HOLD_SEG_MIN;
+
+	return f->held_mbufs >= HOLD_UNCOPIED && t && RTE_MBUF_DIRECT(t) &&
+	       rte_mbuf_refcnt_read(t) == 1 && rte_pktmbuf_tailroom(t) >= n &&
+	       t->data_len + n <= cap;
+}
+
+/* Append a payload-only mbuf to the held bytes (consumes m: it may be
+ * copied into the tail and freed). */
 void fe_hold_mbuf(struct fe_lcore *lc, struct fe_flow *f, struct rte_mbuf *m)
 {
+	uint16_t n = m->data_len;
+
+	scan_bytes(lc, f, rte_pktmbuf_mtod(m, const uint8_t *), n);
+	f->held_len += n;
+	if (n > f->seg_max)
+		f->seg_max = n;
+	if (tail_takes(f, n)) {
+		struct rte_mbuf *t = f->held_tail;
+
+		memcpy(rte_pktmbuf_mtod_offset(t, uint8_t *, t->data_len),
+		       rte_pktmbuf_mtod(m, const uint8_t *), n);
+		t->data_len += n;
+		t->pkt_len += n;
+		lc->stats.pkt.coalesced++;
+		rte_pktmbuf_free_seg(m);
+		return;
+	}
 	m->next = NULL;
 	m->nb_segs = 1;
-	m->pkt_len = m->data_len;
+	m->pkt_len = n;
 	if (f->held_tail)
 		f->held_tail->next = m;
 	else
 		f->held = m;
 	f->held_tail = m;
-	f->held_len += m->data_len;
+	f->held_mbufs++;
 	lc->stats.held_mbufs++;
-	scan_bytes(lc, f, rte_pktmbuf_mtod(m, const uint8_t *), m->data_len);
+}
+
+/* May f park one more mbuf?  At the budget, the longest wait for a first
+ * header (another flow, holding mbufs) is given up for it. */
+static int mbuf_room(struct fe_lcore *lc, struct fe_flow *f)
+{
+	if (lc->stats.held_mbufs < lc->hold_budget)
+		return 1;
+	if (fe_evict_waiting(lc, f, 1)) {
+		lc->stats.err.evicted_for_mbufs++;
+		return 1;
+	}
+	lc->stats.pkt.hold_pool_full++;
+	return 0;
 }
 
 /* Copy the first n held bytes into lc->scratch (n <= max_header_bytes). */
@@ -78,6 +145,10 @@ int fe_hold_segment(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p, ui
 
 	if (fresh && f->held_len + fresh > lc->cfg->hold_limit_bytes) {
 		lc->stats.pkt.hold_full++;
+		rte_pktmbuf_free(p->m);
+		return -1;
+	}
+	if (fresh && !tail_takes(f, fresh) && !mbuf_room(lc, f)) {
 		rte_pktmbuf_free(p->m);
 		return -1;
 	}

@@ -94,6 +94,7 @@ int fe_lcore_init(struct fe_lcore *lc, const struct fe_config *cfg, struct rte_m
 	memcpy(lc->mac, mac, 6);
 	lc->offload = offload;
 	lc->tx_sink = sink ? sink : port_sink;
+	lc->hold_budget = (uint64_t)pool->size * cfg->hold_pool_percent / 100;
 	snprintf(name, sizeof(name), "fe_flows_%u", lcore_id);
 	if (fe_flow_table_init(&lc->ft, name, cfg->flow_capacity, (int)rte_socket_id()))
 		return -1;
@@ -108,7 +109,8 @@ int fe_lcore_init(struct fe_lcore *lc, const struct fe_config *cfg, struct rte_m
 	lc->ft.timer_us[FE_TIMER_CLOSE] = cfg->grace_us;
 	fe_lb_init(&lc->lb, cfg);
 	lc->scratch = rte_malloc("fe_scratch", cfg->max_header_bytes, 64);
-	if (!lc->scratch) {
+	if (!lc->scratch || fe_del_backlog_init(lc)) {
+		rte_free(lc->scratch);
 		fe_flow_table_free(&lc->ft);
 		return -1;
 	}
@@ -131,6 +133,10 @@ void fe_lcore_fini(struct fe_lcore *lc)
 		fe_flow_free(lc, &lc->ft.flows[live[i]]);
 	rte_free(live);
 	fe_tx_flush(lc);
+	/* The DELs still waiting get one more try before the channel stops. */
+	if (lc->offload && lc->offload->enabled)
+		fe_del_backlog_run(lc);
+	fe_del_backlog_free(lc);
 	rte_free(lc->scratch);
 	fe_flow_table_free(&lc->ft);
 }

@@ -27,6 +27,17 @@
 #define FE_RX_BURST 32
 #define FE_TX_BURST 32
 
+/* A DEL the offload ring refused, waiting to be pushed again (fe_offload_queue.c). */
+struct fe_del {
+	struct mg_flow_key key;
+	uint8_t backend;
+};
+
+struct fe_del_backlog {
+	struct fe_del *slots;
+	uint32_t size, head, count;
+};
+
 struct fe_lcore;
 typedef void (*fe_tx_sink_t)(struct fe_lcore *lc, struct rte_mbuf **pkts, uint16_t n);
 
@@ -43,6 +54,10 @@ struct fe_lcore {
 	struct fe_lb lb;
 	struct fe_offload *offload; /* NULL or disabled: flows stay on the front-end */
 	struct fe_stats stats;
+	/* How many mbufs all flows may park (held bytes and copies, the
+	 * stats' held_mbufs): hold_pool_percent of the pool. */
+	uint64_t hold_budget;
+	struct fe_del_backlog dels;
 
 	uint8_t *scratch;           /* max_header_bytes: a held header made contiguous */
 

@@ -97,11 +97,12 @@ static int check_config(const char *path)
 		       cfg.rules[r].host_len ? cfg.rules[r].host : "null",
 		       cfg.rules[r].host_len ? "\"" : "");
 	printf("], \"default_cluster\": %d, \"max_header_bytes\": %u, \"request_timeout_ms\": %llu, "
-	       "\"control\": \"%s:%u\", \"stats_socket\": \"%s\", \"flow_capacity\": %u, "
-	       "\"handoff\": \"%s\"}\n",
+	       "\"control\": \"%s:%u\", \"control_key\": \"%s\", \"stats_socket\": \"%s\", "
+	       "\"flow_capacity\": %u, \"handoff\": \"%s\"}\n",
 	       cfg.default_cluster, cfg.max_header_bytes,
 	       (unsigned long long)(cfg.request_timeout_us / 1000), cfg.control_host,
-	       cfg.control_port, cfg.stats_socket, cfg.flow_capacity, fe_handoff_name(cfg.handoff));
+	       cfg.control_port, cfg.control_key, cfg.stats_socket, cfg.flow_capacity,
+	       fe_handoff_name(cfg.handoff));
 	return 0;
 }
 
@@ -239,7 +240,8 @@ int main(int argc, char **argv)
 		fe_port_fini(port_id);
 		return 1;
 	}
-	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.offload_ring_size) ||
+	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.control_key,
+			    cfg.offload_ring_size) ||
 	    fe_offload_start(&offload)) {
 		fprintf(stderr, "miresga-frontend: offload channel setup failed\n");
 		return 1;

@@ -12,6 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
 #include <rte_errno.h>
 #include <rte_lcore.h>
 
@@ -20,9 +25,12 @@
 #define BACKOFF_MIN_US (100 * 1000)
 #define BACKOFF_MAX_US (2 * 1000 * 1000)
 #define CONNECT_TIMEOUT_MS 500
-/* How often an idle connection looks at the ring: bounds the extra delay
+/* A server that does not finish the handshake by then is dropped and retried. */
+#define HANDSHAKE_TIMEOUT_US (2 * 1000 * 1000)
+/* How often an idle connection looks at the rings: bounds the extra delay
  * before an entry leaves, and is ~1000 wake-ups/s, nothing on a busy box. */
 #define RING_POLL_MS 1
+#define HDR_LEN sizeof(struct mg_ctl_hdr)
 
 static uint64_t mono_us(void)
 {
@@ -37,10 +45,55 @@ static inline void count(uint64_t *c, uint64_t n)
 	__atomic_store_n(c, *c + n, __ATOMIC_RELAXED);
 }
 
-int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, uint32_t ring_size)
+/* ------------------------------------------------------------------ the MACs */
+
+static void hmac_sha256(const struct fe_offload *o, const uint8_t *msg, size_t len,
+			uint8_t out[MG_CTL_HMAC_LEN])
+{
+	unsigned int n = MG_CTL_HMAC_LEN;
+
+	HMAC(EVP_sha256(), o->key, MG_CTL_KEY_LEN, msg, len, out, &n);
+}
+
+/* The handshake's proof: HMAC(K, label || first || second). */
+static void proof(const struct fe_offload *o, const char label[5], const uint8_t *first,
+		  const uint8_t *second, uint8_t out[MG_CTL_HMAC_LEN])
+{
+	uint8_t msg[5 + 2 * MG_CTL_NONCE_LEN];
+
+	memcpy(msg, label, 5);
+	memcpy(msg + 5, first, MG_CTL_NONCE_LEN);
+	memcpy(msg + 5 + MG_CTL_NONCE_LEN, second, MG_CTL_NONCE_LEN);
+	hmac_sha256(o, msg, sizeof(msg), out);
+}
+
+/* MAC of a message: HMAC(K, Ns || Nc || dir || counter || hdr || body)[0:16]. */
+static void message_mac(const struct fe_offload *o, uint8_t dir, uint64_t counter,
+			const uint8_t *msg, size_t len, uint8_t out[MG_CTL_MAC_LEN])
+{
+	static __thread uint8_t buf[2 * MG_CTL_NONCE_LEN + 9 + sizeof(o->out)];
+	uint8_t full[MG_CTL_HMAC_LEN];
+	size_t at = 0;
+
+	memcpy(buf, o->server_nonce, MG_CTL_NONCE_LEN);
+	memcpy(buf + MG_CTL_NONCE_LEN, o->client_nonce, MG_CTL_NONCE_LEN);
+	at = 2 * MG_CTL_NONCE_LEN;
+	buf[at++] = dir;
+	for (int i = 7; i >= 0; i--)
+		buf[at++] = (uint8_t)(counter >> (8 * i));
+	memcpy(buf + at, msg, len);
+	hmac_sha256(o, buf, at + len, full);
+	memcpy(out, full, MG_CTL_MAC_LEN);
+}
+
+/* ------------------------------------------------------------------ set-up */
+
+int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, const char *key_path,
+		    uint32_t ring_size)
 {
 	static unsigned int instance;
 	char name[RTE_RING_NAMESIZE];
+	unsigned int id = instance++;
 
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
@@ -50,48 +103,32 @@ int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, uint3
 	if (o->enabled) {
 		snprintf(o->host, sizeof(o->host), "%s", host);
 		o->port = port;
+		if (!key_path || !key_path[0]) {
+			fprintf(stderr, "fe_offload: no control_key: the switch host refuses a peer "
+				"that cannot prove the key\n");
+			return -1;
+		}
+		if (fe_offload_read_key(key_path, o->key, sizeof(o->key)))
+			return -1;
 	}
-	snprintf(name, sizeof(name), "fe_offload_%u", instance);
-	o->ring = rte_ring_create_elem(name, sizeof(struct fe_offload_req), ring_size, rte_socket_id(),
-				       RING_F_SC_DEQ);
-	snprintf(name, sizeof(name), "fe_results_%u", instance++);
-	o->results = rte_ring_create_elem(name, sizeof(struct fe_offload_result), ring_size,
-					  rte_socket_id(), RING_F_SP_ENQ | RING_F_SC_DEQ);
-	return o->ring && o->results ? 0 : -1;
-}
-
-int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r)
-{
-	struct fe_offload_result copy = *r;  /* the ring's API takes no const */
-
-	if (rte_ring_sp_enqueue_elem(o->results, &copy, sizeof(copy))) {
-		count(&o->c.results_dropped, 1);
+	snprintf(name, sizeof(name), "fe_offload_%u", id);
+	o->ring = rte_ring_create_elem(name, sizeof(struct fe_offload_req), ring_size,
+				       rte_socket_id(), RING_F_SC_DEQ);
+	snprintf(name, sizeof(name), "fe_offload_q%u", id);
+	o->query_ring = rte_ring_create_elem(name, sizeof(struct mg_ctl_key), ring_size,
+					     rte_socket_id(), RING_F_SC_DEQ);
+	snprintf(name, sizeof(name), "fe_offload_r%u", id);
+	o->result_ring = rte_ring_create_elem(name, sizeof(struct fe_offload_result), ring_size,
+					      rte_socket_id(), RING_F_SP_ENQ);
+	if (!o->ring || !o->query_ring || !o->result_ring) {
+		fprintf(stderr, "fe_offload: cannot create rings of %u: %s\n", ring_size,
+			rte_strerror(rte_errno));
 		return -1;
 	}
 	return 0;
 }
 
-/*
- * Answer the entries of an acknowledged batch that asked for a result.  The
- * version-1 ACK counts refusals without saying which entries they were, so a
- * batch with any refusal answers REFUSED for all of them: the flows stay on
- * the front-end and their ADDs are deleted, which is safe, only slower.
- */
-static void post_batch_results(struct fe_offload *o, const struct fe_offload_batch *b,
-			       uint16_t refused)
-{
-	for (unsigned int i = 0; i < b->count; i++) {
-		struct fe_offload_result r = {
-			.kind = refused ? FE_OFFLOAD_REFUSED : FE_OFFLOAD_ADDED,
-			.backend_idx = b->entries[i].backend_idx,
-			.key = {.client_ip_be = b->entries[i].client_ip_be,
-				.client_port_be = b->entries[i].client_port_be},
-		};
-
-		if (b->want_result[i] && b->entries[i].op == MG_CTL_ADD)
-			fe_offload_post_result(o, &r);
-	}
-}
+/* ------------------------------------------------------------- connection */
 
 static void disconnect(struct fe_offload *o, uint64_t now)
 {
@@ -101,6 +138,7 @@ static void disconnect(struct fe_offload *o, uint64_t now)
 		count(&o->c.disconnects, 1);
 	}
 	__atomic_store_n(&o->c.connected, 0, __ATOMIC_RELAXED);
+	o->state = FE_OFFLOAD_DOWN;
 	o->out_len = o->out_off = 0;
 	o->in_len = 0;
 	o->resend_from = 0;     /* everything in flight goes again */
@@ -134,10 +172,11 @@ static int try_connect(struct fe_offload *o, uint64_t now)
 		goto fail;
 	freeaddrinfo(ai);
 	o->fd = fd;
-	o->backoff_us = BACKOFF_MIN_US;
+	o->state = FE_OFFLOAD_HELLO;
+	o->handshake_deadline_us = now + HANDSHAKE_TIMEOUT_US;
+	o->in_len = o->out_len = o->out_off = 0;
 	o->resend_from = 0;
 	count(&o->c.connects, 1);
-	__atomic_store_n(&o->c.connected, 1, __ATOMIC_RELAXED);
 	return 0;
 fail:
 	if (ai)
@@ -150,107 +189,265 @@ fail:
 	return -1;
 }
 
-static void encode(struct fe_offload *o, const struct fe_offload_batch *b)
+static void put_header(uint8_t *at, uint8_t type, uint16_t n, uint32_t seq)
 {
 	struct mg_ctl_hdr h = {
 		.magic = htonl(MG_CTL_MAGIC),
 		.version = MG_CTL_VERSION,
-		.type = MG_CTL_BATCH,
-		.count = htons(b->count),
-		.seq = htonl(b->seq),
+		.type = type,
+		.count = htons(n),
+		.seq = htonl(seq),
 	};
 
-	memcpy(o->out, &h, sizeof(h));
-	memcpy(o->out + sizeof(h), b->entries, b->count * sizeof(struct mg_ctl_entry));
-	o->out_len = (uint32_t)(sizeof(h) + b->count * sizeof(struct mg_ctl_entry));
+	memcpy(at, &h, sizeof(h));
+}
+
+/* HELLO arrived: answer with AUTH. */
+static void send_auth(struct fe_offload *o)
+{
+	RAND_bytes(o->client_nonce, MG_CTL_NONCE_LEN);
+	put_header(o->out, MG_CTL_AUTH, 0, 0);
+	memcpy(o->out + HDR_LEN, o->client_nonce, MG_CTL_NONCE_LEN);
+	proof(o, "MGS2c", o->server_nonce, o->client_nonce, o->out + HDR_LEN + MG_CTL_NONCE_LEN);
+	o->out_len = HDR_LEN + MG_CTL_NONCE_LEN + MG_CTL_HMAC_LEN;
 	o->out_off = 0;
+	o->state = FE_OFFLOAD_AUTH;
+}
+
+/* ------------------------------------------------------------- requests */
+
+static void encode(struct fe_offload *o, const struct fe_offload_msg *m)
+{
+	size_t body = 0;
+
+	put_header(o->out, m->type, m->count, m->seq);
+	if (m->type == MG_CTL_BATCH) {
+		for (unsigned int i = 0; i < m->count; i++) {
+			struct mg_ctl_entry e = m->reqs[i].e;
+
+			memset(e._pad, 0, sizeof(e._pad));
+			memcpy(o->out + HDR_LEN + body, &e, sizeof(e));
+			body += sizeof(e);
+		}
+	} else {
+		body = m->count * sizeof(struct mg_ctl_key);
+		memcpy(o->out + HDR_LEN, m->keys, body);
+	}
+	message_mac(o, MG_CTL_DIR_TO_SERVER, o->mac_sent++, o->out, HDR_LEN + body,
+		    o->out + HDR_LEN + body);
+	o->out_len = (uint32_t)(HDR_LEN + body + MG_CTL_MAC_LEN);
+	o->out_off = 0;
+}
+
+/* A new message from the rings: entries and keys take turns, so that a steady
+ * stream of entries never starves the queries (an lcore's idle timers wait on
+ * their answers). */
+static int take_new(struct fe_offload *o, struct fe_offload_msg *m)
+{
+	unsigned int n = 0;
+
+	if (o->last_type != MG_CTL_BATCH || rte_ring_empty(o->query_ring))
+		n = rte_ring_sc_dequeue_burst_elem(o->ring, m->reqs, sizeof(struct fe_offload_req),
+						   MG_CTL_MAX_BATCH, NULL);
+	if (n) {
+		m->type = MG_CTL_BATCH;
+		for (unsigned int i = 0; i < n; i++) {
+			if (m->reqs[i].e.op == MG_CTL_ADD)
+				count(&o->c.adds_sent, 1);
+			else
+				count(&o->c.dels_sent, 1);
+		}
+		count(&o->c.batches_sent, 1);
+		count(&o->c.entries_sent, n);
+	} else {
+		n = rte_ring_sc_dequeue_burst_elem(o->query_ring, m->keys, sizeof(struct mg_ctl_key),
+						   MG_CTL_MAX_BATCH, NULL);
+		if (!n)
+			return 0;
+		m->type = MG_CTL_QUERY;
+		count(&o->c.queries_sent, 1);
+		count(&o->c.keys_queried, n);
+	}
+	m->count = (uint16_t)n;
+	m->seq = o->next_seq++;
+	o->last_type = m->type;
+	return 1;
 }
 
 /* Put the next message in the output buffer if it is free. */
 static void fill_out(struct fe_offload *o)
 {
-	struct fe_offload_batch *b;
-	struct fe_offload_req reqs[64];
-	unsigned int n = 0, got;
+	struct fe_offload_msg *m;
 
-	if (o->out_off < o->out_len)
+	if (o->state != FE_OFFLOAD_READY || o->out_off < o->out_len)
 		return;
 	o->out_len = o->out_off = 0;
 	if (o->resend_from < o->inflight_n) {
-		b = &o->inflight[(o->inflight_head + o->resend_from) % FE_OFFLOAD_INFLIGHT];
+		m = &o->inflight[(o->inflight_head + o->resend_from) % FE_OFFLOAD_INFLIGHT];
 		o->resend_from++;
-		count(&o->c.batches_resent, 1);
-		encode(o, b);
+		if (m->type == MG_CTL_BATCH)
+			count(&o->c.batches_resent, 1);
+		encode(o, m);
 		return;
 	}
 	if (o->inflight_n == FE_OFFLOAD_INFLIGHT)
 		return;
-	b = &o->inflight[(o->inflight_head + o->inflight_n) % FE_OFFLOAD_INFLIGHT];
-	do {
-		unsigned int room = MG_CTL_MAX_BATCH - n;
-
-		got = rte_ring_sc_dequeue_burst_elem(o->ring, reqs, sizeof(reqs[0]),
-						     room < 64 ? room : 64, NULL);
-		for (unsigned int i = 0; i < got; i++) {
-			if (reqs[i].e.op == FE_OFFLOAD_QUERY) {
-				/* Version 1 has no QUERY: the lcore's idle timer
-				 * treats a query without answer as an idle entry. */
-				count(&o->c.queries_unanswered, 1);
-				continue;
-			}
-			b->entries[n] = reqs[i].e;
-			b->want_result[n] = reqs[i].want_result;
-			n++;
-		}
-	} while (got && n < MG_CTL_MAX_BATCH);
-	if (!n)
+	m = &o->inflight[(o->inflight_head + o->inflight_n) % FE_OFFLOAD_INFLIGHT];
+	if (!take_new(o, m))
 		return;
-	b->count = (uint16_t)n;
-	b->seq = o->next_seq++;
 	o->inflight_n++;
 	o->resend_from++;
 	__atomic_store_n(&o->c.inflight, o->inflight_n, __ATOMIC_RELAXED);
-	for (unsigned int i = 0; i < n; i++) {
-		if (b->entries[i].op == MG_CTL_ADD)
-			count(&o->c.adds_sent, 1);
-		else
-			count(&o->c.dels_sent, 1);
-	}
-	count(&o->c.batches_sent, 1);
-	count(&o->c.entries_sent, n);
-	encode(o, b);
+	encode(o, m);
 }
 
-/* Consume whole ACK messages; -1 if the peer said something we did not ask. */
-static int read_acks(struct fe_offload *o)
-{
-	const size_t msg = sizeof(struct mg_ctl_hdr) + sizeof(struct mg_ctl_ack);
+/* ------------------------------------------------------------- answers */
 
-	while (o->in_len >= msg) {
+int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r)
+{
+	struct fe_offload_result copy = *r;  /* the ring's API takes no const */
+
+	if (rte_ring_sp_enqueue_elem(o->result_ring, &copy, sizeof(copy))) {
+		count(&o->c.results_dropped, 1);
+		return -1;
+	}
+	count(&o->c.results, 1);
+	return 0;
+}
+
+static void on_ack(struct fe_offload *o, const struct fe_offload_msg *m, const uint8_t *body)
+{
+	struct mg_ctl_ack a;
+	const uint8_t *bits = body + sizeof(a);
+
+	memcpy(&a, body, sizeof(a));
+	count(&o->c.batches_acked, 1);
+	count(&o->c.added, ntohs(a.added));
+	count(&o->c.deleted, ntohs(a.deleted));
+	count(&o->c.refused, ntohs(a.refused));
+	for (unsigned int i = 0; i < m->count; i++) {
+		uint32_t word;
+		struct fe_offload_result r = {0};
+
+		if (!m->reqs[i].want_result || m->reqs[i].e.op != MG_CTL_ADD)
+			continue;
+		memcpy(&word, bits + 4 * (i / 32), 4);
+		r.kind = (ntohl(word) >> (i % 32)) & 1 ? FE_OFFLOAD_REFUSED : FE_OFFLOAD_ADDED;
+		r.backend_idx = m->reqs[i].e.backend_idx;
+		r.key.client_ip_be = m->reqs[i].e.client_ip_be;
+		r.key.client_port_be = m->reqs[i].e.client_port_be;
+		fe_offload_post_result(o, &r);
+	}
+}
+
+static void on_reply(struct fe_offload *o, const struct fe_offload_msg *m, const uint8_t *body)
+{
+	count(&o->c.replies, 1);
+	for (unsigned int i = 0; i < m->count; i++) {
+		struct mg_ctl_liveness l;
+		struct fe_offload_result r = {0};
+
+		memcpy(&l, body + i * sizeof(l), sizeof(l));
+		r.kind = FE_OFFLOAD_LIVENESS;
+		r.present = l.present;
+		r.backend_idx = l.backend_idx;
+		r.idle_ms = ntohl(l.idle_ms);
+		r.key.client_ip_be = m->keys[i].client_ip_be;
+		r.key.client_port_be = m->keys[i].client_port_be;
+		fe_offload_post_result(o, &r);
+	}
+}
+
+/* A whole handshake message of `type` with a `len`-byte body at the head of in[]:
+ * 1 if there, 0 if more is needed, -1 if something else came. */
+static int handshake_message(struct fe_offload *o, uint8_t type, size_t len)
+{
+	struct mg_ctl_hdr h;
+
+	if (o->in_len < HDR_LEN)
+		return 0;
+	memcpy(&h, o->in, sizeof(h));
+	if (ntohl(h.magic) != MG_CTL_MAGIC || h.version != MG_CTL_VERSION || h.type != type ||
+	    h.count)
+		return -1;
+	return o->in_len >= HDR_LEN + len;
+}
+
+static void consume(struct fe_offload *o, size_t n)
+{
+	memmove(o->in, o->in + n, o->in_len - n);
+	o->in_len -= (uint32_t)n;
+}
+
+/* Whatever whole messages in[] holds; -1 if the peer said something it must not. */
+static int read_messages(struct fe_offload *o)
+{
+	if (o->state == FE_OFFLOAD_HELLO) {
+		int r = handshake_message(o, MG_CTL_HELLO, MG_CTL_NONCE_LEN);
+
+		if (r <= 0)
+			return r;
+		memcpy(o->server_nonce, o->in + HDR_LEN, MG_CTL_NONCE_LEN);
+		consume(o, HDR_LEN + MG_CTL_NONCE_LEN);
+		send_auth(o);
+	}
+	if (o->state == FE_OFFLOAD_AUTH) {
+		uint8_t want[MG_CTL_HMAC_LEN];
+		int r = handshake_message(o, MG_CTL_AUTH_OK, MG_CTL_HMAC_LEN);
+
+		if (r <= 0)
+			return r;
+		proof(o, "MGS2s", o->client_nonce, o->server_nonce, want);
+		if (CRYPTO_memcmp(want, o->in + HDR_LEN, MG_CTL_HMAC_LEN)) {
+			/* Whoever answers does not know the key: not our switch. */
+			count(&o->c.auth_failures, 1);
+			return -1;
+		}
+		consume(o, HDR_LEN + MG_CTL_HMAC_LEN);
+		o->state = FE_OFFLOAD_READY;
+		o->mac_sent = o->mac_received = 0;
+		o->backoff_us = BACKOFF_MIN_US;
+		__atomic_store_n(&o->c.connected, 1, __ATOMIC_RELAXED);
+	}
+	while (o->state == FE_OFFLOAD_READY && o->in_len >= HDR_LEN) {
+		struct fe_offload_msg *m = &o->inflight[o->inflight_head];
+		uint8_t mac[MG_CTL_MAC_LEN];
 		struct mg_ctl_hdr h;
-		struct mg_ctl_ack a;
-		struct fe_offload_batch *b = &o->inflight[o->inflight_head];
+		long len;
 
 		memcpy(&h, o->in, sizeof(h));
-		memcpy(&a, o->in + sizeof(h), sizeof(a));
-		if (ntohl(h.magic) != MG_CTL_MAGIC || h.version != MG_CTL_VERSION ||
-		    h.type != MG_CTL_ACK || !o->resend_from || ntohl(a.seq) != b->seq) {
+		len = mg_ctl_body_len(h.type, ntohs(h.count));
+		if (ntohl(h.magic) != MG_CTL_MAGIC || h.version != MG_CTL_VERSION || len < 0 ||
+		    !o->resend_from || ntohl(h.seq) != m->seq || ntohs(h.count) != m->count ||
+		    h.type != (m->type == MG_CTL_BATCH ? MG_CTL_ACK : MG_CTL_REPLY)) {
 			count(&o->c.bad_acks, 1);
 			return -1;
 		}
-		count(&o->c.batches_acked, 1);
-		count(&o->c.added, ntohs(a.added));
-		count(&o->c.deleted, ntohs(a.deleted));
-		count(&o->c.refused, ntohs(a.refused));
-		post_batch_results(o, b, ntohs(a.refused));
+		if (o->in_len < HDR_LEN + (size_t)len + MG_CTL_MAC_LEN)
+			return 0;
+		message_mac(o, MG_CTL_DIR_TO_CLIENT, o->mac_received++, o->in, HDR_LEN + len, mac);
+		if (CRYPTO_memcmp(mac, o->in + HDR_LEN + len, MG_CTL_MAC_LEN)) {
+			count(&o->c.bad_macs, 1);
+			return -1;
+		}
+		if (m->type == MG_CTL_BATCH)
+			on_ack(o, m, o->in + HDR_LEN);
+		else
+			on_reply(o, m, o->in + HDR_LEN);
 		o->inflight_head = (o->inflight_head + 1) % FE_OFFLOAD_INFLIGHT;
 		o->inflight_n--;
 		o->resend_from--;
 		__atomic_store_n(&o->c.inflight, o->inflight_n, __ATOMIC_RELAXED);
-		memmove(o->in, o->in + msg, o->in_len - msg);
-		o->in_len -= (uint32_t)msg;
+		consume(o, HDR_LEN + (size_t)len + MG_CTL_MAC_LEN);
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------- the thread */
+
+static int idle(struct fe_offload *o)
+{
+	return rte_ring_empty(o->ring) && rte_ring_empty(o->query_ring) && !o->inflight_n;
 }
 
 static void *channel_main(void *arg)
@@ -262,8 +459,7 @@ static void *channel_main(void *arg)
 		struct pollfd pfd;
 		int timeout;
 
-		if (o->stop && ((rte_ring_empty(o->ring) && !o->inflight_n) ||
-				now >= o->drain_deadline_us))
+		if (o->stop && (idle(o) || now >= o->drain_deadline_us))
 			break;
 		if (o->fd < 0) {
 			if (now >= o->next_connect_us && try_connect(o, now) == 0)
@@ -271,11 +467,17 @@ static void *channel_main(void *arg)
 			usleep(10 * 1000);
 			continue;
 		}
+		if (o->state != FE_OFFLOAD_READY && now >= o->handshake_deadline_us) {
+			/* Connected, but nobody there proves the key in time. */
+			count(&o->c.auth_failures, 1);
+			disconnect(o, now);
+			continue;
+		}
 		fill_out(o);
 		pfd.fd = o->fd;
 		pfd.events = POLLIN | (o->out_off < o->out_len ? POLLOUT : 0);
 		pfd.revents = 0;
-		timeout = o->out_off < o->out_len ? 10 : RING_POLL_MS;
+		timeout = o->out_off < o->out_len || o->state != FE_OFFLOAD_READY ? 10 : RING_POLL_MS;
 		if (poll(&pfd, 1, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
@@ -302,12 +504,15 @@ static void *channel_main(void *arg)
 					 MSG_DONTWAIT);
 
 			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+				/* Closed during the handshake: the server refused our key. */
+				if (o->state == FE_OFFLOAD_AUTH)
+					count(&o->c.auth_failures, 1);
 				disconnect(o, now);
 				continue;
 			}
 			if (r > 0) {
 				o->in_len += (uint32_t)r;
-				if (read_acks(o)) {
+				if (read_messages(o)) {
 					disconnect(o, now);
 					continue;
 				}
@@ -346,7 +551,8 @@ void fe_offload_stop(struct fe_offload *o, unsigned int drain_ms)
 void fe_offload_free(struct fe_offload *o)
 {
 	rte_ring_free(o->ring);
-	rte_ring_free(o->results);
-	o->ring = NULL;
-	o->results = NULL;
+	rte_ring_free(o->query_ring);
+	rte_ring_free(o->result_ring);
+	o->ring = o->query_ring = o->result_ring = NULL;
+	OPENSSL_cleanse(o->key, sizeof(o->key));
 }

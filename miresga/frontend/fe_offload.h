@@ -1,28 +1,33 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The offload channel client: tells the switch's control plane which flows
- * it may carry (ADD client -> back-end index) and which it must forget (DEL).
+ * The front-end's client of the switch host's control protocol (version 2,
+ * miresga/include/miresga.h): it tells the switch which flows it may carry
+ * (ADD client -> back-end index) and which it must forget (DEL), and asks how
+ * recently an entry carried a packet (QUERY).
  *
- * The packet path never waits for it.  An lcore puts a wire-format
- * mg_ctl_entry on a ring (multi-producer, one enqueue, no syscall) and goes
- * on forwarding the flow itself; a plain pthread (not an EAL lcore, so it
- * sleeps in poll() instead of spinning) drains the ring into batches of up to
- * MG_CTL_MAX_BATCH entries, sends them over TCP as miresga.h describes, and
- * matches the ACKs.  Until an entry is installed the flow's packets keep
- * coming to the front-end, which is correct, only slower: that is the
- * paper's asynchronous synchronisation.
+ * The packet path never waits for it.  An lcore puts an entry or a key on a
+ * ring (multi-producer, one enqueue, no syscall) and goes on forwarding the
+ * flow itself; a plain pthread (not an EAL lcore, so it sleeps in poll()
+ * instead of spinning) connects, proves the shared key (HMAC-SHA256 through
+ * OpenSSL's libcrypto), drains the rings into BATCH and QUERY messages of up
+ * to MG_CTL_MAX_BATCH items, MACs every message, and matches the answers.
+ * What an lcore asked to hear back (an ADD pushed with want_result, every
+ * query) comes back as a struct fe_offload_result on a third ring, which the
+ * lcore reads with fe_offload_results().  Until an entry is installed the
+ * flow's packets keep coming to the front-end, which is correct, only slower:
+ * that is the paper's asynchronous synchronisation.
  *
- * Up to FE_OFFLOAD_INFLIGHT batches may await their ACK.  If the connection
- * drops they are sent again, first and in order, after reconnecting: ADD and
- * DEL are idempotent on the switch and order per flow is kept, so a resend
- * never leaves a stale entry behind.  If the ring is full the entry is
- * dropped and counted: an ADD lost keeps the flow on the front-end, a DEL
- * lost leaves an entry the switch ages out.
+ * Up to FE_OFFLOAD_INFLIGHT messages may await their answer.  If the
+ * connection drops they are sent again, first and in order, after
+ * reconnecting (and authenticating again): ADD and DEL are idempotent on the
+ * switch and order per flow is kept, so a resend never leaves a stale entry
+ * behind; a query asked twice is answered once.  If a ring is full the item is
+ * dropped and counted: an ADD lost keeps the flow on the front-end, a DEL lost
+ * leaves an entry the switch ages out, a query lost is answered by nothing
+ * (the caller's timer asks again).
  *
- * Answers go the other way on a second ring, which the lcore drains once per
- * loop turn (fe_offload_results): whether an ADD pushed with want_result
- * was installed or refused (the `confirmed` hand-off), and the switch's
- * view of an entry's liveness (a query from an idle timer).
+ * One results ring per channel: a front-end with several lcores gives each
+ * its own struct fe_offload, or routes results by key.
  */
 #ifndef FE_OFFLOAD_H
 #define FE_OFFLOAD_H
@@ -37,95 +42,124 @@
 
 #define FE_OFFLOAD_INFLIGHT 8
 
-/* The op of a liveness query on the request ring (not an mg_ctl_op). */
-#define FE_OFFLOAD_QUERY 0x80
+/* What fe_offload_results() hands back. */
+enum {
+	FE_OFFLOAD_ADDED = 1,    /* an ADD pushed with want_result is in the switch */
+	FE_OFFLOAD_REFUSED,      /* ... or was refused (table full, over budget, invalid) */
+	FE_OFFLOAD_LIVENESS,     /* the answer to fe_offload_query() */
+};
 
-/* An lcore's request to the channel thread: an entry to ADD or DEL, or a key
- * to QUERY; want_result asks for an FE_OFFLOAD_ADDED/REFUSED answer. */
+struct fe_offload_result {
+	uint8_t kind;        /* FE_OFFLOAD_ADDED, FE_OFFLOAD_REFUSED (answer to an ADD pushed with
+	                        want_result), FE_OFFLOAD_LIVENESS (answer to a query) */
+	uint8_t present;     /* LIVENESS: the switch has an entry for the key */
+	uint8_t backend_idx;
+	uint8_t _pad;
+	struct mg_flow_key key;
+	uint32_t idle_ms;    /* LIVENESS: since the entry last carried a packet */
+};
+
+/* An entry on its way to the switch: the wire entry, and whether to answer it. */
 struct fe_offload_req {
 	struct mg_ctl_entry e;
 	uint8_t want_result;
 	uint8_t _pad[3];
 };
 
-enum fe_offload_result_kind {
-	FE_OFFLOAD_ADDED = 1,   /* an ADD pushed with want_result is in the switch */
-	FE_OFFLOAD_REFUSED,     /* ... the switch refused it (table full, collision) */
-	FE_OFFLOAD_LIVENESS,    /* the answer to a query */
-};
-
-struct fe_offload_result {
-	uint8_t kind;           /* enum fe_offload_result_kind */
-	uint8_t present;        /* LIVENESS: the switch has an entry for the key */
-	uint8_t backend_idx;
-	uint8_t _pad;
-	struct mg_flow_key key;
-	uint32_t idle_ms;       /* LIVENESS: since the entry last carried a packet */
-};
-
-struct fe_offload_batch {
-	uint32_t seq;
+/* One message awaiting its answer (BATCH or QUERY). */
+struct fe_offload_msg {
+	uint8_t type;                   /* MG_CTL_BATCH or MG_CTL_QUERY */
 	uint16_t count;
-	struct mg_ctl_entry entries[MG_CTL_MAX_BATCH];
-	uint8_t want_result[MG_CTL_MAX_BATCH];
+	uint32_t seq;
+	union {
+		struct fe_offload_req reqs[MG_CTL_MAX_BATCH];
+		struct mg_ctl_key keys[MG_CTL_MAX_BATCH];
+	};
 };
 
-/* Written by the channel thread, read by the stats thread. */
+/* Written by the channel thread, read by the stats thread (fe_stats.c prints
+ * every one by name). */
+#define FE_OFFLOAD_CHANNEL_COUNTERS(X) \
+	X(connects) X(connect_failures) X(disconnects) X(auth_failures) X(bad_macs) \
+	X(batches_sent) X(entries_sent) X(adds_sent) X(dels_sent) X(batches_resent) \
+	X(batches_acked) X(added) X(deleted) X(refused) X(bad_acks) \
+	X(queries_sent) X(keys_queried) X(replies) X(results) X(results_dropped)
+
 struct fe_offload_counters {
-	uint64_t connects;
-	uint64_t connect_failures;
-	uint64_t disconnects;
-	uint64_t batches_sent;
-	uint64_t entries_sent;
-	uint64_t adds_sent;
-	uint64_t dels_sent;
-	uint64_t batches_resent;
-	uint64_t batches_acked;
-	uint64_t added;
-	uint64_t deleted;
-	uint64_t refused;
-	uint64_t bad_acks;
-	uint64_t queries_unanswered;    /* this protocol version has no QUERY */
-	uint64_t results_dropped;       /* the lcore's result ring was full */
-	uint32_t connected;
+#define FE_OFFLOAD_COUNTER_FIELD(name) uint64_t name;
+	FE_OFFLOAD_CHANNEL_COUNTERS(FE_OFFLOAD_COUNTER_FIELD)
+#undef FE_OFFLOAD_COUNTER_FIELD
+	uint32_t connected;             /* authenticated */
 	uint32_t inflight;
 };
 
+enum fe_offload_state {
+	FE_OFFLOAD_DOWN,                /* no connection */
+	FE_OFFLOAD_HELLO,               /* connected, waiting for the server's nonce */
+	FE_OFFLOAD_AUTH,                /* AUTH sent, waiting for AUTH_OK */
+	FE_OFFLOAD_READY,               /* authenticated: requests flow */
+};
+
 struct fe_offload {
-	struct rte_ring *ring;          /* struct fe_offload_req, lcores -> thread */
-	struct rte_ring *results;       /* struct fe_offload_result, thread -> lcore */
+	struct rte_ring *ring;          /* struct fe_offload_req, lcores -> channel */
+	struct rte_ring *query_ring;    /* struct mg_ctl_key, lcores -> channel */
+	struct rte_ring *result_ring;   /* struct fe_offload_result, channel -> lcores */
 	int enabled;
 	char host[64];
 	uint16_t port;
+	uint8_t key[MG_CTL_KEY_LEN];
 
 	pthread_t thread;
 	int thread_started;
 	volatile int stop;
-	uint64_t drain_deadline_us;     /* on stop: flush the ring until then */
+	uint64_t drain_deadline_us;     /* on stop: flush the rings until then */
 
 	int fd;
+	enum fe_offload_state state;
+	uint8_t server_nonce[MG_CTL_NONCE_LEN];
+	uint8_t client_nonce[MG_CTL_NONCE_LEN];
+	uint64_t mac_sent, mac_received; /* messages MAC'd each way on this connection */
 	uint32_t next_seq;
-	struct fe_offload_batch inflight[FE_OFFLOAD_INFLIGHT];
+	uint8_t last_type;              /* of the last new message: BATCH and QUERY alternate */
+	struct fe_offload_msg inflight[FE_OFFLOAD_INFLIGHT];
 	uint32_t inflight_head, inflight_n;
-	uint32_t resend_from;           /* inflight batches already on this connection */
-	uint8_t out[sizeof(struct mg_ctl_hdr) + MG_CTL_MAX_BATCH * sizeof(struct mg_ctl_entry)];
+	uint32_t resend_from;           /* inflight messages already on this connection */
+	uint8_t out[sizeof(struct mg_ctl_hdr) + MG_CTL_MAX_BATCH * sizeof(struct mg_ctl_entry) +
+		    MG_CTL_MAC_LEN];
 	uint32_t out_len, out_off;
-	uint8_t in[64];
+	uint8_t in[sizeof(struct mg_ctl_hdr) + MG_CTL_MAX_BATCH * sizeof(struct mg_ctl_liveness) +
+		   MG_CTL_MAC_LEN];
 	uint32_t in_len;
 	uint64_t backoff_us;
 	uint64_t next_connect_us;
+	uint64_t handshake_deadline_us;
 
 	struct fe_offload_counters c;
 };
 
-/* Host "" or port 0 leaves the channel disabled: nothing is ever queued. */
-int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, uint32_t ring_size);
+/*
+ * Host "" or port 0 leaves the channel disabled: nothing is ever queued.
+ * Otherwise key_path names the shared key (64 hex digits, a file readable by
+ * its owner only).  Returns 0, or -1 with the reason on stderr.
+ */
+int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, const char *key_path,
+		    uint32_t ring_size);
 int fe_offload_start(struct fe_offload *o);
 /* Stops the thread after trying for up to drain_ms to send what is queued. */
 void fe_offload_stop(struct fe_offload *o, unsigned int drain_ms);
 void fe_offload_free(struct fe_offload *o);
+/* The key from its file (fe_offload_key.c): 0, or -1 with the reason on stderr. */
+int fe_offload_read_key(const char *path, uint8_t *key, size_t len);
 
-/* Packet path: returns 0, or -1 if the entry was dropped (ring full). */
+/* The channel's side: hand a result to the lcores; -1 (and counted) if their
+ * ring is full.  The pipe harness (test/fe_test.c) stands in for the channel
+ * with it. */
+int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r);
+
+/* ------------------------------------------------ the lcore's side (no syscall) */
+
+/* Queue an ADD or DEL; want_result: hear back whether an ADD went in.
+ * Returns 0, or -1 if the entry was dropped (ring full). */
 static inline int fe_offload_push(struct fe_offload *o, uint8_t op, const struct mg_flow_key *key,
 				  uint8_t backend_idx, uint8_t vip_idx, int want_result)
 {
@@ -137,28 +171,31 @@ static inline int fe_offload_push(struct fe_offload *o, uint8_t op, const struct
 			.backend_idx = backend_idx,
 			.vip_idx = vip_idx,
 		},
-		.want_result = (uint8_t)!!want_result,
+		.want_result = want_result ? 1 : 0,
 	};
 
 	return rte_ring_mp_enqueue_elem(o->ring, &r, sizeof(r)) == 0 ? 0 : -1;
 }
 
-/* Ask the switch how long the key's entry has been idle (an
- * FE_OFFLOAD_LIVENESS result answers).  0, or -1 if the ring is full. */
+/* Ask whether the switch has an entry for the key, and how long it has been
+ * idle; the answer comes back as FE_OFFLOAD_LIVENESS.  0, or -1 (ring full). */
 static inline int fe_offload_query(struct fe_offload *o, const struct mg_flow_key *key,
 				   uint8_t vip_idx)
 {
-	return fe_offload_push(o, FE_OFFLOAD_QUERY, key, 0, vip_idx, 1);
+	struct mg_ctl_key k = {
+		.client_ip_be = key->client_ip_be,
+		.client_port_be = key->client_port_be,
+		.vip_idx = vip_idx,
+	};
+
+	return rte_ring_mp_enqueue_elem(o->query_ring, &k, sizeof(k)) == 0 ? 0 : -1;
 }
 
-/* Results the channel thread has for this lcore; non-blocking; returns how many. */
+/* Up to n results that came back; how many. */
 static inline unsigned int fe_offload_results(struct fe_offload *o, struct fe_offload_result *out,
 					      unsigned int n)
 {
-	return rte_ring_sc_dequeue_burst_elem(o->results, out, sizeof(*out), n, NULL);
+	return rte_ring_mc_dequeue_burst_elem(o->result_ring, out, sizeof(*out), n, NULL);
 }
-
-/* Channel side: hand a result to the lcore; -1 (and counted) if its ring is full. */
-int fe_offload_post_result(struct fe_offload *o, const struct fe_offload_result *r);
 
 #endif /* FE_OFFLOAD_H */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The splice state machine: steps 2, 3, 6, 7 and 8 of the packet walk in
- * DESIGN.md section 3, for one packet, one timer or one answer of the switch
- * at a time.
+ * docs/design.md section 3, for one packet, one timer or one answer of the
+ * switch at a time.
  *
  * Names: c = client ISN, s = switch cookie ISN.  Every sequence number here
  * is in the client's view.  Client->server bytes keep the client's numbers
@@ -199,6 +199,9 @@ void fe_set_ack(struct fe_pkt *p, uint32_t ack);
 /* ----------------------------------------- the switch entry (fe_entry.c) */
 
 void fe_offload_queue(struct fe_lcore *lc, struct fe_flow *f, uint8_t op);
+int fe_del_backlog_init(struct fe_lcore *lc);
+void fe_del_backlog_free(struct fe_lcore *lc);
+void fe_del_backlog_run(struct fe_lcore *lc);
 int fe_entry_at_join(struct fe_lcore *lc, struct fe_flow *f, uint8_t *mark);
 uint8_t fe_entry_take(struct fe_lcore *lc, struct fe_flow *f);
 void fe_entry_remove(struct fe_lcore *lc, struct fe_flow *f);
@@ -300,6 +303,7 @@ void fe_client_answered(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p
 /* -------------------------------------------------- the end (fe_close.c) */
 
 void fe_flow_free(struct fe_lcore *lc, struct fe_flow *f);
+int fe_evict_waiting(struct fe_lcore *lc, const struct fe_flow *keep, int holding);
 void fe_enter_time_wait(struct fe_lcore *lc, struct fe_flow *f);
 void fe_fin_seen(struct fe_lcore *lc, struct fe_flow *f);
 void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f);

@@ -128,9 +128,7 @@ size_t fe_stats_json(const struct fe_stats_server *s, char *buf, size_t len)
 		    __atomic_load_n(&c->connected, __ATOMIC_RELAXED),
 		    __atomic_load_n(&c->inflight, __ATOMIC_RELAXED));
 #define OC(f) put(&w, ", \"" #f "\": %llu", (unsigned long long)rd(&c->f));
-		OC(connects) OC(connect_failures) OC(disconnects) OC(batches_sent) OC(entries_sent)
-		OC(adds_sent) OC(dels_sent) OC(batches_resent) OC(batches_acked) OC(added)
-		OC(deleted) OC(refused) OC(bad_acks) OC(queries_unanswered) OC(results_dropped)
+		FE_OFFLOAD_CHANNEL_COUNTERS(OC)
 #undef OC
 	}
 	put(&w, "}");

@@ -26,6 +26,7 @@
 	X(to_backend) X(to_client) X(held) X(released) X(split)                  \
 	X(syn_sent) X(syn_retransmit) X(ack_sent) X(rst_sent) X(answer_sent) X(fin_sent)           \
 	X(no_flow) X(out_of_order) X(duplicate) X(hold_full) X(stale_backend)    \
+	X(coalesced) X(hold_pool_full)                        \
 	X(unexpected) X(retransmit_fwd) X(reincarnation) X(time_wait_reset)      \
 	X(unadmitted) X(known_reset) X(own_ack) X(rtx)                           \
 	X(install_sent) X(remove_marked) X(remove_sent)                          \
@@ -47,13 +48,16 @@
 	X(no_mbuf, "no_mbuf") X(path_refused, "path_refused")                    \
 	X(rtx_timeout, "rtx_timeout")                                            \
 	X(drain_timeout, "drain_timeout") X(close_timeout, "close_timeout")      \
-	X(idle_close_race, "idle_close_race")
+	X(idle_close_race, "idle_close_race")                                    \
+	X(evicted_for_flow, "evicted_for_flow")                                  \
+	X(evicted_for_mbufs, "evicted_for_mbufs")
 
 /* Offload entries as the packet path queued them, and the switch's answers
  * as it acted on them (the channel thread counts what it sent and what the
  * switch answered). */
 #define FE_OFFLOAD_COUNTERS(X)                                                  \
 	X(queued_add) X(queued_del) X(queued_query) X(ring_full)                 \
+	X(del_deferred) X(del_retried) X(del_lost)                               \
 	X(confirmed) X(confirm_refused) X(confirm_timeout) X(late_results)       \
 	X(entry_busy) X(entry_idle) X(entry_gone) X(query_unanswered)
 

@@ -8,9 +8,9 @@
 
 FE_DIR := miresga/frontend
 FE_OBJDIR := $(BUILD)/frontend
-FE_LIB_SRCS := fe_config.c fe_flow.c fe_http.c fe_offload.c fe_port.c fe_rules.c fe_stats.c \
-	fe_answer.c fe_backend.c fe_client.c fe_close.c fe_dispatch.c fe_emit.c fe_hold.c fe_lcore.c \
-	fe_entry.c fe_server.c fe_timer.c fe_ack.c fe_drain.c
+FE_LIB_SRCS := fe_config.c fe_flow.c fe_http.c fe_offload.c fe_offload_key.c fe_port.c fe_rules.c \
+	fe_stats.c fe_answer.c fe_backend.c fe_client.c fe_close.c fe_dispatch.c fe_emit.c fe_hold.c fe_lcore.c \
+	fe_entry.c fe_server.c fe_timer.c fe_ack.c fe_drain.c fe_offload_queue.c
 FE_LIB_OBJS := $(addprefix $(FE_OBJDIR)/,$(FE_LIB_SRCS:.c=.o))
 FE_HEADERS := $(wildcard $(FE_DIR)/*.h) miresga/include/miresga.h
 
@@ -20,7 +20,8 @@ FE_DPDK_CFLAGS = $(shell pkg-config --cflags libdpdk)
 FE_DPDK_LIBS = $(shell pkg-config --libs libdpdk)
 FE_CFLAGS = -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I miresga/include -I $(FE_DIR) \
 	$(FE_DPDK_CFLAGS)
-FE_LDLIBS = $(FE_DPDK_LIBS) -lbpf -lpthread
+# libcrypto: HMAC-SHA256 of the switch host's control protocol (fe_offload.c).
+FE_LDLIBS = $(FE_DPDK_LIBS) -lbpf -lcrypto -lpthread
 
 $(FE_OBJDIR)/%.o: $(FE_DIR)/%.c $(FE_HEADERS)
 	@echo "  CC      $@"
@@ -37,6 +38,17 @@ $(BUILD)/miresga-frontend: $(FE_LIB_OBJS) $(FE_OBJDIR)/fe_main.o
 	$(Q)$(CC) $^ -o $@ $(FE_LDLIBS)
 
 $(BUILD)/miresga-frontend-test: $(FE_LIB_OBJS) $(FE_OBJDIR)/fe_test.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $^ -o $@ $(FE_LDLIBS)
+
+# The control-protocol client alone, driven from stdin by tests/test_switch_channel.py.
+$(FE_OBJDIR)/fe_offload_test.o: $(FE_DIR)/test/fe_offload_test.c $(FE_HEADERS)
+	@echo "  CC      $@"
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(FE_CFLAGS) -c $< -o $@
+
+$(BUILD)/miresga-offload-test: $(FE_OBJDIR)/fe_offload_test.o $(FE_OBJDIR)/fe_offload.o \
+		$(FE_OBJDIR)/fe_offload_key.o $(FE_OBJDIR)/fe_port.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $^ -o $@ $(FE_LDLIBS)
 
@@ -64,7 +76,7 @@ $(BUILD)/miresga-frontend-test-asan: $(FE_ASAN_OBJS) $(FE_ASAN_OBJDIR)/fe_test.o
 	$(Q)$(CC) $(FE_SANITIZE) $^ -o $@ $(FE_LDLIBS)
 
 BUILD_OUTPUTS += $(BUILD)/miresga-frontend $(BUILD)/miresga-frontend-test \
-	$(BUILD)/miresga-frontend-test-asan
+	$(BUILD)/miresga-frontend-test-asan $(BUILD)/miresga-offload-test
 ROLE_PARTS_frontend += $(BUILD)/miresga-frontend
 
 # The af_xdp port's XDP program, loaded by DPDK's PMD (xdp_prog=); the

@@ -1,5 +1,5 @@
 /* Prints the size and field offsets of every shared layout as JSON, so that
- * tests/test_layouts.py can hold miresga/control/layouts.py to the C header. */
+ * tests/test_layouts.py can hold switchhost/layouts.py to the C header. */
 #include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -51,8 +51,32 @@ int main(void)
 	F(mg_ctl_entry, op); F(mg_ctl_entry, backend_idx); F(mg_ctl_entry, vip_idx);
 	S(mg_ctl_ack); F(mg_ctl_ack, seq); F(mg_ctl_ack, added); F(mg_ctl_ack, deleted);
 	F(mg_ctl_ack, refused);
+	S(mg_ctl_key); F(mg_ctl_key, client_ip_be); F(mg_ctl_key, client_port_be);
+	F(mg_ctl_key, vip_idx);
+	S(mg_ctl_liveness); F(mg_ctl_liveness, present); F(mg_ctl_liveness, backend_idx);
+	F(mg_ctl_liveness, idle_ms);
 	printf("}}, \"MG_SW__MAX\": %d, \"MG_FLOW_CAPACITY_DEFAULT\": %d", MG_SW__MAX,
 	       MG_FLOW_CAPACITY_DEFAULT);
+	printf(", \"ctl\": {\"MAGIC\": %u, \"VERSION\": %d, \"MAX_BATCH\": %d, \"MAX_BODY\": %d, "
+	       "\"PORT_DEFAULT\": %d, \"KEY_LEN\": %d, \"NONCE_LEN\": %d, \"HMAC_LEN\": %d, "
+	       "\"MAC_LEN\": %d, \"DIR_TO_SERVER\": %d, \"DIR_TO_CLIENT\": %d}",
+	       MG_CTL_MAGIC, MG_CTL_VERSION, MG_CTL_MAX_BATCH, MG_CTL_MAX_BODY, MG_CTL_PORT_DEFAULT,
+	       MG_CTL_KEY_LEN, MG_CTL_NONCE_LEN, MG_CTL_HMAC_LEN, MG_CTL_MAC_LEN,
+	       MG_CTL_DIR_TO_SERVER, MG_CTL_DIR_TO_CLIENT);
+	/* mg_ctl_body_len over every type (and one past) and the counts at its edges. */
+	printf(", \"ctl_body_len\": [");
+	{
+		static const __u32 counts[] = {0, 1, 2, 31, 32, 33, 511, 512, 513, 65535};
+		const char *sep = "";
+
+		for (int type = 0; type <= MG_CTL_AUTH_OK + 1; type++)
+			for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+				printf("%s[%d, %u, %ld]", sep, type, counts[i],
+				       mg_ctl_body_len((__u8)type, counts[i]));
+				sep = ", ";
+			}
+	}
+	printf("]");
 
 	/* A cookie for fixed inputs, so the Python mirror's hash is held to C's. */
 	struct mg_cookie_key key = {0x03020100, 0x07060504};

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Every struct and enum that Python mirrors, in one BTF: the switch's maps
- * and counters (miresga.h), the offload channel's messages (miresga.h: user
+ * and counters (miresga.h), the control protocol's messages (miresga.h: user
  * space only, so no program's BTF has them), the agent's (agent.h) and the
  * l4switch baseline's (l4switch.h).  A program's own object only has the
  * types its maps and code use, and no enum whose values it only names as
@@ -34,10 +34,12 @@ struct mg_layouts {
 	struct mg_cookie_key cookie_key;
 	struct mg_switch_config switch_config;
 	enum mg_switch_counter switch_counter;
-	/* miresga.h: the offload channel (front-end -> switch control plane) */
+	/* miresga.h: the switch host's control protocol */
 	struct mg_ctl_hdr ctl_hdr;
 	struct mg_ctl_entry ctl_entry;
 	struct mg_ctl_ack ctl_ack;
+	struct mg_ctl_key ctl_key;
+	struct mg_ctl_liveness ctl_liveness;
 	enum mg_ctl_type ctl_type;
 	enum mg_ctl_op ctl_op;
 	/* agent.h */

@@ -2,8 +2,8 @@
 /*
  * The tables every switch pipeline of this repository has, with the layouts of
  * miresga.h: the Miresga switch (miresga/switch/) and the l4switch baseline
- * (targets/l4switch/) both include it, so the control planes program both the
- * same way (miresga/control/ebpf_switch.py).
+ * (targets/l4switch/) both include it, so one piece of the switch host programs
+ * both (switchhost/pipeline.py).
  */
 #ifndef MG_VIP_MAPS_H
 #define MG_VIP_MAPS_H
@@ -48,5 +48,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct mg_backend);
 } backend_table SEC(".maps");
+
+/* Back-end service address -> index: recognises packets from a back-end. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_BACKENDS);
+	__type(key, struct mg_backend_key);
+	__type(value, __u32);
+} backend_addrs SEC(".maps");
 
 #endif

@@ -2,9 +2,9 @@
 /*
  * Layouts shared by every Miresga component: the switch pipeline (eBPF), the
  * back-end agent (eBPF), the front-end (DPDK, user space) and, through
- * miresga/control/layouts.py, the Python control plane.  Anything that crosses
- * a component boundary (a map the control plane writes, a message on the
- * offload channel, the bits of the SYN cookie) is defined here once.
+ * switchhost/layouts.py, the Python control plane.  Anything that crosses
+ * a component boundary (a map the control plane writes, a message of the
+ * switch host's control protocol, the bits of the SYN cookie) is defined here once.
  *
  * Byte order: fields named *_be are network order, everything else is host
  * order.  Structs are padded by hand so that C, eBPF and ctypes agree without
@@ -191,8 +191,8 @@ struct mg_frontend {
 /*
  * Front-end selection table: slot hash(client IP, client port) % fe_slots ->
  * the front-end that serves the client.  Filled by the control plane from a
- * Maglev table (common/maglev.py), so that a front-end coming or going moves
- * only its own share of clients.  Two columns (switch.bpf.c, "front-end
+ * Maglev table (switchhost/pipelines/maglev.py), so that a front-end coming
+ * or going moves only its own share of clients.  Two columns (switch.bpf.c, "front-end
  * selection"): `active` over the front-ends in service, for new connections;
  * `stable` over those plus the draining ones, for the rest.  Equal in every
  * slot unless a front-end is draining.  MG_FE_NONE: no front-end.
@@ -508,22 +508,66 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
 			      epoch, low) == cookie;
 }
 
-/* ------------------------------------------------------ the offload channel */
+/* ------------------------------------------- the switch host's control protocol */
 
 /*
- * Front-end -> switch control plane, over TCP, a stream of messages.  Each
- * message is an mg_ctl_hdr followed by `count` mg_ctl_entry (type BATCH) and
- * is answered by one mg_ctl_hdr of type ACK followed by one mg_ctl_ack.
- * All fields are in network byte order on the wire.
+ * Version 2, defined here once.  One daemon on the switch host (python -m switchhost)
+ * serves it to every peer over TCP: front-ends push flow entries and ask how
+ * recently an entry carried a packet; tools on the switch host send management
+ * commands.  All integers on the wire are in network byte order.
+ *
+ * Framing.  Every message is an mg_ctl_hdr, a body whose length follows from
+ * (type, count) (mg_ctl_body_len), then, once the handshake is over, a MAC of
+ * MG_CTL_MAC_LEN bytes.  A body longer than MG_CTL_MAX_BODY is malformed; so
+ * is an unknown type, a count the type does not allow, or a bad MAC: the
+ * receiver counts it and closes the connection (a MAC'd stream cannot be
+ * resynchronised).
+ *
+ * Handshake (no MAC: the HMACs in it protect it), with a shared key K of
+ * MG_CTL_KEY_LEN bytes installed at deploy:
+ *   server -> client  HELLO    body: Ns (MG_CTL_NONCE_LEN random bytes)
+ *   client -> server  AUTH     body: Nc, HMAC-SHA256(K, "MGS2c" || Ns || Nc)
+ *   server -> client  AUTH_OK  body: HMAC-SHA256(K, "MGS2s" || Nc || Ns)
+ * A wrong AUTH is counted and the connection closed; the client checks AUTH_OK
+ * in turn (mutual).  Every later message carries
+ *   MAC = HMAC-SHA256(K, Ns || Nc || dir || counter || hdr || body)[0:16]
+ * where dir is one byte (MG_CTL_DIR_*) and counter a 64-bit count of the
+ * messages already sent in that direction on this connection (not on the
+ * wire): a message injected, replayed, reordered or sent back breaks the MAC.
+ *
+ * Messages after the handshake, each answered in order on its connection:
+ *   BATCH  count x mg_ctl_entry (count <= MG_CTL_MAX_BATCH)
+ *     ->   ACK  count = the batch's: mg_ctl_ack, then mg_ctl_ack_words(count)
+ *               __be32 words of refusal bits (bit i % 32 of word i / 32: entry
+ *               i was refused).  Sent once the whole batch is applied, which
+ *               the switch's install budget may delay.
+ *   QUERY  count x mg_ctl_key (count <= MG_CTL_MAX_BATCH)
+ *     ->   REPLY count x mg_ctl_liveness, in the order of the query
+ *   CMD    count bytes of UTF-8 JSON {"op": ..., ...}
+ *     ->   RESULT count bytes of JSON {"ok": true, ...} or {"error": "..."}
  */
-#define MG_CTL_MAGIC 0x4d475331u /* "MGS1" */
-#define MG_CTL_VERSION 1
+#define MG_CTL_MAGIC 0x4d475332u /* "MGS2" */
+#define MG_CTL_VERSION 2
 #define MG_CTL_MAX_BATCH 512
-#define MG_CTL_PORT_DEFAULT 7470 /* TCP port the switch control plane listens on */
+#define MG_CTL_MAX_BODY 65535    /* the largest a 16-bit count can say */
+#define MG_CTL_PORT_DEFAULT 7470 /* TCP port the switch host's daemon listens on */
+#define MG_CTL_KEY_LEN 32
+#define MG_CTL_NONCE_LEN 16
+#define MG_CTL_HMAC_LEN 32       /* HMAC-SHA256 */
+#define MG_CTL_MAC_LEN 16        /* truncated HMAC on every message after the handshake */
+#define MG_CTL_DIR_TO_SERVER 0
+#define MG_CTL_DIR_TO_CLIENT 1
 
 enum mg_ctl_type {
 	MG_CTL_BATCH = 1,
 	MG_CTL_ACK = 2,
+	MG_CTL_HELLO = 3,
+	MG_CTL_AUTH = 4,
+	MG_CTL_QUERY = 5,
+	MG_CTL_REPLY = 6,
+	MG_CTL_CMD = 7,
+	MG_CTL_RESULT = 8,
+	MG_CTL_AUTH_OK = 9,
 };
 
 enum mg_ctl_op {
@@ -539,6 +583,7 @@ struct mg_ctl_hdr {
 	__be32 seq;
 };
 
+/* BATCH: add or delete (client ip, client port) -> back-end. */
 struct mg_ctl_entry {
 	__be32 client_ip_be;
 	__be16 client_port_be;
@@ -548,12 +593,67 @@ struct mg_ctl_entry {
 	__u8 _pad[3];
 };
 
+/* ACK, followed by the refusal bitmap. */
 struct mg_ctl_ack {
 	__be32 seq;         /* seq of the batch this answers */
 	__be16 added;
 	__be16 deleted;
-	__be16 refused;     /* table full or back-end index unknown */
+	__be16 refused;     /* table full, index unknown, or over the install budget */
 	__be16 _pad;
 };
+
+/* QUERY: is there an entry for this client, and how long has it been idle? */
+struct mg_ctl_key {
+	__be32 client_ip_be;
+	__be16 client_port_be;
+	__u8 vip_idx;
+	__u8 _pad;
+};
+
+/* REPLY, one per queried key. */
+struct mg_ctl_liveness {
+	__u8 present;       /* the switch has an entry for the key */
+	__u8 backend_idx;
+	__be16 _pad;
+	__be32 idle_ms;     /* since the entry last carried a packet; saturates */
+};
+
+MG_INLINE __u32 mg_ctl_ack_words(__u32 count)
+{
+	return (count + 31) / 32;
+}
+
+/*
+ * The body length of a message, MAC excluded, from its header; -1 if that
+ * (type, count) is not a message (malformed).  JSON bodies are `count` bytes.
+ */
+MG_INLINE long mg_ctl_body_len(__u8 type, __u32 count)
+{
+	switch (type) {
+	case MG_CTL_BATCH:
+		return count >= 1 && count <= MG_CTL_MAX_BATCH ?
+		       (long)(count * sizeof(struct mg_ctl_entry)) : -1;
+	case MG_CTL_ACK:
+		return count >= 1 && count <= MG_CTL_MAX_BATCH ?
+		       (long)(sizeof(struct mg_ctl_ack) + 4 * mg_ctl_ack_words(count)) : -1;
+	case MG_CTL_QUERY:
+		return count >= 1 && count <= MG_CTL_MAX_BATCH ?
+		       (long)(count * sizeof(struct mg_ctl_key)) : -1;
+	case MG_CTL_REPLY:
+		return count >= 1 && count <= MG_CTL_MAX_BATCH ?
+		       (long)(count * sizeof(struct mg_ctl_liveness)) : -1;
+	case MG_CTL_CMD:
+	case MG_CTL_RESULT:
+		return count >= 2 ? (long)count : -1;
+	case MG_CTL_HELLO:
+		return count == 0 ? MG_CTL_NONCE_LEN : -1;
+	case MG_CTL_AUTH:
+		return count == 0 ? MG_CTL_NONCE_LEN + MG_CTL_HMAC_LEN : -1;
+	case MG_CTL_AUTH_OK:
+		return count == 0 ? MG_CTL_HMAC_LEN : -1;
+	default:
+		return -1;
+	}
+}
 
 #endif /* MIRESGA_H */

@@ -10,7 +10,7 @@
  * machine does.  What a P4 program keeps in registers (the seen filter, the
  * data-plane table) are array maps written with atomics.
  *
- * Branches (DESIGN.md section 3, steps 1, 2 and 7; the hand-off's marks,
+ * Branches (docs/design.md section 3, steps 1, 2 and 7; the hand-off's marks,
  * miresga.h "marks"):
  *
  *   client -> VIP
@@ -351,7 +351,8 @@ static __always_inline int to_frontend(struct __sk_buff *skb, struct mg_pkt *p,
 /* -------------------------------------------------------- data-plane table */
 
 /*
- * The data-plane table (hand-off mode `dataplane`, HANDOFF.md section 2).
+ * The data-plane table, for hand-off mode `dataplane` (docs/design.md
+ * section 4.3).
  *
  * The front-end marks its handshake ACK to the back-end INSTALL and sends
  * the request right behind it; the switch writes the entry as the ACK

@@ -2,10 +2,10 @@
 /*
  * The switch pipeline's tables.  Each map plays one Tofino table or register
  * array; the layouts of keys and values are in miresga.h because the Python
- * control plane writes them (miresga/control/layouts.py mirrors them).
+ * control plane writes them (switchhost/layouts.py mirrors them).
  *
  * Sizes marked "set at load" are overridden by the loader through
- * bpf_map__set_max_entries() (miresga/control/ebpf_switch.py); the numbers
+ * bpf_map__set_max_entries() (switchhost/ebpf_switch.py); the numbers
  * here are what a bare `bpftool prog load` would get.
  */
 #ifndef MIRESGA_SWITCH_MAPS_H
@@ -26,14 +26,6 @@ struct {
 	__type(key, struct mg_flow_key);
 	__type(value, struct mg_flow);
 } flow_table SEC(".maps");
-
-/* Back-end address -> index: recognises the reverse direction. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_BACKENDS);
-	__type(key, struct mg_backend_key);
-	__type(value, __u32);
-} backend_addrs SEC(".maps");
 
 /* Front-end table: front-end index -> its port. */
 struct {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * l4switch: a Layer-4 load balancer in the switch, the baseline Miresga is
- * compared against (DESIGN.md section 5), in the style of SilkRoad and
+ * compared against (docs/design.md section 1.3), in the style of SilkRoad and
  * Katran.  A tc (clsact ingress) program on every port of the switch.
  *
  * It balances connections, not requests: the back-end of a connection is
@@ -27,7 +27,7 @@
  * (new connections follow the new pool at once) and leaves entries alone.  A
  * connection whose entry is lost (evicted, expired) is balanced again by
  * Maglev, which gives the same back-end unless the pool changed since: Maglev
- * moves few slots between back-ends that stay (see targets/l4switch/maglev.py).
+ * moves few slots between back-ends that stay (see switchhost/pipelines/maglev.py).
  *
  * Parsing, the entry that sorts out packets to a VIP, header rewrites with
  * incremental checksums, and forwarding (TTL, MACs, FIB, redirect) are the

@@ -7,7 +7,7 @@ $(BUILD)/bpf/l4switch.bpf.o: targets/l4switch/l4switch.h targets/l4switch/l4swit
 	miresga/include/mg_pkt.h miresga/include/mg_fwd.h miresga/include/mg_vip_dispatch.h miresga/include/miresga.h
 
 # Prints sizeof/offsetof of l4switch.h's layouts and a flow hash for fixed
-# inputs; tests/test_l4switch.py holds targets/l4switch/layouts.py to them.
+# inputs; tests/test_l4switch.py holds switchhost/pipelines/l4switch_layouts.py to them.
 $(BUILD)/l4switch-layout-probe: targets/l4switch/layout_probe.c targets/l4switch/l4switch.h \
 	miresga/include/miresga.h
 	@echo "  CC      $@"

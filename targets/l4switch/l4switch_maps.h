@@ -5,7 +5,7 @@
  * once in miresga/include/mg_vip_maps.h).
  *
  * Sizes marked "set at load" are overridden by the driver through
- * bpf_map__set_max_entries() (miresga/control/ebpf_switch.py).
+ * bpf_map__set_max_entries() (switchhost/ebpf_switch.py).
  */
 #ifndef L4SWITCH_MAPS_H
 #define L4SWITCH_MAPS_H
@@ -15,14 +15,6 @@
 
 #include "l4switch.h"
 #include "mg_vip_maps.h"
-
-/* Back-end service address -> index: recognises packets from a back-end. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MG_MAX_BACKENDS);
-	__type(key, struct mg_backend_key);
-	__type(value, __u32);
-} backend_addrs SEC(".maps");
 
 /* Maglev lookup tables, two generations per VIP (see struct l4_config): slot
  * -> back-end index, L4_BACKEND_NONE for a VIP without back-ends.  Set at load:

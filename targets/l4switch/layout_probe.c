@@ -1,6 +1,6 @@
 /* Prints the size and field offsets of l4switch.h's layouts, its constants
  * and flow hashes of fixed inputs as JSON, so that tests/test_l4switch.py can
- * hold targets/l4switch/layouts.py to the C header. */
+ * hold switchhost/pipelines/l4switch_layouts.py to the C header. */
 #include <arpa/inet.h>
 #include <stddef.h>
 #include <stdio.h>

@@ -9,27 +9,23 @@ and never through a front-end host.  Every request on a connection goes to
 the same back-end, and the service's path and Host rules are not applied: an
 L4 switch never sees a request.  That is what Miresga is compared against.
 
-Pieces (one directory, the libbpf-bootstrap triad plus its control plane):
+Pieces: the program (`l4switch.bpf.c`, `l4switch.h`, `l4switch_maps.h` in
+this directory), its control code (switchhost/pipelines/l4switch.py:
+`L4Plan`, `L4Switch`, `HealthChecker`; `l4switch_layouts.py`, `maglev.py`),
+run by the switch host's one daemon (`python -m switchhost --pipeline
+l4switch`), and this file, the bench target.
 
-| file | what |
-| --- | --- |
-| `l4switch.bpf.c` | the tc program on every switch port (`build/bpf/l4switch.bpf.o`) |
-| `l4switch.h`, `l4switch_maps.h` | layouts shared with Python, and the tables |
-| `layouts.py` | the ctypes mirror of `l4switch.h` |
-| `common/maglev.py` | the Maglev table (shared with the Miresga switch's front-end selection): size, balance and disruption properties |
-| `driver.py` | `L4Plan`, `L4Switch` (tables through libbpf), `HealthChecker` |
-| `l4switchd.py` | the control plane as a process on the switch host, and its client |
-| `target.py` | the bench target `l4switch` (this file) |
-
-Life cycle on a testbed: `deploy()` writes the plan (JSON) to the switch
-host; `start()` runs `l4switchd` there (it loads, programs and attaches the
+Life cycle on a testbed (targets/switchd.py): `deploy()` writes the plan
+(JSON) and a fresh control key to the switch host; `start()` runs the daemon
+there, listening on 127.0.0.1 only (it loads, programs and attaches the
 program, checks back-ends and ages connections); `stop()` stops it (it
-detaches and unpins) and then runs `l4switchd cleanup`, so nothing stays
-attached or pinned even if the daemon was killed.  The bench reaches the
-daemon only through the host interface (`l4switchd ctl`), so a real switch
-host over SSH works the same as the emulated switch namespace.
+detaches and unpins) and then runs its cleanup, so nothing stays attached or
+pinned even if the daemon was killed.  The bench reaches the daemon only
+through the host interface (`python -m switchhost.ctl` on the switch host,
+over the authenticated control protocol), so a real switch host over SSH
+works the same as the emulated switch namespace.
 
-Health.  `l4switchd` checks every back-end's `/health` from the switch every
+Health.  The daemon checks every back-end's `/health` from the switch every
 `health_interval_ms` (default 500 ms); `health_fall` (2) failures in a row
 take it out of the pool, so a dead back-end stops receiving *new*
 connections about a second after it dies; `health_rise` (2) successes bring
@@ -41,47 +37,64 @@ elsewhere.  `health_interval_ms = 0` turns checks off.
 
 from __future__ import annotations
 
-import json
 import shlex
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field, field_validator
 
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from targets.base import Endpoint, Target, TargetError, register
-from targets.l4switch.driver import L4Plan
+from switchhost.layouts import CTL_PORT_DEFAULT
+from switchhost.pipelines.l4switch import L4Plan
+from switchhost.pipelines.maglev import is_prime
+from targets.base import Endpoint, Target, TargetError, TargetParams, register
+from targets.switchd import LOCAL, Switchd
+
+
+class L4SwitchParams(TargetParams):
+    #: slots per VIP of the Maglev table, a prime (see maglev.py)
+    maglev_size: Annotated[int, Field(ge=7, le=1 << 25)] = 65537
+    #: connections the LRU connection table holds
+    conn_capacity: Annotated[int, Field(ge=1, le=1 << 23)] = 262144
+    #: established entries idle this long are removed
+    idle_timeout_s: Annotated[int, Field(ge=1, le=86400)] = 300
+    #: entries after RST or FIN both ways
+    closing_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 4
+    #: Maglev flow hash seed; -1 = random per start
+    hash_seed: Annotated[int, Field(ge=-1, le=0xFFFFFFFF)] = -1
+    #: health checks of every back-end from the switch; 0 = none
+    health_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 500
+    health_fall: Annotated[int, Field(ge=1, le=100)] = 2
+    health_rise: Annotated[int, Field(ge=1, le=100)] = 2
+    #: the daemon's, on 127.0.0.1 of the switch host
+    control_port: Annotated[int, Field(ge=1, le=65535)] = CTL_PORT_DEFAULT
+
+    @field_validator("maglev_size")
+    @classmethod
+    def _prime(cls, v: int) -> int:
+        if not is_prime(v):
+            raise ValueError(f"{v} is not a prime (Maglev's table size must be one)")
+        return v
 
 
 @register
 class L4SwitchTarget(Target):
     name = "l4switch"
     layer7 = False
-    defaults: dict[str, Any] = {
-        "maglev_size": 65537,          # slots per VIP, prime (see common/maglev.py)
-        "conn_capacity": 262144,       # connections in the LRU connection table
-        "idle_timeout_s": 300,         # established entries idle this long are removed
-        "closing_timeout_s": 4,        # entries after RST or FIN both ways
-        "hash_seed": -1,               # Maglev flow hash seed; -1 = random per start
-        "health_interval_ms": 500,     # 0 = no health checks
-        "health_fall": 2,
-        "health_rise": 2,
-    }
+    Params = L4SwitchParams
     health_timeout_s = 30.0
 
     def __init__(self, testbed, service, params=None):
         super().__init__(testbed, service, params)
-        self.switch_host = testbed.switch
-        self.dir = f"{self.switch_host.workdir}/l4switch"
-        self.plan_path = f"{self.dir}/plan.json"
-        self.ctl_path = f"{self.dir}/ctl.sock"
-        self.pin_dir = f"{testbed.bpf_dir}/l4switch"
-        self._proc = None
+        self.switchd = Switchd(testbed, "l4switch", int(self.params["control_port"]))
         self.plan = None
 
     @property
     def endpoint(self) -> Endpoint:
         return Endpoint(str(self.service.vip or self.testbed.vip), self.service.port)
 
-    def _tool(self, args: str) -> str:
-        return self.switch_host.tool("targets.l4switch.l4switchd", args)
+    @property
+    def pin_dir(self) -> str:
+        return self.switchd.pin_dir
 
     # ----------------------------------------------------------- life cycle
 
@@ -97,42 +110,24 @@ class L4SwitchTarget(Target):
                 health_fall=int(p["health_fall"]), health_rise=int(p["health_rise"]))
         except (ValueError, TypeError) as e:
             raise TargetError(f"target l4switch: {e}") from None
-        sw = self.switch_host
+        sw = self.switchd.host
         obj = f"{sw.repo_dir}/build/bpf/l4switch.bpf.o"
         if not sw.run(f"test -r {shlex.quote(obj)}", check=False).ok:
             raise TargetError(f"target l4switch: {obj} missing on {sw.name}: run `make build` "
                               f"(or `make host-switch` on a real switch host)")
-        sw.put_text(self.plan.to_json(), self.plan_path)
+        self.switchd.deploy(self.plan)
 
     def start(self) -> None:
-        if self._proc is not None and self._proc.running():
-            return
-        self._proc = self.switch_host.start(
-            self._tool(f"run --plan {shlex.quote(self.plan_path)} "
-                       f"--ctl {shlex.quote(self.ctl_path)} --pin-dir {shlex.quote(self.pin_dir)}"),
-            name="l4switchd")
+        if not self.switchd.running():
+            self.switchd.start([LOCAL])
 
-    def ctl(self, op: str, *args: str) -> dict:
-        """One request to the running l4switchd (through the switch host)."""
-        r = self.switch_host.run(self._tool(f"ctl {shlex.quote(self.ctl_path)} {op} "
-                                            + " ".join(shlex.quote(a) for a in args)),
-                                 check=False, timeout=60)
-        try:
-            reply = json.loads(r.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise TargetError(f"l4switchd ctl {op}: {(r.stderr or r.stdout).strip()[-1000:]}",
-                              logs=self.logs()) from None
-        if "error" in reply:
-            raise TargetError(f"l4switchd ctl {op}: {reply['error']}", logs=self.logs())
-        return reply
+    def ctl(self, op: str, **fields) -> dict:
+        """One management op to the running daemon (through the switch host)."""
+        return self.switchd.ctl(op, **fields)
 
     def healthy(self) -> bool:
-        if self._proc is None:
-            return False
-        if not self._proc.running():
-            raise TargetError(f"l4switchd exited on {self.switch_host.name}", logs=self.logs())
-        if "l4switchd ready" not in self._proc.logs():
-            return False
+        if not self.switchd.running():
+            raise TargetError(f"switchd exited on {self.switchd.host.name}", logs=self.logs())
         pools = self.ctl("pool")
         # Every configured back-end up, as the software LBs' health requires.
         if any(not up for up in pools["backend_healthy"].values()):
@@ -143,27 +138,13 @@ class L4SwitchTarget(Target):
         return r.ok and r.stdout == HEALTH_BODY
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop(timeout=10)
-            self._proc = None
-        if self.plan is not None:
-            # Whatever a killed daemon left: its filters and pins.
-            args = (f"cleanup --pin-dir {shlex.quote(self.pin_dir)} "
-                    f"--ctl {shlex.quote(self.ctl_path)}")
-            if self.plan.netns:
-                args += f" --netns {shlex.quote(self.plan.netns)}"
-            if self.plan.ports:
-                args += f" --ports {shlex.quote(','.join(self.plan.ports))}"
-            r = self.switch_host.run(self._tool(args), check=False, timeout=60)
-            if not r.ok:
-                raise TargetError(f"l4switchd cleanup on {self.switch_host.name} failed: "
-                                  f"{(r.stderr or r.stdout).strip()[-1000:]}")
+        self.switchd.stop()
 
     # ------------------------------------------------------------- control
 
     def set_pool(self, backends: list[str]) -> list[str]:
         """Balance new connections over `backends`; returns the effective pool."""
-        return self.ctl("set-pool", *backends)["effective"]
+        return self.ctl("set-pool", backends=list(backends))["effective"]
 
     def pool(self) -> list[str]:
         return self.ctl("pool")["pools"][0]["effective"]
@@ -175,14 +156,14 @@ class L4SwitchTarget(Target):
     def stats(self) -> dict:
         """Switch counters (packets/bytes each way, connection events), connection
         table occupancy, pools and health checks."""
-        if self._proc is None or not self._proc.running():
+        if not self.switchd.running():
             return {}
         reply = self.ctl("stats")
         reply.pop("ok", None)
         return reply
 
     def logs(self) -> dict[str, str]:
-        return {"l4switchd": self._proc.logs()[-20000:]} if self._proc is not None else {}
+        return self.switchd.logs()
 
     def frontend_hosts(self) -> list:
         # No front-end: the switch does the work (in softirq, counted as the

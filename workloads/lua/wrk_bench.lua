@@ -9,6 +9,9 @@
 --   CONFIG.delay_ms  pause before each request on a connection (the probe)
 --   CONFIG.role      "load" or "probe", echoed in the JSON
 --
+-- The latency histogram goes out whole (see histogram() below), so that the
+-- analysis can merge repetitions instead of averaging their percentiles.
+--
 -- No response() callback: with one, wrk parses every header into Lua and
 -- buffers bodies, which would make the load generator, not the system under
 -- test, the bottleneck for 10 MB responses.  Status errors come from wrk's
@@ -73,6 +76,41 @@ local function encode(v)
   return "null"
 end
 
+-- wrk's latency histogram as wrk holds it when done() runs: the count of every
+-- microsecond value, as a flat list {v1, c1, v2 - v1, c2, ...} (values that
+-- occur, ascending, as deltas).  wrk's Lua API walks it with latency(i), which
+-- scans from the minimum for every i: quadratic in the span of values, minutes
+-- for a run with a long tail.  So the array is read once, directly, through
+-- LuaJIT's FFI with wrk 4.1's layout of `stats` (src/stats.h: count, limit,
+-- min, max, data[]), checked against the API's own min, max and count first.
+-- From 0, not from min: wrk's correction (bench/wrk.py) adds counts below it.
+local function histogram(latency)
+  local ok, ffi = pcall(require, "ffi")
+  if not ok then return nil, "LuaJIT FFI unavailable" end
+  pcall(ffi.cdef, "typedef struct { uint64_t count, limit, min, max; uint64_t data[?]; } miresga_wrk_stats;")
+  local s = ffi.cast("miresga_wrk_stats **", latency)[0]
+  local lo, hi = tonumber(s.min), tonumber(s.max)
+  if lo ~= latency.min or hi ~= latency.max or hi >= tonumber(s.limit) then
+    return nil, "wrk's stats are not laid out as in wrk 4.1"
+  end
+  local out, total, prev = {}, 0, 0
+  if lo <= hi then
+    for v = 0, hi do
+      local c = tonumber(s.data[v])
+      if c > 0 then
+        out[#out + 1] = v - prev
+        out[#out + 1] = c
+        prev = v
+        total = total + c
+      end
+    end
+  end
+  if total ~= tonumber(s.count) then
+    return nil, "wrk's stats are not laid out as in wrk 4.1 (counts do not add up)"
+  end
+  return out, nil
+end
+
 function done(summary, latency, requests)
   local drawn_by_class = {}
   for ci, c in ipairs(CONFIG.classes) do drawn_by_class[c.name] = 0 end
@@ -86,6 +124,9 @@ function done(summary, latency, requests)
   for _, p in ipairs({ 50, 90, 99, 99.9, 99.99 }) do
     pct[tostring(p)] = latency:percentile(p)
   end
+  -- A histogram that cannot be read costs the run its histogram, not its result.
+  local read, hist, hist_error = pcall(histogram, latency)
+  if not read then hist, hist_error = nil, tostring(hist) end
   local e = summary.errors
   local doc = {
     format = "miresga-bench-wrk",
@@ -101,6 +142,8 @@ function done(summary, latency, requests)
       min = latency.min, max = latency.max, mean = latency.mean, stdev = latency.stdev,
       percentiles = pct,
     },
+    latency_histogram_us = hist,
+    latency_histogram_error = hist_error,
     errors = { connect = e.connect, read = e.read, write = e.write,
                status = e.status, timeout = e.timeout },
     drawn = drawn_by_class,

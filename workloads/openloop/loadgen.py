@@ -47,7 +47,7 @@ every `verify_every`-th response of an object with a known sha256 is hashed
 too.
 
 Runs on a client host of a real testbed: the standard library and the PyPI
-package hdrhistogram (installed by scripts/setup-system.sh), and uvloop when
+package hdrhistogram (installed by `make host-client`), and uvloop when
 the configuration asks for it.
 """
 

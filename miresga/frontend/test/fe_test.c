@@ -426,7 +426,8 @@ static int harness_init(const char *config_path)
 	if (!pool)
 		return -1;
 	/* The channel is never started here: tests read its ring directly. */
-	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.offload_ring_size))
+	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.control_key,
+			    cfg.offload_ring_size))
 		return -1;
 	if (fe_lcore_init(&lc, &cfg, pool, 0, harness_mac, &offload, capture_sink, 0))
 		return -1;
@@ -504,6 +505,10 @@ static void flush_captured(void)
 	n_captured = 0;
 }
 
+/* How `offload` lists a liveness query beside the entries (ops 1 and 2):
+ * queries travel on a ring of their own. */
+#define QUERY_OP 128
+
 /* "added|refused IP PORT" or "liveness IP PORT PRESENT IDLE_MS": as the
  * channel thread would post it. */
 static int inject_result(const char *args)
@@ -562,21 +567,23 @@ static int run_pipe(void)
 			printf("stats %s\n", json);
 		} else if (!strcmp(line, "offload")) {
 			struct fe_offload_req r;
+			struct mg_ctl_key k;
+			char ip[INET_ADDRSTRLEN];
 			const char *sep = "";
 
 			printf("offload [");
 			while (rte_ring_sc_dequeue_elem(offload.ring, &r, sizeof(r)) == 0) {
-				char ip[INET_ADDRSTRLEN];
-
 				inet_ntop(AF_INET, &r.e.client_ip_be, ip, sizeof(ip));
-				if (r.e.op == FE_OFFLOAD_QUERY)
-					printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"vip\": %u}",
-					       sep, r.e.op, ip, ntohs(r.e.client_port_be), r.e.vip_idx);
-				else
-					printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, "
-					       "\"backend\": %u, \"vip\": %u%s}", sep, r.e.op, ip,
-					       ntohs(r.e.client_port_be), r.e.backend_idx, r.e.vip_idx,
-					       r.want_result ? ", \"want_result\": true" : "");
+				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, "
+				       "\"backend\": %u, \"vip\": %u%s}", sep, r.e.op, ip,
+				       ntohs(r.e.client_port_be), r.e.backend_idx, r.e.vip_idx,
+				       r.want_result ? ", \"want_result\": true" : "");
+				sep = ", ";
+			}
+			while (rte_ring_sc_dequeue_elem(offload.query_ring, &k, sizeof(k)) == 0) {
+				inet_ntop(AF_INET, &k.client_ip_be, ip, sizeof(ip));
+				printf("%s{\"op\": %u, \"ip\": \"%s\", \"port\": %u, \"vip\": %u}",
+				       sep, QUERY_OP, ip, ntohs(k.client_port_be), k.vip_idx);
 				sep = ", ";
 			}
 			printf("]\n");
@@ -1137,6 +1144,10 @@ static void replay_frame(uint32_t saddr_be, uint32_t daddr_be, uint16_t sport_be
 static void replay_switch(void)
 {
 	struct fe_offload_req r;
+	struct mg_ctl_key k;
+
+	while (rte_ring_sc_dequeue_elem(offload.query_ring, &k, sizeof(k)) == 0)
+		;
 
 	while (rte_ring_sc_dequeue_elem(offload.ring, &r, sizeof(r)) == 0) {
 		struct fe_offload_result res = {

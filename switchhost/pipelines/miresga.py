@@ -2,23 +2,25 @@
 
 `SwitchPlan` is everything the switch must know, as data: the VIPs, the
 back-ends in service order (a back-end's index in the switch is its position
-in `Service.backends`), the front-ends, the hand-off mode and the load-time
-parameters.  No list of clients: the pipeline serves a client at any address.  It is built from a Service and the testbed's facts
-(`SwitchPlan.from_testbed`) and serialises to JSON, so that the switch daemon
-(miresga.control.switchd) can run on a real switch host from a file.
+in `Service.backends`), the front-ends, the hand-off mode, the load-time
+parameters and the timers of its control plane.  No list of clients: the
+pipeline serves a client at any address.  It is built from a
+Service and the testbed's facts (`SwitchPlan.from_testbed`) and serialises to
+JSON, so that the switch host's daemon (`python -m switchhost --pipeline
+miresga`) can run on a real switch host from a file.
 
-`MiresgaSwitch` loads build/bpf/switch.bpf.o through the generic
-`EbpfSwitch` driver, programs the tables, owns the cookie secrets and the
-seen filter's generations, and offers the flow table to the offload channel
-through `FlowTable`, which installs and deletes entries with batched map
-operations and counts occupancy from the map itself, and the data-plane
-table to the daemon through `DataplaneTable` (read, cleared, aged, counted;
-written only by the pipeline, from INSTALL marks).  `MiresgaSwitch.liveness()`
-answers "is this flow carried, by which back-end, idle how long" from either
-table, for the front-ends' liveness queries.
+`MiresgaSwitch` is the pipeline (switchhost/pipeline.py) that loads
+build/bpf/switch.bpf.o, programs the front-end and port tables beside the
+shared ones, owns the cookie secrets and the seen filter's generations, and
+offers the flow table to the control protocol through `FlowTable`, which
+installs and deletes entries with batched map operations and counts
+occupancy from the map itself; and the data-plane table through `DataplaneTable` (read, cleared,
+aged, counted; written only by the pipeline, from INSTALL marks).
+`MiresgaSwitch.liveness()` answers "is this flow carried, by which back-end,
+idle how long" from either table, for the front-ends' QUERY messages.
 
 Time.  The data plane stamps flow entries with `config.now_s`, a coarse
-clock the control plane advances (`tick()`, once a second under switchd);
+clock the control plane advances (`tick()`, once a second under the daemon);
 aging compares against the same clock, so the two never disagree about what
 "idle for 60 s" means, and tests can move time by hand.  The data-plane table
 keeps the data plane's own clock (bpf_ktime_get_ns(), CLOCK_MONOTONIC here
@@ -30,41 +32,28 @@ from __future__ import annotations
 import ctypes
 import errno
 import ipaddress
-import json
 import os
 import secrets
-import socket
 import struct
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
-from common.maglev import is_prime, maglev_table
-from common.netns import ifindex as netns_ifindex
-from common.netns import netns
-from common.paths import BUILD_DIR
-from miresga.control import bpf, layouts
-from miresga.control.ebpf_switch import EbpfSwitch, MapSpec, PinnedMaps, read_counters
-from miresga.control.layouts import CtlOp, SwitchCounter
-
-SWITCH_OBJ = BUILD_DIR / "bpf" / "switch.bpf.o"
-SWITCH_PROG = "miresga_switch"
+from switchhost import bpf, layouts
+from switchhost.addresses import ip_be, ip_str, mac_bytes, port_be, port_host
+from switchhost.ebpf_switch import MapSpec, PinnedMaps, read_counters
+from switchhost.layouts import CtlOp, SwitchCounter
+from switchhost.pipelines.fe_liveness import FrontendLiveness
+from switchhost.pipelines.maglev import is_prime, maglev_table
+from switchhost.pipeline import ABSENT, SHARED_MAPS, ApplyResult, FlowOp, Liveness, Pipeline
+from switchhost.plan import Endpoint, Plan, require, testbed_backends, testbed_ports, testbed_vips
 
 u32 = ctypes.c_uint32
 u64 = ctypes.c_uint64
 
-# One tick of the data-plane table's clock, in seconds.
-_DP_TICK_S = (1 << layouts.DP_TICK_SHIFT) / 1e9
-
-MAPS = [
-    MapSpec("vip_table", layouts.VipKey, layouts.Vip),
-    MapSpec("vip_addrs", u32, layouts.Vip),
-    MapSpec("vip_by_idx", u32, layouts.VipKey),
+MAPS = SHARED_MAPS + [
     MapSpec("flow_table", layouts.FlowKey, layouts.Flow),
-    MapSpec("backend_table", u32, layouts.Backend),
-    MapSpec("backend_addrs", layouts.BackendKey, u32),
     MapSpec("frontend_table", u32, layouts.Frontend),
     MapSpec("fe_select", u32, layouts.FeSlot),
     MapSpec("port_table", u32, layouts.Port),
@@ -74,82 +63,14 @@ MAPS = [
     MapSpec("counters", u32, u64),
 ]
 
+# Synthetic clients of the `fill`/`drain` commands: the benchmarking range
+# (RFC 2544), which no testbed gives a real host, so the entries never match
+# a packet.
+FILL_NET = "198.18.0.0"
+FILL_PORTS = 60000
 
-# ------------------------------------------------------------ byte helpers
-
-def ip_be(ip: str | ipaddress.IPv4Address) -> int:
-    """An IPv4 address as the u32 a C struct holds in network order."""
-    return struct.unpack("=I", socket.inet_aton(str(ip)))[0]
-
-
-def port_be(port: int) -> int:
-    return struct.unpack("=H", struct.pack("!H", port))[0]
-
-
-def ip_str(be: int) -> str:
-    return socket.inet_ntoa(struct.pack("=I", be))
-
-
-def port_host(be: int) -> int:
-    return struct.unpack("!H", struct.pack("=H", be))[0]
-
-
-def mac_bytes(mac: str) -> bytes:
-    b = bytes.fromhex(mac.replace(":", "").replace("-", ""))
-    if len(b) != 6:
-        raise ValueError(f"not a MAC address: {mac!r}")
-    return b
-
-
-def iface_mac(ns: str | None, ifname: str) -> str:
-    """The MAC address of an interface in a namespace (SIOCGIFHWADDR)."""
-    import fcntl
-
-    with netns(ns):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            info = fcntl.ioctl(s.fileno(), 0x8927, struct.pack("256s", ifname.encode()[:15]))
-    return ":".join(f"{b:02x}" for b in info[18:24])
-
-
-# -------------------------------------------------------------------- plan
-#
-# Plain dataclasses, not pydantic: the switch daemon runs on a real switch
-# host with whatever python3 is there (hosts.hosts.Host.python), so it and
-# everything it imports use the standard library only.
-
-def _require(cond: bool, where: str, msg: str) -> None:
-    if not cond:
-        raise ValueError(f"{where}: {msg}")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A host as the switch sees it: address, MAC, and the switch port it hangs off."""
-
-    ip: str
-    mac: str
-    switch_port: str        # interface name on the switch
-    port: int = 80          # service port (back-ends)
-    name: str = ""
-
-    def check(self, where: str) -> None:
-        try:
-            ipaddress.IPv4Address(self.ip)
-        except ValueError:
-            raise ValueError(f"{where}.ip: not an IPv4 address: {self.ip!r}") from None
-        try:
-            mac_bytes(self.mac)
-        except ValueError as e:
-            raise ValueError(f"{where}.mac: {e}") from None
-        _require(bool(self.switch_port), f"{where}.switch_port", "missing")
-        _require(1 <= self.port <= 65535, f"{where}.port", f"{self.port} out of range")
-
-
-@dataclass(frozen=True)
-class VipSpec:
-    ip: str
-    port: int = 80
-
+# One tick of the data-plane table's clock, in seconds.
+_DP_TICK_S = (1 << layouts.DP_TICK_SHIFT) / 1e9
 
 # ------------------------------------------------------ front-end selection
 
@@ -187,22 +108,19 @@ def client_slot(client_ip_be: int, client_port_be: int, size: int) -> int:
     return layouts.mix32(client_ip_be ^ layouts.mix32(client_port_be)) % size
 
 
-# Hand-off modes (HANDOFF.md section 2): how a flow's entry reaches the switch.
+# Hand-off modes (docs/design.md section 4.1): how a flow's entry reaches the switch.
 #   async      ADD over the channel at join; the front-end forwards until it lands
 #   confirmed  ADD over the channel; the front-end holds the request until it lands
 #   dataplane  the front-end's INSTALL mark writes the data-plane table
 HANDOFF_MODES = ("async", "confirmed", "dataplane")
 
 
-@dataclass(frozen=True)
-class SwitchPlan:
+# -------------------------------------------------------------------- plan
+
+@dataclass(frozen=True, kw_only=True)
+class SwitchPlan(Plan):
     """Everything the switch pipeline is programmed with, as data."""
 
-    vips: list[VipSpec]
-    backends: list[Endpoint]          # index in the switch = position here
-    frontends: list[Endpoint]
-    netns: str | None = None          # None: this host's own interfaces
-    ports: list[str] | None = None    # None: every non-loopback interface
     handoff: str = "async"
     flow_capacity: int = layouts.FLOW_CAPACITY_DEFAULT
     # The data-plane table (switch.bpf.c, "data-plane table"): dp_slots slots
@@ -220,49 +138,50 @@ class SwitchPlan:
     filter_bits_log2: int = 22
     # Front-end selection table slots (a prime; switch.bpf.c "front-end selection").
     fe_slots: int = layouts.FE_SLOTS_DEFAULT
+    # The control plane's timers.
+    idle_timeout_s: float = 60.0      # flow entries idle this long are deleted
+    aging_interval_s: float = 0.0     # how often to look (0: a quarter of the timeout, >= 1 s)
+    cookie_epoch_s: float = 60.0      # cookie secret rotation period (cookies live 1-2)
+    filter_period_s: float = 120.0    # seen-filter rotation period (connections remembered
+    #                                   1-2 periods after their last client packet)
 
-    def __post_init__(self):
-        _require(1 <= len(self.vips) <= layouts.MAX_VIPS, "vips", "1 to 16 VIPs")
-        _require(1 <= len(self.backends) <= layouts.MAX_BACKENDS, "backends", "1 to 256 back-ends")
-        _require(1 <= len(self.frontends) <= layouts.MAX_FRONTENDS, "frontends",
-                 "1 to 16 front-ends")
-        seen = set()
-        for i, v in enumerate(self.vips):
-            ipaddress.IPv4Address(v.ip)
-            _require((v.ip, v.port) not in seen, f"vips[{i}]", f"{v.ip}:{v.port} listed twice")
-            seen.add((v.ip, v.port))
-        seen = set()
-        for i, b in enumerate(self.backends):
-            b.check(f"backends[{i}]")
-            _require((b.ip, b.port) not in seen, f"backends[{i}]",
-                     f"{b.ip}:{b.port} is listed twice")
-            seen.add((b.ip, b.port))
-        seen = set()
+    def check(self) -> None:
+        super().check()
+        require(1 <= len(self.frontends) <= layouts.MAX_FRONTENDS, "frontends",
+                f"1 to {layouts.MAX_FRONTENDS} front-ends")
+        seen: set[str] = set()
         for i, f in enumerate(self.frontends):
-            f.check(f"frontends[{i}]")
-            _require(frontend_id(f) not in seen, f"frontends[{i}]",
-                     f"{frontend_id(f)} is listed twice")
+            require(frontend_id(f) not in seen, f"frontends[{i}]",
+                    f"{frontend_id(f)} is listed twice")
             seen.add(frontend_id(f))
-        _require(is_prime(self.fe_slots) and 7 <= self.fe_slots <= layouts.FE_SLOTS_MAX,
-                 "fe_slots", f"{self.fe_slots} is not a prime from 7 to {layouts.FE_SLOTS_MAX}")
-        _require(self.handoff in HANDOFF_MODES, "handoff",
-                 f"{self.handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
-        _require(self.dp_ways in (1, 2), "dp_ways", "1 or 2")
-        _require(self.dp_slots == 0 or (
+        require(is_prime(self.fe_slots) and 7 <= self.fe_slots <= layouts.FE_SLOTS_MAX,
+                "fe_slots", f"{self.fe_slots} is not a prime from 7 to {layouts.FE_SLOTS_MAX}")
+        require(self.handoff in HANDOFF_MODES, "handoff",
+                f"{self.handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
+        require(self.dp_ways in (1, 2), "dp_ways", "1 or 2")
+        require(self.dp_slots == 0 or (
             self.dp_slots & (self.dp_slots - 1) == 0
             and self.dp_ways <= self.dp_slots <= self.dp_ways << layouts.DP_SLOTS_LOG2_MAX),
             "dp_slots", f"0 (none) or a power of two from dp_ways to "
                         f"dp_ways x 2^{layouts.DP_SLOTS_LOG2_MAX}")
-        _require(self.handoff != "dataplane" or self.dp_slots, "dp_slots",
-                 "handoff 'dataplane' needs a data-plane table")
-        _require(0.01 <= self.dp_idle_timeout_s <= (1 << 31) * _DP_TICK_S / 2,
-                 "dp_idle_timeout_s", "0.01 to about 13 days")
-        _require(1 <= self.flow_capacity <= 1 << 24, "flow_capacity", "1 to 16777216")
-        _require(536 <= self.mss <= 65535, "mss", "536 to 65535")
-        _require(0 <= self.wscale <= 14, "wscale", "0 to 14 (RFC 7323)")
-        _require(1 <= self.window <= 65535, "window", "1 to 65535")
-        _require(self.filter_bits_log2 == 0 or 6 <= self.filter_bits_log2 <= 30,
-                 "filter_bits_log2", "0 (disabled) or 6 to 30")
+        require(self.handoff != "dataplane" or self.dp_slots, "dp_slots",
+                "handoff 'dataplane' needs a data-plane table")
+        require(0.01 <= self.dp_idle_timeout_s <= (1 << 31) * _DP_TICK_S / 2,
+                "dp_idle_timeout_s", "0.01 to about 13 days")
+        require(1 <= self.flow_capacity <= 1 << 24, "flow_capacity", "1 to 16777216")
+        require(536 <= self.mss <= 65535, "mss", "536 to 65535")
+        require(0 <= self.wscale <= 14, "wscale", "0 to 14 (RFC 7323)")
+        require(1 <= self.window <= 65535, "window", "1 to 65535")
+        require(self.filter_bits_log2 == 0 or 6 <= self.filter_bits_log2 <= 30,
+                "filter_bits_log2", "0 (disabled) or 6 to 30")
+        require(self.idle_timeout_s >= 1, "idle_timeout_s", "at least 1")
+        require(self.aging_interval_s >= 0, "aging_interval_s", "0 (automatic) or more")
+        require(self.cookie_epoch_s > 0, "cookie_epoch_s", "must be positive")
+        require(self.filter_period_s > 0, "filter_period_s", "must be positive")
+
+    @property
+    def aging_period_s(self) -> float:
+        return self.aging_interval_s or max(1.0, self.idle_timeout_s / 4)
 
     @classmethod
     def from_testbed(cls, tb, service, **params) -> "SwitchPlan":
@@ -271,81 +190,16 @@ class SwitchPlan:
         Back-end index i is service.backends[i]; its service port is its
         cluster's.  The pipeline goes on the switch ports of the testbed's hosts.
         """
-        vip = service.vip or tb.vip
-        backends = []
-        for c in service.clusters:
-            for name in c.backends:
-                h = tb.host(name)
-                backends.append(Endpoint(name=name, ip=str(h.address), mac=h.mac,
-                                         switch_port=h.switch_port, port=c.port))
         frontends = [Endpoint(name=h.name, ip=str(h.address), mac=h.mac,
                               switch_port=h.switch_port)
                      for h in tb.by_role("frontend")]
         params.setdefault("netns", tb.switch.netns)
-        # The ports the testbed's hosts hang off, named: on a real router host
-        # "every interface" would include its management NIC.
-        params.setdefault("ports", sorted({h.switch_port for h in tb.hosts.values()
-                                           if h.switch_port}))
-        return cls(vips=[VipSpec(ip=str(vip), port=service.port)], backends=backends,
+        params.setdefault("ports", testbed_ports(tb))
+        return cls(vips=testbed_vips(tb, service), backends=testbed_backends(tb, service),
                    frontends=frontends, **params)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SwitchPlan":
-        d = dict(d)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        _require(not unknown, "plan", f"unknown field(s) {', '.join(unknown)}")
-        for name in ("vips", "backends", "frontends"):
-            _require(name in d, name, "missing required field")
-        try:
-            d["vips"] = [VipSpec(**v) for v in d["vips"]]
-            d["backends"] = [Endpoint(**b) for b in d["backends"]]
-            d["frontends"] = [Endpoint(**f) for f in d["frontends"]]
-        except TypeError as e:
-            raise ValueError(f"plan: {e}") from None
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> "SwitchPlan":
-        return cls.from_dict(json.loads(text))
 
 
 # -------------------------------------------------------------- flow table
-
-@dataclass
-class ApplyResult:
-    added: int = 0          # entries installed (new, or replacing one: a re-routed flow)
-    deleted: int = 0
-    del_missing: int = 0    # deletes of entries that were not there
-    refused_full: int = 0
-    refused_invalid: int = 0
-
-    @property
-    def refused(self) -> int:
-        return self.refused_full + self.refused_invalid
-
-    def __iadd__(self, other: "ApplyResult") -> "ApplyResult":
-        for f in self.__dataclass_fields__:
-            setattr(self, f, getattr(self, f) + getattr(other, f))
-        return self
-
-
-@dataclass(frozen=True)
-class FlowOp:
-    """One offload-channel entry, decoded: add or delete (client IP, port)."""
-
-    op: int                 # layouts.CtlOp value; anything else is refused
-    client_ip_be: int
-    client_port_be: int
-    backend_idx: int = 0
-    vip_idx: int = 0
-
 
 @dataclass
 class FlowTableStats:
@@ -398,13 +252,13 @@ class FlowTable:
                 j = i
                 while j < len(ops) and ops[j].op == kind:
                     j += 1
-                run = ops[i:j]
                 if kind == CtlOp.ADD:
-                    self._add_run(run, res)
+                    self._add_run(ops, range(i, j), res)
                 elif kind == CtlOp.DEL:
-                    self._del_run(run, res)
+                    self._del_run(ops[i:j], res)
                 else:
-                    res.refused_invalid += len(run)
+                    res.refused_invalid += j - i
+                    res.refused_idx += range(i, j)
                 i = j
             st = self.stats
             st.adds += res.added
@@ -414,15 +268,18 @@ class FlowTable:
             st.refused_invalid += res.refused_invalid
         return res
 
-    def _add_run(self, run: list[FlowOp], res: ApplyResult) -> None:
+    def _add_run(self, ops: list[FlowOp], run: range, res: ApplyResult) -> None:
         now = self._clock()
-        keys, values = [], []
-        for op in run:
+        keys, values, at = [], [], []
+        for i in run:
+            op = ops[i]
             if not self._valid_add(op):
                 res.refused_invalid += 1
+                res.refused_idx.append(i)
                 continue
             keys.append(layouts.FlowKey(op.client_ip_be, op.client_port_be))
             values.append(layouts.Flow(op.backend_idx, op.vip_idx, 0, now))
+            at.append(i)
         while keys:
             done, err = self.map.try_update_batch(keys, values)
             self.stats.syscalls += 1
@@ -432,7 +289,8 @@ class FlowTable:
             if err != errno.E2BIG:
                 raise bpf.BpfError(err, f"flow table add: {os.strerror(err)}")
             res.refused_full += 1
-            keys, values = keys[done + 1:], values[done + 1:]
+            res.refused_idx.append(at[done])
+            keys, values, at = keys[done + 1:], values[done + 1:], at[done + 1:]
 
     def _del_run(self, run: list[FlowOp], res: ApplyResult) -> None:
         keys = [layouts.FlowKey(op.client_ip_be, op.client_port_be) for op in run]
@@ -479,15 +337,6 @@ class FlowTable:
 
 # ------------------------------------------------------- data-plane table
 
-@dataclass(frozen=True)
-class Liveness:
-    """What the switch knows of a flow: carried or not, by which back-end, idle how long."""
-
-    present: bool
-    backend_idx: int = 0
-    idle_ms: int = 0        # saturates at 2^32 - 1
-
-
 _IDLE_MS_MAX = 0xFFFFFFFF
 
 
@@ -506,15 +355,19 @@ class DataplaneTable:
 
     The pipeline writes it, from INSTALL marks, and clears it, from REMOVE
     marks; the control plane reads it (liveness, occupancy), clears slots
-    for the channel's DEL fallback (`remove`), and clears aged ones at
-    leisure (`age`: lazy aging already treats them as empty; clearing keeps
-    a slot's 32-bit stamp from wrapping into "young" after 2^31 ticks).
-    Geometry, seeds and timeout come from the switch's config, read once:
-    they do not change after load.
+    for the channel's DEL, the front-end's fallback when no packet can carry
+    a REMOVE (`remove`), and clears aged ones at leisure (`age`: lazy aging
+    already treats them as empty; clearing keeps a slot's 32-bit stamp from
+    wrapping into "young" after 2^31 ticks).  Geometry, seeds and timeout
+    come from the switch's config, read once: they do not change after load.
+    Times are ticks of the data plane's clock: `clock` (dp_now_ticks(), or a
+    clock a test holds) unless a `now` is given.
     """
 
-    def __init__(self, m: bpf.Map, cfg: layouts.SwitchConfig):
+    def __init__(self, m: bpf.Map, cfg: layouts.SwitchConfig,
+                 clock: Callable[[], int] = dp_now_ticks):
         self.map = m
+        self.clock = clock
         self.slots_log2 = cfg.dp_slots_log2
         self.ways = cfg.dp_ways
         self.seed = (cfg.dp_seed.k0, cfg.dp_seed.k1)
@@ -547,17 +400,17 @@ class DataplaneTable:
 
     def find(self, ip_be: int, port_be: int, now: int | None = None) -> layouts.DpSlot | None:
         """The live slot holding (client IP, client port), as the pipeline's lookup sees it."""
-        now = dp_now_ticks() if now is None else now
+        now = self.clock() if now is None else now
         for _, slot in self.slots_of(ip_be, port_be):
             if self._live(slot, now):
                 return slot
         return None
 
     def liveness(self, ip_be: int, port_be: int, now: int | None = None) -> Liveness:
-        now = dp_now_ticks() if now is None else now
+        now = self.clock() if now is None else now
         slot = self.find(ip_be, port_be, now)
         if slot is None:
-            return Liveness(False)
+            return ABSENT
         idle_ns = max(0, _s32(now - slot.last_seen)) << layouts.DP_TICK_SHIFT
         return Liveness(True, slot.backend_idx, min(idle_ns // 1_000_000, _IDLE_MS_MAX))
 
@@ -588,38 +441,39 @@ class DataplaneTable:
                     _, port, be, vip, _ = head.unpack_from(vb, j * vsz)
                     yield struct.unpack_from("=I", kb, j * 4)[0], ip, port, be, vip, seen
 
-    def occupancy(self) -> int:
+    def occupancy(self, now: int | None = None) -> int:
         """Live slots (an aged slot counts as empty, as it does in the pipeline)."""
         if not self.enabled:
             return 0
-        now = dp_now_ticks()
+        now = self.clock() if now is None else now
         return sum(1 for *_, seen in self._scan()
                    if _s32(now - seen) < self.idle_ticks)
 
-    def age(self) -> int:
+    def age(self, now: int | None = None) -> int:
         """Clear slots idle past the timeout; returns how many.  Each is read again
         just before it is cleared, so a slot the pipeline reused meanwhile stays
         (the window left is one syscall wide; a flow that loses its slot anyway
         falls back to the front-end, the safe direction)."""
         if not self.enabled:
             return 0
-        now = dp_now_ticks()
+        clock = self.clock if now is None else (lambda: now)
+        t = clock()
         stale = [(i, ip, port) for i, ip, port, _, _, seen in self._scan()
-                 if _s32(now - seen) >= self.idle_ticks]
+                 if _s32(t - seen) >= self.idle_ticks]
         cleared = 0
         with self.lock:
             for i, ip, port in stale:
                 slot = self.map.lookup(u32(i))
                 if (slot is None or (slot.client_ip_be, slot.client_port_be) != (ip, port)
-                        or self._live(slot, dp_now_ticks())):
+                        or self._live(slot, clock())):
                     continue
                 self.map.update(u32(i), layouts.DpSlot())
                 cleared += 1
         return cleared
 
-    def entries(self) -> dict[tuple[str, int], layouts.DpSlot]:
+    def entries(self, now: int | None = None) -> dict[tuple[str, int], layouts.DpSlot]:
         """Live slots by (client IP, client port)."""
-        now = dp_now_ticks()
+        now = self.clock() if now is None else now
         out = {}
         for i, ip, port, be, vip, seen in self._scan():
             if _s32(now - seen) < self.idle_ticks:
@@ -629,114 +483,66 @@ class DataplaneTable:
 
 # ------------------------------------------------------------ the switch
 
-@dataclass
-class _PortFacts:
-    ifindex: int
-    mac: bytes
-
-
-class MiresgaSwitch:
+class MiresgaSwitch(Pipeline):
     """The pipeline loaded on a switch and programmed from a SwitchPlan.
 
         with MiresgaSwitch(plan).load() as sw:
-            sw.flows.apply([FlowOp(CtlOp.ADD, ip_be("10.0.1.2"), port_be(40000), 0)])
+            sw.apply([FlowOp(CtlOp.ADD, ip_be("10.0.1.2"), port_be(40000), 0)])
             sw.rotate_cookie_secret()
             print(sw.counters())
     """
 
-    def __init__(self, plan: SwitchPlan, obj_path: str | Path | None = None,
-                 pin_dir: str | None = None, pin_prefix: str = "sw", attach: bool = True):
-        self.plan = plan
-        self.attach = attach
-        words = (1 << plan.filter_bits_log2) // 64 if plan.filter_bits_log2 else 1
-        self.filter_words = words
-        self.sw = EbpfSwitch(str(obj_path or SWITCH_OBJ), SWITCH_PROG, MAPS, netns=plan.netns,
-                             ports=plan.ports, pin_dir=pin_dir, pin_prefix=pin_prefix,
-                             capacities={"flow_table": plan.flow_capacity,
-                                         "seen_filter": 2 * words,
-                                         "dp_table": max(1, plan.dp_slots),
-                                         "fe_select": plan.fe_slots})
-        self._cfg_lock = threading.Lock()
+    name = "miresga"
+    plan_type = SwitchPlan
+    object_name = "switch.bpf.o"
+    prog_name = "miresga_switch"
+    maps = MAPS
+    counter_names = SwitchCounter
+    config_type = layouts.SwitchConfig
+
+    def __init__(self, plan: SwitchPlan, *args, dp_clock: Callable[[], int] = dp_now_ticks,
+                 **kwargs):
+        self.filter_words = ((1 << plan.filter_bits_log2) // 64 if plan.filter_bits_log2
+                             else 1)
+        super().__init__(plan, *args, **kwargs)
         self.flows: FlowTable | None = None
         self.dataplane: DataplaneTable | None = None
-        self._port_facts: dict[str, _PortFacts] = {}
+        self._dp_clock = dp_clock
+        # (monotonic, table stats) the rates are measured from; the stats file
+        # and a `stats` command may ask at once.
+        self._rates_at: tuple[float, dict] | None = None
+        self._rates = {"adds_per_s": 0.0, "deletes_per_s": 0.0, "refusals_per_s": 0.0}
+        self._rates_lock = threading.Lock()
+        self.dp_removed = 0     # data-plane slots cleared by a channel DEL
+        self.dp_aged = 0        # ... by the aging tick
         self.fe_states: dict[str, str] = {frontend_id(f): "active" for f in plan.frontends}
+        # Which front-ends are alive (their control connection) and in service
+        # (the operator's word); it rewrites the selection through
+        # set_frontend_states.
+        self.fe_liveness = FrontendLiveness({f.ip: frontend_id(f) for f in plan.frontends},
+                                            self.set_frontend_states)
 
-    @property
-    def pin_dir(self) -> str:
-        return self.sw.pin_dir
-
-    # ------------------------------------------------------------ lifecycle
+    def capacities(self) -> dict[str, int]:
+        return {"flow_table": self.plan.flow_capacity, "seen_filter": 2 * self.filter_words,
+                "dp_table": max(1, self.plan.dp_slots), "fe_select": self.plan.fe_slots}
 
     def load(self) -> "MiresgaSwitch":
-        """Load, program every table, then attach: no packet ever meets an empty table."""
-        try:
-            self.sw.load(attach=False)
-            self._init_config()
-            self.program_tables()
-            self.flows = FlowTable(self.sw.map("flow_table"), self.plan.flow_capacity,
-                                   range(len(self.plan.backends)), range(len(self.plan.vips)),
-                                   self.now_s)
-            self.dataplane = DataplaneTable(self.sw.map("dp_table"), self.config())
-            if self.attach:
-                self.sw.attach()
-        except BaseException:
-            self.close()
-            raise
+        super().load()
+        self.flows = FlowTable(self.map("flow_table"), self.plan.flow_capacity,
+                               range(len(self.plan.backends)), range(len(self.plan.vips)),
+                               self.now_s)
+        self.dataplane = DataplaneTable(self.map("dp_table"), self.config(), self._dp_clock)
         return self
-
-    def close(self) -> None:
-        self.sw.close()
-
-    def __enter__(self) -> "MiresgaSwitch":
-        if not self.sw.loaded:
-            self.load()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def program_fd(self) -> int:
-        return self.sw.program_fd()
-
-    def map(self, name: str) -> bpf.Map:
-        return self.sw.map(name)
 
     # --------------------------------------------------------------- tables
 
-    def _port(self, ifname: str) -> _PortFacts:
-        if ifname not in self._port_facts:
-            self._port_facts[ifname] = _PortFacts(
-                ifindex=netns_ifindex(self.plan.netns, ifname),
-                mac=mac_bytes(iface_mac(self.plan.netns, ifname)))
-        return self._port_facts[ifname]
-
     def program_tables(self) -> None:
-        """Write the VIP, back-end, front-end and port tables from the plan."""
+        """The shared tables, then the front-end and port tables."""
+        super().program_tables()
         p = self.plan
-        vip_table, vip_addrs, vip_by_idx = (self.map("vip_table"), self.map("vip_addrs"),
-                                            self.map("vip_by_idx"))
-        for idx, v in enumerate(p.vips):
-            key = layouts.VipKey(ip_be(v.ip), port_be(v.port))
-            vip_table.update(key, layouts.Vip(idx))
-            addr = u32(ip_be(v.ip))
-            if vip_addrs.lookup(addr) is None:  # first VIP on an address names it
-                vip_addrs.update(addr, layouts.Vip(idx))
-            vip_by_idx.update(u32(idx), key)
-
-        be_table, be_addrs = self.map("backend_table"), self.map("backend_addrs")
-        for idx, b in enumerate(p.backends):
-            port = self._port(b.switch_port)
-            val = layouts.Backend()
-            val.ip_be, val.port_be, val.ifindex = ip_be(b.ip), port_be(b.port), port.ifindex
-            val.mac[:] = mac_bytes(b.mac)
-            val.src_mac[:] = port.mac
-            be_table.update(u32(idx), val)
-            be_addrs.update(layouts.BackendKey(ip_be(b.ip), port_be(b.port)), u32(idx))
-
         fe_table, port_table = self.map("frontend_table"), self.map("port_table")
         for idx, f in enumerate(p.frontends):
-            port = self._port(f.switch_port)
+            port = self.port(f.switch_port)
             val = layouts.Frontend()
             val.ip_be, val.ifindex = ip_be(f.ip), port.ifindex
             val.mac[:] = mac_bytes(f.mac)
@@ -760,7 +566,7 @@ class MiresgaSwitch:
             if state not in FE_STATES:
                 raise ValueError(f"front-end {name!r}: state {state!r} is not one of "
                                  f"{', '.join(FE_STATES)}")
-        with self._cfg_lock:
+        with self.config_lock:
             states = {**self.fe_states, **changes}
             m = self.plan.fe_slots
             sel = frontend_selection(ids, states, m)
@@ -769,9 +575,10 @@ class MiresgaSwitch:
             if n != m:
                 raise bpf.BpfError(errno.EIO, f"fe_select: {n} of {m} slots written")
             self.fe_states = states
-            cfg = self.config()
-            cfg.fe_slots = m
-            self._write_config(cfg)
+
+            def slots(cfg):
+                cfg.fe_slots = m
+            self.update_config(slots)
             return dict(states)
 
     def frontend_of(self, client_ip_be: int, client_port_be: int, new: bool = True) -> str | None:
@@ -784,15 +591,8 @@ class MiresgaSwitch:
 
     # --------------------------------------------------------------- config
 
-    def config(self) -> layouts.SwitchConfig:
-        return self.map("config").lookup(u32(0))
-
-    def _write_config(self, cfg: layouts.SwitchConfig) -> None:
-        self.map("config").update(u32(0), cfg)
-
-    def _init_config(self) -> None:
+    def init_config(self, cfg: layouts.SwitchConfig) -> None:
         p = self.plan
-        cfg = layouts.SwitchConfig()
         for k in cfg.keys:
             k.k0, k.k1 = secrets.randbits(32), secrets.randbits(32)
         # Epoch 1, so that "the previous epoch" (0) exists from the start and
@@ -800,7 +600,6 @@ class MiresgaSwitch:
         cfg.epoch = 1
         cfg.fe_slots = 0  # no front-end until the selection table is written
         cfg.mss, cfg.window, cfg.wscale = p.mss, p.window, p.wscale
-        cfg.now_s = 1
         cfg.filter_key.k0, cfg.filter_key.k1 = secrets.randbits(32), secrets.randbits(32)
         cfg.filter_gen = 0
         cfg.filter_bits_log2 = p.filter_bits_log2
@@ -809,18 +608,6 @@ class MiresgaSwitch:
             cfg.dp_ways = p.dp_ways
             cfg.dp_idle_ticks = max(1, round(p.dp_idle_timeout_s / _DP_TICK_S))
             cfg.dp_seed.k0, cfg.dp_seed.k1 = secrets.randbits(32), secrets.randbits(32)
-        self._write_config(cfg)
-
-    def now_s(self) -> int:
-        return self.config().now_s
-
-    def tick(self, seconds: int = 1) -> int:
-        """Advance the coarse clock the data plane stamps entries with."""
-        with self._cfg_lock:
-            cfg = self.config()
-            cfg.now_s = (cfg.now_s + seconds) & 0xFFFFFFFF
-            self._write_config(cfg)
-            return cfg.now_s
 
     def rotate_cookie_secret(self) -> int:
         """Start a new cookie epoch with a fresh secret; returns the new epoch.
@@ -828,24 +615,32 @@ class MiresgaSwitch:
         keys[epoch & 1] is current and keys[(epoch - 1) & 1] the previous one,
         so the new secret overwrites the key of epoch - 1: cookies from two
         epochs ago stop validating now, those from the last epoch still do.
-        One map update writes epoch and key together.
+
+        Two writes, key first: a map update copies the whole value while the
+        data path may be reading it, so one update that changed the epoch and
+        the key it selects could be read half done (the new epoch with a
+        half-written key: SYN-ACKs with cookies nobody can validate).  The
+        first write changes only the slot the current epoch does not use
+        (what it tears is the previous epoch's key, retired anyway); the
+        second changes only the epoch, once its key is in place.
         """
-        with self._cfg_lock:
+        with self.config_lock:
             cfg = self.config()
-            cfg.epoch = (cfg.epoch + 1) & 0xFFFFFFFF
-            key = cfg.keys[cfg.epoch & 1]
+            epoch = (cfg.epoch + 1) & 0xFFFFFFFF
+            key = cfg.keys[epoch & 1]
             key.k0, key.k1 = secrets.randbits(32), secrets.randbits(32)
-            self._write_config(cfg)
-            return cfg.epoch
+            self.write_config(cfg)
+            cfg.epoch = epoch
+            self.write_config(cfg)
+            return epoch
 
     def set_cookie_secret(self, epoch: int, keys: tuple[tuple[int, int], tuple[int, int]]) -> None:
         """Set epoch and both keys explicitly (tests; replaying a known state)."""
-        with self._cfg_lock:
-            cfg = self.config()
+        def set_keys(cfg):
             cfg.epoch = epoch
             for slot, (k0, k1) in enumerate(keys):
                 cfg.keys[slot].k0, cfg.keys[slot].k1 = k0, k1
-            self._write_config(cfg)
+        self.update_config(set_keys)
 
     def rotate_filter(self) -> int:
         """Start a new seen-filter generation; returns it.
@@ -856,7 +651,7 @@ class MiresgaSwitch:
         """
         if not self.plan.filter_bits_log2:
             return 0
-        with self._cfg_lock:
+        with self.config_lock:
             cfg = self.config()
             new_gen = (cfg.filter_gen + 1) & 0xFFFFFFFF
             w = self.filter_words
@@ -867,15 +662,27 @@ class MiresgaSwitch:
                 n = min(chunk, w - start)
                 m.update_batch([u32(base + start + i) for i in range(n)], [u64(0)] * n)
             cfg.filter_gen = new_gen
-            self._write_config(cfg)
+            self.write_config(cfg)
             return new_gen
 
-    # ------------------------------------------------------------- liveness
+    # ---------------------------------------------- what the daemon asks of it
 
-    def liveness(self, keys: Iterable[tuple[int, int, int | None]]) -> list[Liveness]:
+    def apply(self, ops: list[FlowOp]) -> ApplyResult:
+        """The batch on the exact-match table; a DEL also clears the key's
+        data-plane slot: the front-end's fallback for a REMOVE no packet could
+        carry (the pipeline acts on REMOVE marks itself)."""
+        res = self.flows.apply(ops)
+        dels = [(o.client_ip_be, o.client_port_be) for o in ops if o.op == CtlOp.DEL]
+        if dels and self.dataplane.enabled:
+            self.dp_removed += self.dataplane.remove(dels)
+        return res
+
+    def liveness(self, keys: Iterable[tuple[int, int, int | None]],
+                 now_ticks: int | None = None) -> list[Liveness]:
         """For each (client IP, client port, VIP index or None) key, in network
-        order as ip_be()/port_be() give them: is the flow carried by the switch,
-        by which back-end, idle for how many milliseconds.
+        order as ip_be()/port_be() give them (a QUERY's FlowKey is one): is the
+        flow carried by the switch, by which back-end, idle for how many
+        milliseconds.
 
         The tables are asked as the pipeline asks them: the exact-match table
         first, the data-plane table only if that has no entry for the key; an
@@ -884,44 +691,112 @@ class MiresgaSwitch:
         exact-match table, ~1 ms ticks of the data plane's for the other.
         """
         out = []
-        now_s, now_ticks = self.now_s(), dp_now_ticks()
+        now_s = self.now_s()
+        now_ticks = self.dataplane.clock() if now_ticks is None else now_ticks
         for ip, port, vip in keys:
             fl = self.flows.map.lookup(layouts.FlowKey(ip, port))
             if fl is not None:
                 if vip is not None and fl.vip_idx != vip:
-                    out.append(Liveness(False))
+                    out.append(ABSENT)
                 else:
                     idle_ms = ((now_s - fl.last_seen_s) & 0xFFFFFFFF) * 1000
                     out.append(Liveness(True, fl.backend_idx, min(idle_ms, _IDLE_MS_MAX)))
                 continue
             slot = self.dataplane.find(ip, port, now_ticks)
             if slot is None or (vip is not None and slot.vip_idx != vip):
-                out.append(Liveness(False))
+                out.append(ABSENT)
             else:
                 out.append(self.dataplane.liveness(ip, port, now_ticks))
         return out
 
-    # ------------------------------------------------------------- counters
+    def age(self, now_ticks: int | None = None) -> int:
+        """The aging tick: idle entries of the exact-match table deleted, aged
+        slots of the data-plane table cleared; how many in all."""
+        aged = self.flows.age(int(self.plan.idle_timeout_s))
+        dp_aged = self.dataplane.age(now_ticks)
+        self.dp_aged += dp_aged
+        return aged + dp_aged
 
-    def counters(self) -> dict[str, int]:
-        return self.sw.counters("counters", SwitchCounter)
+    def periodic(self):
+        p = self.plan
+        return [(p.cookie_epoch_s, self.rotate_cookie_secret),
+                (p.filter_period_s, self.rotate_filter),
+                (p.aging_period_s, self.age)]
 
+    def commands(self):
+        return {"fill": lambda req: self.fill(CtlOp.ADD, req),
+                "drain": lambda req: self.fill(CtlOp.DEL, req),
+                "frontends": lambda req: self.fe_liveness.snapshot(),
+                "drain-frontend": lambda req: self._frontend_admin(req, "drain"),
+                "resume-frontend": lambda req: self._frontend_admin(req, "in")}
 
-def read_pinned_counters(pin_dir: str) -> dict[str, int]:
-    """Counters of a switch another process (switchd) loaded, from its pins."""
-    with PinnedMaps(pin_dir, [m for m in MAPS if m.name == "counters"]) as maps:
-        return read_counters(maps["counters"], SwitchCounter)
+    def _frontend_admin(self, req: dict, admin: str) -> dict:
+        name = req.get("name")
+        require(isinstance(name, str) and bool(name), "name", "the front-end's name is required")
+        self.fe_liveness.set_admin(name, admin)
+        return self.fe_liveness.snapshot()
 
+    def peer(self, ip: str, connected: bool) -> None:
+        """A front-end's control connection is its heartbeat (fe_liveness.py)."""
+        self.fe_liveness.peer(ip, connected)
 
-def read_pinned_state(pin_dir: str) -> dict:
-    """Counters, flow-table occupancy and capacity, data-plane table occupancy and
-    slots of a running switch, from its pins: what the bench reads at the edges of
-    a measured window (switchd's stats file may be up to one interval old)."""
-    names = ("counters", "flow_table", "dp_table", "config")
-    with PinnedMaps(pin_dir, [m for m in MAPS if m.name in names]) as maps:
-        dp = DataplaneTable(maps["dp_table"], maps["config"].lookup(u32(0)))
-        return {"counters": read_counters(maps["counters"], SwitchCounter),
-                "occupancy": maps["flow_table"].count_batch(),
-                "capacity": maps["flow_table"].max_entries,
-                "dp_occupancy": dp.occupancy(), "dp_slots": dp.slots}
+    def fill(self, op: int, req: dict) -> dict:
+        """Add (or delete) `count` entries for synthetic clients, the same ones every
+        time: the flow-table-full fault.  A fault, not a front-end: it bypasses
+        the install budget, as a table filled by connections long before would."""
+        count, backend = int(req.get("count", 0)), int(req.get("backend", 0))
+        require(0 <= count <= 1 << 24, "count", "0 to 16777216")
+        base = ipaddress.IPv4Address(FILL_NET)
+        out = ApplyResult()
+        for start in range(0, count, layouts.CTL_MAX_BATCH):
+            ops = [FlowOp(op, ip_be(base + i // FILL_PORTS), port_be(1 + i % FILL_PORTS), backend)
+                   for i in range(start, min(count, start + layouts.CTL_MAX_BATCH))]
+            out.merge(self.flows.apply(ops), start)
+        return {"added": out.added, "deleted": out.deleted, "refused": out.refused}
 
+    def stats(self) -> dict:
+        snap = dict(vars(self.flows.stats))
+        now = time.monotonic()
+        with self._rates_lock:
+            if self._rates_at is None:
+                self._rates_at = (now, snap)
+            t0, prev = self._rates_at
+            if now - t0 >= 0.5:
+                refused = lambda s: s["refused_full"] + s["refused_invalid"]  # noqa: E731
+                dt = now - t0
+                self._rates = {
+                    "adds_per_s": (snap["adds"] - prev["adds"]) / dt,
+                    "deletes_per_s": (snap["deletes"] + snap["aged"] - prev["deletes"]
+                                      - prev["aged"]) / dt,
+                    "refusals_per_s": (refused(snap) - refused(prev)) / dt,
+                }
+                self._rates_at = (now, snap)
+            rates = dict(self._rates)
+        cfg = self.config()
+        return {
+            "flow_table": {"capacity": self.plan.flow_capacity,
+                           "occupancy": self.flows.occupancy(), **snap},
+            "rates": rates,
+            "dp_table": {"slots": self.dataplane.slots,
+                         "occupancy": self.dataplane.occupancy(),
+                         "removed_by_del": self.dp_removed, "aged": self.dp_aged},
+            "counters": self.counters(),
+            "cookie_epoch": cfg.epoch,
+            "frontends": self.fe_liveness.snapshot(),
+            "filter_gen": cfg.filter_gen,
+            "clock_s": cfg.now_s,
+        }
+
+    @classmethod
+    def read_pins(cls, pin_dir: str) -> dict:
+        """Counters, flow-table occupancy and capacity, data-plane table occupancy
+        and slots of a running switch, from its pins: what the bench reads at the
+        edges of a measured window (the daemon's stats file may be up to one
+        interval old)."""
+        names = ("counters", "flow_table", "dp_table", "config")
+        with PinnedMaps(pin_dir, [m for m in MAPS if m.name in names]) as maps:
+            dp = DataplaneTable(maps["dp_table"], maps["config"].lookup(u32(0)))
+            return {"counters": read_counters(maps["counters"], SwitchCounter),
+                    "occupancy": maps["flow_table"].count_batch(),
+                    "capacity": maps["flow_table"].max_entries,
+                    "dp_occupancy": dp.occupancy(), "dp_slots": dp.slots}

@@ -1,18 +1,19 @@
 """The layouts of targets/l4switch/l4switch.h, mirrored once in ctypes.
 
-The VIP and back-end tables use Miresga's layouts (miresga.control.layouts:
+The VIP and back-end tables use Miresga's layouts (switchhost.layouts:
 VipKey, Vip, BackendKey, Backend); what is the l4switch's own is here.
 tests/test_l4switch.py checks sizes, offsets, constants and the flow hash
 against the C compiler (build/l4switch-layout-probe).  Standard library only:
-the driver runs on a switch host with a bare python3.
+the pipeline runs on a switch host with a bare python3.
 """
 
 from __future__ import annotations
 
 import ctypes
 import enum
-import socket
-import struct
+
+from switchhost.addresses import ip_be, port_be
+from switchhost.layouts import M32, mix32
 
 MAGLEV_SIZE_DEFAULT = 65537
 CONN_CAPACITY_DEFAULT = 262_144
@@ -77,30 +78,10 @@ def conn_closing(flags: int) -> bool:
 
 # ------------------------------------------------------------- flow hash
 
-M32 = 0xFFFFFFFF
-
-
-def mix32(h: int) -> int:
-    """mg_mix32() of miresga.h (murmur3's finaliser)."""
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & M32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & M32
-    return h ^ (h >> 16)
-
-
-def _be32_word(ip: str) -> int:
-    # The C code hashes the raw network-order word, read as a host-order
-    # integer on this (little-endian) machine.
-    return struct.unpack("=I", socket.inet_aton(ip))[0]
-
-
-def _be16_word(port: int) -> int:
-    return struct.unpack("=H", struct.pack("!H", port))[0]
-
-
 def flow_hash(seed: int, client: str, client_port: int, vip: str, vip_port: int) -> int:
     """l4_flow_hash(): which Maglev slot (hash % M) a connection takes."""
-    h = mix32((seed ^ _be32_word(client)) & M32)
-    h = mix32(h ^ _be32_word(vip))
-    return mix32(h ^ ((_be16_word(client_port) << 16) | _be16_word(vip_port)))
+    # The C code hashes the raw network-order words, read as host-order
+    # integers on this (little-endian) machine: what ip_be/port_be give.
+    h = mix32((seed ^ ip_be(client)) & M32)
+    h = mix32(h ^ ip_be(vip))
+    return mix32(h ^ ((port_be(client_port) << 16) | port_be(vip_port)))

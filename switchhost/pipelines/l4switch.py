@@ -3,12 +3,14 @@
 `L4Plan` is everything the switch must know, as data (the VIPs, every
 back-end it may send to, each VIP's pool, the table sizes and timeouts); it
 is built from a Service and a testbed (`L4Plan.from_testbed`) and goes to the
-switch host as JSON.  `L4Switch` loads build/bpf/l4switch.bpf.o through the
-generic `EbpfSwitch` loader (every switch port, map sizes, pins, clean
-unload) and programs the maps through libbpf: the VIP and back-end tables
-once, the Maglev table in one batch per pool change, the clock once a second.
-`HealthChecker` takes a back-end whose web server stops answering out of the
-pool, and puts it back when it answers again.
+switch host as JSON.  `L4Switch` is the pipeline (switchhost/pipeline.py)
+that loads build/bpf/l4switch.bpf.o and programs its maps through libbpf:
+the VIP and back-end tables once, the Maglev table in one batch per pool
+change, the clock once a second.  `HealthChecker` takes a back-end whose web
+server stops answering out of the pool, and puts it back when it answers
+again.  The switch host's daemon runs it (`python -m switchhost --pipeline
+l4switch`): the management ops `pool`, `set-pool` and `conns` reach it
+through the daemon's control protocol.
 
 Pools.  A VIP's *configured* pool is what `set_pool()` was last given (the
 plan's at first).  Its *effective* pool, the one the Maglev table is built
@@ -21,7 +23,7 @@ generation.  Connection-table entries are never touched by a pool change, so
 an established connection stays on its back-end, even one that left the pool.
 
 Time.  Entries are stamped with `config.now_s`, a coarse clock the control
-plane advances (`tick()`, once a second in l4switchd); `age()` compares
+plane advances (`tick()`, once a second under the daemon); `age()` compares
 against the same clock.  The data plane removes a connection's entries
 itself at its last ACK (after FIN both ways); `age()` removes entries idle
 for `idle_timeout_s`, and closing ones (RST, or FIN both ways whose last ACK
@@ -30,79 +32,58 @@ recently used entry when a new connection finds it full.  A connection whose ent
 next packet, which gives it the same back-end unless the pool has changed.
 
 Standard library only (ctypes libbpf): it runs on a switch host with a bare
-python3, in l4switchd, and in-process in the tests.
+python3, in the daemon, and in-process in the tests.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ipaddress
-import json
 import logging
 import secrets
 import socket
 import struct
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from common.netns import ifindex as netns_ifindex
 from common.netns import netns
-from common.paths import BUILD_DIR
-from miresga.control import bpf
-from miresga.control import layouts as mg
-from miresga.control.ebpf_switch import EbpfSwitch, MapSpec
-from miresga.control.miresga_switch import (Endpoint, VipSpec, iface_mac, ip_be, ip_str,
-                                            mac_bytes, port_be, port_host)
-from targets.l4switch import layouts as L
-from common.maglev import is_prime, maglev_table
+from switchhost import bpf
+from switchhost.addresses import ip_be, ip_str, port_be, port_host
+from switchhost.ebpf_switch import MapSpec, PinnedMaps, read_counters
+from switchhost.pipeline import SHARED_MAPS, Pipeline
+from switchhost.pipelines import l4switch_layouts as L
+from switchhost.pipelines.maglev import is_prime, maglev_table
+from switchhost.plan import Endpoint, Plan, require, testbed_backends, testbed_ports, testbed_vips
 
 log = logging.getLogger("l4switch")
-
-L4SWITCH_OBJ = BUILD_DIR / "bpf" / "l4switch.bpf.o"
-L4SWITCH_PROG = "l4switch"
-# Its own tc handle: cleanup after a crash removes this program and nothing
-# another switch program attached.
-TC_PRIORITY, TC_HANDLE = 1, 0x4C34
 
 u32 = ctypes.c_uint32
 u64 = ctypes.c_uint64
 
-MAPS = [
-    MapSpec("vip_table", mg.VipKey, mg.Vip),
-    MapSpec("vip_addrs", u32, mg.Vip),
-    MapSpec("vip_by_idx", u32, mg.VipKey),
-    MapSpec("backend_table", u32, mg.Backend),
-    MapSpec("backend_addrs", mg.BackendKey, u32),
+MAPS = SHARED_MAPS + [
     MapSpec("maglev_table", u32, u32),
     MapSpec("conn_table", L.ConnKey, L.Conn),
     MapSpec("config", u32, L.Config),
     MapSpec("counters", u32, u64),
 ]
-
-
-def _require(cond: bool, where: str, msg: str) -> None:
-    if not cond:
-        raise ValueError(f"{where}: {msg}")
+# Forward entries a `conns` reply carries at most: one RESULT is at most 64 KiB.
+CONNS_PAGE = 200
 
 
 # -------------------------------------------------------------------- plan
 
-@dataclass(frozen=True)
-class L4Plan:
+@dataclass(frozen=True, kw_only=True)
+class L4Plan(Plan):
     """Everything the l4switch is programmed with, as data."""
 
-    vips: list[VipSpec]
-    backends: list[Endpoint]          # index in the switch = position here; names unique
-    # pools[i]: back-end names VIP i balances over (default: every back-end)
+    # backends: names unique.  pools[i]: back-end names VIP i balances over
+    # (default: every back-end).
     pools: list[list[str]] | None = None
-    netns: str | None = None          # None: this host's own interfaces
-    ports: list[str] | None = None    # None: every non-loopback interface
     maglev_size: int = L.MAGLEV_SIZE_DEFAULT
     conn_capacity: int = L.CONN_CAPACITY_DEFAULT   # connections (two entries each)
     idle_timeout_s: int = 300
     closing_timeout_s: int = 4
+    aging_interval_s: float = 1.0
     hash_seed: int | None = None      # None: random at load
     health_path: str = "/health"
     health_interval_ms: int = 500     # 0: no health checks
@@ -110,50 +91,37 @@ class L4Plan:
     health_fall: int = 2              # failed checks in a row that take a back-end out
     health_rise: int = 2              # passed checks in a row that bring it back
 
-    def __post_init__(self):
-        _require(1 <= len(self.vips) <= mg.MAX_VIPS, "vips", f"1 to {mg.MAX_VIPS} VIPs")
-        _require(1 <= len(self.backends) <= mg.MAX_BACKENDS, "backends",
-                 f"1 to {mg.MAX_BACKENDS} back-ends")
-        seen: set = set()
-        for i, v in enumerate(self.vips):
-            try:
-                ipaddress.IPv4Address(v.ip)
-            except ValueError:
-                raise ValueError(f"vips[{i}].ip: not an IPv4 address: {v.ip!r}") from None
-            _require((v.ip, v.port) not in seen, f"vips[{i}]", f"{v.ip}:{v.port} listed twice")
-            seen.add((v.ip, v.port))
+    def check(self) -> None:
+        super().check()
+        require(not self.frontends, "frontends", "the l4switch has no front-ends")
         names: set = set()
-        addrs: set = set()
         for i, b in enumerate(self.backends):
-            b.check(f"backends[{i}]")
-            _require(bool(b.name), f"backends[{i}].name", "missing")
-            _require(b.name not in names, f"backends[{i}].name", f"{b.name!r} listed twice")
-            _require((b.ip, b.port) not in addrs, f"backends[{i}]",
-                     f"{b.ip}:{b.port} is listed twice")
-            _require(b.ip not in {v.ip for v in self.vips}, f"backends[{i}].ip",
-                     f"{b.ip} is a VIP")
+            require(bool(b.name), f"backends[{i}].name", "missing")
+            require(b.name not in names, f"backends[{i}].name", f"{b.name!r} listed twice")
+            require(b.ip not in {v.ip for v in self.vips}, f"backends[{i}].ip",
+                    f"{b.ip} is a VIP")
             names.add(b.name)
-            addrs.add((b.ip, b.port))
         if self.pools is not None:
-            _require(len(self.pools) == len(self.vips), "pools", "one pool per VIP")
+            require(len(self.pools) == len(self.vips), "pools", "one pool per VIP")
             for i, pool in enumerate(self.pools):
                 for name in pool:
-                    _require(name in names, f"pools[{i}]", f"no back-end named {name!r}")
-                _require(len(set(pool)) == len(pool), f"pools[{i}]", "a back-end listed twice")
-        _require(is_prime(self.maglev_size) and self.maglev_size >= 7, "maglev_size",
-                 f"{self.maglev_size} is not a prime >= 7")
-        _require(2 * len(self.vips) * self.maglev_size <= 1 << 26, "maglev_size",
-                 "table too big (2 generations x VIPs x size > 2^26 slots)")
-        _require(1 <= self.conn_capacity <= 1 << 23, "conn_capacity", "1 to 8388608")
-        _require(self.idle_timeout_s >= 1, "idle_timeout_s", "at least 1")
-        _require(self.closing_timeout_s >= 1, "closing_timeout_s", "at least 1")
-        _require(self.hash_seed is None or 0 <= self.hash_seed <= 0xFFFFFFFF, "hash_seed",
-                 "a 32-bit value")
-        _require(self.health_path.startswith("/"), "health_path", "must start with /")
-        _require(self.health_interval_ms >= 0, "health_interval_ms", "0 (off) or more")
-        _require(self.health_timeout_ms >= 1, "health_timeout_ms", "at least 1")
-        _require(self.health_fall >= 1 and self.health_rise >= 1, "health_fall/rise",
-                 "at least 1")
+                    require(name in names, f"pools[{i}]", f"no back-end named {name!r}")
+                require(len(set(pool)) == len(pool), f"pools[{i}]", "a back-end listed twice")
+        require(is_prime(self.maglev_size) and self.maglev_size >= 7, "maglev_size",
+                f"{self.maglev_size} is not a prime >= 7")
+        require(2 * len(self.vips) * self.maglev_size <= 1 << 26, "maglev_size",
+                "table too big (2 generations x VIPs x size > 2^26 slots)")
+        require(1 <= self.conn_capacity <= 1 << 23, "conn_capacity", "1 to 8388608")
+        require(self.idle_timeout_s >= 1, "idle_timeout_s", "at least 1")
+        require(self.closing_timeout_s >= 1, "closing_timeout_s", "at least 1")
+        require(self.aging_interval_s > 0, "aging_interval_s", "must be positive")
+        require(self.hash_seed is None or 0 <= self.hash_seed <= 0xFFFFFFFF, "hash_seed",
+                "a 32-bit value")
+        require(self.health_path.startswith("/"), "health_path", "must start with /")
+        require(self.health_interval_ms >= 0, "health_interval_ms", "0 (off) or more")
+        require(self.health_timeout_ms >= 1, "health_timeout_ms", "at least 1")
+        require(self.health_fall >= 1 and self.health_rise >= 1, "health_fall/rise",
+                "at least 1")
 
     def pool(self, vip_idx: int) -> list[str]:
         return list(self.pools[vip_idx]) if self.pools else [b.name for b in self.backends]
@@ -167,48 +135,12 @@ class L4Plan:
         every back-end if it has none.  An L4 switch cannot honour the
         service's path rules: it never sees a request.
         """
-        backends, seen = [], set()
-        for c in service.clusters:
-            for name in c.backends:
-                if name in seen:
-                    continue
-                seen.add(name)
-                h = tb.host(name)
-                backends.append(Endpoint(name=name, ip=str(h.address), mac=h.mac,
-                                         switch_port=h.switch_port, port=c.port))
+        backends = testbed_backends(tb, service, once=True)
         default = next((c for c in service.clusters if c.name == service.default_cluster), None)
         pool = list(default.backends) if default else [b.name for b in backends]
         params.setdefault("netns", tb.switch.netns)
-        params.setdefault("ports", sorted({h.switch_port for h in tb.hosts.values()
-                                           if h.switch_port}))
-        vip = service.vip or tb.vip
-        return cls(vips=[VipSpec(ip=str(vip), port=service.port)], backends=backends,
-                   pools=[pool], **params)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "L4Plan":
-        d = dict(d)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        _require(not unknown, "plan", f"unknown field(s) {', '.join(unknown)}")
-        for name in ("vips", "backends"):
-            _require(name in d, name, "missing required field")
-        try:
-            d["vips"] = [VipSpec(**v) for v in d["vips"]]
-            d["backends"] = [Endpoint(**b) for b in d["backends"]]
-        except TypeError as e:
-            raise ValueError(f"plan: {e}") from None
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, text: str) -> "L4Plan":
-        return cls.from_dict(json.loads(text))
+        params.setdefault("ports", testbed_ports(tb))
+        return cls(vips=testbed_vips(tb, service), backends=backends, pools=[pool], **params)
 
 
 # ----------------------------------------------------------------- the switch
@@ -221,7 +153,7 @@ class PoolState:
     changes: int = 0                                 # tables swapped in
 
 
-class L4Switch:
+class L4Switch(Pipeline):
     """The l4switch program loaded on a switch and programmed from an L4Plan.
 
         with L4Switch(plan).load() as sw:
@@ -229,104 +161,43 @@ class L4Switch:
             print(sw.counters(), sw.connections())
     """
 
-    def __init__(self, plan: L4Plan, obj_path: str | Path | None = None,
-                 pin_dir: str | None = None, pin_prefix: str = "l4", attach: bool = True):
-        self.plan = plan
-        self.attach = attach
-        self.sw = EbpfSwitch(str(obj_path or L4SWITCH_OBJ), L4SWITCH_PROG, MAPS,
-                             netns=plan.netns, ports=plan.ports, pin_dir=pin_dir,
-                             pin_prefix=pin_prefix, tc_priority=TC_PRIORITY, tc_handle=TC_HANDLE,
-                             capacities={"maglev_table": 2 * len(plan.vips) * plan.maglev_size,
-                                         "conn_table": 2 * plan.conn_capacity})
+    name = "l4switch"
+    plan_type = L4Plan
+    object_name = "l4switch.bpf.o"
+    prog_name = "l4switch"
+    maps = MAPS
+    counter_names = L.Counter
+    config_type = L.Config
+    pin_prefix = "l4"
+    tc_priority, tc_handle = 1, 0x4C34
+
+    def __init__(self, plan: L4Plan, *args, **kwargs):
+        super().__init__(plan, *args, **kwargs)
         self.index = {b.name: i for i, b in enumerate(plan.backends)}
         self.pools = [PoolState(plan.pool(v)) for v in range(len(plan.vips))]
         self.healthy: dict[str, bool] = {b.name: True for b in plan.backends}
-        self.lock = threading.RLock()
+        self.lock = self.config_lock
+        self.health = HealthChecker(self)
+        self.aged = 0
 
-    @property
-    def pin_dir(self) -> str:
-        return self.sw.pin_dir
-
-    # ------------------------------------------------------------ lifecycle
-
-    def load(self) -> "L4Switch":
-        """Load, program every table, then attach: no packet meets an empty table."""
-        try:
-            self.sw.load(attach=False)
-            self._init_config()
-            self._program_tables()
-            with self.lock:
-                self._install(force=True)
-            if self.attach:
-                self.sw.attach()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def close(self) -> None:
-        """Detach from every port, unpin, release.  Safe to call twice."""
-        self.sw.close()
-
-    def __enter__(self) -> "L4Switch":
-        if not self.sw.loaded:
-            self.load()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def program_fd(self) -> int:
-        return self.sw.program_fd()
-
-    def map(self, name: str) -> bpf.Map:
-        return self.sw.map(name)
-
-    @staticmethod
-    def cleanup(pin_dir: str, netns_name: str | None = None,
-                ports: list[str] | None = None) -> None:
-        """Remove what a crashed driver left: its tc filters (by handle) and pins."""
-        EbpfSwitch.cleanup(pin_dir, netns_name, ports, TC_PRIORITY, TC_HANDLE)
+    def capacities(self) -> dict[str, int]:
+        return {"maglev_table": 2 * len(self.plan.vips) * self.plan.maglev_size,
+                "conn_table": 2 * self.plan.conn_capacity}
 
     # --------------------------------------------------------------- tables
 
-    def _init_config(self) -> None:
-        cfg = L.Config()
-        cfg.now_s = 1
+    def init_config(self, cfg: L.Config) -> None:
         cfg.maglev_size = self.plan.maglev_size
         cfg.vip_capacity = len(self.plan.vips)
         cfg.maglev_gen = 0
         seed = self.plan.hash_seed
         cfg.hash_seed = secrets.randbits(32) if seed is None else seed
-        self.map("config").update(u32(0), cfg)
 
-    def config(self) -> L.Config:
-        return self.map("config").lookup(u32(0))
-
-    def _program_tables(self) -> None:
-        p = self.plan
-        vip_table, vip_addrs, vip_by_idx = (self.map("vip_table"), self.map("vip_addrs"),
-                                            self.map("vip_by_idx"))
-        for idx, v in enumerate(p.vips):
-            key = mg.VipKey(ip_be(v.ip), port_be(v.port))
-            vip_table.update(key, mg.Vip(idx))
-            addr = u32(ip_be(v.ip))
-            if vip_addrs.lookup(addr) is None:
-                vip_addrs.update(addr, mg.Vip(idx))
-            vip_by_idx.update(u32(idx), key)
-        macs: dict[str, tuple[int, bytes]] = {}
-        be_table, be_addrs = self.map("backend_table"), self.map("backend_addrs")
-        for idx, b in enumerate(p.backends):
-            if b.switch_port not in macs:
-                macs[b.switch_port] = (netns_ifindex(p.netns, b.switch_port),
-                                       mac_bytes(iface_mac(p.netns, b.switch_port)))
-            ifidx, port_mac = macs[b.switch_port]
-            val = mg.Backend()
-            val.ip_be, val.port_be, val.ifindex = ip_be(b.ip), port_be(b.port), ifidx
-            val.mac[:] = mac_bytes(b.mac)
-            val.src_mac[:] = port_mac
-            be_table.update(u32(idx), val)
-            be_addrs.update(mg.BackendKey(ip_be(b.ip), port_be(b.port)), u32(idx))
+    def program_tables(self) -> None:
+        """The shared tables, then every VIP's Maglev table."""
+        super().program_tables()
+        with self.lock:
+            self._install(force=True)
 
     # ---------------------------------------------------------------- pools
 
@@ -387,9 +258,10 @@ class L4Switch:
         n = self.map("maglev_table").update_batch(keys, values)
         if n != len(keys):
             raise bpf.BpfError(5, f"maglev table: {n} of {len(keys)} slots written")
-        cfg = self.config()
-        cfg.maglev_gen = gen
-        self.map("config").update(u32(0), cfg)
+
+        def flip(cfg):
+            cfg.maglev_gen = gen
+        self.update_config(flip)
 
     def maglev_backend(self, client: str, client_port: int, vip: int = 0) -> str | None:
         """The back-end a new connection from (client, port) to VIP `vip` gets now."""
@@ -400,19 +272,6 @@ class L4Switch:
             v = self.plan.vips[vip]
             h = L.flow_hash(self.config().hash_seed, client, client_port, v.ip, v.port)
             return self.plan.backends[st.table[h % self.plan.maglev_size]].name
-
-    # ------------------------------------------------------------------ time
-
-    def now_s(self) -> int:
-        return self.config().now_s
-
-    def tick(self, seconds: int = 1) -> int:
-        """Advance the coarse clock the data plane stamps entries with."""
-        with self.lock:
-            cfg = self.config()
-            cfg.now_s = (cfg.now_s + seconds) & 0xFFFFFFFF
-            self.map("config").update(u32(0), cfg)
-            return cfg.now_s
 
     # ----------------------------------------------------------- connections
 
@@ -517,10 +376,43 @@ class L4Switch:
                         "closing": L.conn_closing(flags), "last_seen_s": seen})
         return out
 
-    # -------------------------------------------------------------- counters
+    # ---------------------------------------------- what the daemon asks of it
 
-    def counters(self) -> dict[str, int]:
-        return self.sw.counters("counters", L.Counter)
+    def _age_all(self) -> int:
+        n = self.age()
+        self.aged += n
+        return n
+
+    def periodic(self):
+        return [(self.plan.aging_interval_s, self._age_all)]
+
+    def start(self) -> None:
+        self.health.start()
+
+    def stop(self) -> None:
+        self.health.stop()
+
+    def commands(self):
+        return {"pool": self._cmd_pool, "set-pool": self._cmd_set_pool, "conns": self._cmd_conns}
+
+    def _cmd_pool(self, req: dict) -> dict:
+        with self.lock:
+            return {"pools": [{"configured": st.configured, "effective": st.effective}
+                              for st in self.pools],
+                    "backend_healthy": dict(self.healthy)}
+
+    def _cmd_set_pool(self, req: dict) -> dict:
+        backends = req.get("backends")
+        require(isinstance(backends, list), "backends", "expected a list of back-end names")
+        return {"effective": self.set_pool([str(b) for b in backends], int(req.get("vip", 0)))}
+
+    def _cmd_conns(self, req: dict) -> dict:
+        """A page of the forward entries: `next` is the offset of the next page."""
+        offset = int(req.get("offset", 0))
+        conns = self.entries()
+        page = conns[offset:offset + CONNS_PAGE]
+        more = offset + CONNS_PAGE < len(conns)
+        return {"conns": page, "next": offset + CONNS_PAGE if more else None}
 
     def stats(self) -> dict:
         """Everything worth recording about the switch, as one dict."""
@@ -531,9 +423,16 @@ class L4Switch:
             healthy = dict(self.healthy)
         cfg = self.config()
         return {"counters": self.counters(), "conn_table": self.connections(),
-                "pools": pools, "backend_healthy": healthy,
+                "pools": pools, "backend_healthy": healthy, "health": self.health.stats(),
+                "aged": self.aged,
                 "maglev": {"size": self.plan.maglev_size, "generation": cfg.maglev_gen},
                 "clock_s": cfg.now_s, "pin_dir": self.pin_dir, "ports": self.sw.ports}
+
+    @classmethod
+    def read_pins(cls, pin_dir: str) -> dict:
+        with PinnedMaps(pin_dir, [m for m in MAPS if m.name in ("counters", "conn_table")]) as maps:
+            return {"counters": read_counters(maps["counters"], L.Counter),
+                    "conn_entries": maps["conn_table"].count_batch()}
 
 
 # ------------------------------------------------------------ health checks

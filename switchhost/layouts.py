@@ -213,19 +213,23 @@ def cookie_fields(cookie: int) -> dict:
     }
 
 
+M32 = 0xFFFFFFFF
+
+
 def mix32(h: int) -> int:
-    """mg_mix32() of miresga.h (murmur3's finaliser)."""
-    h &= 0xFFFFFFFF
+    """mg_mix32() of miresga.h (murmur3's finaliser): front-end choice, seen
+    filter, the data-plane table's hash, the l4switch's Maglev slot."""
+    h &= M32
     h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h = (h * 0x85EBCA6B) & M32
     h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h = (h * 0xC2B2AE35) & M32
     return h ^ (h >> 16)
 
 
 def dp_hash(seed: tuple[int, int], ip_be: int, port_be: int, way: int) -> int:
     """mg_dp_hash() of miresga.h: over the raw network-order words, as a C
-    struct holds them (ip_be, port_be as miresga_switch.ip_be/port_be give)."""
+    struct holds them (ip_be, port_be as switchhost.addresses.ip_be/port_be give)."""
     h = mix32(ip_be ^ mix32(port_be ^ seed[0]))
     return mix32(h ^ seed[1]) if way else h
 
@@ -287,17 +291,31 @@ def cookie_make(key: tuple[int, int], saddr: str, daddr: str, sport: int, dport:
     return cookie or 1 << 8
 
 
-# --------------------------------------------------------- offload channel
+# ---------------------------------------- the switch host's control protocol
 
-CTL_MAGIC = 0x4D475331
-CTL_VERSION = 1
+CTL_MAGIC = 0x4D475332              # "MGS2"
+CTL_VERSION = 2
 CTL_MAX_BATCH = 512
+CTL_MAX_BODY = 65535
 CTL_PORT_DEFAULT = 7470
+CTL_KEY_LEN = 32
+CTL_NONCE_LEN = 16
+CTL_HMAC_LEN = 32
+CTL_MAC_LEN = 16
+CTL_DIR_TO_SERVER = 0
+CTL_DIR_TO_CLIENT = 1
 
 
 class CtlType(enum.IntEnum):
     BATCH = 1
     ACK = 2
+    HELLO = 3
+    AUTH = 4
+    QUERY = 5
+    REPLY = 6
+    CMD = 7
+    RESULT = 8
+    AUTH_OK = 9
 
 
 class CtlOp(enum.IntEnum):
@@ -308,4 +326,28 @@ class CtlOp(enum.IntEnum):
 # Wire formats (network order), the same bytes as the C structs.
 CTL_HDR = struct.Struct("!IBBHI")          # magic, version, type, count, seq
 CTL_ENTRY = struct.Struct("!4sHBBB3x")     # client ip, client port, op, backend, vip
-CTL_ACK = struct.Struct("!IHHH2x")         # seq, added, deleted, refused
+CTL_ACK = struct.Struct("!IHHH2x")         # seq, added, deleted, refused; then the bitmap
+CTL_KEY = struct.Struct("!4sHBx")          # client ip, client port, vip
+CTL_LIVENESS = struct.Struct("!BB2xI")     # present, backend, idle ms
+
+
+def ctl_ack_words(count: int) -> int:
+    """mg_ctl_ack_words(): 32-bit words of an ACK's refusal bitmap."""
+    return (count + 31) // 32
+
+
+def ctl_body_len(typ: int, count: int) -> int | None:
+    """mg_ctl_body_len(): a message's body length from its header; None if malformed."""
+    per_entry = {CtlType.BATCH: CTL_ENTRY.size, CtlType.QUERY: CTL_KEY.size,
+                 CtlType.REPLY: CTL_LIVENESS.size}
+    if typ in per_entry:
+        return count * per_entry[typ] if 1 <= count <= CTL_MAX_BATCH else None
+    if typ == CtlType.ACK:
+        return CTL_ACK.size + 4 * ctl_ack_words(count) if 1 <= count <= CTL_MAX_BATCH else None
+    if typ in (CtlType.CMD, CtlType.RESULT):
+        return count if count >= 2 else None
+    handshake = {CtlType.HELLO: CTL_NONCE_LEN, CtlType.AUTH: CTL_NONCE_LEN + CTL_HMAC_LEN,
+                 CtlType.AUTH_OK: CTL_HMAC_LEN}
+    if typ in handshake:
+        return handshake[typ] if count == 0 else None
+    return None

@@ -11,7 +11,7 @@ baseline share it:
   Linux router on a real testbed, where the driver runs on the switch host);
 - pin its maps under /sys/fs/bpf/<unique dir>/ so that other processes (the
   bench collecting counters, a test) can open them by path;
-- give typed access to the maps (miresga.control.bpf.Map, batch operations
+- give typed access to the maps (switchhost.bpf.Map, batch operations
   included) and sum per-CPU counters into a dict;
 - detach and unpin idempotently, leaving the interfaces as they were.
 
@@ -38,7 +38,7 @@ import socket
 from dataclasses import dataclass
 
 from common.netns import netns
-from miresga.control import bpf
+from switchhost import bpf
 
 log = logging.getLogger("miresga.ebpf_switch")
 
