@@ -165,7 +165,7 @@ class MiresgaParams(TargetParams):
 def frontend_hosts_problem(names: list[str], known: list[str]) -> str | None:
     """Why `frontend_hosts` does not fit a testbed whose front-end hosts are `known`."""
     if any(n not in known for n in names) or len(set(names)) != len(names):
-        return (f"frontend_hosts {list(names)}: the testbed's front-end hosts are "
+        return (f"{list(names)}: the testbed's front-end hosts are "
                 f"{', '.join(known) or 'none'}, each named once")
     return None
 
@@ -192,7 +192,7 @@ class Miresga(Target):
         names = self.params["frontend_hosts"]
         problem = frontend_hosts_problem(names, [h.name for h in testbed.frontends])
         if problem:
-            raise TargetError(f"target miresga: {problem}")
+            raise TargetError(f"target miresga: frontend_hosts {problem}")
         self.fe_hosts = ([h for n in names for h in testbed.frontends if h.name == n]
                          if names else list(testbed.frontends))
         self.switch = testbed.switch

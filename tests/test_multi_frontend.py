@@ -11,6 +11,7 @@ import pytest
 from hosts.inventory import load_inventory
 from hosts.topology import Role, load_topology
 from targets.base import TargetError, make_target
+from targets.miresga import Miresga, MiresgaParams
 
 from fe_harness import SERVICE, SWITCH_MAC, VIP
 
@@ -45,3 +46,13 @@ def test_miresga_runs_one_front_end_per_host_or_the_subset_it_is_given(tmp_path)
         with pytest.raises(TargetError, match="frontend_hosts .*: the testbed's front-end "
                                               "hosts are frontend1, frontend2"):
             make_target("miresga", tb, SERVICE, {"frontend_hosts": bad})
+
+
+def test_frontend_hosts_are_checked_against_the_testbed_before_a_run():
+    """The pre-run check (bench run, bench up) names the field and the hosts there are."""
+    hosts = {"client": ["client1"], "switch": ["switch"], "frontend": ["frontend1", "frontend2"],
+             "backend": ["backend1"]}
+    assert Miresga.testbed_problems(MiresgaParams(frontend_hosts=["frontend2"]), hosts) == []
+    assert Miresga.testbed_problems(MiresgaParams(frontend_hosts=["frontend3"]), hosts) == [
+        ("params.frontend_hosts", "['frontend3']: the testbed's front-end hosts are "
+                                  "frontend1, frontend2, each named once")]
