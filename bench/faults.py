@@ -24,6 +24,9 @@ Faults:
   the service); restarted after the run.
 - frontend_restarted: the target restarts its front-end process(es)
   (Target.restart_frontend); targets without a front-end: not applicable.
+- frontend_killed: SIGKILL to one of several front-ends (Target.kill_frontend,
+  the last one); the others must take its clients; restarted after the run.
+  Targets with fewer than two front-ends: not applicable.
 - table_full: the target fills its switch flow table (Target.fill_flow_table),
   so new connections cannot be offloaded; drained after the run.
 - syn_flood: hping3 on an `extra` host floods the VIP with spoofed SYNs at
@@ -43,7 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from common.paths import REPO_ROOT
 
 PROBER = REPO_ROOT / "workloads" / "probe" / "httpprobe.py"
-FaultName = Literal["backend_killed", "frontend_restarted", "table_full", "syn_flood"]
+FaultName = Literal["backend_killed", "frontend_restarted", "frontend_killed", "table_full",
+                    "syn_flood"]
 FAULTS: tuple[str, ...] = FaultName.__args__  # type: ignore[attr-defined]
 
 
@@ -148,6 +152,12 @@ def inject(fault: str, ctx, target, spec: FaultsSpec) -> dict:
             return {"restarted": target.restart_frontend() or True}
         except NotImplementedError:
             raise NotApplicable(f"target {target.name} has no front-end process") from None
+    if fault == "frontend_killed":
+        try:
+            return target.kill_frontend() or {}
+        except NotImplementedError:
+            raise NotApplicable(f"target {target.name} has no second front-end to take over "
+                                f"from a killed one") from None
     if fault == "table_full":
         try:
             return target.fill_flow_table() or {}
@@ -179,6 +189,11 @@ def undo(fault: str, ctx, target) -> None:
     elif fault == "table_full":
         try:
             target.drain_flow_table()
+        except NotImplementedError:
+            pass
+    elif fault == "frontend_killed":
+        try:
+            target.revive_frontend()
         except NotImplementedError:
             pass
 

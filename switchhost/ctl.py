@@ -4,12 +4,15 @@
 
     python -m switchhost.ctl --key ctl.key stats
     python -m switchhost.ctl --key ctl.key fill count=143360          # miresga: table full
+    python -m switchhost.ctl --key ctl.key drain-frontend name=frontend2
     python -m switchhost.ctl --key ctl.key set-pool 'backends=["backend1"]' vip=0
 
 Each NAME=VALUE becomes a field of the request; VALUE is read as JSON, and
 as a string if it is not JSON.  The daemon's ops: `ping`, `stats`; the
-Miresga pipeline's `fill`, `drain`; the l4switch's `pool`, `set-pool`,
-`conns`.  This is how the bench reaches a daemon through the host interface:
+Miresga pipeline's `fill`, `drain` (synthetic entries: the table-full fault)
+and `frontends`, `drain-frontend name=NAME`, `resume-frontend name=NAME`
+(the front-end selection, pipelines/fe_liveness.py); the l4switch's `pool`,
+`set-pool`, `conns`.  This is how the bench reaches a daemon through the host interface:
 it runs on the switch host, over the same authenticated protocol as a
 front-end.  Prints the result and exits 0, or prints {"error": ...} and exits 1.
 Standard library only.

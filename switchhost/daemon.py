@@ -9,6 +9,8 @@ protocol (switchhost/server.py) on the control addresses, and keeps time:
                           age flow entries; l4switch: age connection entries
     every stats interval  write stats (JSON) for the bench to collect
     while it serves       the pipeline's background work (l4switch: health checks)
+    as peers come and go  tell the pipeline of each authenticated connection
+                          (Miresga: a front-end is selected while its is up)
 
 On a real testbed it runs on the switch's host over SSH; on the emulated one
 inside the switch namespace.  Standard library only.

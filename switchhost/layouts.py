@@ -15,6 +15,9 @@ import struct
 FLOW_CAPACITY_DEFAULT = 143_360
 MAX_BACKENDS = 256
 MAX_FRONTENDS = 16
+FE_SLOTS_DEFAULT = 1021
+FE_SLOTS_MAX = 65537
+FE_NONE = 0xFF
 MAX_VIPS = 16
 MAX_PORTS = 256
 
@@ -85,6 +88,11 @@ class Frontend(ctypes.Structure):
     ]
 
 
+class FeSlot(ctypes.Structure):
+    _fields_ = [("active", ctypes.c_uint8), ("stable", ctypes.c_uint8),
+                ("_pad", ctypes.c_uint8 * 2)]
+
+
 class Port(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint32)]
 
@@ -108,7 +116,7 @@ class SwitchConfig(ctypes.Structure):
     _fields_ = [
         ("keys", CookieKey * 2),
         ("epoch", ctypes.c_uint32),
-        ("n_frontends", ctypes.c_uint32),
+        ("fe_slots", ctypes.c_uint32),
         ("mss", ctypes.c_uint16),
         ("window", ctypes.c_uint16),
         ("wscale", ctypes.c_uint8),
@@ -163,6 +171,8 @@ class SwitchCounter(enum.IntEnum):
     CTL_CONSUMED = enum.auto()
     DP_HIT = enum.auto()
     DP_EXPIRED = enum.auto()
+    FE_MOVED = enum.auto()
+    FE_DRAINING = enum.auto()
 
 
 SWITCH_COUNTER_MAX = len(SwitchCounter)

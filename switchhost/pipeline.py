@@ -15,8 +15,8 @@ the l4switch baseline's, switchhost/pipelines/l4switch.py) is a subclass of
 What the daemon (switchhost/daemon.py) and its protocol (switchhost/server.py)
 ask of a pipeline, each with a default for a pipeline that lacks the thing:
 `apply()` a batch of flow entries, answer `liveness()` queries, `commands()`
-for the management ops, `periodic()` tasks, `start()`/`stop()` background work,
-`stats()`.
+for the management ops, `peer()` news of authenticated peers, `periodic()`
+tasks, `start()`/`stop()` background work, `stats()`.
 """
 
 from __future__ import annotations
@@ -271,6 +271,10 @@ class Pipeline:
     def commands(self) -> dict[str, Callable[[dict], dict]]:
         """Management ops (CMD) beyond the daemon's own, by name."""
         return {}
+
+    def peer(self, ip: str, connected: bool) -> None:
+        """A peer at `ip` authenticated (connected) or its authenticated
+        connection closed; a pipeline that watches its front-ends counts them."""
 
     def periodic(self) -> list[tuple[float, Callable[[], object]]]:
         """(period in seconds, task) the daemon runs besides the clock."""

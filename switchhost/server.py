@@ -16,6 +16,12 @@ broken.
 
 Messages of a connection are read as they arrive (the arrival time is what
 the install budget's max_wait is measured from) and answered in order.
+
+An authenticated connection is a peer's heartbeat: the pipeline hears of it
+when the handshake succeeds and again when the connection closes
+(`Pipeline.peer`; Miresga's front-end liveness, pipelines/fe_liveness.py).
+A peer that goes silent without closing (its host down, its link cut) is
+closed by TCP keepalive and the user timeout, within PEER_SILENCE_S.
 """
 
 from __future__ import annotations
@@ -38,6 +44,21 @@ log = logging.getLogger("switchhost.server")
 HANDSHAKE_TIMEOUT_S = 5.0
 # Messages read ahead of the one being answered, per connection.
 READ_AHEAD = 64
+
+# A peer that goes silent without closing is declared gone after
+# KEEPALIVE_IDLE_S + KEEPALIVE_COUNT x KEEPALIVE_INTERVAL_S of silence, or
+# USER_TIMEOUT_S with data unacknowledged: 3 s either way.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 1, 1, 2
+USER_TIMEOUT_S = 3
+PEER_SILENCE_S = max(KEEPALIVE_IDLE_S + KEEPALIVE_COUNT * KEEPALIVE_INTERVAL_S, USER_TIMEOUT_S)
+
+
+def set_keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL_S)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_S * 1000)
 
 
 @dataclass
@@ -99,11 +120,14 @@ class ControlServer:
     # ---------------------------------------------------------- connection
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        peer_ip = peername[0] if peername else None
+        authenticated = False
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            set_keepalive(sock)
         self._writers.add(writer)
         self._handlers.add(asyncio.current_task())
         self.stats.connections += 1
@@ -112,6 +136,8 @@ class ControlServer:
         try:
             macs = await self._handshake(reader, writer, peer)
             log.info("control: %s authenticated", peer)
+            authenticated = True
+            self._tell_pipeline(peer_ip, True)
             inbox: asyncio.Queue = asyncio.Queue(READ_AHEAD)
             reading = asyncio.create_task(self._read(reader, inbox, macs, peer))
             answering = asyncio.create_task(self._answer(inbox, writer, macs))
@@ -133,11 +159,21 @@ class ControlServer:
             self._writers.discard(writer)
             self._handlers.discard(asyncio.current_task())
             self.stats.open_connections -= 1
+            if authenticated:
+                self._tell_pipeline(peer_ip, False)
             writer.close()
             try:
                 await writer.wait_closed()
             except (ConnectionError, OSError, asyncio.CancelledError):
                 pass  # closing on shutdown; nothing left to tell the peer
+
+    def _tell_pipeline(self, ip: str | None, connected: bool) -> None:
+        if ip is None:
+            return
+        try:
+            self.pipeline.peer(ip, connected)
+        except Exception:  # noqa: BLE001 - the connection is not to blame
+            log.exception("control: pipeline.peer(%s, %s) failed", ip, connected)
 
     async def _handshake(self, reader, writer, peer: str) -> P.Macs:
         server_nonce = P.new_nonce()

@@ -174,6 +174,15 @@ class Target(ABC):
         """Stop and start the front-end process(es), as an operator or a crash would."""
         raise NotImplementedError
 
+    def kill_frontend(self) -> dict | None:
+        """SIGKILL one of several front-ends (a crash); the others must carry on.
+        NotImplementedError where there is no second front-end to carry on."""
+        raise NotImplementedError
+
+    def revive_frontend(self) -> None:
+        """Undo kill_frontend."""
+        raise NotImplementedError
+
     def fill_flow_table(self) -> dict | None:
         """Fill the switch's flow table, so that no new connection can be offloaded."""
         raise NotImplementedError

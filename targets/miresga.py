@@ -13,7 +13,8 @@ testbed's roles:
     frontendN   build/miresga-frontend on the host's link (an af_packet or
                 af_xdp port here: `frontend_port`; a real host's NIC by its
                 PCI address), its config rendered from the service and the
-                testbed's facts
+                testbed's facts; one per front-end host (`frontend_hosts`:
+                a subset), the switch spreading clients over them
 
 Every host-side step goes through the host interface (`run`, `start`,
 `put_text`, `put_secret`, `tool`), so on a real testbed the same code drives
@@ -39,9 +40,12 @@ Consistency.  One number means the same thing everywhere:
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import shlex
+import signal
+import time
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
@@ -113,6 +117,10 @@ class MiresgaParams(TargetParams):
     # The front-end's port on a testbed link: af_packet or af_xdp (native
     # XDP in the link's driver; refused where only generic XDP exists).
     frontend_port: str = PORT_DEFAULT
+    # The front-end hosts to run on, by name ([]: every front-end host).
+    frontend_hosts: list[str] = []
+    # drain_frontend(): how long a draining front-end's connections may take.
+    drain_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
     @field_validator("control_address")
     @classmethod
@@ -154,6 +162,14 @@ class MiresgaParams(TargetParams):
         return self
 
 
+def frontend_hosts_problem(names: list[str], known: list[str]) -> str | None:
+    """Why `frontend_hosts` does not fit a testbed whose front-end hosts are `known`."""
+    if any(n not in known for n in names) or len(set(names)) != len(names):
+        return (f"{list(names)}: the testbed's front-end hosts are "
+                f"{', '.join(known) or 'none'}, each named once")
+    return None
+
+
 @register
 class Miresga(Target):
     name = "miresga"
@@ -161,16 +177,33 @@ class Miresga(Target):
     required_roles = {"client": 1, "switch": 1, "frontend": 1, "backend": 1}
     health_timeout_s = 40.0
 
+    @classmethod
+    def testbed_problems(cls, params, hosts):
+        out = super().testbed_problems(params, hosts)
+        problem = frontend_hosts_problem(params.frontend_hosts, hosts.get("frontend", []))
+        if problem:
+            out.append(("params.frontend_hosts", problem))
+        return out
+
     def __init__(self, testbed, service, params=None):
         super().__init__(testbed, service, params)
         if not testbed.frontends:
             raise TargetError("target miresga needs a host with role 'frontend'")
+        names = self.params["frontend_hosts"]
+        problem = frontend_hosts_problem(names, [h.name for h in testbed.frontends])
+        if problem:
+            raise TargetError(f"target miresga: frontend_hosts {problem}")
+        self.fe_hosts = ([h for n in names for h in testbed.frontends if h.name == n]
+                         if names else list(testbed.frontends))
         self.switch = testbed.switch
         self.vip = str(service.vip or testbed.vip)
         self.switchd = Switchd(testbed, "miresga", int(self.params["control_port"]))
         self.frontends: list[Frontend] = []
         self._attached: list = []      # back-end hosts with an agent
         self._quieted: list = []       # af_packet links whose offloads deploy() turned off
+
+    def frontend_hosts(self) -> list:
+        return list(self.fe_hosts)
 
     # ------------------------------------------------------------- layout
     @property
@@ -191,7 +224,7 @@ class Miresga(Target):
         # netns None: the daemon runs *on* the switch host (inside its
         # namespace here), so the plan names that host's own interfaces.
         p = self.params
-        return SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
+        plan = SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
                                        flow_capacity=int(p["flow_capacity"]),
                                        wscale=int(p["wscale"]),
                                        idle_timeout_s=float(p["switch_idle_s"]),
@@ -200,6 +233,8 @@ class Miresga(Target):
                                        dp_idle_timeout_s=float(p["switch_idle_s"]),
                                        cookie_epoch_s=float(p["cookie_epoch_s"]),
                                        filter_period_s=float(p["filter_period_s"]))
+        names = {h.name for h in self.fe_hosts}
+        return dataclasses.replace(plan, frontends=[f for f in plan.frontends if f.name in names])
 
     def control_address(self, fe) -> str:
         """Where a front-end reaches the daemon: the switch's address on its link."""
@@ -244,8 +279,8 @@ class Miresga(Target):
     # -------------------------------------------------------- life cycle
     def deploy(self) -> None:
         self.switchd.deploy(self.plan(), [(fe, self.control_key_path(fe))
-                                          for fe in self.testbed.frontends])
-        self.frontends = [self.make_frontend(fe) for fe in self.testbed.frontends]
+                                          for fe in self.fe_hosts])
+        self.frontends = [self.make_frontend(fe) for fe in self.fe_hosts]
         for fe in self.frontends:
             if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
@@ -263,7 +298,7 @@ class Miresga(Target):
         try:
             # The control addresses only: each front-end's way in, and the
             # switch host's own tools.
-            listen = [self.control_address(fe) for fe in self.testbed.frontends] + [LOCAL]
+            listen = [self.control_address(fe) for fe in self.fe_hosts] + [LOCAL]
             self.switchd.start(listen, self._switchd_args())
             self._attach_agents()
             for fe in self.frontends:
@@ -334,6 +369,85 @@ class Miresga(Target):
             fe.wait_healthy(20)
         return {"frontends": [fe.host.name for fe in self.frontends]}
 
+    # ------------------------------------------------- several front-ends
+    def frontend_states(self) -> dict[str, str]:
+        """Each front-end's state in the switch's selection (active, draining, down)."""
+        return {n: f["state"] for n, f in self.switchd.ctl("frontends")["frontends"].items()}
+
+    def wait_frontend_state(self, name: str, state: str, timeout: float) -> float:
+        """Poll the daemon until front-end `name` is in `state`; the seconds it took."""
+        t0 = time.monotonic()
+        while True:
+            now = self.frontend_states().get(name)
+            if now == state:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout:
+                raise TargetError(f"front-end {name}: still {now!r}, not {state!r}, "
+                                  f"after {timeout:.0f}s", logs=self.logs())
+            time.sleep(0.05)
+
+    def _frontend(self, name: str) -> Frontend:
+        for fe in self.frontends:
+            if fe.host.name == name:
+                return fe
+        raise TargetError(f"no front-end on {name!r} (running on: "
+                          f"{', '.join(f.host.name for f in self.frontends)})")
+
+    def drain_frontend(self, name: str, timeout_s: float | None = None) -> dict:
+        """Take a front-end out gracefully: the switch stops selecting it for new
+        connections, its own keep flowing through it until it holds none (or
+        `timeout_s`, default `drain_timeout_s`, passes: the rest are cut when
+        it stops), then it stops."""
+        fe = self._frontend(name)
+        timeout_s = float(self.params["drain_timeout_s"] if timeout_s is None else timeout_s)
+        requests0 = fe.stats().get("requests", 0)
+        self.switchd.ctl("drain-frontend", name=name)
+        t0 = time.monotonic()
+        while True:
+            st = fe.stats()
+            if st.get("flows", 0) == 0 or time.monotonic() - t0 > timeout_s:
+                break
+            time.sleep(0.1)
+        drained_s = time.monotonic() - t0
+        fe.stop()
+        self.wait_frontend_state(name, "down", 10)
+        return {"frontend": name, "drained": st.get("flows", 0) == 0,
+                "flows_left": st.get("flows", 0), "drain_s": round(drained_s, 3),
+                "requests_while_draining": st.get("requests", 0) - requests0}
+
+    def resume_frontend(self, name: str) -> None:
+        """Start a drained (or stopped) front-end again and put it back in service."""
+        fe = self._frontend(name)
+        fe.start()
+        fe.wait_healthy(20)
+        self.switchd.ctl("resume-frontend", name=name)
+        self.wait_frontend_state(name, "active", 10)
+
+    def kill_frontend(self) -> dict:
+        """SIGKILL the last front-end: the switch must take it out of the selection."""
+        if len(self.frontends) < 2:
+            raise NotImplementedError
+        fe = self.frontends[-1]
+        killed = time.time()
+        fe.process.signal(signal.SIGKILL)
+        self.wait_frontend_state(fe.host.name, "down", 10)
+        # The daemon's own clock of the change, not our polling's (same host
+        # clock on the emulated testbed; NTP-close on real hosts).
+        events = self.switchd.ctl("frontends")["events"]
+        removed = max(e["time"] for e in events
+                      if e["frontend"] == fe.host.name and e["state"] == "down")
+        return {"frontend": fe.host.name, "signal": "SIGKILL",
+                "removed_from_selection_s": round(removed - killed, 3)}
+
+    def revive_frontend(self) -> None:
+        fe = self.frontends[-1]
+        if fe.process is not None and fe.process.running():
+            return
+        fe.stop()  # clears what the kill left (DPDK runtime, an XDP program)
+        fe.start()
+        fe.wait_healthy(20)
+        self.wait_frontend_state(fe.host.name, "active", 10)
+
     def fill_flow_table(self) -> dict:
         """Fill the switch's flow table with entries for synthetic clients (a
         management op of the daemon): new flows are then refused and stay on
@@ -361,7 +475,7 @@ class Miresga(Target):
         d = self.switchd.stats_file()
         if d:
             out["control"] = {k: d.get(k) for k in ("flow_table", "rates", "channel", "budget",
-                                                     "time")}
+                                                     "frontends", "time")}
         return out
 
     def stats(self) -> dict:
@@ -417,5 +531,5 @@ class Miresga(Target):
         return out
 
     def describe(self) -> dict:
-        return {**super().describe(), "frontends": [h.name for h in self.testbed.frontends],
+        return {**super().describe(), "frontends": [h.name for h in self.fe_hosts],
                 "backend_index": {b: i for i, b in enumerate(self.service.backends)}}

@@ -45,6 +45,9 @@ class _TablePipeline:
     def liveness(self, keys: list[FlowKey]) -> list[Liveness]:
         return self.owner._liveness(keys)
 
+    def peer(self, ip: str, connected: bool) -> None:
+        pass  # the stand-in selects no front-ends
+
 
 class _Server(ControlServer):
     def __init__(self, owner: "CtlServer", key: bytes):

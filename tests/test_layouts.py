@@ -19,7 +19,7 @@ MIRROR = {
     "mg_vip_key": L.VipKey, "mg_vip": L.Vip, "mg_flow_key": L.FlowKey, "mg_flow": L.Flow,
     "mg_backend": L.Backend, "mg_frontend": L.Frontend, "mg_cookie_key": L.CookieKey,
     "mg_switch_config": L.SwitchConfig, "mg_backend_key": L.BackendKey,
-    "mg_port": L.Port, "mg_dp_slot": L.DpSlot,
+    "mg_port": L.Port, "mg_dp_slot": L.DpSlot, "mg_fe_slot": L.FeSlot,
 }
 WIRE = {"mg_ctl_hdr": L.CTL_HDR, "mg_ctl_entry": L.CTL_ENTRY, "mg_ctl_ack": L.CTL_ACK,
         "mg_ctl_key": L.CTL_KEY, "mg_ctl_liveness": L.CTL_LIVENESS}
@@ -109,6 +109,8 @@ def test_marks_and_data_plane_constants_match_c(probe):
     assert (probe["MG_DP_TICK_SHIFT"], probe["MG_MAX_PORTS"], probe["MG_DP_SLOTS_LOG2_MAX"],
             probe["MG_DP_SLOTS_DEFAULT"], probe["MG_DP_WAYS_DEFAULT"]) == \
         (L.DP_TICK_SHIFT, L.MAX_PORTS, L.DP_SLOTS_LOG2_MAX, L.DP_SLOTS_DEFAULT, L.DP_WAYS_DEFAULT)
+    assert (probe["MG_FE_SLOTS_DEFAULT"], probe["MG_FE_SLOTS_MAX"], probe["MG_FE_NONE"]) == \
+        (L.FE_SLOTS_DEFAULT, L.FE_SLOTS_MAX, L.FE_NONE)
 
 
 def test_data_plane_hash_matches_c(probe):

@@ -23,6 +23,7 @@ OBJECT = Path(__file__).resolve().parent.parent / "build" / "bpf" / "layouts.bpf
 STRUCTS = {
     "mg_vip_key": L.VipKey, "mg_vip": L.Vip, "mg_flow_key": L.FlowKey, "mg_flow": L.Flow,
     "mg_backend_key": L.BackendKey, "mg_port": L.Port, "mg_dp_slot": L.DpSlot,
+    "mg_fe_slot": L.FeSlot,
     "mg_backend": L.Backend,
     "mg_frontend": L.Frontend, "mg_cookie_key": L.CookieKey, "mg_switch_config": L.SwitchConfig,
     "mg_ctl_hdr": L.CTL_HDR, "mg_ctl_entry": L.CTL_ENTRY, "mg_ctl_ack": L.CTL_ACK,

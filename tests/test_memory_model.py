@@ -133,3 +133,18 @@ def test_cli_prints_the_table_and_json():
         "flow_key": 8, "flow_value": 8, "dp_slot": 16}
     assert m["dataplane_table"]["refusal"] == 0.25
     assert m["seen_filter"]["connections_per_generation"] == 600
+
+
+def test_front_end_selection_is_counted():
+    """The selection table holds two 4-bit front-end indices per slot (active and
+    stable, 16 front-ends) and no key: the default 1,021 slots fit one block,
+    and the CLI prints it."""
+    s = mm.model()["frontend_selection"]
+    assert [(f["field"], f["bits"]) for f in s["fields"]] == [
+        ("active front-end", 4), ("stable front-end", 4)]
+    assert (s["slots"], s["slot_bits"], s["blocks"]) == (layouts.FE_SLOTS_DEFAULT, 8, 1)
+    assert mm.fe_select_model(65537)["blocks"] == 5
+    out = subprocess.run([sys.executable, "-m", "miresga.control.memory_model",
+                          "--fe-slots", "65537"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "Front-end selection (indexed by hash mod 65,537)" in out and "5 block(s)" in out

@@ -32,6 +32,7 @@ from switchhost.layouts import SwitchCounter as C
 from switchhost.layouts import (DSCP_ADMIT, DSCP_INSTALL, DSCP_KNOWN, DSCP_MIRESGA, DSCP_NONE,
                                 DSCP_REMOVE, DSCP_REMOVE_CTL, M32, mix32)
 from switchhost.pipeline import FlowOp, Liveness
+from switchhost.pipelines.maglev import maglev_table
 from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan, dp_now_ticks
 from switchhost.plan import Endpoint, VipSpec
 
@@ -60,8 +61,10 @@ DP_SLOTS, DP_IDLE_S = 64, 30.0   # small, so that keys sharing slots are easy to
 # ----------------------------------------------------------------- oracles
 
 def frontend_of(client: str, port: int) -> int:
-    """Which front-end the pipeline's client_hash() picks (switch.bpf.c)."""
-    return mix32(ip_be(client) ^ mix32(port_be(port))) % len(FE)
+    """Which front-end the pipeline's client_hash() and selection table pick
+    (switch.bpf.c, "front-end selection"), every front-end active."""
+    slot = mix32(ip_be(client) ^ mix32(port_be(port))) % layouts.FE_SLOTS_DEFAULT
+    return maglev_table([ip for ip, _, _ in FE], layouts.FE_SLOTS_DEFAULT)[slot]
 
 
 def cookie(client=CLIENT, cport=CPORT, isn=1000, epoch=EPOCH, mss=MSS, ws=7, sack=True,
@@ -83,9 +86,7 @@ class Rig(TcRig):
         self.sw.rotate_filter()
         self.sw.rotate_filter()  # both generations now empty
         self.sw.set_cookie_secret(EPOCH, KEYS)
-        cfg = self.sw.config()
-        cfg.n_frontends = len(FE)
-        self.sw.map("config").update(ctypes.c_uint32(0), cfg)
+        self.sw.set_frontend_states({ip: "active" for ip, _, _ in FE})
 
     def add_flow(self, client=CLIENT, cport=CPORT, backend=0, vip=0) -> None:
         res = self.sw.flows.apply([FlowOp(layouts.CtlOp.ADD, ip_be(client), port_be(cport),
@@ -715,7 +716,7 @@ def test_entries_last_seen_follows_the_clock(r):
 def test_without_frontends_client_packets_are_dropped_and_counted(r):
     """No front-end configured: nothing to hand the packet to, so it is dropped."""
     cfg = r.sw.config()
-    cfg.n_frontends = 0
+    cfg.fe_slots = 0
     r.sw.map("config").update(ctypes.c_uint32(0), cfg)
     out = r.run(from_client())
     assert out.retval == SHOT and out.delta.get("no_frontend") == 1

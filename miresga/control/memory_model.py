@@ -35,6 +35,12 @@ last-seen register, no overhead bits (an empty slot is client IP 0 or time
 is refused when every way holds another live key (`dp_refusal`), so it is
 sized for the live connections at a refusal rate.
 
+The front-end selection table (switch.bpf.c, "front-end selection"): a
+table indexed by hash(client IP, client port) mod fe_slots (a prime) whose
+action data is two 4-bit front-end indices (active, stable: 16 front-ends),
+no key stored (the index is the hash); its size is independent of the
+number of connections.
+
 The seen filter (register arrays too): two generations of 2^bits bits; its
 false-positive rate follows from the connection rate and the rotation period
 (`filter_false_positive_rate`).
@@ -58,6 +64,7 @@ MB_BITS = 8 * 1024 * 1024
 # Widths the pipeline needs, from the limits in miresga.h.
 VIP_IDX_BITS = math.ceil(math.log2(layouts.MAX_VIPS))           # 4
 BACKEND_IDX_BITS = math.ceil(math.log2(layouts.MAX_BACKENDS))   # 8
+FRONTEND_IDX_BITS = math.ceil(math.log2(layouts.MAX_FRONTENDS)) # 4
 CLIENT_KEY_BITS = 32 + 16                                        # client IP, client port
 
 
@@ -167,6 +174,22 @@ def dp_model(slots: int, ways: int, live: int) -> dict:
     }
 
 
+# ---------------------------------------------------- front-end selection
+
+FE_SELECT_FIELDS = [("active front-end", FRONTEND_IDX_BITS),
+                    ("stable front-end", FRONTEND_IDX_BITS)]
+
+
+def fe_select_model(slots: int = layouts.FE_SLOTS_DEFAULT) -> dict:
+    slot_bits = sum(b for _, b in FE_SELECT_FIELDS)
+    return {"slots": slots,
+            "fields": [{"field": f, "bits": b} for f, b in FE_SELECT_FIELDS],
+            "slot_bits": slot_bits,
+            "blocks": math.ceil(slots * slot_bits / WORD_BITS / BLOCK_WORDS),
+            # Maglev's own imbalance: a front-end owns floor or ceil of slots/n.
+            "max_share_error": layouts.MAX_FRONTENDS / slots}
+
+
 # ------------------------------------------------------------- seen filter
 
 def filter_blocks(bits_log2: int) -> int:
@@ -213,7 +236,7 @@ def model(entries: int = layouts.FLOW_CAPACITY_DEFAULT, filter_bits_log2: int = 
           conn_rate: float = 1000.0, filter_period_s: float = 120.0, active_conns: int = 0,
           dp_slots: int = layouts.DP_SLOTS_DEFAULT,
           dp_ways: int = layouts.DP_WAYS_DEFAULT, dp_live: int = 10_000,
-          vip_idx_bits: int = VIP_IDX_BITS) -> dict:
+          vip_idx_bits: int = VIP_IDX_BITS, fe_slots: int = layouts.FE_SLOTS_DEFAULT) -> dict:
     merged = merged_layout(vip_idx_bits)
     rows = []
     for lay in (merged, NAIVE):
@@ -233,6 +256,7 @@ def model(entries: int = layouts.FLOW_CAPACITY_DEFAULT, filter_bits_log2: int = 
         "ratio_bits_per_conn": NAIVE.bits_per_conn / merged.bits_per_conn,
         "ratio_raw_bits_per_conn": NAIVE.raw_bits_per_conn / merged.raw_bits_per_conn,
         "dataplane_table": dp_model(dp_slots, dp_ways, dp_live),
+        "frontend_selection": fe_select_model(fe_slots),
         "seen_filter": {"bits_log2": filter_bits_log2, "blocks": filter_blocks(filter_bits_log2),
                         "conn_rate": conn_rate, "period_s": filter_period_s,
                         "active_connections": active_conns,
@@ -273,6 +297,11 @@ def render(m: dict) -> str:
                 f"(64-bit register pair + 32-bit time); {d['blocks']} blocks; with "
                 f"{d['live_connections']:,} live connections {d['refusal']:.2%} of installs "
                 f"refused, {d['bits_per_live_conn']:,.0f} bits per live connection"]
+    s = m["frontend_selection"]
+    out += ["", f"Front-end selection (indexed by hash mod {s['slots']:,}): "
+                + ", ".join(f"{f['field']} {f['bits']}" for f in s["fields"])
+                + f" = {s['slot_bits']} bits a slot; {s['blocks']} block(s); at most "
+                  f"{s['max_share_error']:.1%} of a share off balance"]
     f = m["seen_filter"]
     if f["bits_log2"]:
         out += ["", f"Seen filter (register arrays, 2 generations x 2^{f['bits_log2']} bits): "
@@ -306,10 +335,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="seen filter rotation period, s (the switch plan's default)")
     ap.add_argument("--active-conns", type=int, default=0,
                     help="long-lived connections refreshing the filter every period")
+    ap.add_argument("--fe-slots", type=int, default=layouts.FE_SLOTS_DEFAULT,
+                    help="front-end selection table slots, a prime "
+                         f"(default {layouts.FE_SLOTS_DEFAULT:,})")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     m = model(args.entries, args.filter_bits_log2, args.conn_rate, args.filter_period,
-              args.active_conns, args.dp_slots, args.dp_ways, args.dp_live, args.vip_idx_bits)
+              args.active_conns, args.dp_slots, args.dp_ways, args.dp_live, args.vip_idx_bits,
+              args.fe_slots)
     print(json.dumps(m, indent=1) if args.json else render(m))
     return 0
 

@@ -35,11 +35,12 @@ int main(void)
 	S(mg_frontend); F(mg_frontend, ip_be); F(mg_frontend, mac); F(mg_frontend, src_mac);
 	F(mg_frontend, ifindex);
 	S(mg_port); F(mg_port, flags);
+	S(mg_fe_slot); F(mg_fe_slot, active); F(mg_fe_slot, stable);
 	S(mg_dp_slot); F(mg_dp_slot, client_ip_be); F(mg_dp_slot, client_port_be);
 	F(mg_dp_slot, backend_idx); F(mg_dp_slot, vip_idx); F(mg_dp_slot, last_seen);
 	S(mg_cookie_key); F(mg_cookie_key, k0); F(mg_cookie_key, k1);
 	S(mg_switch_config); F(mg_switch_config, keys); F(mg_switch_config, epoch);
-	F(mg_switch_config, n_frontends); F(mg_switch_config, mss); F(mg_switch_config, window);
+	F(mg_switch_config, fe_slots); F(mg_switch_config, mss); F(mg_switch_config, window);
 	F(mg_switch_config, wscale); F(mg_switch_config, now_s);
 	F(mg_switch_config, filter_key); F(mg_switch_config, filter_gen);
 	F(mg_switch_config, filter_bits_log2); F(mg_switch_config, dp_slots_log2);
@@ -95,6 +96,8 @@ int main(void)
 	       "\"MG_DP_SLOTS_DEFAULT\": %d, \"MG_DP_WAYS_DEFAULT\": %d",
 	       MG_DP_TICK_SHIFT, MG_MAX_PORTS, MG_DP_SLOTS_LOG2_MAX, MG_DP_SLOTS_DEFAULT,
 	       MG_DP_WAYS_DEFAULT);
+	printf(", \"MG_FE_SLOTS_DEFAULT\": %d, \"MG_FE_SLOTS_MAX\": %d, \"MG_FE_NONE\": %d",
+	       MG_FE_SLOTS_DEFAULT, MG_FE_SLOTS_MAX, MG_FE_NONE);
 	/* Inputs whose hash bits are all zero with a zero low byte (MSS class
 	 * 0, window scale 0, no SACK, even epoch): the cookie would be 0. */
 	printf(", \"cookie_zero_hash\": {\"isn\": 13672851, \"value\": %u, \"check\": %d}}\n",

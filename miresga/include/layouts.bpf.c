@@ -30,6 +30,7 @@ struct mg_layouts {
 	struct mg_frontend frontend;
 	struct mg_port port;
 	struct mg_dp_slot dp_slot;
+	struct mg_fe_slot fe_slot;
 	struct mg_cookie_key cookie_key;
 	struct mg_switch_config switch_config;
 	enum mg_switch_counter switch_counter;

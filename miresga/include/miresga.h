@@ -44,6 +44,13 @@ typedef uint32_t __be32;
 /* The back-end index is 8 bits wide: this is what keeps an entry small. */
 #define MG_MAX_BACKENDS 256
 #define MG_MAX_FRONTENDS 16
+/* The front-end selection table: a prime number of slots (Maglev).  1021
+ * slots keep the table's own imbalance under 16/1021 (1.6%) of a share for
+ * up to 16 front-ends, in 2 x 4 bits per slot. */
+#define MG_FE_SLOTS_DEFAULT 1021
+#define MG_FE_SLOTS_MAX 65537
+/* A selection slot naming no front-end. */
+#define MG_FE_NONE 0xffu
 #define MG_MAX_VIPS 16
 /* Switch ports the port table can describe (a Tofino has 64 to 512). */
 #define MG_MAX_PORTS 256
@@ -173,12 +180,27 @@ struct mg_backend {
 	__u32 _pad;
 };
 
-/* Front-end table: hash(client) % n_frontends -> front-end port. */
+/* Front-end table: front-end index -> its port. */
 struct mg_frontend {
 	__be32 ip_be;
 	__u8 mac[6];
 	__u8 src_mac[6];
 	__u32 ifindex;
+};
+
+/*
+ * Front-end selection table: slot hash(client IP, client port) % fe_slots ->
+ * the front-end that serves the client.  Filled by the control plane from a
+ * Maglev table (switchhost/pipelines/maglev.py), so that a front-end coming
+ * or going moves only its own share of clients.  Two columns (switch.bpf.c, "front-end
+ * selection"): `active` over the front-ends in service, for new connections;
+ * `stable` over those plus the draining ones, for the rest.  Equal in every
+ * slot unless a front-end is draining.  MG_FE_NONE: no front-end.
+ */
+struct mg_fe_slot {
+	__u8 active;
+	__u8 stable;
+	__u8 _pad[2];
 };
 
 /* Port table: switch port (ifindex) -> what hangs off it, as a Tofino's
@@ -233,7 +255,7 @@ struct mg_cookie_key {
 struct mg_switch_config {
 	struct mg_cookie_key keys[2];
 	__u32 epoch;
-	__u32 n_frontends;
+	__u32 fe_slots;     /* slots of the front-end selection table; 0: no front-end */
 	__u16 mss;          /* MSS the switch advertises in its SYN-ACK */
 	__u16 window;       /* unscaled window of the SYN-ACK */
 	__u8 wscale;        /* window scale W the switch advertises */
@@ -304,6 +326,9 @@ enum mg_switch_counter {
 	MG_SW_CTL_CONSUMED,      /* a standalone control packet (REMOVE_CTL), dropped after acting */
 	MG_SW_DP_HIT,            /* a lookup found a live data-plane entry (either direction) */
 	MG_SW_DP_EXPIRED,        /* a lookup found its key in a slot idle past the timeout: a miss */
+	/* Several front-ends: selection during a drain. */
+	MG_SW_FE_MOVED,          /* new connection to its active front-end, its stable one draining */
+	MG_SW_FE_DRAINING,       /* packet of an old connection to its draining front-end */
 	MG_SW__MAX,
 };
 

@@ -24,7 +24,8 @@
  *                                 the seen filter or carries a valid cookie
  *                                 (seq - 1 = c, ack - 1 = s); else dropped
  *     every packet to a front-end carries DSCP ADMIT if it has ACK, no
- *                                 SYN/RST and a valid cookie, else KNOWN
+ *                                 SYN/RST and a valid cookie, else KNOWN;
+ *                                 which front-end: "front-end selection"
  *   back-end -> client (from a back-end's service address, marked MIRESGA
  *   by its agent, on that back-end's own port; the mark is cleared)
  *     entry for this back-end,
@@ -136,8 +137,8 @@ static __always_inline __u32 client_hash(__be32 ip, __be16 port)
  * Indices come from HalfSipHash keyed by a control-plane secret, so an
  * attacker cannot aim forged packets at bits that are already set.
  */
-static __always_inline int seen_filter_test(const struct mg_switch_config *cfg,
-					    const struct mg_pkt *p, int insert)
+static __always_inline int filter_test(const struct mg_switch_config *cfg, __u32 a, __u32 b,
+				       __u32 ports, __u32 salt, int insert)
 {
 	__u32 bits = cfg->filter_bits_log2;
 
@@ -146,8 +147,7 @@ static __always_inline int seen_filter_test(const struct mg_switch_config *cfg,
 
 	__u32 words = 1u << (bits - 6);
 	__u32 mask = (1u << bits) - 1;
-	__u32 ports = ((__u32)p->sport << 16) | p->dport;
-	__u32 h = mg_halfsiphash5(&cfg->filter_key, p->saddr, p->daddr, ports, 0, 0);
+	__u32 h = mg_halfsiphash5(&cfg->filter_key, a, b, ports, salt, 0);
 	__u32 b1 = h & mask;
 	__u32 b2 = mg_mix32(h ^ cfg->filter_key.k1) & mask;
 	__u64 m1 = 1ull << (b1 & 63);
@@ -179,6 +179,23 @@ static __always_inline int seen_filter_test(const struct mg_switch_config *cfg,
 			__sync_fetch_and_or(c2, m2);
 	}
 	return known;
+}
+
+static __always_inline int seen_filter_test(const struct mg_switch_config *cfg,
+					    const struct mg_pkt *p, int insert)
+{
+	return filter_test(cfg, p->saddr, p->daddr, ((__u32)p->sport << 16) | p->dport, 0, insert);
+}
+
+/* The same bits, keyed by (client IP, client port) under another salt:
+ * "this client's connection was admitted by its active front-end while its
+ * stable one was draining" (see "front-end selection"). */
+#define MG_FE_MOVED_SALT 0x6d6f7665u
+
+static __always_inline int moved_filter_test(const struct mg_switch_config *cfg,
+					     __be32 client_ip, __be16 client_port, int insert)
+{
+	return filter_test(cfg, client_ip, 0, client_port, MG_FE_MOVED_SALT, insert);
 }
 
 /* ------------------------------------------------------------------ marks */
@@ -245,18 +262,85 @@ static __always_inline int route_out(struct __sk_buff *skb, const struct mg_pkt 
 	return verdict;
 }
 
+/*
+ * Front-end selection.  One lookup in a table of fe_slots slots (a prime)
+ * at hash(client IP, client port): a Maglev table, so that adding or
+ * removing one of n front-ends moves about 1/n of the clients and nearly no
+ * others.  A connection's packets reach the front-end that holds its state
+ * only while its client keeps the same slot value, so every change is a
+ * cost: the connections of moved clients that a front-end still holds are
+ * refused cleanly by their new front-end (no state, not ADMIT: a RST).
+ *
+ * A drain avoids that cost for the front-end being drained.  Each slot has
+ * two columns: `active` (the Maglev table of the front-ends in service) and
+ * `stable` (the table that still includes the draining front-ends).  A new
+ * connection -- a packet with a valid cookie that may prove it, the one
+ * that makes its front-end create state -- goes to `active`; any other
+ * packet goes to `stable`, where the draining front-end still holds its
+ * connections.  Where the two differ (the draining front-end's own slots),
+ * the switch has to tell a new connection's later packets (to `active`)
+ * from an old one's (to `stable`): it marks the new connection "moved" in
+ * the seen filter's bit arrays, under a salt of its own and keyed by
+ * (client IP, client port) so that a back-end's packets find it too, and
+ * every later packet that finds the mark refreshes it, as the seen filter
+ * does.  Rotations forget a mark one to two filter periods after the
+ * connection's last packet, as they forget a seen connection.  A false
+ * positive sends an old connection's packet to the new front-end, which
+ * refuses it (a RST): the cost of a hard failover, at the filter's rate.
+ * A connection that completes its handshake on the draining front-end
+ * but sends its first request after the drain started has a cookie-valid
+ * request: it is re-admitted by the active front-end (the old one's
+ * handshake-only state idles out).
+ *
+ * The marks live in the seen filter's arrays: with the filter disabled
+ * (filter_bits_log2 = 0) nothing is marked and a drain moves a new
+ * connection's later packets back to the draining front-end (which refuses
+ * them); draining needs the filter.
+ *
+ * Outside a drain both columns are equal and the marks are never touched.
+ * On a Tofino: one exact-match (or indexed) table of fe_slots entries whose
+ * action data is the two 4-bit indices, then the front-end table.
+ */
+static __always_inline const struct mg_frontend *
+select_frontend(const struct mg_switch_config *cfg, __be32 client_ip, __be16 client_port,
+		int new_conn)
+{
+	__u32 m = cfg->fe_slots;
+
+	if (m == 0 || m > MG_FE_SLOTS_MAX)
+		return NULL;
+	__u32 slot = client_hash(client_ip, client_port) % m;
+	const struct mg_fe_slot *sel = bpf_map_lookup_elem(&fe_select, &slot);
+	if (!sel)
+		return NULL;
+	__u32 idx = sel->stable;
+	if (sel->active != sel->stable) {
+		if (new_conn) {
+			idx = sel->active;
+			if (idx != MG_FE_NONE) {
+				moved_filter_test(cfg, client_ip, client_port, 1);
+				count(MG_SW_FE_MOVED, 1);
+			}
+		} else if (moved_filter_test(cfg, client_ip, client_port, 0)) {
+			idx = sel->active;
+		} else {
+			count(MG_SW_FE_DRAINING, 1);
+		}
+	}
+	if (idx >= MG_MAX_FRONTENDS)
+		return NULL;
+	return bpf_map_lookup_elem(&frontend_table, &idx);
+}
+
 /* Hand a packet to the front-end that serves (client_ip, client_port),
- * with DSCP `dscp`: what the switch tells the front-end about it. */
+ * with DSCP `dscp`: what the switch tells the front-end about it.
+ * `new_conn`: the packet opens a connection on its front-end (ADMIT). */
 static __always_inline int to_frontend(struct __sk_buff *skb, struct mg_pkt *p,
 				       const struct mg_switch_config *cfg, __be32 client_ip,
 				       __be16 client_port, __u32 cnt, __u8 dscp)
 {
-	__u32 n = cfg->n_frontends;
-
-	if (n == 0 || n > MG_MAX_FRONTENDS)
-		return drop(MG_SW_NO_FRONTEND);
-	__u32 idx = client_hash(client_ip, client_port) % n;
-	const struct mg_frontend *fe = bpf_map_lookup_elem(&frontend_table, &idx);
+	const struct mg_frontend *fe =
+		select_frontend(cfg, client_ip, client_port, dscp == MG_DSCP_ADMIT);
 	if (!fe || !fe->ifindex)
 		return drop(MG_SW_NO_FRONTEND);
 	if (set_dscp(skb, p, dscp))

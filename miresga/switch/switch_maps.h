@@ -27,13 +27,22 @@ struct {
 	__type(value, struct mg_flow);
 } flow_table SEC(".maps");
 
-/* Front-end table: hash(client) % n_frontends -> front-end port. */
+/* Front-end table: front-end index -> its port. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MG_MAX_FRONTENDS);
 	__type(key, __u32);
 	__type(value, struct mg_frontend);
 } frontend_table SEC(".maps");
+
+/* Front-end selection: hash(client) % fe_slots -> front-end indices.  Set
+ * at load (default MG_FE_SLOTS_DEFAULT). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MG_FE_SLOTS_DEFAULT);
+	__type(key, __u32);
+	__type(value, struct mg_fe_slot);
+} fe_select SEC(".maps");
 
 /* Port table: ingress port (ifindex) -> role bits (MG_PORT_*).  A port not
  * in it is a plain port: clients, back-ends, anything else. */

@@ -2,6 +2,8 @@
 
 The l4switch's data plane looks a new connection's back-end up in a table of
 M slots per VIP, at slot hash(4-tuple) % M; this module fills that table.
+The Miresga switch picks a client's front-end the same way, from a table of
+front-ends (switchhost/pipelines/miresga.py, `frontend_selection`).
 Each back-end has a permutation of the slots, offset + j * skip (mod M), from
 two hashes of its *name* (not its position), and the back-ends take turns
 claiming their next free slot until the table is full.

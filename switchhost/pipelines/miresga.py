@@ -44,6 +44,8 @@ from switchhost import bpf, layouts
 from switchhost.addresses import ip_be, ip_str, mac_bytes, port_be, port_host
 from switchhost.ebpf_switch import MapSpec, PinnedMaps, read_counters
 from switchhost.layouts import CtlOp, SwitchCounter
+from switchhost.pipelines.fe_liveness import FrontendLiveness
+from switchhost.pipelines.maglev import is_prime, maglev_table
 from switchhost.pipeline import ABSENT, SHARED_MAPS, ApplyResult, FlowOp, Liveness, Pipeline
 from switchhost.plan import Endpoint, Plan, require, testbed_backends, testbed_ports, testbed_vips
 
@@ -53,6 +55,7 @@ u64 = ctypes.c_uint64
 MAPS = SHARED_MAPS + [
     MapSpec("flow_table", layouts.FlowKey, layouts.Flow),
     MapSpec("frontend_table", u32, layouts.Frontend),
+    MapSpec("fe_select", u32, layouts.FeSlot),
     MapSpec("port_table", u32, layouts.Port),
     MapSpec("dp_table", u32, layouts.DpSlot),
     MapSpec("config", u32, layouts.SwitchConfig),
@@ -68,6 +71,42 @@ FILL_PORTS = 60000
 
 # One tick of the data-plane table's clock, in seconds.
 _DP_TICK_S = (1 << layouts.DP_TICK_SHIFT) / 1e9
+
+# ------------------------------------------------------ front-end selection
+
+# A front-end's state in the selection (switch.bpf.c, "front-end selection"):
+#   active    gets new connections and keeps its own
+#   draining  keeps its own connections, gets no new ones
+#   down      gets nothing: its clients go to the others (dead, or drained)
+FE_STATES = ("active", "draining", "down")
+
+
+def frontend_id(f: Endpoint) -> str:
+    """What the Maglev table hashes a front-end by: its name, else its address,
+    so that a front-end keeps its slots whatever its position in the plan."""
+    return f.name or f.ip
+
+
+def frontend_selection(ids: list[str], states: dict[str, str], size: int) -> list[tuple[int, int]]:
+    """Slot -> (active, stable) front-end indices into `ids`, FE_NONE for none.
+
+    `active` is the Maglev table of the active front-ends, `stable` that of
+    the active and draining ones: equal in every slot unless one drains.
+    """
+    def column(keep: tuple[str, ...]) -> list[int]:
+        names = [i for i in ids if states.get(i, "active") in keep]
+        if not names:
+            return [layouts.FE_NONE] * size
+        pos = [ids.index(n) for n in names]
+        return [pos[k] for k in maglev_table(names, size)]
+
+    return list(zip(column(("active",)), column(("active", "draining"))))
+
+
+def client_slot(client_ip_be: int, client_port_be: int, size: int) -> int:
+    """The selection slot of a client: client_hash() of switch.bpf.c, mod size."""
+    return layouts.mix32(client_ip_be ^ layouts.mix32(client_port_be)) % size
+
 
 # Hand-off modes (docs/design.md section 4.1): how a flow's entry reaches the switch.
 #   async      ADD over the channel at join; the front-end forwards until it lands
@@ -97,6 +136,8 @@ class SwitchPlan(Plan):
     window: int = 65535
     # Seen filter: bits per generation = 2^filter_bits_log2; 0 disables it.
     filter_bits_log2: int = 22
+    # Front-end selection table slots (a prime; switch.bpf.c "front-end selection").
+    fe_slots: int = layouts.FE_SLOTS_DEFAULT
     # The control plane's timers.
     idle_timeout_s: float = 60.0      # flow entries idle this long are deleted
     aging_interval_s: float = 0.0     # how often to look (0: a quarter of the timeout, >= 1 s)
@@ -108,6 +149,13 @@ class SwitchPlan(Plan):
         super().check()
         require(1 <= len(self.frontends) <= layouts.MAX_FRONTENDS, "frontends",
                 f"1 to {layouts.MAX_FRONTENDS} front-ends")
+        seen: set[str] = set()
+        for i, f in enumerate(self.frontends):
+            require(frontend_id(f) not in seen, f"frontends[{i}]",
+                    f"{frontend_id(f)} is listed twice")
+            seen.add(frontend_id(f))
+        require(is_prime(self.fe_slots) and 7 <= self.fe_slots <= layouts.FE_SLOTS_MAX,
+                "fe_slots", f"{self.fe_slots} is not a prime from 7 to {layouts.FE_SLOTS_MAX}")
         require(self.handoff in HANDOFF_MODES, "handoff",
                 f"{self.handoff!r} is not one of {', '.join(HANDOFF_MODES)}")
         require(self.dp_ways in (1, 2), "dp_ways", "1 or 2")
@@ -467,10 +515,16 @@ class MiresgaSwitch(Pipeline):
         self._rates_lock = threading.Lock()
         self.dp_removed = 0     # data-plane slots cleared by a channel DEL
         self.dp_aged = 0        # ... by the aging tick
+        self.fe_states: dict[str, str] = {frontend_id(f): "active" for f in plan.frontends}
+        # Which front-ends are alive (their control connection) and in service
+        # (the operator's word); it rewrites the selection through
+        # set_frontend_states.
+        self.fe_liveness = FrontendLiveness({f.ip: frontend_id(f) for f in plan.frontends},
+                                            self.set_frontend_states)
 
     def capacities(self) -> dict[str, int]:
         return {"flow_table": self.plan.flow_capacity, "seen_filter": 2 * self.filter_words,
-                "dp_table": max(1, self.plan.dp_slots)}
+                "dp_table": max(1, self.plan.dp_slots), "fe_select": self.plan.fe_slots}
 
     def load(self) -> "MiresgaSwitch":
         super().load()
@@ -497,9 +551,43 @@ class MiresgaSwitch(Pipeline):
             # Marks from this port are a front-end's (INSTALL, REMOVE, fused SYNs).
             port_table.update(u32(port.ifindex), layouts.Port(layouts.PORT_FRONTEND))
 
-        def frontends(cfg):
-            cfg.n_frontends = len(p.frontends)
-        self.update_config(frontends)
+        self.set_frontend_states({})
+
+    # ---------------------------------------------------- front-end selection
+
+    def set_frontend_states(self, changes: dict[str, str]) -> dict[str, str]:
+        """Set front-ends' states (FE_STATES) by name and rewrite the selection
+        table; returns every front-end's state.  A slot is written whole, so a
+        packet sees the old or the new choice, never half of each."""
+        ids = [frontend_id(f) for f in self.plan.frontends]
+        for name, state in changes.items():
+            if name not in self.fe_states:
+                raise ValueError(f"front-end {name!r}: not in the plan ({', '.join(ids)})")
+            if state not in FE_STATES:
+                raise ValueError(f"front-end {name!r}: state {state!r} is not one of "
+                                 f"{', '.join(FE_STATES)}")
+        with self.config_lock:
+            states = {**self.fe_states, **changes}
+            m = self.plan.fe_slots
+            sel = frontend_selection(ids, states, m)
+            n = self.map("fe_select").update_batch(
+                [u32(i) for i in range(m)], [layouts.FeSlot(a, st) for a, st in sel])
+            if n != m:
+                raise bpf.BpfError(errno.EIO, f"fe_select: {n} of {m} slots written")
+            self.fe_states = states
+
+            def slots(cfg):
+                cfg.fe_slots = m
+            self.update_config(slots)
+            return dict(states)
+
+    def frontend_of(self, client_ip_be: int, client_port_be: int, new: bool = True) -> str | None:
+        """The front-end the pipeline picks for a client's new (or, `new`
+        false, established and not moved) connection, from the map itself."""
+        slot = self.map("fe_select").lookup(
+            u32(client_slot(client_ip_be, client_port_be, self.plan.fe_slots)))
+        idx = slot.active if new else slot.stable
+        return None if idx == layouts.FE_NONE else frontend_id(self.plan.frontends[idx])
 
     # --------------------------------------------------------------- config
 
@@ -510,7 +598,7 @@ class MiresgaSwitch(Pipeline):
         # Epoch 1, so that "the previous epoch" (0) exists from the start and
         # the first rotation behaves like every other.
         cfg.epoch = 1
-        cfg.n_frontends = 0
+        cfg.fe_slots = 0  # no front-end until the selection table is written
         cfg.mss, cfg.window, cfg.wscale = p.mss, p.window, p.wscale
         cfg.filter_key.k0, cfg.filter_key.k1 = secrets.randbits(32), secrets.randbits(32)
         cfg.filter_gen = 0
@@ -637,7 +725,20 @@ class MiresgaSwitch(Pipeline):
 
     def commands(self):
         return {"fill": lambda req: self.fill(CtlOp.ADD, req),
-                "drain": lambda req: self.fill(CtlOp.DEL, req)}
+                "drain": lambda req: self.fill(CtlOp.DEL, req),
+                "frontends": lambda req: self.fe_liveness.snapshot(),
+                "drain-frontend": lambda req: self._frontend_admin(req, "drain"),
+                "resume-frontend": lambda req: self._frontend_admin(req, "in")}
+
+    def _frontend_admin(self, req: dict, admin: str) -> dict:
+        name = req.get("name")
+        require(isinstance(name, str) and bool(name), "name", "the front-end's name is required")
+        self.fe_liveness.set_admin(name, admin)
+        return self.fe_liveness.snapshot()
+
+    def peer(self, ip: str, connected: bool) -> None:
+        """A front-end's control connection is its heartbeat (fe_liveness.py)."""
+        self.fe_liveness.peer(ip, connected)
 
     def fill(self, op: int, req: dict) -> dict:
         """Add (or delete) `count` entries for synthetic clients, the same ones every
@@ -681,6 +782,7 @@ class MiresgaSwitch(Pipeline):
                          "removed_by_del": self.dp_removed, "aged": self.dp_aged},
             "counters": self.counters(),
             "cookie_epoch": cfg.epoch,
+            "frontends": self.fe_liveness.snapshot(),
             "filter_gen": cfg.filter_gen,
             "clock_s": cfg.now_s,
         }

@@ -1,0 +1,206 @@
+"""The switch host's daemon watches the front-ends: an authenticated control
+connection that closes takes one out of the selection, a new one puts it back;
+a connection that fails the key proof counts for nothing; the operator drains
+and resumes by name through management ops (python -m switchhost.ctl).  Waits
+poll the state with a deadline."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+
+import pytest
+
+from common.netns import netns
+from common.scratch_ns import ScratchNs
+from switchhost import ctl
+from switchhost.addresses import ip_be, port_be
+from switchhost.client import ControlClient, ControlError
+from switchhost.daemon import SwitchDaemon
+from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan
+from switchhost.plan import Endpoint, VipSpec
+from switchhost.protocol import new_key, read_key
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.root
+
+PORTS = ["c0", "f0", "f1", "b1"]
+ADDR = {"c0": "10.8.0.1/24", "f0": "10.8.2.1/24", "f1": "10.8.3.1/24", "b1": "10.8.11.1/24"}
+CONTROL = "10.8.2.1"
+FE = {"fe-a": ("10.8.2.2", "f0"), "fe-b": ("10.8.3.2", "f1")}
+CLIENTS = [(ip_be(f"10.8.0.{10 + i % 50}"), port_be(30000 + i)) for i in range(300)]
+
+
+@pytest.fixture(scope="module")
+def ns():
+    with ScratchNs("mf2") as n:
+        for p in PORTS:
+            n.add_port(p, ADDR[p])
+        # The front-ends' addresses, on the far ends of their links, so that a
+        # control connection can come from them.
+        for ip, port in FE.values():
+            subprocess.run(["ip", "-n", n.name, "addr", "add", f"{ip}/24", "dev", f"{port}p"],
+                           check=True)
+        yield n
+
+
+@pytest.fixture(scope="module")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("key") / "ctl.key"
+    path.touch(0o600)
+    path.write_text(new_key() + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def key(key_file) -> bytes:
+    return read_key(key_file)
+
+
+@pytest.fixture
+def daemon(ns, key):
+    plan = SwitchPlan(
+        netns=ns.name, ports=PORTS, vips=[VipSpec(ip="10.8.100.1", port=80)],
+        backends=[Endpoint(ip="10.8.11.2", mac="02:00:00:00:11:02", switch_port="b1")],
+        frontends=[Endpoint(name=n, ip=ip, mac="02:00:00:00:02:02", switch_port=p)
+                   for n, (ip, p) in FE.items()],
+        flow_capacity=64, filter_bits_log2=10)
+    with SwitchDaemon(MiresgaSwitch(plan, attach=False), key=key, listen=[(CONTROL, 0)],
+                      run_clock=False) as d:
+        yield d
+
+
+def connect_as(ns: ScratchNs, d: SwitchDaemon, key: bytes, name: str | None) -> ControlClient:
+    """An authenticated control connection from front-end `name`'s address
+    (None: from the switch's own, as a tool on the switch host)."""
+    with netns(ns.name):
+        return ControlClient(CONTROL, d.port, key=key, source=FE[name][0] if name else None)
+
+
+def selected(d: SwitchDaemon, new: bool = True) -> set:
+    return {d.pipeline.frontend_of(ip, port, new) for ip, port in CLIENTS}
+
+
+def live(d: SwitchDaemon):
+    return d.pipeline.fe_liveness
+
+
+def test_a_front_end_whose_connection_closes_leaves_the_selection_and_comes_back(
+        ns, daemon, key):
+    """Presumed alive before it ever connects; down when its last authenticated
+    connection closes (its clients then go to the other); active again when it
+    authenticates anew."""
+    d = daemon
+    assert selected(d) == {"fe-a", "fe-b"}
+    a, b = connect_as(ns, d, key, "fe-a"), connect_as(ns, d, key, "fe-b")
+    wait_for(lambda: live(d).connections == {"fe-a": 1, "fe-b": 1}, "both connections seen")
+    b.close()
+    wait_for(lambda: live(d).states()["fe-b"] == "down", "fe-b down")
+    assert selected(d) == {"fe-a"} and selected(d, new=False) == {"fe-a"}
+    b = connect_as(ns, d, key, "fe-b")
+    wait_for(lambda: live(d).states()["fe-b"] == "active", "fe-b active")
+    assert selected(d) == {"fe-a", "fe-b"}
+    events = d.stats()["frontends"]["events"]
+    assert [(e["frontend"], e["state"], e["why"]) for e in events] == [
+        ("fe-b", "down", "connection closed"), ("fe-b", "active", "connection authenticated")]
+    a.close()
+    b.close()
+
+
+def test_only_authenticated_front_end_connections_count(ns, daemon, key):
+    """A connection from a front-end's address that fails the key proof keeps
+    nothing alive, nor does one from an address that is no front-end's (a tool
+    on the switch host)."""
+    d = daemon
+    a = connect_as(ns, d, key, "fe-a")
+    wait_for(lambda: live(d).connections["fe-a"] == 1, "fe-a connected")
+    with pytest.raises(ConnectionError):
+        connect_as(ns, d, bytes(32), "fe-b")   # the wrong key
+    wait_for(lambda: d.server.stats.auth_failures == 1, "the failed proof counted")
+    # fe-b never authenticated: still presumed alive, never counted.
+    assert live(d).connections == {"fe-a": 1, "fe-b": 0}
+    tool = connect_as(ns, d, key, None)
+    assert tool.cmd("frontends")["frontends"]["fe-b"]["connections"] == 0
+    tool.close()
+    a.close()
+    wait_for(lambda: d.server.stats.open_connections == 0, "every connection closed")
+    # fe-a's closing took it out; the tool's and the failed one changed nothing.
+    assert live(d).states() == {"fe-a": "down", "fe-b": "active"}
+    assert [(e["frontend"], e["state"]) for e in live(d).events] == [("fe-a", "down")]
+
+
+def test_drain_and_resume_through_management_ops(ns, daemon, key, key_file, capsys):
+    """`drain-frontend name=fe-b`: new connections go to fe-a only, established
+    ones still to both (the stable column); its connection closing makes it
+    down; `resume-frontend` (with a connection) brings it back.  Bad requests
+    are answered with an error, not fatal."""
+    d = daemon
+    b = connect_as(ns, d, key, "fe-b")
+    wait_for(lambda: live(d).connections["fe-b"] == 1, "fe-b connected")
+    tool = connect_as(ns, d, key, None)
+    out = tool.cmd("drain-frontend", name="fe-b")
+    assert out["frontends"]["fe-b"]["state"] == "draining"
+    assert selected(d) == {"fe-a"} and selected(d, new=False) == {"fe-a", "fe-b"}
+    b.close()
+    wait_for(lambda: live(d).states()["fe-b"] == "down", "fe-b down")
+    assert selected(d, new=False) == {"fe-a"}
+    b = connect_as(ns, d, key, "fe-b")
+    wait_for(lambda: live(d).states()["fe-b"] == "draining", "fe-b back, still draining")
+    with netns(ns.name):
+        rc = ctl.main(["--connect", f"{CONTROL}:{d.port}", "--key", str(key_file),
+                       "resume-frontend", "name=fe-b"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["frontends"]["fe-b"]["state"] == "active"
+    assert selected(d) == {"fe-a", "fe-b"}
+    with pytest.raises(ControlError, match=r"front-end 'fe-z': not in the plan \(fe-a, fe-b\)"):
+        tool.cmd("drain-frontend", name="fe-z")
+    with pytest.raises(ControlError, match="name: the front-end's name is required"):
+        tool.cmd("drain-frontend")
+    with netns(ns.name):
+        rc = ctl.main(["--connect", f"{CONTROL}:{d.port}", "--key", str(key_file), "reboot"])
+    assert rc == 1 and "unknown op 'reboot'" in capsys.readouterr().out
+    tool.close()
+    b.close()
+
+
+def test_the_last_live_front_end_is_never_taken_out(ns, daemon, key):
+    """Fail open: when every front-end's connection is gone, none leaves the
+    selection (nobody would take its clients); the first to reconnect is the
+    only one in, once the other is known to be gone."""
+    d = daemon
+    a, b = connect_as(ns, d, key, "fe-a"), connect_as(ns, d, key, "fe-b")
+    wait_for(lambda: live(d).connections == {"fe-a": 1, "fe-b": 1}, "both connections seen")
+    a.close()
+    wait_for(lambda: live(d).states()["fe-a"] == "down", "fe-a down")
+    b.close()
+    wait_for(lambda: live(d).connections["fe-b"] == 0, "fe-b's connection gone")
+    wait_for(lambda: live(d).states() == {"fe-a": "active", "fe-b": "active"},
+             "both back in")
+    assert selected(d) == {"fe-a", "fe-b"}
+    b = connect_as(ns, d, key, "fe-b")
+    wait_for(lambda: live(d).states()["fe-a"] == "down", "fe-a out again")
+    assert selected(d) == {"fe-b"}
+    b.close()
+
+
+def test_a_silent_front_end_is_closed_by_keepalive(ns, daemon, key):
+    """A front-end whose host goes silent (no FIN, no RST) is closed by TCP
+    keepalive and the user timeout (server.PEER_SILENCE_S), and leaves the
+    selection."""
+    d = daemon
+    a, b = connect_as(ns, d, key, "fe-a"), connect_as(ns, d, key, "fe-b")
+    wait_for(lambda: live(d).connections == {"fe-a": 1, "fe-b": 1}, "both connections seen")
+    # Silence fe-b as a dead host is silent: its address gone, the daemon's
+    # keepalive probes to it go unanswered (no FIN, no RST).
+    ip, port = FE["fe-b"]
+    addr = ["ip", "-n", ns.name, "addr"]
+    subprocess.run(addr + ["del", f"{ip}/24", "dev", f"{port}p"], check=True)
+    try:
+        wait_for(lambda: live(d).states()["fe-b"] == "down", "fe-b down after silence")
+    finally:
+        subprocess.run(addr + ["add", f"{ip}/24", "dev", f"{port}p"], check=True)
+    assert selected(d) == {"fe-a"}
+    b.sock.close()
+    a.close()
