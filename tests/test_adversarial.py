@@ -23,8 +23,7 @@ import time
 
 import pytest
 
-from common.service import parse_service
-from target_rig import running
+from target_rig import running, two_cluster_service
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -209,17 +208,8 @@ elif op == "request":
 
 
 def service_for(tb):
-    return parse_service({
-        "vip": str(tb.vip),
-        "cluster": [{"name": "small", "backends": ["backend1", "backend2"]},
-                    {"name": "big", "backends": ["backend3", "backend4"]}],
-        "rule": [{"path_prefix": "/obj/1KB/", "cluster": "small"},
-                 {"path_prefix": "/obj/", "cluster": "big"},
-                 {"path_prefix": "/health", "cluster": "big"}],
-        # Room for a 65,536-byte request target (item 7).
-        "max_header_bytes": 131072,
-        "request_timeout_s": 5.0,
-    })
+    # Room for a 65,536-byte request target (item 7).
+    return two_cluster_service(tb, request_timeout_s=5.0, max_header_bytes=131072)
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,12 @@ import pytest
 
 from bench.integrity import verify
 from bench.wrk import WrkJob, WrkRunner
-from common.service import parse_service
 from hosts.backends import BackendServers, ObjectStore
 from targets.base import make_target
 from workloads.model import load_workloads
 
 from conftest import wait_for
+from target_rig import two_cluster_service
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -70,15 +70,7 @@ print(json.dumps({"status_line": buf.split(b"\r\n", 1)[0].decode("latin-1"),
 
 
 def service_for(tb):
-    return parse_service({
-        "vip": str(tb.vip),
-        "cluster": [{"name": "small", "backends": ["backend1", "backend2"]},
-                    {"name": "big", "backends": ["backend3", "backend4"]}],
-        "rule": [{"path_prefix": "/obj/1KB/", "cluster": "small"},
-                 {"path_prefix": "/obj/", "cluster": "big"},
-                 {"path_prefix": "/health", "cluster": "big"}],
-        "request_timeout_s": 2.0,
-    })
+    return two_cluster_service(tb)
 
 
 @pytest.fixture(scope="module", params=["af_packet", "af_xdp"])

@@ -26,9 +26,10 @@ import time
 import pytest
 
 from bench.integrity import verify
-from common.service import parse_service
 from switchhost.layouts import DP_SLOTS_DEFAULT, DP_WAYS_DEFAULT
 from targets.base import make_target
+
+from target_rig import two_cluster_service
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -166,15 +167,7 @@ elif spec["op"] == "restart":
 
 
 def service_for(tb):
-    return parse_service({
-        "vip": str(tb.vip),
-        "cluster": [{"name": "small", "backends": ["backend1", "backend2"]},
-                    {"name": "big", "backends": ["backend3", "backend4"]}],
-        "rule": [{"path_prefix": "/obj/1KB/", "cluster": "small"},
-                 {"path_prefix": "/obj/", "cluster": "big"},
-                 {"path_prefix": "/health", "cluster": "big"}],
-        "request_timeout_s": 2.0,
-    })
+    return two_cluster_service(tb)
 
 
 @pytest.fixture(scope="module")
