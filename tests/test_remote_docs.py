@@ -75,7 +75,9 @@ def host_state(tb, workroot: str) -> dict:
                           for d in devs for k in ("ingress", "egress"))
         out[h.name] = {
             # sshd's per-connection children come and go with the check's connections
-            "processes": sorted(line for line in procs.splitlines() if "sshd:" not in line),
+            # ps pads the pid column to a width: a 4-digit pid starts with a space
+            "processes": sorted(line.strip() for line in procs.splitlines()
+                                if "sshd:" not in line),
             "qdiscs": h.run("tc qdisc show").stdout, "filters": filters,
             "links": h.run("ip -d link show").stdout, "addresses": h.run("ip addr show").stdout,
             "routes": h.run("ip route show table all").stdout,
