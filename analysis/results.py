@@ -83,6 +83,9 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["status"] = doc.get("status")
     row["error"] = doc.get("error")
     row["integrity_passed"] = _get(doc, "integrity", "passed")
+    # Bodies sampled beside the load (bench/bodies.py); a mismatch failed the point.
+    row["bodies_checked"] = _get(doc, "bodies", "checked")
+    row["bodies_mismatched"] = _get(doc, "bodies", "mismatched")
     load = m.get("load") or {}
     row.update({
         "requests": load.get("requests"), "requests_per_s": load.get("requests_per_s"),
@@ -240,7 +243,7 @@ OPTIONAL_COLUMNS = ("lat_hist", "probe_lat_hist", "cpus", "cpu_steal_s", "cpu_st
                     "load1", "load5", "load15", "offloaded_byte_share", "frontend_busy_s_per_kreq",
                     "client_conns", "frontend_pkts_per_conn", "client_dup_per_kconn",
                     "client_ofo_per_kconn",
-                    "layer7", "git_dirty", "started_at")
+                    "layer7", "git_dirty", "started_at", "bodies_checked", "bodies_mismatched")
 
 
 def fault_rows(results_dir: Path) -> list[dict]:
