@@ -10,9 +10,10 @@ points.  Neither sees a body that goes wrong under load: a hand-off that
 loses a segment at 40,000 requests/s, a re-route that splices two back-ends'
 bytes.  So for the point's duration two prober processes
 (workloads/probe/httpprobe.py) run on the client host beside wrk, over the
-objects the point's workload draws: one on a kept-alive connection, one with
-a connection per request, each checking every response's length and sha256
-against the back-ends' manifest.  Each pauses between requests: the check is
+objects the point's workload draws: one on a kept-alive connection (its
+requests cross the service's clusters when the workload's objects do, so
+re-routes are checked too), one with a connection per request, each checking
+every response's length and sha256 against the back-ends' manifest.  Each pauses between requests: the check is
 a sample of the bodies the load gets, not a load of its own.
 
 A body that arrives with status 200 and other bytes than the manifest's is a
@@ -25,6 +26,7 @@ an error, which fails the point too: an unchecked point is not a clean one.
 from __future__ import annotations
 
 import json
+import random
 import shlex
 
 from common.paths import REPO_ROOT
@@ -56,6 +58,10 @@ class BodyCheck:
         self.duration_s, self.timeout_s = duration_s, timeout_s
         self.work = f"{client.workdir}/bodies"
         chosen = [p for p in sample(paths) if p in manifest]
+        # Sizes interleaved, not in runs: on a service whose clusters split the
+        # objects, the kept-alive connection then moves between clusters (a
+        # re-route) from one request to the next.
+        random.Random(0).shuffle(chosen)
         self.objects = len(chosen)
         self.lines = "".join(f"{p} {manifest[p]['size']} {manifest[p]['sha256']}\n"
                              for p in chosen)

@@ -711,6 +711,8 @@ def _one_line(doc: dict) -> str:
     probe = doc["metrics"].get("probe")
     if probe:
         line += f"; 1KB probe p99 {probe['latency_us']['percentiles']['99'] / 1000:.2f} ms"
+    if doc.get("bodies"):
+        line += f"; {doc['bodies']['checked']} bodies checked"
     if doc.get("integrity") and not doc["integrity"].get("passed"):
         line += " [bold red](integrity FAILED)[/]"
     return line
