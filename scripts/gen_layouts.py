@@ -6,10 +6,13 @@
 Each STRUCT is a struct of the object (miresga/include/layouts.bpf.c says
 which header it gathers and what each kind of member becomes); its members'
 types become MODULE.py: ctypes Structures with the offsets and sizes BTF
-gives, enum.IntEnums with BTF's enumerators, struct.Struct wire formats, and
-constants.  `--check` writes nothing and fails if a module is not what the
-object says (a header changed and `make build` was not run, or a module was
-edited by hand).
+gives (and, for a flat one, a host-order struct.Struct FORMAT for raw batch
+scans), enum.IntEnums with BTF's enumerators, network-order struct.Struct
+message formats, and constants.  Exit 2, naming the struct and member, when
+the BTF holds what Python cannot express exactly (a bit-field, say).
+`--check` writes nothing and exits 1 if a module is not what the object says
+(a header changed and `make build` was not run, or a module was edited by
+hand).
 
 Reads the BTF with `bpftool -j btf dump file`, the tool the build already
 needs; standard library only.  The output depends on nothing but the BTF, so
@@ -42,9 +45,11 @@ class LayoutError(Exception):
 
 
 def load_btf(obj: Path) -> dict[int, dict]:
-    out = subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(obj)], check=True,
-                         capture_output=True, text=True).stdout
-    return {t["id"]: t for t in json.loads(out)["types"]}
+    r = subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(obj)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise LayoutError(f"{obj}: bpftool btf dump: {(r.stderr or r.stdout).strip()}")
+    return {t["id"]: t for t in json.loads(r.stdout)["types"]}
 
 
 def camel(cname: str) -> str:
@@ -130,13 +135,46 @@ class Module:
                 raise LayoutError(f"{where}: bit-fields have no stable ctypes layout")
             fields.append((m["name"], self.ctype(m["type_id"], where), m["bits_offset"] // 8))
         self.uses_ctypes = True
-        self.add([f"class {name}(ctypes.Structure):",
-                  f'    """struct {t["name"]}: {t["size"]} bytes."""', "", "    _fields_ = ["]
+        lines = [f"class {name}(ctypes.Structure):",
+                 f'    """struct {t["name"]}: {t["size"]} bytes."""', ""]
+        fmt = self.native_format(t)
+        if fmt:
+            # For scans of raw map batches, where a ctypes object per entry costs too much.
+            self.uses_struct = True
+            lines += [f'    FORMAT = struct.Struct("{fmt}")  # its fields, padding skipped', ""]
+        self.add(lines + ["    _fields_ = ["]
                  + [f'        ("{f}", {ct}),  # offset {off}' for f, ct, off in fields]
                  + ["    ]"])
         self.emitted[t["id"]] = name
         self.expected[name] = (t["size"], {f: off for f, _, off in fields})
         return name
+
+    def native_format(self, t: dict) -> str | None:
+        """A struct format in host order for a struct of integers and byte
+        arrays (None for one that holds a struct): _pad members and gaps are
+        skipped, so unpack gives the other members in order."""
+        fmt, at = "=", 0
+        for m in t["members"]:
+            off = m["bits_offset"] // 8
+            mt, _ = self.strip(m["type_id"])
+            size = self.size_of(mt)
+            if off > at:
+                fmt += f"{off - at}x"
+            if m["name"].startswith("_pad"):
+                fmt += f"{size}x"
+            elif mt["kind"] == "INT":
+                code = STRUCT_INT[size]
+                fmt += code.lower() if mt["encoding"] == "SIGNED" else code
+            elif mt["kind"] == "ARRAY" and self.strip(mt["type_id"])[0].get("size") == 1:
+                fmt += f"{size}s"
+            else:
+                return None
+            at = off + size
+        if t["size"] > at:
+            fmt += f"{t['size'] - at}x"
+        if struct.calcsize(fmt) != t["size"]:
+            raise LayoutError(f"struct {t['name']}: format {fmt} is not {t['size']} bytes")
+        return fmt
 
     def wire(self, t: dict) -> None:
         """A struct.Struct in network order with BTF's offsets; gaps and _pad

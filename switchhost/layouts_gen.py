@@ -13,6 +13,8 @@ import struct
 class VipKey(ctypes.Structure):
     """struct mg_vip_key: 8 bytes."""
 
+    FORMAT = struct.Struct("=IH2x")  # its fields, padding skipped
+
     _fields_ = [
         ("ip_be", ctypes.c_uint32),  # offset 0
         ("port_be", ctypes.c_uint16),  # offset 4
@@ -23,6 +25,8 @@ class VipKey(ctypes.Structure):
 class Vip(ctypes.Structure):
     """struct mg_vip: 4 bytes."""
 
+    FORMAT = struct.Struct("=B3x")  # its fields, padding skipped
+
     _fields_ = [
         ("vip_idx", ctypes.c_uint8),  # offset 0
         ("_pad", ctypes.c_uint8 * 3),  # offset 1
@@ -31,6 +35,8 @@ class Vip(ctypes.Structure):
 
 class FlowKey(ctypes.Structure):
     """struct mg_flow_key: 8 bytes."""
+
+    FORMAT = struct.Struct("=IH2x")  # its fields, padding skipped
 
     _fields_ = [
         ("client_ip_be", ctypes.c_uint32),  # offset 0
@@ -41,6 +47,8 @@ class FlowKey(ctypes.Structure):
 
 class Flow(ctypes.Structure):
     """struct mg_flow: 8 bytes."""
+
+    FORMAT = struct.Struct("=BB2xI")  # its fields, padding skipped
 
     _fields_ = [
         ("backend_idx", ctypes.c_uint8),  # offset 0
@@ -53,6 +61,8 @@ class Flow(ctypes.Structure):
 class BackendKey(ctypes.Structure):
     """struct mg_backend_key: 8 bytes."""
 
+    FORMAT = struct.Struct("=IH2x")  # its fields, padding skipped
+
     _fields_ = [
         ("ip_be", ctypes.c_uint32),  # offset 0
         ("port_be", ctypes.c_uint16),  # offset 4
@@ -62,6 +72,8 @@ class BackendKey(ctypes.Structure):
 
 class Backend(ctypes.Structure):
     """struct mg_backend: 28 bytes."""
+
+    FORMAT = struct.Struct("=IH6s6s2xI4x")  # its fields, padding skipped
 
     _fields_ = [
         ("ip_be", ctypes.c_uint32),  # offset 0
@@ -76,6 +88,8 @@ class Backend(ctypes.Structure):
 class Frontend(ctypes.Structure):
     """struct mg_frontend: 20 bytes."""
 
+    FORMAT = struct.Struct("=I6s6sI")  # its fields, padding skipped
+
     _fields_ = [
         ("ip_be", ctypes.c_uint32),  # offset 0
         ("mac", ctypes.c_uint8 * 6),  # offset 4
@@ -87,6 +101,8 @@ class Frontend(ctypes.Structure):
 class Port(ctypes.Structure):
     """struct mg_port: 4 bytes."""
 
+    FORMAT = struct.Struct("=I")  # its fields, padding skipped
+
     _fields_ = [
         ("flags", ctypes.c_uint32),  # offset 0
     ]
@@ -94,6 +110,8 @@ class Port(ctypes.Structure):
 
 class DpSlot(ctypes.Structure):
     """struct mg_dp_slot: 16 bytes."""
+
+    FORMAT = struct.Struct("=IHBBI4x")  # its fields, padding skipped
 
     _fields_ = [
         ("client_ip_be", ctypes.c_uint32),  # offset 0
@@ -108,6 +126,8 @@ class DpSlot(ctypes.Structure):
 class FeSlot(ctypes.Structure):
     """struct mg_fe_slot: 4 bytes."""
 
+    FORMAT = struct.Struct("=BB2x")  # its fields, padding skipped
+
     _fields_ = [
         ("active", ctypes.c_uint8),  # offset 0
         ("stable", ctypes.c_uint8),  # offset 1
@@ -117,6 +137,8 @@ class FeSlot(ctypes.Structure):
 
 class CookieKey(ctypes.Structure):
     """struct mg_cookie_key: 8 bytes."""
+
+    FORMAT = struct.Struct("=II")  # its fields, padding skipped
 
     _fields_ = [
         ("k0", ctypes.c_uint32),  # offset 0

@@ -129,6 +129,30 @@ def test_struct_has_btf_size_names_and_offsets(btf, root, cname):
             assert getattr(py, m["name"]).size == size, m["name"]
 
 
+@pytest.mark.parametrize("root,cname", cases("struct"))
+def test_struct_format_reads_what_ctypes_wrote(btf, root, cname):
+    """A flat struct's FORMAT (for raw batch scans) unpacks the bytes of a
+    ctypes object to its members' values, padding skipped."""
+    py = getattr(MODULES[root][0], python_name(cname))
+    if not hasattr(py, "FORMAT"):
+        assert any(issubclass(ct, (ctypes.Structure, ctypes.Array)) and
+                   issubclass(getattr(ct, "_type_", ctypes.Structure), ctypes.Structure)
+                   for _, ct in py._fields_), f"{cname}: a flat struct without FORMAT"
+        return
+    obj, want = py(), []
+    for i, (field, ct) in enumerate(py._fields_):
+        if field.startswith("_pad"):
+            continue
+        if issubclass(ct, ctypes.Array):
+            value = bytes(range(i, i + ct._length_))
+            getattr(obj, field)[:] = list(value)
+        else:
+            value = (0x5A + i) % 0x80    # fits every width and sign
+            setattr(obj, field, value)
+        want.append(value)
+    assert list(py.FORMAT.unpack(bytes(obj))) == want
+
+
 @pytest.mark.parametrize("root,cname", cases("wire"))
 def test_wire_format_has_btf_size_and_fields(btf, root, cname):
     """A message's format packs to BTF's size, one value per member that is not padding."""

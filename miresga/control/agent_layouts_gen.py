@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import struct
 
 
 class AgentKey(ctypes.Structure):
     """struct mg_agent_key: 8 bytes."""
+
+    FORMAT = struct.Struct("=IHH")  # its fields, padding skipped
 
     _fields_ = [
         ("client_ip_be", ctypes.c_uint32),  # offset 0
@@ -21,6 +24,8 @@ class AgentKey(ctypes.Structure):
 
 class AgentConn(ctypes.Structure):
     """struct mg_agent_conn: 48 bytes."""
+
+    FORMAT = struct.Struct("=IIIIQQBBBBbB2xII")  # its fields, padding skipped
 
     _fields_ = [
         ("switch_isn", ctypes.c_uint32),  # offset 0
@@ -43,6 +48,8 @@ class AgentConn(ctypes.Structure):
 
 class AgentConfig(ctypes.Structure):
     """struct mg_agent_config: 40 bytes."""
+
+    FORMAT = struct.Struct("=QQBB6xQI4x")  # its fields, padding skipped
 
     _fields_ = [
         ("idle_timeout_ns", ctypes.c_uint64),  # offset 0

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import struct
 
 
 class ConnKey(ctypes.Structure):
     """struct l4_conn_key: 12 bytes."""
+
+    FORMAT = struct.Struct("=IIHH")  # its fields, padding skipped
 
     _fields_ = [
         ("client_ip_be", ctypes.c_uint32),  # offset 0
@@ -23,6 +26,8 @@ class ConnKey(ctypes.Structure):
 class Conn(ctypes.Structure):
     """struct l4_conn: 12 bytes."""
 
+    FORMAT = struct.Struct("=III")  # its fields, padding skipped
+
     _fields_ = [
         ("idx", ctypes.c_uint32),  # offset 0
         ("flags", ctypes.c_uint32),  # offset 4
@@ -32,6 +37,8 @@ class Conn(ctypes.Structure):
 
 class Config(ctypes.Structure):
     """struct l4_config: 24 bytes."""
+
+    FORMAT = struct.Struct("=IIIII4x")  # its fields, padding skipped
 
     _fields_ = [
         ("now_s", ctypes.c_uint32),  # offset 0
