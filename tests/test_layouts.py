@@ -33,6 +33,10 @@ def test_control_message_lengths_match_c(probe):
         assert L.ctl_body_len(typ, count) == (None if length < 0 else length), (typ, count)
 
 
+def test_mss_classes_match_c(probe):
+    assert list(L.MSS_CLASSES) == probe["mss_classes"]
+
+
 def test_cookie_matches_c(probe):
     """The same inputs give the same cookie in C and in Python."""
     low = L.cookie_low_byte(L.mss_class(1460), 7, True, 5)

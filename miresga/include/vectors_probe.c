@@ -35,6 +35,15 @@ int main(void)
 	}
 	printf("]");
 
+	/* The MSS classes (an array: BTF carries no macro that is not a number). */
+	{
+		static const __u32 classes[] = MG_MSS_CLASSES;
+
+		_Static_assert(sizeof(classes) / sizeof(classes[0]) == 4, "4 MSS classes");
+		printf(", \"mss_classes\": [%u, %u, %u, %u]", classes[0], classes[1], classes[2],
+		       classes[3]);
+	}
+
 	/* A cookie for fixed inputs, so the Python mirror's hash is held to C's. */
 	struct mg_cookie_key key = {0x03020100, 0x07060504};
 	__u32 low = mg_cookie_low_byte(mg_mss_class(1460), 7, 1, 5);
