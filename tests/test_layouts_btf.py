@@ -200,6 +200,12 @@ def test_the_public_modules_are_the_generated_ones():
         (L4G.ConnKey, L4G.Conn, L4G.Config, L4G.Counter, L4G.COUNTER_MAX)
 
 
+def test_the_agent_loaders_limits_are_the_ones_c_compiles_in():
+    """The loader states its map size and port limit as configuration; agent.h
+    compiles the same numbers into agent.bpf.o's map definitions."""
+    assert (ag.CONNS_DEFAULT, ag.MAX_PORTS) == (AG.CONNS_DEFAULT, AG.MAX_PORTS)
+
+
 def test_marks_are_from_the_local_use_pool():
     # RFC 2474 pool 2 (xxxx11): no standard code point is taken.
     assert L.DSCP_MARKS == {L.DSCP_ADMIT, L.DSCP_KNOWN, L.DSCP_INSTALL, L.DSCP_REMOVE,

@@ -43,10 +43,8 @@ from common.netns import netns_path
 from common.paths import BPF_ROOT, BUILD_DIR
 from miresga.control import agent_layouts_gen
 from miresga.control.agent_layouts_gen import (  # noqa: F401  (re-exported)
-    CONNS_DEFAULT,
     FIN_IN,
     FIN_OUT,
-    MAX_PORTS,
     RST,
     TS,
     AgentConn,
@@ -78,6 +76,10 @@ MAPS = (MAP_CONNS, MAP_CONFIG, MAP_PORTS, MAP_STATS, MAP_SWEEP)
 # neither replaces nor is replaced by a tool that uses the default 1/1.
 TC_PRIORITY = 0x4D47  # "MG"
 TC_HANDLE = 0x4D47
+
+CONNS_DEFAULT = 65536
+MAX_PORTS = 64
+
 
 # ------------------------------------------------------------ the layouts
 
