@@ -123,10 +123,9 @@ def test_struct_has_btf_size_names_and_offsets(btf, root, cname):
     for m in t["members"]:
         assert getattr(py, m["name"]).offset * 8 == m["bits_offset"], m["name"]
         mt = resolve(btf, m["type_id"])
-        size = (mt["nr_elems"] * resolve(btf, mt["type_id"]).get("size", 0)
+        size = (mt["nr_elems"] * resolve(btf, mt["type_id"])["size"]
                 if mt["kind"] == "ARRAY" else mt["size"])
-        if mt["kind"] != "ARRAY" or resolve(btf, mt["type_id"])["kind"] == "INT":
-            assert getattr(py, m["name"]).size == size, m["name"]
+        assert getattr(py, m["name"]).size == size, m["name"]
 
 
 @pytest.mark.parametrize("root,cname", cases("struct"))
