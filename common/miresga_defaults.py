@@ -25,6 +25,8 @@ FRONTEND_GRACE_MS = 2000
 # The switch's seen filter rotates each period; a connection is remembered
 # one to two periods after its last client packet.
 FILTER_PERIOD_S = 120.0
+# The seen filter's bits per generation, as a power of two (0: no filter).
+FILTER_BITS_LOG2 = 22
 # Switch flow entries (and data-plane slots) idle this long age out.
 SWITCH_IDLE_S = 120.0
 # The switch's cookie secret rotates each epoch (a cookie is valid for one or two).

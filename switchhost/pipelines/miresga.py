@@ -136,7 +136,7 @@ class SwitchPlan(Plan):
     wscale: int = defaults.WSCALE
     window: int = 65535
     # Seen filter: bits per generation = 2^filter_bits_log2; 0 disables it.
-    filter_bits_log2: int = 22
+    filter_bits_log2: int = defaults.FILTER_BITS_LOG2
     # Front-end selection table slots (a prime; switch.bpf.c "front-end selection").
     fe_slots: int = layouts.FE_SLOTS_DEFAULT
     # The control plane's timers.
