@@ -122,7 +122,8 @@ struct scalar {
 };
 
 #define SC(n, f, w, lo, hi, u, d) { n, offsetof(struct fe_config, f), w, lo, hi, u, d, 0 }
-#define SC_UNSTATED(n, f, w, lo, hi, u) { n, offsetof(struct fe_config, f), w, lo, hi, u, 0, UNSTATED }
+#define SC_UNSTATED(n, f, w, lo, hi, u) \
+	{ n, offsetof(struct fe_config, f), w, lo, hi, u, 0, UNSTATED }
 static const struct scalar scalars[] = {
 	SC("vip_index", vip_idx, 1, 0, MG_MAX_VIPS - 1, U_COUNT, 0),
 	SC("vip_wscale", vip_wscale, 1, 0, 14, U_COUNT, 7),
