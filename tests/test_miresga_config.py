@@ -136,6 +136,9 @@ def test_the_defaults_are_the_components_defaults():
     assert agent_config(config) == agent.attach_config(
         agent._parser().parse_args(["attach", "--iface", "eth0"]))
     assert LIMIT_DEFAULTS == config.frontend_directives()
+    # The daemon alone installs as fast as its switch takes entries (no --rate): on
+    # a real switch the driver is the budget; the model's rate emulates one.
+    assert daemon_args(MiresgaConfig(rate=0)).rate is None
 
 
 def test_the_target_parameters_are_the_model():
