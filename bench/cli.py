@@ -31,6 +31,7 @@ from common.errors import Error
 from common.service import default_service, load_service
 from hosts.testbed import EmulatedTestbed, running_testbeds, teardown
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
+from miresga.config import MiresgaConfig
 from switchhost.pipelines.miresga import SwitchPlan
 from switchhost.pipelines.l4switch import L4Plan
 
@@ -112,7 +113,9 @@ def _switch_plan(tb, switch: str, service_file: str | None) -> str:
     try:
         if switch == "miresga":
             service = load_service(service_file) if service_file else default_service(names)
-            return SwitchPlan.from_testbed(tb, service).to_json()
+            # The deployment's defaults, timeouts included, as the target derives them.
+            return SwitchPlan.from_testbed(tb, service,
+                                           **MiresgaConfig().switch_plan_params()).to_json()
         service = (load_service(service_file) if service_file
                    else default_service(names, vip=str(tb.vip), port=tb.vip_port))
         return L4Plan.from_testbed(tb, service).to_json()

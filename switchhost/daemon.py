@@ -260,7 +260,7 @@ def _enter_netns(ns: str | None) -> None:
             os.close(fd)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m switchhost",
                                  description="The switch host's daemon: load a pipeline on "
                                              "every switch port, serve the control protocol.")
@@ -297,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
                                       "<random>)")
     ap.add_argument("--obj", help="pipeline object (default build/bpf/<pipeline's>.bpf.o)")
     ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s switchd %(levelname)s %(message)s")

@@ -23,19 +23,24 @@ only.  Each deployment makes a fresh control key, written readable by root
 only on the switch host and every front-end host; the front-ends and the
 bench's tools prove it on every connection.
 
-Consistency.  One number means the same thing everywhere:
+Consistency.  Every component's configuration is derived from one
+MiresgaConfig (miresga/config.py): the switch's plan, the agents' options,
+the front-ends' config files and the daemon's options, so one number means
+the same thing everywhere:
 
 - back-end index = position in `service.backends` (switch back-end table,
   front-end config, offload entries);
 - W, the window scale of the switch's SYN-ACK = the agent's `--wscale` =
   the front-end's `vip_wscale` (the agent rescales the back-end's windows;
   the front-end does not);
-- timeouts nest: the front-end forgets an idle spliced flow after
-  `frontend_idle_s`; the switch's seen filter remembers a connection for at
-  least one `filter_period_s` after its last client packet, so it must be
-  longer; switch entries age out after `switch_idle_s`, no sooner than the
-  front-end would have dropped the flow; the agent's idle timeout is the
-  longest, so a back-end connection never loses its offset under a live flow.
+- timeouts nest (common/miresga_defaults.py, checked by the model and again
+  by each component on what it is given): the front-end forgets an idle
+  spliced flow after `frontend_idle_s`; the switch's seen filter remembers a
+  connection for at least one `filter_period_s` after its last client
+  packet, so it must be longer; switch entries age out after
+  `switch_idle_s`, no sooner than the front-end would have dropped the flow;
+  the agent's idle timeout is the longest, so a back-end connection never
+  loses its offset under a live flow.
 """
 
 from __future__ import annotations
@@ -48,72 +53,27 @@ import signal
 import time
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from common.errors import Error
 from hosts.backends import HEALTH_BODY, HEALTH_PATH
-from miresga.control.frontend import (HANDOFF_MODES, LIMIT_DEFAULTS, PORT_DEFAULT, PORTS,
-                                      Frontend, FrontendFacts,
+from miresga.config import MiresgaConfig
+from miresga.control.frontend import (PORT_DEFAULT, PORTS, Frontend, FrontendFacts,
                                       quiet_afpacket_link, restore_links)
-from switchhost.layouts import (CTL_PORT_DEFAULT, DP_SLOTS_DEFAULT, DP_WAYS_DEFAULT,
-                                FLOW_CAPACITY_DEFAULT)
 from switchhost.pipelines.miresga import SwitchPlan
 from targets.base import Endpoint, Target, TargetError, TargetParams, register
 from targets.switchd import LOCAL, Switchd
 
-# The install budget of a hardware switch's control plane (switchhost/budget.py):
-# entries per second its driver writes into the flow table over PCIe.  Why it
-# is limited, in the words of SWITCHAROO (Caiazzi, Scazzariello, Chiesa,
-# "Millions of Low-latency State Insertions on ASIC Switches", PACMNET
-# 1(CoNEXT3), 2023, abstract): "today's implementations are ill-suited for
-# stateful packet processing as they support only a limited amount of
-# flow-state insertions per second into these data structures."  The number
-# itself, 10^4 entries per second, is the order of magnitude this repository
-# has assumed for a Tofino's driver since its first channel; no stored source
-# that states a measured rate (SilkRoad, SIGCOMM'17; the Tofino runtime papers)
-# could be quoted here.  Override it per campaign (`rate`, 0: unlimited).
-INSTALL_RATE = 10_000
 
+class MiresgaParams(TargetParams, MiresgaConfig):
+    """The deployment's knobs: a MiresgaConfig (miresga/config.py: every
+    default, range and the timeouts' nesting), plus what only the bench needs.
+    Field names are the experiment files'."""
 
-class MiresgaParams(TargetParams):
-    """The deployment's knobs.  Field names are the experiment files' (kept as they
-    are: a Miresga configuration model may replace this one)."""
-
-    wscale: Annotated[int, Field(ge=0, le=14)] = 7     # W of the switch's SYN-ACK (RFC 7323)
-    flow_capacity: Annotated[int, Field(ge=1, le=1 << 24)] = FLOW_CAPACITY_DEFAULT
-    # switch entry installs/s (0: unlimited), see INSTALL_RATE
-    rate: Annotated[int, Field(ge=0)] = INSTALL_RATE
-    # a fixed delay per batch of entries (the driver's round trip)
-    batch_latency_ms: Annotated[float, Field(ge=0)] = 0.0
-    control_port: Annotated[int, Field(ge=1, le=65535)] = CTL_PORT_DEFAULT
     # Where front-ends reach switchd ("": the switch's address on each
     # front-end's link).  On real hosts whose data NIC DPDK owns, give an
     # address the front-end's kernel can reach (a management network).
     control_address: str = ""
-    # spliced flow with no packet through the front-end
-    frontend_idle_s: Annotated[float, Field(gt=0)] = 90.0
-    filter_period_s: Annotated[float, Field(gt=0)] = 120.0    # > frontend_idle_s (seen filter)
-    switch_idle_s: Annotated[float, Field(gt=0)] = 120.0      # switch entries age out after this
-    cookie_epoch_s: Annotated[float, Field(gt=0)] = 60.0
-    agent_idle_s: Annotated[float, Field(gt=0)] = 300.0       # > every other idle timeout
-    # agent entry kept after RST / both FINs
-    agent_close_grace_s: Annotated[float, Field(ge=0)] = 10.0
-    frontend_grace_ms: Annotated[int, Field(ge=0)] = 2000     # front-end state kept after close
-    agent_max_conns: Annotated[int, Field(ge=1, le=1 << 24)] = 65536
-    # Hand a flow to the switch only after this many response bytes went
-    # through the front-end (0: as soon as the back-end joins, the paper's
-    # design); spares the switch's control plane an ADD and a DEL for
-    # every response too short to outlive the installation.
-    offload_after_bytes: Annotated[int, Field(ge=0, le=1 << 30)] = 0
-    # more front-end knobs (frontend.LIMIT_DEFAULTS): numbers, and the
-    # hand-off's mode by name
-    frontend_limits: dict[str, int | str] = {}
-    # The hand-off mode is the front-end's knob (frontend_limits "handoff",
-    # default frontend.LIMIT_DEFAULTS); the switch's plan is told the same.
-    # The data-plane table (`dataplane` mode): slots over all ways, and
-    # ways; its slots age out after switch_idle_s, as entries do.
-    dp_slots: Annotated[int, Field(ge=0, le=1 << 24)] = DP_SLOTS_DEFAULT
-    dp_ways: Annotated[int, Field(ge=1, le=2)] = DP_WAYS_DEFAULT
     # The front-end's port on a testbed link: af_packet or af_xdp (native
     # XDP in the link's driver; refused where only generic XDP exists).
     frontend_port: str = PORT_DEFAULT
@@ -129,21 +89,6 @@ class MiresgaParams(TargetParams):
             ipaddress.IPv4Address(v)
         return v
 
-    @field_validator("frontend_limits")
-    @classmethod
-    def _limits(cls, v: dict[str, int | str]) -> dict[str, int | str]:
-        for key, value in v.items():
-            if key not in LIMIT_DEFAULTS:
-                raise ValueError(f"unknown front-end knob {key!r}; known: "
-                                 f"{', '.join(LIMIT_DEFAULTS)}")
-            if key == "handoff":
-                if value not in HANDOFF_MODES:
-                    raise ValueError(f"handoff {value!r} is not one of "
-                                     f"{', '.join(HANDOFF_MODES)}")
-            elif not isinstance(value, int) or value < 0:
-                raise ValueError(f"{key} {value!r}: a whole number, 0 or more")
-        return v
-
     @field_validator("frontend_port")
     @classmethod
     def _port(cls, v: str) -> str:
@@ -151,15 +96,10 @@ class MiresgaParams(TargetParams):
             raise ValueError(f"{v!r}: known ports are {', '.join(PORTS)}")
         return v
 
-    @model_validator(mode="after")
-    def _nested_timeouts(self) -> "MiresgaParams":
-        if not self.filter_period_s > self.frontend_idle_s:
-            raise ValueError("filter_period_s must exceed frontend_idle_s (the switch must "
-                             "remember a connection as long as the front-end keeps it)")
-        if not self.agent_idle_s > max(self.frontend_idle_s, self.switch_idle_s):
-            raise ValueError("agent_idle_s must exceed the front-end's and the switch's idle "
-                             "timeouts")
-        return self
+    def config(self) -> MiresgaConfig:
+        """The deployment's configuration alone, without the bench's fields."""
+        fields = set(MiresgaConfig.model_fields)
+        return MiresgaConfig.model_validate(self.model_dump(include=fields))
 
 
 def frontend_hosts_problem(names: list[str], known: list[str]) -> str | None:
@@ -196,6 +136,7 @@ class Miresga(Target):
         self.fe_hosts = ([h for n in names for h in testbed.frontends if h.name == n]
                          if names else list(testbed.frontends))
         self.switch = testbed.switch
+        self.config = MiresgaParams.model_validate(self.params).config()
         self.vip = str(service.vip or testbed.vip)
         self.switchd = Switchd(testbed, "miresga", int(self.params["control_port"]))
         self.frontends: list[Frontend] = []
@@ -223,16 +164,8 @@ class Miresga(Target):
     def plan(self) -> SwitchPlan:
         # netns None: the daemon runs *on* the switch host (inside its
         # namespace here), so the plan names that host's own interfaces.
-        p = self.params
         plan = SwitchPlan.from_testbed(self.testbed, self.service, netns=None,
-                                       flow_capacity=int(p["flow_capacity"]),
-                                       wscale=int(p["wscale"]),
-                                       idle_timeout_s=float(p["switch_idle_s"]),
-                                       handoff=self.frontend_limits()["handoff"],
-                                       dp_slots=int(p["dp_slots"]), dp_ways=int(p["dp_ways"]),
-                                       dp_idle_timeout_s=float(p["switch_idle_s"]),
-                                       cookie_epoch_s=float(p["cookie_epoch_s"]),
-                                       filter_period_s=float(p["filter_period_s"]))
+                                       **self.config.switch_plan_params())
         names = {h.name for h in self.fe_hosts}
         return dataclasses.replace(plan, frontends=[f for f in plan.frontends if f.name in names])
 
@@ -243,23 +176,14 @@ class Miresga(Target):
     def control_key_path(self, fe) -> str:
         return f"{fe.workdir}/miresga/ctl.key"
 
-    def frontend_limits(self) -> dict[str, int]:
-        p = self.params
-        return {"idle_timeout_ms": int(p["frontend_idle_s"] * 1000),
-                "grace_ms": int(p["frontend_grace_ms"]),
-                "offload_after_bytes": int(p["offload_after_bytes"]),
-                "handoff": LIMIT_DEFAULTS["handoff"],
-                **dict(p["frontend_limits"])}
-
     def make_frontend(self, fe) -> Frontend:
         facts = FrontendFacts(
             vip=self.vip, vip_port=self.service.port,
             backend_addresses={h.name: str(h.address) for h in self.testbed.backends},
             nexthop_mac=fe.switch_mac, iface=fe.iface,
             control=(self.control_address(fe), int(self.params["control_port"])),
-            control_key=self.control_key_path(fe), vip_index=0,
-            vip_wscale=int(self.params["wscale"]))
-        f = Frontend(fe, self.service, facts, limits=self.frontend_limits(),
+            control_key=self.control_key_path(fe), vip_index=0)
+        f = Frontend(fe, self.service, facts, limits=self.config.frontend_directives(),
                      port=self.params["frontend_port"])
         pci = getattr(fe, "pci", None)
         if pci and self.params["frontend_port"] != PORT_DEFAULT:
@@ -285,21 +209,12 @@ class Miresga(Target):
             if fe.eal is None:  # a testbed link (a real NIC: eal names its PCI address)
                 self._quieted += quiet_afpacket_link(fe.host, self.switch)
 
-    def _switchd_args(self) -> str:
-        p = self.params
-        args = []
-        if p["rate"]:
-            args.append(f"--rate {float(p['rate']):g}")
-        if p["batch_latency_ms"]:
-            args.append(f"--batch-latency-ms {float(p['batch_latency_ms']):g}")
-        return " ".join(args)
-
     def start(self) -> None:
         try:
             # The control addresses only: each front-end's way in, and the
             # switch host's own tools.
             listen = [self.control_address(fe) for fe in self.fe_hosts] + [LOCAL]
-            self.switchd.start(listen, self._switchd_args())
+            self.switchd.start(listen, shlex.join(self.config.daemon_args()))
             self._attach_agents()
             for fe in self.frontends:
                 fe.start()
@@ -315,16 +230,12 @@ class Miresga(Target):
         return host.run(host.tool("miresga.control.agent", args), check=check)
 
     def _attach_agents(self) -> None:
-        p = self.params
         ports = self.backend_ports()
         for name in self.service.backends:
             host = self.testbed.host(name)
             port_args = " ".join(f"--port {x}" for x in sorted(set(ports[name])))
             self._attached.append(host)
-            self._agent(host, f"attach {port_args} --wscale {int(p['wscale'])} "
-                              f"--max-conns {int(p['agent_max_conns'])} "
-                              f"--idle-timeout {p['agent_idle_s']} "
-                              f"--close-grace {p['agent_close_grace_s']}")
+            self._agent(host, f"attach {port_args} {shlex.join(self.config.agent_args())}")
 
     def healthy(self) -> bool:
         if not self.switchd.running():

@@ -26,6 +26,7 @@ from scapy.packet import Raw
 from common.service import Cluster, Rule, Service
 from switchhost import layouts
 from miresga.control.frontend import FrontendFacts, render_config
+from packets import checksums_ok
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_BINARY = REPO / "build" / "miresga-frontend-test"
@@ -244,3 +245,29 @@ def backend_pkt(client: Client, backend: str, seq: int, ack: int, flags: str = "
 
 def payload(frame: Ether) -> bytes:
     return bytes(frame[TCP].payload)
+
+
+# ------------------------------------------- the splice, step by step
+
+GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
+
+
+def only(frames, n=1):
+    assert len(frames) == n, [f.summary() for f in frames]
+    for f in frames:
+        assert checksums_ok(f), f.summary()
+        assert f.src == FE_MAC and f.dst == SWITCH_MAC
+    return frames[0] if n == 1 else frames
+
+
+def to_backend(f, backend, port=80):
+    return f[IP].dst == BACKENDS[backend] and f[TCP].dport == port
+
+
+def splice(h: Harness, c: Client, request: bytes = GET, backend: str = "be1", port: int = 80):
+    """Handshake ACK, request, back-end SYN-ACK: returns the released request frames."""
+    assert c.send(h) == []
+    syn = only(c.send(h, request, "PA"))
+    assert to_backend(syn, backend, port)
+    out = h.send(backend_pkt(c, backend, c.s, c.c + 1, "SA", port=port))
+    return out

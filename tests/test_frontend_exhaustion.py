@@ -15,8 +15,8 @@ import pytest
 from scapy.layers.inet import IP, TCP
 
 from switchhost import layouts
-from fe_harness import Client, Harness, backend_pkt, config_text, harness_binary, payload  # noqa: F401
-from test_frontend_fsm import GET, only, to_backend
+from fe_harness import (GET, Client, Harness, backend_pkt, config_text,  # noqa: F401
+                        harness_binary, only, payload, splice, to_backend)
 
 #: The harness's pool (config_text's mbufs).
 POOL = 4095
@@ -125,8 +125,6 @@ def test_dels_the_offload_ring_refuses_wait_and_none_is_lost(harness_binary):
     """The offload ring is full of ADDs when 40 flows end: the DELs it refuses wait in
     the front-end's backlog and go, in order, once the ring has room; every flow's
     DEL reaches the channel exactly once."""
-    from test_frontend_fsm import splice
-
     with Harness(config_text(offload_ring_size=64), binary=harness_binary) as h:
         first = [Client(port=50000 + i) for i in range(40)]
         for i, c in enumerate(first):

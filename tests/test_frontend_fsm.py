@@ -19,12 +19,12 @@ from scapy.layers.inet import IP, TCP
 from common.service import Cluster, Rule, Service
 from switchhost import layouts
 
-from fe_harness import (BACKENDS, FE_MAC, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
-                        backend_pkt, config_text, harness_binary, payload)
+from fe_harness import (BACKENDS, FE_MAC, GET, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
+                        backend_pkt, config_text, harness_binary, only, payload, splice,
+                        to_backend)
 from miresga.control.frontend import LIMIT_DEFAULTS
 from packets import checksums_ok
 
-GET = b"GET /index.html HTTP/1.1\r\nHost: www.example\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
@@ -34,32 +34,11 @@ def h(harness_binary):
         yield harness
 
 
-def only(frames, n=1):
-    assert len(frames) == n, [f.summary() for f in frames]
-    for f in frames:
-        assert checksums_ok(f), f.summary()
-        assert f.src == FE_MAC and f.dst == SWITCH_MAC
-    return frames[0] if n == 1 else frames
-
-
-def to_backend(f, backend, port=80):
-    return f[IP].dst == BACKENDS[backend] and f[TCP].dport == port
-
-
 def assert_clean(h: Harness):
     st = h.stats()
     assert st["flows"] == 0, st["flows_by_state"]
     assert st["held_mbufs"] == 0
     assert st["mbufs_in_use"] == 0
-
-
-def splice(h: Harness, c: Client, request: bytes = GET, backend: str = "be1", port: int = 80):
-    """Handshake ACK, request, back-end SYN-ACK: returns the released request frames."""
-    assert c.send(h) == []
-    syn = only(c.send(h, request, "PA"))
-    assert to_backend(syn, backend, port)
-    out = h.send(backend_pkt(c, backend, c.s, c.c + 1, "SA", port=port))
-    return out
 
 
 DRAIN_QUIET = 0.05   # drain_quiet_ms's default: a back-end this quiet has ended its response

@@ -163,6 +163,19 @@ def test_limit_defaults_match_the_c_defaults(tmp_path):
     assert json.loads(bare.stdout) == json.loads(full.stdout)
 
 
+@pytest.mark.parametrize("timeouts,message", [
+    ({"filter_period_ms": 60_000}, "filter_period_ms must exceed idle_timeout_ms"),
+    ({"switch_idle_ms": 60_000}, "switch_idle_ms must be at least idle_timeout_ms"),
+    ({"agent_idle_ms": 100_000}, "agent_idle_ms must exceed idle_timeout_ms and switch_idle_ms"),
+])
+def test_the_front_end_refuses_timeouts_that_do_not_nest(tmp_path, timeouts, message):
+    """The binary run by hand gets the model's nesting rules on the timeouts its file
+    states; the launcher's file (the model's defaults) nests."""
+    assert check_config(tmp_path, render_config(SERVICE, facts())).returncode == 0
+    r = check_config(tmp_path, render_config(SERVICE, facts(), limits=timeouts))
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("line,message", [
     ("bogus 1", "line 3: unknown directive 'bogus'"),
     ("backend 300 10.0.0.1 80", "line 3: backend: expected INDEX(0-255) IPV4 PORT"),

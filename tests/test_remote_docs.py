@@ -22,7 +22,7 @@ from hosts.inventory import parse_inventory
 from hosts.remote import RemoteTestbed, emulated_inventory
 from hosts.sshd import dial_from, make_keys, start_sshd
 
-from test_remote_campaign import toml_dump
+from inventory_rig import toml_dump
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = (REPO / "docs" / "remote.md").read_text()

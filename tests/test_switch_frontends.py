@@ -25,8 +25,6 @@ from switchhost.plan import Endpoint, VipSpec
 
 from tc_rig import TcRig
 
-pytestmark = pytest.mark.root
-
 VIP = "10.9.100.1"
 CLIENT_MAC = "02:00:00:00:00:10"
 FE = [(f"fe{i}", f"10.9.{20 + i}.2", f"02:00:00:00:{20 + i:02x}:02", f"f{i}") for i in range(4)]
@@ -114,6 +112,7 @@ def _changed(a: list, b: list) -> float:
     return sum(x != y for x, y in zip(a, b)) / len(a)
 
 
+@pytest.mark.root  # the pipeline runs in a scratch namespace
 def test_every_front_end_gets_its_share_and_the_table_agrees(r):
     """Four front-ends each get 25% +- 5% of 1,000 clients (the hash's spread; the
     table's own imbalance is under 0.4%), and the switch sends each client where
@@ -124,6 +123,7 @@ def test_every_front_end_gets_its_share_and_the_table_agrees(r):
     assert sel == [r.sw.frontend_of(ip_be(c), port_be(p)) for c, p in CLIENTS]
 
 
+@pytest.mark.root  # the pipeline runs in a scratch namespace
 def test_removing_or_adding_a_front_end_moves_about_one_nth_of_the_clients(r):
     """Removing one of four moves exactly its own clients (about 1/4) plus almost
     none of the others' (Maglev's disruption: under 2% of the table here);
@@ -142,6 +142,7 @@ def test_removing_or_adding_a_front_end_moves_about_one_nth_of_the_clients(r):
     assert r.selection() == four
 
 
+@pytest.mark.root  # the pipeline runs in a scratch namespace
 def test_drain_keeps_old_connections_and_sends_new_ones_elsewhere(r):
     """While fe3 drains: its established connection's client and back-end packets
     still reach it; a new connection of a client in fe3's slots goes to the
@@ -178,6 +179,7 @@ def test_drain_keeps_old_connections_and_sends_new_ones_elsewhere(r):
     assert r.front_end(request_segment(*new)) == heir
 
 
+@pytest.mark.root  # the pipeline runs in a scratch namespace
 def test_without_an_active_front_end_new_connections_are_dropped_old_ones_flow(r):
     """Every front-end draining: a new connection has nowhere to go (dropped,
     counted), while established ones still reach their front-end."""
@@ -189,6 +191,7 @@ def test_without_an_active_front_end_new_connections_are_dropped_old_ones_flow(r
     assert out.retval == bpf.TC_ACT_SHOT and out.delta.get("no_frontend") == 1
 
 
+@pytest.mark.root  # the pipeline runs in a scratch namespace
 def test_front_end_states_are_checked(r):
     with pytest.raises(ValueError, match="fe9.*not in the plan"):
         r.sw.set_frontend_states({"fe9": "down"})

@@ -16,6 +16,7 @@ import time
 import pytest
 from scapy.all import IP, TCP, Ether, Raw, raw
 
+from common import miresga_defaults as defaults
 from common.netns import netns
 from common.service import Cluster, Service, default_service
 from hosts.testbed import EmulatedTestbed
@@ -252,7 +253,12 @@ def test_switchd_on_the_switch_host(tb):
     plan = f"{tb.switch.workdir}/switch-plan.json"
     key_path, key = f"{tb.switch.workdir}/ctl.key", new_key()
     made = tb.switch.run(tb.switch.tool("bench", f"testbed plan miresga --prefix {tb.prefix}"))
-    assert json.loads(made.stdout)["netns"] == tb.switch.netns
+    made_plan = json.loads(made.stdout)
+    assert made_plan["netns"] == tb.switch.netns
+    # The deployment's timeouts are stated, so the daemon checks that they nest.
+    assert {k: made_plan[k] for k in ("idle_timeout_s", "frontend_idle_s", "agent_idle_s")} == {
+        "idle_timeout_s": defaults.SWITCH_IDLE_S, "frontend_idle_s": defaults.FRONTEND_IDLE_S,
+        "agent_idle_s": defaults.AGENT_IDLE_S}
     tb.switch.put_text(made.stdout, plan)
     tb.switch.put_secret(key + "\n", key_path)
     # tool() execs, so the process stop() signals and waits for is the daemon

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 
+from common import miresga_defaults as defaults
 from common.netns import netns_path
 from common.paths import BPF_ROOT, BUILD_DIR
 from miresga.control import agent_layouts_gen
@@ -77,7 +78,7 @@ MAPS = (MAP_CONNS, MAP_CONFIG, MAP_PORTS, MAP_STATS, MAP_SWEEP)
 TC_PRIORITY = 0x4D47  # "MG"
 TC_HANDLE = 0x4D47
 
-CONNS_DEFAULT = 65536
+CONNS_DEFAULT = defaults.AGENT_MAX_CONNS
 MAX_PORTS = 64
 
 
@@ -116,12 +117,10 @@ class AgentConfig:
     """Every knob of the agent.  `wscale` must be the W the switch advertises."""
 
     ports: tuple[int, ...] = (80,)
-    wscale: int = 7
+    wscale: int = defaults.WSCALE
     max_conns: int = CONNS_DEFAULT
-    # Must exceed the back-end's HTTP keep-alive timeout (nginx: 75 s): an
-    # entry aged out under a live connection breaks it.
-    idle_timeout_s: float = 300.0
-    close_grace_s: float = 10.0
+    idle_timeout_s: float = defaults.AGENT_IDLE_S
+    close_grace_s: float = defaults.AGENT_CLOSE_GRACE_S
 
     def validate(self) -> None:
         if not self.ports or len(self.ports) > MAX_PORTS:
@@ -433,10 +432,17 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--object", default=str(OBJECT_DEFAULT), help="compiled agent.bpf.o")
     a.add_argument("--port", type=int, action="append", dest="ports",
                    help="service port (repeatable; default 80)")
-    a.add_argument("--wscale", type=int, default=7, help="window scale W the switch advertises")
+    a.add_argument("--wscale", type=int, default=defaults.WSCALE,
+                   help="window scale W the switch advertises")
     a.add_argument("--max-conns", type=int, default=CONNS_DEFAULT, help="connection map size")
-    a.add_argument("--idle-timeout", type=float, default=300.0, help="seconds")
-    a.add_argument("--close-grace", type=float, default=10.0, help="seconds")
+    a.add_argument("--idle-timeout", type=float, default=defaults.AGENT_IDLE_S, help="seconds")
+    a.add_argument("--close-grace", type=float, default=defaults.AGENT_CLOSE_GRACE_S,
+                   help="seconds")
+    # The deployment's other idle timeouts: stated, the agent's must exceed them.
+    a.add_argument("--frontend-idle-timeout", type=float, metavar="S",
+                   help="the front-end's idle timeout (seconds), checked against --idle-timeout")
+    a.add_argument("--switch-idle-timeout", type=float, metavar="S",
+                   help="the switch's idle timeout (seconds), checked against --idle-timeout")
 
     d = sub.add_parser("detach", help="detach and unpin everything (idempotent)")
     common(d)
@@ -449,15 +455,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def attach_config(args: argparse.Namespace) -> AgentConfig:
+    """The `attach` command's configuration; its idle timeout must exceed the
+    deployment's others where the command states them (ValueError)."""
+    for problem in defaults.timeout_nesting_problems(
+            args.frontend_idle_timeout, None, args.switch_idle_timeout, args.idle_timeout):
+        raise ValueError(f"timeouts: {problem}")
+    cfg = AgentConfig(ports=tuple(args.ports or (80,)), wscale=args.wscale,
+                      max_conns=args.max_conns, idle_timeout_s=args.idle_timeout,
+                      close_grace_s=args.close_grace)
+    cfg.validate()
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     agent = Agent(args.iface, netns=args.netns, pin_dir=args.pin_dir,
                   object_path=getattr(args, "object", None))
     try:
         if args.cmd == "attach":
-            cfg = AgentConfig(ports=tuple(args.ports or (80,)), wscale=args.wscale,
-                              max_conns=args.max_conns, idle_timeout_s=args.idle_timeout,
-                              close_grace_s=args.close_grace)
+            cfg = attach_config(args)
             agent.attach(cfg)
             ids = agent.attached()
             print(f"agent attached on {args.netns or 'host'}/{args.iface}: "

@@ -34,45 +34,19 @@ from dataclasses import dataclass, field
 
 from common.errors import ConfigError, Error
 from common.paths import BUILD_DIR
+from common import miresga_defaults as defaults
 from common.service import Service
-from switchhost.pipelines.miresga import HANDOFF_MODES
+from miresga.config import MiresgaConfig
 
 BINARY = BUILD_DIR / "miresga-frontend"
 #: The af_xdp port's XDP program (miresga/frontend/fe_xsk.bpf.c).
 XSK_OBJECT = BUILD_DIR / "bpf" / "fe_xsk.bpf.o"
 
-#: Knobs of the front-end that the service does not set, with the C defaults.
-LIMIT_DEFAULTS: dict[str, int | str] = {
-    "syn_timeout_ms": 1000,
-    "syn_retries": 1,
-    "grace_ms": 2000,
-    "idle_timeout_ms": 300_000,
-    "answer_rto_ms": 200,
-    "answer_retries": 3,
-    "backend_down_ms": 2000,
-    "hold_limit_bytes": 8192 + 65536,
-    # Held bytes live in mbufs of the pool RX uses: small segments are copied
-    # together (a flow parks about one mbuf per KB it holds), and all flows
-    # together park at most this share of the pool, so that 1-byte segments
-    # cannot starve the port.
-    "hold_pool_percent": 50,
-    "flow_capacity": 65536,
-    "mbufs": 16383,
-    "idle_sleep_max_us": 500,
-    "offload_after_bytes": 0,
-    "offload_ring_size": 65536,
-    "verify_checksums": 1,
-    # The hand-off: the mode (HANDOFF_MODES); how long `confirmed` holds a
-    # request for the switch's answer; how long a back-end must be quiet, with
-    # everything it sent acknowledged, for its response to count as over (a
-    # client's FIN waits for that, and so does a pipelined request for another
-    # cluster); 0 lets any ACK start a flow, for a switch that does not mark
-    # the packets whose cookie it checked (ADMIT).
-    "handoff": "async",
-    "confirm_timeout_ms": 100,
-    "drain_quiet_ms": 50,
-    "require_admit": 1,
-}
+#: The front-end's directives that the service and the testbed's facts do not
+#: set (`vip_wscale`, the W the switch advertises, among them), with their
+#: defaults: MiresgaConfig's (tests/test_frontend_defaults.py
+#: compares them with the ones the binary was compiled with).
+LIMIT_DEFAULTS: dict[str, int | str] = MiresgaConfig().frontend_directives()
 
 
 #: Frames of the af_packet RX and TX rings.  DPDK's default, 512, is less than
@@ -126,18 +100,17 @@ class FrontendFacts:
     control: tuple[str, int] | None = None   # the switch host's control protocol
     control_key: str = ""                    # its key file on the front-end's host
     vip_index: int = 0
-    vip_wscale: int = 7                      # what the switch advertises in its SYN-ACK
 
 
 def facts_from_testbed(testbed, frontend: str, control: tuple[str, int] | None = None,
-                       control_key: str = "", vip_wscale: int = 7) -> FrontendFacts:
+                       control_key: str = "") -> FrontendFacts:
     """Facts of an emulated (or inventory) testbed for one front-end host."""
     host = testbed.host(frontend)
     return FrontendFacts(
         vip=str(testbed.vip), vip_port=testbed.vip_port,
         backend_addresses={h.name: str(h.address) for h in testbed.backends},
         nexthop_mac=host.switch_mac, iface=host.iface, control=control,
-        control_key=control_key, vip_wscale=vip_wscale)
+        control_key=control_key)
 
 
 def backend_index(service: Service) -> dict[str, int]:
@@ -170,7 +143,6 @@ def render_config(service: Service, facts: FrontendFacts, stats_socket: str = ""
         "# miresga/frontend/fe_config.h.",
         f"vip {vip} {service.port}",
         f"vip_index {facts.vip_index}",
-        f"vip_wscale {facts.vip_wscale}",
         f"nexthop_mac {facts.nexthop_mac}",
     ]
     for c in service.clusters:
@@ -202,9 +174,9 @@ def render_config(service: Service, facts: FrontendFacts, stats_socket: str = ""
         lines.append(f"stats_socket {_token('stats socket', stats_socket)}")
     for key, value in limits.items():
         if key == "handoff":
-            if value not in HANDOFF_MODES:
+            if value not in defaults.HANDOFF_MODES:
                 raise ConfigError(f"front-end limits: handoff {value!r} is not one of "
-                                  f"{', '.join(HANDOFF_MODES)}")
+                                  f"{', '.join(defaults.HANDOFF_MODES)}")
             lines.append(f"handoff {value}")
         else:
             lines.append(f"{key} {int(value)}")

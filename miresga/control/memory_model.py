@@ -54,6 +54,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from common import miresga_defaults as defaults
 from switchhost import layouts
 
 WORD_BITS = 128
@@ -232,8 +233,9 @@ def filter_bits_for(conn_rate: float, period_s: float, bound: float, active: int
 
 # ------------------------------------------------------------------ report
 
-def model(entries: int = layouts.FLOW_CAPACITY_DEFAULT, filter_bits_log2: int = 22,
-          conn_rate: float = 1000.0, filter_period_s: float = 120.0, active_conns: int = 0,
+def model(entries: int = layouts.FLOW_CAPACITY_DEFAULT,
+          filter_bits_log2: int = defaults.FILTER_BITS_LOG2, conn_rate: float = 1000.0,
+          filter_period_s: float = defaults.FILTER_PERIOD_S, active_conns: int = 0,
           dp_slots: int = layouts.DP_SLOTS_DEFAULT,
           dp_ways: int = layouts.DP_WAYS_DEFAULT, dp_live: int = 10_000,
           vip_idx_bits: int = VIP_IDX_BITS, fe_slots: int = layouts.FE_SLOTS_DEFAULT) -> dict:
@@ -327,11 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dp-ways", type=int, default=layouts.DP_WAYS_DEFAULT, choices=(1, 2))
     ap.add_argument("--dp-live", type=int, default=10_000,
                     help="live connections in the data-plane table (refusal rate)")
-    ap.add_argument("--filter-bits-log2", type=int, default=22,
+    ap.add_argument("--filter-bits-log2", type=int, default=defaults.FILTER_BITS_LOG2,
                     help="seen filter size per generation, as the switch plan's default (0: none)")
     ap.add_argument("--conn-rate", type=float, default=1000.0,
                     help="new connections per second the seen filter sees")
-    ap.add_argument("--filter-period", type=float, default=120.0,
+    ap.add_argument("--filter-period", type=float, default=defaults.FILTER_PERIOD_S,
                     help="seen filter rotation period, s (the switch plan's default)")
     ap.add_argument("--active-conns", type=int, default=0,
                     help="long-lived connections refreshing the filter every period")

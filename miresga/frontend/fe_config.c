@@ -16,36 +16,6 @@
 
 #define MAX_TOKENS (4 + MG_MAX_BACKENDS)
 
-void fe_config_defaults(struct fe_config *cfg)
-{
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->vip_port_be = htons(80);
-	cfg->vip_wscale = 7;
-	cfg->default_cluster = -1;
-	cfg->offload_ring_size = 65536;
-	cfg->max_header_bytes = 8192;
-	cfg->hold_limit_bytes = 8192 + 65536;
-	cfg->hold_pool_percent = 50;
-	cfg->request_timeout_us = 10 * 1000 * 1000ull;
-	cfg->syn_timeout_us = 1000 * 1000ull;
-	cfg->syn_retries = 1;
-	cfg->grace_us = 2 * 1000 * 1000ull;
-	cfg->idle_timeout_us = 300 * 1000 * 1000ull;
-	cfg->answer_rto_us = 200 * 1000ull;
-	cfg->answer_retries = 3;
-	cfg->backend_down_us = 2 * 1000 * 1000ull;
-	cfg->flow_capacity = 65536;
-	cfg->n_mbufs = 16383;
-	cfg->idle_sleep_max_us = 500;
-	cfg->verify_checksums = 1;
-	cfg->handoff = FE_HANDOFF_ASYNC;
-	cfg->require_admit = 1;
-	cfg->confirm_timeout_us = 100 * 1000ull;
-	cfg->drain_quiet_us = 50 * 1000ull;
-	for (int i = 0; i < MG_MAX_BACKENDS; i++)
-		cfg->backends[i].cluster = -1;
-}
-
 const char *fe_policy_name(enum fe_policy p)
 {
 	switch (p) {
@@ -132,49 +102,63 @@ static int parse_policy(const char *s, enum fe_policy *p)
 	return 0;
 }
 
-/* Scalar directives: name, where, bound, and the unit the file uses. */
+/*
+ * Scalar directives: name, where, bounds and default in the unit the file
+ * uses.  The one place a scalar's default is stated in C: fe_config_defaults()
+ * and --print-defaults both read it, and tests/test_frontend_defaults.py
+ * compares what it prints with the Python model (miresga/config.py).
+ * UNSTATED: 0 means the directive was left out (printed as null).
+ */
 enum unit { U_COUNT, U_MS_TO_US, U_US };
+#define UNSTATED 1
 struct scalar {
 	const char *name;
 	size_t off;
 	int width; /* 4 or 8 bytes, or 1 */
 	uint64_t min, max;
 	enum unit unit;
+	uint64_t def;
+	int flags;
 };
 
-#define SC(n, f, w, lo, hi, u) { n, offsetof(struct fe_config, f), w, lo, hi, u }
+#define SC(n, f, w, lo, hi, u, d) { n, offsetof(struct fe_config, f), w, lo, hi, u, d, 0 }
+#define SC_UNSTATED(n, f, w, lo, hi, u) \
+	{ n, offsetof(struct fe_config, f), w, lo, hi, u, 0, UNSTATED }
 static const struct scalar scalars[] = {
-	SC("vip_index", vip_idx, 1, 0, MG_MAX_VIPS - 1, U_COUNT),
-	SC("vip_wscale", vip_wscale, 1, 0, 14, U_COUNT),
-	SC("max_header_bytes", max_header_bytes, 4, 256, 1 << 20, U_COUNT),
-	SC("hold_limit_bytes", hold_limit_bytes, 4, 256, 16 << 20, U_COUNT),
-	SC("hold_pool_percent", hold_pool_percent, 4, 1, 90, U_COUNT),
-	SC("request_timeout_ms", request_timeout_us, 8, 1, 3600 * 1000, U_MS_TO_US),
-	SC("syn_timeout_ms", syn_timeout_us, 8, 1, 600 * 1000, U_MS_TO_US),
-	SC("syn_retries", syn_retries, 4, 0, 8, U_COUNT),
-	SC("grace_ms", grace_us, 8, 1, 600 * 1000, U_MS_TO_US),
-	SC("idle_timeout_ms", idle_timeout_us, 8, 1, 24 * 3600 * 1000ull, U_MS_TO_US),
-	SC("answer_rto_ms", answer_rto_us, 8, 1, 60 * 1000, U_MS_TO_US),
-	SC("answer_retries", answer_retries, 4, 0, 16, U_COUNT),
-	SC("backend_down_ms", backend_down_us, 8, 0, 3600 * 1000, U_MS_TO_US),
-	SC("flow_capacity", flow_capacity, 4, 1, 1 << 24, U_COUNT),
-	SC("mbufs", n_mbufs, 4, 1023, 1 << 22, U_COUNT),
-	SC("idle_sleep_max_us", idle_sleep_max_us, 4, 0, 1000 * 1000, U_US),
-	SC("offload_after_bytes", offload_after_bytes, 4, 0, 1u << 30, U_COUNT),
-	SC("offload_ring_size", offload_ring_size, 4, 64, 1 << 24, U_COUNT),
-	SC("verify_checksums", verify_checksums, 1, 0, 1, U_COUNT),
-	SC("require_admit", require_admit, 1, 0, 1, U_COUNT),
-	SC("confirm_timeout_ms", confirm_timeout_us, 8, 1, 60 * 1000, U_MS_TO_US),
-	SC("drain_quiet_ms", drain_quiet_us, 8, 1, 10 * 1000, U_MS_TO_US),
+	SC("vip_index", vip_idx, 1, 0, MG_MAX_VIPS - 1, U_COUNT, 0),
+	SC("vip_wscale", vip_wscale, 1, 0, 14, U_COUNT, 7),
+	SC("max_header_bytes", max_header_bytes, 4, 256, 1 << 20, U_COUNT, 8192),
+	SC("hold_limit_bytes", hold_limit_bytes, 4, 256, 16 << 20, U_COUNT, 8192 + 65536),
+	SC("hold_pool_percent", hold_pool_percent, 4, 1, 90, U_COUNT, 50),
+	SC("request_timeout_ms", request_timeout_us, 8, 1, 3600 * 1000, U_MS_TO_US, 10 * 1000),
+	SC("syn_timeout_ms", syn_timeout_us, 8, 1, 600 * 1000, U_MS_TO_US, 1000),
+	SC("syn_retries", syn_retries, 4, 0, 8, U_COUNT, 1),
+	SC("grace_ms", grace_us, 8, 1, 600 * 1000, U_MS_TO_US, 2000),
+	SC("idle_timeout_ms", idle_timeout_us, 8, 1, 24 * 3600 * 1000ull, U_MS_TO_US, 90 * 1000),
+	SC("answer_rto_ms", answer_rto_us, 8, 1, 60 * 1000, U_MS_TO_US, 200),
+	SC("answer_retries", answer_retries, 4, 0, 16, U_COUNT, 3),
+	SC("backend_down_ms", backend_down_us, 8, 0, 3600 * 1000, U_MS_TO_US, 2000),
+	SC("flow_capacity", flow_capacity, 4, 1, 1 << 24, U_COUNT, 65536),
+	SC("mbufs", n_mbufs, 4, 1023, 1 << 22, U_COUNT, 16383),
+	SC("idle_sleep_max_us", idle_sleep_max_us, 4, 0, 1000 * 1000, U_US, 500),
+	SC("offload_after_bytes", offload_after_bytes, 4, 0, 1u << 30, U_COUNT, 0),
+	SC("offload_ring_size", offload_ring_size, 4, 64, 1 << 24, U_COUNT, 65536),
+	SC("verify_checksums", verify_checksums, 1, 0, 1, U_COUNT, 1),
+	SC("require_admit", require_admit, 1, 0, 1, U_COUNT, 1),
+	SC("confirm_timeout_ms", confirm_timeout_us, 8, 1, 60 * 1000, U_MS_TO_US, 100),
+	SC("drain_quiet_ms", drain_quiet_us, 8, 1, 10 * 1000, U_MS_TO_US, 50),
+	/* the deployment's other timeouts, which idle_timeout_ms must nest with */
+	SC_UNSTATED("filter_period_ms", filter_period_us, 8, 1, 24 * 3600 * 1000ull, U_MS_TO_US),
+	SC_UNSTATED("switch_idle_ms", switch_idle_us, 8, 1, 24 * 3600 * 1000ull, U_MS_TO_US),
+	SC_UNSTATED("agent_idle_ms", agent_idle_us, 8, 1, 24 * 3600 * 1000ull, U_MS_TO_US),
 };
 
-static int set_scalar(struct fe_config *cfg, const struct scalar *sc, const char *val)
+#define N_SCALARS (sizeof(scalars) / sizeof(scalars[0]))
+
+static void store_scalar(struct fe_config *cfg, const struct scalar *sc, uint64_t v)
 {
-	uint64_t v;
 	char *base = (char *)cfg + sc->off;
 
-	if (parse_u64(val, UINT64_MAX, &v) || v < sc->min || v > sc->max)
-		return -1;
 	if (sc->unit == U_MS_TO_US)
 		v *= 1000;
 	switch (sc->width) {
@@ -182,6 +166,27 @@ static int set_scalar(struct fe_config *cfg, const struct scalar *sc, const char
 	case 4: *(uint32_t *)base = (uint32_t)v; break;
 	default: *(uint64_t *)base = v; break;
 	}
+}
+
+void fe_config_defaults(struct fe_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < N_SCALARS; i++)
+		store_scalar(cfg, &scalars[i], scalars[i].def);
+	cfg->vip_port_be = htons(80);
+	cfg->default_cluster = -1;
+	cfg->handoff = FE_HANDOFF_ASYNC;
+	for (int i = 0; i < MG_MAX_BACKENDS; i++)
+		cfg->backends[i].cluster = -1;
+}
+
+static int set_scalar(struct fe_config *cfg, const struct scalar *sc, const char *val)
+{
+	uint64_t v;
+
+	if (parse_u64(val, UINT64_MAX, &v) || v < sc->min || v > sc->max)
+		return -1;
+	store_scalar(cfg, sc, v);
 	return 0;
 }
 
@@ -211,9 +216,14 @@ void fe_config_print_defaults(FILE *out)
 		"\"control\": null, \"control_key\": null, \"stats_socket\": null, "
 		"\"handoff\": \"%s\"",
 		ntohs(cfg.vip_port_be), fe_handoff_name(cfg.handoff));
-	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
-		fprintf(out, ", \"%s\": %llu", scalars[i].name,
-			(unsigned long long)get_scalar(&cfg, &scalars[i]));
+	for (size_t i = 0; i < N_SCALARS; i++) {
+		uint64_t v = get_scalar(&cfg, &scalars[i]);
+
+		if ((scalars[i].flags & UNSTATED) && !v)
+			fprintf(out, ", \"%s\": null", scalars[i].name);
+		else
+			fprintf(out, ", \"%s\": %llu", scalars[i].name, (unsigned long long)v);
+	}
 	fprintf(out, "}\n");
 }
 
@@ -298,7 +308,7 @@ static int parse_line(struct fe_config *cfg, char **tok, int ntok, int line, cha
 	const char *d = tok[0];
 	uint64_t v;
 
-	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
+	for (size_t i = 0; i < N_SCALARS; i++) {
 		if (strcmp(d, scalars[i].name))
 			continue;
 		if (ntok != 2 || set_scalar(cfg, &scalars[i], tok[1]))
@@ -409,6 +419,18 @@ static int validate(struct fe_config *cfg, char *err, size_t errlen)
 		cfg->hold_limit_bytes = cfg->max_header_bytes;
 	if (cfg->offload_ring_size & (cfg->offload_ring_size - 1))
 		return fail(err, errlen, 0, "offload_ring_size must be a power of two");
+	/* The rules of common/miresga_defaults.py timeout_nesting_problems(),
+	 * for the timeouts the file states. */
+	if (cfg->filter_period_us && cfg->filter_period_us <= cfg->idle_timeout_us)
+		return fail(err, errlen, 0, "filter_period_ms must exceed idle_timeout_ms: the switch "
+			    "must remember a connection as long as the front-end keeps it");
+	if (cfg->switch_idle_us && cfg->switch_idle_us < cfg->idle_timeout_us)
+		return fail(err, errlen, 0, "switch_idle_ms must be at least idle_timeout_ms: the "
+			    "switch must not drop a flow the front-end still keeps");
+	if (cfg->agent_idle_us && (cfg->agent_idle_us <= cfg->idle_timeout_us ||
+				   cfg->agent_idle_us <= cfg->switch_idle_us))
+		return fail(err, errlen, 0, "agent_idle_ms must exceed idle_timeout_ms and "
+			    "switch_idle_ms: the agent keeps a connection's offset longest");
 	if (cfg->control_port && !cfg->control_key[0])
 		return fail(err, errlen, 0, "control needs control_key: the switch host refuses a "
 			    "peer that cannot prove the key");

@@ -19,6 +19,8 @@
  *   stats_socket /run/fe.sock
  *   handoff dataplane             async | confirmed | dataplane (fe_splice.h)
  *   max_header_bytes 8192   request_timeout_ms 10000   ... (see fe_config.c)
+ *   filter_period_ms 120000  switch_idle_ms 120000  agent_idle_ms 300000
+ *                                 the others' timeouts: checked against idle_timeout_ms
  *
  * Rules are tried in file order; the first whose host (if any) and path
  * prefix match wins, as in common/service.py's Service.route().
@@ -115,6 +117,11 @@ struct fe_config {
 	uint64_t answer_rto_us;
 	uint32_t answer_retries;
 	uint64_t backend_down_us;
+	/* The deployment's other timeouts (0: the file does not state them),
+	 * which idle_timeout_us must nest with: checked, not used. */
+	uint64_t filter_period_us;
+	uint64_t switch_idle_us;
+	uint64_t agent_idle_us;
 
 	/* resources */
 	uint32_t flow_capacity;

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from common import miresga_defaults as defaults
 from switchhost import bpf, layouts
 from switchhost.addresses import ip_be, ip_str, mac_bytes, port_be, port_host
 from switchhost.ebpf_switch import MapSpec, PinnedMaps, read_counters
@@ -112,7 +113,7 @@ def client_slot(client_ip_be: int, client_port_be: int, size: int) -> int:
 #   async      ADD over the channel at join; the front-end forwards until it lands
 #   confirmed  ADD over the channel; the front-end holds the request until it lands
 #   dataplane  the front-end's INSTALL mark writes the data-plane table
-HANDOFF_MODES = ("async", "confirmed", "dataplane")
+HANDOFF_MODES = defaults.HANDOFF_MODES
 
 
 # -------------------------------------------------------------------- plan
@@ -121,7 +122,7 @@ HANDOFF_MODES = ("async", "confirmed", "dataplane")
 class SwitchPlan(Plan):
     """Everything the switch pipeline is programmed with, as data."""
 
-    handoff: str = "async"
+    handoff: str = defaults.HANDOFF
     flow_capacity: int = layouts.FLOW_CAPACITY_DEFAULT
     # The data-plane table (switch.bpf.c, "data-plane table"): dp_slots slots
     # in all (a power of two, 0: none), split evenly over dp_ways ways (1 or
@@ -130,20 +131,26 @@ class SwitchPlan(Plan):
     # flows and 13% with 50,000 (memory_model.dp_refusal), in 96 SRAM blocks.
     dp_slots: int = layouts.DP_SLOTS_DEFAULT
     dp_ways: int = layouts.DP_WAYS_DEFAULT
-    dp_idle_timeout_s: float = 60.0
+    dp_idle_timeout_s: float = defaults.SWITCH_IDLE_S
     mss: int = 1460
-    wscale: int = 7
+    wscale: int = defaults.WSCALE
     window: int = 65535
     # Seen filter: bits per generation = 2^filter_bits_log2; 0 disables it.
-    filter_bits_log2: int = 22
+    filter_bits_log2: int = defaults.FILTER_BITS_LOG2
     # Front-end selection table slots (a prime; switch.bpf.c "front-end selection").
     fe_slots: int = layouts.FE_SLOTS_DEFAULT
     # The control plane's timers.
-    idle_timeout_s: float = 60.0      # flow entries idle this long are deleted
+    idle_timeout_s: float = defaults.SWITCH_IDLE_S  # flow entries idle this long are deleted
     aging_interval_s: float = 0.0     # how often to look (0: a quarter of the timeout, >= 1 s)
-    cookie_epoch_s: float = 60.0      # cookie secret rotation period (cookies live 1-2)
-    filter_period_s: float = 120.0    # seen-filter rotation period (connections remembered
-    #                                   1-2 periods after their last client packet)
+    cookie_epoch_s: float = defaults.COOKIE_EPOCH_S  # cookie secret rotation (cookies live 1-2)
+    # seen-filter rotation period (connections remembered 1-2 periods after
+    # their last client packet)
+    filter_period_s: float = defaults.FILTER_PERIOD_S
+    # The deployment's other idle timeouts, which the switch's must nest with
+    # (common/miresga_defaults.py); None: not stated, that rule unchecked.  A
+    # plan derived from a MiresgaConfig states both.
+    frontend_idle_s: float | None = None
+    agent_idle_s: float | None = None
 
     def check(self) -> None:
         super().check()
@@ -178,6 +185,10 @@ class SwitchPlan(Plan):
         require(self.aging_interval_s >= 0, "aging_interval_s", "0 (automatic) or more")
         require(self.cookie_epoch_s > 0, "cookie_epoch_s", "must be positive")
         require(self.filter_period_s > 0, "filter_period_s", "must be positive")
+        for problem in defaults.timeout_nesting_problems(
+                self.frontend_idle_s, self.filter_period_s, self.idle_timeout_s,
+                self.agent_idle_s):
+            raise ValueError(f"timeouts: {problem}")
 
     @property
     def aging_period_s(self) -> float:
