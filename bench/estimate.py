@@ -102,7 +102,8 @@ def estimate(campaign, todo: list) -> Estimate:
                else None): p.target for p in todo}
     for target in groups.values():
         cls = known[target.name]
-        rounds = cls.integrity_rounds_for(backends)
+        # L7 targets: one more round, alternating clusters (bench/reroute.py).
+        rounds = cls.integrity_rounds_for(backends) + (cls.layer7 and backends >= 2)
         est.deployments += 1
         est.deploy_s += DEPLOY_S.get(target.name, DEFAULT_DEPLOY_S)
         est.integrity_s += rounds * (n_objects * FETCH_S + n_bytes / INTEGRITY_BYTES_PER_S)

@@ -22,6 +22,10 @@ Where such a point has no meaning it is recorded with status
 cannot route by path or Host (l4switch, direct), one connection per request
 (nothing to re-route), a service with one cluster.
 
+The integrity check of every L7 target (bench/integrity.py) ends with one
+round on a single kept-alive connection whose requests alternate clusters
+the same way, every response checked against the manifest.
+
 Re-route rate: the share of requests that went to another cluster than the
 one before on their connection.  Miresga's front-end counts it itself
 (decisions.other_backend: a request whose rule picked another cluster than
@@ -71,6 +75,14 @@ def alternating_headers(service: Service, path: str) -> list[dict[str, str]]:
                          f"{SMALL_CLUSTER_HOST} to {names[0]} and with {BIG_CLUSTER_HOST} to "
                          f"{names[1]}: not two clusters")
     return turns
+
+
+def integrity_alternation(service: Service, layer7: bool) -> list[dict[str, str]] | None:
+    """The header sets for the integrity check's round on one connection (bench/integrity.py),
+    for a target that routes by Host to a service of two clusters; None elsewhere."""
+    if not layer7 or len(service.clusters) < 2:
+        return None
+    return alternating_headers(service, "/")
 
 
 def load_threads(workload, threads: int, connections: int) -> int:
@@ -126,5 +138,5 @@ def reroute_metrics(service: Service, stats_before: dict | None, stats_after: di
     return out
 
 
-__all__ = ["NOT_APPLICABLE", "alternating_headers", "load_threads", "not_applicable",
-           "reroute_metrics"]
+__all__ = ["NOT_APPLICABLE", "alternating_headers", "integrity_alternation", "load_threads",
+           "not_applicable", "reroute_metrics"]

@@ -60,8 +60,8 @@ from bench.experiment import SWEEP_ORDER, Parameters, load_experiment, topology_
 from bench.faults import FaultPoint, run_fault
 from bench.integrity import verify
 from bench.netstat import NetstatSampler
-from bench.reroute import (NOT_APPLICABLE, alternating_headers, load_threads, not_applicable,
-                           reroute_metrics)
+from bench.reroute import (NOT_APPLICABLE, alternating_headers, integrity_alternation,
+                           load_threads, not_applicable, reroute_metrics)
 from bench.wrk import LATENCY_HISTOGRAM_KEYS, WrkJob, WrkRunner
 from common.errors import ConfigError, Error
 from common.paths import RESULTS_ROOT
@@ -473,7 +473,8 @@ class Campaign:
             target.wait_healthy(target.health_timeout_s)
             progress.update(task, description=f"{spec.key}: verifying every object")
             rep = verify(ctx.tb.clients[0], target.endpoint.url, ctx.store.manifest(),
-                         rounds=target.integrity_rounds)
+                         rounds=target.integrity_rounds,
+                         alternate=integrity_alternation(ctx.service, target.layer7))
             integrity = rep.to_dict()
             style = "green" if rep.passed else "bold red"
             self.console.print(f"{spec.key}: [{style}]{rep.summary()}[/]")

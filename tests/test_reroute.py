@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import subprocess
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from analysis.results import tidy_row
-from bench.reroute import alternating_headers, load_threads, not_applicable, reroute_metrics
+from bench.integrity import verify
+from bench.reroute import (alternating_headers, integrity_alternation, load_threads,
+                           not_applicable, reroute_metrics)
 from bench.wrk import WrkJob, add_histogram, parse_output
 from common.errors import ConfigError
 from common.service import BIG_CLUSTER_HOST, SMALL_CLUSTER_HOST, bench_service
@@ -159,3 +163,78 @@ def test_alternating_requests_need_one_connection_per_thread():
     with pytest.raises(ValueError, match="one connection per thread"):
         WrkJob(url="http://x", classes=[], threads=2, connections=4,
                alternate=[{"Host": "a"}, {"Host": "b"}])
+
+
+class _Objects(http.server.BaseHTTPRequestHandler):
+    """Serves `server.objects` (path -> bytes), keep-alive; records (connection, Host);
+    `server.corrupt_host`: the Host whose responses get one byte changed."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        host = self.headers.get("Host")
+        with self.server.lock:
+            self.server.seen.append((self.client_address, host))
+        body = self.server.objects.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        if host == self.server.corrupt_host:
+            body = bytes([body[0] ^ 1]) + body[1:]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _LocalHost:
+    """The part of the host interface verify() uses, on this machine."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = str(workdir)
+
+    def put_text(self, text: str, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+
+    def run(self, cmd: str, check: bool = True, timeout: float = 60):
+        p = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout)
+        return SimpleNamespace(ok=p.returncode == 0, rc=p.returncode, stdout=p.stdout,
+                               stderr=p.stderr)
+
+
+def test_the_integrity_check_ends_with_a_round_that_alternates_clusters(tmp_path: Path):
+    """An L7 target's integrity check: the usual rounds, then every object once more on one
+    kept-alive connection, the Host alternating between the clusters' (so every request is
+    re-routed), each response checked against the manifest; a byte changed on one cluster's
+    responses fails it."""
+    objects = {f"/obj/1KB/{i}.bin": hashlib.sha256(b"%d" % i).digest() * 32 for i in range(5)}
+    manifest = {p: {"size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+                for p, b in objects.items()}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Objects)
+    server.seen, server.lock, server.objects, server.corrupt_host = [], threading.Lock(), objects, None
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, url = _LocalHost(tmp_path), f"http://127.0.0.1:{server.server_port}"
+    turns = integrity_alternation(bench_service(BACKENDS), layer7=True)
+    try:
+        rep = verify(host, url, manifest, rounds=1, alternate=turns)
+        assert rep.passed, rep.failures
+        assert rep.fetches == 10 and rep.alternate_fetches == 5 and rep.alternate_connections == 1
+        alternating = [(c, h) for c, h in server.seen if h in (SMALL_CLUSTER_HOST,
+                                                                BIG_CLUSTER_HOST)]
+        assert len({c for c, _ in alternating}) == 1
+        assert [h for _, h in alternating] == [SMALL_CLUSTER_HOST, BIG_CLUSTER_HOST] * 2 + \
+            [SMALL_CLUSTER_HOST]
+        server.corrupt_host = BIG_CLUSTER_HOST
+        bad = verify(host, url, manifest, rounds=1, alternate=turns)
+        assert not bad.passed
+        assert sorted(f["path"] for f in bad.failures) == ["/obj/1KB/1.bin", "/obj/1KB/3.bin"]
+        assert all(f["problem"].startswith("sha256") for f in bad.failures)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert integrity_alternation(bench_service(BACKENDS), layer7=False) is None
+    assert integrity_alternation(bench_service(["backend1"]), layer7=True) is None
