@@ -104,7 +104,7 @@ def _reroute(df, c: _Counter) -> list[tuple[str, str, str, str]]:
     mine = cells.select(df, target="miresga", workload=wl, conn_mode=ka)
     rate = cells.value(mine, "reroute_rate")
     if rate is not None and rate == rate:
-        parts.append(f"Miresga re-routed {rate:.0%} of requests")
+        parts.append(f"Miresga re-routed {rate:.0%} of the load's requests")
     na = rr[(rr["status"] == NOT_APPLICABLE) & (rr["conn_mode"] == ka)]
     if not na.empty:
         parts.append("not applicable: " + ", ".join(sorted(na["target"].unique())))

@@ -190,12 +190,13 @@ def _mechanism(doc: dict) -> dict[str, Any]:
 
 
 def _l7(l7: dict) -> dict[str, Any]:
-    """The point's L7 decisions (bench/reroute.py): the share of requests that changed
-    cluster on their connection (Miresga's front-end counts it; None elsewhere), the
-    requests each cluster's back-ends answered, and the smaller cluster's share of them."""
+    """The point's L7 decisions (bench/reroute.py): re-routes (requests that changed
+    cluster on their connection; Miresga's front-end counts them, None elsewhere) per
+    request of the load, the requests each cluster's back-ends answered, and the smaller
+    cluster's share of them."""
     served = l7.get("cluster_requests") or {}
     total = sum(served.values())
-    return {"reroute_rate": l7.get("rate"),
+    return {"reroute_rate": l7.get("per_load_request") or l7.get("rate"),
             "cluster_requests": json.dumps(served, sort_keys=True) if served else None,
             "cluster_min_share": min(served.values()) / total if total > 0 else None}
 

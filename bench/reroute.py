@@ -26,10 +26,14 @@ The integrity check of every L7 target (bench/integrity.py) ends with one
 round on a single kept-alive connection whose requests alternate clusters
 the same way, every response checked against the manifest.
 
-Re-route rate: the share of requests that went to another cluster than the
-one before on their connection.  Miresga's front-end counts it itself
-(decisions.other_backend: a request whose rule picked another cluster than
-the connection's back-end); HAProxy and nginx keep no such count, so for
+Re-route rate: re-routes (requests that went to another cluster than the one
+before on their connection) per request of the load.  Miresga's front-end
+counts them itself (decisions.other_backend: a request whose rule picked
+another cluster than the connection's back-end), over every request it saw,
+the body checker's beside the load (bench/bodies.py) included: `rate` is that
+over the front-end's requests, `per_load_request` over wrk's (the checker's
+kept-alive requests stay on one cluster under the re-route workload, so
+there it is the load's own share); HAProxy and nginx keep no such count, so for
 every target the result also holds the requests each cluster's back-ends
 answered over the measured run (nginx stub_status, hosts/backends.py) and,
 for HAProxy, its own per-server counts (stats socket), which show both
@@ -123,18 +127,21 @@ def target_cluster_requests(service: Service, before: dict | None,
 
 
 def reroute_metrics(service: Service, stats_before: dict | None, stats_after: dict | None,
-                    served_before: dict | None, served_after: dict | None) -> dict[str, Any]:
+                    served_before: dict | None, served_after: dict | None,
+                    load_requests: int | None = None) -> dict[str, Any]:
     """What a point's counters say about its L7 decisions (see the module docstring)."""
     out: dict[str, Any] = {
         "cluster_requests": cluster_requests(service, served_before, served_after),
         "target_cluster_requests": target_cluster_requests(service, stats_before, stats_after),
         "rate": None, "rerouted": None, "requests": None, "source": None,
+        "per_load_request": None,
     }
     other = _delta(stats_before, stats_after, "summary", "frontend_decisions", "other_backend")
     requests = _delta(stats_before, stats_after, "summary", "frontend_requests")
     if other is not None and requests:
         out.update(rate=other / requests, rerouted=other, requests=requests,
-                   source="front-end decisions.other_backend / requests")
+                   source="front-end decisions.other_backend / requests",
+                   per_load_request=other / load_requests if load_requests else None)
     return out
 
 

@@ -646,7 +646,7 @@ class Campaign:
             "netstat": ctx.netstat.delta(net0, net1),
             "response_header_bytes": header_bytes,
             "l7": reroute_metrics(ctx.service, stats_before, stats_after, served_before,
-                                  served_after),
+                                  served_after, load.data["requests"]),
         }
         doc["status"] = "ok"
         doc["elapsed_s"] = time.monotonic() - t0
@@ -758,7 +758,7 @@ def _one_line(doc: dict) -> str:
         line += f"; 1KB probe p99 {probe['latency_us']['percentiles']['99'] / 1000:.2f} ms"
     if doc.get("bodies"):
         line += f"; {doc['bodies']['checked']} bodies checked"
-    rr = (doc["metrics"].get("l7") or {}).get("rate")
+    rr = (doc["metrics"].get("l7") or {}).get("per_load_request")
     if doc["parameters"].get("workload_kind") == "reroute" and rr is not None:
         line += f"; re-routed {rr:.0%} of requests"
     if doc.get("integrity") and not doc["integrity"].get("passed"):

@@ -6,7 +6,7 @@ requests to one cluster and the other in turn, one at a time, so every
 request after a connection's first changes cluster.  Left: thousands of requests per second (mean over
 repetitions, error bar: the interval).  Right: what the counters say about
 the L7 decisions: Miresga's share of requests its front-end re-routed
-(decisions.other_backend), and for every target the share of the requests
+(decisions.other_backend) per request of the load, and for every target the share of the requests
 the less-loaded cluster's back-ends answered (0.5: an even split).  Targets
 that cannot route by path or Host are drawn as "not applicable", not left
 out, so the figure says why they have no bar.
@@ -80,7 +80,8 @@ def draw(df, out_dir):
     caption = (f"{workload}: every request after a connection's first goes to the other "
                f"cluster, one request at a time (one wrk thread per connection). "
                f"{common.wrk_load(d)} Re-routed: Miresga's front-end counter "
-               f"(decisions.other_backend / requests); HAProxy and nginx keep no such count. "
+               f"(decisions.other_backend) per request of the load; HAProxy and nginx keep "
+               f"no such count. "
                f"Cluster split: requests the back-ends of each cluster answered (nginx "
                f"stub_status). {common.interval_note(d, 'Error bars')}"
                + (f" Not applicable: {reasons}." if reasons else "")

@@ -79,9 +79,9 @@ def _reroute(df, d) -> list[str]:
     out = ["## Re-routing on every request (L7)", "",
            "Every request of a kept-alive connection goes to the other cluster than the one "
            "before it, one request at a time (bench/reroute.py; one wrk thread per "
-           "connection). Re-routed: the share of requests Miresga's "
-           "front-end sent to another cluster than the connection's back-end (its own "
-           "counter; HAProxy and nginx keep none). Less-loaded cluster: its share of the "
+           "connection). Re-routed: the re-routes Miresga's "
+           "front-end counted (a request for another cluster than its connection's back-end; "
+           "HAProxy and nginx keep no such count) per request of the load. Less-loaded cluster: its share of the "
            "requests the back-ends answered (nginx stub_status; 0.50 is an even split)."
            + (f" Load: {common.wrk_load(rr)}" if not rr.empty else ""), ""]
     if not rr.empty:

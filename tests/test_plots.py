@@ -496,7 +496,7 @@ def test_the_reroute_workload_in_figure_report_and_claims(tmp_path):
     assert "## Failed points" not in report_md
     assert re.search(r"\| Miresga \| Re-route 1 KB \| 1 \|.*\| 0\.98 \| 0\.50 \|", report_md)
     text = claims(root)
-    assert "Miresga / haproxy: 2.00x" in text and "Miresga re-routed 98% of requests" in text
+    assert "Miresga / haproxy: 2.00x" in text and "Miresga re-routed 98% of the load's requests" in text
     assert "not applicable: l4switch" in text
     row = tidy(root).set_index("target").loc["l4switch"]
     assert row["status"] == "not_applicable" and row["requests_per_s"] != row["requests_per_s"]

@@ -91,8 +91,9 @@ def test_reroute_metrics_from_the_counters():
              "backends": {b: {"requests": 26} for b in BACKENDS}}
     served0 = dict.fromkeys(BACKENDS, 5)
     served1 = {"backend1": 30, "backend2": 30, "backend3": 35, "backend4": 25}
-    m = reroute_metrics(s, before, after, served0, served1)
+    m = reroute_metrics(s, before, after, served0, served1, load_requests=91)
     assert m["rate"] == pytest.approx(0.9) and m["rerouted"] == 90 and m["requests"] == 100
+    assert m["per_load_request"] == pytest.approx(90 / 91)
     assert m["target_cluster_requests"] == {"small": 50, "big": 50}
     assert m["cluster_requests"] == {"small": 50, "big": 50}
     none = reroute_metrics(s, {}, {}, None, served1)
@@ -100,7 +101,7 @@ def test_reroute_metrics_from_the_counters():
     assert none["target_cluster_requests"] is None
     row = tidy_row({"status": "ok", "metrics": {"l7": {**m, "cluster_requests":
                                                       {"small": 30, "big": 70}}}})
-    assert row["reroute_rate"] == pytest.approx(0.9)
+    assert row["reroute_rate"] == pytest.approx(90 / 91)
     assert row["cluster_min_share"] == pytest.approx(0.3)
 
 
