@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis import cells, conditions, stats
-from analysis.results import fault_rows, load_table
+from analysis.results import NOT_APPLICABLE, fault_rows, load_table
 from miresga.control.memory_model import model
 
 PAPER_THROUGHPUT = 3.9   # x software L7 load balancing
@@ -87,6 +87,32 @@ def _smallest_fixed(df) -> str | None:
     return None if d.empty else d.loc[d["size_bytes"].astype(float).idxmin(), "workload"]
 
 
+def _reroute(df, c: _Counter) -> list[tuple[str, str, str, str]]:
+    """The L7 claim: throughput when every request of a kept-alive connection changes
+    cluster (bench/reroute.py), Miresga over the software L7 load balancers, with the share
+    its front-end re-routed; and the targets the workload does not apply to."""
+    rr = df[df["workload_kind"] == "reroute"] if "workload_kind" in df else df.iloc[0:0]
+    if rr.empty:
+        return []
+    wl = sorted(rr["workload"].unique())[0]
+    ka = "keep-alive"
+    parts = []
+    for other in ("haproxy", "nginx"):
+        iv = _ratio(df, "miresga", other, wl, ka, "requests_per_s")
+        c.measured += iv.ok
+        parts.append(f"Miresga / {other}: {_fmt(iv)}")
+    mine = cells.select(df, target="miresga", workload=wl, conn_mode=ka)
+    rate = cells.value(mine, "reroute_rate")
+    if rate is not None and rate == rate:
+        parts.append(f"Miresga re-routed {rate:.0%} of the load's requests")
+    na = rr[(rr["status"] == NOT_APPLICABLE) & (rr["conn_mode"] == ka)]
+    if not na.empty:
+        parts.append("not applicable: " + ", ".join(sorted(na["target"].unique())))
+    return [("L7 decisions: re-routing on every request of a kept-alive connection",
+             f"re-route figure, {wl}, requests/s", "; ".join(parts),
+             "every request re-routed; no paper figure")]
+
+
 def build(df, faults: list[dict]) -> Claims:
     """The claims of a tidy table (and its fault rows)."""
     if df.empty or not (df["status"] == "ok").any():
@@ -128,6 +154,7 @@ def build(df, faults: list[dict]) -> Claims:
                      f"{c.growth(df, 'haproxy', big, small, col)}; nginx "
                      f"{c.growth(df, 'nginx', big, small, col)}{busy}",
                      "design: ~1x for Miresga"))
+    rows += _reroute(df, c)
     m = model()
     mir, naive = m["layouts"]
     rows.append(("Switch memory per connection", "memory model (miresga/control/memory_model.py)",

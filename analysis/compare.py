@@ -26,9 +26,9 @@ from analysis.results import load_table
 
 # (column, heading, applies to workload kinds)
 METRICS = [
-    ("goodput_gbps", "goodput", ("fixed", "mix")),
-    ("requests_per_s", "req/s", ("fixed", "mix")),
-    ("lat_p99_us", "p99", ("fixed",)),
+    ("goodput_gbps", "goodput", ("fixed", "mix", "reroute")),
+    ("requests_per_s", "req/s", ("fixed", "mix", "reroute")),
+    ("lat_p99_us", "p99", ("fixed", "reroute")),
     ("probe_lat_p99_us", "1KB probe p99", ("mix",)),
 ]
 

@@ -20,6 +20,8 @@ FORMAT = "miresga-bench-result"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 TIDY_NAME = "tidy.csv"
+#: The status of a point with no meaning for its target (bench/reroute.py): recorded, not run.
+NOT_APPLICABLE = "not_applicable"
 FAULTS_NAME = "faults.csv"
 
 # Tidy columns, in order: parameters first, then outcome, then metrics.
@@ -126,6 +128,7 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row.update(_conditions(cpu))
     row["offloaded_byte_share"] = _offloaded_byte_share(doc)
     row.update(_mechanism(doc))
+    row.update(_l7(m.get("l7") or {}))
     row["git_revision"] = _get(doc, "metadata", "git", "revision")
     row["git_dirty"] = _get(doc, "metadata", "git", "dirty")
     row["started_at"] = doc.get("started_at")
@@ -184,6 +187,18 @@ def _mechanism(doc: dict) -> dict[str, Any]:
     if total.get("TCPOFOQueue") is not None:
         out["client_ofo_per_kconn"] = 1000 * total["TCPOFOQueue"] / conns
     return out
+
+
+def _l7(l7: dict) -> dict[str, Any]:
+    """The point's L7 decisions (bench/reroute.py): re-routes (requests that changed
+    cluster on their connection; Miresga's front-end counts them, None elsewhere) per
+    request of the load, the requests each cluster's back-ends answered, and the smaller
+    cluster's share of them."""
+    served = l7.get("cluster_requests") or {}
+    total = sum(served.values())
+    return {"reroute_rate": l7.get("per_load_request") or l7.get("rate"),
+            "cluster_requests": json.dumps(served, sort_keys=True) if served else None,
+            "cluster_min_share": min(served.values()) / total if total > 0 else None}
 
 
 def tidy(paths: Iterable[Path] | Path):

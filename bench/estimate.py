@@ -17,6 +17,10 @@ phases timed):
 - each fault run: the prober's start, the fault's undo (a back-end restarted,
   a flow table drained).
 
+Points that are not applicable to their target (bench/reroute.py: the
+re-route workload where there is no L7 decision) cost nothing: they are
+recorded, not run, and a target with nothing else to run is not deployed.
+
 On real hosts or a busier machine the overheads grow; the load does not.
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.faults import FaultPoint
+from bench.reroute import not_applicable
 from targets.base import available
 
 TESTBED_S = 6.0
@@ -48,6 +53,7 @@ class Estimate:
     points: int = 0
     load_s: float = 0.0
     overhead_s: float = 0.0
+    not_applicable: int = 0
 
     @property
     def total_s(self) -> float:
@@ -58,7 +64,9 @@ class Estimate:
         return (f"{duration(self.total_s)}: testbed {duration(self.testbed_s)}, "
                 f"{self.deployments} deployments {duration(self.deploy_s)} + integrity checks "
                 f"{duration(self.integrity_s)}, {self.points} points "
-                f"{duration(self.load_s)} of load + {duration(self.overhead_s)} around it")
+                f"{duration(self.load_s)} of load + {duration(self.overhead_s)} around it"
+                + (f" ({self.not_applicable} more not applicable, not run)"
+                   if self.not_applicable else ""))
 
 
 def duration(s: float) -> str:
@@ -77,17 +85,25 @@ def estimate(campaign, todo: list) -> Estimate:
         return est
     exp = campaign.exp
     known = available()
+    est.testbed_s = TESTBED_S  # the runner brings the testbed up for any point to do
+    measured = [p for p in todo if isinstance(p, FaultPoint) or not_applicable(
+        exp.workloads.get(p.workload), p.params["conn_mode"], known[p.target.name].layer7,
+        p.target.name) is None]
+    est.not_applicable = len(todo) - len(measured)
+    todo = measured
+    if not todo:
+        return est
     backends = len(campaign.topology.hosts("backend"))
     objects = exp.workloads.objects
     n_objects = len(objects.all_paths())
     n_bytes = sum(size for _, size in objects.all_paths())
-    est.testbed_s = TESTBED_S
     interleave = exp.spec.campaign.interleave
     groups = {(p.target.key, p.repetition if interleave and not isinstance(p, FaultPoint)
                else None): p.target for p in todo}
     for target in groups.values():
         cls = known[target.name]
-        rounds = cls.integrity_rounds_for(backends)
+        # L7 targets: one more round, alternating clusters (bench/reroute.py).
+        rounds = cls.integrity_rounds_for(backends) + (cls.layer7 and backends >= 2)
         est.deployments += 1
         est.deploy_s += DEPLOY_S.get(target.name, DEFAULT_DEPLOY_S)
         est.integrity_s += rounds * (n_objects * FETCH_S + n_bytes / INTEGRITY_BYTES_PER_S)

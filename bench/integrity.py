@@ -7,7 +7,12 @@ It runs on the client host (curl and sha256sum, through the host interface,
 so an SSH client host works the same) and compares each response's status,
 length and sha256 with the manifest.  `rounds` fetches every object that many
 times, so a load balancer that spreads requests over N back-ends is checked
-on each of them.  A target that fails here is marked failed in every result
+on each of them.  `alternate` (header sets, e.g. one Host per cluster) adds
+one more round on a single kept-alive connection (one curl, `--next` between
+the objects), each request taking the next header set in turn, so an L7 load
+balancer re-routes that connection on every request and every re-routed
+response is checked too; the report says how many connections curl needed
+for it (1 if the target kept the connection).  A target that fails here is marked failed in every result
 and figure; the bench never silently plots it.
 """
 
@@ -39,6 +44,38 @@ rm -f "$tmp"
 """
 
 
+# One connection, every object in turn, each with the next header set of
+# $hostlist ("Name: value" lines); prints the same lines as _SCRIPT, then
+# "connections <n>": the connections curl opened for the round.
+_ALTERNATE = r"""
+set -u
+base="$1"; list="$2"; hostlist="$3"; tmp="$4"
+nh=$(wc -l < "$hostlist")
+set --
+i=0
+while read -r path; do
+  h=$(sed -n "$((i % nh + 1))p" "$hostlist")
+  [ "$i" -gt 0 ] && set -- "$@" --next
+  set -- "$@" -s --max-time 60 -H "$h" -o "$tmp.$i" -w '%{http_code} %{size_download} %{num_connects}\n' "$base$path"
+  i=$((i + 1))
+done < "$list"
+curl "$@" > "$tmp.meta" || true
+i=0; conns=0
+while read -r path; do
+  meta=$(sed -n "$((i + 1))p" "$tmp.meta")
+  [ -n "$meta" ] || meta="000 0 0"
+  set -- $meta
+  if [ -f "$tmp.$i" ]; then sum=$(sha256sum < "$tmp.$i" | cut -d' ' -f1); else sum=-; fi
+  echo "$path $1 $2 $sum"
+  conns=$((conns + $3))
+  rm -f "$tmp.$i"
+  i=$((i + 1))
+done < "$list"
+rm -f "$tmp.meta"
+echo "connections $conns"
+"""
+
+
 @dataclass
 class IntegrityReport:
     passed: bool
@@ -48,13 +85,18 @@ class IntegrityReport:
     failures: list[dict] = field(default_factory=list)
     elapsed_s: float = 0.0
     error: str | None = None
+    #: the alternating round: fetches, and the connections curl opened for them
+    alternate_fetches: int = 0
+    alternate_connections: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
         if self.passed:
-            return f"integrity passed: {self.fetches} fetches of {self.objects} objects"
+            alt = (f", {self.alternate_fetches} of them alternating clusters on "
+                   f"{self.alternate_connections} connection(s)" if self.alternate_fetches else "")
+            return f"integrity passed: {self.fetches} fetches of {self.objects} objects{alt}"
         if self.error:
             return f"integrity FAILED: {self.error}"
         first = self.failures[0]
@@ -63,7 +105,8 @@ class IntegrityReport:
 
 
 def verify(client: Host, base_url: str, manifest: dict[str, dict], rounds: int = 1,
-           timeout: float = 600) -> IntegrityReport:
+           timeout: float = 600,
+           alternate: list[dict[str, str]] | None = None) -> IntegrityReport:
     t0 = time.monotonic()
     work = f"{client.workdir}/integrity"
     client.put_text("\n".join(sorted(manifest)) + "\n", f"{work}/paths.txt")
@@ -71,6 +114,20 @@ def verify(client: Host, base_url: str, manifest: dict[str, dict], rounds: int =
     r = client.run(f"sh {work}/fetch.sh {shlex.quote(base_url)} {work}/paths.txt {int(rounds)} "
                    f"{work}/body", check=False, timeout=timeout)
     report = IntegrityReport(False, base_url, len(manifest), 0)
+    if r.ok and alternate:
+        client.put_text(_ALTERNATE, f"{work}/alternate.sh")
+        client.put_text("".join(f"{k}: {v}\n" for h in alternate for k, v in h.items()),
+                        f"{work}/headers.txt")
+        a = client.run(f"sh {work}/alternate.sh {shlex.quote(base_url)} {work}/paths.txt "
+                       f"{work}/headers.txt {work}/alt", check=False, timeout=timeout)
+        if not a.ok:
+            r = a
+        else:
+            report.alternate_fetches = len(manifest)
+            for line in a.stdout.splitlines():
+                if line.startswith("connections "):
+                    report.alternate_connections = int(line.split()[1])
+            r.stdout += a.stdout
     if not r.ok:
         report.error = f"verifier exited with {r.rc}: {(r.stderr or r.stdout).strip()[-500:]}"
         report.elapsed_s = time.monotonic() - t0
@@ -100,6 +157,7 @@ def verify(client: Host, base_url: str, manifest: dict[str, dict], rounds: int =
         if seen.get(path, 0) < rounds:
             report.failures.append({"path": path, "problem": "not fetched", "status": None,
                                     "bytes": None, "sha256": None})
-    report.passed = not report.failures and report.fetches == len(manifest) * rounds
+    report.passed = (not report.failures
+                     and report.fetches == len(manifest) * rounds + report.alternate_fetches)
     report.elapsed_s = time.monotonic() - t0
     return report

@@ -30,12 +30,12 @@ from analysis.results import load_table
 from common.errors import Error
 from common.paths import RESULTS_ROOT
 from plots import (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
-                   fig4d_throughput_mix, fig_faults, fig_frontend_cost, fig_mechanism, report,
-                   style)
+                   fig4d_throughput_mix, fig_faults, fig_frontend_cost, fig_mechanism,
+                   fig_reroute, report, style)
 
 LATEST = RESULTS_ROOT / "latest"
 FIGURES = (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
-           fig4d_throughput_mix, fig_frontend_cost, fig_mechanism)
+           fig4d_throughput_mix, fig_frontend_cost, fig_mechanism, fig_reroute)
 
 
 def add_parser(sub) -> None:

@@ -20,7 +20,9 @@ Points whose result file already holds a successful run with the same
 parameters are skipped (resume) unless --force.  A point that fails (wrk
 fails or prints nothing, the target is unhealthy) is written as a failed
 result with the output and logs, and the campaign goes on; failed points are
-run again by the next invocation.  Ctrl-C (or SIGTERM) stops at once, keeps
+run again by the next invocation.  A point with no meaning for its target
+(bench/reroute.py: the re-route workload where there is no L7 decision) is
+recorded as not applicable, not run.  Ctrl-C (or SIGTERM) stops at once, keeps
 every finished point and takes the testbed down.
 
 Each point: a warm-up run of wrk (its numbers are kept in the raw section,
@@ -58,10 +60,12 @@ from bench.experiment import SWEEP_ORDER, Parameters, load_experiment, topology_
 from bench.faults import FaultPoint, run_fault
 from bench.integrity import verify
 from bench.netstat import NetstatSampler
+from bench.reroute import (NOT_APPLICABLE, alternating_headers, integrity_alternation,
+                           load_threads, not_applicable, reroute_metrics)
 from bench.wrk import LATENCY_HISTOGRAM_KEYS, WrkJob, WrkRunner
 from common.errors import ConfigError, Error
 from common.paths import RESULTS_ROOT
-from common.service import default_service
+from common.service import bench_service
 from hosts.backends import BackendServers, ObjectStore
 from hosts.inventory import load_inventory
 from hosts.remote import RemoteTestbed
@@ -311,19 +315,20 @@ class Campaign:
             "target_params": dict(point.target.params),
             "repetition": point.repetition,
             "workload": wl.name, "workload_label": wl.display, "workload_kind": wl.kind,
-            "size_bytes": wl.size_bytes, "size_label": wl.classes()[0][0] if wl.kind == "fixed" else None,
+            "size_bytes": wl.size_bytes, "size_label": wl.classes()[0][0] if wl.size else None,
             "mix": wl.mix_percent() if wl.kind == "mix" else None,
             "mean_size_bytes": wl.mean_size(),
             # The latency probe's object size under a mix: 1 KB as in the paper.
             "probe_size": probe_size(self.exp.workloads.objects) if wl.kind == "mix" else None,
             "objects": self.exp.workloads.objects.model_dump(),
             **point.params,
+            "threads": load_threads(wl, point.params["threads"], point.params["connections"]),
             "seed": point_seed(self.exp.spec.campaign.seed, point.id),
         }
 
     def is_done(self, point) -> bool:
         doc = read_result(self.path(point))
-        return (doc is not None and doc.get("status") in ("ok", "not_applicable")
+        return (doc is not None and doc.get("status") in ("ok", NOT_APPLICABLE)
                 and doc.get("parameters") == self.parameters(point))
 
     def todo(self) -> list:
@@ -442,8 +447,10 @@ class Campaign:
                                              "workloads_file": str(self.exp.workloads_path),
                                              "objects_key": store.key}
                 sampler = CpuSampler(list(tb.hosts.values()))
-                service = default_service([h.name for h in tb.backends], vip=str(tb.vip),
-                                          port=tb.vip_port)
+                objs = self.exp.workloads.objects
+                service = bench_service([h.name for h in tb.backends], vip=str(tb.vip),
+                                        port=tb.vip_port, small_prefix=objs.prefix(
+                                            min(objs.sizes, key=objs.size_bytes)))
                 ctx = _Context(tb, backends, store, sampler, service)
                 ctx.wrk_binary = self.wrk_binary
                 for key, points in groups.items():
@@ -453,6 +460,9 @@ class Campaign:
 
     def _run_target(self, ctx, points, progress, task, summary) -> None:
         spec = points[0].target
+        points = self._skip_not_applicable(ctx, points, progress, task, summary)
+        if not points:
+            return
         progress.update(task, description=f"{spec.key}: deploying")
         target = None
         integrity = None
@@ -463,7 +473,8 @@ class Campaign:
             target.wait_healthy(target.health_timeout_s)
             progress.update(task, description=f"{spec.key}: verifying every object")
             rep = verify(ctx.tb.clients[0], target.endpoint.url, ctx.store.manifest(),
-                         rounds=target.integrity_rounds)
+                         rounds=target.integrity_rounds,
+                         alternate=integrity_alternation(ctx.service, target.layer7))
             integrity = rep.to_dict()
             style = "green" if rep.passed else "bold red"
             self.console.print(f"{spec.key}: [{style}]{rep.summary()}[/]")
@@ -490,7 +501,7 @@ class Campaign:
                 else:
                     doc = self._run_point(ctx, target, p, integrity)
                 self._write(p, doc)
-                if doc["status"] in ("ok", "not_applicable"):
+                if doc["status"] in ("ok", NOT_APPLICABLE):
                     summary["ok"] += 1
                 else:
                     summary["failed"] += 1
@@ -498,6 +509,27 @@ class Campaign:
                 progress.advance(task)
         finally:
             target.stop()
+
+    def _skip_not_applicable(self, ctx, points, progress, task, summary) -> list:
+        """Record the points that have no meaning for their target (bench/reroute.py) and
+        return the others: a target with nothing left to measure is not deployed."""
+        layer7 = available()[points[0].target.name].layer7
+        left = []
+        for p in points:
+            why = None if isinstance(p, FaultPoint) else not_applicable(
+                self.exp.workloads.get(p.workload), p.params["conn_mode"], layer7,
+                p.target.name, ctx.service)
+            if why is None:
+                left.append(p)
+                continue
+            doc = self._base(p, None)
+            doc.update(status=NOT_APPLICABLE, error=why,
+                       target={"name": p.target.name, "layer7": layer7})
+            self._write(p, doc)
+            summary["ok"] += 1
+            self.console.print(_one_line(doc))
+            progress.advance(task)
+        return left
 
     # ----------------------------------------------------------- a point
     def _write(self, point, doc: dict) -> None:
@@ -536,6 +568,8 @@ class Campaign:
                    for label, w in wl.classes()]
         common = dict(url=url, threads=par["threads"], connections=par["connections"],
                       timeout_s=par["timeout_s"], close=close)
+        if wl.kind == "reroute":
+            common["alternate"] = alternating_headers(ctx.service, classes[0]["paths"][0])
 
         def fail(error: str) -> dict:
             doc.update(status="failed", error=error,
@@ -559,6 +593,7 @@ class Campaign:
                 if not warm.ok and (warm.data is None or any(warm_errors.values())):
                     return fail(warm.error)
             stats_before = target.stats()
+            served_before = ctx.requests_served()
             cpu0 = ctx.sampler.snapshot()
             net0 = ctx.netstat.snapshot()
             probe = None
@@ -586,6 +621,7 @@ class Campaign:
             probe_out = probe.finish() if probe is not None else None
             doc["bodies"] = checker.finish()
             stats_after = target.stats()
+            served_after = ctx.requests_served()
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001
@@ -609,6 +645,8 @@ class Campaign:
             "cpu": ctx.sampler.delta(cpu0, cpu1),
             "netstat": ctx.netstat.delta(net0, net1),
             "response_header_bytes": header_bytes,
+            "l7": reroute_metrics(ctx.service, stats_before, stats_after, served_before,
+                                  served_after, load.data["requests"]),
         }
         doc["status"] = "ok"
         doc["elapsed_s"] = time.monotonic() - t0
@@ -651,6 +689,13 @@ class _Context:
         self.fault_procs: list = []  # processes a fault started (a SYN flood), stopped by undo
         self._headers: dict[tuple[str, bool], int | None] = {}
 
+    def requests_served(self) -> dict[str, int] | None:
+        """Requests each back-end answered so far, or None if one did not say."""
+        try:
+            return self.backends.requests_served()
+        except Error:
+            return None
+
     def header_bytes(self, url: str, close: bool) -> int | None:
         """Bytes of response header per response (status line to blank line) of this target."""
         key = (url, close)
@@ -691,9 +736,9 @@ def _probe_metrics(data: dict) -> dict:
 
 
 def _one_line(doc: dict) -> str:
+    if doc["status"] == NOT_APPLICABLE:
+        return f"[dim]n/a[/] {doc['point_id']}: {doc['error']}"
     if doc.get("kind") == "fault":
-        if doc["status"] == "not_applicable":
-            return f"[dim]n/a[/] {doc['point_id']}: {doc['error']}"
         if doc["status"] != "ok":
             return f"[red]FAILED[/] {doc['point_id']}: {doc['error']}"
         o = doc["outcome"]
@@ -713,6 +758,9 @@ def _one_line(doc: dict) -> str:
         line += f"; 1KB probe p99 {probe['latency_us']['percentiles']['99'] / 1000:.2f} ms"
     if doc.get("bodies"):
         line += f"; {doc['bodies']['checked']} bodies checked"
+    rr = (doc["metrics"].get("l7") or {}).get("per_load_request")
+    if doc["parameters"].get("workload_kind") == "reroute" and rr is not None:
+        line += f"; re-routed {rr:.0%} of requests"
     if doc.get("integrity") and not doc["integrity"].get("passed"):
         line += " [bold red](integrity FAILED)[/]"
     return line

@@ -39,7 +39,7 @@ from bench.integrity import verify
 from bench.runner import testbed_hosts
 from common.errors import ConfigError, Error
 from common.paths import REPO_ROOT, SESSION_DIR, STATE_DIR, WORK_ROOT
-from common.service import default_service, load_service
+from common.service import bench_service, load_service
 from hosts.backends import BackendServers, ObjectStore
 from hosts.testbed import EmulatedTestbed, existing_namespaces, running_testbeds, teardown
 from hosts.topology import DEFAULT_TOPOLOGY, PREFIX, load_topology
@@ -57,8 +57,8 @@ def add_parser(sub) -> None:
     up.add_argument("--topology", "-t", default=str(DEFAULT_TOPOLOGY))
     up.add_argument("--prefix", "-p", default=None,
                     help="namespace prefix (default: the topology's name)")
-    up.add_argument("--service", help="service definition (TOML); default: one cluster of "
-                                      "every back-end")
+    up.add_argument("--service", help="service definition (TOML); default: the campaigns' "
+                                      "two clusters by path and Host (common/service.py)")
     up.add_argument("--workloads", default=str(DEFAULT_WORKLOADS),
                     help="the objects the back-ends serve: a workloads file's [objects]")
     up.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -350,9 +350,11 @@ class Session:
                             f"{len(store.objects.all_paths())} objects")
         self.backends = BackendServers(self.tb, store)
         self.backends.start()
+        objs = store.objects
         service = (load_service(cfg["service"]) if cfg["service"] else
-                   default_service([h.name for h in self.tb.backends], vip=str(self.tb.vip),
-                                   port=self.tb.vip_port))
+                   bench_service([h.name for h in self.tb.backends], vip=str(self.tb.vip),
+                                 port=self.tb.vip_port, small_prefix=objs.prefix(
+                                     min(objs.sizes, key=objs.size_bytes))))
         self.report("step", f"{cfg['target']}: deploy, start, wait until healthy")
         self.target = make_target(cfg["target"], self.tb, service, cfg["params"])
         self.target.deploy()

@@ -214,11 +214,57 @@ class Service(_Strict):
 
 
 def default_service(backends: list[str], vip: str | None = None, port: int = 80) -> Service:
-    """One cluster of all back-ends, round robin, every path: the bench's default."""
+    """One cluster of all back-ends, round robin, every path: for tests where routing is
+    not the point.  Campaigns use bench_service()."""
     return Service(
         vip=vip, port=port,
         clusters=[Cluster(name="all", backends=backends)],
         default_cluster="all",
+    )
+
+
+#: The Host headers that send a request to bench_service()'s "small" or "big" cluster
+#: whatever its path: the re-route workload alternates them on every connection.
+#: Names under .test (RFC 2606), which no resolver answers.
+SMALL_CLUSTER_HOST = "small.bench.test"
+BIG_CLUSTER_HOST = "big.bench.test"
+#: The path prefix bench_service() gives the "small" cluster unless told otherwise: the
+#: smallest objects of workloads/default.toml (workloads/model.py, Objects.prefix).
+SMALL_PREFIX = "/obj/1KB/"
+
+
+def bench_service(backends: list[str], vip: str | None = None, port: int = 80,
+                  small_prefix: str = SMALL_PREFIX, **extra) -> Service:
+    """The bench's service: two clusters, every request routed by its Host and path.
+
+    "small" (the first half of the back-ends) serves `small_prefix`; "big" (the
+    rest) every other object and /health.  A request whose Host is
+    SMALL_CLUSTER_HOST or BIG_CLUSTER_HOST goes to that cluster whatever its
+    path.  So each request an L7 target answers
+    makes a rule decision, a mix spreads over both clusters, and a kept-alive
+    connection can change cluster from one request to the next (the re-route
+    workload).  Every back-end serves every object (hosts/backends.py), so
+    targets that cannot route by path (l4switch, direct) still serve the fixed
+    sizes and mixes; bench/reroute.py says where they cannot take part.  With a
+    single back-end both names' rules lead to one cluster.  `extra`: more
+    Service fields (request limits).
+    """
+    half = len(backends) // 2
+    if half:
+        clusters = [Cluster(name="small", backends=backends[:half]),
+                    Cluster(name="big", backends=backends[half:])]
+        small, big = "small", "big"
+    else:
+        clusters = [Cluster(name="all", backends=backends)]
+        small = big = "all"
+    return Service(
+        vip=vip, port=port, clusters=clusters,
+        rules=[Rule(host=SMALL_CLUSTER_HOST, path_prefix="/", cluster=small),
+               Rule(host=BIG_CLUSTER_HOST, path_prefix="/", cluster=big),
+               Rule(path_prefix=small_prefix, cluster=small),
+               Rule(path_prefix="/obj/", cluster=big),
+               Rule(path_prefix="/health", cluster=big)],
+        **extra,
     )
 
 

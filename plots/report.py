@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from analysis import cells, conditions, stats
+from analysis.results import NOT_APPLICABLE
 from plots import common, style
 
 STEM = "report"
@@ -66,6 +67,37 @@ def _section(d, kind: str, x: str, metrics: list[tuple[str, str, float, bool]],
                   [f"{h} vs direct" for _, h in ratios]
         parts.append(f"**{mode}**\n\n" + _table(headers, rows))
     return "\n\n".join(parts)
+
+
+def _reroute(df, d) -> list[str]:
+    """The re-route workload: throughput and what the counters say about the L7 decisions,
+    per target, and which targets it does not apply to and why."""
+    rr = d[d["workload_kind"] == "reroute"] if not d.empty else d
+    na = df[(df["status"] == NOT_APPLICABLE)]
+    if rr.empty and na.empty:
+        return []
+    out = ["## Re-routing on every request (L7)", "",
+           "Every request of a kept-alive connection goes to the other cluster than the one "
+           "before it, one request at a time (bench/reroute.py; one wrk thread per "
+           "connection). Re-routed: the re-routes Miresga's "
+           "front-end counted (a request for another cluster than its connection's back-end; "
+           "HAProxy and nginx keep no such count) per request of the load. Less-loaded cluster: its share of the "
+           "requests the back-ends answered (nginx stub_status; 0.50 is an even split)."
+           + (f" Load: {common.wrk_load(rr)}" if not rr.empty else ""), ""]
+    if not rr.empty:
+        out += [_section(rr, "workload", "workload_label",
+                         [("requests_per_s", "req/s", 1, True),
+                          ("lat_p50_us", "p50 ms", 1e-3, False),
+                          ("lat_p99_us", "p99 ms", 1e-3, True),
+                          ("reroute_rate", "re-routed", 1, False),
+                          ("cluster_min_share", "less-loaded cluster", 1, False)], []), ""]
+    if not na.empty:
+        out += ["Not applicable (recorded, not run):", ""]
+        for (target, why), rows in na.groupby(["target", "error"], dropna=False):
+            out.append(f"- {style.label(target)}, {', '.join(sorted(rows['workload'].unique()))}"
+                       f" ({', '.join(sorted(rows['conn_mode'].unique()))}): {why}")
+        out.append("")
+    return out
 
 
 def _integrity(passed) -> str:
@@ -139,13 +171,15 @@ def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
     if warns:
         lines += ["**Not one run**:", ""] + [f"- {w}" for w in warns] + [""]
     n_ok = int((df["status"] == "ok").sum())
-    lines += [f"{len(df)} run points: {n_ok} ok, {len(df) - n_ok} failed. Revision: "
+    n_na = int((df["status"] == NOT_APPLICABLE).sum())
+    lines += [f"{len(df)} run points: {n_ok} ok, {len(df) - n_ok - n_na} failed"
+              + (f", {n_na} not applicable (not run)" if n_na else "") + ". Revision: "
               f"{', '.join(conditions.revisions(df)) or 'unknown'}.", ""]
     integ = df.groupby("target")["integrity_passed"].agg(_integrity)
     lines += ["Integrity (every object fetched through the target, sha256 against the manifest): "
               + ", ".join(f"{style.label(t)} {word}" for t, word in integ.items()) + ".", ""]
     lines += _bodies(df)
-    failed = df[df["status"] != "ok"]
+    failed = df[~df["status"].isin(["ok", NOT_APPLICABLE])]
     if not failed.empty:
         lines += ["## Failed points", ""]
         lines += [f"- `{r.point_id}`: {r.error}" for r in failed.itertuples()]
@@ -185,6 +219,7 @@ def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
                             ("probe_lat_p99_us", "1KB p99 ms", 1e-3, True),
                             ("probe_lat_p999_us", "1KB p99.9 ms", 1e-3, False)],
                            [("goodput_gbps", "Gbit/s"), ("probe_lat_p99_us", "1KB p99")]), ""]
+    lines += _reroute(df, d)
     if not d.empty:
         lines += ["## CPU seconds per second of measurement, per role", "",
                   "Role CPU from each host's cgroup; softirq (the kernel's packet path, where "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from common.service import parse_service
+from common.service import bench_service
 from targets.base import make_target
 
 
@@ -20,16 +20,9 @@ def running(name: str, tb, service, **params):
 
 
 def two_cluster_service(tb, request_timeout_s: float = 2.0, **extra):
-    """The end-to-end tests' service: /obj/1KB/ on backend1-2 ("small"), every other
-    object and /health on backend3-4 ("big"), so a keep-alive connection can change
-    cluster; `extra`: more service fields."""
-    return parse_service({
-        "vip": str(tb.vip),
-        "cluster": [{"name": "small", "backends": ["backend1", "backend2"]},
-                    {"name": "big", "backends": ["backend3", "backend4"]}],
-        "rule": [{"path_prefix": "/obj/1KB/", "cluster": "small"},
-                 {"path_prefix": "/obj/", "cluster": "big"},
-                 {"path_prefix": "/health", "cluster": "big"}],
-        "request_timeout_s": request_timeout_s,
-        **extra,
-    })
+    """The campaign's service (common/service.py, bench_service) on this testbed: /obj/1KB/
+    on backend1-2 ("small"), every other object and /health on backend3-4 ("big"), and
+    either by Host, so a keep-alive connection can change cluster; `extra`: more service
+    fields."""
+    return bench_service([h.name for h in tb.backends], vip=str(tb.vip), port=tb.vip_port,
+                         request_timeout_s=request_timeout_s, **extra)

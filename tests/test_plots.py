@@ -460,3 +460,43 @@ def test_one_repetition_with_histograms_draws_every_figure(tmp_path):
     src = _copy_fixtures(tmp_path / "r", reps=(1.0,), histograms=True)
     figs = draw_all(src, tmp_path / "figures")
     assert {f"{s}.pdf" for s in STEMS} <= {Path(f).name for f in figs}
+
+
+def test_the_reroute_workload_in_figure_report_and_claims(tmp_path):
+    """Re-route points of three L7 targets, with their counters, and an l4switch point that
+    is not applicable: the figure draws the three and marks l4switch "not applicable", the
+    report lists it with its reason (neither failed nor left out), the claims carry the
+    Miresga / HAProxy ratio and Miresga's re-routed share."""
+    base = read_result(FIXTURES / "quick" / "direct" / "1KB" / "keep-alive-c32-t2" / "rep1.json")
+    root = tmp_path / "results"
+    for target, k, rate in (("haproxy", 1.0, None), ("nginx", 0.9, None), ("miresga", 2.0, 0.98)):
+        doc = _scaled(base, k, target=target)
+        doc["point_id"] = doc["point_id"].replace("/1KB/", "/reroute-1KB/")
+        doc["parameters"].update(workload="reroute-1KB", workload_label="Re-route 1 KB",
+                                 workload_kind="reroute")
+        doc["target"] = {"name": target, "layer7": True}
+        doc["metrics"]["l7"] = {"rate": rate, "cluster_requests": {"small": 500, "big": 510}}
+        _write(root / f"{doc['point_id']}.json", doc)
+    na = copy.deepcopy(base)
+    na.update(status="not_applicable", metrics=None, point_id=na["point_id"].replace(
+        "direct/1KB/", "l4switch/reroute-1KB/"),
+        error="l4switch cannot route by path or Host: the re-route workload needs an L7 "
+              "decision for every request", target={"name": "l4switch", "layer7": False})
+    na["parameters"].update(target="l4switch", target_name="l4switch", workload="reroute-1KB",
+                            workload_kind="reroute")
+    _write(root / f"{na['point_id']}.json", na)
+
+    out = tmp_path / "figures"
+    written = draw_all(root, out)
+    assert out / "fig_reroute.png" in written and (out / "fig_reroute.pdf").stat().st_size > 5000
+    report_md = (out / "report.md").read_text()
+    assert "4 run points: 3 ok, 0 failed, 1 not applicable (not run)" in report_md
+    assert "## Re-routing on every request (L7)" in report_md
+    assert "l4switch cannot route by path or Host" in report_md
+    assert "## Failed points" not in report_md
+    assert re.search(r"\| Miresga \| Re-route 1 KB \| 1 \|.*\| 0\.98 \| 0\.50 \|", report_md)
+    text = claims(root)
+    assert "Miresga / haproxy: 2.00x" in text and "Miresga re-routed 98% of the load's requests" in text
+    assert "not applicable: l4switch" in text
+    row = tidy(root).set_index("target").loc["l4switch"]
+    assert row["status"] == "not_applicable" and row["requests_per_s"] != row["requests_per_s"]

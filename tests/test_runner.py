@@ -42,6 +42,11 @@ size = "10KB"
 [[workload]]
 name = "mix"
 mix = { "1KB" = 60, "10KB" = 40 }
+
+[[workload]]
+name = "rr"
+size = "1KB"
+reroute = true
 """
 
 
@@ -119,6 +124,26 @@ def test_a_campaign_writes_results_and_resume_skips_done_points(tmp_path):
     assert (s["ok"], s["skipped"]) == (1, 1)
     assert files[0].exists() and files[1].stat().st_mtime_ns == mtimes[files[1]]
     assert len(Campaign(exp, results, force=True, console=quiet()).todo()) == 2
+
+
+@pytest.mark.testbed
+def test_a_point_that_needs_an_l7_decision_is_not_applicable_to_direct(tmp_path):
+    """direct cannot route by path or Host: its re-route point is recorded as not
+    applicable (not run, not failed, and done for the next run); its 1 KB point runs, and
+    the back-ends' counters put every request of it in the cluster of direct's back-end."""
+    exp = load_experiment(experiment(tmp_path, '["rr", "1KB"]'))
+    results = tmp_path / "results"
+    s = Campaign(exp, results, prefix=unique_prefix("wl"), console=quiet()).run()
+    assert (s["ok"], s["failed"]) == (2, 0)
+    docs = {d["point_id"]: d for d in map(read_result, (results / "t").rglob("rep1.json"))}
+    na = docs["direct/rr/keep-alive-c4-t1/rep1"]
+    assert na["status"] == "not_applicable" and "cannot route by path or Host" in na["error"]
+    assert na["metrics"] is None and na["raw"] == {}
+    ok = docs["direct/1KB/keep-alive-c4-t1/rep1"]
+    served = ok["metrics"]["l7"]["cluster_requests"]
+    assert served["small"] >= ok["metrics"]["load"]["requests"] > 0 and served["big"] == 0
+    assert set(tidy(results / "t")["status"]) == {"ok", "not_applicable"}
+    assert Campaign(exp, results, console=quiet()).todo() == []
 
 
 def test_changed_parameters_are_not_taken_for_done(tmp_path):

@@ -14,6 +14,16 @@ fixed response size or a mix of sizes with weights in percent:
     label = "Traffic 2"
     mix = { "1KB" = 70, "10KB" = 20, "1MB" = 8, "10MB" = 2 }
 
+    [[workload]]
+    name = "reroute-1KB"
+    size = "1KB"
+    reroute = true
+
+A workload with `reroute = true` (a fixed size) sends every request of a
+kept-alive connection to the other cluster than the one before it: the
+service's L7 rules decide, so only targets that route by path and Host take
+part (bench/reroute.py).
+
 Sizes are binary: 1 KB = 1024 bytes, 1 MB = 1024 KB.  The object of size S
 number i is served at /obj/S/i.bin and its bytes are SHAKE-256 of
 "miresga-bench:<seed>:<path>", so content depends on the name: a response
@@ -86,7 +96,11 @@ class Objects(_Strict):
         return parse_size(label)
 
     def paths(self, label: str) -> list[str]:
-        return [f"/obj/{label}/{i}.bin" for i in range(self.per_size)]
+        return [f"{self.prefix(label)}{i}.bin" for i in range(self.per_size)]
+
+    def prefix(self, label: str) -> str:
+        """The path every object of a size starts with."""
+        return f"/obj/{label}/"
 
     def all_paths(self) -> list[tuple[str, int]]:
         return [(p, parse_size(s)) for s in self.sizes for p in self.paths(s)]
@@ -99,12 +113,17 @@ class Workload(_Strict):
     label: str | None = None
     size: str | None = None
     mix: dict[str, float] | None = None
+    #: every request of a kept-alive connection to the other cluster than the one before
+    reroute: bool = False
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Workload":
         if (self.size is None) == (self.mix is None):
             raise ValueError("give exactly one of size (a fixed response size) or mix "
                              "(sizes with weights in percent)")
+        if self.reroute and self.size is None:
+            raise ValueError("reroute: only with a fixed size (a mix's sizes would go to "
+                             "clusters by size, not alternately)")
         if self.size is not None:
             parse_size(self.size)
         if self.mix is not None:
@@ -123,6 +142,8 @@ class Workload(_Strict):
 
     @property
     def kind(self) -> str:
+        if self.reroute:
+            return "reroute"
         return "fixed" if self.size is not None else "mix"
 
     @property

@@ -8,6 +8,9 @@
 --                    connection per request; wrk then reconnects per request)
 --   CONFIG.delay_ms  pause before each request on a connection (the probe)
 --   CONFIG.role      "load" or "probe", echoed in the JSON
+--   CONFIG.alternate (the re-route workload) header sets, added to the drawn
+--                    request in turn; a thread's turns are its connection's
+--                    when it has one connection (bench/reroute.py)
 --
 -- The latency histogram goes out whole (see histogram() below), so that the
 -- analysis can merge repetitions instead of averaging their percentiles.
@@ -26,23 +29,34 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local function prepare(extra)
+  local headers = {}
+  for name, v in pairs(CONFIG.headers) do headers[name] = v end
+  for name, v in pairs(extra) do headers[name] = v end
+  local out = {}
+  for ci, c in ipairs(CONFIG.classes) do
+    out[ci] = {}
+    for pi, p in ipairs(c.paths) do
+      out[ci][pi] = wrk.format("GET", p, headers)
+    end
+  end
+  return out
+end
+
 function init(args)
   S = sampler_new(CONFIG.classes, CONFIG.seed, thread_index)
-  prepared = {}
   drawn = {}
-  for ci, c in ipairs(CONFIG.classes) do
-    prepared[ci] = {}
-    for pi, p in ipairs(c.paths) do
-      prepared[ci][pi] = wrk.format("GET", p, CONFIG.headers)
-    end
-    drawn[ci] = 0
-  end
+  for ci in ipairs(CONFIG.classes) do drawn[ci] = 0 end
+  turns = {}
+  for k, extra in ipairs(CONFIG.alternate or { {} }) do turns[k] = prepare(extra) end
+  turn = 0
 end
 
 function request()
   local ci, pi = sampler_draw(S)
   drawn[ci] = drawn[ci] + 1
-  return prepared[ci][pi]
+  turn = turn % #turns + 1
+  return turns[turn][ci][pi]
 end
 
 if CONFIG.delay_ms and CONFIG.delay_ms > 0 then
