@@ -108,7 +108,7 @@ def test_all_four_figures_and_the_report_render(results, tmp_path):
     assert "wrk exited with 1: boom" in report
     assert "0.53x" in report  # haproxy: 0.5 of rep 1, direct: mean of 1.0 and 0.9
     assert "| No LB (direct) | Traffic 3 | 2 |" in report
-    assert len(FIGURES) == 6
+    assert len(FIGURES) == 7
 
 
 def test_frontend_busy_time_per_thousand_requests(results):
