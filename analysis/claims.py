@@ -226,7 +226,7 @@ def _equal_load_rows(d, c: _Counter, t3: str) -> list[tuple[str, str, str, str]]
             rate, iv = equal_load(d, "miresga", "haproxy", workload, m, col)
             c.measured += iv.ok
             at = (f" at {rate:,.0f} req/s" if rate is not None
-                  else " (no rate both carried)")
+                  else ", no rate both carried")
             parts.append(f"{_fmt(iv)} ({m}{at})")
         out.append((claim, f"{fig}, open loop", f"Miresga / HAProxy: {', '.join(parts)}",
                     f"paper {PAPER_LATENCY}x; goal <= 0.4x HAProxy"))

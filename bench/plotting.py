@@ -69,7 +69,8 @@ def draw_all(results: Path, out: Path) -> list[Path]:
     figures += fig_faults.draw_faults(results, out)
     written += figures
     written.append(report.write(df, out, figures, source=str(results),
-                                extra=fig_faults.report_lines(results)))
+                                extra=fig_latency_vs_load.report_lines(df)
+                                + fig_faults.report_lines(results)))
     (out / "claims.md").write_text(claims_of(results).text)
     written.append(out / "claims.md")
     return written

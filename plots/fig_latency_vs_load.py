@@ -89,8 +89,12 @@ def draw(df, out_dir):
 
 
 def finish_caption(fig, d) -> None:
-    late = d["late_share"].astype(float)
-    worst = late.max() if late.notna().any() else None
+    # Late without having waited for a connection: the generator behind its own
+    # schedule, at points the target carried (past its capacity every request waits).
+    carried = d[d["achieved_ratio"].astype(float) >= CARRIED]
+    behind = ((carried["late"].astype(float) - carried["waited_for_connection"].astype(float))
+              .clip(lower=0) / carried["requests"].astype(float))
+    worst = behind.max() if behind.notna().any() else None
     caption = (
         f"Open loop: requests sent at a constant rate (the offered load, the same for "
         f"every target, from {common.values(d, 'clients')} client host(s) together), each "
@@ -100,10 +104,54 @@ def finish_caption(fig, d) -> None:
         f"Under a mix: the 1 KB probe sent open loop beside the load. "
         f"{common.values(d, 'duration_s')} s measured after a {common.values(d, 'warmup_s')} "
         f"s warm-up; {common.reps(d)} per point. "
-        + (f"Generator behind schedule (sent > {common.values(d, 'late_ms')} ms late): at "
-           f"most {worst:.1%} of a point's requests. " if worst is not None else "")
+        + (f"Generator behind its schedule (a request sent > {common.values(d, 'late_ms')} "
+           f"ms after its due time with a connection free): at most {worst:.1%} of the "
+           f"requests of a point the target carried. " if worst is not None else "")
         + f"{common.interval_note(d)} {common.provenance(d)}")
     common.finish(fig, TITLE, caption)
+
+
+def report_lines(df) -> list[str]:
+    """The open-loop section of report.md: per workload and mode, one row per target and
+    offered rate (empty without open-loop points)."""
+    d = common.prepare(df, load="open")
+    if d.empty:
+        return []
+    out = ["## Latency versus offered load (open loop)", "",
+           "Every request's latency from its intended send time (no coordinated omission), "
+           "percentiles of the merged histogram of every client and repetition, p99 with its "
+           f"{common.CI}. Offered: the rate sent, the same for every target; achieved: "
+           "responses completed per second in the measured window; late: requests sent more "
+           "than late_ms after their due time; waited: requests that found every connection "
+           "busy (past a target's capacity, most are both: the target, not the generator, "
+           "is behind). "
+           "See fig_latency_vs_load.", ""]
+    for w, wlabel, mode in _panels(d):
+        dw = d[(d["workload"] == w) & (d["mode"] == mode)]
+        mix = (dw["workload_kind"] == "mix").any()
+        prefix = "probe_lat" if mix else "lat"
+        cols = [f"{prefix}_p50_us", f"{prefix}_p99_us", f"{prefix}_p999_us", "requests_per_s"]
+        summary = cells.summarize(dw, cols, by=["target", "target_label", "offered_rate"])
+        what = "1 KB probe" if mix else "latency"
+        out += [f"### {wlabel}, {mode}", "",
+                f"| target | offered req/s | achieved req/s | {what} p50 ms | p99 ms | "
+                f"p99.9 ms | late | waited | reps |", "|---|---|---|---|---|---|---|---|---|"]
+        for label in common.palette(dw)[0]:
+            s = summary[summary["target_label"] == label].sort_values("offered_rate")
+            for r in s.itertuples():
+                rows = dw[(dw["target_label"] == label) & (dw["offered_rate"] == r.offered_rate)]
+                p99 = getattr(r, f"{prefix}_p99_us")
+                lo, hi = getattr(r, f"{prefix}_p99_us_lo"), getattr(r, f"{prefix}_p99_us_hi")
+                lo, hi = common._bound(lo), common._bound(hi)
+                ci = f" [{lo / 1000:.2f}, {hi / 1000:.2f}]" if None not in (lo, hi) else ""
+                out.append(f"| {label} | {r.offered_rate:,.0f} | {r.requests_per_s:,.0f} | "
+                           f"{getattr(r, f'{prefix}_p50_us') / 1000:.2f} | {p99 / 1000:.2f}{ci} "
+                           f"| {getattr(r, f'{prefix}_p999_us') / 1000:.2f} | "
+                           f"{int(rows['late'].astype(float).sum()):,} | "
+                           f"{int(rows['waited_for_connection'].astype(float).sum()):,} | "
+                           f"{r.n} |")
+        out.append("")
+    return out
 
 
 if __name__ == "__main__":

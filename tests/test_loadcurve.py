@@ -3,6 +3,7 @@ filters, several clients' runs merged, the tidy rows, the figure and the equal-l
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import textwrap
@@ -202,11 +203,17 @@ def test_a_client_without_histogram_or_failed_makes_the_merge_say_so():
 
 # ----------------------------------------------------- tidy, figure, claims
 
+@functools.lru_cache(maxsize=None)
+def _samples_hist(median_us: float, rep: int) -> str:
+    """Synthetic latencies around a median, one set per repetition (encoding is slow:
+    shared by the points that have the same)."""
+    rng = random.Random(f"{median_us}:{rep}")
+    return _hist([max(1, int(rng.lognormvariate(0, 0.6) * median_us)) for _ in range(300)])
+
+
 def _open_doc(target: str, workload: str, rate: float, rep: int, median_us: float,
               achieved: float = 1.0) -> dict:
-    rng = random.Random(f"{target}{workload}{rate}{rep}")
-    samples = [max(1, int(rng.lognormvariate(0, 0.6) * median_us)) for _ in range(300)]
-    h = _hist(samples)
+    h = _samples_hist(median_us, rep)
     load = {"rate": rate, "requests": int(rate * 2), "requests_per_s": rate * achieved,
             "achieved_ratio": achieved, "late": 3, "late_share": 3 / (rate * 2),
             "waited_for_connection": 1, "failed": 0, "errors": {},
@@ -232,10 +239,10 @@ def _open_doc(target: str, workload: str, rate: float, rep: int, median_us: floa
             "started_at": f"2026-11-27T16:{rep:02d}:00+0000", "metadata": {}}
 
 
-@pytest.fixture
-def curve(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def curve(tmp_path_factory) -> Path:
     """haproxy's latency climbs past 2,000 req/s (where it carries 80%), miresga's stays low."""
-    root = tmp_path / "ol"
+    root = tmp_path_factory.mktemp("curve") / "ol"
     for rep in (1, 2, 3):
         for w in ("1KB", "traffic3"):
             for rate in (500, 1000, 2000):

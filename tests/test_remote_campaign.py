@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis import latency
 from hosts.remote import emulated_inventory
 from hosts.sshd import make_keys, start_sshd
 
@@ -19,6 +20,9 @@ pytestmark = pytest.mark.testbed
 REPO = Path(__file__).resolve().parent.parent
 # Every target that exists and runs over SSH; the list grows with the targets.
 TARGETS = ["direct", "haproxy", "nginx", "l4switch", "miresga"]
+# Open-loop points over SSH: both clients on one schedule, started at one time.
+OPEN_TARGETS = ["direct", "miresga"]
+OPEN_RATE = 200
 
 WORKLOADS = """
 [objects]
@@ -57,7 +61,15 @@ warmup_s = 0
 timeout_s = 5
 probe_connections = 1
 probe_interval_ms = 20
-""")
+
+[openloop]
+workload = "1KB"
+rates = [{OPEN_RATE}]
+targets = {OPEN_TARGETS}
+duration_s = 1
+warmup_s = 0
+timeout_s = 5
+""".replace("{OPEN_RATE}", str(OPEN_RATE)).replace("{OPEN_TARGETS}", json.dumps(OPEN_TARGETS)))
     return exp
 
 
@@ -127,7 +139,8 @@ def shape(doc, depth: int = 2, prefix: str = "") -> set[str]:
 def test_remote_campaign_has_the_form_of_an_emulated_one(remote_lab, tmp_path):
     """Every target (direct, haproxy, nginx, l4switch, miresga) over SSH: every point ok,
     integrity passed, and the result files and tidy table have exactly the fields of an
-    emulated run."""
+    emulated run.  Both client hosts drive every point's load: wrk's connections shared
+    out, the open-loop schedule split between them."""
     tb, lab, _ = remote_lab
     exp = experiment(tmp_path)
     remote = bench("run", str(exp), "--inventory", str(lab / "lab.toml"),
@@ -139,12 +152,23 @@ def test_remote_campaign_has_the_form_of_an_emulated_one(remote_lab, tmp_path):
     docs = {}
     for kind in ("remote", "emulated"):
         files = sorted((tmp_path / kind / "remote-smoke").rglob("rep*.json"))
-        assert len(files) == 2 * len(TARGETS), files
+        assert len(files) == 2 * len(TARGETS) + len(OPEN_TARGETS), files
         docs[kind] = [json.loads(f.read_text()) for f in files]
         for d in docs[kind]:
             assert d["status"] == "ok", (kind, d.get("error"))
             assert d["integrity"]["passed"], d["integrity"]
+            load = d["metrics"]["load"]
+            assert [c["host"] for c in load["clients"]] == ["client", "client2"], load["clients"]
+            if d.get("kind") == "openloop":
+                # Every request of the schedule was offered, half by each client.
+                assert load["requests"] == OPEN_RATE and load["streams_reported"] == 2
+                assert [c["streams"] for c in load["clients"]] == [1, 1]
+            else:
+                assert [c["connections"] for c in load["clients"]] == [4, 4]
+            assert latency.decode(load["histogram"]).get_total_count() == \
+                load["latency_us"]["count"]
     r, e = docs["remote"][0], docs["emulated"][0]
+    assert r["point_id"] == e["point_id"]
     assert r["metadata"]["testbed"]["kind"] == "remote"
     assert e["metadata"]["testbed"]["kind"] == "emulated"
     assert shape(r) == shape(e)
