@@ -26,6 +26,10 @@ every finished point and takes the testbed down.
 Each point: a warm-up run of wrk (its numbers are kept in the raw section,
 not measured), then the measured run; under a mix the 1 KB probe runs beside
 it for the same duration.  CPU per role is the delta over the measured run.
+Every client host of the testbed drives a share of the load, merged into one
+run (bench/clients.py).  The experiment's open-loop points (`[openloop]`,
+bench/loadcurve.py) run after each target's wrk points, on its deployment
+(`--only load=open`, `--only rate=R` select them).
 """
 
 from __future__ import annotations
