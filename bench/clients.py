@@ -93,11 +93,12 @@ def run_wrk(hosts: list, job: WrkJob, binary: str = "wrk") -> WrkOutput | Merged
             r.abort()
         raise
     parts = [(name, r.finish()) for name, r in running]
-    return merge_wrk(job.role, parts, job.config())
+    return merge_wrk(job.role, parts, job.config(), [j.connections for j in jobs])
 
 
-def merge_wrk(role: str, parts: list[tuple[str, WrkOutput]], config: dict | None = None
-              ) -> MergedWrkOutput:
+def merge_wrk(role: str, parts: list[tuple[str, WrkOutput]], config: dict | None = None,
+              connections: list[int] | None = None) -> MergedWrkOutput:
+    """One run of several hosts' (`connections`: how many each opened, for the record)."""
     errors = [f"{h}: {o.error}" for h, o in parts if not o.ok]
     out = MergedWrkOutput(role, parts, config=config or {},
                           error="; ".join(errors) if errors else None)
@@ -128,8 +129,9 @@ def merge_wrk(role: str, parts: list[tuple[str, WrkOutput]], config: dict | None
         m["latency_us"] = latency.summary(h)
     # wrk's own (corrected) summaries are per host; they cannot be added.
     m["latency_us_wrk"] = None
-    m["clients"] = [{"host": h, "connections": o.config.get("connections"),
-                     "requests_per_s": o.data.get("requests_per_s")} for h, o in parts]
+    conns = connections or [None] * len(parts)
+    m["clients"] = [{"host": h, "connections": c, "requests_per_s": o.data.get("requests_per_s")}
+                    for (h, o), c in zip(parts, conns)]
     out.data = m
     return out
 

@@ -179,12 +179,14 @@ def _wrk(host_values, rps, errors=None) -> WrkOutput:
 
 def test_wrk_runs_of_several_clients_add_up_and_their_histograms_merge_exactly():
     a, b = list(range(100, 200)), list(range(1000, 1050))
-    m = clients.merge_wrk("load", [("client", _wrk(a, 100.0)), ("client2", _wrk(b, 50.0))])
+    m = clients.merge_wrk("load", [("client", _wrk(a, 100.0)), ("client2", _wrk(b, 50.0))],
+                          connections=[3, 2])
     assert m.ok and m.data["requests"] == 150 and m.data["requests_per_s"] == 150.0
     assert m.data["errors"] == {"read": 2} and m.data["drawn"] == {"1KB": 150}
     whole = latency.from_counts((v, 1) for v in a + b)
     assert m.data["latency_us"] == latency.summary(whole)
-    assert [c["host"] for c in m.data["clients"]] == ["client", "client2"]
+    assert [(c["host"], c["connections"]) for c in m.data["clients"]] == [("client", 3),
+                                                                          ("client2", 2)]
     assert "==== client2" in m.raw()["stdout"] and len(m.raw()["clients"]) == 2
 
 

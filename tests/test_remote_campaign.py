@@ -20,9 +20,6 @@ pytestmark = pytest.mark.testbed
 REPO = Path(__file__).resolve().parent.parent
 # Every target that exists and runs over SSH; the list grows with the targets.
 TARGETS = ["direct", "haproxy", "nginx", "l4switch", "miresga"]
-# Open-loop points over SSH: both clients on one schedule, started at one time.
-OPEN_TARGETS = ["direct", "miresga"]
-OPEN_RATE = 200
 
 WORKLOADS = """
 [objects]
@@ -61,15 +58,7 @@ warmup_s = 0
 timeout_s = 5
 probe_connections = 1
 probe_interval_ms = 20
-
-[openloop]
-workload = "1KB"
-rates = [{OPEN_RATE}]
-targets = {OPEN_TARGETS}
-duration_s = 1
-warmup_s = 0
-timeout_s = 5
-""".replace("{OPEN_RATE}", str(OPEN_RATE)).replace("{OPEN_TARGETS}", json.dumps(OPEN_TARGETS)))
+""")
     return exp
 
 
@@ -136,11 +125,14 @@ def shape(doc, depth: int = 2, prefix: str = "") -> set[str]:
     return out
 
 
+# Two campaigns of five targets, each deployed on nine hosts over SSH: past the
+# default 600 s on a busy 2-vCPU machine.
+@pytest.mark.timeout(1800)
 def test_remote_campaign_has_the_form_of_an_emulated_one(remote_lab, tmp_path):
     """Every target (direct, haproxy, nginx, l4switch, miresga) over SSH: every point ok,
     integrity passed, and the result files and tidy table have exactly the fields of an
-    emulated run.  Both client hosts drive every point's load: wrk's connections shared
-    out, the open-loop schedule split between them."""
+    emulated run.  Both client hosts drive every point's load (wrk's connections shared
+    out), their histograms merged."""
     tb, lab, _ = remote_lab
     exp = experiment(tmp_path)
     remote = bench("run", str(exp), "--inventory", str(lab / "lab.toml"),
@@ -152,21 +144,18 @@ def test_remote_campaign_has_the_form_of_an_emulated_one(remote_lab, tmp_path):
     docs = {}
     for kind in ("remote", "emulated"):
         files = sorted((tmp_path / kind / "remote-smoke").rglob("rep*.json"))
-        assert len(files) == 2 * len(TARGETS) + len(OPEN_TARGETS), files
+        assert len(files) == 2 * len(TARGETS), files
         docs[kind] = [json.loads(f.read_text()) for f in files]
         for d in docs[kind]:
             assert d["status"] == "ok", (kind, d.get("error"))
             assert d["integrity"]["passed"], d["integrity"]
             load = d["metrics"]["load"]
             assert [c["host"] for c in load["clients"]] == ["client", "client2"], load["clients"]
-            if d.get("kind") == "openloop":
-                # Every request of the schedule was offered, half by each client.
-                assert load["requests"] == OPEN_RATE and load["streams_reported"] == 2
-                assert [c["streams"] for c in load["clients"]] == [1, 1]
-            else:
-                assert [c["connections"] for c in load["clients"]] == [4, 4]
+            assert [c["connections"] for c in load["clients"]] == [4, 4]
+            assert sum(c["requests_per_s"] for c in load["clients"]) == \
+                pytest.approx(load["requests_per_s"])
             assert latency.decode(load["histogram"]).get_total_count() == \
-                load["latency_us"]["count"]
+                load["latency_us"]["count"] > 0
     r, e = docs["remote"][0], docs["emulated"][0]
     assert r["point_id"] == e["point_id"]
     assert r["metadata"]["testbed"]["kind"] == "remote"
