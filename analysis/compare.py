@@ -74,6 +74,8 @@ def compare(a_source: Path, b_source: Path) -> Comparison:
         kind = ra["workload_kind"].iloc[0] if "workload_kind" in ra else None
         key = dict(zip(by, k))
         params = f"c{key.get('connections')} t{key.get('threads')} {key.get('duration_s')}s"
+        if key.get("load") == "open":
+            params = f"open loop {key.get('offered_rate'):g} req/s {key.get('duration_s')}s"
         cellv = []
         for col, _, kinds in METRICS:
             if kind is not None and kind not in kinds:

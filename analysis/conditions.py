@@ -117,8 +117,8 @@ def smoke_test(df) -> str | None:
         why.append(f"the quick profile (campaign {', '.join(quick)})")
     ok = _ok(df)
     if not ok.empty:
-        keys = [c for c in ("target", "workload", "conn_mode", "connections", "threads",
-                            "duration_s") if c in ok]
+        keys = [c for c in ("target", "workload", "conn_mode", "load", "offered_rate",
+                            "connections", "threads", "duration_s") if c in ok]
         reps = ok.groupby(keys, dropna=False).size()
         if len(reps) and reps.min() < MIN_REPETITIONS:
             why.append(f"{int(reps.min())} repetition(s) of some points (fewer than "

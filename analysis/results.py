@@ -30,6 +30,9 @@ PARAM_COLUMNS = ["campaign", "point_id", "target", "target_name", "repetition", 
                  "mean_size_bytes", "conn_mode", "connections", "threads", "duration_s",
                  "warmup_s", "timeout_s", "probe_size", "probe_connections", "probe_interval_ms",
                  "seed"]
+# Kinds of result document that are rows of the tidy table: wrk's closed-loop
+# points and the open-loop points (bench/loadcurve.py); `load` tells them apart.
+TABLE_KINDS = {"point": "closed", "openloop": "open"}
 
 
 def write_result(path: Path, doc: dict) -> None:
@@ -89,6 +92,7 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["bodies_checked"] = _get(doc, "bodies", "checked")
     row["bodies_mismatched"] = _get(doc, "bodies", "mismatched")
     load = m.get("load") or {}
+    row.update(_open_loop(doc, load))
     row.update({
         "requests": load.get("requests"), "requests_per_s": load.get("requests_per_s"),
         "bytes_per_s": load.get("bytes_per_s"),
@@ -134,6 +138,43 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["started_at"] = doc.get("started_at")
     row["result_file"] = str(path) if path is not None else None
     return row
+
+
+def _open_loop(doc: dict, load: dict) -> dict[str, Any]:
+    """The load that was applied: closed loop (wrk) or open loop at `offered_rate`
+    (requests/s, all clients together), and for open loop whether the generator kept
+    its schedule: the share of requests sent more than late_ms late, and its send
+    lag's p99 (a large lag: the generator, not the target, fell behind)."""
+    kind = TABLE_KINDS.get(doc.get("kind", "point"))
+    p = doc.get("parameters") or {}
+    clients = load.get("clients")
+    out: dict[str, Any] = {"load": kind, "offered_rate": p.get("rate"),
+                           "clients": len(clients) if clients else (1 if load else None),
+                           "achieved_ratio": None, "late": None, "late_share": None,
+                           "waited_for_connection": None, "send_lag_p99_us": None,
+                           "failed": None, "late_ms": p.get("late_ms")}
+    if kind == "open" and load:
+        out.update(achieved_ratio=load.get("achieved_ratio"), late=load.get("late"),
+                   late_share=load.get("late_share"),
+                   waited_for_connection=load.get("waited_for_connection"),
+                   send_lag_p99_us=_get(load, "send_lag_us", "percentiles", "99"),
+                   failed=load.get("failed"))
+    return out
+
+
+def closed_loop(df):
+    """The rows of closed-loop (wrk) points: what Figure 4 and the claims about
+    saturation read.  Tables written before open-loop points have no `load`."""
+    if df.empty or "load" not in df:
+        return df
+    return df[df["load"].fillna("closed") == "closed"]
+
+
+def open_loop(df):
+    """The rows of open-loop points."""
+    if df.empty or "load" not in df:
+        return df.iloc[0:0]
+    return df[df["load"] == "open"]
 
 
 def _conditions(cpu: dict) -> dict[str, Any]:
@@ -212,7 +253,7 @@ def tidy(paths: Iterable[Path] | Path):
     for path in paths:
         doc = read_result(path)
         # Fault runs have a table of their own (fault_rows).
-        if doc is not None and doc.get("kind", "point") == "point":
+        if doc is not None and doc.get("kind", "point") in TABLE_KINDS:
             rows.append(tidy_row(doc, path))
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -250,6 +291,8 @@ def read_tidy_csv(path: Path):
     for col in OPTIONAL_COLUMNS:
         if col not in df.columns:
             df[col] = None
+    if "load" not in df.columns:
+        df["load"] = "closed"  # every point was wrk's before open-loop points
     return df
 
 
@@ -258,7 +301,9 @@ OPTIONAL_COLUMNS = ("lat_hist", "probe_lat_hist", "cpus", "cpu_steal_s", "cpu_st
                     "load1", "load5", "load15", "offloaded_byte_share", "frontend_busy_s_per_kreq",
                     "client_conns", "frontend_pkts_per_conn", "client_dup_per_kconn",
                     "client_ofo_per_kconn",
-                    "layer7", "git_dirty", "started_at", "bodies_checked", "bodies_mismatched")
+                    "layer7", "git_dirty", "started_at", "bodies_checked", "bodies_mismatched",
+                    "offered_rate", "clients", "achieved_ratio", "late", "late_share",
+                    "waited_for_connection", "send_lag_p99_us", "failed", "late_ms")
 
 
 def fault_rows(results_dir: Path) -> list[dict]:

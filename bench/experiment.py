@@ -12,7 +12,7 @@
     # label = "direct-b2"             # to run one target twice with other params
     # params = { backend = "backend2" }
 
-    [parameters]                      # a list sweeps, a scalar is fixed
+    [parameters]                      # closed loop (wrk); a list sweeps, a scalar is fixed
     workload = ["1KB", "10KB", "traffic2"]
     conn_mode = ["keep-alive", "close"]
     connections = 64
@@ -20,12 +20,17 @@
     duration_s = 10
     warmup_s = 2
 
+    [openloop]                        # latency vs offered load: bench/loadcurve.py
+    workload = ["1KB"]
+    rates = [1000, 4000]              # requests/s, absolute, the same for every target
+
 Everything is validated before a testbed is built; an unknown target,
 workload or field, or a mix whose weights do not sum to 100%, is refused
 with the field named.  `points()` expands the file into a deterministic run
 list: targets in file order (each is deployed once), then repetitions (so a
 slow minute of a shared machine does not hit every repetition of one point),
-then workloads, then parameter combinations in field order.
+then workloads, then parameter combinations in field order; then the
+target's open-loop points (workload, connection mode, rising rate).
 
 With `interleave = true` repetitions come first, then targets: each target is
 deployed (and verified) once per repetition, and a slow stretch of a shared
@@ -44,6 +49,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.faults import FaultPoint, FaultsSpec
+from bench.loadcurve import OpenLoopSpec
+from bench.loadcurve import points as openloop_points
 from common.errors import ConfigError, format_validation_error
 from common.paths import REPO_ROOT
 from targets.base import available
@@ -128,6 +135,7 @@ class ExperimentFile(_Strict):
     target: list[TargetSpec] = Field(min_length=1)
     parameters: Parameters
     faults: FaultsSpec | None = None
+    openloop: OpenLoopSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,7 @@ class Experiment:
                         if f in swept and f not in ("conn_mode", "connections", "threads"):
                             slug += f"-{_SLUG[f]}{params[f]:g}"
                     out.append(Point(len(out), t, w, rep, params, slug))
+            out += openloop_points(self.spec.openloop, t, rep, len(out))
         return out + self.fault_points(len(out))
 
     def fault_targets(self) -> list[TargetSpec]:
@@ -263,6 +272,15 @@ def parse_experiment(data: dict, source: Path) -> Experiment:
             if key not in keys:
                 problems.append(f"{src}: faults.targets[{i}]: {key!r} is not a target of this "
                                 f"experiment ({', '.join(keys)})")
+    if spec.openloop is not None:
+        for i, w in enumerate(spec.openloop.workload):
+            if w not in workloads.names:
+                problems.append(f"{src}: openloop.workload[{i}]: unknown workload {w!r}; "
+                                f"{wpath.name} defines {', '.join(workloads.names)}")
+        for i, key in enumerate(spec.openloop.targets or []):
+            if key not in keys:
+                problems.append(f"{src}: openloop.targets[{i}]: {key!r} is not a target of "
+                                f"this experiment ({', '.join(keys)})")
     if spec.campaign.topology is not None:
         try:
             resolve(spec.campaign.topology, source, "campaign.topology")

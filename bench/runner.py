@@ -30,6 +30,10 @@ not measured), then the measured run; under a mix the 1 KB probe runs beside
 it for the same duration, and under every workload a checksumming client
 (bench/bodies.py) samples the bodies: one that differs from the manifest
 fails the point.  CPU per role is the delta over the measured run.
+Every client host of the testbed drives a share of the load, merged into one
+run (bench/clients.py).  The experiment's open-loop points (`[openloop]`,
+bench/loadcurve.py) run after each target's wrk points, on its deployment
+(`--only load=open`, `--only rate=R` select them).
 """
 
 from __future__ import annotations
@@ -53,12 +57,13 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 
 from analysis.results import FORMAT, FORMAT_VERSION, read_result, write_result, write_tidy
 from bench import bodies as body_check
-from bench import metadata
+from bench import clients, loadcurve, metadata
 from bench.cpu import CpuSampler
 from bench.estimate import estimate
 from bench.experiment import SWEEP_ORDER, Parameters, load_experiment, topology_path
 from bench.faults import FaultPoint, run_fault
 from bench.integrity import verify
+from bench.loadcurve import OpenLoopPoint
 from bench.netstat import NetstatSampler
 from bench.reroute import (NOT_APPLICABLE, alternating_headers, integrity_alternation,
                            load_threads, not_applicable, reroute_metrics)
@@ -180,7 +185,8 @@ class Selection:
         for t in targets:
             if t not in keys:
                 raise ConfigError(f"--target {t}: not a target of {src} ({', '.join(keys)})")
-        wls = list(exp.spec.parameters.workload)
+        wls = list(dict.fromkeys(list(exp.spec.parameters.workload) + (
+            exp.spec.openloop.workload if exp.spec.openloop is not None else [])))
         for w in workloads:
             if w not in wls:
                 raise ConfigError(f"--workload {w}: not a workload of {src} ({', '.join(wls)})")
@@ -189,6 +195,9 @@ class Selection:
             name, eq, text = item.partition("=")
             if not eq or not text:
                 raise ConfigError(f"--only {item}: give FIELD=VALUE (e.g. conn_mode=close)")
+            if name in OPEN_FIELDS:
+                fields.setdefault(name, []).append(_open_field(exp, item, name, text))
+                continue
             if name == "repetition":
                 reps = exp.spec.campaign.repetitions
                 if not text.isdigit() or not 1 <= int(text) <= reps:
@@ -197,14 +206,16 @@ class Selection:
                 continue
             if name not in SWEEP_ORDER:
                 raise ConfigError(f"--only {item}: {name!r} is not a parameter; filter on "
-                                  f"{', '.join(SWEEP_ORDER)}, repetition (or use --target, "
-                                  f"--workload)")
+                                  f"{', '.join(SWEEP_ORDER + OPEN_FIELDS)}, repetition (or use "
+                                  f"--target, --workload)")
             try:
                 value = getattr(Parameters.model_validate({"workload": ["-"], name: text}),
                                 name)[0]
             except ValidationError as e:
                 raise ConfigError(f"--only {item}: {e.errors()[0]['msg']}") from None
-            have = getattr(exp.spec.parameters, name)
+            have = list(getattr(exp.spec.parameters, name))
+            if name == "conn_mode" and exp.spec.openloop is not None:
+                have += exp.spec.openloop.conn_mode
             if value not in have:
                 raise ConfigError(f"--only {item}: {src} runs {name} = "
                                   f"{', '.join(str(v) for v in have)}")
@@ -221,7 +232,36 @@ class Selection:
             return not self.workloads and not (set(self.only) - {"repetition"})
         if self.workloads and point.workload not in self.workloads:
             return False
-        return all(point.params[f] in vals for f, vals in self.only.items() if f != "repetition")
+        if isinstance(point, OpenLoopPoint):
+            # Filters on a wrk parameter it does not have leave it out.
+            return all(point.params.get(f) in vals for f, vals in self.only.items()
+                       if f != "repetition")
+        if "rate" in self.only or ("load" in self.only and "closed" not in self.only["load"]):
+            return False
+        return all(point.params[f] in vals for f, vals in self.only.items()
+                   if f not in ("repetition", "load"))
+
+
+#: What `--only` filters on beside the wrk parameters: the load (open or closed)
+#: and the open-loop rate.
+OPEN_FIELDS = ("load", "rate")
+
+
+def _open_field(exp, item: str, name: str, text: str):
+    src = exp.source
+    if name == "load":
+        if text not in ("open", "closed"):
+            raise ConfigError(f"--only {item}: load is open or closed")
+        return text
+    rates = exp.spec.openloop.all_rates() if exp.spec.openloop is not None else []
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value not in rates:
+        raise ConfigError(f"--only {item}: {src} runs open-loop rates "
+                          f"{', '.join(f'{r:g}' for r in rates) or '(none)'}")
+    return value
 
 
 def testbed_hosts(topology) -> dict[str, list[str]]:
@@ -308,6 +348,13 @@ class Campaign:
                     "target_params": dict(point.target.params),
                     "repetition": point.repetition, "fault": point.fault,
                     **point.spec.model_dump(exclude={"run", "targets", "repetitions"})}
+        if isinstance(point, OpenLoopPoint):
+            return loadcurve.parameters(self, point, self._workload_parameters(point))
+        wl = self.exp.workloads.get(point.workload)
+        return {**self._workload_parameters(point), **point.params,
+                "threads": load_threads(wl, point.params["threads"], point.params["connections"])}
+
+    def _workload_parameters(self, point) -> dict[str, Any]:
         wl = self.exp.workloads.get(point.workload)
         return {
             "campaign": self.exp.name, "point_id": point.id,
@@ -321,8 +368,6 @@ class Campaign:
             # The latency probe's object size under a mix: 1 KB as in the paper.
             "probe_size": probe_size(self.exp.workloads.objects) if wl.kind == "mix" else None,
             "objects": self.exp.workloads.objects.model_dump(),
-            **point.params,
-            "threads": load_threads(wl, point.params["threads"], point.params["connections"]),
             "seed": point_seed(self.exp.spec.campaign.seed, point.id),
         }
 
@@ -498,6 +543,8 @@ class Campaign:
                 progress.update(task, description=f"{p.id}")
                 if isinstance(p, FaultPoint):
                     doc = self._run_fault(ctx, target, p, integrity)
+                elif isinstance(p, OpenLoopPoint):
+                    doc = loadcurve.run_point(self, ctx, target, p, integrity)
                 else:
                     doc = self._run_point(ctx, target, p, integrity)
                 self._write(p, doc)
@@ -584,8 +631,9 @@ class Campaign:
                 except Error as e:
                     return fail(f"target unhealthy before the point: {e}")
             if par["warmup_s"] > 0:
-                warm = runner.run(WrkJob(classes=classes, duration_s=par["warmup_s"],
-                                         seed=par["seed"] + 1, role="warmup", **common))
+                warm = clients.run_wrk(ctx.tb.clients, WrkJob(
+                    classes=classes, duration_s=par["warmup_s"], seed=par["seed"] + 1,
+                    role="warmup", **common), ctx.wrk_binary)
                 doc["raw"]["warmup"] = warm.raw()
                 # A warm-up too short for one large response to finish is
                 # still a warm-up: only errors, or no result at all, fail it.
@@ -609,8 +657,10 @@ class Campaign:
                 client, url, ctx.store.manifest(), [p for c in classes for p in c["paths"]],
                 par["duration_s"], par["timeout_s"]).start()
             try:
-                load = runner.run(WrkJob(classes=classes, duration_s=par["duration_s"],
-                                         seed=par["seed"], role="load", **common))
+                # The load from every client host, the probe beside it from the first.
+                load = clients.run_wrk(ctx.tb.clients, WrkJob(
+                    classes=classes, duration_s=par["duration_s"], seed=par["seed"],
+                    role="load", **common), ctx.wrk_binary)
             except BaseException:
                 if probe is not None:
                     probe.abort()
@@ -714,6 +764,7 @@ def _load_metrics(data: dict, header_bytes: int | None, wl, objs) -> dict:
                               "duration_us", "latency_us", "errors", "drawn")}
     m.update({k: data.get(k) for k in LATENCY_HISTOGRAM_KEYS})
     m["status_errors"] = data["errors"].get("status", 0)
+    m["clients"] = data.get("clients")
     # Goodput: response bodies only.  wrk counts every byte it read, headers
     # included; subtract one header per response (measured with curl).
     if header_bytes is not None:
@@ -746,6 +797,8 @@ def _one_line(doc: dict) -> str:
         return (f"[green]ok[/] {doc['point_id']}: {o['requests_failed']} failed, "
                 f"{o['responses_corrupt']} corrupt, {rec}, "
                 + ("kept serving" if o["kept_serving"] else "[bold red]STUCK[/]"))
+    if doc.get("kind") == "openloop":
+        return loadcurve.one_line(doc)
     if doc["status"] != "ok":
         return f"[red]FAILED[/] {doc['point_id']}: {doc['error']}"
     m = doc["metrics"]["load"]

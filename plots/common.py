@@ -20,7 +20,7 @@ import textwrap
 from pathlib import Path
 
 from analysis import cells, conditions, stats
-from analysis.results import load_table
+from analysis.results import closed_loop, load_table, open_loop
 from plots import style
 
 CI = (f"{stats.LEVEL:.0%} confidence interval ({stats.METHOD})")
@@ -30,9 +30,11 @@ def load(results_dir: str | Path):
     return load_table(Path(results_dir))
 
 
-def prepare(df):
-    """Successful rows, with display columns: target label (marked), conn mode label."""
-    ok = df[df["status"] == "ok"].copy()
+def prepare(df, load: str = "closed"):
+    """Successful rows of one load (closed: wrk's points, open: the open-loop points),
+    with display columns: target label (marked), conn mode label."""
+    ok = df[df["status"] == "ok"]
+    ok = (closed_loop(ok) if load == "closed" else open_loop(ok)).copy()
     if ok.empty:
         return ok
     bad = set(df.loc[[v is False or (isinstance(v, str) and v == "False") or v == 0

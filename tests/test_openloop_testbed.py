@@ -6,6 +6,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from target_rig import running
 
+from bench import clients
 from bench.openloop import OpenLoopJob, OpenLoopRunner
 from common.service import default_service
 from workloads.model import parse_size
@@ -67,3 +68,24 @@ def test_open_loop_run_against_nothing_fails_with_connect_errors(direct):
     out = OpenLoopRunner(tb.clients[0]).run(job)
     assert not out.ok and "no request succeeded" in out.error
     assert out.data["errors"] == {"connect": 50} and out.data["ok"] == 0
+
+
+def test_every_client_host_runs_its_share_of_one_schedule(direct):
+    """Both client hosts at 300 req/s together, started at one time: each ran one of the two
+    streams, every request of the schedule was offered once and answered intact, and the
+    merged histogram holds every response of both."""
+    tb, store, target = direct
+    assert len(tb.clients) == 2
+    job = OpenLoopJob(url=target.endpoint.url, classes=classes(store, {"1KB": 10000}),
+                      rate=RATE, duration_s=DURATION_S, warmup_s=1, manifest=store.manifest(),
+                      verify_every=1, seed=5)
+    out = clients.run_open(tb.clients, job)
+    assert out.ok, (out.error, [o.stdout[-1000:] for _, o in out.parts])
+    d = out.data
+    assert [c["host"] for c in d["clients"]] == [h.name for h in tb.clients]
+    assert [c["streams"] for c in d["clients"]] == [1, 1]
+    assert sorted(s["stream"] for s in d["streams"]) == [0, 1]
+    assert d["requests"] == RATE * DURATION_S and d["ok"] == d["requests"] == d["verified"]
+    assert HdrHistogram.decode(d["histogram"]).get_total_count() == d["ok"]
+    # One schedule: the two hosts' streams were offered the same number of requests.
+    assert [s["requests"] for s in d["streams"]] == [RATE * DURATION_S // 2] * 2

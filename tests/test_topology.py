@@ -16,10 +16,10 @@ def base() -> dict:
 
 
 def test_default_topology_loads():
-    """The shipped topology is valid: 1 client, 1 switch, 1 front-end, 4 back-ends."""
+    """The shipped topology is valid: 2 clients, 1 switch, 1 front-end, 4 back-ends."""
     topo = load_topology(DEFAULT_TOPOLOGY)
     assert [len(topo.hosts(r)) for r in (Role.CLIENT, Role.SWITCH, Role.FRONTEND, Role.BACKEND)] \
-        == [1, 1, 1, 4]
+        == [2, 1, 1, 4]
     assert str(topo.get("backend1").gateway_address) == "10.10.11.1"
 
 
