@@ -26,7 +26,8 @@ from analysis.latency import CountTable
 
 # What makes two run points repetitions of one another.
 CELL_KEYS = ["target", "workload", "conn_mode", "connections", "threads", "duration_s",
-             "warmup_s", "timeout_s", "probe_connections", "probe_interval_ms"]
+             "warmup_s", "timeout_s", "probe_connections", "probe_interval_ms",
+             "frontend_cpu_cores"]
 
 _LATENCY = re.compile(r"^(probe_)?lat_p(50|90|99|999)_us$")
 _PERCENTILE = {"50": 50.0, "90": 90.0, "99": 99.0, "999": 99.9}

@@ -49,6 +49,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 
 from analysis.results import FORMAT, FORMAT_VERSION, read_result, write_result, write_tidy
 from bench import metadata
+from bench.budget import FrontendBudget, check_supported
 from bench.cpu import CpuSampler
 from bench.estimate import estimate
 from bench.experiment import SWEEP_ORDER, Parameters, load_experiment, topology_path
@@ -214,7 +215,8 @@ class Selection:
             return not self.workloads and not (set(self.only) - {"repetition"})
         if self.workloads and point.workload not in self.workloads:
             return False
-        return all(point.params[f] in vals for f, vals in self.only.items() if f != "repetition")
+        return all(point.params.get(f) in vals for f, vals in self.only.items()
+                   if f != "repetition")
 
 
 def testbed_hosts(topology) -> dict[str, list[str]]:
@@ -267,6 +269,7 @@ class Campaign:
         # target it cannot carry, is refused before anything starts.
         self.topology = inventory if inventory is not None else load_topology(self.topology_file)
         self._check_roles()
+        check_supported(self.points, inventory)
         if console is None:
             console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.console = console
@@ -495,6 +498,8 @@ class Campaign:
                 progress.advance(task)
         finally:
             target.stop()
+            # The next deployment starts without the last point's budget.
+            FrontendBudget(target, None).apply()
 
     # ----------------------------------------------------------- a point
     def _write(self, point, doc: dict) -> None:
@@ -546,6 +551,7 @@ class Campaign:
                     target.wait_healthy(10)
                 except Error as e:
                     return fail(f"target unhealthy before the point: {e}")
+            budget = FrontendBudget(target, par.get("frontend_cpu_cores")).apply()
             if par["warmup_s"] > 0:
                 warm = runner.run(WrkJob(classes=classes, duration_s=par["warmup_s"],
                                          seed=par["seed"] + 1, role="warmup", **common))
@@ -556,6 +562,7 @@ class Campaign:
                 if not warm.ok and (warm.data is None or any(warm_errors.values())):
                     return fail(warm.error)
             stats_before = target.stats()
+            budget.snapshot()
             cpu0 = ctx.sampler.snapshot()
             net0 = ctx.netstat.snapshot()
             probe = None
@@ -576,6 +583,7 @@ class Campaign:
                 raise
             cpu1 = ctx.sampler.snapshot()
             net1 = ctx.netstat.snapshot()
+            budget_out = budget.result()
             probe_out = probe.finish() if probe is not None else None
             stats_after = target.stats()
         except KeyboardInterrupt:
@@ -599,6 +607,7 @@ class Campaign:
             "cpu": ctx.sampler.delta(cpu0, cpu1),
             "netstat": ctx.netstat.delta(net0, net1),
             "response_header_bytes": header_bytes,
+            "frontend_budget": budget_out,
         }
         doc["status"] = "ok"
         doc["elapsed_s"] = time.monotonic() - t0
