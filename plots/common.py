@@ -30,9 +30,16 @@ def load(results_dir: str | Path):
     return load_table(Path(results_dir))
 
 
-def prepare(df):
-    """Successful rows, with display columns: target label (marked), conn mode label."""
+def prepare(df, budgeted: bool = False):
+    """Successful rows, with display columns: target label (marked), conn mode label.
+    Only the points without a front-end CPU budget, or (budgeted) only those with one:
+    a figure that does not draw the budget must not average over it."""
     ok = df[df["status"] == "ok"].copy()
+    if "frontend_cpu_cores" in ok:
+        has = ok["frontend_cpu_cores"].notna()
+        ok = ok[has if budgeted else ~has]
+    elif budgeted:
+        ok = ok.iloc[0:0]
     if ok.empty:
         return ok
     bad = set(df.loc[[v is False or (isinstance(v, str) and v == "False") or v == 0
