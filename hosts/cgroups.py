@@ -14,8 +14,10 @@ A host can also be given a CPU budget (`set_cpu_quota`: the front-end budget
 of an experiment, `frontend_cpu_cores`): a CFS bandwidth quota, `cpu.max` on
 cgroup v2, `cpu.cfs_quota_us` / `cpu.cfs_period_us` in v1's cpu hierarchy
 (mounted apart from cpuacct, so the host gets a second cgroup there).  A host
-joins that cgroup only once it has been given a budget, so hosts without one
-are scheduled exactly as before (no group of their own in the cpu controller).
+joins that cgroup only once it has been given a budget, so hosts never given
+one are scheduled exactly as before (no group of their own in the cpu
+controller); a lifted budget leaves the host's processes in their group,
+uncapped, until the testbed goes.
 """
 
 from __future__ import annotations
