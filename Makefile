@@ -62,17 +62,29 @@ $(BUILD)/bpf/%.bpf.o: %.bpf.c $(BPF_HEADERS)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-# Prints sizeof/offsetof of the shared layouts; tests compare the Python mirror.
-$(BUILD)/layout-probe: miresga/include/layout_probe.c miresga/include/miresga.h
+# Prints what miresga.h's functions give for fixed inputs; tests hold their
+# Python twins to it.
+$(BUILD)/miresga-vectors: miresga/include/vectors_probe.c miresga/include/miresga.h
 	@echo "  CC      $@"
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(HOST_CFLAGS) $< -o $@
-BUILD_OUTPUTS += $(BUILD)/layout-probe
+BUILD_OUTPUTS += $(BUILD)/miresga-vectors
 
-# Every struct and enum Python mirrors, in one BTF (not a program): what a
-# generator of the Python layouts reads with `bpftool -j btf dump file`.
+# Every struct, enum and constant Python reads or writes, in one BTF (not a
+# program), and the Python modules generated from it.  The modules are
+# committed, so that Python on a host without clang or bpftool, and the import
+# contracts, see them; the build rewrites one only when the C says something
+# else (commit it with the header), and tests/test_layouts_btf.py fails when
+# one is not what the object says.  The generator needs the standard library
+# only: the system python3, as on every host.
 $(BUILD)/bpf/layouts.bpf.o: BPF_CFLAGS += -I miresga/agent -I targets/l4switch
-BUILD_OUTPUTS += $(BUILD)/bpf/layouts.bpf.o
+PY_LAYOUTS := mg_py_switch=switchhost/layouts_gen.py \
+	mg_py_agent=miresga/control/agent_layouts_gen.py \
+	mg_py_l4switch=switchhost/pipelines/l4switch_layouts_gen.py
+$(BUILD)/py-layouts.stamp: $(BUILD)/bpf/layouts.bpf.o scripts/gen_layouts.py
+	$(Q)$(PYTHON) scripts/gen_layouts.py --source build/bpf/layouts.bpf.o $< $(PY_LAYOUTS)
+	$(Q)touch $@
+BUILD_OUTPUTS += $(BUILD)/bpf/layouts.bpf.o $(BUILD)/py-layouts.stamp
 
 # The open-loop generator's Python, on the hosts that run it (clients).  Its
 # recipe leaves no stamp when PyPI is out of reach (a warning, not an error),

@@ -83,6 +83,9 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
     row["status"] = doc.get("status")
     row["error"] = doc.get("error")
     row["integrity_passed"] = _get(doc, "integrity", "passed")
+    # Bodies sampled beside the load (bench/bodies.py); a mismatch failed the point.
+    row["bodies_checked"] = _get(doc, "bodies", "checked")
+    row["bodies_mismatched"] = _get(doc, "bodies", "mismatched")
     load = m.get("load") or {}
     row.update({
         "requests": load.get("requests"), "requests_per_s": load.get("requests_per_s"),
@@ -243,7 +246,7 @@ OPTIONAL_COLUMNS = ("lat_hist", "probe_lat_hist", "cpus", "cpu_steal_s", "cpu_st
                     "load1", "load5", "load15", "offloaded_byte_share", "frontend_busy_s_per_kreq",
                     "client_conns", "frontend_pkts_per_conn", "client_dup_per_kconn",
                     "client_ofo_per_kconn",
-                    "layer7", "git_dirty", "started_at")
+                    "layer7", "git_dirty", "started_at", "bodies_checked", "bodies_mismatched")
 
 
 def fault_rows(results_dir: Path) -> list[dict]:
@@ -261,12 +264,23 @@ def fault_rows(results_dir: Path) -> list[dict]:
                 if all(k in probe for k in ("bin_s", "ok", "failed", "corrupt")) else None)
         rows.append({"target": doc["parameters"]["target"], "fault": doc["parameters"]["fault"],
                      "repetition": doc["parameters"]["repetition"], "status": doc["status"],
-                     "error": doc.get("error"), **{k: v for k, v in o.items() if k != "errors"},
+                     "error": doc.get("error"),
+                     **{k: v for k, v in o.items() if k not in ("errors", "refusals")},
+                     **_refusal_columns(o.get("refusals")),
                      "at_s": (doc.get("fault") or {}).get("at_s"),
                      "bins": json.dumps(bins) if bins else None, "result_file": str(f)})
     if not rows and Path(results_dir).is_dir() and (Path(results_dir) / FAULTS_NAME).is_file():
         rows = _read_faults_csv(Path(results_dir) / FAULTS_NAME)
     return rows
+
+
+def _refusal_columns(r: dict | None) -> dict:
+    """An attack's refusals (bench/faults.py): every counter's delta as JSON, the
+    target's own (`target`, empty where it has none) and its hosts' kernels'."""
+    if r is None:
+        return {"refusal_counters": None}
+    return {"refusal_counters": json.dumps({"target": r.get("counters") or {},
+                                            "kernel": r.get("kernel") or {}}, sort_keys=True)}
 
 
 def _read_faults_csv(path: Path) -> list[dict]:
@@ -275,7 +289,8 @@ def _read_faults_csv(path: Path) -> list[dict]:
     df = pd.read_csv(path)
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     for r in rows:
-        r.setdefault("bins", None)
+        for col in ("bins", "refusal_counters"):
+            r.setdefault(col, None)
     return rows
 
 

@@ -28,9 +28,9 @@ COUNTERS = ("ActiveOpens", "InSegs", "RetransSegs", "PAWSEstab", "TCPDSACKOldSen
             "TCPDSACKOfoSent", "TCPOFOQueue")
 
 
-def parse(text: str) -> dict[str, int]:
-    """The counters of /proc/net/netstat and /proc/net/snmp: pairs of lines, names then
-    values, each starting with its group (`TcpExt:`, `Tcp:`)."""
+def parse(text: str, wanted: tuple[str, ...] = COUNTERS) -> dict[str, int]:
+    """The counters `wanted` of /proc/net/netstat and /proc/net/snmp: pairs of lines,
+    names then values, each starting with its group (`TcpExt:`, `Tcp:`)."""
     out: dict[str, int] = {}
     lines = text.splitlines()
     for names, values in zip(lines, lines[1:]):
@@ -42,7 +42,7 @@ def parse(text: str) -> dict[str, int]:
         except ValueError:
             continue  # a names line followed by the next group's names line
         for name, num in zip(n[1:], nums):
-            if name in COUNTERS:
+            if name in wanted:
                 out[name] = num
     return out
 

@@ -25,7 +25,9 @@ every finished point and takes the testbed down.
 
 Each point: a warm-up run of wrk (its numbers are kept in the raw section,
 not measured), then the measured run; under a mix the 1 KB probe runs beside
-it for the same duration.  CPU per role is the delta over the measured run.
+it for the same duration, and under every workload a checksumming client
+(bench/bodies.py) samples the bodies: one that differs from the manifest
+fails the point.  CPU per role is the delta over the measured run.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from analysis.results import FORMAT, FORMAT_VERSION, read_result, write_result, write_tidy
+from bench import bodies as body_check
 from bench import metadata
 from bench.budget import FrontendBudget, check_supported
 from bench.cpu import CpuSampler
@@ -574,17 +577,22 @@ class Campaign:
                     threads=1, connections=par["probe_connections"],
                     duration_s=par["duration_s"], timeout_s=par["timeout_s"], close=close,
                     delay_ms=par["probe_interval_ms"], seed=par["seed"] + 2, role="probe"))
+            checker = body_check.BodyCheck(
+                client, url, ctx.store.manifest(), [p for c in classes for p in c["paths"]],
+                par["duration_s"], par["timeout_s"]).start()
             try:
                 load = runner.run(WrkJob(classes=classes, duration_s=par["duration_s"],
                                          seed=par["seed"], role="load", **common))
             except BaseException:
                 if probe is not None:
                     probe.abort()
+                checker.abort()
                 raise
             cpu1 = ctx.sampler.snapshot()
             net1 = ctx.netstat.snapshot()
             budget_out = budget.result()
             probe_out = probe.finish() if probe is not None else None
+            doc["bodies"] = checker.finish()
             stats_after = target.stats()
         except KeyboardInterrupt:
             raise
@@ -600,6 +608,8 @@ class Campaign:
             return fail(load.error)
         if probe_out is not None and not probe_out.ok:
             return fail(probe_out.error)
+        if body_check.problem(doc.get("bodies")):
+            return fail(body_check.problem(doc["bodies"]))
         header_bytes = ctx.header_bytes(url, close)
         doc["metrics"] = {
             "load": _load_metrics(load.data, header_bytes, wl, objs),
@@ -710,6 +720,8 @@ def _one_line(doc: dict) -> str:
     probe = doc["metrics"].get("probe")
     if probe:
         line += f"; 1KB probe p99 {probe['latency_us']['percentiles']['99'] / 1000:.2f} ms"
+    if doc.get("bodies"):
+        line += f"; {doc['bodies']['checked']} bodies checked"
     if doc.get("integrity") and not doc["integrity"].get("passed"):
         line += " [bold red](integrity FAILED)[/]"
     return line

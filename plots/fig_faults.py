@@ -78,25 +78,76 @@ def report_lines(results_dir) -> list[str]:
            "Time-resolved prober beside the target (bench/faults.py); every completed response "
            "is checked against the manifest.  Recovery: from the fault to the end of the last "
            "100 ms bin with a failure.", "",
-           "| target | fault | rep | failed | corrupt | recovery | kept serving | ok/s before -> after |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| target | fault | rep | failed | corrupt | recovery | kept serving | ok/s before -> after "
+           "| refused |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (style.target_order([r["target"]]), r["fault"],
                                          r["repetition"])):
         if r["status"] == "not_applicable":
             out.append(f"| {style.label(r['target'])} | {r['fault']} | {r['repetition']} | "
-                       f"n/a: {r['error']} | | | | |")
+                       f"n/a: {r['error']} | | | | | |")
             continue
         if r["status"] != "ok":
             out.append(f"| {style.label(r['target'])} | {r['fault']} | {r['repetition']} | "
-                       f"run FAILED: {r['error']} | | | | |")
+                       f"run FAILED: {r['error']} | | | | | |")
             continue
         rec = f"{r['recovery_s']:.2f} s" if r["recovered"] else "**not recovered**"
         out.append(f"| {style.label(r['target'])} | {r['fault']} | {r['repetition']} | "
                    f"{int(r['requests_failed'])} | {int(r['responses_corrupt'])}"
                    f"{'' if r['intact'] else ' **CORRUPT**'} | {rec} | "
                    f"{'yes' if r['kept_serving'] else '**STUCK**'} | "
-                   f"{r['ok_per_s_before']:.0f} -> {r['ok_per_s_after']:.0f} |")
+                   f"{r['ok_per_s_before']:.0f} -> {r['ok_per_s_after']:.0f} | "
+                   f"{_refused(r)} |")
+    if any(r["fault"] in ATTACK_MEANING for r in rows):
+        out += ["", "Refused: the counters that moved during an attack, the target's own "
+                "(Miresga's switch, front-end and agents; HAProxy's request errors), else the "
+                "kernel's answers on its hosts (RSTs, challenge ACKs). What each attack is:",
+                ""]
+        out += [f"- {name}: {text}" for name, text in ATTACK_MEANING.items()
+                if any(r["fault"] == name for r in rows)]
     return out + [""]
+
+
+#: The attacks (bench/faults.py), as the report explains them.
+ATTACK_MEANING = {
+    "forged_ack": "ACKs carrying a request with made-up numbers and no handshake, from the "
+                  "extra host. Miresga's switch drops them on the SYN cookie (cookie_bad); "
+                  "against HAProxy or nginx the load balancer host's kernel answers each "
+                  "with a RST (its OutRsts), against the l4switch a back-end's kernel does.",
+    "spoofed_syn": "SYNs from the client side of the back-ends' live connections to their "
+                   "service port, plain and fused. Miresga's switch drops fused SYNs not "
+                   "from a front-end (fused_syn_forged), its agents keep live entries "
+                   "(syn_plain_kept, syn_live_kept); for other targets the back-end's kernel "
+                   "answers with a challenge ACK (TCPChallengeACK) and the flow goes on.",
+    "small_segments": "Connections that send a header one byte a segment and never finish "
+                      "it. Miresga's front-end copies the bytes together and bounds what it "
+                      "holds (coalesced, hold_full), then answers 408; HAProxy's and "
+                      "nginx's kernels coalesce them in the socket buffer and the request "
+                      "times out (HAProxy counts a request error).",
+}
+
+
+def _refused(r: dict) -> str:
+    """The counters that moved: the target's own, else its hosts' kernels'."""
+    if r["fault"] not in ATTACK_MEANING:
+        return ""
+    try:
+        c = json.loads(r.get("refusal_counters") or "{}")
+    except (TypeError, ValueError):
+        return "-"
+    own = [f"{_short(k)} {v}" for k, v in sorted((c.get("target") or {}).items()) if v]
+    if own:
+        return ", ".join(own)
+    kernel = [f"kernel {k} {v} ({role})" for role, d in sorted((c.get("kernel") or {}).items())
+              for k, v in sorted(d.items()) if v]
+    return ", ".join(kernel) or "none counted"
+
+
+def _short(path: str) -> str:
+    """switch.counters.cookie_bad -> cookie_bad; frontends.*.errors.408 -> errors.408."""
+    parts = [p for p in path.split(".") if p not in ("*", "counters", "packets")]
+    tail = parts[-1]
+    return f"{parts[-2]}.{tail}" if tail.isdigit() or tail == "errors" else tail
 
 
 if __name__ == "__main__":

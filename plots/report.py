@@ -98,6 +98,22 @@ def _integrity(passed) -> str:
     return "passed" if bool(checked.all()) else "**FAILED**"
 
 
+def _bodies(df) -> list[str]:
+    """Bodies sampled during the points (bench/bodies.py), per target; results written
+    before the check have none."""
+    if "bodies_checked" not in df or df["bodies_checked"].isna().all():
+        return []
+    parts = []
+    for t, g in df.groupby("target"):
+        checked = g["bodies_checked"].dropna().astype(int)
+        bad = int(g["bodies_mismatched"].dropna().astype(int).sum())
+        parts.append(f"{style.label(t)} {int(checked.sum())} checked in {len(checked)} points"
+                     + (f", **{bad} MISMATCHED**" if bad else ", all intact"))
+    return ["Bodies under load (a checksumming client beside the load, keep-alive and one "
+            "connection per request, sha256 against the manifest): " + "; ".join(parts)
+            + ".", ""]
+
+
 def _conditions(df) -> list[str]:
     rows = conditions.table(df)
     if not rows:
@@ -149,6 +165,7 @@ def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
     integ = df.groupby("target")["integrity_passed"].agg(_integrity)
     lines += ["Integrity (every object fetched through the target, sha256 against the manifest): "
               + ", ".join(f"{style.label(t)} {word}" for t, word in integ.items()) + ".", ""]
+    lines += _bodies(df)
     failed = df[df["status"] != "ok"]
     if not failed.empty:
         lines += ["## Failed points", ""]

@@ -1,190 +1,83 @@
-"""Python mirror of miresga/include/miresga.h.
+"""The layouts of miresga/include/miresga.h, and its functions Python needs.
 
-This is the only Python copy of the shared layouts.  tests/test_layouts.py
-compiles a probe against the C header and checks every size and offset here,
-so the two cannot drift apart silently.
+The structs, enums and constants come from switchhost/layouts_gen.py,
+generated from the BTF of the compiled header (scripts/gen_layouts.py, run by
+`make build`); what is written here is what BTF cannot carry: the functions
+(cookie, hashes, message lengths), held to C's by tests/test_layouts.py.
 """
 
 from __future__ import annotations
 
-import ctypes
-import enum
 import socket
 import struct
 
-FLOW_CAPACITY_DEFAULT = 143_360
-MAX_BACKENDS = 256
-MAX_FRONTENDS = 16
-FE_SLOTS_DEFAULT = 1021
-FE_SLOTS_MAX = 65537
-FE_NONE = 0xFF
-MAX_VIPS = 16
-MAX_PORTS = 256
+from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code imports)
+    COOKIE_EPOCH_BIT,
+    COOKIE_HASH_MASK,
+    COOKIE_MSS_SHIFT,
+    COOKIE_NO_WSCALE,
+    COOKIE_SACK_BIT,
+    COOKIE_WSCALE_SHIFT,
+    CTL_ACK,
+    CTL_DIR_TO_CLIENT,
+    CTL_DIR_TO_SERVER,
+    CTL_ENTRY,
+    CTL_HDR,
+    CTL_HMAC_LEN,
+    CTL_KEY,
+    CTL_KEY_LEN,
+    CTL_LIVENESS,
+    CTL_MAC_LEN,
+    CTL_MAGIC,
+    CTL_MAX_BATCH,
+    CTL_MAX_BODY,
+    CTL_NONCE_LEN,
+    CTL_PORT_DEFAULT,
+    CTL_VERSION,
+    DP_SLOTS_DEFAULT,
+    DP_SLOTS_LOG2_MAX,
+    DP_TICK_SHIFT,
+    DP_WAYS_DEFAULT,
+    DSCP_ADMIT,
+    DSCP_INSTALL,
+    DSCP_KNOWN,
+    DSCP_MIRESGA,
+    DSCP_NONE,
+    DSCP_REMOVE,
+    DSCP_REMOVE_CTL,
+    FE_NONE,
+    FE_SLOTS_DEFAULT,
+    FE_SLOTS_MAX,
+    FLOW_CAPACITY_DEFAULT,
+    MAX_BACKENDS,
+    MAX_FRONTENDS,
+    MAX_PORTS,
+    MAX_VIPS,
+    PORT_FRONTEND,
+    SWITCH_COUNTER_MAX,
+    Backend,
+    BackendKey,
+    CookieKey,
+    CtlOp,
+    CtlType,
+    DpSlot,
+    FeSlot,
+    Flow,
+    FlowKey,
+    Frontend,
+    Port,
+    SwitchConfig,
+    SwitchCounter,
+    Vip,
+    VipKey,
+)
 
 # Marks (miresga.h, "marks"): DSCP values, RFC 2474 pool 2.
-DSCP_NONE = 0x00
-DSCP_ADMIT = 0x03
-DSCP_KNOWN = 0x07
-DSCP_INSTALL = 0x0B
-DSCP_REMOVE = 0x0F
-DSCP_REMOVE_CTL = 0x13
-DSCP_MIRESGA = 0x17
 DSCP_MARKS = frozenset({DSCP_ADMIT, DSCP_KNOWN, DSCP_INSTALL, DSCP_REMOVE, DSCP_REMOVE_CTL,
                         DSCP_MIRESGA})
 
-PORT_FRONTEND = 0x1
-DP_TICK_SHIFT = 20
-DP_SLOTS_LOG2_MAX = 24
-DP_SLOTS_DEFAULT = 1 << 17
-DP_WAYS_DEFAULT = 2
-
-
-class VipKey(ctypes.Structure):
-    _fields_ = [("ip_be", ctypes.c_uint32), ("port_be", ctypes.c_uint16), ("_pad", ctypes.c_uint16)]
-
-
-class Vip(ctypes.Structure):
-    _fields_ = [("vip_idx", ctypes.c_uint8), ("_pad", ctypes.c_uint8 * 3)]
-
-
-class FlowKey(ctypes.Structure):
-    _fields_ = [
-        ("client_ip_be", ctypes.c_uint32),
-        ("client_port_be", ctypes.c_uint16),
-        ("_pad", ctypes.c_uint16),
-    ]
-
-
-class Flow(ctypes.Structure):
-    _fields_ = [
-        ("backend_idx", ctypes.c_uint8),
-        ("vip_idx", ctypes.c_uint8),
-        ("_pad", ctypes.c_uint16),
-        ("last_seen_s", ctypes.c_uint32),
-    ]
-
-
-class BackendKey(ctypes.Structure):
-    _fields_ = [("ip_be", ctypes.c_uint32), ("port_be", ctypes.c_uint16), ("_pad", ctypes.c_uint16)]
-
-
-class Backend(ctypes.Structure):
-    _fields_ = [
-        ("ip_be", ctypes.c_uint32),
-        ("port_be", ctypes.c_uint16),
-        ("mac", ctypes.c_uint8 * 6),
-        ("src_mac", ctypes.c_uint8 * 6),
-        ("ifindex", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
-    ]
-
-
-class Frontend(ctypes.Structure):
-    _fields_ = [
-        ("ip_be", ctypes.c_uint32),
-        ("mac", ctypes.c_uint8 * 6),
-        ("src_mac", ctypes.c_uint8 * 6),
-        ("ifindex", ctypes.c_uint32),
-    ]
-
-
-class FeSlot(ctypes.Structure):
-    _fields_ = [("active", ctypes.c_uint8), ("stable", ctypes.c_uint8),
-                ("_pad", ctypes.c_uint8 * 2)]
-
-
-class Port(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint32)]
-
-
-class DpSlot(ctypes.Structure):
-    _fields_ = [
-        ("client_ip_be", ctypes.c_uint32),
-        ("client_port_be", ctypes.c_uint16),
-        ("backend_idx", ctypes.c_uint8),
-        ("vip_idx", ctypes.c_uint8),
-        ("last_seen", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
-    ]
-
-
-class CookieKey(ctypes.Structure):
-    _fields_ = [("k0", ctypes.c_uint32), ("k1", ctypes.c_uint32)]
-
-
-class SwitchConfig(ctypes.Structure):
-    _fields_ = [
-        ("keys", CookieKey * 2),
-        ("epoch", ctypes.c_uint32),
-        ("fe_slots", ctypes.c_uint32),
-        ("mss", ctypes.c_uint16),
-        ("window", ctypes.c_uint16),
-        ("wscale", ctypes.c_uint8),
-        ("_pad", ctypes.c_uint8 * 3),
-        ("now_s", ctypes.c_uint32),
-        ("filter_key", CookieKey),
-        ("filter_gen", ctypes.c_uint32),
-        ("filter_bits_log2", ctypes.c_uint32),
-        ("dp_slots_log2", ctypes.c_uint32),
-        ("dp_ways", ctypes.c_uint32),
-        ("dp_idle_ticks", ctypes.c_uint32),
-        ("dp_seed", CookieKey),
-    ]
-
-
-class SwitchCounter(enum.IntEnum):
-    PKTS = 0
-    PASS = enum.auto()
-    SYN_COOKIE = enum.auto()
-    SYN_BAD_OPTIONS = enum.auto()
-    COOKIE_OK = enum.auto()
-    COOKIE_BAD = enum.auto()
-    TO_FRONTEND = enum.auto()
-    TO_FRONTEND_BYTES = enum.auto()
-    OFFLOAD_FWD = enum.auto()
-    OFFLOAD_FWD_BYTES = enum.auto()
-    OFFLOAD_REV = enum.auto()
-    OFFLOAD_REV_BYTES = enum.auto()
-    REV_TO_FRONTEND = enum.auto()
-    REV_TO_FRONTEND_BYTES = enum.auto()
-    MALFORMED = enum.auto()
-    VIP_NOT_TCP = enum.auto()
-    NO_FRONTEND = enum.auto()
-    FIB_MISS = enum.auto()
-    CONN_KNOWN = enum.auto()
-    VIP_MALFORMED = enum.auto()
-    TTL_EXCEEDED = enum.auto()
-    FE_ADMIT = enum.auto()
-    FE_KNOWN = enum.auto()
-    MARK_CLEARED = enum.auto()
-    MARK_UNTRUSTED = enum.auto()
-    FUSED_SYN_FORGED = enum.auto()
-    BE_UNMARKED = enum.auto()
-    BE_WRONG_PORT = enum.auto()
-    DP_INSTALL = enum.auto()
-    DP_REINSTALL = enum.auto()
-    DP_COLLISION = enum.auto()
-    DP_INSTALL_RACE = enum.auto()
-    DP_INSTALL_BAD = enum.auto()
-    DP_REMOVE = enum.auto()
-    DP_REMOVE_MISS = enum.auto()
-    CTL_CONSUMED = enum.auto()
-    DP_HIT = enum.auto()
-    DP_EXPIRED = enum.auto()
-    FE_MOVED = enum.auto()
-    FE_DRAINING = enum.auto()
-
-
-SWITCH_COUNTER_MAX = len(SwitchCounter)
-
 # ------------------------------------------------------------------ cookie
 
-COOKIE_HASH_MASK = 0xFFFFFF00
-COOKIE_MSS_SHIFT = 6
-COOKIE_WSCALE_SHIFT = 2
-COOKIE_SACK_BIT = 0x2
-COOKIE_EPOCH_BIT = 0x1
-COOKIE_NO_WSCALE = 15
 MSS_CLASSES = (536, 1220, 1440, 1460)
 
 
@@ -292,44 +185,6 @@ def cookie_make(key: tuple[int, int], saddr: str, daddr: str, sport: int, dport:
 
 
 # ---------------------------------------- the switch host's control protocol
-
-CTL_MAGIC = 0x4D475332              # "MGS2"
-CTL_VERSION = 2
-CTL_MAX_BATCH = 512
-CTL_MAX_BODY = 65535
-CTL_PORT_DEFAULT = 7470
-CTL_KEY_LEN = 32
-CTL_NONCE_LEN = 16
-CTL_HMAC_LEN = 32
-CTL_MAC_LEN = 16
-CTL_DIR_TO_SERVER = 0
-CTL_DIR_TO_CLIENT = 1
-
-
-class CtlType(enum.IntEnum):
-    BATCH = 1
-    ACK = 2
-    HELLO = 3
-    AUTH = 4
-    QUERY = 5
-    REPLY = 6
-    CMD = 7
-    RESULT = 8
-    AUTH_OK = 9
-
-
-class CtlOp(enum.IntEnum):
-    ADD = 1
-    DEL = 2
-
-
-# Wire formats (network order), the same bytes as the C structs.
-CTL_HDR = struct.Struct("!IBBHI")          # magic, version, type, count, seq
-CTL_ENTRY = struct.Struct("!4sHBBB3x")     # client ip, client port, op, backend, vip
-CTL_ACK = struct.Struct("!IHHH2x")         # seq, added, deleted, refused; then the bitmap
-CTL_KEY = struct.Struct("!4sHBx")          # client ip, client port, vip
-CTL_LIVENESS = struct.Struct("!BB2xI")     # present, backend, idle ms
-
 
 def ctl_ack_words(count: int) -> int:
     """mg_ctl_ack_words(): 32-bit words of an ACK's refusal bitmap."""

@@ -146,7 +146,7 @@ class Harness:
         return json.loads(line[len("offload "):])
 
     def result(self, kind: str, client: "Client", *args: int) -> list[Ether]:
-        """An answer of the switch: added | refused, or liveness PRESENT IDLE_MS."""
+        """An answer of the switch: added | refused BACKEND, or liveness PRESENT IDLE_MS."""
         rest = "".join(f" {a}" for a in args)
         frames, extra = self._cmd(f"result {kind} {client.ip} {client.port}{rest}")
         if extra is not None:

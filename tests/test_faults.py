@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.results import fault_rows
+from analysis.results import FORMAT, FORMAT_VERSION, fault_rows, read_result, write_result
 from bench.faults import analyse
+from plots.fig_faults import report_lines
 from hosts.backends import BackendServers, ObjectStore
 from workloads.model import load_workloads
 
@@ -43,6 +44,29 @@ def test_failing_to_the_end_is_not_recovered_and_no_success_is_stuck():
 def test_a_corrupt_response_is_not_intact_and_counts_as_a_failure():
     o = analyse(probe([5, 5, 5, 5], [0, 0, 0, 0], corrupt=[0, 0, 1, 0]), inject_at_s=1.0)
     assert not o["intact"] and o["responses_corrupt"] == 1 and o["recovery_s"] == 2.0
+
+
+def test_the_report_names_what_refused_each_attack(tmp_path):
+    """An attack's row carries the counters that moved: the report names the target's
+    own (Miresga's cookie check), else the kernel's answers (HAProxy's host's RSTs),
+    and says what the attack is."""
+    base = analyse(probe([5] * 4, [0] * 4), inject_at_s=1.0)
+    runs = {"miresga": {"counters": {"switch.counters.cookie_bad": 1350},
+                        "kernel": {"frontend": {"OutRsts": 0}}},
+            "haproxy": {"counters": {}, "kernel": {"frontend": {"OutRsts": 40},
+                                                   "backend": {"OutRsts": 0}}}}
+    for target, refusals in runs.items():
+        write_result(tmp_path / target / "faults" / "forged_ack" / "rep1.json", {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "fault",
+            "status": "ok", "parameters": {"target": target, "fault": "forged_ack",
+                                           "repetition": 1},
+            "fault": {"at_s": 1.0}, "outcome": {**base, "refusals": refusals}})
+    rows = {r["target"]: r for r in fault_rows(tmp_path)}
+    assert json.loads(rows["haproxy"]["refusal_counters"])["target"] == {}
+    text = "\n".join(report_lines(tmp_path))
+    assert "| cookie_bad 1350 |" in text
+    assert "| kernel OutRsts 40 (frontend) |" in text
+    assert "- forged_ack: ACKs carrying a request" in text
 
 
 @pytest.mark.testbed
@@ -88,11 +112,13 @@ duration_s = 1
 warmup_s = 0
 
 [faults]
-run = ["backend_killed", "frontend_restarted", "table_full", "syn_flood"]
+run = ["backend_killed", "frontend_restarted", "table_full", "syn_flood", "forged_ack",
+       "spoofed_syn", "small_segments"]
 duration_s = 8
 at_s = 2
 concurrency = 3
 flood_pps = 2000
+attack_pps = 200
 """
 
 WORKLOADS = """
@@ -109,8 +135,10 @@ size = "1KB"
 
 @pytest.mark.testbed
 def test_haproxy_survives_every_fault(tmp_path):
-    """A killed back-end, a restarted HAProxy and a SYN flood: it keeps serving, every
-    completed response is intact; the switch-table fault does not apply to it."""
+    """A killed back-end, a restarted HAProxy, a SYN flood and the attacks: it keeps
+    serving, every completed response is intact; the switch-table fault does not apply
+    to it.  The forged ACKs are answered by its host's kernel (RSTs), which the row
+    records, having no counter of HAProxy's own."""
     (tmp_path / "workloads.toml").write_text(WORKLOADS)
     (tmp_path / "exp.toml").write_text(EXPERIMENT)
     r = subprocess.run([sys.executable, "-m", "bench", "run", str(tmp_path / "exp.toml"),
@@ -118,13 +146,57 @@ def test_haproxy_survives_every_fault(tmp_path):
                        cwd=REPO, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = {row["fault"]: row for row in fault_rows(tmp_path / "res" / "faults-smoke")}
-    assert set(rows) == {"backend_killed", "frontend_restarted", "table_full", "syn_flood"}
+    attacks = {"forged_ack", "spoofed_syn", "small_segments"}
+    assert set(rows) == {"backend_killed", "frontend_restarted", "table_full",
+                         "syn_flood"} | attacks
     assert rows["table_full"]["status"] == "not_applicable"
-    for name in ("backend_killed", "frontend_restarted", "syn_flood"):
+    for name in {"backend_killed", "frontend_restarted", "syn_flood"} | attacks:
         row = rows[name]
         assert row["status"] == "ok", row
         assert row["kept_serving"] and row["intact"], row
         assert row["recovered"], row
         assert row["requests_ok"] > 0
-    # The restart makes requests fail for a moment; they stop failing.
+    # The attacks ran (the attacker's own counts), and the kernel of HAProxy's host
+    # answered the forged ACKs.
+    faults_dir = tmp_path / "res" / "faults-smoke" / "haproxy" / "faults"
+    docs = {d["parameters"]["fault"]: d for d in map(read_result, faults_dir.rglob("*.json"))}
+    for name in attacks:
+        assert docs[name]["fault"]["result"].get("error") is None, docs[name]["fault"]
+    assert docs["forged_ack"]["fault"]["result"]["sent"] > 0
+    assert docs["small_segments"]["fault"]["result"]["bytes"] > 0
+    refusals = json.loads(rows["forged_ack"]["refusal_counters"])
+    assert refusals["target"] == {}  # HAProxy has no counter of its own for them
+    kernel = refusals["kernel"]["frontend"]
+    assert kernel["OutRsts"] + kernel["SyncookiesFailed"] > 0, kernel
     assert (tmp_path / "res" / "faults-smoke" / "faults.csv").exists()
+
+
+MIRESGA = EXPERIMENT.replace('name = "haproxy"', 'name = "miresga"').replace(
+    'run = ["backend_killed", "frontend_restarted", "table_full", "syn_flood", "forged_ack",\n'
+    '       "spoofed_syn", "small_segments"]',
+    'run = ["forged_ack", "spoofed_syn", "small_segments"]')
+
+
+@pytest.mark.testbed
+def test_miresga_refuses_the_attacks_and_keeps_serving(tmp_path):
+    """Forged ACKs, SYNs spoofed into the back-ends' live flows and 1-byte segments
+    against Miresga while the prober runs: nothing fails, every response is intact,
+    and the counters of the component that refuses each attack moved (the switch's
+    cookie check, its fused-SYN check and the agents, the front-end's coalescing)."""
+    (tmp_path / "workloads.toml").write_text(WORKLOADS)
+    (tmp_path / "exp.toml").write_text(MIRESGA)
+    assert 'run = ["forged_ack"' in MIRESGA
+    r = subprocess.run([sys.executable, "-m", "bench", "run", str(tmp_path / "exp.toml"),
+                        "--results", str(tmp_path / "res")], capture_output=True, text=True,
+                       cwd=REPO, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {row["fault"]: row for row in fault_rows(tmp_path / "res" / "faults-smoke")}
+    assert set(rows) == {"forged_ack", "spoofed_syn", "small_segments"}
+    for name, row in rows.items():
+        assert row["status"] == "ok", row
+        assert row["kept_serving"] and row["intact"] and row["recovered"], row
+    counters = {name: json.loads(row["refusal_counters"])["target"]
+                for name, row in rows.items()}
+    assert counters["forged_ack"]["switch.counters.cookie_bad"] > 0
+    assert counters["spoofed_syn"]["switch.counters.fused_syn_forged"] > 0
+    assert counters["small_segments"]["frontends.*.packets.coalesced"] > 0

@@ -258,10 +258,12 @@ def test_confirmed_holds_the_request_until_the_switch_adds_the_entry(harness_bin
         assert h.offload() == [{"op": ADD, "ip": c.ip, "port": c.port, "backend": 0, "vip": 0,
                                 "want_result": True}]
         assert h.stats()["flows_by_state"]["confirming"] == 1
-        req = only(h.result("added", c))
+        assert h.result("added", c, 1) == [], "an answer about another back-end is not ours"
+        req = only(h.result("added", c, 0))
         assert to_backend(req, "be1") and payload(req) == GET
         st = h.stats()
         assert st["flows_by_state"]["spliced"] == 1 and st["offload"]["confirmed"] == 1
+        assert st["offload"]["late_results"] == 1
 
 
 def test_confirmed_refusal_releases_and_keeps_the_flow_on_the_frontend(harness_binary):
@@ -272,7 +274,7 @@ def test_confirmed_refusal_releases_and_keeps_the_flow_on_the_frontend(harness_b
         open_flow(h, c)
         join(h, c)
         h.offload()
-        req = only(h.result("refused", c))
+        req = only(h.result("refused", c, 0))
         assert payload(req) == GET
         only(respond(h, c, b"x" * 1000))
         assert h.offload() == []
@@ -291,7 +293,7 @@ def test_confirmed_without_an_answer_releases_after_the_timeout_and_deletes(harn
         req = only(h.advance(CONFIRM_TIMEOUT * 0.2))
         assert payload(req) == GET
         assert [e["op"] for e in h.offload()] == [DEL]
-        assert h.result("added", c) == []
+        assert h.result("added", c, 0) == []
         st = h.stats()
         assert st["offload"]["confirm_timeout"] == 1 and st["offload"]["late_results"] == 1
         only(respond(h, c, b"x" * 1000))

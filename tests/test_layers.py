@@ -57,3 +57,11 @@ def test_the_prober_runs_with_a_bare_python():
     r = bare_python(str(REPO / "workloads" / "probe" / "httpprobe.py"), "--help")
     assert r.returncode == 0, r.stderr
     assert "usage:" in r.stdout
+
+
+def test_the_layouts_generator_runs_with_a_bare_python():
+    """scripts/gen_layouts.py is run by `make build` with the system python3,
+    before (and without) the project's venv."""
+    r = bare_python(str(REPO / "scripts" / "gen_layouts.py"), "--help")
+    assert r.returncode == 0, r.stderr
+    assert "usage:" in r.stdout

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The back-end agent's maps, shared by its eBPF programs (agent.bpf.c) and
- * mirrored once in Python (miresga/control/agent.py).  tests/test_agent_layout.py
- * reads the BTF of the compiled object and holds the Python mirror to it, so
- * the layout the kernel uses is the one checked.
+ * the loader (miresga/control/agent.py), which uses the Python layouts
+ * generated from this header's BTF (miresga/control/agent_layouts_gen.py:
+ * miresga/include/layouts.bpf.c says what Python gets).  tests/test_layouts_btf.py
+ * also holds them to the BTF of agent.bpf.o, the layout the kernel uses.
  *
  * Byte order: fields named *_be are network order, everything else is host
  * order.  Padding is explicit, as in miresga.h.

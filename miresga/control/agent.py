@@ -2,8 +2,9 @@
 
 The agent runs on every back-end: a tc ingress and a tc egress program on the
 interface that faces the switch, and five maps (connections, config, service
-ports, counters, the aging sweeper's timer).  This module is the only Python copy of miresga/agent/agent.h;
-tests/test_agent_layout.py checks it against the BTF of the compiled object.
+ports, counters, the aging sweeper's timer).  The maps' layouts, counters and
+constants are miresga/control/agent_layouts_gen.py, generated from the BTF of
+miresga/agent/agent.h (scripts/gen_layouts.py).
 
 Attached state lives in the kernel, not in a process: tc holds the programs,
 bpffs holds the maps under a pin directory, and a timer in a map (armed by the
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
-import enum
 import errno
 import json
 import os
@@ -41,6 +41,20 @@ import time
 
 from common.netns import netns_path
 from common.paths import BPF_ROOT, BUILD_DIR
+from miresga.control import agent_layouts_gen
+from miresga.control.agent_layouts_gen import (  # noqa: F401  (re-exported)
+    FIN_IN,
+    FIN_OUT,
+    RST,
+    TS,
+    AgentConn,
+)
+from miresga.control.agent_layouts_gen import AGENT_COUNTER_MAX as COUNTER_MAX
+# The Python names predate the generated ones (AgentConfig is the loader's
+# settings below; the map's value is the raw struct).
+from miresga.control.agent_layouts_gen import AgentConfig as AgentConfigRaw
+from miresga.control.agent_layouts_gen import AgentCounter as Counter
+from miresga.control.agent_layouts_gen import AgentState as ConnState
 from switchhost import bpf
 from switchhost.layouts import COOKIE_NO_WSCALE
 
@@ -67,14 +81,10 @@ CONNS_DEFAULT = 65536
 MAX_PORTS = 64
 
 
-# ------------------------------------------------------------ the mirror
+# ------------------------------------------------------------ the layouts
 
-class AgentKey(ctypes.Structure):
-    _fields_ = [
-        ("client_ip_be", ctypes.c_uint32),
-        ("client_port_be", ctypes.c_uint16),
-        ("local_port_be", ctypes.c_uint16),
-    ]
+class AgentKey(agent_layouts_gen.AgentKey):
+    """struct mg_agent_key, with the conversions to and from an endpoint."""
 
     @classmethod
     def of(cls, client_ip: str, client_port: int, local_port: int) -> "AgentKey":
@@ -84,88 +94,6 @@ class AgentKey(ctypes.Structure):
     def endpoint(self) -> tuple[str, int, int]:
         return (socket.inet_ntoa(struct.pack("=I", self.client_ip_be)),
                 socket.ntohs(self.client_port_be), socket.ntohs(self.local_port_be))
-
-
-class AgentConn(ctypes.Structure):
-    _fields_ = [
-        ("switch_isn", ctypes.c_uint32),
-        ("client_isn", ctypes.c_uint32),
-        ("backend_isn", ctypes.c_uint32),
-        ("delta", ctypes.c_uint32),
-        ("last_seen_ns", ctypes.c_uint64),
-        ("close_ns", ctypes.c_uint64),
-        ("state", ctypes.c_uint8),
-        ("flags", ctypes.c_uint8),
-        ("client_wscale", ctypes.c_uint8),
-        ("backend_wscale", ctypes.c_uint8),
-        ("egress_shift", ctypes.c_int8),
-        ("ingress_shift", ctypes.c_uint8),
-        ("_pad", ctypes.c_uint8 * 2),
-        ("ts_base", ctypes.c_uint32),
-        ("ts_delta", ctypes.c_uint32),
-    ]
-
-
-class AgentConfigRaw(ctypes.Structure):
-    _fields_ = [
-        ("idle_timeout_ns", ctypes.c_uint64),
-        ("close_grace_ns", ctypes.c_uint64),
-        ("wscale", ctypes.c_uint8),
-        ("enabled", ctypes.c_uint8),
-        ("_pad", ctypes.c_uint8 * 6),
-        ("sweep_ns", ctypes.c_uint64),
-        ("generation", ctypes.c_uint32),
-        ("_pad2", ctypes.c_uint32),
-    ]
-
-
-class ConnState(enum.IntEnum):
-    SYN_SEEN = 1
-    ESTABLISHED = 2
-    CLOSING = 3
-
-
-FIN_IN, FIN_OUT, RST, TS = 0x1, 0x2, 0x4, 0x8
-
-
-class Counter(enum.IntEnum):
-    IN_PKTS = 0
-    OUT_PKTS = enum.auto()
-    FOREIGN = enum.auto()
-    TRUNCATED = enum.auto()
-    NO_CONFIG = enum.auto()
-    CONN_NEW = enum.auto()
-    CONN_REUSE = enum.auto()
-    SYN_RETRANS = enum.auto()
-    SYN_PLAIN = enum.auto()
-    STALE_REMOVED = enum.auto()
-    SYNACK = enum.auto()
-    REWRITE_IN = enum.auto()
-    REWRITE_OUT = enum.auto()
-    SACK_REWRITE = enum.auto()
-    SACK_BLOCKS = enum.auto()
-    WINDOW_FIX = enum.auto()
-    WINDOW_CAPPED = enum.auto()
-    WSCALE_OPT_FIX = enum.auto()
-    CLOSE_RST = enum.auto()
-    CLOSE_FIN = enum.auto()
-    CLEANUP_CLOSED = enum.auto()
-    CLEANUP_IDLE = enum.auto()
-    MISS_IN = enum.auto()
-    MISS_OUT = enum.auto()
-    NOT_ESTABLISHED = enum.auto()
-    BAD_OPTIONS = enum.auto()
-    MAP_FAIL = enum.auto()
-    SWEEPS = enum.auto()
-    SWEEP_ARM_FAIL = enum.auto()
-    TS_REWRITE = enum.auto()
-    MARKED = enum.auto()
-    SYN_PLAIN_KEPT = enum.auto()
-    SYN_LIVE_KEPT = enum.auto()
-    SYNACK_FOREIGN = enum.auto()
-
-
-COUNTER_MAX = len(Counter)
 
 
 def summarize(counters: dict[str, int]) -> dict[str, int]:

@@ -167,8 +167,9 @@ void fe_result_input(struct fe_lcore *lc, const struct fe_offload_result *r)
 	switch (r->kind) {
 	case FE_OFFLOAD_ADDED:
 	case FE_OFFLOAD_REFUSED:
-		if (!f || f->entry != FE_ENTRY_PENDING) {
-			/* Too late: the flow timed out (and sent a DEL) or ended. */
+		if (!f || f->entry != FE_ENTRY_PENDING || r->backend_idx != f->backend) {
+			/* Too late: the flow timed out (and sent a DEL) or ended (a
+			 * new connection on the port may be waiting for its own). */
 			lc->stats.offload.late_results++;
 			return;
 		}

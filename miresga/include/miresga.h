@@ -8,8 +8,9 @@
  *
  * Byte order: fields named *_be are network order, everything else is host
  * order.  Structs are padded by hand so that C, eBPF and ctypes agree without
- * relying on compiler packing rules; tests/test_layouts.py checks the Python
- * mirror against the offsets the C compiler computes.
+ * relying on compiler packing rules.  Python's copies of the structs, enums
+ * and constants are generated from this header's BTF (layouts.bpf.c,
+ * scripts/gen_layouts.py): add what Python needs there.
  */
 #ifndef MIRESGA_H
 #define MIRESGA_H

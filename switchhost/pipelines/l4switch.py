@@ -41,7 +41,6 @@ import ctypes
 import logging
 import secrets
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -275,17 +274,14 @@ class L4Switch(Pipeline):
 
     # ----------------------------------------------------------- connections
 
-    _VALUE = struct.Struct("=III")   # struct l4_conn: idx, flags, last_seen_s
-
     def _scan(self):
         """(key bytes, idx, flags, last_seen) of every entry, undecoded keys."""
         ksz = ctypes.sizeof(L.ConnKey)
-        assert self._VALUE.size == ctypes.sizeof(L.Conn)
         for kb, vb, _ in self.map("conn_table").lookup_batch_raw():
-            for i, (idx, flags, seen) in enumerate(self._VALUE.iter_unpack(vb)):
+            for i, (idx, flags, seen) in enumerate(L.Conn.FORMAT.iter_unpack(vb)):
                 yield kb[i * ksz:(i + 1) * ksz], idx, flags, seen
 
-    _KEY = struct.Struct("=IIHH")    # struct l4_conn_key, fields in their stored order
+    _KEY = L.ConnKey.FORMAT    # client IP, peer IP, client port, peer port
 
     def _partner(self, key: bytes, idx: int, flags: int) -> bytes | None:
         """The key of the other entry of the same connection."""

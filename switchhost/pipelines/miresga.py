@@ -310,13 +310,11 @@ class FlowTable:
         """
         now = self._clock()
         ksz = ctypes.sizeof(layouts.FlowKey)
-        last_seen = struct.Struct("=4xI")  # mg_flow: u8 backend, u8 vip, u16 pad, u32 last_seen_s
-        assert last_seen.size == ctypes.sizeof(layouts.Flow)
         stale = []
         # Scan undecoded: 143,360 ctypes objects per sweep would cost more
         # than the syscalls that fetch them.
         for kb, vb, _ in self.map.lookup_batch_raw():
-            for i, (seen,) in enumerate(last_seen.iter_unpack(vb)):
+            for i, (_, _, seen) in enumerate(layouts.Flow.FORMAT.iter_unpack(vb)):
                 if (now - seen) & 0xFFFFFFFF >= idle_s:
                     stale.append(layouts.FlowKey.from_buffer_copy(kb, i * ksz))
         removed = 0
@@ -431,12 +429,14 @@ class DataplaneTable:
         mostly empty and may hold millions of slots); only the others are
         decoded."""
         vsz = ctypes.sizeof(layouts.DpSlot)
-        head = struct.Struct("=IHBBI4x")  # mg_dp_slot
-        assert head.size == vsz and vsz % 4 == 0
+        head = layouts.DpSlot.FORMAT  # client IP, port, back-end, VIP, last seen
+        assert vsz % 4 == 0
         step = vsz // 4
+        ip_at = layouts.DpSlot.client_ip_be.offset // 4
+        seen_at = layouts.DpSlot.last_seen.offset // 4
         for kb, vb, _ in self.map.lookup_batch_raw():
             words = memoryview(vb).cast("I")
-            for j, (ip, seen) in enumerate(zip(words[0::step], words[2::step])):
+            for j, (ip, seen) in enumerate(zip(words[ip_at::step], words[seen_at::step])):
                 if ip and seen:
                     _, port, be, vip, _ = head.unpack_from(vb, j * vsz)
                     yield struct.unpack_from("=I", kb, j * 4)[0], ip, port, be, vip, seen

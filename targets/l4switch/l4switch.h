@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Layouts of the l4switch baseline that the eBPF program and the Python
- * driver share (mirrored in switchhost/pipelines/l4switch_layouts.py; tests/test_l4switch.py
- * holds the mirror to the offsets the C compiler computes).  The VIP and
+ * driver share (generated for Python from this header's BTF into
+ * switchhost/pipelines/l4switch_layouts_gen.py: miresga/include/layouts.bpf.c
+ * says what Python gets, scripts/gen_layouts.py generates it).  The VIP and
  * back-end tables reuse Miresga's layouts (miresga.h: mg_vip_key, mg_vip,
  * mg_backend_key, mg_backend), so both switch programs read a back-end the
  * same way.

@@ -1,7 +1,7 @@
 """A time-resolved HTTP prober that checks every response it gets, for fault runs.
 
     python3 httpprobe.py --base http://10.10.0.100:80 --paths paths.txt \
-        --duration 20 --concurrency 4 [--close] [--bin-ms 100]
+        --duration 20 --concurrency 4 [--close] [--bin-ms 100] [--pause-ms 0]
 
 wrk reports aggregates; a fault run needs to know *when* requests failed and
 whether every response that did complete was intact.  Each worker thread
@@ -87,6 +87,8 @@ def worker(k: int, args, objects: list[tuple[str, int, str]], bins: Bins, t0: fl
             bins.add(t, "corrupt", f"body {len(body)} bytes, sha256 mismatch", path)
         else:
             bins.add(t, "ok")
+        if args.pause_ms:
+            stop.wait(args.pause_ms / 1000)
     if conn is not None:
         conn.close()
 
@@ -100,6 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--bin-ms", type=float, default=100.0)
     ap.add_argument("--close", action="store_true", help="one connection per request")
+    ap.add_argument("--pause-ms", type=float, default=0.0,
+                    help="pause after each response (a sample beside a load, not a load)")
     args = ap.parse_args(argv)
 
     objects = []

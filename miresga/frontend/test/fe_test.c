@@ -19,7 +19,7 @@
  *         offload       print and drain what was queued for the channel:
  *                       entries (op ADD 1, DEL 2; want_result if asked) and
  *                       liveness queries (op 128)
- *         result added|refused IP PORT
+ *         result added|refused IP PORT BACKEND
  *         result liveness IP PORT PRESENT IDLE_MS
  *                       an answer of the switch, as the channel thread
  *                       hands it over
@@ -509,8 +509,8 @@ static void flush_captured(void)
  * queries travel on a ring of their own. */
 #define QUERY_OP 128
 
-/* "added|refused IP PORT" or "liveness IP PORT PRESENT IDLE_MS": as the
- * channel thread would post it. */
+/* "added|refused IP PORT BACKEND" or "liveness IP PORT PRESENT IDLE_MS": as
+ * the channel thread would post it. */
 static int inject_result(const char *args)
 {
 	char kind[16], ip[INET_ADDRSTRLEN];
@@ -521,16 +521,20 @@ static int inject_result(const char *args)
 
 	if (n < 3 || inet_pton(AF_INET, ip, &a) != 1 || port > 65535)
 		return -1;
-	if (!strcmp(kind, "added") && n == 3)
+	if (!strcmp(kind, "added") && n == 4 && present < MG_MAX_BACKENDS)
 		r.kind = FE_OFFLOAD_ADDED;
-	else if (!strcmp(kind, "refused") && n == 3)
+	else if (!strcmp(kind, "refused") && n == 4 && present < MG_MAX_BACKENDS)
 		r.kind = FE_OFFLOAD_REFUSED;
 	else if (!strcmp(kind, "liveness") && n == 5)
 		r.kind = FE_OFFLOAD_LIVENESS;
 	else
 		return -1;
-	r.present = (uint8_t)!!present;
-	r.idle_ms = idle_ms;
+	if (r.kind == FE_OFFLOAD_LIVENESS) {
+		r.present = (uint8_t)!!present;
+		r.idle_ms = idle_ms;
+	} else {
+		r.backend_idx = (uint8_t)present;   /* the third number is the back-end */
+	}
 	r.key.client_ip_be = a.s_addr;
 	r.key.client_port_be = htons((uint16_t)port);
 	return fe_offload_post_result(&offload, &r);
