@@ -146,10 +146,20 @@ test-unprivileged: build $(UNPRIV_VENV)/.ready
 
 # The campaign ends with its figures even if some points failed (exit 1:
 # they are recorded and reported, and the exit code still says so); a bad
-# experiment file (exit 2) or an interrupted run draws nothing.
+# experiment file (exit 2) or an interrupted run draws nothing.  Then the
+# campaigns that do not fit the default one's cross product, each into its
+# own results directory with its own figures: the equal front-end budget
+# (experiments/budget.toml, about 25 minutes; its budgets would multiply
+# every workload of the default campaign).  PROFILE=quick runs none of them.
+EXTRA_EXPERIMENTS ?= $(if $(filter default,$(PROFILE)),experiments/budget.toml)
+
 bench: build
 	$(Q)$(PY) -m bench run $(EXPERIMENT); rc=$$?; [ $$rc -le 1 ] || exit $$rc; \
-	  $(PY) -m bench plots && exit $$rc
+	  $(PY) -m bench plots || exit $$?; \
+	  for e in $(EXTRA_EXPERIMENTS); do \
+	    $(PY) -m bench run $$e; r=$$?; [ $$r -le 1 ] || exit $$r; [ $$r -eq 0 ] || rc=$$r; \
+	    $(PY) -m bench plots || exit $$?; \
+	  done; exit $$rc
 
 plots: setup
 	$(Q)$(PY) -m bench plots $(RESULTS)

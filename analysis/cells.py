@@ -25,10 +25,11 @@ from analysis import conditions, stats
 from analysis.latency import CountTable
 
 # What makes two run points repetitions of one another.
-# An open-loop point (load "open") has no wrk parameters and an offered rate.
+# An open-loop point (load "open") has no wrk parameters and an offered rate; a
+# point measured at a front-end CPU budget (bench/budget.py) is its own cell.
 CELL_KEYS = ["target", "workload", "conn_mode", "load", "offered_rate", "connections",
              "threads", "duration_s", "warmup_s", "timeout_s", "probe_connections",
-             "probe_interval_ms"]
+             "probe_interval_ms", "frontend_cpu_cores"]
 
 _LATENCY = re.compile(r"^(probe_)?lat_p(50|90|99|999)_us$")
 _PERCENTILE = {"50": 50.0, "90": 90.0, "99": 99.0, "999": 99.9}

@@ -34,6 +34,8 @@ MODES = ("keep-alive", "close")
 #: share of it in the window: equal offered load means something only then.
 CARRIED = 0.95
 
+BUDGET_WORKLOADS = ("1KB", "1MB")
+
 
 @dataclass
 class Claims:
@@ -138,18 +140,29 @@ def equal_load(df, a: str, b: str, workload: str, mode: str, col: str
     return None, stats.Interval(None)
 
 
+def _budgeted(df):
+    """The points measured with a front-end CPU budget (bench/budget.py); the other
+    claims are of the points without one."""
+    if "frontend_cpu_cores" not in df:
+        return df.iloc[0:0]
+    return df[df["frontend_cpu_cores"].notna()]
+
+
 def build(df, faults: list[dict]) -> Claims:
     """The claims of a tidy table (and its fault rows)."""
     if df.empty or not (df["status"] == "ok").any():
         why = "no result files" if df.empty else "no successful run point"
         return Claims(f"Nothing to claim: {why}.\n", 0, why)
+    everything, budgeted = df, _budgeted(df)
+    if "frontend_cpu_cores" in df:
+        df = df[df["frontend_cpu_cores"].isna()]
     c = _Counter()
-    full, opened = df, open_loop(df)
+    opened = open_loop(df)
     df = closed_loop(df)
     big, small = _largest_fixed(df), _smallest_fixed(df)
     mb = "1MB" if (df["workload"] == "1MB").any() else big
     t3 = "traffic3"
-    smoke = conditions.smoke_test(df)
+    smoke = conditions.smoke_test(everything)
     cmd = "`make bench PROFILE=quick`" if smoke and "quick" in smoke else "`make bench`"
     rows = [
         ("Throughput vs software L7 LB at 1 MB", f"Fig. 4 (b), {mb}",
@@ -184,6 +197,15 @@ def build(df, faults: list[dict]) -> Claims:
                      f"{c.growth(df, 'nginx', big, small, col)}{busy}",
                      "design: ~1x for Miresga"))
     rows += _reroute(df, c)
+    if not budgeted.empty:
+        least = float(budgeted["frontend_cpu_cores"].astype(float).min())
+        at = budgeted[budgeted["frontend_cpu_cores"].astype(float) == least]
+        parts = [f"{w}: {c.per_mode(at, 'miresga', 'haproxy', w, 'requests_per_s')}"
+                 for w in BUDGET_WORKLOADS if (at["workload"] == w).any()]
+        rows.append((f"Throughput at an equal front-end budget ({least:g} core)",
+                     "budget figure, experiments/budget.toml",
+                     "Miresga / HAProxy, requests/s: " + ("; ".join(parts) or "n/a"),
+                     f"paper {PAPER_THROUGHPUT}x; goal >= 3x at 1 KB, >= 4x at 1 MB"))
     m = model()
     mir, naive = m["layouts"]
     rows.append(("Switch memory per connection", "memory model (miresga/control/memory_model.py)",
@@ -191,7 +213,7 @@ def build(df, faults: list[dict]) -> Claims:
                  f"({m['ratio_bits_per_conn']:.1f}x less); {mir['blocks']} SRAM blocks for "
                  f"{m['assumptions']['connections']:,} connections",
                  "paper: merged entry, 8-bit index, 143,360 entries"))
-    integ = full.groupby("target")["integrity_passed"].agg(
+    integ = everything.groupby("target")["integrity_passed"].agg(
         lambda s: bool(s.map(conditions.truthy).all()))
     rows.append(("Every byte intact", "integrity check before each target",
                  ", ".join(f"{t}: {'passed' if ok else 'FAILED'}" for t, ok in integ.items()),
@@ -207,8 +229,8 @@ def build(df, faults: list[dict]) -> Claims:
                      f"{'all intact' if intact else 'CORRUPT in some'}; slowest recovery "
                      f"{max(recs):.2f} s" if recs else f"kept serving in {kept}/{len(ran)} runs",
                      "degraded is fine, stuck is not"))
-    warns = conditions.warnings(full)
-    reps = cells.ok_rows(full).groupby(cells.keys(full), dropna=False).size()
+    warns = conditions.warnings(everything)
+    reps = cells.ok_rows(everything).groupby(cells.keys(everything), dropna=False).size()
     out = []
     if smoke:
         out += [f"**Smoke test** ({smoke}): these numbers say the bench runs, not how the "
@@ -221,7 +243,7 @@ def build(df, faults: list[dict]) -> Claims:
     out += [f"| {claim} | {e} ({cmd}) | {v} | {p} |" for claim, e, v, p in rows]
     n = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}-{reps.max()}"
     latency = ("latency ratios are of percentiles of the merged histograms"
-               if cells.has_histograms(cells.ok_rows(df), "probe_lat_p99_us") else
+               if cells.has_histograms(cells.ok_rows(everything), "probe_lat_p99_us") else
                "these results carry no latency histograms: latency ratios are of means of "
                "per-run percentiles (wrk's own, with its coordinated-omission correction)")
     out += ["", f"Ratios: estimate [{stats.LEVEL:.0%} confidence interval], {stats.METHOD} "
@@ -229,7 +251,7 @@ def build(df, faults: list[dict]) -> Claims:
                 f"{latency}. See analysis/stats.py."]
     reason = None
     if c.measured == 0:
-        present = ", ".join(sorted(df["target"].dropna().unique()))
+        present = ", ".join(sorted(everything["target"].dropna().unique()))
         reason = (f"no ratio between the claimed targets and workloads could be computed "
                   f"(targets here: {present}; the claims divide miresga by haproxy, nginx and "
                   f"direct at {mb or '1MB'} and traffic3)")

@@ -29,7 +29,7 @@ PARAM_COLUMNS = ["campaign", "point_id", "target", "target_name", "repetition", 
                  "workload_label", "workload_kind", "size_bytes", "size_label", "mix",
                  "mean_size_bytes", "conn_mode", "connections", "threads", "duration_s",
                  "warmup_s", "timeout_s", "probe_size", "probe_connections", "probe_interval_ms",
-                 "seed"]
+                 "frontend_cpu_cores", "seed"]
 # Kinds of result document that are rows of the tidy table: wrk's closed-loop
 # points and the open-loop points (bench/loadcurve.py); `load` tells them apart.
 TABLE_KINDS = {"point": "closed", "openloop": "open"}
@@ -126,6 +126,9 @@ def tidy_row(doc: dict, path: Path | None = None) -> dict[str, Any]:
             for when in ("before", "after")]
     row["frontend_busy_s_per_kreq"] = ((busy[1] - busy[0]) / served * 1000
                                        if None not in busy and served else None)
+    # The front-end budget's quota ran out in this share of the measured run's
+    # periods: near 0, the budget did not limit the point.
+    row["frontend_throttled_share"] = _get(m, "frontend_budget", "throttled_share")
     row["cpu_softirq_s"] = cpu.get("softirq_s")
     row["cpu_system_s"] = cpu.get("system_s")
     row["cpu_window_s"] = cpu.get("window_s")

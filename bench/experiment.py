@@ -104,6 +104,9 @@ class Parameters(_Strict):
     probe_connections: list[Annotated[int, Field(ge=1, le=64)]] = Field(default=[2], min_length=1)
     probe_interval_ms: list[Annotated[float, Field(gt=0, le=10000)]] = Field(default=[10.0],
                                                                             min_length=1)
+    # CPUs every front-end host may use (a CFS quota, bench/budget.py); none: no cap.
+    frontend_cpu_cores: list[Annotated[float, Field(ge=0.01, le=256)] | None] = Field(
+        default=[None], min_length=1)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -125,9 +128,10 @@ class Parameters(_Strict):
 
 
 SWEEP_ORDER = ("conn_mode", "connections", "threads", "duration_s", "warmup_s", "timeout_s",
-               "probe_connections", "probe_interval_ms")
+               "probe_connections", "probe_interval_ms", "frontend_cpu_cores")
 _SLUG = {"connections": "c", "threads": "t", "duration_s": "d", "warmup_s": "w",
-         "timeout_s": "to", "probe_connections": "pc", "probe_interval_ms": "pi"}
+         "timeout_s": "to", "probe_connections": "pc", "probe_interval_ms": "pi",
+         "frontend_cpu_cores": "fe"}
 
 
 class ExperimentFile(_Strict):
@@ -185,9 +189,15 @@ class Experiment:
             for w in p.workload:
                 for combo in itertools.product(*(getattr(p, f) for f in fields)):
                     params = dict(zip(fields, combo))
+                    if params["frontend_cpu_cores"] is None:
+                        # No budget: the point's parameters as before budgets existed,
+                        # so results measured then are still this point's.
+                        del params["frontend_cpu_cores"]
                     slug = params["conn_mode"] + f"-c{params['connections']}-t{params['threads']}"
                     for f in fields:
-                        if f in swept and f not in ("conn_mode", "connections", "threads"):
+                        if f in ("conn_mode", "connections", "threads") or f not in params:
+                            continue
+                        if f in swept or f == "frontend_cpu_cores":
                             slug += f"-{_SLUG[f]}{params[f]:g}"
                     out.append(Point(len(out), t, w, rep, params, slug))
             out += openloop_points(self.spec.openloop, t, rep, len(out))

@@ -7,8 +7,8 @@
     python -m bench claims [RESULTS_DIR]     # the claims table (analysis/claims.py), to stdout
     python -m bench compare A B              # A / B per point, with intervals (analysis/compare.py)
 
-Writes Figure 4 (a)-(d), the front-end cost, mechanism, latency-versus-offered-load
-(open loop) and fault figures as
+Writes Figure 4 (a)-(d), the front-end cost, mechanism, re-route, latency-versus-offered-load
+(open loop), budget and fault figures as
 PNG and PDF, the tidy table (tidy.csv) and report.md into
 RESULTS_DIR/figures/ (or --out).  Nothing is run: everything is redrawn from
 the JSON result files, or, where there are none (a committed reference),
@@ -31,13 +31,13 @@ from analysis.results import load_table
 from common.errors import Error
 from common.paths import RESULTS_ROOT
 from plots import (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
-                   fig4d_throughput_mix, fig_faults, fig_frontend_cost, fig_latency_vs_load,
-                   fig_mechanism, fig_reroute, report, style)
+                   fig4d_throughput_mix, fig_budget, fig_faults, fig_frontend_cost,
+                   fig_latency_vs_load, fig_mechanism, fig_reroute, report, style)
 
 LATEST = RESULTS_ROOT / "latest"
 FIGURES = (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
            fig4d_throughput_mix, fig_frontend_cost, fig_mechanism, fig_reroute,
-           fig_latency_vs_load)
+           fig_latency_vs_load, fig_budget)
 
 
 def add_parser(sub) -> None:

@@ -58,6 +58,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from analysis.results import FORMAT, FORMAT_VERSION, read_result, write_result, write_tidy
 from bench import bodies as body_check
 from bench import clients, loadcurve, metadata
+from bench.budget import FrontendBudget, check_supported
 from bench.cpu import CpuSampler
 from bench.estimate import estimate
 from bench.experiment import SWEEP_ORDER, Parameters, load_experiment, topology_path
@@ -238,7 +239,7 @@ class Selection:
                        if f != "repetition")
         if "rate" in self.only or ("load" in self.only and "closed" not in self.only["load"]):
             return False
-        return all(point.params[f] in vals for f, vals in self.only.items()
+        return all(point.params.get(f) in vals for f, vals in self.only.items()
                    if f not in ("repetition", "load"))
 
 
@@ -314,6 +315,7 @@ class Campaign:
         # target it cannot carry, is refused before anything starts.
         self.topology = inventory if inventory is not None else load_topology(self.topology_file)
         self._check_roles()
+        check_supported(self.points, inventory)
         if console is None:
             console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.console = console
@@ -556,6 +558,8 @@ class Campaign:
                 progress.advance(task)
         finally:
             target.stop()
+            # The next deployment starts without the last point's budget.
+            FrontendBudget(target, None).apply()
 
     def _skip_not_applicable(self, ctx, points, progress, task, summary) -> list:
         """Record the points that have no meaning for their target (bench/reroute.py) and
@@ -630,6 +634,7 @@ class Campaign:
                     target.wait_healthy(10)
                 except Error as e:
                     return fail(f"target unhealthy before the point: {e}")
+            budget = FrontendBudget(target, par.get("frontend_cpu_cores")).apply()
             if par["warmup_s"] > 0:
                 warm = clients.run_wrk(ctx.tb.clients, WrkJob(
                     classes=classes, duration_s=par["warmup_s"], seed=par["seed"] + 1,
@@ -642,6 +647,7 @@ class Campaign:
                     return fail(warm.error)
             stats_before = target.stats()
             served_before = ctx.requests_served()
+            budget.snapshot()
             cpu0 = ctx.sampler.snapshot()
             net0 = ctx.netstat.snapshot()
             probe = None
@@ -668,6 +674,7 @@ class Campaign:
                 raise
             cpu1 = ctx.sampler.snapshot()
             net1 = ctx.netstat.snapshot()
+            budget_out = budget.result()
             probe_out = probe.finish() if probe is not None else None
             doc["bodies"] = checker.finish()
             stats_after = target.stats()
@@ -697,6 +704,7 @@ class Campaign:
             "response_header_bytes": header_bytes,
             "l7": reroute_metrics(ctx.service, stats_before, stats_after, served_before,
                                   served_after, load.data["requests"]),
+            "frontend_budget": budget_out,
         }
         doc["status"] = "ok"
         doc["elapsed_s"] = time.monotonic() - t0

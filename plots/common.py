@@ -30,11 +30,18 @@ def load(results_dir: str | Path):
     return load_table(Path(results_dir))
 
 
-def prepare(df, load: str = "closed"):
+def prepare(df, load: str = "closed", budgeted: bool = False):
     """Successful rows of one load (closed: wrk's points, open: the open-loop points),
-    with display columns: target label (marked), conn mode label."""
+    with display columns: target label (marked), conn mode label.  Only the points
+    without a front-end CPU budget, or (budgeted) only those with one: a figure that
+    does not draw the budget must not average over it."""
     ok = df[df["status"] == "ok"]
     ok = (closed_loop(ok) if load == "closed" else open_loop(ok)).copy()
+    if "frontend_cpu_cores" in ok:
+        has = ok["frontend_cpu_cores"].notna()
+        ok = ok[has if budgeted else ~has]
+    elif budgeted:
+        ok = ok.iloc[0:0]
     if ok.empty:
         return ok
     bad = set(df.loc[[v is False or (isinstance(v, str) and v == "False") or v == 0

@@ -100,6 +100,27 @@ def _reroute(df, d) -> list[str]:
     return out
 
 
+def _budget(df) -> list[str]:
+    """The points with a front-end CPU budget, one table per budget and connection mode."""
+    b = common.prepare(df, budgeted=True)
+    b = b[b["workload_kind"] == "fixed"] if not b.empty else b
+    if b.empty:
+        return []
+    lines = ["## Equal front-end budget (the budget figure)", "",
+             "Every front-end host capped at the budget by a CFS quota on its cgroup "
+             "(bench/budget.py). `throttled`: the share of the measured run's periods in which "
+             "the quota ran out; near 0, the budget did not limit the point (the rest of the "
+             f"machine did). Load: {common.wrk_load(b)}", ""]
+    for cores in sorted(b["frontend_cpu_cores"].astype(float).unique()):
+        at = b[b["frontend_cpu_cores"].astype(float) == cores]
+        lines += [f"### {cores:g} core", "",
+                  _section(at, "size", "size_bytes",
+                           [("requests_per_s", "req/s", 1, True),
+                            ("lat_p99_us", "p99 ms", 1e-3, True),
+                            ("frontend_throttled_share", "throttled", 1, False)], []), ""]
+    return lines
+
+
 def _integrity(passed) -> str:
     """A target's integrity over its points: a point whose target never came up
     has no check (None), which is not a failed one."""
@@ -220,6 +241,7 @@ def write(df, out_dir, figures: list[Path] | None = None, source: str = "",
                             ("probe_lat_p999_us", "1KB p99.9 ms", 1e-3, False)],
                            [("goodput_gbps", "Gbit/s"), ("probe_lat_p99_us", "1KB p99")]), ""]
     lines += _reroute(df, d)
+    lines += _budget(df)
     if not d.empty:
         lines += ["## CPU seconds per second of measurement, per role", "",
                   "Role CPU from each host's cgroup; softirq (the kernel's packet path, where "

@@ -108,7 +108,9 @@ def test_all_four_figures_and_the_report_render(results, tmp_path):
     assert "wrk exited with 1: boom" in report
     assert "0.53x" in report  # haproxy: 0.5 of rep 1, direct: mean of 1.0 and 0.9
     assert "| No LB (direct) | Traffic 3 | 2 |" in report
-    assert len(FIGURES) == 7
+    # Every figure module is registered (the fault figure is drawn from faults.csv apart).
+    modules = {f.stem for f in (REPO / "plots").glob("fig*.py")} - {"fig_faults"}
+    assert {f.__name__.rsplit(".", 1)[-1] for f in FIGURES} == modules
 
 
 def test_frontend_busy_time_per_thousand_requests(results):
@@ -500,3 +502,38 @@ def test_the_reroute_workload_in_figure_report_and_claims(tmp_path):
     assert "not applicable: l4switch" in text
     row = tidy(root).set_index("target").loc["l4switch"]
     assert row["status"] == "not_applicable" and row["requests_per_s"] != row["requests_per_s"]
+
+
+def test_budget_points_get_their_figure_and_claim_and_stay_out_of_the_others(results, tmp_path):
+    """Points with a front-end budget (HAProxy and Miresga, 1 KB and 1 MB, 0.25 and 1 core,
+    two repetitions) draw the budget figure and the claim at the least budget, with its
+    interval; Figure 4 and the other claims still see only the points without a budget."""
+    for f in result_files(FIXTURES):
+        doc = read_result(f)
+        if doc["parameters"]["workload"] not in ("1KB", "1MB"):
+            continue
+        for target, k in (("haproxy", 1.0), ("miresga", 3.0)):
+            for cores in (0.25, 1.0):
+                for rep in (1, 2):
+                    d = _scaled(doc, k * cores * (1 if rep == 1 else 0.9), repetition=rep,
+                                target=target)
+                    d["target"] = {"name": target, "layer7": True}
+                    d["parameters"]["frontend_cpu_cores"] = cores
+                    d["point_id"] = d["point_id"].replace(f"/rep{rep}", f"-fe{cores:g}/rep{rep}")
+                    _write(results / "budget" / f"{d['point_id']}.json", d)
+    df = tidy(results)
+    assert set(df["frontend_cpu_cores"].dropna()) == {0.25, 1.0}
+    text = claims(results)
+    assert ("Throughput at an equal front-end budget (0.25 core) | budget figure" in text)
+    assert re.search(r"1KB: 3\.00x \[[\d.]+, [\d.]+\] \(keep-alive\), 3\.00x \[[\d.]+, "
+                     r"[\d.]+\] \(close\); 1MB: 3\.00x \[", text)
+    # Figure 4's claims: Miresga has only budgeted points, so no ratio without a budget.
+    assert "Miresga / direct: n/a" in text
+    out = tmp_path / "figures"
+    written = draw_all(results, out)
+    assert out / "fig_budget.png" in written and (out / "fig_budget.png").stat().st_size > 5000
+    report_md = (out / "report.md").read_text()
+    assert "## Equal front-end budget" in report_md and "### 0.25 core" in report_md
+    rows = fig4b_throughput_vs_size.common.prepare(df)
+    assert rows["frontend_cpu_cores"].isna().all() and set(rows["target"]) == {"direct",
+                                                                                "haproxy"}

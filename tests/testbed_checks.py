@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from common.paths import BPF_ROOT, STATE_DIR
-from hosts.cgroups import _base
+from hosts.cgroups import V1_CPU_ROOT, _base
 from hosts.testbed import existing_namespaces
 
 
@@ -20,6 +20,8 @@ def leftovers(prefix: str) -> list[str]:
         found.append("bpf pins")
     if _base() is not None and (_base() / prefix).exists():
         found.append("cgroup")
+    if (V1_CPU_ROOT / "miresga" / prefix).exists():
+        found.append("cpu cgroup (budget)")
     mounts = open("/proc/mounts").read()
     found += [m for m in mounts.splitlines() if f"{prefix}-" in m]
     return found
