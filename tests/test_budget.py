@@ -16,7 +16,7 @@ from common.errors import ConfigError
 from hosts.cgroups import CPU_PERIOD_US, CgroupError, HostCgroup, remove_testbed_cgroups
 
 from conftest import unique_prefix, wait_for
-from test_runner import WORKLOADS, quiet
+from runner_rig import WORKLOADS, quiet
 from testbed_checks import leftovers
 
 BUSY_LOOP = "exec python3 -c 'while True: pass'"

@@ -21,33 +21,10 @@ from targets.base import _REGISTRY, Endpoint, Target, register
 from targets.direct import Direct
 
 from conftest import unique_prefix
+from runner_rig import WORKLOADS, quiet
 from testbed_checks import leftovers
 
 REPO = Path(__file__).resolve().parent.parent
-
-WORKLOADS = """
-[objects]
-sizes = ["1KB", "10KB"]
-per_size = 2
-seed = 5
-
-[[workload]]
-name = "1KB"
-size = "1KB"
-
-[[workload]]
-name = "10KB"
-size = "10KB"
-
-[[workload]]
-name = "mix"
-mix = { "1KB" = 60, "10KB" = 40 }
-
-[[workload]]
-name = "rr"
-size = "1KB"
-reroute = true
-"""
 
 
 def experiment(tmp_path: Path, workloads: str, duration: int = 1, warmup: int = 0,
@@ -73,12 +50,6 @@ def experiment(tmp_path: Path, workloads: str, duration: int = 1, warmup: int = 
         probe_interval_ms = 20
     """))
     return p
-
-
-def quiet():
-    from rich.console import Console
-
-    return Console(file=open(os.devnull, "w"))
 
 
 @pytest.mark.testbed
