@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import time
 
 import pytest
@@ -19,6 +20,13 @@ from hosts.backends import BackendServers, ObjectStore
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 from workloads.model import load_workloads
+
+
+# A shell without job control starts a background command with SIGINT ignored,
+# and an ignored signal stays ignored across exec: the tests that interrupt a
+# bench or a testbed owner with SIGINT would then test nothing.  Python's own
+# handler here means SIG_DFL in every child, as in a terminal.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):

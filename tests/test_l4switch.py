@@ -681,11 +681,19 @@ def test_long_download_survives_a_pool_change_and_new_connections_follow_it(serv
                           name="l4-long-download")
 
         def download_entry():
+            if not dl.running():
+                pytest.fail(f"the download ended before it was seen: {dl.logs()}; "
+                            f"switch: {t.stats().get('counters')}")
             if not os.path.exists(out) or os.path.getsize(out) == 0:
                 return None
             return next((e for e in t.connections() if not e["closing"]), None)
 
-        entry = wait_for(download_entry, "the download to start")
+        try:
+            entry = wait_for(download_entry, "the download to start")
+        except pytest.fail.Exception:
+            size = os.path.getsize(out) if os.path.exists(out) else None
+            pytest.fail(f"the download did not start: {size} bytes written; entries "
+                        f"{t.connections()}; switch: {t.stats().get('counters')}")
         x = entry["backend"]
         y = next(h.name for h in tb.backends if h.name != x)
         assert t.set_pool([y]) == [y]
