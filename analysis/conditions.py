@@ -52,6 +52,14 @@ def truthy(v) -> bool:
     return v is True or (isinstance(v, str) and v.strip().lower() == "true") or v == 1
 
 
+def integrity(passed) -> bool | None:
+    """A target's integrity over its points.  A point without a check (None: the
+    target never came up, or the point is not applicable to it and never ran) is
+    not a failed one; None when no point of the target was checked."""
+    checked = passed.dropna().map(truthy)
+    return None if checked.empty else bool(checked.all())
+
+
 def gaps(df) -> list[tuple[str, str, float]]:
     """(previous point, next point, seconds) for every pause longer than the rule allows."""
     starts = _starts(df)

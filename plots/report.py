@@ -122,12 +122,10 @@ def _budget(df) -> list[str]:
 
 
 def _integrity(passed) -> str:
-    """A target's integrity over its points: a point whose target never came up
-    has no check (None), which is not a failed one."""
-    checked = passed.dropna().map(conditions.truthy)
-    if checked.empty:
+    ok = conditions.integrity(passed)
+    if ok is None:
         return "not checked (the target never came up)"
-    return "passed" if bool(checked.all()) else "**FAILED**"
+    return "passed" if ok else "**FAILED**"
 
 
 def _bodies(df) -> list[str]:

@@ -191,6 +191,24 @@ def test_a_target_that_never_came_up_is_not_reported_as_failing_integrity(result
     report = (tmp_path / "figures" / "report.md").read_text()
     assert "nginx not checked (the target never came up)" in report
     assert "HAProxy **FAILED**" in report and "nginx **FAILED**" not in report
+    claims = (tmp_path / "figures" / "claims.md").read_text()
+    assert "nginx: not checked" in claims and "nginx: FAILED" not in claims
+
+
+def test_a_point_not_applicable_to_a_target_does_not_fail_its_integrity(results, tmp_path):
+    """`direct` cannot route by path: its re-route point is recorded as not applicable,
+    never ran and has no check; its other points passed, so the claims and the report
+    say passed."""
+    doc = copy.deepcopy(read_result(next(iter(result_files(FIXTURES)))))
+    assert doc["parameters"]["target"] == "direct" and doc["integrity"]["passed"] is True
+    doc.update(status="not_applicable", error="direct cannot route by path or Host",
+               metrics=None, integrity=None)
+    doc["point_id"] = doc["point_id"] + "-na"
+    _write(results / "quick" / "direct" / "na-rep1.json", doc)
+    draw_all(results, tmp_path / "figures")
+    claims = (tmp_path / "figures" / "claims.md").read_text()
+    assert "direct: passed" in claims and "direct: FAILED" not in claims
+    assert "No LB (direct) passed" in (tmp_path / "figures" / "report.md").read_text()
 
 
 # ------------------------------------------------------------ honest measurement
