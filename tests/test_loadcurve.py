@@ -283,6 +283,18 @@ def test_equal_load_claim_is_at_the_highest_rate_both_carried(curve):
     assert "keep-alive at 1,000 req/s" in text
 
 
+def test_short_open_loop_points_do_not_make_a_campaign_a_smoke_test(curve):
+    """An open-loop point of a few seconds is a full sample at its rate (the default
+    campaign's are 3 s): only a closed-loop run shorter than MIN_DURATION_S is one."""
+    from analysis import conditions
+
+    df = tidy(curve)
+    assert df["duration_s"].max() < conditions.MIN_DURATION_S
+    assert conditions.smoke_test(df) is None
+    short = df.assign(load="closed")
+    assert "measured runs of 2 s" in conditions.smoke_test(short)
+
+
 def test_latency_vs_load_figure_draws_every_target(curve, tmp_path):
     paths = fig_latency_vs_load.draw(tidy(curve), tmp_path / "f")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
