@@ -29,7 +29,7 @@ from analysis.claims import claims_of
 from analysis.compare import compare
 from analysis.results import load_table
 from common.errors import Error
-from common.paths import RESULTS_ROOT
+from common.paths import REPO_ROOT, RESULTS_ROOT
 from plots import (fig4a_latency_vs_size, fig4b_throughput_vs_size, fig4c_latency_mix,
                    fig4d_throughput_mix, fig_budget, fig_faults, fig_frontend_cost,
                    fig_latency_vs_load, fig_mechanism, fig_reroute, report, style)
@@ -57,6 +57,15 @@ def add_parser(sub) -> None:
     k.set_defaults(func=_compare)
 
 
+def shown(results: Path) -> str:
+    """A results directory as the report names it: relative to the checkout when it
+    is inside it, so that a committed report names no machine's paths."""
+    try:
+        return str(Path(results).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(results)
+
+
 def draw_all(results: Path, out: Path) -> list[Path]:
     style.apply_theme()
     df = _table(results)
@@ -69,7 +78,7 @@ def draw_all(results: Path, out: Path) -> list[Path]:
         figures += fig.draw(df, out)
     figures += fig_faults.draw_faults(results, out)
     written += figures
-    written.append(report.write(df, out, figures, source=str(results),
+    written.append(report.write(df, out, figures, source=shown(results),
                                 extra=fig_latency_vs_load.report_lines(df)
                                 + fig_faults.report_lines(results)))
     (out / "claims.md").write_text(claims_of(results).text)

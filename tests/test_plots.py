@@ -555,3 +555,12 @@ def test_budget_points_get_their_figure_and_claim_and_stay_out_of_the_others(res
     rows = fig4b_throughput_vs_size.common.prepare(df)
     assert rows["frontend_cpu_cores"].isna().all() and set(rows["target"]) == {"direct",
                                                                                 "haproxy"}
+
+
+def test_the_report_names_a_results_directory_of_the_checkout_relative_to_it(tmp_path):
+    """A committed report must not carry the path of the machine that drew it."""
+    from bench.plotting import shown
+    from common.paths import REPO_ROOT
+
+    assert shown(REPO_ROOT / "results" / "reference" / "default") == "results/reference/default"
+    assert shown(tmp_path) == str(tmp_path)
