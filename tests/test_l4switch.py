@@ -663,49 +663,81 @@ def test_stopped_backend_leaves_the_pool_and_new_requests_all_succeed(served):
         t.stop()
 
 
+# A download the test holds open: one GET through a 64 KB receive buffer; after
+# `hold` bytes it creates the file `ready` and stops reading until the file `go`
+# exists, then reads the rest to `out`.  The connection is mid-body for exactly
+# as long as the test needs, whatever the machine's speed (curl --limit-rate
+# raced the test: its socket buffers let a fast machine finish 10 MB early).
+HELD_DOWNLOAD = r"""
+import os, socket, sys, time
+host, port, path, hold, ready, go, out = sys.argv[1:8]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+s.connect((host, int(port)))
+s.sendall(f"GET {path} HTTP/1.1\r\nHost: vip\r\nConnection: close\r\n\r\n".encode())
+buf, held = b"", False
+while True:
+    if not held and len(buf) >= int(hold):
+        open(ready, "w").close()
+        while not os.path.exists(go):
+            time.sleep(0.05)
+        held = True
+    b = s.recv(1 << 16)
+    if not b:
+        break
+    buf += b
+head, _, body = buf.partition(b"\r\n\r\n")
+status = head.split(b"\r\n")[0].split()[1].decode()
+length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n")[1:]
+              if l.lower().startswith(b"content-length:"))
+open(out, "wb").write(body)
+sys.exit(0 if status == "200" and len(body) == length else 1)
+"""
+
+
 @pytest.mark.testbed
 def test_long_download_survives_a_pool_change_and_new_connections_follow_it(served):
-    """A 10 MB download rate-limited to 1 MB/s is on back-end X.  The pool
-    becomes {Y} (Y != X).  The download finishes byte-identical (its connection
-    entry keeps it on X), and 50 new connections all go to Y: X and the others
-    serve none of them."""
+    """A 10 MB download, held open mid-body by its client, is on back-end X.
+    The pool becomes {Y} (Y != X).  The download then finishes byte-identical
+    (its connection entry keeps it on X), and 50 new connections all go to Y:
+    X and the others serve none of them."""
     tb, store, servers = served
     client = tb.clients[0]
     path = sorted(p for p in store.manifest() if "/10MB/" in p)[0]
-    out = f"{client.workdir}/l4-long.bin"
-    client.run(f"rm -f {out}")
+    work = client.workdir
+    out, ready, go = f"{work}/l4-long.bin", f"{work}/l4-long.ready", f"{work}/l4-long.go"
+    script = f"{work}/l4_held_download.py"
+    client.run(f"rm -f {out} {ready} {go}")
+    client.put_text(HELD_DOWNLOAD, script)
     t = running(tb, health_interval_ms=0)
     dl = None
     try:
-        dl = client.start(f"exec curl -s --fail --limit-rate 1M -o {out} {t.endpoint.url}{path}",
+        dl = client.start(f"exec {client.python} {script} {t.endpoint.address} "
+                          f"{t.endpoint.port} {path} {1 << 18} {ready} {go} {out}",
                           name="l4-long-download")
 
         def download_entry():
             if not dl.running():
-                pytest.fail(f"the download ended before it was seen: {dl.logs()}; "
+                pytest.fail(f"the download ended before it was held: {dl.logs()}; "
                             f"switch: {t.stats().get('counters')}")
-            if not os.path.exists(out) or os.path.getsize(out) == 0:
+            if not os.path.exists(ready):
                 return None
             return next((e for e in t.connections() if not e["closing"]), None)
 
-        try:
-            entry = wait_for(download_entry, "the download to start")
-        except pytest.fail.Exception:
-            size = os.path.getsize(out) if os.path.exists(out) else None
-            pytest.fail(f"the download did not start: {size} bytes written; entries "
-                        f"{t.connections()}; switch: {t.stats().get('counters')}")
+        entry = wait_for(download_entry, "the download to be held mid-body")
         x = entry["backend"]
         y = next(h.name for h in tb.backends if h.name != x)
         assert t.set_pool([y]) == [y]
         still = [e for e in t.connections()
                  if e["client_port"] == entry["client_port"] and not e["closing"]]
-        assert dl.running(), "the download finished before the pool changed: nothing tested"
         before = servers.requests_served()
         small = sorted(p for p in store.manifest() if "/1KB/" in p)[0]
         codes = fetch_each(tb, [small] * 50)
         after = servers.requests_served()
+        Path(go).touch()
         rc = dl.wait(300)
     finally:
+        Path(go).touch()
         if dl is not None and dl.running():
             dl.stop()
         t.stop()
