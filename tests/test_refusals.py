@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.experiment import load_experiment
+from bench.experiment import load_experiment, topology_path
 from bench.runner import Campaign, RunRefused, Selection
 from common.errors import ConfigError
 from hosts.testbed import existing_namespaces
@@ -154,17 +154,23 @@ def test_direct_to_a_backend_the_topology_lacks_is_refused(tmp_path, results):
                                        f"host with role 'backend'")
 
 
-def test_an_experiment_copied_elsewhere_finds_the_same_workloads(tmp_path):
-    """The shipped experiments name the workloads from the checkout: a copy anywhere
-    resolves them to the same file."""
-    copy = tmp_path / "elsewhere" / "quick.toml"
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "experiments").glob("*.toml")))
+def test_an_experiment_copied_elsewhere_finds_the_same_files(tmp_path, name):
+    """The shipped experiments name their workloads and topology from the checkout: a copy
+    anywhere resolves them to the same files, and its dry run passes."""
+    shipped = REPO / "experiments" / name
+    copy = tmp_path / "elsewhere" / name
     copy.parent.mkdir()
-    shutil.copy(REPO / "experiments" / "quick.toml", copy)
-    assert (load_experiment(copy).workloads_path.resolve()
-            == load_experiment(REPO / "experiments" / "quick.toml").workloads_path.resolve()
-            == (REPO / "workloads" / "default.toml").resolve())
-    r = bench("run", str(copy), "--dry-run", cwd=tmp_path)
+    shutil.copy(shipped, copy)
+    here, there = load_experiment(shipped), load_experiment(copy)
+    assert there.workloads_path.resolve() == here.workloads_path.resolve()
+    assert here.workloads_path.resolve().is_relative_to(REPO)
+    topology = topology_path(here)
+    assert topology_path(there) == topology if topology is None else (
+        topology_path(there).resolve() == topology.resolve())
+    r = bench("run", str(copy), "--dry-run", "--results", str(tmp_path / "r"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_workloads_path_that_names_two_files_is_refused(tmp_path, results):
