@@ -7,9 +7,10 @@
 
 The campaign is validated completely before anything is created: the
 experiment (every target's parameters), the topology or inventory, the roles
-each target needs on it, the slice the filters select, the results already
-there (a point measured with other parameters is refused unless --force), and
-that no other run holds the campaign's directory.  A refused run creates no
+each target needs on it, the slice the filters select, the --prefix (its form,
+and no testbed up under it), the results already there (a point measured with
+other parameters is refused unless --force), and that no other run holds the
+campaign's directory.  A refused run creates no
 directory and leaves results/latest where it was.  --dry-run stops there and
 lists the points (done, todo, changed) with an estimate of the run's length.
 Then:
@@ -75,7 +76,7 @@ from common.service import bench_service
 from hosts.backends import BackendServers, ObjectStore
 from hosts.inventory import load_inventory
 from hosts.remote import RemoteTestbed
-from hosts.testbed import EmulatedTestbed
+from hosts.testbed import EmulatedTestbed, check_prefix
 from hosts.topology import DEFAULT_TOPOLOGY, Role, load_topology
 from targets.base import available, make_target
 from workloads.model import parse_size
@@ -123,6 +124,8 @@ def _run(args) -> int:
     if args.prefix and args.inventory:
         raise ConfigError("--prefix: only for an emulated testbed (with --inventory, the "
                           "inventory's testbed.name prefixes what the run leaves on the hosts)")
+    if args.prefix:
+        check_prefix(args.prefix)
     inventory = None
     if args.inventory:
         inventory = load_inventory(args.inventory)  # refused here, before any host is touched

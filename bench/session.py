@@ -41,8 +41,8 @@ from common.errors import ConfigError, Error
 from common.paths import REPO_ROOT, SESSION_DIR, STATE_DIR, WORK_ROOT
 from common.service import bench_service, load_service
 from hosts.backends import BackendServers, ObjectStore
-from hosts.testbed import EmulatedTestbed, existing_namespaces, running_testbeds, teardown
-from hosts.topology import DEFAULT_TOPOLOGY, PREFIX, load_topology
+from hosts.testbed import EmulatedTestbed, check_prefix, running_testbeds, teardown
+from hosts.topology import DEFAULT_TOPOLOGY, load_topology
 from targets.base import available, make_target
 from workloads.model import DEFAULT_WORKLOADS, load_workloads
 
@@ -133,9 +133,6 @@ def plan_session(args) -> dict:
     """Everything `up` needs, checked: the config the session process runs from."""
     topo = load_topology(args.topology)
     prefix = args.prefix or topo.testbed.name
-    if not PREFIX.match(prefix):
-        raise ConfigError(f"--prefix {prefix}: 1-8 lowercase letters and digits, starting "
-                          f"with a letter")
     known = available()
     if args.target not in known:
         raise ConfigError(f"unknown target {args.target!r}; known: {', '.join(sorted(known))}")
@@ -159,10 +156,7 @@ def plan_session(args) -> dict:
     if read_session(prefix) is not None:
         raise Error(f"{args.target}: a target is already up on testbed {prefix!r}; "
                     f"python -m bench down --prefix {prefix}")
-    clash = sorted(ns for ns in existing_namespaces() if ns.startswith(prefix + "-"))
-    if (STATE_DIR / f"{prefix}.json").exists() or clash:
-        raise Error(f"testbed {prefix!r} is already up; take it down first "
-                    f"(python -m bench testbed down --prefix {prefix}) or give --prefix")
+    check_prefix(prefix, None if args.prefix else f"{topo.source}: testbed.name {prefix!r}")
     return {"target": args.target, "params": params.model_dump(),
             "topology": str(Path(args.topology).resolve()), "prefix": prefix,
             "service": str(Path(args.service).resolve()) if args.service else None,

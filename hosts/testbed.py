@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.errors import TestbedError
+from common.errors import ConfigError, TestbedError
 from common.netns import write_sysctl
 from common.paths import BPF_ROOT, REPO_ROOT, STATE_DIR, WORK_ROOT
 from hosts.cgroups import HostCgroup, remove_testbed_cgroups
@@ -77,6 +77,24 @@ def existing_namespaces() -> set[str]:
         return set(os.listdir("/run/netns"))
     except FileNotFoundError:
         return set()
+
+
+def check_prefix(prefix: str, given_as: str | None = None) -> None:
+    """A prefix a new emulated testbed can take, checked before anything is created: its
+    form, and no testbed up under it (a state file or a namespace `<prefix>-*`).
+
+    given_as says where the prefix came from, for the message (default `--prefix P`).
+    """
+    given_as = given_as or f"--prefix {prefix}"
+    if not PREFIX.match(prefix):
+        raise ConfigError(f"{given_as}: 1-8 lowercase letters and digits, starting with a "
+                          f"letter")
+    clash = sorted(ns for ns in existing_namespaces() if ns.startswith(prefix + "-"))
+    if (STATE_DIR / f"{prefix}.json").exists() or clash:
+        raise TestbedError(f"{given_as}: testbed {prefix!r} is already up"
+                           + (f" (namespaces {', '.join(clash)})" if clash else "")
+                           + f"; take it down first (python -m bench testbed down --prefix "
+                             f"{prefix}) or give another --prefix")
 
 
 def namespace_pids(ns: str) -> list[int]:

@@ -67,8 +67,10 @@ def results(tmp_path) -> Path:
 
 
 def assert_refused(r: subprocess.CompletedProcess, results: Path, prefix: str,
-                   *expect: str, campaign_dir_existed: bool = False) -> None:
-    """Exit 2, the message names what is wrong, and nothing was created or moved."""
+                   *expect: str, campaign_dir_existed: bool = False,
+                   namespaces: tuple[str, ...] = ()) -> None:
+    """Exit 2, the message names what is wrong, and nothing was created or moved
+    (the namespaces under the prefix are those the test made, if any)."""
     assert r.returncode == 2, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
     assert "Traceback" not in r.stderr, r.stderr
     for text in expect:
@@ -76,7 +78,8 @@ def assert_refused(r: subprocess.CompletedProcess, results: Path, prefix: str,
     assert os.readlink(results / "latest") == "earlier"
     if not campaign_dir_existed:
         assert sorted(p.name for p in results.iterdir()) == ["earlier", "latest"]
-    assert not [ns for ns in existing_namespaces() if ns.startswith(prefix + "-")]
+    assert sorted(ns for ns in existing_namespaces() if ns.startswith(prefix + "-")) == sorted(
+        namespaces)
 
 
 @pytest.mark.parametrize("second,params,field,problem", [
@@ -307,6 +310,34 @@ def test_a_closed_pipe_ends_the_dry_run_without_a_traceback():
         os.close(w)
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
     assert p.returncode == 141  # as a process that SIGPIPE ended
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_prefix_of_the_wrong_form_is_refused_before_the_campaign(tmp_path, results, dry_run):
+    """Named with the option before the campaign directory is made or latest moves (the
+    testbed refused it, after both)."""
+    exp = write_experiment(tmp_path)
+    r = bench("run", str(exp), "--results", str(results), "--prefix", "Bad",
+              *(["--dry-run"] if dry_run else []))
+    assert_refused(r, results, "Bad", "--prefix Bad: 1-8 lowercase letters and digits")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_prefix_whose_testbed_is_up_is_refused_before_the_campaign(tmp_path, results, dry_run):
+    """A namespace of the prefix's testbed exists: refused naming the option and the
+    namespace, and the namespace is left alone."""
+    exp = write_experiment(tmp_path)
+    prefix = unique_prefix("rf")
+    taken = f"{prefix}-client"
+    subprocess.run(["ip", "netns", "add", taken], check=True)
+    try:
+        r = bench("run", str(exp), "--results", str(results), "--prefix", prefix,
+                  *(["--dry-run"] if dry_run else []))
+        assert_refused(r, results, prefix, f"--prefix {prefix}: testbed {prefix!r} is already "
+                                           f"up (namespaces {taken})", namespaces=(taken,))
+    finally:
+        subprocess.run(["ip", "netns", "delete", taken], check=True)
 
 
 def test_make_refuses_an_unknown_role():
