@@ -10,13 +10,14 @@ experiment (every target's parameters), the topology or inventory, the roles
 each target needs on it, the slice the filters select, the --prefix (its form,
 and no testbed up under it), the results already there (a point measured with
 other parameters is refused unless --force), and that no other run holds the
-campaign's directory.  A refused run creates no
-directory and leaves results/latest where it was.  --dry-run stops there and
-lists the points (done, todo, changed) with an estimate of the run's length.
-Then:
-the testbed comes up, nginx starts on every back-end (once, shared by all
-targets), and for each target in turn: deploy, start, wait healthy, verify
-integrity (every object, sha256), then measure each of its points; stop.
+campaign's directory.  A refused run creates no directory and leaves
+results/latest where it was.  --dry-run stops there and lists the points (done,
+todo, changed) with an estimate of the run's length.  Then:
+the testbed comes up and nginx starts on every back-end (once, shared by all
+targets); only then is the campaign's directory created and results/latest
+pointed at it, so a run whose hosts cannot be reached or whose testbed does not
+build leaves neither.  For each target in turn: deploy, start, wait healthy,
+verify integrity (every object, sha256), then measure each of its points; stop.
 Points whose result file already holds a successful run with the same
 parameters are skipped (resume) unless --force.  A point that fails (wrk
 fails or prints nothing, the target is unhealthy) is written as a failed
@@ -324,6 +325,7 @@ class Campaign:
         self.console = console
         self.metadata: dict = {}
         self.wrk_binary = wrk_binary  # tests substitute a wrk that fails
+        self._lock_fd: int | None = None
 
     def _check_roles(self) -> None:
         hosts = testbed_hosts(self.topology)
@@ -414,30 +416,58 @@ class Campaign:
     def lock(self):
         """The campaign directory, for this run alone: a second run of the same campaign
         would write the same result files."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._claim()
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                raise RunRefused(f"{self.dir} is in use by another run (pid {holder}); wait for "
-                                 f"it to end, or give this one --results DIR") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
-            os.close(fd)  # the file stays: unlinking a lock file races with its next taker
+            self._release()
+
+    def _claim(self, create: bool = True) -> bool:
+        """Hold the campaign directory's lock, or RunRefused if another run holds it.
+
+        With create=False only a directory that is there already is locked: a run that
+        is refused, or fails before its first result, must leave no directory behind.
+        True if this call took the lock."""
+        if self._lock_fd is not None or (not create and not self.dir.is_dir()):
+            return False
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunRefused(f"{self.dir} is in use by another run (pid {holder}); wait for "
+                             f"it to end, or give this one --results DIR") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        return True
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            # The file stays: unlinking a lock file races with its next taker.
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
         """Run the points not done.  Refused (RunRefused), with nothing created, if
-        a point was measured with other parameters or another run holds the directory."""
+        a point was measured with other parameters or another run holds the directory.
+
+        The campaign directory is created, locked and results/latest pointed at it
+        once the testbed and the back-ends are up, just before the first result: a
+        run that fails before (a host that cannot be reached, a testbed that does not
+        build) leaves neither.  A directory that is there already is locked at once,
+        so a second run of a campaign under way is refused before it builds anything.
+        """
         self.refuse_changed()
-        with self.lock():
-            self.refuse_changed()  # again, now that no other run can write
+        try:
+            if self._claim(create=False):
+                self.refuse_changed()  # again, now that no other run can write
             return self._run_locked()
+        finally:
+            self._release()
 
     def _run_locked(self) -> dict:
         todo = self.todo()
@@ -445,7 +475,6 @@ class Campaign:
                    "ok": 0, "failed": 0, "interrupted": False, "dir": str(self.dir)}
         self.console.print(f"campaign [bold]{self.exp.name}[/]: {len(self.points)} points, "
                            f"{summary['skipped']} already done, {len(todo)} to run -> {self.dir}")
-        self._point_latest()
         if todo:
             try:
                 self._run_points(todo, summary)
@@ -453,12 +482,21 @@ class Campaign:
                 summary["interrupted"] = True
                 self.console.print(f"[yellow]interrupted[/]: {summary['ok'] + summary['failed']} "
                                    f"points finished and kept; the testbed is down")
-                write_tidy(self.dir)
+                if self.dir.is_dir():
+                    write_tidy(self.dir)
                 raise
+        else:
+            self._start_writing()
         tidy = write_tidy(self.dir)
         self.console.print(f"done: {summary['ok']} ok, {summary['failed']} failed, "
                            f"{summary['skipped']} skipped" + (f"; tidy table {tidy}" if tidy else ""))
         return summary
+
+    def _start_writing(self) -> None:
+        """The first result is next: the campaign directory, locked, and results/latest."""
+        if self._claim():
+            self.refuse_changed()  # another run may have written while this one started
+        self._point_latest()
 
     def _point_latest(self) -> None:
         """results/latest -> this campaign, so `python -m bench plots` finds it."""
@@ -503,6 +541,7 @@ class Campaign:
                                             min(objs.sizes, key=objs.size_bytes)))
                 ctx = _Context(tb, backends, store, sampler, service)
                 ctx.wrk_binary = self.wrk_binary
+                self._start_writing()
                 for key, points in groups.items():
                     self._run_target(ctx, points, progress, task, summary)
             finally:

@@ -4,6 +4,7 @@ field, and leaves no campaign directory, no moved results/latest and no namespac
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -13,10 +14,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from bench import runner
 from bench.experiment import load_experiment, topology_path
 from bench.runner import Campaign, RunRefused, Selection
-from common.errors import ConfigError
+from common.errors import ConfigError, HostError
 from hosts.testbed import existing_namespaces
 
 from conftest import unique_prefix
@@ -249,6 +252,23 @@ def test_a_second_run_of_a_campaign_is_refused_while_the_first_holds_it(tmp_path
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.close(fd)
+
+
+def test_a_testbed_that_does_not_come_up_leaves_no_campaign_directory(tmp_path, results,
+                                                                     monkeypatch):
+    """The hosts of an inventory cannot be reached (or a testbed does not build): the run
+    fails before its first point, so it makes no directory and leaves latest where it was.
+    tests/test_remote_campaign.py has a real unreachable host."""
+    def unreachable(*args, **kwargs):
+        raise HostError("backend3: cannot reach 10.0.0.3:2222 over SSH")
+
+    monkeypatch.setattr(runner, "open_testbed", unreachable)
+    campaign = Campaign(load_experiment(write_experiment(tmp_path)), results,
+                        console=Console(file=io.StringIO()))
+    with pytest.raises(HostError, match="cannot reach"):
+        campaign.run()
+    assert sorted(p.name for p in results.iterdir()) == ["earlier", "latest"]
+    assert os.readlink(results / "latest") == "earlier"
 
 
 @pytest.mark.parametrize("args,expect", [

@@ -160,8 +160,13 @@ def test_unreachable_host_is_reported_before_the_campaign(remote_lab, tmp_path):
         if h["name"] == "backend3":
             h["ssh"]["port"] = 2222
     (tmp_path / "bad.toml").write_text(toml_dump(bad))
+    results = tmp_path / "res"
+    (results / "earlier").mkdir(parents=True)
+    (results / "latest").symlink_to("earlier")
     r = bench("run", str(experiment(tmp_path)), "--inventory", str(tmp_path / "bad.toml"),
-              "--results", str(tmp_path / "res"))
+              "--results", str(results))
     assert r.returncode != 0
     assert "backend3" in r.stderr and "cannot reach" in r.stderr, r.stderr[-2000:]
-    assert not list((tmp_path / "res").rglob("rep*.json"))
+    # Refused before the campaign: no directory made, results/latest where it was.
+    assert sorted(p.name for p in results.iterdir()) == ["earlier", "latest"]
+    assert (results / "latest").readlink() == Path("earlier")
