@@ -4,6 +4,7 @@ everything it started; `bench status` shows it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -49,6 +50,19 @@ def wait_for(cond, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+#: A counter of each target's stats that every request through it moves.
+REQUESTS = {"haproxy": lambda stats: stats["frontend"]["frontend1"]["requests"],
+            "miresga": lambda stats: stats["summary"]["frontend_requests"]}
+
+
+def status_counters(prefix: str) -> dict:
+    """The target's counters as `bench status` prints them (healthy, or the test fails)."""
+    st = bench("status", "--prefix", prefix)
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "healthy, up" in st.stdout, st.stdout
+    return json.loads(re.search(r"^  counters (.*)", st.stdout, re.M | re.S).group(1))
+
+
 def clean_up(prefix: str) -> None:
     s = read_session(prefix)
     if s is not None and alive(s["pid"]):
@@ -76,6 +90,7 @@ def test_up_serves_through_the_vip_and_down_leaves_nothing(target):
         for path in session["logs"].values():
             assert Path(path).exists(), path
 
+        before = REQUESTS[target](status_counters(prefix))
         # The printed command, run as printed, with another object.
         cmd = re.search(r"client\s+(ip netns exec \S+ curl .*)", out).group(1)
         cmd = cmd.replace("/obj/1KB/0.bin", "/obj/1MB/2.bin")
@@ -88,9 +103,8 @@ def test_up_serves_through_the_vip_and_down_leaves_nothing(target):
                             cwd=REPO, timeout=60)
         assert hashlib.sha256(ex.stdout).hexdigest() == manifest["/obj/10KB/1.bin"]["sha256"]
 
-        st = bench("status", "--prefix", prefix)
-        assert st.returncode == 0, st.stdout + st.stderr
-        assert "healthy, up" in st.stdout and '"' in st.stdout  # the target's counters
+        # The two fetches (and the health check of each status) went through the target.
+        assert REQUESTS[target](status_counters(prefix)) >= before + 2
         again = bench("up", target, "--prefix", prefix)
         assert again.returncode == 2 and "already up" in again.stderr, again.stderr
 
@@ -102,6 +116,44 @@ def test_up_serves_through_the_vip_and_down_leaves_nothing(target):
         assert not session_file(prefix).exists()
         assert not (WORK_ROOT / prefix).exists()
         assert bench("status", "--prefix", prefix).returncode == 1
+    finally:
+        clean_up(prefix)
+
+
+#: One cluster of two back-ends, every path to it: what `up --service` reads.
+PAIR_SERVICE = """
+default_cluster = "pair"
+
+[[cluster]]
+name = "pair"
+backends = ["backend2", "backend3"]
+
+[[rule]]
+path_prefix = "/obj/"
+cluster = "pair"
+"""
+
+
+def test_up_with_a_service_file_routes_by_it(tmp_path):
+    """`up --service FILE`: the target serves the file's one cluster, not the campaigns'
+    two; an object fetched through the VIP by the file's route has the manifest's bytes,
+    and only the cluster's back-ends answered."""
+    service = tmp_path / "pair.toml"
+    service.write_text(PAIR_SERVICE)
+    prefix = unique_prefix("up")
+    manifest = ObjectStore(load_workloads().objects).manifest()
+    try:
+        r = bench("up", "haproxy", "--prefix", prefix, "--service", str(service))
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"haproxy is up on testbed {prefix!r}; integrity passed" in r.stdout, r.stdout
+        assert read_session(prefix)["service"] == str(service.resolve())
+        got = subprocess.run(["ip", "netns", "exec", f"{prefix}-client", "curl", "-s",
+                              "--max-time", "20", "http://10.10.0.100/obj/100KB/3.bin"],
+                             capture_output=True, timeout=60)
+        assert hashlib.sha256(got.stdout).hexdigest() == manifest["/obj/100KB/3.bin"]["sha256"]
+        served = status_counters(prefix)["backends"]
+        assert set(served) == {"backend2", "backend3"}, served
+        assert all(b["requests"] > 0 for b in served.values()), served
     finally:
         clean_up(prefix)
 
@@ -131,11 +183,14 @@ def test_a_killed_session_is_cleaned_up_by_its_guard_and_down():
 
 
 def test_up_refuses_before_creating_anything(tmp_path):
-    """A target the topology cannot carry, or a bad parameter: named, and nothing made."""
+    """A target the topology cannot carry, a bad parameter, a service naming a back-end
+    the topology lacks: named, and nothing made."""
     text = (REPO / "testbeds" / "emulated.toml").read_text()
     topo = tmp_path / "nofe.toml"
     topo.write_text(text.replace('[[host]]\nname = "frontend1"\nrole = "frontend"\n'
                                  'address = "10.10.2.2/24"\n', ""))
+    service = tmp_path / "b9.toml"
+    service.write_text(PAIR_SERVICE.replace('"backend3"', '"backend9"'))
     prefix = unique_prefix("up")
     cases = [
         (["haproxy", "--topology", str(topo)],
@@ -148,6 +203,9 @@ def test_up_refuses_before_creating_anything(tmp_path):
         (["direct", "--param", "backend=backend9"],
          "target direct params.backend: 'backend9' is not a host with role 'backend'"),
         (["nosuch"], "unknown target 'nosuch'"),
+        (["haproxy", "--service", str(service)],
+         f"{service}: clusters: back-end 'backend9' is not a host with role 'backend' of "
+         f"{REPO / 'testbeds' / 'emulated.toml'}"),
     ]
     try:
         for args, expect in cases:
