@@ -42,6 +42,16 @@ from hosts.sshd import dial_from
 from hosts.topology import Role
 
 HUGEPAGE_MOUNT = "/mnt/miresga-hugepages"
+#: The commands a host of each role runs (scripts/setup-system.sh installs them all, and
+#: `remote deploy` runs it); hosts that build eBPF or C parts also need clang and make.
+ROLE_TOOLS = {"client": ["wrk", "curl"], "backend": ["nginx", "tc"],
+              "frontend": ["haproxy", "nginx", "pkg-config"], "switch": ["tc", "ip"],
+              # the fault runs' SYN flood
+              "extra": ["hping3"]}
+#: Python modules beyond the standard library that a role's host-side tools import under
+#: the host's python3, with the Debian package that provides each: the attacks of the
+#: fault runs (workloads/attack/attack.py) forge their packets with scapy.
+ROLE_MODULES = {"extra": {"scapy": "python3-scapy"}}
 MIN_KERNEL = (5, 15)
 DPDK_DRIVERS = ("vfio-pci", "uio_pci_generic", "igb_uio", "mlx5_core")
 
@@ -249,15 +259,7 @@ class RemoteTestbed:
         elif not h.ssh.sudo and h.run("id -u", check=False).stdout.strip() != "0":
             rep.problems.append(f"{h.ssh.user} is not root and the inventory does not "
                                 f"say sudo = true")
-        need = {"client": ["wrk", "curl"], "backend": ["nginx", "tc"],
-                "frontend": ["haproxy", "nginx", "pkg-config"], "switch": ["tc", "ip"],
-                "extra": []}[role.value]
-        if role in (Role.BACKEND, Role.SWITCH, Role.FRONTEND):
-            need += ["clang", "make"]
-        for tool in need:
-            if not h.run(f"command -v {tool} >/dev/null", check=False).ok:
-                rep.problems.append(f"{tool} is not installed (run `python -m bench remote "
-                                    f"deploy`, or install it)")
+        self._check_tools(h, role, rep)
         if getattr(h, "pci", None):
             self._check_dpdk(h, rep)
         elif h.iface:
@@ -266,6 +268,19 @@ class RemoteTestbed:
             self._check_switch(h, rep)
         self._check_irqs(h, rep)
         return rep
+
+    def _check_tools(self, h: SshHost, role: Role, rep: HostReport) -> None:
+        need = list(ROLE_TOOLS[role.value])
+        if role in (Role.BACKEND, Role.SWITCH, Role.FRONTEND):
+            need += ["clang", "make"]
+        for tool in need:
+            if not h.run(f"command -v {tool} >/dev/null", check=False).ok:
+                rep.problems.append(f"{tool} is not installed (run `python -m bench remote "
+                                    f"deploy`, or install it)")
+        for module, package in ROLE_MODULES.get(role.value, {}).items():
+            if not h.run(f"{h.python} -c 'import {module}'", check=False).ok:
+                rep.problems.append(f"{h.python} cannot import {module} (run `python -m bench "
+                                    f"remote deploy`, or install {package})")
 
     def _link(self, h: SshHost, dev: str) -> dict | None:
         """`ip -d -j link show dev` of one interface, or None if it does not exist."""

@@ -19,6 +19,9 @@ packages=(
   nghttp2-client
   # the wrk Lua sampler is tested standalone with the same LuaJIT wrk links
   luajit
+  # the attacks of the fault runs, under the system python3 of an SSH extra host
+  # (here they run under the venv's scapy)
+  python3-scapy
   # testbed plumbing and the SSH transport
   iproute2 iputils-ping hping3 ethtool openssh-server openssh-client netcat-openbsd procps psmisc
   # python venv
