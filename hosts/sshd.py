@@ -41,10 +41,15 @@ def make_keys(directory: str | Path) -> Keys:
 
 
 def start_sshd(host: NetnsHost, keys: Keys, port: int = 22, timeout: float = 10.0,
-               address: str | None = None) -> Process:
-    """Start sshd in the foreground on the host's address; returns once it listens."""
+               address: str | None = None, private_mounts: bool = False) -> Process:
+    """Start sshd in the foreground on the host's address; returns once it listens.
+
+    private_mounts: in a mount namespace of its own, so that what its sessions mount
+    stays theirs (an emulated host otherwise shares the machine's mounts: a hugepage
+    mount made over SSH would be every test's and every testbed's).
+    """
     address = address or str(host.address)
-    conf = Path(host.workdir) / "sshd" / "sshd_config"
+    conf = Path(host.workdir) / f"sshd-{port}" / "sshd_config"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text("\n".join([
         f"Port {port}",
@@ -64,7 +69,8 @@ def start_sshd(host: NetnsHost, keys: Keys, port: int = 22, timeout: float = 10.
         "",
     ]))
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
-    proc = host.start(f"{SSHD} -D -e -f {shlex.quote(str(conf))}", name=f"sshd-{port}")
+    unshare = "unshare --mount --propagation private " if private_mounts else ""
+    proc = host.start(f"{unshare}{SSHD} -D -e -f {shlex.quote(str(conf))}", name=f"sshd-{port}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.running():
