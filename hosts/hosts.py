@@ -401,14 +401,19 @@ class SshProcess(Process):
         return rc
 
 
+#: The interpreter host-side tools (and the extra host's attacks) run under on an SSH
+#: host whose inventory names none: the first python3 on the login PATH.
+REMOTE_PYTHON = "python3"
+
+
 class SshHost(Host):
     """A host reached over SSH with fabric (paramiko underneath)."""
 
-    python = "python3"
-
-    def __init__(self, name, role, address, workdir, ssh: SshTarget, link=None, cpus=""):
+    def __init__(self, name, role, address, workdir, ssh: SshTarget, link=None, cpus="",
+                 python: str = REMOTE_PYTHON):
         super().__init__(name, role, address, workdir, link, cpus)
         self.ssh = ssh
+        self.python = python
         self._conn = None
         self.repo_dir = f"{workdir}/repo"  # where `deploy` ships the repository
 

@@ -15,19 +15,34 @@ The same experiment runs on an emulated testbed or on an inventory; only the
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
 
 from common.errors import ConfigError, format_validation_error
-from hosts.hosts import SshTarget
+from hosts.hosts import REMOTE_PYTHON, SshTarget
 from hosts.topology import HOST_NAME, PREFIX, Offloads, Role
 
 MAC = r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"
 PCI = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"
+#: A command found on the login PATH, or an absolute path: it goes into shell commands as is.
+_INTERPRETER = re.compile(r"[\w.+-]+|(/[\w.+-]+)+")
+
+
+def _interpreter(value: str) -> str:
+    if not _INTERPRETER.fullmatch(value):
+        raise ValueError(f"{value!r} is neither a command name (python3) nor an absolute "
+                         f"path (/usr/bin/python3)")
+    return value
+
+
+#: The Python a host runs the bench's host-side tools and the attacks under.
+Interpreter = Annotated[str, AfterValidator(_interpreter)]
 
 
 class _Strict(BaseModel):
@@ -85,6 +100,7 @@ class InvHost(_Strict):
     pci: Annotated[str, Field(pattern=PCI)] | None = None  # DPDK NIC of a front-end
     cpus: Annotated[str, Field(pattern=r"^$|^\d+(-\d+)?(,\d+(-\d+)?)*$")] = ""
     workdir: str | None = None
+    python: Interpreter | None = None
 
     @model_validator(mode="after")
     def _data_plane(self) -> "InvHost":
@@ -110,6 +126,10 @@ class InvHost(_Strict):
 class Defaults(_Strict):
     ssh: Ssh = Ssh()
     workdir: str = "/tmp/miresga-bench"
+    # Name the interpreter where the login PATH's python3 is not the one with the
+    # packages setup-system.sh installs (a pyenv or conda shim first on root's PATH):
+    # the extra host's attacks import scapy under it.
+    python: Interpreter = REMOTE_PYTHON
 
 
 class TestbedInfo(_Strict):
@@ -176,6 +196,9 @@ class Inventory(_Strict):
 
     def workdir(self, h: InvHost) -> str:
         return h.workdir or f"{self.defaults.workdir}/{h.name}"
+
+    def python(self, h: InvHost) -> str:
+        return h.python or self.defaults.python
 
     def hosts(self, role: Role | str | None = None) -> list[InvHost]:
         return [h for h in self.host if role is None or h.role == Role(role)]

@@ -49,8 +49,9 @@ ROLE_TOOLS = {"client": ["wrk", "curl"], "backend": ["nginx", "tc"],
               # the fault runs' SYN flood
               "extra": ["hping3"]}
 #: Python modules beyond the standard library that a role's host-side tools import under
-#: the host's python3, with the Debian package that provides each: the attacks of the
-#: fault runs (workloads/attack/attack.py) forge their packets with scapy.
+#: the host's Python (the inventory's `python`), with the Debian package that provides
+#: each: the attacks of the fault runs (workloads/attack/attack.py) forge their packets
+#: with scapy.
 ROLE_MODULES = {"extra": {"scapy": "python3-scapy"}}
 MIN_KERNEL = (5, 15)
 DPDK_DRIVERS = ("vfio-pci", "uio_pci_generic", "igb_uio", "mlx5_core")
@@ -97,7 +98,7 @@ class RemoteTestbed:
                                  switch_port=h.switch_port, switch_mac=h.switch_mac)
             host = SshHost(h.name, h.role.value, h.address.ip if h.address else None,
                            inventory.workdir(h), inventory.ssh_target(h), link=link,
-                           cpus=h.cpus)
+                           cpus=h.cpus, python=inventory.python(h))
             host.pci = h.pci
             self.hosts[h.name] = host
 
@@ -239,7 +240,7 @@ class RemoteTestbed:
         role = Role(h.role)
         probe = h.run("uname -r; uname -m; nproc; "
                       "(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); "
-                      "(python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])' "
+                      f"({h.python} -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])' "
                       "2>/dev/null || echo none)", check=False)
         lines = probe.stdout.splitlines() + [""] * 5
         rep.facts = {"kernel": lines[0], "arch": lines[1], "cpus": lines[2],
@@ -252,7 +253,7 @@ class RemoteTestbed:
         except ValueError:
             rep.problems.append(f"cannot read the kernel version ({lines[0]!r})")
         if lines[4] == "none" or tuple(map(int, lines[4].split("."))) < (3, 11):
-            rep.problems.append(f"python3 >= 3.11 is needed (found {lines[4]})")
+            rep.problems.append(f"{h.python} >= 3.11 is needed (found {lines[4]})")
         if h.ssh.sudo and not h.run("sudo -n true", check=False).ok:
             rep.problems.append("sudo without a password is not allowed for "
                                 f"{h.ssh.user} (`sudo -n true` failed)")
@@ -523,8 +524,11 @@ def emulated_inventory(testbed, keys, workroot: str, dial_from_host: str = "clie
     return {
         "testbed": {"name": testbed.prefix, "vip": str(testbed.vip),
                     "vip_port": testbed.vip_port},
+        # The namespace hosts share this machine's files: their Python is the Debian one
+        # setup-system.sh installs scapy for, not whatever a root login's PATH finds first.
         "defaults": {"ssh": {"user": "root", "key": str(keys.client_key),
-                             "proxy_command": dial_from(via), "connect_timeout": 5}},
+                             "proxy_command": dial_from(via), "connect_timeout": 5},
+                     "python": "/usr/bin/python3"},
         "offloads": testbed.topology.offloads.model_dump(),
         "host": hosts,
     }

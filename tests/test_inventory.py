@@ -35,6 +35,10 @@ def test_example_inventory_is_valid():
     (lambda d: d["host"][1].__setitem__("ssh", {}), "host[1].ssh.host: missing required field"),
     (lambda d: d["switch"].__setitem__("tofino", {"bfrt_grpc": "10.0.0.5:50052"}),
      "switch.tofino: unknown field"),
+    (lambda d: d["defaults"].__setitem__("python", "python3; reboot"),
+     "defaults.python: 'python3; reboot' is neither a command name"),
+    (lambda d: d["host"][4].__setitem__("python", "bin/python3"),
+     "host[4].python: 'bin/python3' is neither a command name"),
 ])
 def test_bad_inventory_is_refused(mutate, message):
     data = base()

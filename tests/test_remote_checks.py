@@ -1,7 +1,9 @@
 """Preflight checks of `remote check` (hosts/remote.py) against hosts that answer its commands
 as Linux does, for what the sshd test testbed cannot show: a VLAN sub-interface as a switch
-port (this machine's kernel has no 8021q, so no VLAN can be made here) and the tools of a
-role its hosts all have.  tests/test_remote_docs.py runs the other checks on real hosts."""
+port (this machine's kernel has no 8021q, so no VLAN can be made here), the tools of a
+role its hosts all have, and the Python an inventory names for a host, which the checks,
+host-side tools and attacks run under.  tests/test_remote_docs.py runs the other checks on
+real hosts."""
 
 from __future__ import annotations
 
@@ -101,24 +103,25 @@ def test_a_vlan_port_whose_nic_is_down_is_named_and_the_fix_works():
 
 
 class Host:
-    """A host of some role that has every command but those in `missing`."""
+    """A host of some role that has every command but those in `missing`; `python` imports
+    every module but those in `missing`, and other interpreters import none (as a pyenv
+    python3 first on root's PATH lacks Debian's python3-scapy)."""
 
-    python = "python3"
-
-    def __init__(self, missing: set[str]):
-        self.missing = missing
+    def __init__(self, missing: set[str], python: str = "python3",
+                 with_modules: str = "python3"):
+        self.missing, self.python, self.with_modules = missing, python, with_modules
 
     def run(self, cmd: str, check: bool = False, timeout: float | None = None):
         if m := re.fullmatch(r"command -v (\S+) >/dev/null", cmd):
             return answer(ok=m[1] not in self.missing)
-        if m := re.fullmatch(r"python3 -c 'import (\w+)'", cmd):
-            return answer(ok=m[1] not in self.missing)
+        if m := re.fullmatch(r"(\S+) -c 'import (\w+)'", cmd):
+            return answer(ok=m[1] == self.with_modules and m[2] not in self.missing)
         raise AssertionError(f"the stub does not know {cmd!r}")
 
 
-def tool_problems(role: Role, missing: set[str]) -> list[str]:
+def tool_problems(role: Role, missing: set[str], **host) -> list[str]:
     rep = HostReport("h")
-    lab_testbed()._check_tools(Host(missing), role, rep)
+    lab_testbed()._check_tools(Host(missing, **host), role, rep)
     return rep.problems
 
 
@@ -134,3 +137,63 @@ def test_the_extra_host_needs_scapy_under_its_python3_and_hping3():
     assert tool_problems(Role.CLIENT, {"scapy"}) == []
     assert "python3-scapy" in (REPO / "scripts" / "setup-system.sh").read_text()
     assert "python3 cannot import scapy" in DOC
+
+
+def test_the_extra_host_is_checked_under_the_python_its_inventory_names():
+    """Where an SSH session's python3 is not the one with python3-scapy (a pyenv shim first
+    on root's PATH), the check fails under it, and passes once the inventory names Debian's;
+    scapy missing under the named one still fails, naming it."""
+    assert tool_problems(Role.EXTRA, set(), with_modules="/usr/bin/python3") == [
+        "python3 cannot import scapy (run `python -m bench remote deploy`, or install "
+        "python3-scapy)"]
+    debian = {"python": "/usr/bin/python3", "with_modules": "/usr/bin/python3"}
+    assert tool_problems(Role.EXTRA, set(), **debian) == []
+    assert tool_problems(Role.EXTRA, {"scapy"}, **debian) == [
+        "/usr/bin/python3 cannot import scapy (run `python -m bench remote deploy`, or install "
+        "python3-scapy)"]
+    assert 'python = "/usr/bin/python3"' in DOC
+
+
+def test_each_host_runs_the_python_its_inventory_names():
+    """`python` under [defaults] is every host's, a host's own wins, and without either a
+    host runs the python3 of its SSH session's PATH."""
+    assert {h.python for h in lab_testbed().hosts.values()} == {"python3"}
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["defaults"]["python"] = "/usr/bin/python3"
+    [client] = [h for h in data["host"] if h["name"] == "client"]
+    client["python"] = "/opt/lab/bin/python3"
+    tb = RemoteTestbed(parse_inventory(data, source="lab.toml"), progress=False)
+    assert {n: h.python for n, h in tb.hosts.items()} == {
+        n: "/opt/lab/bin/python3" if n == "client" else "/usr/bin/python3" for n in tb.hosts}
+    assert tb.hosts["switch"].tool("switchhost", "--help").endswith(
+        "exec /usr/bin/python3 -m switchhost --help")
+
+
+class Attacker:
+    """The extra host as an attack uses it: what it is told to start is recorded, and the
+    attacker is ready at once."""
+
+    name, workdir, python = "attacker", "/w", "/opt/lab/bin/python3"
+
+    def __init__(self):
+        self.started: list[str] = []
+
+    def run(self, cmd: str, check: bool = True, timeout: float | None = None):
+        return answer()
+
+    def put(self, local, remote) -> None:
+        pass
+
+    def start(self, cmd: str, name: str | None = None, env: dict | None = None):
+        self.started.append(cmd)
+        return SimpleNamespace(running=lambda: True)
+
+
+def test_the_attacks_run_under_the_hosts_python():
+    from bench.faults import FaultsSpec, _Attack
+
+    host = Attacker()
+    tb = SimpleNamespace(vip="10.10.0.100", vip_port=80)
+    _Attack(tb, host, "forged_ack", FaultsSpec(run=["forged_ack"])).arm()
+    [cmd] = host.started
+    assert cmd.startswith("exec /opt/lab/bin/python3 /w/faults/attack-forged_ack.py "), cmd
