@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from analysis.results import FORMAT, FORMAT_VERSION, fault_rows, read_result, write_result
+from analysis.results import (FORMAT, FORMAT_VERSION, fault_rows, read_result, write_result,
+                              write_tidy)
 from bench.faults import analyse
 from plots.fig_faults import report_lines
 from hosts.backends import BackendServers, ObjectStore
@@ -67,6 +69,31 @@ def test_the_report_names_what_refused_each_attack(tmp_path):
     assert "| cookie_bad 1350 |" in text
     assert "| kernel OutRsts 40 (frontend) |" in text
     assert "- forged_ack: ACKs carrying a request" in text
+
+
+def test_a_fault_row_keeps_what_the_fault_recorded_and_the_errors_by_kind(tmp_path):
+    """The kill's removal time and victim, and the prober's errors by kind, reach
+    faults.csv and come back from it (a committed reference has only the table);
+    lists and dicts the fault recorded stay in the result file."""
+    base = analyse({**probe([5] * 4, [0, 1, 0, 0]), "errors": {"timeout": 1}},
+                   inject_at_s=1.0)
+    write_result(tmp_path / "res" / "miresga-2fe" / "faults" / "frontend_killed" / "rep1.json", {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "fault", "status": "ok",
+        "parameters": {"target": "miresga-2fe", "fault": "frontend_killed", "repetition": 1},
+        "fault": {"name": "frontend_killed", "at_s": 1.0, "frontend": "frontend2",
+                  "signal": "SIGKILL", "removed_from_selection_s": 0.036,
+                  "result": {"sent": 3}, "frontends": ["frontend2"]},
+        "outcome": base})
+    write_tidy(tmp_path / "res")
+    (tmp_path / "ref").mkdir()
+    shutil.copy(tmp_path / "res" / "faults.csv", tmp_path / "ref" / "faults.csv")
+    for rows in (fault_rows(tmp_path / "res"), fault_rows(tmp_path / "ref")):
+        (row,) = rows
+        assert row["fault_frontend"] == "frontend2" and row["fault_signal"] == "SIGKILL"
+        assert row["fault_removed_from_selection_s"] == 0.036
+        assert json.loads(row["errors"]) == {"timeout": 1}
+        assert row["requests_failed"] == 1 and row["at_s"] == 1.0
+        assert not {"fault_name", "fault_at_s", "fault_result", "fault_frontends"} & set(row)
 
 
 @pytest.mark.testbed
