@@ -19,9 +19,11 @@ testbed's roles:
 Every host-side step goes through the host interface (`run`, `start`,
 `put_text`, `put_secret`, `tool`), so on a real testbed the same code drives
 SSH hosts with a bare python3: the tools it calls use the standard library
-only.  Each deployment makes a fresh control key, written readable by root
-only on the switch host and every front-end host; the front-ends and the
-bench's tools prove it on every connection.
+only.  Each deployment makes fresh control keys, written readable by root
+only: the daemon's on the switch host, which the bench's tools prove, and
+one per front-end, on its host and on the switch host, which that front-end
+proves on every connection and which tells the daemon which front-end is
+alive, from whatever address it connects (targets/switchd.py).
 
 Consistency.  Every component's configuration is derived from one
 MiresgaConfig (miresga/config.py): the switch's plan, the agents' options,
