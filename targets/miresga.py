@@ -337,8 +337,9 @@ class Miresga(Target):
         self.wait_frontend_state(name, "active", 10)
 
     def kill_frontend(self) -> dict:
-        """SIGKILL the last front-end: the switch must take it out of the selection."""
-        if len(self.frontends) < 2:
+        """SIGKILL the last front-end: the switch must take it out of the selection.
+        NotImplementedError where it runs on one front-end host (nobody would take over)."""
+        if len(self.fe_hosts) < 2:
             raise NotImplementedError
         fe = self.frontends[-1]
         killed = time.time()
@@ -353,6 +354,8 @@ class Miresga(Target):
                 "removed_from_selection_s": round(removed - killed, 3)}
 
     def revive_frontend(self) -> None:
+        if len(self.fe_hosts) < 2:
+            raise NotImplementedError
         fe = self.frontends[-1]
         if fe.process is not None and fe.process.running():
             return
