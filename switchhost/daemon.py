@@ -265,9 +265,11 @@ def name_path(s: str) -> tuple[str, str]:
     return name, path
 
 
-def frontend_keys(plan, given: list[tuple[str, str]]) -> dict[str, bytes]:
+def frontend_keys(plan, given: list[tuple[str, str]],
+                  daemon_key: bytes | None = None) -> dict[str, bytes]:
     """--frontend-key NAME=PATH, read; ValueError for a name that is no front-end of
-    the plan, one given twice, or a key file read_key refuses."""
+    the plan, one given twice, a key file read_key refuses, or a key that is
+    another front-end's or the daemon's (it would not say who proved it)."""
     known = [frontend_id(f) for f in getattr(plan, "frontends", [])]
     out: dict[str, bytes] = {}
     for name, path in given:
@@ -276,7 +278,11 @@ def frontend_keys(plan, given: list[tuple[str, str]]) -> dict[str, bytes]:
                              f"({', '.join(known) or 'none'})")
         if name in out:
             raise ValueError(f"--frontend-key {name}: given twice")
-        out[name] = read_key(path)
+        key = read_key(path)
+        if key in out.values() or key == daemon_key:
+            raise ValueError(f"--frontend-key {name}: every front-end needs a key of its "
+                             f"own, and none the daemon's (--key)")
+        out[name] = key
     return out
 
 
@@ -366,10 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         key = read_key(args.key)
-        fe_keys = frontend_keys(plan, args.frontend_key)
-        if key in fe_keys.values() or len(set(fe_keys.values())) != len(fe_keys):
-            raise ValueError("--frontend-key: every front-end needs a key of its own, "
-                             "and none the daemon's (--key)")
+        fe_keys = frontend_keys(plan, args.frontend_key, key)
         budget = InstallBudget(rate=args.rate, burst=args.burst,
                                batch_latency_s=args.batch_latency_ms / 1000,
                                max_wait_s=args.max_wait_ms / 1000)
@@ -379,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     _enter_netns(args.netns or plan.netns)
 
     daemon = SwitchDaemon(kind(plan, obj_path=args.obj, pin_dir=args.pin_dir), key=key,
-                          frontend_keys=fe_keys, listen=args.listen, budget=budget, stats_file=args.stats_file,
-                          stats_interval_s=args.stats_interval)
+                          frontend_keys=fe_keys, listen=args.listen, budget=budget,
+                          stats_file=args.stats_file, stats_interval_s=args.stats_interval)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

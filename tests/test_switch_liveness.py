@@ -22,6 +22,7 @@ from switchhost.addresses import ip_be, port_be
 from switchhost.budget import InstallBudget
 from switchhost.client import ControlClient, ControlError
 from switchhost.daemon import SwitchDaemon, frontend_keys
+from switchhost.daemon import main as daemon_main
 from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan
 from switchhost.plan import Endpoint, VipSpec
 from switchhost.protocol import new_key, read_key
@@ -179,7 +180,7 @@ def test_a_front_end_is_known_by_its_key_whatever_address_it_connects_from(ns, d
     a.close()
 
 
-def test_front_end_keys_are_checked_against_the_plan(ns, daemon, key, tmp_path):
+def test_front_end_keys_are_checked_against_the_plan(ns, daemon, key, tmp_path, capsys):
     """The daemon's --frontend-key: a name the plan has no front-end of, one
     given twice, and a key shared with another front-end or the daemon are
     refused before it starts, naming the flag."""
@@ -197,11 +198,23 @@ def test_front_end_keys_are_checked_against_the_plan(ns, daemon, key, tmp_path):
         frontend_keys(plan, [("fe-z", str(paths["fe-a"]))])
     with pytest.raises(ValueError, match="--frontend-key fe-a: given twice"):
         frontend_keys(plan, [("fe-a", str(paths["fe-a"])), ("fe-a", str(paths["fe-b"]))])
+    with pytest.raises(ValueError, match="--frontend-key fe-b: every front-end needs a key "
+                                         "of its own"):
+        frontend_keys(plan, [("fe-a", str(paths["fe-a"])), ("fe-b", str(paths["dup"]))])
+    with pytest.raises(ValueError, match="--frontend-key fe-a: every front-end needs a key "
+                                         "of its own, and none the daemon's"):
+        frontend_keys(plan, [("fe-a", str(paths["fe-a"]))], read_key(paths["dup"]))
     with pytest.raises(ValueError, match="every front-end needs a key of its own"):
         ControlServer(key, daemon.pipeline, InstallBudget(), {},
                       frontend_keys={"fe-a": FE_KEYS["fe-a"], "fe-b": FE_KEYS["fe-a"]})
     with pytest.raises(ValueError, match="every front-end needs a key of its own"):
         ControlServer(key, daemon.pipeline, InstallBudget(), {}, frontend_keys={"fe-a": key})
+    # The daemon's command line says so and does not start.
+    (tmp_path / "plan.json").write_text(plan.to_json())
+    rc = daemon_main(["--pipeline", "miresga", "--plan", str(tmp_path / "plan.json"),
+                      "--key", str(paths["dup"]), "--frontend-key", f"fe-a={paths['fe-a']}"])
+    assert rc == 2
+    assert "--frontend-key fe-a: every front-end needs a key of its own" in capsys.readouterr().err
 
 
 def test_drain_and_resume_through_management_ops(ns, daemon, key, key_file, capsys):
