@@ -78,7 +78,8 @@ class Switchd:
                        for name, path in self.frontend_keys.items())
         self.process = self.host.start(self._tool("switchhost", (
             f"--pipeline {self.pipeline} --plan {shlex.quote(self.plan_path)} "
-            f"--key {shlex.quote(self.key_path)}{keys} {addrs} --pin-dir {shlex.quote(self.pin_dir)} "
+            f"--key {shlex.quote(self.key_path)}{keys} {addrs} "
+            f"--pin-dir {shlex.quote(self.pin_dir)} "
             f"--stats-file {shlex.quote(self.stats_path)} --log-level WARNING {args}")),
             # A log of its own: a host may append to an old one, ready line included.
             name=f"switchd-{self.pipeline}-{secrets.token_hex(3)}")
