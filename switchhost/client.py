@@ -32,8 +32,8 @@ class ControlError(Exception):
 class ControlClient:
     def __init__(self, host: str = "127.0.0.1", port: int = CTL_PORT_DEFAULT, *, key: bytes,
                  timeout: float = 30.0, source: str | None = None):
-        # `source`: the address to connect from (a front-end is known to the
-        # daemon by its address on the switch's link).
+        # `source`: the address to connect from (tests: a front-end's link, or
+        # another address of its host).
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -272,9 +272,10 @@ class Pipeline:
         """Management ops (CMD) beyond the daemon's own, by name."""
         return {}
 
-    def peer(self, ip: str, connected: bool) -> None:
-        """A peer at `ip` authenticated (connected) or its authenticated
-        connection closed; a pipeline that watches its front-ends counts them."""
+    def peer(self, frontend: str, connected: bool) -> None:
+        """Front-end `frontend` authenticated (connected: it proved its own key,
+        server.py) or that connection closed; a pipeline that watches its
+        front-ends counts them."""
 
     def periodic(self) -> list[tuple[float, Callable[[], object]]]:
         """(period in seconds, task) the daemon runs besides the clock."""

@@ -45,7 +45,7 @@ class _TablePipeline:
     def liveness(self, keys: list[FlowKey]) -> list[Liveness]:
         return self.owner._liveness(keys)
 
-    def peer(self, ip: str, connected: bool) -> None:
+    def peer(self, frontend: str, connected: bool) -> None:
         pass  # the stand-in selects no front-ends
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import json
 import os
 import select
@@ -730,6 +731,29 @@ def test_c_client_gets_per_entry_results_and_liveness(ns, key, key_file):
         assert st["batches_acked"] >= 1 and st["replies"] >= 1 and st["added"] == 5
         assert st["refused"] == 2 and st["bad_macs"] == st["auth_failures"] == 0
     assert d.server.stats.bad_macs == 0 and d.server.stats.auth_ok == 1
+
+
+@pytest.mark.root
+def test_c_client_proving_its_own_key_is_known_as_its_front_end(ns, key, tmp_path):
+    """fe_offload.c given its front-end's own key (as a deployment writes one per
+    front-end) proves it: the daemon counts the connection for that front-end,
+    though it comes from another address than the plan's (10.8.2.1, the
+    namespace's own), and answers its batches under that key;
+    when it quits, the front-end has no connection left."""
+    fe_key = write_key(tmp_path / "fe1.key")
+    plan = dataclasses.replace(make_plan(ns), frontends=[Endpoint(
+        name="fe1", ip="10.8.2.2", mac="02:00:00:00:02:02", switch_port="f0")])
+    with daemon_for(ns, key, plan, frontend_keys={"fe1": read_key(fe_key)}) as d:
+        with OffloadClient(ns, d.port, fe_key) as c:
+            assert c("connected 30000") == "1"
+            wait_for(lambda: d.pipeline.fe_liveness.connections == {"fe1": 1},
+                     "the connection counted for fe1")
+            assert c("push 1 10.8.0.21 1000 0 0 1") == "0"
+            assert [r["kind"] for r in c.results(1)] == ["added"]
+            assert c.stats()["bad_macs"] == 0
+        wait_for(lambda: d.pipeline.fe_liveness.connections == {"fe1": 0},
+                 "fe1's connection gone")
+    assert d.server.stats.auth_ok == 1 and d.server.stats.bad_macs == 0
 
 
 @pytest.mark.root

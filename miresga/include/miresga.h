@@ -524,8 +524,10 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
  * receiver counts it and closes the connection (a MAC'd stream cannot be
  * resynchronised).
  *
- * Handshake (no MAC: the HMACs in it protect it), with a shared key K of
- * MG_CTL_KEY_LEN bytes installed at deploy:
+ * Handshake (no MAC: the HMACs in it protect it), with a key K of
+ * MG_CTL_KEY_LEN bytes installed at deploy on both ends: each front-end has
+ * its own, and the switch host's tools the daemon's; the key a peer proves
+ * names the front-end (switchhost/server.py):
  *   server -> client  HELLO    body: Ns (MG_CTL_NONCE_LEN random bytes)
  *   client -> server  AUTH     body: Nc, HMAC-SHA256(K, "MGS2c" || Ns || Nc)
  *   server -> client  AUTH_OK  body: HMAC-SHA256(K, "MGS2s" || Nc || Ns)
