@@ -39,6 +39,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
     DP_TICK_SHIFT,
     DP_WAYS_DEFAULT,
     DSCP_ADMIT,
+    DSCP_BACKEND,
     DSCP_INSTALL,
     DSCP_KNOWN,
     DSCP_MIRESGA,
@@ -74,7 +75,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
 
 # Marks (miresga.h, "marks"): DSCP values, RFC 2474 pool 2.
 DSCP_MARKS = frozenset({DSCP_ADMIT, DSCP_KNOWN, DSCP_INSTALL, DSCP_REMOVE, DSCP_REMOVE_CTL,
-                        DSCP_MIRESGA})
+                        DSCP_MIRESGA, DSCP_BACKEND})
 
 # ------------------------------------------------------------------ cookie
 

@@ -18,7 +18,7 @@ import pytest
 
 from common.paths import REPO_ROOT
 from common.service import parse_service
-from hosts.backends import BackendServers, ObjectStore
+from hosts.backends import DELAYED_PREFIX, DELAYED_S, BackendServers, ObjectStore
 from hosts.testbed import EmulatedTestbed
 from hosts.topology import load_topology
 from switchhost.addresses import ip_be, port_be
@@ -124,6 +124,26 @@ elif mode == "slow":  # one kept-alive connection from a given port, two request
             r2 = repr(e)
         s.close()
         f.write(json.dumps({"event": "done", "responses": [r1, r2]}) + "\n")
+elif mode == "held":  # one request whose response the back-end delays: how it ended
+    srcs, path = sys.argv[5], sys.argv[6]
+    for src in map(int, srcs.split(",")):
+        s = socket.socket()
+        s.settimeout(60)
+        try:
+            s.bind(("", src))
+            break
+        except OSError:
+            s.close()
+    s.connect((host, port))
+    with open(out, "a") as f:
+        request(s, host, path)
+        f.write(json.dumps({"event": "sent", "port": s.getsockname()[1]}) + "\n"); f.flush()
+        t0 = time.time()
+        try:
+            r = list(response(s))
+        except OSError as e:
+            r = repr(e)
+        f.write(json.dumps({"event": "done", "result": r, "waited_s": time.time() - t0}) + "\n")
 """
 
 
@@ -131,7 +151,10 @@ def service_for(tb):
     return parse_service({
         "vip": str(tb.vip),
         "cluster": [{"name": "web", "backends": ["backend1", "backend2"]}],
-        "rule": [{"path_prefix": "/", "cluster": "web"}],
+        # Responses the back-end delays, carried by the front-end (no switch
+        # entry): a request a front-end holds while it waits.
+        "rule": [{"path_prefix": DELAYED_PREFIX, "cluster": "web", "offload": False},
+                 {"path_prefix": "/", "cluster": "web"}],
         "request_timeout_s": 2.0,
     })
 
@@ -261,6 +284,70 @@ def test_killed_front_end_leaves_the_selection_while_a_client_keeps_succeeding(t
     # What failed, failed between the kill and the removal (requests in flight
     # on frontend2, or sent to it before the switch knew).
     assert all(r["ok"] for r in recs if r["t1"] < killed)
+    t.revive_frontend()
+    assert t.frontend_states() == {"frontend1": "active", "frontend2": "active"}
+
+
+def test_request_held_by_a_killed_front_end_is_reset_not_left_hanging(two):
+    """A request frontend2 carries (a rule without offload) waits for a response the
+    back-end delays by DELAYED_S; frontend2 is killed meanwhile.  The back-end's
+    response then reaches frontend1, which has no state for the flow: it resets the
+    back-end and, the packet being the back-end's own (the switch's BACKEND mark),
+    the client, at the point its stream stands.  The client sees ECONNRESET, not a
+    timeout, though it sends nothing after its request; a parallel client keeps
+    succeeding throughout."""
+    tb, store, t = two
+    client = tb.clients[0]
+    work = client.workdir
+    out, stop, held_out = (f"{work}/held_loop.jsonl", f"{work}/held_loop.stop",
+                           f"{work}/held.jsonl")
+    client.run(f"rm -f {out} {stop} {held_out}")
+    path, sha = an_object(store, "1KB")
+    # Each back-end answers this path DELAYED_S after its previous answer:
+    # one request straight to each (not through the VIP) makes the next wait.
+    for b in tb.backends:
+        client.run(f"curl -sf -o /dev/null --max-time {3 * DELAYED_S} "
+                   f"http://{b.address}{DELAYED_PREFIX}{path.lstrip('/')}", timeout=60)
+    orphans0 = t._frontend("frontend1").stats()["packets"]["orphan_reset"]
+    ports = ",".join(map(str, client_ports_of(t, tb, "frontend2", 20, start=25000)))
+    held = client.start(f"exec {client.python} {work}/mfe_client.py held {tb.vip} {tb.vip_port} "
+                        f"{held_out} {ports} {DELAYED_PREFIX}{path.lstrip('/')}",
+                        name="mfe-held")
+    loop = None
+    try:
+        wait_until("the held request is sent",
+                   lambda: any(r.get("event") == "sent" for r in records(client, held_out)),
+                   proc=held)
+        # The only flow of frontend2's now: the held one, joined to its back-end.
+        wait_until("frontend2 carries it to a back-end",
+                   lambda: t._frontend("frontend2").stats()["flows_by_state"]["spliced"] > 0,
+                   proc=held)
+        loop = client.start(f"exec {client.python} {work}/mfe_client.py loop {tb.vip} "
+                            f"{tb.vip_port} {out} {path} {sha} {stop}", name="mfe-held-loop")
+        wait_until("the parallel client succeeds before the kill",
+                   lambda: sum(r["ok"] for r in records(client, out)) >= 5, proc=loop)
+        info = t.kill_frontend()
+        assert info["frontend"] == "frontend2"
+        removed = time.time()
+        assert not any(r.get("event") == "done" for r in records(client, held_out)), \
+            "the back-end answered before the kill: its delay is gone"
+        wait_until("the held request ends", lambda: any(
+            r.get("event") == "done" for r in records(client, held_out)), 3 * DELAYED_S,
+            proc=held)
+        wait_until("20 connections opened after the removal",
+                   lambda: sum(r["t0"] > removed for r in records(client, out)) >= 20)
+    finally:
+        client.run(f"touch {stop}")
+        if loop is not None:
+            loop.wait(30)
+        held.wait(30)
+    done = next(r for r in records(client, held_out) if r.get("event") == "done")
+    assert "ConnectionResetError" in done["result"], done
+    st = t._frontend("frontend1").stats()["packets"]
+    assert st["orphan_reset"] > orphans0, st
+    recs = records(client, out)
+    after = [r for r in recs if r["t0"] > removed]
+    assert after and all(r["ok"] for r in after), [r for r in after if not r["ok"]][:5]
     t.revive_frontend()
     assert t.frontend_states() == {"frontend1": "active", "frontend2": "active"}
 

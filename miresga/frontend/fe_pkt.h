@@ -158,6 +158,19 @@ static inline void fe_pkt_set_macs(const struct fe_lcore *lc, struct rte_ether_h
 	memcpy(&eth->dst_addr, lc->cfg->nexthop_mac, RTE_ETHER_ADDR_LEN);
 }
 
+/* The packet's DSCP back to none (its ECN bits kept), checksum patched. */
+static inline void fe_pkt_clear_mark(struct fe_pkt *p)
+{
+	uint16_t before, after;
+
+	if (!(p->ip->type_of_service >> 2))
+		return;
+	memcpy(&before, &p->ip->version_ihl, 2);
+	p->ip->type_of_service &= 3;
+	memcpy(&after, &p->ip->version_ihl, 2);
+	p->ip->hdr_checksum = fe_csum_replace2(p->ip->hdr_checksum, before, after);
+}
+
 /* Forward to a back-end: VIP:port -> back-end address:port. */
 static inline void fe_pkt_rewrite_dst(struct fe_pkt *p, uint32_t ip_be, uint16_t port_be)
 {

@@ -149,6 +149,9 @@ static inline void fe_forward_to_backend(struct fe_lcore *lc, struct fe_flow *f,
 static inline void fe_forward_to_client(struct fe_lcore *lc, struct fe_pkt *p)
 {
 	fe_pkt_set_macs(lc, p->eth);
+	/* The switch's BACKEND mark is for us: it does not go on to the client
+	 * (the switch would clear it, and count a mark it did not set). */
+	fe_pkt_clear_mark(p);
 	fe_pkt_rewrite_src(p, lc->cfg->vip_be, lc->cfg->vip_port_be);
 	lc->stats.pkt.to_client++;
 	fe_tx(lc, p->m);

@@ -79,8 +79,10 @@ typedef uint32_t __be32;
  *           switch's port table says which ports are); from any other port
  *           the mark is cleared and counted.
  *   S -> F  ADMIT or KNOWN: set by the switch on every client packet it
- *           hands a front-end (NONE on back-end packets it hands one), so F
- *           can believe the field: a client reaches F's link only through S.
+ *           hands a front-end, BACKEND on every back-end packet it hands
+ *           one (its agent's mark, on its own port), so F can believe the
+ *           field: a client reaches F's link only through S, and S clears
+ *           every mark it did not set there.
  *   A -> S  MIRESGA: a back-end's packet is Miresga's only with this mark
  *           and only on that back-end's own switch port.
  * No packet leaves the switch carrying a mark the switch did not set there.
@@ -103,10 +105,16 @@ typedef uint32_t __be32;
 #define MG_DSCP_REMOVE_CTL 0x13
 /* A -> S: a packet of a connection the agent has an entry for. */
 #define MG_DSCP_MIRESGA 0x17
+/* S -> F: a back-end's packet that carried MIRESGA on that back-end's own
+ * port: F may answer it in the client's name (a reset toward the client of a
+ * connection no front-end holds), which it must never do for a packet anyone
+ * else could have sent. */
+#define MG_DSCP_BACKEND 0x1b
 
 #define MG_DSCP_MARKS                                                              \
 	((1ull << MG_DSCP_ADMIT) | (1ull << MG_DSCP_KNOWN) | (1ull << MG_DSCP_INSTALL) | \
-	 (1ull << MG_DSCP_REMOVE) | (1ull << MG_DSCP_REMOVE_CTL) | (1ull << MG_DSCP_MIRESGA))
+	 (1ull << MG_DSCP_REMOVE) | (1ull << MG_DSCP_REMOVE_CTL) | (1ull << MG_DSCP_MIRESGA) | \
+	 (1ull << MG_DSCP_BACKEND))
 
 MG_INLINE __u8 mg_tos_dscp(__u8 tos)
 {
