@@ -352,6 +352,41 @@ def test_request_held_by_a_killed_front_end_is_reset_not_left_hanging(two):
     assert t.frontend_states() == {"frontend1": "active", "frontend2": "active"}
 
 
+def test_front_end_whose_link_goes_down_leaves_the_selection_and_comes_back(two):
+    """frontend2's interface goes down: frontend2 closes its control connection
+    (its watchdog: fe_offload.h, health) and the daemon takes it out of the
+    selection; meanwhile frontend2's clients' new connections succeed through
+    frontend1.  The link comes back: frontend2 connects again and is back in the
+    selection, and serves."""
+    tb, store, t = two
+    fe2 = t._frontend("frontend2")
+    iface = fe2.facts.iface
+    client = tb.clients[0]
+    path, sha = an_object(store, "1KB")
+    closes0 = fe2.stats()["offload"]["health_closes"]
+    ports = client_ports_of(t, tb, "frontend2", 10, start=27000)
+    fe2.host.run(f"ip link set dev {iface} down")
+    try:
+        t.wait_frontend_state("frontend2", "down", REMOVAL_BOUND_S + 5)
+        wait_until("frontend2 counts its link down", lambda: (lambda o: o["link_downs"] >= 1 and
+                   o["healthy"] == 0)(fe2.stats()["offload"]))
+        got = client.run(f"for p in {' '.join(map(str, ports))}; do curl -s --max-time 5 "
+                         f"--local-port $p {t.endpoint.url}{path} | sha256sum; done",
+                         timeout=120).stdout.split()
+        assert [x for x in got if x != "-"] == [sha] * len(ports)
+    finally:
+        fe2.host.run(f"ip link set dev {iface} up")
+    t.wait_frontend_state("frontend2", "active", 30)
+    st = fe2.stats()["offload"]
+    assert st["healthy"] == 1 and st["health_closes"] > closes0 and st["connected"] == 1, st
+    before = fe2.stats()["requests"]
+    got = client.run(f"for p in {' '.join(map(str, ports))}; do curl -s --max-time 5 "
+                     f"--local-port $p {t.endpoint.url}{path} | sha256sum; done",
+                     timeout=120).stdout.split()
+    assert [x for x in got if x != "-"] == [sha] * len(ports)
+    assert fe2.stats()["requests"] > before
+
+
 def test_drained_front_end_finishes_its_connections_byte_exact_then_stops(two):
     """A kept-alive connection on frontend2 reads a 1 MB body slowly; frontend2 is
     drained meanwhile.  New connections from frontend2's clients go to

@@ -671,9 +671,12 @@ def test_stats_file(ns, key, tmp_path):
 class OffloadClient:
     """build/miresga-offload-test: fe_offload.c alone, one command per line."""
 
-    def __init__(self, ns: ScratchNs, port: int, key_path: Path):
+    def __init__(self, ns: ScratchNs, port: int, key_path: Path,
+                 watch: tuple[int, str] | None = None):
+        """watch: (the loop's allowed stall in ms, the interface to watch or "-")."""
+        extra = [str(watch[0]), watch[1]] if watch else []
         self.p = subprocess.Popen(["ip", "netns", "exec", ns.name, str(OFFLOAD_TEST), CONTROL,
-                                   str(port), str(key_path)], stdin=subprocess.PIPE,
+                                   str(port), str(key_path), *extra], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def __call__(self, line: str) -> str:
@@ -730,6 +733,41 @@ def test_c_client_gets_per_entry_results_and_liveness(ns, key, key_file):
         assert st["batches_acked"] >= 1 and st["replies"] >= 1 and st["added"] == 5
         assert st["refused"] == 2 and st["bad_macs"] == st["auth_failures"] == 0
     assert d.server.stats.bad_macs == 0 and d.server.stats.auth_ok == 1
+
+
+@pytest.mark.root
+def test_c_client_leaves_while_its_front_end_cannot_serve(ns, key, key_file):
+    """The front-end's control connection is its heartbeat, so the channel closes it
+    while the port's link is down or the packet loop stops turning, and connects
+    again as soon as both are back: the daemon sees the connection go and a new one
+    authenticate each time; the channel counts why."""
+    iface = "watched0"
+    subprocess.run(["ip", "-n", ns.name, "link", "add", iface, "type", "veth", "peer", "name",
+                    "watched1"], check=True)
+    try:
+        for dev in (iface, "watched1"):
+            subprocess.run(["ip", "-n", ns.name, "link", "set", dev, "up"], check=True)
+        with daemon_for(ns, key) as d, OffloadClient(ns, d.port, key_file, (300, iface)) as c:
+            srv = d.server.stats
+            assert c("connected 30000") == "1"
+            assert c.stats()["healthy"] == 1 and srv.open_connections == 1
+            subprocess.run(["ip", "-n", ns.name, "link", "set", iface, "down"], check=True)
+            wait_for(lambda: srv.open_connections == 0, "the connection closed: link down")
+            st = c.stats()
+            assert st["healthy"] == 0 and st["link_downs"] == 1 and st["health_closes"] == 1
+            subprocess.run(["ip", "-n", ns.name, "link", "set", iface, "up"], check=True)
+            assert c("connected 30000") == "1"
+            wait_for(lambda: srv.auth_ok == 2, "a new connection authenticated: link up")
+            assert c("stall 1") == "1"
+            wait_for(lambda: srv.open_connections == 0, "the connection closed: loop stalled")
+            st = c.stats()
+            assert st["healthy"] == 0 and st["loop_stalls"] == 1 and st["health_closes"] == 2
+            assert c("stall 0") == "0"
+            assert c("connected 30000") == "1"
+            wait_for(lambda: srv.auth_ok == 3, "a new connection authenticated: loop turning")
+            assert c.stats()["healthy"] == 1 and srv.auth_failures == 0
+    finally:
+        subprocess.run(["ip", "-n", ns.name, "link", "del", iface], check=False)
 
 
 @pytest.mark.root
