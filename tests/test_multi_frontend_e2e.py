@@ -377,8 +377,9 @@ def test_front_end_whose_link_goes_down_leaves_the_selection_and_comes_back(two)
     finally:
         fe2.host.run(f"ip link set dev {iface} up")
     t.wait_frontend_state("frontend2", "active", 30)
-    st = fe2.stats()["offload"]
-    assert st["healthy"] == 1 and st["health_closes"] > closes0 and st["connected"] == 1, st
+    st = wait_until("frontend2 connected again", lambda: (lambda o: o if o["connected"] else None)(
+        fe2.stats()["offload"]))
+    assert st["healthy"] == 1 and st["health_closes"] > closes0, st
     before = fe2.stats()["requests"]
     got = client.run(f"for p in {' '.join(map(str, ports))}; do curl -s --max-time 5 "
                      f"--local-port $p {t.endpoint.url}{path} | sha256sum; done",
