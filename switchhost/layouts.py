@@ -27,6 +27,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
     CTL_KEY,
     CTL_KEY_LEN,
     CTL_LIVENESS,
+    CTL_NOTICE,
     CTL_MAC_LEN,
     CTL_MAGIC,
     CTL_MAX_BATCH,
@@ -59,6 +60,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
     Backend,
     BackendKey,
     CookieKey,
+    CtlNoticeWhat,
     CtlOp,
     CtlType,
     DpSlot,
@@ -202,6 +204,8 @@ def ctl_body_len(typ: int, count: int) -> int | None:
         return CTL_ACK.size + 4 * ctl_ack_words(count) if 1 <= count <= CTL_MAX_BATCH else None
     if typ in (CtlType.CMD, CtlType.RESULT):
         return count if count >= 2 else None
+    if typ == CtlType.NOTICE:
+        return CTL_NOTICE.size if count == 1 else None
     handshake = {CtlType.HELLO: CTL_NONCE_LEN, CtlType.AUTH: CTL_NONCE_LEN + CTL_HMAC_LEN,
                  CtlType.AUTH_OK: CTL_HMAC_LEN}
     if typ in handshake:

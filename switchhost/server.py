@@ -20,6 +20,8 @@ the install budget's max_wait is measured from) and answered in order.
 An authenticated connection is a peer's heartbeat: the pipeline hears of it
 when the handshake succeeds and again when the connection closes
 (`Pipeline.peer`; Miresga's front-end liveness, pipelines/fe_liveness.py).
+The pipeline can tell the peers at an address something unasked
+(`Pipeline.notify_peer`: a NOTICE, MAC'd in the stream between two answers).
 A peer that goes silent without closing (its host down, its link cut) is
 closed by TCP keepalive and the user timeout, within PEER_SILENCE_S.
 """
@@ -76,6 +78,7 @@ class ServerStats:
     keys_queried: int = 0
     commands: int = 0
     command_errors: int = 0
+    notices: int = 0            # NOTICE messages sent
     bytes_in: int = 0
 
 
@@ -96,8 +99,13 @@ class ControlServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task] = set()
+        # Authenticated connections by peer address: where a NOTICE goes.
+        self._peers: dict[str, list[tuple[asyncio.StreamWriter, P.Macs]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        pipeline.notify_peer = self.notify
 
     async def listen(self, socks: list[socket.socket]) -> None:
+        self._loop = asyncio.get_running_loop()
         for s in socks:
             self._servers.append(await asyncio.start_server(self._serve, sock=s))
 
@@ -116,6 +124,20 @@ class ControlServer:
 
     def snapshot(self) -> dict:
         return asdict(self.stats)
+
+    def notify(self, ip: str, what: str) -> None:
+        """Send NOTICE `what` on every authenticated connection from `ip`; from any
+        thread (a management op runs in a worker)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._notice, ip, what)
+
+    def _notice(self, ip: str, what: str) -> None:
+        # Sealed and written in one step of the loop, as every answer is: the
+        # MAC counter follows the order on the wire.
+        for writer, macs in list(self._peers.get(ip, ())):
+            if not writer.is_closing():
+                writer.write(macs.seal(P.notice(what)))
+                self.stats.notices += 1
 
     # ---------------------------------------------------------- connection
 
@@ -137,7 +159,12 @@ class ControlServer:
             macs = await self._handshake(reader, writer, peer)
             log.info("control: %s authenticated", peer)
             authenticated = True
-            self._tell_pipeline(peer_ip, True)
+            if peer_ip is not None:
+                self._peers.setdefault(peer_ip, []).append((writer, macs))
+            what = self._tell_pipeline(peer_ip, True)
+            if what is not None:
+                writer.write(macs.seal(P.notice(what)))
+                self.stats.notices += 1
             inbox: asyncio.Queue = asyncio.Queue(READ_AHEAD)
             reading = asyncio.create_task(self._read(reader, inbox, macs, peer))
             answering = asyncio.create_task(self._answer(inbox, writer, macs))
@@ -160,6 +187,10 @@ class ControlServer:
             self._handlers.discard(asyncio.current_task())
             self.stats.open_connections -= 1
             if authenticated:
+                conns = self._peers.get(peer_ip, [])
+                conns[:] = [c for c in conns if c[0] is not writer]
+                if not conns:
+                    self._peers.pop(peer_ip, None)
                 self._tell_pipeline(peer_ip, False)
             writer.close()
             try:
@@ -167,13 +198,14 @@ class ControlServer:
             except (ConnectionError, OSError, asyncio.CancelledError):
                 pass  # closing on shutdown; nothing left to tell the peer
 
-    def _tell_pipeline(self, ip: str | None, connected: bool) -> None:
+    def _tell_pipeline(self, ip: str | None, connected: bool) -> str | None:
         if ip is None:
-            return
+            return None
         try:
-            self.pipeline.peer(ip, connected)
+            return self.pipeline.peer(ip, connected)
         except Exception:  # noqa: BLE001 - the connection is not to blame
             log.exception("control: pipeline.peer(%s, %s) failed", ip, connected)
+            return None
 
     async def _handshake(self, reader, writer, peer: str) -> P.Macs:
         server_nonce = P.new_nonce()

@@ -124,6 +124,67 @@ elif mode == "slow":  # one kept-alive connection from a given port, two request
             r2 = repr(e)
         s.close()
         f.write(json.dumps({"event": "done", "responses": [r1, r2]}) + "\n")
+elif mode == "persist":  # kept-alive connections: some idle after a request, one busy
+    srcs, path, sha, n_idle, go = (sys.argv[5], sys.argv[6], sys.argv[7], int(sys.argv[8]),
+                                   sys.argv[9])
+    import os
+    socks = []
+    for src in map(int, srcs.split(",")):
+        if len(socks) == n_idle + 1:
+            break
+        s = socket.socket()
+        s.settimeout(60)
+        try:
+            s.bind(("", src))
+            s.connect((host, port))
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+    busy, idle = socks[0], socks[1:]
+    ok, sent = True, 0
+    with open(out, "a") as f:
+        for s in socks:
+            request(s, host, path)
+            ok &= response(s) == (200, sha)
+        f.write(json.dumps({"event": "ready", "ok": ok}) + "\n"); f.flush()
+        while not os.path.exists(go):
+            time.sleep(0.02)
+        # Request after request on the busy one, until a response says close.
+        ended = None
+        while ended is None and sent < 100000:
+            try:
+                request(busy, host, path)
+                sent += 1
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    b = busy.recv(65536)
+                    if not b:
+                        raise ConnectionError("closed before the header")
+                    buf += b
+                head, body = buf.split(b"\r\n\r\n", 1)
+                length = next(int(l.split(b":", 1)[1]) for l in head.split(b"\r\n")
+                              if l.lower().startswith(b"content-length:"))
+                while len(body) < length:
+                    b = busy.recv(length - len(body))
+                    if not b:
+                        raise ConnectionError("closed in the body")
+                    body += b
+                ok &= head.startswith(b"HTTP/1.1 200") and hashlib.sha256(body).hexdigest() == sha
+                if any(l.lower().split(b":")[0] == b"connection" and b"close" in l.lower()
+                       for l in head.split(b"\r\n")[1:]):
+                    busy.shutdown(socket.SHUT_WR)
+                    ended = "eof" if busy.recv(1) == b"" else "data after close"
+            except OSError as e:
+                ended = repr(e)
+        idle_ends = []
+        for s in idle:
+            try:
+                idle_ends.append("eof" if s.recv(1) == b"" else "data")
+            except OSError as e:
+                idle_ends.append(repr(e))
+        f.write(json.dumps({"event": "done", "ok": ok, "requests": sent, "busy": ended,
+                            "idle": idle_ends}) + "\n")
 elif mode == "held":  # one request whose response the back-end delays: how it ended
     srcs, path = sys.argv[5], sys.argv[6]
     for src in map(int, srcs.split(",")):
@@ -386,6 +447,54 @@ def test_front_end_whose_link_goes_down_leaves_the_selection_and_comes_back(two)
                      timeout=120).stdout.split()
     assert [x for x in got if x != "-"] == [sha] * len(ports)
     assert fe2.stats()["requests"] > before
+
+
+def test_drain_closes_kept_alive_connections_cleanly_and_converges(two):
+    """Kept-alive connections on frontend2: four idle after one request, one making
+    request after request.  frontend2 is drained: the daemon tells it (NOTICE), and
+    it closes each at a response's end: the busy one's next response says
+    "Connection: close" and the connection ends FIN by FIN, the idle ones get a FIN
+    once quiet.  No RST, every body intact, and frontend2 holds no flow well before
+    the drain's timeout, then stops."""
+    tb, store, t = two
+    client = tb.clients[0]
+    work = client.workdir
+    out, go = f"{work}/persist.jsonl", f"{work}/persist.go"
+    client.run(f"rm -f {out} {go}")
+    path, sha = an_object(store, "10KB")
+    ports = ",".join(map(str, client_ports_of(t, tb, "frontend2", 30, start=29000)))
+    fe2 = t._frontend("frontend2")
+    proc = client.start(f"exec {client.python} {work}/mfe_client.py persist {tb.vip} "
+                        f"{tb.vip_port} {out} {ports} {path} {sha} 4 {go}", name="mfe-persist")
+    timeout_s = 60.0
+    result: dict = {}
+    drainer = None
+    try:
+        ready = wait_until("five kept-alive connections answered", lambda: next(
+            (r for r in records(client, out) if r.get("event") == "ready"), None), proc=proc)
+        assert ready["ok"]
+        assert fe2.stats()["flows"] >= 5
+        client.run(f"touch {go}")
+        wait_until("the busy connection is under way",
+                   lambda: fe2.stats()["requests"] >= 10, proc=proc)
+        drainer = threading.Thread(target=lambda: result.update(
+            t.drain_frontend("frontend2", timeout_s=timeout_s)))
+        drainer.start()
+        wait_until("the connections ended", lambda: any(
+            r.get("event") == "done" for r in records(client, out)), 90, proc=proc)
+        drainer.join(120)
+    finally:
+        client.run(f"touch {go}")
+        proc.wait(30)
+        if drainer is not None:
+            drainer.join(120)
+    done = next(r for r in records(client, out) if r.get("event") == "done")
+    assert done["ok"] and done["busy"] == "eof" and done["idle"] == ["eof"] * 4, done
+    assert result["drained"] and result["flows_left"] == 0, result
+    assert result["drain_s"] < timeout_s / 2, result
+    assert t.frontend_states() == {"frontend1": "active", "frontend2": "down"}
+    t.resume_frontend("frontend2")
+    assert t.frontend_states() == {"frontend1": "active", "frontend2": "active"}
 
 
 def test_drained_front_end_finishes_its_connections_byte_exact_then_stops(two):

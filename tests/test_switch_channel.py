@@ -771,6 +771,25 @@ def test_c_client_leaves_while_its_front_end_cannot_serve(ns, key, key_file):
 
 
 @pytest.mark.root
+def test_c_client_hears_the_notices_between_its_answers(ns, key, key_file):
+    """NOTICE DRAIN and RESUME reach fe_offload.c unasked, MAC'd in the stream
+    between the answers to its batches and queries, which still match."""
+    with daemon_for(ns, key) as d, OffloadClient(ns, d.port, key_file) as c:
+        assert c("connected 30000") == "1"
+        me = CONTROL    # the C client's address as the daemon sees it (same namespace)
+        d.server.notify(me, "drain")
+        wait_for(lambda: c.stats()["draining"] == 1, "the drain notice")
+        for i in range(3):
+            assert c(f"push 1 10.8.0.40 {3000 + i} 0 0 1") == "0"
+        d.server.notify(me, "resume")
+        assert [r["kind"] for r in c.results(3)] == ["added"] * 3
+        wait_for(lambda: c.stats()["draining"] == 0, "the resume notice")
+        st = c.stats()
+        assert st["notices"] == 2 and st["bad_macs"] == st["bad_acks"] == 0
+        assert d.server.stats.notices == 2 and d.server.stats.bad_macs == 0
+
+
+@pytest.mark.root
 def test_c_client_queries_are_not_starved_by_a_stream_of_entries(ns, tmp_path):
     """Entries and queries queued while the switch is away go out, once it is
     there, taking turns: with 2,048 entries (four full batches) ahead of it, the

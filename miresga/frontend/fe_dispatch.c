@@ -52,7 +52,13 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 	}
 	if (!offload)
 		lc->stats.decision.no_offload++;
-	want = offload && lc->offload && lc->offload->enabled;
+	want = offload && lc->offload && lc->offload->enabled && !f->drain_close;
+	if (f->drain_close) {
+		/* Its response says Connection: close and comes through us, so
+		 * that we see it say so (fe_close_header()). */
+		f->close_response = 1;
+		f->close_hdr_done = 0;
+	}
 	/* Bytes held from now on are this request's body: not scanned. */
 	http_scan_init(&f->scan);
 	f->scan_result = HTTP_SCAN_MORE;
@@ -72,7 +78,7 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 		f->resp_mark = SEQ_GT(f->be_next, f->cli_ack) ? f->be_next : f->cli_ack;
 		fe_flow_set_state(&lc->ft, f, FE_FS_SPLICED);
 		if (f->timer != FE_TIMER_RTX)
-			fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+			fe_timer_spliced(lc, f);
 		fe_offload_apply(lc, f);
 		return;
 	}

@@ -386,6 +386,33 @@ static void consume(struct fe_offload *o, size_t n)
 	o->in_len -= (uint32_t)n;
 }
 
+/* A NOTICE at the head of in[] (the server's, unasked): 1 if read, 0 if more
+ * is needed, -1 if malformed or its MAC is wrong. */
+static int read_notice(struct fe_offload *o, const struct mg_ctl_hdr *h, long len)
+{
+	uint8_t mac[MG_CTL_MAC_LEN];
+	struct mg_ctl_notice n;
+
+	if (ntohl(h->magic) != MG_CTL_MAGIC || h->version != MG_CTL_VERSION || len < 0) {
+		count(&o->c.bad_acks, 1);
+		return -1;
+	}
+	if (o->in_len < HDR_LEN + (size_t)len + MG_CTL_MAC_LEN)
+		return 0;
+	message_mac(o, MG_CTL_DIR_TO_CLIENT, o->mac_received++, o->in, HDR_LEN + len, mac);
+	if (CRYPTO_memcmp(mac, o->in + HDR_LEN + len, MG_CTL_MAC_LEN)) {
+		count(&o->c.bad_macs, 1);
+		return -1;
+	}
+	memcpy(&n, o->in + HDR_LEN, sizeof(n));
+	count(&o->c.notices, 1);
+	/* An unknown notice is a newer daemon's: nothing for us to do. */
+	if (n.what == MG_CTL_NOTICE_DRAIN || n.what == MG_CTL_NOTICE_RESUME)
+		__atomic_store_n(&o->c.draining, n.what == MG_CTL_NOTICE_DRAIN, __ATOMIC_RELEASE);
+	consume(o, HDR_LEN + (size_t)len + MG_CTL_MAC_LEN);
+	return 1;
+}
+
 /* Whatever whole messages in[] holds; -1 if the peer said something it must not. */
 static int read_messages(struct fe_offload *o)
 {
@@ -413,6 +440,9 @@ static int read_messages(struct fe_offload *o)
 		consume(o, HDR_LEN + MG_CTL_HMAC_LEN);
 		o->state = FE_OFFLOAD_READY;
 		o->mac_sent = o->mac_received = 0;
+		/* A drained front-end is told again on every new connection; a
+		 * resume while it was away is told by that silence. */
+		__atomic_store_n(&o->c.draining, 0, __ATOMIC_RELEASE);
 		o->backoff_us = BACKOFF_MIN_US;
 		__atomic_store_n(&o->c.connected, 1, __ATOMIC_RELAXED);
 	}
@@ -424,6 +454,13 @@ static int read_messages(struct fe_offload *o)
 
 		memcpy(&h, o->in, sizeof(h));
 		len = mg_ctl_body_len(h.type, ntohs(h.count));
+		if (h.type == MG_CTL_NOTICE) {
+			int r = read_notice(o, &h, len);
+
+			if (r <= 0)
+				return r;
+			continue;
+		}
 		if (ntohl(h.magic) != MG_CTL_MAGIC || h.version != MG_CTL_VERSION || len < 0 ||
 		    !o->resend_from || ntohl(h.seq) != m->seq || ntohs(h.count) != m->count ||
 		    h.type != (m->type == MG_CTL_BATCH ? MG_CTL_ACK : MG_CTL_REPLY)) {

@@ -84,7 +84,7 @@ struct fe_offload_msg {
 	X(batches_sent) X(entries_sent) X(adds_sent) X(dels_sent) X(batches_resent) \
 	X(batches_acked) X(added) X(deleted) X(refused) X(bad_acks) \
 	X(queries_sent) X(keys_queried) X(replies) X(results) X(results_dropped) \
-	X(link_downs) X(loop_stalls) X(health_closes)
+	X(link_downs) X(loop_stalls) X(health_closes) X(notices)
 
 struct fe_offload_counters {
 #define FE_OFFLOAD_COUNTER_FIELD(name) uint64_t name;
@@ -93,6 +93,9 @@ struct fe_offload_counters {
 	uint32_t connected;             /* authenticated */
 	uint32_t inflight;
 	uint32_t healthy;               /* the watch (below) finds the front-end able to serve */
+	/* The switch host's last word (NOTICE DRAIN or RESUME): the operator
+	 * drains this front-end.  The lcores read it (fe_drain_notice()). */
+	uint32_t draining;
 };
 
 /*

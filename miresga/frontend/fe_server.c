@@ -171,6 +171,8 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			server_draining(lc, f, p);
 			return;
 		}
+		if (f->close_response && !f->close_hdr_done && p->len)
+			fe_close_header(lc, f, p);
 		if (p->flags & F_RST) {
 			lc->stats.err.backend_reset++;
 			f->reset = 1;

@@ -554,6 +554,14 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
  *     ->   REPLY count x mg_ctl_liveness, in the order of the query
  *   CMD    count bytes of UTF-8 JSON {"op": ..., ...}
  *     ->   RESULT count bytes of JSON {"ok": true, ...} or {"error": "..."}
+ * and one the server sends unasked, between answers, to a front-end's
+ * connections (seq 0, answered by nothing):
+ *   NOTICE count = 1: mg_ctl_notice.  DRAIN: the operator drains this
+ *          front-end (it gets no new connections; it closes its kept-alive
+ *          ones at the end of a response, as a server does that sends
+ *          Connection: close); sent when the drain starts, and again right
+ *          after the handshake of every connection the front-end opens while
+ *          drained.  RESUME: back in service.
  */
 #define MG_CTL_MAGIC 0x4d475332u /* "MGS2" */
 #define MG_CTL_VERSION 2
@@ -577,6 +585,12 @@ enum mg_ctl_type {
 	MG_CTL_CMD = 7,
 	MG_CTL_RESULT = 8,
 	MG_CTL_AUTH_OK = 9,
+	MG_CTL_NOTICE = 10,
+};
+
+enum mg_ctl_notice_what {
+	MG_CTL_NOTICE_DRAIN = 1,
+	MG_CTL_NOTICE_RESUME = 2,
 };
 
 enum mg_ctl_op {
@@ -627,6 +641,12 @@ struct mg_ctl_liveness {
 	__be32 idle_ms;     /* since the entry last carried a packet; saturates */
 };
 
+/* NOTICE: what the switch host tells a front-end unasked. */
+struct mg_ctl_notice {
+	__u8 what;          /* enum mg_ctl_notice_what */
+	__u8 _pad[3];
+};
+
 MG_INLINE __u32 mg_ctl_ack_words(__u32 count)
 {
 	return (count + 31) / 32;
@@ -660,6 +680,8 @@ MG_INLINE long mg_ctl_body_len(__u8 type, __u32 count)
 		return count == 0 ? MG_CTL_NONCE_LEN + MG_CTL_HMAC_LEN : -1;
 	case MG_CTL_AUTH_OK:
 		return count == 0 ? MG_CTL_HMAC_LEN : -1;
+	case MG_CTL_NOTICE:
+		return count == 1 ? (long)sizeof(struct mg_ctl_notice) : -1;
 	default:
 		return -1;
 	}

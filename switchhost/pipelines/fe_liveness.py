@@ -26,6 +26,9 @@ them all.
 The operator drains a front-end (`drain-frontend name=NAME`): it stays in
 the `stable` column and keeps its connections, gets no new ones, and is
 `down` once it stops; `resume-frontend name=NAME` puts it back in service.
+The front-end hears of both (a NOTICE on its control connections, and on any
+it opens while drained), so that it closes its kept-alive connections as
+their responses end instead of holding them until it is stopped.
 Both are management ops of the Miresga pipeline (python -m switchhost.ctl).
 
 Connections open and close on the daemon's loop, management ops run in
@@ -52,8 +55,10 @@ class FrontendLiveness:
     EVENTS_KEPT = 100
 
     def __init__(self, frontends: dict[str, str],
-                 set_states: Callable[[dict[str, str]], object]):
+                 set_states: Callable[[dict[str, str]], object],
+                 notify: Callable[[str, str], object] = lambda ip, what: None):
         self.set_states = set_states
+        self.notify = notify    # (address, "drain" | "resume"): a NOTICE to its connections
         self.by_ip = dict(frontends)
         names = list(frontends.values())
         self.connections = dict.fromkeys(names, 0)
@@ -93,15 +98,18 @@ class FrontendLiveness:
             log.warning("front-end %s: %s (%s)", n, s, why)
         del self.events[:-self.EVENTS_KEPT]
 
-    def peer(self, ip: str, connected: bool) -> None:
-        """An authenticated connection from `ip` opened or closed (Pipeline.peer)."""
+    def peer(self, ip: str, connected: bool) -> str | None:
+        """An authenticated connection from `ip` opened or closed (Pipeline.peer);
+        a NOTICE for the new connection, or None."""
         name = self.by_ip.get(ip)
         if name is None:
-            return  # not a front-end's address (a tool on the switch host)
+            return None  # not a front-end's address (a tool on the switch host)
         with self._lock:
             self.connections[name] = max(0, self.connections[name] + (1 if connected else -1))
             self.alive[name] = self.connections[name] > 0
             self._apply("connection authenticated" if connected else "connection closed")
+            # A connection opened while drained hears it too, alone.
+            return "drain" if connected and self.admin[name] == "drain" else None
 
     def set_admin(self, name: str, admin: str) -> dict[str, str]:
         """The operator's word: `in` (in service) or `drain`."""
@@ -114,6 +122,9 @@ class FrontendLiveness:
         with self._lock:
             self.admin[name] = admin
             self._apply("operator: " + ("drain" if admin == "drain" else "resume"))
+            for ip, n in self.by_ip.items():
+                if n == name:
+                    self.notify(ip, "drain" if admin == "drain" else "resume")
             return dict(self._states)
 
     def snapshot(self) -> dict:

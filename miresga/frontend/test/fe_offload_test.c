@@ -160,7 +160,9 @@ int main(int argc, char **argv)
 		} else if (!strncmp(line, "stats", 5)) {
 			const char *sep = "";
 
-			printf("{\"healthy\": %u, ", __atomic_load_n(&o.c.healthy, __ATOMIC_RELAXED));
+			printf("{\"healthy\": %u, \"draining\": %u, ",
+			       __atomic_load_n(&o.c.healthy, __ATOMIC_RELAXED),
+			       __atomic_load_n(&o.c.draining, __ATOMIC_RELAXED));
 #define PRINT(f) printf("%s\"" #f "\": %llu", sep, \
 			(unsigned long long)__atomic_load_n(&o.c.f, __ATOMIC_RELAXED)); sep = ", ";
 			FE_OFFLOAD_CHANNEL_COUNTERS(PRINT)
