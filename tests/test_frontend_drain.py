@@ -116,6 +116,25 @@ def test_a_quiet_connection_is_closed_once_the_switch_says_its_entry_is_idle(har
         assert st["errors"]["idle_timeout"] == 0
 
 
+def test_a_response_that_went_the_switch_way_is_closed_once_acknowledged(harness_binary):
+    """The entry went with the request, but the whole response still took the
+    switch's path (the DEL had not landed): the front-end never sees its header, so
+    it closes the connection once the client has acknowledged the response and
+    nothing moved for drain_quiet."""
+    with Harness(config_text(), binary=harness_binary) as h:
+        c = Client(port=48005)
+        server = kept_alive(h, c)
+        notice(h, "drain")
+        assert to_backend(only(c.send(h, GET, "PA")))
+        assert [e["op"] for e in h.offload()] == [DEL]
+        assert h.advance(DRAIN_QUIET + 0.01) == [], "nothing of the response acknowledged"
+        c.ack = (server + len(KEEP)) & 0xFFFFFFFF
+        assert to_backend(only(c.send(h, flags="A")))     # its ACK, now through us
+        fin = only(h.advance(DRAIN_QUIET + 0.01))
+        assert to_backend(fin) and fin[TCP].flags == "FA" and fin[TCP].seq == c.seq
+        assert h.stats()["packets"]["drain_close"] == 1
+
+
 def test_resume_keeps_the_connections_not_closed_yet(harness_binary):
     """DRAIN then RESUME before the connection was quiet: it stays, and its next
     request is handed to the switch as before, its response untouched."""

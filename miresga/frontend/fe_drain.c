@@ -160,8 +160,11 @@ static void drain_close_now(struct fe_lcore *lc, struct fe_flow *f)
  * through us for drain_quiet. */
 static void drain_close_poll(struct fe_lcore *lc, struct fe_flow *f)
 {
-	if ((f->close_response && !f->close_hdr_done) || f->held) {
-		/* A response to come, or a request being held: not now. */
+	if ((f->close_response && !f->close_hdr_done && !SEQ_GT(f->cli_ack, f->resp_mark)) ||
+	    f->held) {
+		/* A response to come (none of it acknowledged yet: all of it may
+		 * have gone the switch's way before its entry went), or a request
+		 * being held: not now. */
 		fe_timer_arm(&lc->ft, f, FE_TIMER_DRAIN, lc->now_us);
 		return;
 	}
