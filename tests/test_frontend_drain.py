@@ -135,6 +135,22 @@ def test_a_response_that_went_the_switch_way_is_closed_once_acknowledged(harness
         assert h.stats()["packets"]["drain_close"] == 1
 
 
+def test_pipelined_requests_are_not_cut_by_a_close(harness_binary):
+    """Two requests in one segment while draining: the first one's response is left
+    as it is (a close would leave the second unanswered); the connection ends at a
+    quiet moment instead."""
+    with Harness(config_text(), binary=harness_binary) as h:
+        c = Client(port=48006)
+        server = kept_alive(h, c)
+        notice(h, "drain")
+        both = only(c.send(h, GET + GET, "PA"), 2)
+        assert all(to_backend(f) and payload(f) == GET for f in both)
+        for i in range(2):
+            resp = only(h.send(backend_pkt(c, "be1", server + i * len(KEEP), c.seq, "PA", KEEP)))
+            assert payload(resp) == KEEP
+        assert h.stats()["packets"]["close_marked"] == 0
+
+
 def test_resume_keeps_the_connections_not_closed_yet(harness_binary):
     """DRAIN then RESUME before the connection was quiet: it stays, and its next
     request is handed to the switch as before, its response untouched."""

@@ -735,6 +735,17 @@ def test_flow_table_full_of_idle_handshakes_evicts_the_oldest(harness_binary):
         assert st["flows_by_state"]["header"] == 1 and st["flows_by_state"]["syn_sent"] == 1
 
 
+def test_pipelined_requests_cut_at_an_odd_offset_go_out_whole(h):
+    """Two 47-byte requests in one segment: the second is cut off at an odd offset
+    and gets its headers put in front of it there; both reach the back-end intact
+    (the sanitized build checks the headers' alignment)."""
+    c = Client(port=46010)
+    splice(h, c)
+    both = only(c.send(h, GET + GET, "PA"), 2)
+    assert len(GET) % 2 == 1
+    assert all(to_backend(f, "be1") and payload(f) == GET for f in both)
+
+
 def test_packets_without_a_flow_are_refused(h):
     """Data from a back-end's address for an unknown flow, without the switch's BACKEND
     mark (anyone could have sent it): the back-end is reset, no client; SYNs are the

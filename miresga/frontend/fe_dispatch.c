@@ -53,15 +53,21 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 	if (!offload)
 		lc->stats.decision.no_offload++;
 	want = offload && lc->offload && lc->offload->enabled && !f->drain_close;
-	if (f->drain_close) {
-		/* Its response says Connection: close and comes through us, so
-		 * that we see it say so (fe_close_header()). */
-		f->close_response = 1;
-		f->close_hdr_done = 0;
-	}
 	/* Bytes held from now on are this request's body: not scanned. */
 	http_scan_init(&f->scan);
 	f->scan_result = HTTP_SCAN_MORE;
+	if (f->drain_close && !f->pipelined) {
+		/* Draining: its response comes through us and says Connection:
+		 * close (fe_close_header()), unless the client has sent more than
+		 * this request already (pipelined): that would go unanswered, and
+		 * the next response we see might be an earlier request's.  Such a
+		 * connection ends at a quiet moment instead. */
+		uint64_t mine = hdr_len + (f->body.mode == HTTP_BODY_LENGTH ? f->body.left : 0);
+
+		f->pipelined = f->body.mode == HTTP_BODY_CHUNKED || f->held_len > mine;
+		f->close_response = !f->pipelined;
+		f->close_hdr_done = 0;
+	}
 
 	if (f->state == FE_FS_HEADER) {
 		lc->stats.decision.first++;

@@ -144,6 +144,7 @@ struct fe_flow {
 	uint8_t drain_close;
 	uint8_t close_response;     /* the current request's response is to say Connection: close */
 	uint8_t close_hdr_done;     /* ... and its header went by (rewritten or not) */
+	uint8_t pipelined;          /* draining, the client sent requests ahead: no close mark */
 };
 
 TAILQ_HEAD(fe_timer_queue, fe_flow);
