@@ -453,6 +453,24 @@ def test_link_down_closes_the_control_connection_until_the_link_is_back(testbed,
         assert fe.stop() == 0
 
 
+def test_drain_notice_reaches_the_packet_loop(testbed, ctl):
+    """The switch host's NOTICE DRAIN, then RESUME, on the real binary's control
+    connection: its channel reads them, MACs checked (the loop's part is the state
+    machine's, tests/test_frontend_drain.py)."""
+    host = testbed.host("frontend1")
+    fe = start_frontend(testbed, ctl)
+    try:
+        wait_stats(fe, lambda st: st["offload"]["connected"] == 1)
+        ctl.server.notify(str(host.address), "drain")
+        st = wait_stats(fe, lambda st: st["offload"]["draining"] == 1)
+        assert st["offload"]["notices"] == 1
+        ctl.server.notify(str(host.address), "resume")
+        st = wait_stats(fe, lambda st: st["offload"]["draining"] == 0)
+        assert st["offload"]["notices"] == 2 and st["offload"]["bad_macs"] == 0
+    finally:
+        assert fe.stop() == 0
+
+
 def test_front_end_survives_a_missing_control_plane(testbed, tmp_path):
     """No one listens on the channel: flows are served, entries wait, connects are retried."""
     host = testbed.host("frontend1")
