@@ -12,7 +12,7 @@ from scapy.layers.inet import IP, TCP
 from switchhost import layouts
 from miresga.control.frontend import LIMIT_DEFAULTS
 
-from fe_harness import (QUERY_OP, Client, Harness, backend_pkt,  # noqa: F401
+from fe_harness import (BACKENDS, QUERY_OP, Client, Harness, backend_pkt,  # noqa: F401
                         config_text, harness_binary, mark, payload)
 from packets import checksums_ok
 
@@ -31,7 +31,6 @@ def only(frames, n=1):
 
 
 def to_backend(f, backend="be1"):
-    from fe_harness import BACKENDS
     return f[IP].dst == BACKENDS[backend]
 
 
