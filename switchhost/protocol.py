@@ -224,6 +224,23 @@ def decode_reply(body: bytes) -> list[Liveness]:
             for present, backend, idle in L.CTL_LIVENESS.iter_unpack(body)]
 
 
+# A NOTICE's `what`, by the name the pipeline gives it.
+NOTICES = {"drain": L.CtlNoticeWhat.DRAIN, "resume": L.CtlNoticeWhat.RESUME}
+
+
+def notice(what: str) -> bytes:
+    """A NOTICE message (header and body, no MAC): the server tells a front-end `what`."""
+    return header(L.CtlType.NOTICE, 1, 0) + L.CTL_NOTICE.pack(NOTICES[what])
+
+
+def decode_notice(body: bytes) -> str:
+    (code,) = L.CTL_NOTICE.unpack(body)
+    for name, value in NOTICES.items():
+        if value == code:
+            return name
+    raise ProtocolError(f"NOTICE {code} is not one of {sorted(NOTICES)}")
+
+
 def encode_json(obj: dict) -> bytes:
     """A CMD or RESULT body; ValueError if it would not fit in one message."""
     body = json.dumps(obj, separators=(",", ":")).encode()

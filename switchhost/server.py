@@ -25,9 +25,11 @@ address it connects from (its data link, or a management network when DPDK
 owns its NIC).  An authenticated front-end connection is that front-end's
 heartbeat: the pipeline hears of it when the handshake succeeds and again
 when the connection closes (`Pipeline.peer`; Miresga's front-end liveness,
-pipelines/fe_liveness.py).  A peer that goes silent without closing (its
-host down, its link cut) is closed by TCP keepalive and the user timeout,
-within PEER_SILENCE_S.
+pipelines/fe_liveness.py).  The pipeline can tell a front-end something
+unasked, on every connection that proved its key (`Pipeline.notify_peer`: a
+NOTICE, MAC'd in the stream between two answers).  A peer that goes silent
+without closing (its host down, its link cut) is closed by TCP keepalive and
+the user timeout, within PEER_SILENCE_S.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class ServerStats:
     keys_queried: int = 0
     commands: int = 0
     command_errors: int = 0
+    notices: int = 0            # NOTICE messages sent
     bytes_in: int = 0
 
 
@@ -108,8 +111,14 @@ class ControlServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task] = set()
+        # Each front-end's authenticated connections (by the key each proved):
+        # where a NOTICE to it goes.
+        self._frontends: dict[str, list[tuple[asyncio.StreamWriter, P.Macs]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        pipeline.notify_peer = self.notify
 
     async def listen(self, socks: list[socket.socket]) -> None:
+        self._loop = asyncio.get_running_loop()
         for s in socks:
             self._servers.append(await asyncio.start_server(self._serve, sock=s))
 
@@ -128,6 +137,21 @@ class ControlServer:
 
     def snapshot(self) -> dict:
         return asdict(self.stats)
+
+    def notify(self, frontend: str, what: str) -> None:
+        """Send NOTICE `what` on every connection that proved front-end `frontend`'s
+        key, whatever address it comes from; from any thread (a management op runs
+        in a worker)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._notice, frontend, what)
+
+    def _notice(self, frontend: str, what: str) -> None:
+        # Sealed and written in one step of the loop, as every answer is: the
+        # MAC counter follows the order on the wire.
+        for writer, macs in list(self._frontends.get(frontend, ())):
+            if not writer.is_closing():
+                writer.write(macs.seal(P.notice(what)))
+                self.stats.notices += 1
 
     # ---------------------------------------------------------- connection
 
@@ -148,7 +172,12 @@ class ControlServer:
             macs, frontend = await self._handshake(reader, writer, peer)
             log.info("control: %s authenticated%s", peer,
                      f" as front-end {frontend}" if frontend else "")
-            self._tell_pipeline(frontend, True)
+            if frontend is not None:
+                self._frontends.setdefault(frontend, []).append((writer, macs))
+            what = self._tell_pipeline(frontend, True)
+            if what is not None:
+                writer.write(macs.seal(P.notice(what)))
+                self.stats.notices += 1
             inbox: asyncio.Queue = asyncio.Queue(READ_AHEAD)
             reading = asyncio.create_task(self._read(reader, inbox, macs, peer))
             answering = asyncio.create_task(self._answer(inbox, writer, macs))
@@ -170,6 +199,11 @@ class ControlServer:
             self._writers.discard(writer)
             self._handlers.discard(asyncio.current_task())
             self.stats.open_connections -= 1
+            if frontend is not None:
+                conns = self._frontends.get(frontend, [])
+                conns[:] = [c for c in conns if c[0] is not writer]
+                if not conns:
+                    self._frontends.pop(frontend, None)
             self._tell_pipeline(frontend, False)
             writer.close()
             try:
@@ -177,13 +211,14 @@ class ControlServer:
             except (ConnectionError, OSError, asyncio.CancelledError):
                 pass  # closing on shutdown; nothing left to tell the peer
 
-    def _tell_pipeline(self, frontend: str | None, connected: bool) -> None:
+    def _tell_pipeline(self, frontend: str | None, connected: bool) -> str | None:
         if frontend is None:
-            return  # not a front-end (a tool), or it never authenticated
+            return None  # not a front-end (a tool), or it never authenticated
         try:
-            self.pipeline.peer(frontend, connected)
+            return self.pipeline.peer(frontend, connected)
         except Exception:  # noqa: BLE001 - the connection is not to blame
             log.exception("control: pipeline.peer(%s, %s) failed", frontend, connected)
+            return None
 
     async def _handshake(self, reader, writer, peer: str) -> tuple[P.Macs, str | None]:
         """The connection's MACs, and the front-end whose key the peer proved

@@ -20,7 +20,7 @@ from common.service import Cluster, Rule, Service
 from switchhost import layouts
 
 from fe_harness import (BACKENDS, FE_MAC, GET, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
-                        backend_pkt, config_text, harness_binary, only, payload, splice,
+                        backend_pkt, config_text, harness_binary, mark, only, payload, splice,
                         to_backend)
 from miresga.control.frontend import LIMIT_DEFAULTS
 from packets import checksums_ok
@@ -735,14 +735,63 @@ def test_flow_table_full_of_idle_handshakes_evicts_the_oldest(harness_binary):
         assert st["flows_by_state"]["header"] == 1 and st["flows_by_state"]["syn_sent"] == 1
 
 
+def test_pipelined_requests_cut_at_an_odd_offset_go_out_whole(h):
+    """Two 47-byte requests in one segment: the second is cut off at an odd offset
+    and gets its headers put in front of it there; both reach the back-end intact
+    (the sanitized build checks the headers' alignment)."""
+    c = Client(port=46010)
+    splice(h, c)
+    both = only(c.send(h, GET + GET, "PA"), 2)
+    assert len(GET) % 2 == 1
+    assert all(to_backend(f, "be1") and payload(f) == GET for f in both)
+
+
 def test_packets_without_a_flow_are_refused(h):
-    """A stray FIN or data for an unknown flow from a back-end is reset; SYNs are the switch's."""
+    """Data from a back-end's address for an unknown flow, without the switch's BACKEND
+    mark (anyone could have sent it): the back-end is reset, no client; SYNs are the
+    switch's."""
     c = Client(port=46001)
     assert h.send(c.pkt(flags="S")) == []
-    stray = only(h.send(backend_pkt(c, "be2", 5, 6, "PA", b"x")))
+    stray = only(h.send(backend_pkt(c, "be2", 5, 6, "PA", b"x", mark="none")))
     assert stray[IP].dst == BACKENDS["be2"] and stray[TCP].flags == "R" and stray[TCP].seq == 6
     st = h.stats()["packets"]
-    assert st["no_flow"] == 1 and st["unexpected"] == 1
+    assert st["no_flow"] == 1 and st["unexpected"] == 1 and st["orphan_reset"] == 0
+
+
+@pytest.mark.parametrize("flags, payload, client_seq", [
+    ("PA", b"HTTP/1.1 200 OK\r\n", 5000),      # the held request's response starts
+    ("A", b"", 5000),                           # the back-end acknowledges the request
+    ("FA", b"", 5000),                          # it closes
+    ("SA", b"", 5001),                          # a late SYN-ACK: one past its ISN
+])
+def test_backend_packet_of_a_flow_no_one_holds_resets_both_ends(h, flags, payload, client_seq):
+    """The front-end that held the flow died: its back-end's packet (marked BACKEND by
+    the switch, in the client's numbering) reaches a front-end without the flow, which
+    resets the back-end at the packet's ack and the client at the packet's seq, the
+    point its stream stands at; a back-end's RST gets no answer."""
+    c = Client(port=46003)
+    out = only(h.send(backend_pkt(c, "be2", 5000, 7000, flags, payload)), 2)
+    to_be = next(f for f in out if f[IP].dst == BACKENDS["be2"])
+    to_client = next(f for f in out if f[IP].dst == c.ip)
+    assert to_be[TCP].flags == "R" and to_be[TCP].seq == 7000
+    assert (to_client[IP].src, to_client[TCP].sport, to_client[TCP].dport) == (VIP, 80, c.port)
+    assert to_client[TCP].flags == "R" and to_client[TCP].seq == client_seq
+    assert mark(to_client) == "none" and mark(to_be) == "none"
+    assert h.send(backend_pkt(c, "be2", 5000, 7000, "R")) == []
+    st = h.stats()["packets"]
+    assert st["no_flow"] == 2 and st["orphan_reset"] == 1 and st["rst_sent"] == 2
+
+
+def test_backend_packet_of_a_flow_on_another_backend_resets_only_that_backend(h):
+    """A flow the front-end holds, with another back-end (a late SYN-ACK after a move):
+    only the stale back-end is reset; the client's connection lives on."""
+    c = Client(port=46004)
+    released = splice(h, c)
+    assert released and all(to_backend(f, "be1") for f in released)
+    stale = only(h.send(backend_pkt(c, "be2", 5000, 7000, "PA", b"late")))
+    assert stale[IP].dst == BACKENDS["be2"] and stale[TCP].flags == "R"
+    st = h.stats()["packets"]
+    assert st["stale_backend"] == 1 and st["orphan_reset"] == 0
 
 
 def test_corrupted_checksum_is_dropped(h):

@@ -251,6 +251,31 @@ def test_drain_and_resume_through_management_ops(ns, daemon, key, key_file, caps
     b.close()
 
 
+def test_a_drained_front_end_is_told_on_each_of_its_connections(ns, daemon, key):
+    """`drain-frontend` sends a NOTICE "drain" on every connection that proved the
+    drained front-end's key, whatever its address (fe-b's second one comes from
+    its management network), and on no other (not the other front-end's, not one
+    from fe-b's address with the daemon's key); again right after the handshake
+    of a connection it opens while drained, and "resume" when it is resumed;
+    answers to its requests still come in order around them."""
+    d = daemon
+    a, b = connect_fe(ns, d, "fe-a"), connect_fe(ns, d, "fe-b")
+    wait_for(lambda: live(d).connections == {"fe-a": 1, "fe-b": 1}, "both connections seen")
+    tool, tool_on_b = connect_as(ns, d, key, None), connect_as(ns, d, key, "fe-b")
+    tool.cmd("drain-frontend", name="fe-b")
+    assert b.wait_notice() == "drain"
+    b2 = connect_fe(ns, d, "fe-b", source=FE_B_MANAGEMENT)
+    assert b2.wait_notice() == "drain"
+    assert "pid" in b.cmd("ping")     # an answer after the NOTICE, in order
+    tool.cmd("resume-frontend", name="fe-b")
+    assert b.wait_notice() == "resume" and b2.wait_notice() == "resume"
+    assert a.cmd("ping") is not None and a.notices == [] and tool.notices == []
+    assert tool_on_b.cmd("ping") is not None and tool_on_b.notices == []
+    assert d.server.stats.notices == 4 and d.server.stats.bad_macs == 0
+    for c in (a, b, b2, tool, tool_on_b):
+        c.close()
+
+
 def test_the_last_live_front_end_is_never_taken_out(ns, daemon, key):
     """Fail open: when every front-end's connection is gone, none leaves the
     selection (nobody would take its clients); the first to reconnect is the

@@ -311,6 +311,7 @@ static struct fe_flow *client_new_flow(struct fe_lcore *lc, struct fe_pkt *p,
 		return NULL;
 	}
 	f->s_isn = p->ack - 1;
+	f->drain_close = lc->draining;
 	f->cli_next = p->seq;
 	f->cli_ack = p->ack;
 	f->req_seq = p->seq;

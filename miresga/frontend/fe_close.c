@@ -117,10 +117,16 @@ void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f)
  */
 void fe_idle_close(struct fe_lcore *lc, struct fe_flow *f)
 {
+	lc->stats.err.idle_timeout++;
+	fe_close_as_client(lc, f);
+}
+
+/* fe_idle_close() without the count: a drain closes so too (fe_drain.c). */
+void fe_close_as_client(struct fe_lcore *lc, struct fe_flow *f)
+{
 	struct fe_tuple t;
 	uint8_t opt[12], optlen;
 
-	lc->stats.err.idle_timeout++;
 	if (!f->has_backend || f->reset || f->cli_fin ||
 	    !(f->state == FE_FS_SPLICED || f->state == FE_FS_CLOSING)) {
 		fe_reset_both(lc, f);
@@ -149,7 +155,7 @@ void fe_timer_default(struct fe_lcore *lc, struct fe_flow *f)
 
 	switch (f->state) {
 	case FE_FS_SPLICED:
-		t = FE_TIMER_IDLE;
+		t = f->drain_close ? FE_TIMER_DRAIN : FE_TIMER_IDLE;
 		break;
 	case FE_FS_CLOSING:
 		t = f->cli_fin && !f->cli_fin_sent ? FE_TIMER_DRAIN

@@ -139,6 +139,12 @@ struct fe_flow {
 	uint8_t answered;           /* the front-end answered and closed this flow */
 	uint8_t ts_ok;              /* the client's segments carry timestamps */
 	uint8_t tw_reset;           /* a back-end TIME_WAIT was reset for this SYN */
+	/* The front-end drains (NOTICE DRAIN): the connection ends at its next
+	 * quiet moment (fe_drain.c, "drain close"). */
+	uint8_t drain_close;
+	uint8_t close_response;     /* the current request's response is to say Connection: close */
+	uint8_t close_hdr_done;     /* ... and its header went by (rewritten or not) */
+	uint8_t pipelined;          /* draining, the client sent requests ahead: no close mark */
 };
 
 TAILQ_HEAD(fe_timer_queue, fe_flow);

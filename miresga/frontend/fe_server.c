@@ -6,7 +6,8 @@
  * bytes and the close, forwarded with the VIP as source while the switch
  * does not carry the flow; the end of an old back-end's stream when a
  * connection moves (DRAIN); a back-end talking about a connection the
- * front-end no longer splices is reset.
+ * front-end no longer splices is reset, and so is its client if no flow here
+ * knows the connection at all (orphan_reset()).
  */
 #include "fe_splice.h"
 
@@ -46,6 +47,29 @@ static void server_draining(struct fe_lcore *lc, struct fe_flow *f, struct fe_pk
 	rte_pktmbuf_free(p->m);
 }
 
+/*
+ * A back-end's packet for a connection no flow here knows: it was held by a
+ * front-end that died (or restarted), or freed here while the back-end still
+ * talked.  The back-end gets its RST above; the client would otherwise wait
+ * in silence for a response that will never come (its next packet would be
+ * reset, but a client waiting for a response sends none).  The agent put the
+ * packet in the client's numbering, so its seq is where the client's stream
+ * stands: the RST lands exactly there (one past a SYN-ACK's ISN).  Only for a
+ * packet the switch marked BACKEND, one that its agent marked on that
+ * back-end's own port: a packet anyone could forge (a back-end's source
+ * address sent from elsewhere) must not make us reset a client's connection.
+ */
+static void orphan_reset(struct fe_lcore *lc, const struct fe_pkt *p)
+{
+	struct fe_tuple t = {.saddr = lc->cfg->vip_be, .daddr = p->ip->dst_addr,
+			     .sport = lc->cfg->vip_port_be, .dport = p->tcp->dst_port};
+
+	if (mg_tos_dscp(p->ip->type_of_service) != MG_DSCP_BACKEND)
+		return;
+	lc->stats.pkt.orphan_reset++;
+	fe_send_rst(lc, &t, p->seq + ((p->flags & F_SYN) ? 1 : 0));
+}
+
 void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 {
 	struct mg_flow_key key = {
@@ -66,8 +90,11 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			lc->stats.pkt.stale_backend++;
 		else
 			lc->stats.pkt.no_flow++;
-		if (!(p->flags & F_RST))
+		if (!(p->flags & F_RST)) {
 			fe_send_rst(lc, &t, (p->flags & F_ACK) ? p->ack : 0);
+			if (!f)
+				orphan_reset(lc, p);
+		}
 		rte_pktmbuf_free(p->m);
 		return;
 	}
@@ -144,6 +171,8 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			server_draining(lc, f, p);
 			return;
 		}
+		if (f->close_response && !f->close_hdr_done && p->len)
+			fe_close_header(lc, f, p);
 		if (p->flags & F_RST) {
 			lc->stats.err.backend_reset++;
 			f->reset = 1;

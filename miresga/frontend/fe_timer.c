@@ -92,6 +92,7 @@ unsigned int fe_results_run(struct fe_lcore *lc)
 
 	if (!lc->offload || !lc->offload->enabled)
 		return 0;
+	fe_drain_notice(lc);
 	fe_del_backlog_run(lc);
 	while ((n = fe_offload_results(lc->offload, r, 32))) {
 		for (unsigned int i = 0; i < n; i++)

@@ -30,6 +30,9 @@ them all.
 The operator drains a front-end (`drain-frontend name=NAME`): it stays in
 the `stable` column and keeps its connections, gets no new ones, and is
 `down` once it stops; `resume-frontend name=NAME` puts it back in service.
+The front-end hears of both (a NOTICE on every control connection that proved
+its key, and on any it opens while drained), so that it closes its kept-alive connections as
+their responses end instead of holding them until it is stopped.
 Both are management ops of the Miresga pipeline (python -m switchhost.ctl).
 
 Connections open and close on the daemon's loop, management ops run in
@@ -55,8 +58,11 @@ class FrontendLiveness:
 
     EVENTS_KEPT = 100
 
-    def __init__(self, frontends: list[str], set_states: Callable[[dict[str, str]], object]):
+    def __init__(self, frontends: list[str],
+                 set_states: Callable[[dict[str, str]], object],
+                 notify: Callable[[str, str], object] = lambda name, what: None):
         self.set_states = set_states
+        self.notify = notify    # (name, "drain" | "resume"): a NOTICE to its connections
         names = list(frontends)
         self.connections = dict.fromkeys(names, 0)
         self.alive = dict.fromkeys(names, True)
@@ -95,17 +101,20 @@ class FrontendLiveness:
             log.warning("front-end %s: %s (%s)", n, s, why)
         del self.events[:-self.EVENTS_KEPT]
 
-    def peer(self, name: str, connected: bool) -> None:
-        """Front-end `name`'s authenticated connection opened or closed (Pipeline.peer)."""
+    def peer(self, name: str, connected: bool) -> str | None:
+        """Front-end `name`'s authenticated connection opened or closed
+        (Pipeline.peer); a NOTICE for the new connection, or None."""
         if name not in self.connections:
             # The daemon checks its front-end keys against the plan: not reached.
             log.error("front-end %s: a key but not in the plan (%s)", name,
                       ", ".join(self.connections))
-            return
+            return None
         with self._lock:
             self.connections[name] = max(0, self.connections[name] + (1 if connected else -1))
             self.alive[name] = self.connections[name] > 0
             self._apply("connection authenticated" if connected else "connection closed")
+            # A connection opened while drained hears it too, alone.
+            return "drain" if connected and self.admin[name] == "drain" else None
 
     def set_admin(self, name: str, admin: str) -> dict[str, str]:
         """The operator's word: `in` (in service) or `drain`."""
@@ -118,6 +127,7 @@ class FrontendLiveness:
         with self._lock:
             self.admin[name] = admin
             self._apply("operator: " + ("drain" if admin == "drain" else "resume"))
+            self.notify(name, "drain" if admin == "drain" else "resume")
             return dict(self._states)
 
     def snapshot(self) -> dict:
