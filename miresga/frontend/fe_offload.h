@@ -8,8 +8,8 @@
  * The packet path never waits for it.  An lcore puts an entry or a key on a
  * ring (multi-producer, one enqueue, no syscall) and goes on forwarding the
  * flow itself; a plain pthread (not an EAL lcore, so it sleeps in poll()
- * instead of spinning) connects, proves the shared key (HMAC-SHA256 through
- * OpenSSL's libcrypto), drains the rings into BATCH and QUERY messages of up
+ * instead of spinning) connects, proves the front-end's key (HMAC-SHA256
+ * through OpenSSL's libcrypto), drains the rings into BATCH and QUERY messages of up
  * to MG_CTL_MAX_BATCH items, MACs every message, and matches the answers.
  * What an lcore asked to hear back (an ADD pushed with want_result, every
  * query) comes back as a struct fe_offload_result on a third ring, which the
@@ -169,8 +169,12 @@ struct fe_offload {
 
 /*
  * Host "" or port 0 leaves the channel disabled: nothing is ever queued.
- * Otherwise key_path names the shared key (64 hex digits, a file readable by
- * its owner only).  Returns 0, or -1 with the reason on stderr.
+ * Otherwise key_path names the front-end's key (64 hex digits, a file
+ * readable by its owner only): its own, which the deployment also gives the
+ * switch host's daemon (--frontend-key NAME=PATH), so that the key this
+ * channel proves names the front-end there, whatever address it connects
+ * from: its liveness and the NOTICEs addressed to it follow that name.
+ * Returns 0, or -1 with the reason on stderr.
  */
 int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, const char *key_path,
 		    uint32_t ring_size);

@@ -556,8 +556,8 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
  *     ->   REPLY count x mg_ctl_liveness, in the order of the query
  *   CMD    count bytes of UTF-8 JSON {"op": ..., ...}
  *     ->   RESULT count bytes of JSON {"ok": true, ...} or {"error": "..."}
- * and one the server sends unasked, between answers, to a front-end's
- * connections (seq 0, answered by nothing):
+ * and one the server sends unasked, between answers, on the connections that
+ * proved a front-end's own key (seq 0, answered by nothing):
  *   NOTICE count = 1: mg_ctl_notice.  DRAIN: the operator drains this
  *          front-end (it gets no new connections; it closes its kept-alive
  *          ones at the end of a response, as a server does that sends
