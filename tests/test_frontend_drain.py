@@ -109,6 +109,9 @@ def test_a_quiet_connection_is_closed_once_the_switch_says_its_entry_is_idle(har
         assert [e["op"] for e in h.offload()] == [DEL]
         bfin = only(h.send(backend_pkt(c, "be1", server, c.seq + 1, "FA")))
         assert bfin[IP].dst == c.ip and bfin[TCP].flags == "FA" and bfin[TCP].seq == server
+        # Its ACK field counted our FIN, which the client never sent: a client
+        # drops such a segment, and would never see the close.
+        assert bfin[TCP].ack == c.seq
         st = h.stats()
         assert st["packets"]["drain_close"] == 1 and st["packets"]["rst_sent"] == 0
         assert st["offload"]["entry_busy"] == 1 and st["offload"]["entry_idle"] == 1

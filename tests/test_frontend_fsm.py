@@ -667,8 +667,11 @@ def test_retransmitted_synack_is_acknowledged_again(h):
 def test_idle_flow_is_closed_with_a_fin_as_the_client_would(harness_binary):
     """idle_timeout with nothing through the front-end and no switch entry (rule
     without offload): a FIN to the back-end at cli_next, in the client's name; the
-    back-end's FIN reaches the client; the client's ACK goes on one past our FIN and
-    its own FIN is acknowledged by the front-end; freed after the grace."""
+    back-end's ACK of it and its FIN reach the client acknowledging no more than
+    the client sent (a client drops a segment that acknowledges what it never
+    sent, the FIN with it), and so does the FIN sent again; the client's ACK goes
+    on one past our FIN and its own FIN is acknowledged by the front-end; freed
+    after the grace."""
     with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
         c = Client()
         splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -676,8 +679,13 @@ def test_idle_flow_is_closed_with_a_fin_as_the_client_would(harness_binary):
         fin = only(h.advance(3.1))
         assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
         assert fin[TCP].seq == c.seq and fin[TCP].ack == c.ack
+        ack = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "A")))
+        assert ack[IP].dst == c.ip and ack[TCP].flags == "A" and ack[TCP].ack == c.seq
         bfin = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "FA")))
         assert bfin[IP].dst == c.ip and bfin[TCP].flags == "FA"
+        assert bfin[TCP].seq == c.ack and bfin[TCP].ack == c.seq, "our FIN not counted"
+        again = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "FA")))
+        assert again[TCP].flags == "FA" and again[TCP].ack == c.seq, "resent, in TIME_WAIT"
         c.ack += 1
         last = only(c.send(h, flags="A"))
         assert to_backend(last, "be1") and last[TCP].seq == c.seq + 1

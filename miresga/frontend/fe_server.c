@@ -70,6 +70,21 @@ static void orphan_reset(struct fe_lcore *lc, const struct fe_pkt *p)
 	fe_send_rst(lc, &t, p->seq + ((p->flags & F_SYN) ? 1 : 0));
 }
 
+/*
+ * After the FIN the front-end sent in the client's name (an idle or a drain
+ * close, fe_close_as_client()) the back-end's ACK field counts that FIN, a
+ * byte the client never sent.  A client drops a segment that acknowledges
+ * what it has not sent (RFC 793 3.9; Linux: "ack of unsent data"), and with
+ * it the back-end's FIN: it would never see the close, and the back-end's
+ * resent FINs would outlive the flow here and end in a reset.  The client
+ * sees the ACK field stop at its own last byte.
+ */
+static void hide_our_fin(const struct fe_flow *f, struct fe_pkt *p)
+{
+	if (f->fe_fin && (p->flags & F_ACK) && SEQ_GT(p->ack, f->cli_fin_seq))
+		fe_set_ack(p, f->cli_fin_seq);
+}
+
 void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 {
 	struct mg_flow_key key = {
@@ -171,6 +186,7 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			server_draining(lc, f, p);
 			return;
 		}
+		hide_our_fin(f, p);
 		if (f->close_response && !f->close_hdr_done && p->len)
 			fe_close_header(lc, f, p);
 		if (p->flags & F_RST) {
@@ -205,6 +221,7 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			rte_pktmbuf_free(p->m);
 			return;
 		}
+		hide_our_fin(f, p);
 		fe_forward_to_client(lc, p);
 		return;
 	default:
