@@ -698,6 +698,31 @@ def test_idle_flow_is_closed_with_a_fin_as_the_client_would(harness_binary):
         assert_clean(h)
 
 
+def test_client_closing_at_once_after_an_idle_close_acknowledges_the_back_end(harness_binary):
+    """The client reads the back-end's FIN and closes at once: its FIN's segment
+    carries the ACK of the back-end's FIN.  The front-end acknowledges the client's
+    FIN itself and passes that ACK on to the back-end, without the FIN and one past
+    ours (dropped with the FIN, the back-end would send its FIN again after the flow
+    is gone, and whoever got it would reset the client)."""
+    with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
+        c = Client(port=44010)
+        splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        fin = only(h.advance(3.1))
+        assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
+        bfin = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "FA")))
+        assert bfin[TCP].flags == "FA" and bfin[TCP].ack == c.seq
+        c.ack += 1
+        out = c.send(h, flags="FA")     # c.seq: one past the client's FIN, and ours
+        ours = only([f for f in out if f[IP].dst == c.ip])
+        assert ours[TCP].flags == "A" and ours[TCP].ack == c.seq
+        on = only([f for f in out if to_backend(f, "be1")])
+        assert on[TCP].flags == "A" and on[TCP].seq == c.seq and on[TCP].ack == c.ack
+        st = h.stats()
+        assert st["packets"]["fin_absorbed"] == 1 and st["packets"]["rst_sent"] == 0
+        h.advance(2.1)
+        assert_clean(h)
+
+
 def test_idle_close_that_does_not_end_resets_both(harness_binary):
     """The back-end never answers our idle FIN: after the grace, RST both ends."""
     with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:

@@ -476,6 +476,7 @@ def test_drain_closes_kept_alive_connections_cleanly_and_converges(two):
         assert ready["ok"]
         assert fe2.stats()["flows"] >= 5
         requests0 = fe2.stats()["requests"]
+        orphans0 = t._frontend("frontend1").stats()["packets"]["orphan_reset"]
         client.run(f"touch {go}")
         wait_until("the busy connection is under way",
                    lambda: fe2.stats()["requests"] >= requests0 + 10, proc=proc)
@@ -493,6 +494,9 @@ def test_drain_closes_kept_alive_connections_cleanly_and_converges(two):
     done = next(r for r in records(client, out) if r.get("event") == "done")
     assert done["ok"] and done["busy"] == "eof" and done["idle"] == ["eof"] * 4, done
     assert result["drained"] and result["flows_left"] == 0, result
+    # No back-end was still closing a connection of frontend2's once it stopped
+    # (frontend1 would have reset that client in the back-end's name).
+    assert t._frontend("frontend1").stats()["packets"]["orphan_reset"] == orphans0
     assert result["drain_s"] < timeout_s / 2, result
     assert t.frontend_states() == {"frontend1": "active", "frontend2": "down"}
     t.resume_frontend("frontend2")
