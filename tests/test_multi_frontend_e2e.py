@@ -257,14 +257,20 @@ def an_object(store, size: str) -> tuple[str, str]:
 
 
 def client_ports_of(t, tb, frontend: str, n: int, start: int = 21000) -> list[int]:
-    """Client ports whose new connections the switch gives to `frontend`; below the
-    ephemeral range, so that no other connection of the client holds one."""
+    """Client ports whose new connections the switch gives to `frontend`, and that
+    no socket of the client holds now.  The testbed's ephemeral range covers them
+    too (hosts/testbed.py: from 1024), so an earlier test's connections may have
+    left some in TIME_WAIT, where a client cannot bind them (curl --local-port
+    fails without a packet)."""
     plan = t.plan()
     ids = [f.name for f in plan.frontends]
     sel = frontend_selection(ids, {}, plan.fe_slots)
-    cip = ip_be(str(tb.clients[0].address))
-    out = [p for p in range(start, start + 2000)
-           if ids[sel[client_slot(cip, port_be(p), plan.fe_slots)][0]] == frontend]
+    client = tb.clients[0]
+    cip = ip_be(str(client.address))
+    held = {int(line.split()[3].rsplit(":", 1)[1])
+            for line in client.run("ss -Htan").stdout.splitlines() if line.strip()}
+    out = [p for p in range(start, start + 2000) if p not in held and
+           ids[sel[client_slot(cip, port_be(p), plan.fe_slots)][0]] == frontend]
     return out[:n]
 
 
