@@ -723,12 +723,58 @@ def test_client_closing_at_once_after_an_idle_close_acknowledges_the_back_end(ha
         assert_clean(h)
 
 
+def with_ts(p, tsval: int, tsecr: int):
+    p[TCP].options = [("NOP", None), ("NOP", None), ("Timestamp", (tsval, tsecr))]
+    return p
+
+
+def timestamps(f) -> tuple[int, int]:
+    return next(v for k, v in f[TCP].options if k == "Timestamp")
+
+
+def test_a_fin_the_back_end_refuses_goes_again_with_what_its_answer_teaches(harness_binary):
+    """Our idle FIN carries the client's numbers as the front-end last saw them.  When
+    the switch carried the flow, the client's later segments reached the back-end
+    without the front-end (simulated here: the back-end saw a later TSval and sent
+    more), so the back-end refuses the FIN (PAWS, RFC 7323; RFC 5961) with an ACK
+    that does not take it, whose TSecr is the client's latest TSval and whose seq
+    ends what it sent.  The FIN goes again with those, the answer not passed to the
+    client; the back-end takes it and the close ends FIN by FIN, no RST."""
+    with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
+        c = Client(port=44020)
+        assert h.send(with_ts(c.pkt(), 100, 7)) == []
+        req = b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n"
+        assert to_backend(only(h.send(with_ts(c.pkt(req, "PA"), 100, 7))), "be1")
+        c.seq += len(req)
+        h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA"))
+        fin = only(h.advance(3.1))
+        assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
+        assert (fin[TCP].seq, fin[TCP].ack, timestamps(fin)) == (c.seq, c.ack, (100, 7))
+        sent = (c.ack + 5000) & 0xFFFFFFFF
+        again = only(h.send(with_ts(backend_pkt(c, "be1", sent, c.seq, "A"), 900, 105)))
+        assert to_backend(again, "be1") and again[TCP].flags == "FA"
+        assert (again[TCP].seq, again[TCP].ack, timestamps(again)) == (c.seq, sent, (105, 900))
+        # Nothing new: a duplicate ACK goes on to the client as any would.
+        dup = only(h.send(with_ts(backend_pkt(c, "be1", sent, c.seq, "A"), 900, 105)))
+        assert dup[IP].dst == c.ip and dup[TCP].ack == c.seq
+        bfin = only(h.send(backend_pkt(c, "be1", sent, c.seq + 1, "FA")))
+        assert bfin[IP].dst == c.ip and bfin[TCP].flags == "FA" and bfin[TCP].ack == c.seq
+        st = h.stats()["packets"]
+        assert st["fin_refreshed"] == 1 and st["idle_fin"] == 1 and st["rst_sent"] == 0
+        assert h.stats()["flows_by_state"]["time_wait"] == 1
+
+
 def test_idle_close_that_does_not_end_resets_both(harness_binary):
-    """The back-end never answers our idle FIN: after the grace, RST both ends."""
+    """The back-end never answers our idle FIN: after the grace, the FIN once more
+    (an answer to the first may have gone the switch's way); after another, RST both
+    ends."""
     with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
         c = Client()
         splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
         only(h.advance(3.1))
+        again = only(h.advance(2.1))
+        assert to_backend(again, "be1") and again[TCP].flags == "FA"
+        assert again[TCP].seq == c.seq and h.stats()["packets"]["fin_again"] == 1
         out = h.advance(2.1)
         assert sorted(f[TCP].flags for f in out) == ["R", "R"]
         rst_be = next(f for f in out if to_backend(f, "be1"))

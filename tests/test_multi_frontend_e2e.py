@@ -126,6 +126,8 @@ elif mode == "slow":  # one kept-alive connection from a given port, two request
 elif mode == "persist":  # kept-alive connections: some idle after a request, one busy
     srcs, path, sha, n_idle, go = (sys.argv[5], sys.argv[6], sys.argv[7], int(sys.argv[8]),
                                    sys.argv[9])
+    # What the idle ones ask for first, by index (cycling): path and sha, comma lists.
+    idle_paths, idle_shas = sys.argv[10].split(","), sys.argv[11].split(",")
     import os
     socks = []
     for src in map(int, srcs.split(",")):
@@ -143,9 +145,11 @@ elif mode == "persist":  # kept-alive connections: some idle after a request, on
     busy, idle = socks[0], socks[1:]
     ok, sent = True, 0
     with open(out, "a") as f:
-        for s in socks:
-            request(s, host, path)
-            ok &= response(s) == (200, sha)
+        request(busy, host, path)
+        ok &= response(busy) == (200, sha)
+        for i, s in enumerate(idle):
+            request(s, host, idle_paths[i % len(idle_paths)])
+            ok &= response(s) == (200, idle_shas[i % len(idle_shas)])
         f.write(json.dumps({"event": "ready", "ok": ok}) + "\n"); f.flush()
         while not os.path.exists(go):
             time.sleep(0.02)
@@ -461,18 +465,23 @@ def test_drain_closes_kept_alive_connections_cleanly_and_converges(two):
     request after request.  frontend2 is drained: the daemon tells it (NOTICE), and
     it closes each at a response's end: the busy one's next response says
     "Connection: close" and the connection ends FIN by FIN, the idle ones get a FIN
-    once quiet.  No RST, every body intact, and frontend2 holds no flow well before
-    the drain's timeout, then stops."""
+    once quiet.  Two idle ones first read 1 MB, which the switch carried: the
+    client's ACKs of it reached the back-end without frontend2, so the FIN it sends
+    in the client's name must catch up with them (fe_server.c, refused_our_fin()).
+    No RST, every body intact, and frontend2 holds no flow well before the drain's
+    timeout, then stops."""
     tb, store, t = two
     client = tb.clients[0]
     work = client.workdir
     out, go = f"{work}/persist.jsonl", f"{work}/persist.go"
     client.run(f"rm -f {out} {go}")
     path, sha = an_object(store, "10KB")
+    big, big_sha = an_object(store, "1MB")
     ports = ",".join(map(str, client_ports_of(t, tb, "frontend2", 30, start=29000)))
     fe2 = t._frontend("frontend2")
     proc = client.start(f"exec {client.python} {work}/mfe_client.py persist {tb.vip} "
-                        f"{tb.vip_port} {out} {ports} {path} {sha} 4 {go}", name="mfe-persist")
+                        f"{tb.vip_port} {out} {ports} {path} {sha} 4 {go} {path},{big} "
+                        f"{sha},{big_sha}", name="mfe-persist")
     timeout_s = 60.0
     result: dict = {}
     drainer = None

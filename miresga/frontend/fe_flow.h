@@ -132,6 +132,7 @@ struct fe_flow {
 	uint8_t cli_fin;
 	uint8_t cli_fin_sent;       /* the client's FIN went on to the back-end */
 	uint8_t fe_fin;             /* that FIN was ours (idle close), not the client's */
+	uint8_t fin_again;          /* ... and it went again when the close timer ran out */
 	uint8_t be_fin;
 	uint8_t reset;              /* ended by RST: nothing more is forwarded */
 	uint8_t opaque;             /* no more request parsing (Upgrade, broken framing) */

@@ -85,6 +85,44 @@ static void hide_our_fin(const struct fe_flow *f, struct fe_pkt *p)
 		fe_set_ack(p, f->cli_fin_seq);
 }
 
+/*
+ * Our FIN in the client's name (fe_close_as_client()) carries the client's
+ * numbers as the front-end last saw them.  While the switch carried the
+ * flow, the client's later segments reached the back-end without us: its
+ * TSval and acknowledgment there are newer than ours, and the back-end drops
+ * a FIN whose TSval is older than the last it saw (PAWS, RFC 7323) or whose
+ * acknowledgment lags too far (RFC 5961), answering with an ACK that does not
+ * take it.  That ACK says what it expects: its TSecr is the client's latest
+ * TSval, its TSval the back-end's clock, its seq everything the back-end
+ * sent (which a connection quiet enough to be closed has had acknowledged).
+ * Our FIN goes again with those, for each answer that teaches something
+ * new; the answer itself is not the client's.  Returns 1 if it was that.
+ */
+static int refused_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+{
+	uint32_t tsval, tsecr;
+	int newer = 0;
+
+	if (!f->fe_fin || f->be_fin || p->len || (p->flags & (F_SYN | F_FIN | F_RST)) ||
+	    !(p->flags & F_ACK) || p->ack != f->cli_fin_seq)
+		return 0;
+	if (SEQ_GT(p->seq, f->cli_ack)) {
+		f->cli_ack = p->seq;
+		newer = 1;
+	}
+	if (f->ts_ok && fe_pkt_timestamps(p, &tsval, &tsecr) && SEQ_GT(tsecr, f->cli_tsval)) {
+		f->cli_tsval = tsecr;
+		f->cli_tsecr = tsval;
+		newer = 1;
+	}
+	if (!newer)
+		return 0;
+	lc->stats.pkt.fin_refreshed++;
+	fe_our_fin_again(lc, f);
+	rte_pktmbuf_free(p->m);
+	return 1;
+}
+
 void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 {
 	struct mg_flow_key key = {
@@ -186,6 +224,8 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			server_draining(lc, f, p);
 			return;
 		}
+		if (refused_our_fin(lc, f, p))
+			return;
 		hide_our_fin(f, p);
 		if (f->close_response && !f->close_hdr_done && p->len)
 			fe_close_header(lc, f, p);

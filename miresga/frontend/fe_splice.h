@@ -326,6 +326,7 @@ void fe_fin_seen(struct fe_lcore *lc, struct fe_flow *f);
 void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f);
 void fe_idle_close(struct fe_lcore *lc, struct fe_flow *f);
 void fe_close_as_client(struct fe_lcore *lc, struct fe_flow *f);
+int fe_our_fin_again(struct fe_lcore *lc, struct fe_flow *f);
 void fe_timer_default(struct fe_lcore *lc, struct fe_flow *f);
 
 /* ------------------------------------------ request routing (fe_dispatch.c) */

@@ -31,6 +31,7 @@
 	X(unadmitted) X(known_reset) X(orphan_reset) X(own_ack) X(rtx)          \
 	X(install_sent) X(remove_marked) X(remove_sent)                          \
 	X(fin_deferred) X(fin_released) X(fin_absorbed) X(idle_fin)              \
+	X(fin_again) X(fin_refreshed)                                            \
 	X(drain_fin) X(fin_swallowed) X(drain_close) X(close_marked) X(close_unmarked)
 
 /* What happened to requests. */
