@@ -322,16 +322,28 @@ def fault_rows(results_dir: Path) -> list[dict]:
         probe = doc.get("probe") or {}
         bins = ({k: probe[k] for k in ("bin_s", "ok", "failed", "corrupt")}
                 if all(k in probe for k in ("bin_s", "ok", "failed", "corrupt")) else None)
+        fault = doc.get("fault") or {}
         rows.append({"target": doc["parameters"]["target"], "fault": doc["parameters"]["fault"],
                      "repetition": doc["parameters"]["repetition"], "status": doc["status"],
                      "error": doc.get("error"),
                      **{k: v for k, v in o.items() if k not in ("errors", "refusals")},
+                     "errors": json.dumps(o["errors"], sort_keys=True) if "errors" in o else None,
                      **_refusal_columns(o.get("refusals")),
-                     "at_s": (doc.get("fault") or {}).get("at_s"),
+                     "at_s": fault.get("at_s"),
+                     **_fault_columns(fault),
                      "bins": json.dumps(bins) if bins else None, "result_file": str(f)})
     if not rows and Path(results_dir).is_dir() and (Path(results_dir) / FAULTS_NAME).is_file():
         rows = _read_faults_csv(Path(results_dir) / FAULTS_NAME)
     return rows
+
+
+def _fault_columns(fault: dict) -> dict:
+    """What the fault recorded of itself (bench/faults.py inject): each scalar field
+    as `fault_<field>` (frontend_killed: the front-end, the signal, and how long the
+    switch took to take it out of the selection).  Lists and dicts (an attack's
+    result) stay in the result file."""
+    return {f"fault_{k}": v for k, v in fault.items()
+            if k not in ("name", "at_s") and (v is None or isinstance(v, (str, int, float)))}
 
 
 def _refusal_columns(r: dict | None) -> dict:
@@ -349,7 +361,7 @@ def _read_faults_csv(path: Path) -> list[dict]:
     df = pd.read_csv(path)
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     for r in rows:
-        for col in ("bins", "refusal_counters"):
+        for col in ("bins", "refusal_counters", "errors"):
             r.setdefault(col, None)
     return rows
 

@@ -34,6 +34,12 @@ CACHE_DIR = BUILD_DIR / "objects"
 HEALTH_PATH = "/health"
 HEALTH_BODY = "ok\n"
 STATUS_PATH = "/.status"
+# Every object again under this prefix, each answered DELAYED_S after the one
+# before it on this back-end (nginx's limit_req queues the excess): a request
+# that waits for its response, for the tests of what a front-end holding it does
+# when it dies.  Nothing else asks for it.
+DELAYED_PREFIX = "/delayed/"
+DELAYED_S = 20
 PORT = 80
 
 
@@ -120,10 +126,16 @@ http {{
     uwsgi_temp_path {w}/tmp/uwsgi;
     scgi_temp_path {w}/tmp/scgi;
 
+    limit_req_zone $server_port zone=delayed:64k rate={60 // DELAYED_S}r/m;
+
     server {{
         listen {host.address}:{PORT} backlog=8192 reuseport;
         root {root};
         location / {{ }}
+        location {DELAYED_PREFIX} {{
+            limit_req zone=delayed burst=1000;
+            alias {root}/;
+        }}
         # Per back-end request counts, whatever load balancer is in front:
         # the tests check spread and routing with them.
         location = {STATUS_PATH} {{ stub_status; }}

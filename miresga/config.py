@@ -72,6 +72,11 @@ class FrontendLimits(BaseModel):
     flow_capacity: Annotated[int, Field(ge=1, le=1 << 24)] = 65536
     mbufs: Annotated[int, Field(ge=1023, le=1 << 22)] = 16383
     idle_sleep_max_us: Annotated[int, Field(ge=0, le=1_000_000)] = 500   # 0: busy poll
+    # The packet loop not turning for this long, like the port's link going
+    # down, closes the front-end's control connection: the switch takes it out
+    # of the selection until it serves again.  Well above any turn a busy,
+    # shared core takes, so that a healthy front-end is never taken out.
+    watchdog_ms: Annotated[int, Field(ge=10, le=600_000)] = 2000
     offload_ring_size: Annotated[int, Field(ge=64, le=1 << 24)] = 65536  # a power of two
     verify_checksums: Annotated[int, Field(ge=0, le=1)] = 1
     # The hand-off: the mode (fe_splice.h; the switch's plan is told the

@@ -32,13 +32,14 @@ class ControlError(Exception):
 class ControlClient:
     def __init__(self, host: str = "127.0.0.1", port: int = CTL_PORT_DEFAULT, *, key: bytes,
                  timeout: float = 30.0, source: str | None = None):
-        # `source`: the address to connect from (a front-end is known to the
-        # daemon by its address on the switch's link).
+        # `source`: the address to connect from (tests: a front-end's link, or
+        # another address of its host).
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.key = key
         self.seq = 0
+        self.notices: list[str] = []   # NOTICEs the daemon sent, in order (recv skips them)
         self.last_sent = b""     # the last message on the wire, MAC included (tests replay it)
         try:
             self.macs = self._handshake()
@@ -95,12 +96,19 @@ class ControlClient:
 
     # ----------------------------------------------------------- receiving
 
-    def recv(self) -> tuple[int, int, Ack | list[Liveness] | dict]:
-        """The next answer: (type, seq, decoded body)."""
+    def _message(self) -> tuple[int, int, int, bytes]:
         hdr = self._recv_exactly(L.CTL_HDR.size)
         typ, count, seq, length = P.parse_header(hdr)
         body = self._recv_exactly(length)
         self.macs.check(hdr + body, self._recv_exactly(L.CTL_MAC_LEN))
+        return typ, count, seq, body
+
+    def recv(self) -> tuple[int, int, Ack | list[Liveness] | dict]:
+        """The next answer: (type, seq, decoded body); NOTICEs before it go to `notices`."""
+        typ, count, seq, body = self._message()
+        while typ == CtlType.NOTICE:
+            self.notices.append(P.decode_notice(body))
+            typ, count, seq, body = self._message()
         if typ == CtlType.ACK:
             return typ, seq, Ack.decode(count, body)
         if typ == CtlType.REPLY:
@@ -115,6 +123,15 @@ class ControlClient:
             raise P.ProtocolError(f"{CtlType(typ).name} for seq {got}, expected "
                                   f"{CtlType(want).name} for {seq}")
         return value
+
+    def wait_notice(self) -> str:
+        """The next NOTICE (one already received first); the socket's timeout bounds the wait."""
+        if self.notices:
+            return self.notices.pop(0)
+        typ, _, _, body = self._message()
+        if typ != CtlType.NOTICE:
+            raise P.ProtocolError(f"{CtlType(typ).name} where a NOTICE was awaited")
+        return P.decode_notice(body)
 
     def recv_ack(self) -> Ack:
         typ, _, value = self.recv()

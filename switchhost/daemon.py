@@ -9,13 +9,15 @@ protocol (switchhost/server.py) on the control addresses, and keeps time:
                           age flow entries; l4switch: age connection entries
     every stats interval  write stats (JSON) for the bench to collect
     while it serves       the pipeline's background work (l4switch: health checks)
-    as peers come and go  tell the pipeline of each authenticated connection
-                          (Miresga: a front-end is selected while its is up)
+    as peers come and go  tell the pipeline of each front-end's authenticated
+                          connection (Miresga: a front-end is selected while
+                          its is up)
 
 On a real testbed it runs on the switch's host over SSH; on the emulated one
 inside the switch namespace.  Standard library only.
 
     python -m switchhost --pipeline miresga --plan plan.json --key ctl.key
+        [--frontend-key frontend1=fe1.key ...]
         [--listen 10.10.2.1:7470 --listen 127.0.0.1:7470] [--rate 20000]
         [--batch-latency-ms 1] [--stats-file stats.json] [--pin-dir DIR]
     python -m switchhost --pipeline miresga --read-pins PIN_DIR   # counters, occupancy (JSON)
@@ -23,8 +25,11 @@ inside the switch namespace.  Standard library only.
 
 It listens only where it is told (default 127.0.0.1:7470, for tools on the
 switch host), never on every address: the switch's address on each
-front-end's link is the front-ends' way in.  Every peer must prove the key
-(`--key`, a file readable by root only).  `--rate`, `--burst`,
+front-end's link is the front-ends' way in.  Every peer must prove a key:
+the daemon's own (`--key`, a file readable by root only: the switch host's
+tools) or a front-end's (`--frontend-key NAME=PATH`, one per front-end of
+the plan, the same key its front-end holds), which names the front-end
+whose liveness the connection carries (server.py).  `--rate`, `--burst`,
 `--batch-latency-ms` and `--max-wait-ms` are the install budget
 (switchhost/budget.py), which emulates a hardware switch's table updates.
 
@@ -64,7 +69,7 @@ from switchhost.budget import MAX_WAIT_S_DEFAULT, InstallBudget
 from switchhost.layouts import CTL_PORT_DEFAULT
 from switchhost.pipeline import Pipeline
 from switchhost.pipelines.l4switch import L4Switch
-from switchhost.pipelines.miresga import MiresgaSwitch
+from switchhost.pipelines.miresga import MiresgaSwitch, frontend_id
 from switchhost.protocol import read_key
 from switchhost.server import ControlServer
 
@@ -77,12 +82,14 @@ LISTEN_DEFAULT = ("127.0.0.1", CTL_PORT_DEFAULT)
 
 class SwitchDaemon:
     def __init__(self, pipeline: Pipeline, *, key: bytes,
+                 frontend_keys: dict[str, bytes] | None = None,
                  listen: list[tuple[str, int]] | None = None,
                  budget: InstallBudget | None = None,
                  stats_file: str | None = None, stats_interval_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, run_clock: bool = True):
         self.pipeline = pipeline
         self.key = key
+        self.frontend_keys = dict(frontend_keys or {})
         self.listen = list(listen or [LISTEN_DEFAULT])
         self.budget = budget or InstallBudget()
         self.stats_file = stats_file
@@ -113,7 +120,8 @@ class SwitchDaemon:
         started = False
         try:
             p.load()
-            self.server = ControlServer(self.key, p, self.budget, self.commands())
+            self.server = ControlServer(self.key, p, self.budget, self.commands(),
+                                        frontend_keys=self.frontend_keys)
             # The listening sockets belong in the switch's namespace, where the
             # front-ends reach them, whichever namespace we run in.
             with netns(p.plan.netns):
@@ -250,6 +258,34 @@ def hostport(s: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def name_path(s: str) -> tuple[str, str]:
+    name, sep, path = s.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{s!r}: expected NAME=PATH")
+    return name, path
+
+
+def frontend_keys(plan, given: list[tuple[str, str]],
+                  daemon_key: bytes | None = None) -> dict[str, bytes]:
+    """--frontend-key NAME=PATH, read; ValueError for a name that is no front-end of
+    the plan, one given twice, a key file read_key refuses, or a key that is
+    another front-end's or the daemon's (it would not say who proved it)."""
+    known = [frontend_id(f) for f in getattr(plan, "frontends", [])]
+    out: dict[str, bytes] = {}
+    for name, path in given:
+        if name not in known:
+            raise ValueError(f"--frontend-key {name}: not a front-end of the plan "
+                             f"({', '.join(known) or 'none'})")
+        if name in out:
+            raise ValueError(f"--frontend-key {name}: given twice")
+        key = read_key(path)
+        if key in out.values() or key == daemon_key:
+            raise ValueError(f"--frontend-key {name}: every front-end needs a key of its "
+                             f"own, and none the daemon's (--key)")
+        out[name] = key
+    return out
+
+
 def _enter_netns(ns: str | None) -> None:
     if ns:
         # The whole process moves, so every thread it starts is there too.
@@ -275,7 +311,12 @@ def parser() -> argparse.ArgumentParser:
                       help="remove what a killed daemon left (tc filters, pins) and exit")
     ap.add_argument("--print-plan", action="store_true",
                     help="print the plan (JSON) and exit: copy it to a real switch host")
-    ap.add_argument("--key", help="the control protocol's shared key (hex, mode 0600)")
+    ap.add_argument("--key", help="the daemon's control key (hex, mode 0600): the switch "
+                                  "host's tools prove it")
+    ap.add_argument("--frontend-key", type=name_path, action="append", default=[],
+                    metavar="NAME=PATH",
+                    help="front-end NAME's own control key (repeatable): its connection "
+                         "proves it, which is how the daemon knows the front-end is alive")
     ap.add_argument("--listen", type=hostport, action="append", metavar="HOST:PORT",
                     help=f"a control address (repeatable; default "
                          f"{LISTEN_DEFAULT[0]}:{LISTEN_DEFAULT[1]})")
@@ -331,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         key = read_key(args.key)
+        fe_keys = frontend_keys(plan, args.frontend_key, key)
         budget = InstallBudget(rate=args.rate, burst=args.burst,
                                batch_latency_s=args.batch_latency_ms / 1000,
                                max_wait_s=args.max_wait_ms / 1000)
@@ -340,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     _enter_netns(args.netns or plan.netns)
 
     daemon = SwitchDaemon(kind(plan, obj_path=args.obj, pin_dir=args.pin_dir), key=key,
-                          listen=args.listen, budget=budget, stats_file=args.stats_file,
-                          stats_interval_s=args.stats_interval)
+                          frontend_keys=fe_keys, listen=args.listen, budget=budget,
+                          stats_file=args.stats_file, stats_interval_s=args.stats_interval)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

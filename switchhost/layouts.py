@@ -27,6 +27,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
     CTL_KEY,
     CTL_KEY_LEN,
     CTL_LIVENESS,
+    CTL_NOTICE,
     CTL_MAC_LEN,
     CTL_MAGIC,
     CTL_MAX_BATCH,
@@ -39,6 +40,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
     DP_TICK_SHIFT,
     DP_WAYS_DEFAULT,
     DSCP_ADMIT,
+    DSCP_BACKEND,
     DSCP_INSTALL,
     DSCP_KNOWN,
     DSCP_MIRESGA,
@@ -58,6 +60,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
     Backend,
     BackendKey,
     CookieKey,
+    CtlNoticeWhat,
     CtlOp,
     CtlType,
     DpSlot,
@@ -74,7 +77,7 @@ from switchhost.layouts_gen import (  # noqa: F401  (re-exported: the names code
 
 # Marks (miresga.h, "marks"): DSCP values, RFC 2474 pool 2.
 DSCP_MARKS = frozenset({DSCP_ADMIT, DSCP_KNOWN, DSCP_INSTALL, DSCP_REMOVE, DSCP_REMOVE_CTL,
-                        DSCP_MIRESGA})
+                        DSCP_MIRESGA, DSCP_BACKEND})
 
 # ------------------------------------------------------------------ cookie
 
@@ -201,6 +204,8 @@ def ctl_body_len(typ: int, count: int) -> int | None:
         return CTL_ACK.size + 4 * ctl_ack_words(count) if 1 <= count <= CTL_MAX_BATCH else None
     if typ in (CtlType.CMD, CtlType.RESULT):
         return count if count >= 2 else None
+    if typ == CtlType.NOTICE:
+        return CTL_NOTICE.size if count == 1 else None
     handshake = {CtlType.HELLO: CTL_NONCE_LEN, CtlType.AUTH: CTL_NONCE_LEN + CTL_HMAC_LEN,
                  CtlType.AUTH_OK: CTL_HMAC_LEN}
     if typ in handshake:

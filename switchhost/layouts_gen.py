@@ -221,6 +221,7 @@ CTL_ENTRY = struct.Struct("!4sHBBB3x")  # struct mg_ctl_entry
 CTL_ACK = struct.Struct("!IHHH2x")  # struct mg_ctl_ack
 CTL_KEY = struct.Struct("!4sHB1x")  # struct mg_ctl_key
 CTL_LIVENESS = struct.Struct("!BB2xI")  # struct mg_ctl_liveness
+CTL_NOTICE = struct.Struct("!B3x")  # struct mg_ctl_notice
 
 
 class CtlType(enum.IntEnum):
@@ -235,6 +236,7 @@ class CtlType(enum.IntEnum):
     CMD = 7
     RESULT = 8
     AUTH_OK = 9
+    NOTICE = 10
 
 
 class CtlOp(enum.IntEnum):
@@ -242,6 +244,13 @@ class CtlOp(enum.IntEnum):
 
     ADD = 1
     DEL = 2
+
+
+class CtlNoticeWhat(enum.IntEnum):
+    """enum mg_ctl_notice_what."""
+
+    DRAIN = 1
+    RESUME = 2
 
 
 # enum mg_py_switch_consts: the macros of the same names
@@ -260,6 +269,7 @@ DSCP_INSTALL = 11
 DSCP_REMOVE = 15
 DSCP_REMOVE_CTL = 19
 DSCP_MIRESGA = 23
+DSCP_BACKEND = 27
 PORT_FRONTEND = 1
 DP_TICK_SHIFT = 20
 DP_SLOTS_LOG2_MAX = 24

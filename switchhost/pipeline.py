@@ -272,9 +272,19 @@ class Pipeline:
         """Management ops (CMD) beyond the daemon's own, by name."""
         return {}
 
-    def peer(self, ip: str, connected: bool) -> None:
-        """A peer at `ip` authenticated (connected) or its authenticated
-        connection closed; a pipeline that watches its front-ends counts them."""
+    def peer(self, frontend: str, connected: bool) -> str | None:
+        """Front-end `frontend` authenticated (connected: it proved its own key,
+        server.py) or that connection closed; a pipeline that watches its
+        front-ends counts them.  Returns a NOTICE for the new connection alone
+        (protocol.NOTICES), or None."""
+        return None
+
+    @staticmethod
+    def notify_peer(frontend: str, what: str) -> None:
+        """Tell front-end `frontend`, unasked, `what` (a NOTICE: "drain", "resume",
+        protocol.NOTICES) on every connection that proved its key.  The control
+        server replaces this with its own when it serves the pipeline; callable
+        from any thread."""
 
     def periodic(self) -> list[tuple[float, Callable[[], object]]]:
         """(period in seconds, task) the daemon runs besides the clock."""

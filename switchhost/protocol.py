@@ -6,7 +6,8 @@ switchhost/server.py, the Python client switchhost/client.py, the front-end's
 C client miresga/frontend/fe_offload.c.  This module holds the codec and the
 authentication they both need:
 
-- the shared key: `read_key()` reads the file the deploy installed (hex,
+- the keys (the daemon's, and each front-end's own, which both ends of its
+  connection hold): `read_key()` reads a file the deploy installed (hex,
   readable by its owner only: a key anyone on the host can read is refused);
 - the handshake's proofs, `client_proof()` and `server_proof()`;
 - `Macs`, the MAC of every message after the handshake, with the counter of
@@ -44,7 +45,7 @@ class AuthError(ProtocolError):
 # --------------------------------------------------------------------- key
 
 def read_key(path: str | Path) -> bytes:
-    """The shared key from its file: 64 hex digits, the file readable by its owner only."""
+    """A control key from its file: 64 hex digits, the file readable by its owner only."""
     try:
         st = os.stat(path)
         text = Path(path).read_text()
@@ -222,6 +223,23 @@ def encode_reply(answers: list[Liveness]) -> bytes:
 def decode_reply(body: bytes) -> list[Liveness]:
     return [Liveness(bool(present), backend, idle)
             for present, backend, idle in L.CTL_LIVENESS.iter_unpack(body)]
+
+
+# A NOTICE's `what`, by the name the pipeline gives it.
+NOTICES = {"drain": L.CtlNoticeWhat.DRAIN, "resume": L.CtlNoticeWhat.RESUME}
+
+
+def notice(what: str) -> bytes:
+    """A NOTICE message (header and body, no MAC): the server tells a front-end `what`."""
+    return header(L.CtlType.NOTICE, 1, 0) + L.CTL_NOTICE.pack(NOTICES[what])
+
+
+def decode_notice(body: bytes) -> str:
+    (code,) = L.CTL_NOTICE.unpack(body)
+    for name, value in NOTICES.items():
+        if value == code:
+            return name
+    raise ProtocolError(f"NOTICE {code} is not one of {sorted(NOTICES)}")
 
 
 def encode_json(obj: dict) -> bytes:

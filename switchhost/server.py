@@ -17,11 +17,19 @@ broken.
 Messages of a connection are read as they arrive (the arrival time is what
 the install budget's max_wait is measured from) and answered in order.
 
-An authenticated connection is a peer's heartbeat: the pipeline hears of it
-when the handshake succeeds and again when the connection closes
-(`Pipeline.peer`; Miresga's front-end liveness, pipelines/fe_liveness.py).
-A peer that goes silent without closing (its host down, its link cut) is
-closed by TCP keepalive and the user timeout, within PEER_SILENCE_S.
+Who a peer is follows from the key it proves.  The daemon's own key (`key`)
+is the switch host's: its tools prove it.  Each front-end gets a key of its
+own (`frontend_keys`, name -> key, one per front-end and deployment), so the
+handshake that proves a front-end's key names that front-end, whatever
+address it connects from (its data link, or a management network when DPDK
+owns its NIC).  An authenticated front-end connection is that front-end's
+heartbeat: the pipeline hears of it when the handshake succeeds and again
+when the connection closes (`Pipeline.peer`; Miresga's front-end liveness,
+pipelines/fe_liveness.py).  The pipeline can tell a front-end something
+unasked, on every connection that proved its key (`Pipeline.notify_peer`: a
+NOTICE, MAC'd in the stream between two answers).  A peer that goes silent
+without closing (its host down, its link cut) is closed by TCP keepalive and
+the user timeout, within PEER_SILENCE_S.
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ class ServerStats:
     keys_queried: int = 0
     commands: int = 0
     command_errors: int = 0
+    notices: int = 0            # NOTICE messages sent
     bytes_in: int = 0
 
 
@@ -86,8 +95,14 @@ class _Closed(Exception):
 class ControlServer:
     def __init__(self, key: bytes, pipeline: Pipeline, budget: InstallBudget,
                  commands: dict[str, Callable[[dict], dict]],
-                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S):
+                 handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+                 frontend_keys: dict[str, bytes] | None = None):
         self.key = key
+        # Whose key a proof matches: None for the daemon's own (a tool).
+        self.keys: list[tuple[str | None, bytes]] = [(None, key),
+                                                     *(frontend_keys or {}).items()]
+        if len({k for _, k in self.keys}) != len(self.keys):
+            raise ValueError("every front-end needs a key of its own, and none the daemon's")
         self.pipeline = pipeline
         self.budget = budget
         self.commands = commands
@@ -96,8 +111,14 @@ class ControlServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._handlers: set[asyncio.Task] = set()
+        # Each front-end's authenticated connections (by the key each proved):
+        # where a NOTICE to it goes.
+        self._frontends: dict[str, list[tuple[asyncio.StreamWriter, P.Macs]]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        pipeline.notify_peer = self.notify
 
     async def listen(self, socks: list[socket.socket]) -> None:
+        self._loop = asyncio.get_running_loop()
         for s in socks:
             self._servers.append(await asyncio.start_server(self._serve, sock=s))
 
@@ -117,13 +138,27 @@ class ControlServer:
     def snapshot(self) -> dict:
         return asdict(self.stats)
 
+    def notify(self, frontend: str, what: str) -> None:
+        """Send NOTICE `what` on every connection that proved front-end `frontend`'s
+        key, whatever address it comes from; from any thread (a management op runs
+        in a worker)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._notice, frontend, what)
+
+    def _notice(self, frontend: str, what: str) -> None:
+        # Sealed and written in one step of the loop, as every answer is: the
+        # MAC counter follows the order on the wire.
+        for writer, macs in list(self._frontends.get(frontend, ())):
+            if not writer.is_closing():
+                writer.write(macs.seal(P.notice(what)))
+                self.stats.notices += 1
+
     # ---------------------------------------------------------- connection
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        peer_ip = peername[0] if peername else None
-        authenticated = False
+        frontend: str | None = None
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -134,10 +169,15 @@ class ControlServer:
         self.stats.open_connections += 1
         tasks: list[asyncio.Task] = []
         try:
-            macs = await self._handshake(reader, writer, peer)
-            log.info("control: %s authenticated", peer)
-            authenticated = True
-            self._tell_pipeline(peer_ip, True)
+            macs, frontend = await self._handshake(reader, writer, peer)
+            log.info("control: %s authenticated%s", peer,
+                     f" as front-end {frontend}" if frontend else "")
+            if frontend is not None:
+                self._frontends.setdefault(frontend, []).append((writer, macs))
+            what = self._tell_pipeline(frontend, True)
+            if what is not None:
+                writer.write(macs.seal(P.notice(what)))
+                self.stats.notices += 1
             inbox: asyncio.Queue = asyncio.Queue(READ_AHEAD)
             reading = asyncio.create_task(self._read(reader, inbox, macs, peer))
             answering = asyncio.create_task(self._answer(inbox, writer, macs))
@@ -159,23 +199,30 @@ class ControlServer:
             self._writers.discard(writer)
             self._handlers.discard(asyncio.current_task())
             self.stats.open_connections -= 1
-            if authenticated:
-                self._tell_pipeline(peer_ip, False)
+            if frontend is not None:
+                conns = self._frontends.get(frontend, [])
+                conns[:] = [c for c in conns if c[0] is not writer]
+                if not conns:
+                    self._frontends.pop(frontend, None)
+            self._tell_pipeline(frontend, False)
             writer.close()
             try:
                 await writer.wait_closed()
             except (ConnectionError, OSError, asyncio.CancelledError):
                 pass  # closing on shutdown; nothing left to tell the peer
 
-    def _tell_pipeline(self, ip: str | None, connected: bool) -> None:
-        if ip is None:
-            return
+    def _tell_pipeline(self, frontend: str | None, connected: bool) -> str | None:
+        if frontend is None:
+            return None  # not a front-end (a tool), or it never authenticated
         try:
-            self.pipeline.peer(ip, connected)
+            return self.pipeline.peer(frontend, connected)
         except Exception:  # noqa: BLE001 - the connection is not to blame
-            log.exception("control: pipeline.peer(%s, %s) failed", ip, connected)
+            log.exception("control: pipeline.peer(%s, %s) failed", frontend, connected)
+            return None
 
-    async def _handshake(self, reader, writer, peer: str) -> P.Macs:
+    async def _handshake(self, reader, writer, peer: str) -> tuple[P.Macs, str | None]:
+        """The connection's MACs, and the front-end whose key the peer proved
+        (None: the daemon's own key)."""
         server_nonce = P.new_nonce()
         writer.write(P.handshake_message(CtlType.HELLO, server_nonce))
         await writer.drain()
@@ -193,13 +240,18 @@ class ControlServer:
         except (asyncio.IncompleteReadError, P.ProtocolError) as e:
             self._auth_failed(peer, str(e))
         client_nonce, proof = body[:L.CTL_NONCE_LEN], body[L.CTL_NONCE_LEN:]
-        if not hmac.compare_digest(proof, P.client_proof(self.key, server_nonce, client_nonce)):
+        # Every key is tried: how long the check takes says nothing of whose matched.
+        matches = [(name, key) for name, key in self.keys
+                   if hmac.compare_digest(proof, P.client_proof(key, server_nonce,
+                                                                client_nonce))]
+        if not matches:
             self._auth_failed(peer, "wrong key")
+        name, key = matches[0]
         writer.write(P.handshake_message(CtlType.AUTH_OK,
-                                         P.server_proof(self.key, server_nonce, client_nonce)))
+                                         P.server_proof(key, server_nonce, client_nonce)))
         await writer.drain()
         self.stats.auth_ok += 1
-        return P.Macs(self.key, server_nonce, client_nonce, server=True)
+        return P.Macs(key, server_nonce, client_nonce, server=True), name
 
     def _auth_failed(self, peer: str, why: str):
         self.stats.auth_failures += 1

@@ -19,9 +19,11 @@ testbed's roles:
 Every host-side step goes through the host interface (`run`, `start`,
 `put_text`, `put_secret`, `tool`), so on a real testbed the same code drives
 SSH hosts with a bare python3: the tools it calls use the standard library
-only.  Each deployment makes a fresh control key, written readable by root
-only on the switch host and every front-end host; the front-ends and the
-bench's tools prove it on every connection.
+only.  Each deployment makes fresh control keys, written readable by root
+only: the daemon's on the switch host, which the bench's tools prove, and
+one per front-end, on its host and on the switch host, which that front-end
+proves on every connection and which tells the daemon which front-end is
+alive, from whatever address it connects (targets/switchd.py).
 
 Consistency.  Every component's configuration is derived from one
 MiresgaConfig (miresga/config.py): the switch's plan, the agents' options,
@@ -335,8 +337,9 @@ class Miresga(Target):
         self.wait_frontend_state(name, "active", 10)
 
     def kill_frontend(self) -> dict:
-        """SIGKILL the last front-end: the switch must take it out of the selection."""
-        if len(self.frontends) < 2:
+        """SIGKILL the last front-end: the switch must take it out of the selection.
+        NotImplementedError where it runs on one front-end host (nobody would take over)."""
+        if len(self.fe_hosts) < 2:
             raise NotImplementedError
         fe = self.frontends[-1]
         killed = time.time()
@@ -351,6 +354,8 @@ class Miresga(Target):
                 "removed_from_selection_s": round(removed - killed, 3)}
 
     def revive_frontend(self) -> None:
+        if len(self.fe_hosts) < 2:
+            raise NotImplementedError
         fe = self.frontends[-1]
         if fe.process is not None and fe.process.running():
             return

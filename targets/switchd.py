@@ -5,9 +5,11 @@ pipeline, through the host interface only (`run`, `start`, `put_text`,
 `put_secret`, `tool`), so a real switch host over SSH works the same as the
 emulated switch namespace:
 
-    deploy()   the plan (JSON) and a fresh control key on the switch host, the
-               key also on every other host that speaks the protocol (Miresga's
-               front-ends); one key per deployment, readable by root only
+    deploy()   the plan (JSON) and fresh control keys: the daemon's own on the
+               switch host (its tools prove it), and one for each front-end
+               (Miresga's), on its host and on the switch host, which names the
+               front-end when its connection proves it (its liveness,
+               switchhost/server.py); fresh per deployment, readable by root only
     start()    the daemon, listening on the control addresses the target names
                (never all of them); returns once it printed its ready line
     ctl()      a management op over the authenticated protocol, from a client
@@ -43,19 +45,28 @@ class Switchd:
         self.stats_path = f"{self.dir}/switchd-stats.json"
         self.pin_dir = str(testbed.bpf_dir / f"switchd-{pipeline}")
         self.plan = None
+        # front-end name -> its key's path on the switch host (--frontend-key)
+        self.frontend_keys: dict[str, str] = {}
         self.process = None
         self.ready: dict | None = None
 
     def _tool(self, module: str, args: str) -> str:
         return self.host.tool(module, args)
 
-    def deploy(self, plan, key_holders: list[tuple] = ()) -> None:
-        """The plan on the switch host; one fresh key there and on each (host, path)."""
+    def deploy(self, plan, frontends: list[tuple] = ()) -> None:
+        """The plan on the switch host, a fresh key of the daemon's there, and one
+        for each (front-end host, path): at `path` on it and beside the daemon's.
+        The host's name is the front-end's in the plan."""
         self.plan = plan
         self.host.put_text(plan.to_json(), self.plan_path)
-        key = new_key() + "\n"
-        for host, path in [(self.host, self.key_path), *key_holders]:
+        self.host.put_secret(new_key() + "\n", self.key_path)
+        self.frontend_keys = {}
+        for host, path in frontends:
+            key = new_key() + "\n"
             host.put_secret(key, path)
+            mine = f"{self.dir}/frontend-{host.name}.key"
+            self.host.put_secret(key, mine)
+            self.frontend_keys[host.name] = mine
 
     def start(self, listen: list[str], args: str = "", timeout: float = 30.0) -> dict:
         """Run the daemon on `listen` (addresses; the port is ours); its ready line."""
@@ -63,9 +74,12 @@ class Switchd:
         # directory must be new); the tc filters it left are replaced on attach.
         self.host.run(f"rm -rf {shlex.quote(self.pin_dir)} {shlex.quote(self.stats_path)}")
         addrs = " ".join(f"--listen {a}:{self.port}" for a in dict.fromkeys(listen))
+        keys = "".join(f" --frontend-key {shlex.quote(f'{name}={path}')}"
+                       for name, path in self.frontend_keys.items())
         self.process = self.host.start(self._tool("switchhost", (
             f"--pipeline {self.pipeline} --plan {shlex.quote(self.plan_path)} "
-            f"--key {shlex.quote(self.key_path)} {addrs} --pin-dir {shlex.quote(self.pin_dir)} "
+            f"--key {shlex.quote(self.key_path)}{keys} {addrs} "
+            f"--pin-dir {shlex.quote(self.pin_dir)} "
             f"--stats-file {shlex.quote(self.stats_path)} --log-level WARNING {args}")),
             # A log of its own: a host may append to an old one, ready line included.
             name=f"switchd-{self.pipeline}-{secrets.token_hex(3)}")

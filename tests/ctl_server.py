@@ -6,7 +6,10 @@ It keeps a table like the switch's (client ip/port -> back-end index), can be
 given a capacity to refuse adds, can drop connections to exercise the
 front-end's reconnect and resend, answers liveness queries from `idle_ms`
 (a test sets how idle each key is), and writes the key file the front-end
-reads (`key_path`), or uses the one it is given.
+reads (`key_path`), or uses the one it is given.  Given a front-end's name
+(`frontend`), that key is the front-end's own, as a deployment writes one per
+front-end, so `server.notify(frontend, ...)` reaches it; otherwise it is the
+daemon's own key, which names no front-end.
 """
 
 from __future__ import annotations
@@ -45,13 +48,18 @@ class _TablePipeline:
     def liveness(self, keys: list[FlowKey]) -> list[Liveness]:
         return self.owner._liveness(keys)
 
-    def peer(self, ip: str, connected: bool) -> None:
-        pass  # the stand-in selects no front-ends
+    def peer(self, frontend: str, connected: bool) -> None:
+        return None  # the stand-in selects no front-ends: no NOTICE for a new connection
 
 
 class _Server(ControlServer):
-    def __init__(self, owner: "CtlServer", key: bytes):
-        super().__init__(key, _TablePipeline(owner), InstallBudget(), {})
+    def __init__(self, owner: "CtlServer", key: bytes, frontend: str | None):
+        if frontend is None:
+            super().__init__(key, _TablePipeline(owner), InstallBudget(), {})
+        else:
+            # The daemon's own key is then one no front-end holds.
+            super().__init__(bytes.fromhex(new_key()), _TablePipeline(owner), InstallBudget(),
+                             {}, frontend_keys={frontend: key})
         self.owner = owner
 
     async def _batch(self, count, seq, body, arrived):
@@ -70,7 +78,7 @@ class _Server(ControlServer):
 class CtlServer:
     def __init__(self, address: str = "127.0.0.1", port: int = 0, ns: str | None = None,
                  capacity: int | None = None, drop_first_batches: int = 0,
-                 key_path: str | os.PathLike | None = None):
+                 key_path: str | os.PathLike | None = None, frontend: str | None = None):
         self.capacity = capacity
         self.drop_first_batches = drop_first_batches
         self.table: dict[tuple[str, int], int] = {}
@@ -94,7 +102,7 @@ class CtlServer:
         with netns(ns):
             self.sock = socket.create_server((address, port))
         self.address, self.port = self.sock.getsockname()
-        self.server = _Server(self, self.key)
+        self.server = _Server(self, self.key, frontend)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

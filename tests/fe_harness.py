@@ -194,7 +194,8 @@ QUERY_OP = 0x80
 
 #: The data-plane marks (miresga.h, "marks") as they sit in the IP TOS byte (ECN 0).
 TOS = {name: getattr(layouts, f"DSCP_{name.upper()}") << 2
-       for name in ("none", "admit", "known", "install", "remove", "remove_ctl", "miresga")}
+       for name in ("none", "admit", "known", "install", "remove", "remove_ctl", "miresga",
+                    "backend")}
 
 
 def mark(frame: Ether) -> str:
@@ -236,9 +237,11 @@ class Client:
 
 
 def backend_pkt(client: Client, backend: str, seq: int, ack: int, flags: str = "A",
-                payload: bytes = b"", port: int = 80):
-    """A back-end's packet to the client, as the switch hands it to the front-end."""
-    p = (Ether(src=SWITCH_MAC, dst=FE_MAC) / IP(src=BACKENDS[backend], dst=client.ip) /
+                payload: bytes = b"", port: int = 80, mark: str = "backend"):
+    """A back-end's packet to the client, as the switch hands it to the front-end
+    (marked BACKEND: its agent's mark checked on its own port)."""
+    p = (Ether(src=SWITCH_MAC, dst=FE_MAC) /
+         IP(src=BACKENDS[backend], dst=client.ip, tos=TOS[mark]) /
          TCP(sport=port, dport=client.port, seq=seq, ack=ack, flags=flags, window=509))
     return p / Raw(payload) if payload else p
 

@@ -1,19 +1,27 @@
-"""Faults during a run: the prober's bins, the analysis, and real faults against HAProxy."""
+"""Faults during a run: the prober's bins, the analysis, real faults against HAProxy, and
+Miresga's front-end kill on the two-front-end testbed."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from analysis.results import FORMAT, FORMAT_VERSION, fault_rows, read_result, write_result
-from bench.faults import analyse
+from analysis.results import (FORMAT, FORMAT_VERSION, fault_rows, read_result, write_result,
+                              write_tidy)
+from bench.faults import FaultsSpec, NotApplicable, analyse, inject, undo
 from plots.fig_faults import report_lines
 from hosts.backends import BackendServers, ObjectStore
+from switchhost.server import PEER_SILENCE_S
+from targets.base import make_target
 from workloads.model import load_workloads
+
+from fe_harness import SERVICE, SWITCH_MAC, VIP
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,6 +75,58 @@ def test_the_report_names_what_refused_each_attack(tmp_path):
     assert "| cookie_bad 1350 |" in text
     assert "| kernel OutRsts 40 (frontend) |" in text
     assert "- forged_ack: ACKs carrying a request" in text
+
+
+def test_a_fault_row_keeps_what_the_fault_recorded_and_the_errors_by_kind(tmp_path):
+    """The kill's removal time and victim, and the prober's errors by kind, reach
+    faults.csv and come back from it (a committed reference has only the table);
+    lists and dicts the fault recorded stay in the result file."""
+    base = analyse({**probe([5] * 4, [0, 1, 0, 0]), "errors": {"timeout": 1}},
+                   inject_at_s=1.0)
+    write_result(tmp_path / "res" / "miresga-2fe" / "faults" / "frontend_killed" / "rep1.json", {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": "fault", "status": "ok",
+        "parameters": {"target": "miresga-2fe", "fault": "frontend_killed", "repetition": 1},
+        "fault": {"name": "frontend_killed", "at_s": 1.0, "frontend": "frontend2",
+                  "signal": "SIGKILL", "removed_from_selection_s": 0.036,
+                  "result": {"sent": 3}, "frontends": ["frontend2"]},
+        "outcome": base})
+    write_tidy(tmp_path / "res")
+    (tmp_path / "ref").mkdir()
+    shutil.copy(tmp_path / "res" / "faults.csv", tmp_path / "ref" / "faults.csv")
+    for rows in (fault_rows(tmp_path / "res"), fault_rows(tmp_path / "ref")):
+        (row,) = rows
+        assert row["fault_frontend"] == "frontend2" and row["fault_signal"] == "SIGKILL"
+        assert row["fault_removed_from_selection_s"] == 0.036
+        assert json.loads(row["errors"]) == {"timeout": 1}
+        assert row["requests_failed"] == 1 and row["at_s"] == 1.0
+        assert not {"fault_name", "fault_at_s", "fault_result", "fault_frontends"} & set(row)
+
+
+def _testbed(frontends: list[str]):
+    """The facts a target reads when it is made, for front-end hosts `frontends`."""
+    def run(cmd, check=True, **kw):
+        return SimpleNamespace(ok=True, stdout="1024\n", stderr="")
+    fes = [SimpleNamespace(name=n, workdir="/nonexistent", cpus="1", switch_mac=SWITCH_MAC,
+                           iface="eth0", gateway="10.10.2.1", run=run) for n in frontends]
+    return SimpleNamespace(frontends=fes, switch=SimpleNamespace(workdir="/nonexistent"),
+                           vip=VIP, backends=[], bpf_dir=Path("/nonexistent"))
+
+
+@pytest.mark.parametrize("name, frontends, params", [
+    ("haproxy", ["frontend1", "frontend2"], {}),
+    ("nginx", ["frontend1", "frontend2"], {}),
+    ("miresga", ["frontend1"], {}),
+    ("miresga", ["frontend1", "frontend2"], {"frontend_hosts": ["frontend1"]}),
+])
+def test_killing_a_front_end_does_not_apply_without_a_second_one(name, frontends, params):
+    """frontend_killed needs a front-end to take over from the killed one: HAProxy
+    and nginx run one process on the front-end host, Miresga on one front-end
+    host has no other.  The fault is not applicable (recorded, never failed) and
+    its undo touches nothing."""
+    target = make_target(name, _testbed(frontends), SERVICE, params)
+    with pytest.raises(NotApplicable, match=f"target {name} has no second front-end"):
+        inject("frontend_killed", None, target, FaultsSpec(run=["frontend_killed"]))
+    undo("frontend_killed", SimpleNamespace(fault_procs=[]), target)
 
 
 @pytest.mark.testbed
@@ -200,3 +260,57 @@ def test_miresga_refuses_the_attacks_and_keeps_serving(tmp_path):
     assert counters["forged_ack"]["switch.counters.cookie_bad"] > 0
     assert counters["spoofed_syn"]["switch.counters.fused_syn_forged"] > 0
     assert counters["small_segments"]["frontends.*.packets.coalesced"] > 0
+
+
+TWO_FRONTENDS = f"""
+[campaign]
+name = "faults-smoke"
+workloads = "workloads.toml"
+topology = "{REPO / 'testbeds' / 'two-frontends.toml'}"
+repetitions = 1
+
+[[target]]
+name = "miresga"
+label = "miresga-2fe"
+params = {{ frontend_hosts = ["frontend1", "frontend2"] }}
+
+[parameters]
+workload = ["1KB"]
+connections = 4
+threads = 1
+duration_s = 1
+warmup_s = 0
+
+[faults]
+run = ["frontend_killed"]
+duration_s = 8
+at_s = 2
+concurrency = 3
+"""
+
+
+@pytest.mark.testbed
+@pytest.mark.slow
+def test_a_killed_front_end_is_recorded_in_faults_csv(tmp_path):
+    """frontend_killed on the two-front-end testbed through `bench run`: frontend2
+    is killed mid-run, the other takes its clients; faults.csv's row carries the
+    requests that failed, the recovery, every body intact, and how long the
+    switch took to take frontend2 out of the selection (within the README's
+    bound)."""
+    (tmp_path / "workloads.toml").write_text(WORKLOADS)
+    (tmp_path / "exp.toml").write_text(TWO_FRONTENDS)
+    r = subprocess.run([sys.executable, "-m", "bench", "run", str(tmp_path / "exp.toml"),
+                        "--results", str(tmp_path / "res")], capture_output=True, text=True,
+                       cwd=REPO, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # From the table alone, as a committed reference is read.
+    (tmp_path / "ref").mkdir()
+    shutil.copy(tmp_path / "res" / "faults-smoke" / "faults.csv", tmp_path / "ref")
+    (row,) = fault_rows(tmp_path / "ref")
+    assert row["fault"] == "frontend_killed" and row["status"] == "ok", row
+    assert row["fault_frontend"] == "frontend2" and row["fault_signal"] == "SIGKILL"
+    assert 0 <= row["fault_removed_from_selection_s"] <= PEER_SILENCE_S, row
+    assert row["kept_serving"] and row["intact"] and row["requests_ok"] > 0, row
+    # Every failed request is counted by kind (a kill leaves those in flight on it).
+    assert sum(json.loads(row["errors"]).values()) == row["requests_failed"] >= 0, row
+    assert row["recovered"] and row["recovery_s"] >= 0, row

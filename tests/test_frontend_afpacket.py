@@ -117,7 +117,7 @@ class Wire:
 @pytest.fixture
 def ctl(testbed):
     gw = str(testbed.topology.get("frontend1").gateway_address)
-    with CtlServer(gw, 0, ns=testbed.ns("switch")) as server:
+    with CtlServer(gw, 0, ns=testbed.ns("switch"), frontend="frontend1") as server:
         yield server
 
 
@@ -417,6 +417,58 @@ def test_offload_channel_resends_after_reconnect_and_counts_refusals(testbed):
             assert fe.stop() == 0
     # On the way out the front-end deleted what it had installed.
     assert ctl.table == {}
+
+
+def test_link_down_closes_the_control_connection_until_the_link_is_back(testbed, ctl):
+    """The front-end's interface goes down: its watchdog sees the port's link down
+    and closes the control connection (the switch host's daemon would take it out of
+    the selection); the link comes back: it connects again at once, and serves."""
+    host = testbed.host("frontend1")
+    fe = start_frontend(testbed, ctl)
+    try:
+        ctl.wait_for(lambda s: s.connections >= 1)
+        st = wait_stats(fe, lambda st: st["offload"]["connected"] == 1)
+        assert st["offload"]["healthy"] == 1 and st["offload"]["link_downs"] == 0
+        before = ctl.connections
+        host.run(f"ip link set dev {host.iface} down")
+        try:
+            st = wait_stats(fe, lambda st: st["offload"]["healthy"] == 0 and
+                            st["offload"]["connected"] == 0)
+            assert st["offload"]["link_downs"] == 1 and st["offload"]["health_closes"] == 1
+        finally:
+            host.run(f"ip link set dev {host.iface} up")
+        wait_stats(fe, lambda st: st["offload"]["healthy"] == 1 and
+                   st["offload"]["connected"] == 1, timeout=20)
+        ctl.wait_for(lambda s: s.connections > before, timeout=20)
+        wire = Wire(testbed, ctl.port)
+        try:
+            c = Conn(43100)
+            wire.send(c.pkt())
+            wire.send(c.pkt(b"GET /static/a HTTP/1.1\r\nHost: a\r\n\r\n", "PA"))
+            syn, = wire.frames(3, want=1)
+            assert syn[TCP].flags == "S", "the packet loop serves after the link came back"
+        finally:
+            wire.close()
+    finally:
+        assert fe.stop() == 0
+
+
+def test_drain_notice_reaches_the_packet_loop(testbed, ctl):
+    """The switch host's NOTICE DRAIN, then RESUME, to front-end frontend1 by name,
+    on the real binary's control connection (it proved frontend1's key): its
+    channel reads them, MACs checked (the loop's part is the state
+    machine's, tests/test_frontend_drain.py)."""
+    fe = start_frontend(testbed, ctl)
+    try:
+        wait_stats(fe, lambda st: st["offload"]["connected"] == 1)
+        ctl.server.notify("frontend1", "drain")
+        st = wait_stats(fe, lambda st: st["offload"]["draining"] == 1)
+        assert st["offload"]["notices"] == 1
+        ctl.server.notify("frontend1", "resume")
+        st = wait_stats(fe, lambda st: st["offload"]["draining"] == 0)
+        assert st["offload"]["notices"] == 2 and st["offload"]["bad_macs"] == 0
+    finally:
+        assert fe.stop() == 0
 
 
 def test_front_end_survives_a_missing_control_plane(testbed, tmp_path):

@@ -20,7 +20,7 @@ from common.service import Cluster, Rule, Service
 from switchhost import layouts
 
 from fe_harness import (BACKENDS, FE_MAC, GET, SWITCH_MAC, VIP, Client, Harness,  # noqa: F401
-                        backend_pkt, config_text, harness_binary, only, payload, splice,
+                        backend_pkt, config_text, harness_binary, mark, only, payload, splice,
                         to_backend)
 from miresga.control.frontend import LIMIT_DEFAULTS
 from packets import checksums_ok
@@ -667,8 +667,11 @@ def test_retransmitted_synack_is_acknowledged_again(h):
 def test_idle_flow_is_closed_with_a_fin_as_the_client_would(harness_binary):
     """idle_timeout with nothing through the front-end and no switch entry (rule
     without offload): a FIN to the back-end at cli_next, in the client's name; the
-    back-end's FIN reaches the client; the client's ACK goes on one past our FIN and
-    its own FIN is acknowledged by the front-end; freed after the grace."""
+    back-end's ACK of it and its FIN reach the client acknowledging no more than
+    the client sent (a client drops a segment that acknowledges what it never
+    sent, the FIN with it), and so does the FIN sent again; the client's ACK goes
+    on one past our FIN and its own FIN is acknowledged by the front-end; freed
+    after the grace."""
     with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
         c = Client()
         splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -676,8 +679,13 @@ def test_idle_flow_is_closed_with_a_fin_as_the_client_would(harness_binary):
         fin = only(h.advance(3.1))
         assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
         assert fin[TCP].seq == c.seq and fin[TCP].ack == c.ack
+        ack = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "A")))
+        assert ack[IP].dst == c.ip and ack[TCP].flags == "A" and ack[TCP].ack == c.seq
         bfin = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "FA")))
         assert bfin[IP].dst == c.ip and bfin[TCP].flags == "FA"
+        assert bfin[TCP].seq == c.ack and bfin[TCP].ack == c.seq, "our FIN not counted"
+        again = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "FA")))
+        assert again[TCP].flags == "FA" and again[TCP].ack == c.seq, "resent, in TIME_WAIT"
         c.ack += 1
         last = only(c.send(h, flags="A"))
         assert to_backend(last, "be1") and last[TCP].seq == c.seq + 1
@@ -690,12 +698,83 @@ def test_idle_flow_is_closed_with_a_fin_as_the_client_would(harness_binary):
         assert_clean(h)
 
 
+def test_client_closing_at_once_after_an_idle_close_acknowledges_the_back_end(harness_binary):
+    """The client reads the back-end's FIN and closes at once: its FIN's segment
+    carries the ACK of the back-end's FIN.  The front-end acknowledges the client's
+    FIN itself and passes that ACK on to the back-end, without the FIN and one past
+    ours (dropped with the FIN, the back-end would send its FIN again after the flow
+    is gone, and whoever got it would reset the client)."""
+    with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
+        c = Client(port=44010)
+        splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        fin = only(h.advance(3.1))
+        assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
+        bfin = only(h.send(backend_pkt(c, "be1", c.ack, c.seq + 1, "FA")))
+        assert bfin[TCP].flags == "FA" and bfin[TCP].ack == c.seq
+        c.ack += 1
+        out = c.send(h, flags="FA")     # c.seq: one past the client's FIN, and ours
+        ours = only([f for f in out if f[IP].dst == c.ip])
+        assert ours[TCP].flags == "A" and ours[TCP].ack == c.seq
+        on = only([f for f in out if to_backend(f, "be1")])
+        assert on[TCP].flags == "A" and on[TCP].seq == c.seq and on[TCP].ack == c.ack
+        st = h.stats()
+        assert st["packets"]["fin_absorbed"] == 1 and st["packets"]["rst_sent"] == 0
+        h.advance(2.1)
+        assert_clean(h)
+
+
+def with_ts(p, tsval: int, tsecr: int):
+    p[TCP].options = [("NOP", None), ("NOP", None), ("Timestamp", (tsval, tsecr))]
+    return p
+
+
+def timestamps(f) -> tuple[int, int]:
+    return next(v for k, v in f[TCP].options if k == "Timestamp")
+
+
+def test_a_fin_the_back_end_refuses_goes_again_with_what_its_answer_teaches(harness_binary):
+    """Our idle FIN carries the client's numbers as the front-end last saw them.  When
+    the switch carried the flow, the client's later segments reached the back-end
+    without the front-end (simulated here: the back-end saw a later TSval and sent
+    more), so the back-end refuses the FIN (PAWS, RFC 7323; RFC 5961) with an ACK
+    that does not take it, whose TSecr is the client's latest TSval and whose seq
+    ends what it sent.  The FIN goes again with those, the answer not passed to the
+    client; the back-end takes it and the close ends FIN by FIN, no RST."""
+    with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
+        c = Client(port=44020)
+        assert h.send(with_ts(c.pkt(), 100, 7)) == []
+        req = b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n"
+        assert to_backend(only(h.send(with_ts(c.pkt(req, "PA"), 100, 7))), "be1")
+        c.seq += len(req)
+        h.send(backend_pkt(c, "be1", c.s, c.c + 1, "SA"))
+        fin = only(h.advance(3.1))
+        assert to_backend(fin, "be1") and fin[TCP].flags == "FA"
+        assert (fin[TCP].seq, fin[TCP].ack, timestamps(fin)) == (c.seq, c.ack, (100, 7))
+        sent = (c.ack + 5000) & 0xFFFFFFFF
+        again = only(h.send(with_ts(backend_pkt(c, "be1", sent, c.seq, "A"), 900, 105)))
+        assert to_backend(again, "be1") and again[TCP].flags == "FA"
+        assert (again[TCP].seq, again[TCP].ack, timestamps(again)) == (c.seq, sent, (105, 900))
+        # Nothing new: a duplicate ACK goes on to the client as any would.
+        dup = only(h.send(with_ts(backend_pkt(c, "be1", sent, c.seq, "A"), 900, 105)))
+        assert dup[IP].dst == c.ip and dup[TCP].ack == c.seq
+        bfin = only(h.send(backend_pkt(c, "be1", sent, c.seq + 1, "FA")))
+        assert bfin[IP].dst == c.ip and bfin[TCP].flags == "FA" and bfin[TCP].ack == c.seq
+        st = h.stats()["packets"]
+        assert st["fin_refreshed"] == 1 and st["idle_fin"] == 1 and st["rst_sent"] == 0
+        assert h.stats()["flows_by_state"]["time_wait"] == 1
+
+
 def test_idle_close_that_does_not_end_resets_both(harness_binary):
-    """The back-end never answers our idle FIN: after the grace, RST both ends."""
+    """The back-end never answers our idle FIN: after the grace, the FIN once more
+    (an answer to the first may have gone the switch's way); after another, RST both
+    ends."""
     with Harness(config_text(idle_timeout_ms=3000), binary=harness_binary) as h:
         c = Client()
         splice(h, c, b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
         only(h.advance(3.1))
+        again = only(h.advance(2.1))
+        assert to_backend(again, "be1") and again[TCP].flags == "FA"
+        assert again[TCP].seq == c.seq and h.stats()["packets"]["fin_again"] == 1
         out = h.advance(2.1)
         assert sorted(f[TCP].flags for f in out) == ["R", "R"]
         rst_be = next(f for f in out if to_backend(f, "be1"))
@@ -735,14 +814,63 @@ def test_flow_table_full_of_idle_handshakes_evicts_the_oldest(harness_binary):
         assert st["flows_by_state"]["header"] == 1 and st["flows_by_state"]["syn_sent"] == 1
 
 
+def test_pipelined_requests_cut_at_an_odd_offset_go_out_whole(h):
+    """Two 47-byte requests in one segment: the second is cut off at an odd offset
+    and gets its headers put in front of it there; both reach the back-end intact
+    (the sanitized build checks the headers' alignment)."""
+    c = Client(port=46010)
+    splice(h, c)
+    both = only(c.send(h, GET + GET, "PA"), 2)
+    assert len(GET) % 2 == 1
+    assert all(to_backend(f, "be1") and payload(f) == GET for f in both)
+
+
 def test_packets_without_a_flow_are_refused(h):
-    """A stray FIN or data for an unknown flow from a back-end is reset; SYNs are the switch's."""
+    """Data from a back-end's address for an unknown flow, without the switch's BACKEND
+    mark (anyone could have sent it): the back-end is reset, no client; SYNs are the
+    switch's."""
     c = Client(port=46001)
     assert h.send(c.pkt(flags="S")) == []
-    stray = only(h.send(backend_pkt(c, "be2", 5, 6, "PA", b"x")))
+    stray = only(h.send(backend_pkt(c, "be2", 5, 6, "PA", b"x", mark="none")))
     assert stray[IP].dst == BACKENDS["be2"] and stray[TCP].flags == "R" and stray[TCP].seq == 6
     st = h.stats()["packets"]
-    assert st["no_flow"] == 1 and st["unexpected"] == 1
+    assert st["no_flow"] == 1 and st["unexpected"] == 1 and st["orphan_reset"] == 0
+
+
+@pytest.mark.parametrize("flags, payload, client_seq", [
+    ("PA", b"HTTP/1.1 200 OK\r\n", 5000),      # the held request's response starts
+    ("A", b"", 5000),                           # the back-end acknowledges the request
+    ("FA", b"", 5000),                          # it closes
+    ("SA", b"", 5001),                          # a late SYN-ACK: one past its ISN
+])
+def test_backend_packet_of_a_flow_no_one_holds_resets_both_ends(h, flags, payload, client_seq):
+    """The front-end that held the flow died: its back-end's packet (marked BACKEND by
+    the switch, in the client's numbering) reaches a front-end without the flow, which
+    resets the back-end at the packet's ack and the client at the packet's seq, the
+    point its stream stands at; a back-end's RST gets no answer."""
+    c = Client(port=46003)
+    out = only(h.send(backend_pkt(c, "be2", 5000, 7000, flags, payload)), 2)
+    to_be = next(f for f in out if f[IP].dst == BACKENDS["be2"])
+    to_client = next(f for f in out if f[IP].dst == c.ip)
+    assert to_be[TCP].flags == "R" and to_be[TCP].seq == 7000
+    assert (to_client[IP].src, to_client[TCP].sport, to_client[TCP].dport) == (VIP, 80, c.port)
+    assert to_client[TCP].flags == "R" and to_client[TCP].seq == client_seq
+    assert mark(to_client) == "none" and mark(to_be) == "none"
+    assert h.send(backend_pkt(c, "be2", 5000, 7000, "R")) == []
+    st = h.stats()["packets"]
+    assert st["no_flow"] == 2 and st["orphan_reset"] == 1 and st["rst_sent"] == 2
+
+
+def test_backend_packet_of_a_flow_on_another_backend_resets_only_that_backend(h):
+    """A flow the front-end holds, with another back-end (a late SYN-ACK after a move):
+    only the stale back-end is reset; the client's connection lives on."""
+    c = Client(port=46004)
+    released = splice(h, c)
+    assert released and all(to_backend(f, "be1") for f in released)
+    stale = only(h.send(backend_pkt(c, "be2", 5000, 7000, "PA", b"late")))
+    assert stale[IP].dst == BACKENDS["be2"] and stale[TCP].flags == "R"
+    st = h.stats()["packets"]
+    assert st["stale_backend"] == 1 and st["orphan_reset"] == 0
 
 
 def test_corrupted_checksum_is_dropped(h):

@@ -208,7 +208,7 @@ def test_the_agent_loaders_limits_are_the_ones_c_compiles_in():
 def test_marks_are_from_the_local_use_pool():
     # RFC 2474 pool 2 (xxxx11): no standard code point is taken.
     assert L.DSCP_MARKS == {L.DSCP_ADMIT, L.DSCP_KNOWN, L.DSCP_INSTALL, L.DSCP_REMOVE,
-                            L.DSCP_REMOVE_CTL, L.DSCP_MIRESGA}
+                            L.DSCP_REMOVE_CTL, L.DSCP_MIRESGA, L.DSCP_BACKEND}
     assert all(v & 3 == 3 for v in L.DSCP_MARKS) and L.DSCP_NONE == 0
 
 

@@ -110,6 +110,23 @@ def test_seen_filter_cost_and_false_positives():
     assert mm.filter_false_positive_rate(0, 1000, 120) == 0.0
 
 
+def test_a_drain_s_moved_marks_fill_the_seen_filter_too():
+    """While front-ends holding a share of the clients drain, each of those clients'
+    connections also sets a "moved" mark in the filter's bits: that many more marks
+    per generation, and a higher false-positive rate."""
+    assert mm.filter_marks(1000, 120, active=100) == 120_100
+    assert mm.filter_marks(1000, 120, active=100, draining_share=0.5) == 180_150
+    f = mm.filter_false_positive(22, 180_150)
+    assert mm.filter_false_positive_rate(22, 1000, 120, 100, draining_share=0.5) == \
+        pytest.approx(1 - (1 - f) ** 2)
+    assert mm.filter_false_positive_rate(22, 1000, 120, draining_share=0.5) > \
+        mm.filter_false_positive_rate(22, 1000, 120)
+    m = mm.model(conn_rate=1000, filter_period_s=120, draining_share=0.5)["seen_filter"]
+    assert m["false_positive_draining"] > m["false_positive"]
+    with pytest.raises(ValueError, match="draining_share 1.5: a share of clients"):
+        mm.filter_marks(1000, 120, draining_share=1.5)
+
+
 def test_filter_bits_for_a_bound():
     """The smallest filter below a bound, and nothing smaller would do."""
     bits = mm.filter_bits_for(5000, 120, 0.01)

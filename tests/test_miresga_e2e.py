@@ -397,8 +397,8 @@ def test_control_port_refuses_the_attacker_and_counts_it(mg):
     protocol: the daemon does not listen on the switch's address on the
     attacker's link (refused), and on the front-end link's address, which the
     attacker can route to, it gets a HELLO, fails the key proof and is closed,
-    counted in the daemon's auth_failures.  The key is readable by root only
-    on the switch and on the front-end host."""
+    counted in the daemon's auth_failures.  The keys are readable by root only:
+    the daemon's on the switch, the front-end's on its host and on the switch."""
     tb, _, _, t = mg
     attacker = tb.host("attacker")
     before = t.switchd.ctl("stats")["channel"]["auth_failures"]
@@ -411,7 +411,8 @@ def test_control_port_refuses_the_attacker_and_counts_it(mg):
     assert got["frontend_link"] == {"hello": 28, "closed": True}, got
     assert t.switchd.ctl("stats")["channel"]["auth_failures"] == before + 1
     fe = tb.frontends[0]
-    for host, path in ((tb.switch, t.switchd.key_path), (fe, t.control_key_path(fe))):
+    for host, path in ((tb.switch, t.switchd.key_path), (fe, t.control_key_path(fe)),
+                       (tb.switch, t.switchd.frontend_keys[fe.name])):
         assert host.run(f"stat -c %a {shlex.quote(path)}").stdout.strip() == "600", path
 
 

@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ import pytest
 from analysis import latency
 from hosts.remote import emulated_inventory
 from hosts.sshd import make_keys, start_sshd
+from hosts.testbed import EmulatedTestbed
+from hosts.topology import load_topology
 
+from conftest import unique_prefix
 from inventory_rig import toml_dump
 
 pytestmark = pytest.mark.testbed
@@ -64,20 +68,43 @@ probe_interval_ms = 20
     return exp
 
 
+@contextmanager
+def ssh_lab(tb, tmp: Path):
+    """An inventory file (tmp/lab.toml) for an emulated testbed, every host running
+    its own sshd; yields the inventory."""
+    keys = make_keys(tmp / "keys")
+    procs = []
+    try:
+        for h in tb.hosts.values():
+            procs.append(start_sshd(h, keys, address=str(h.address or
+                                                          tb.host("client").gateway)))
+        inv = emulated_inventory(tb, keys, workroot=f"/tmp/miresga-remote-{tb.prefix}")
+        (tmp / "lab.toml").write_text(toml_dump(inv))
+        yield inv
+    finally:
+        for p in procs:
+            p.stop()
+        subprocess.run(["rm", "-rf", f"/tmp/miresga-remote-{tb.prefix}"])
+
+
 @pytest.fixture(scope="module")
 def remote_lab(module_testbed, tmp_path_factory):
     """An inventory file for the module's testbed, every host running its own sshd."""
-    tb = module_testbed
     tmp = tmp_path_factory.mktemp("lab")
-    keys = make_keys(tmp / "keys")
-    procs = [start_sshd(h, keys, address=str(h.address or tb.host("client").gateway))
-             for h in tb.hosts.values()]
-    inv = emulated_inventory(tb, keys, workroot=f"/tmp/miresga-remote-{tb.prefix}")
-    (tmp / "lab.toml").write_text(toml_dump(inv))
-    yield tb, tmp, inv
-    for p in procs:
-        p.stop()
-    subprocess.run(["rm", "-rf", f"/tmp/miresga-remote-{tb.prefix}"])
+    with ssh_lab(module_testbed, tmp) as inv:
+        yield module_testbed, tmp, inv
+
+
+def assert_nothing_left_running(tb) -> None:
+    """No process of a session left on the hosts: no pid file under the work
+    directories, and only the fixture's sshd in each namespace."""
+    left = tb.switch.run(f"find /tmp/miresga-remote-{tb.prefix} -path '*/pids/*' -type f",
+                         check=False).stdout.split()
+    assert left == []
+    for h in tb.hosts.values():
+        procs = h.run("ps -o comm= -p $(ip netns pids " + h.netns + " | tr '\\n' ' ') "
+                      "2>/dev/null | sort -u", check=False).stdout.split()
+        assert set(procs) <= {"sshd", "ps", "sh", "sort"}, (h.name, procs)
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
@@ -139,15 +166,7 @@ def test_remote_campaign_has_the_form_of_an_emulated_one(remote_lab, tmp_path):
         with open(tmp_path / kind / "remote-smoke" / "tidy.csv") as f:
             cols[kind] = next(csv.reader(f))
     assert cols["remote"] == cols["emulated"]
-    # Nothing of the session is left running on the hosts.
-    left = tb.switch.run(f"find /tmp/miresga-remote-{tb.prefix} -path '*/pids/*' -type f",
-                         check=False).stdout.split()
-    assert left == []
-    for h in tb.hosts.values():
-        # Only sshd (started by the fixture) still runs in each namespace.
-        procs = h.run("ps -o comm= -p $(ip netns pids " + h.netns + " | tr '\\n' ' ') "
-                      "2>/dev/null | sort -u", check=False).stdout.split()
-        assert set(procs) <= {"sshd", "ps", "sh", "sort"}, (h.name, procs)
+    assert_nothing_left_running(tb)
 
 
 def test_unreachable_host_is_reported_before_the_campaign(remote_lab, tmp_path):
@@ -170,3 +189,60 @@ def test_unreachable_host_is_reported_before_the_campaign(remote_lab, tmp_path):
     # Refused before the campaign: no directory made, results/latest where it was.
     assert sorted(p.name for p in results.iterdir()) == ["earlier", "latest"]
     assert (results / "latest").readlink() == Path("earlier")
+
+
+TWO_FRONTENDS = """
+[campaign]
+name = "remote-2fe"
+workloads = "workloads.toml"
+repetitions = 1
+seed = 3
+
+[[target]]
+name = "miresga"
+label = "miresga-2fe"
+params = { frontend_hosts = ["frontend1", "frontend2"] }
+
+[parameters]
+workload = ["1KB"]
+conn_mode = "close"
+connections = 16
+threads = 1
+duration_s = 2
+warmup_s = 0
+timeout_s = 5
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_miresga_on_two_front_ends_over_ssh(tmp_path):
+    """The miresga target on both front-end hosts of a two-front-end lab reached
+    only over SSH: the point is ok, integrity passed, both front-ends served
+    requests of it, the switch host's daemon knew each by its own key (one
+    connection each, both active), and nothing is left running."""
+    tb_dir = tmp_path / "lab"
+    tb_dir.mkdir()
+    topology = load_topology(REPO / "testbeds" / "two-frontends.toml")
+    with EmulatedTestbed(topology, prefix=unique_prefix("r")) as tb, ssh_lab(tb, tb_dir):
+        assert [h.name for h in tb.frontends] == ["frontend1", "frontend2"]
+        (tmp_path / "workloads.toml").write_text(WORKLOADS)
+        (tmp_path / "exp.toml").write_text(TWO_FRONTENDS)
+        r = bench("run", str(tmp_path / "exp.toml"), "--inventory", str(tb_dir / "lab.toml"),
+                  "--results", str(tmp_path / "res"))
+        assert r.returncode == 0, r.stderr[-3000:]
+        (f,) = sorted((tmp_path / "res" / "remote-2fe").rglob("rep*.json"))
+        doc = json.loads(f.read_text())
+        assert doc["status"] == "ok", doc.get("error")
+        assert doc["integrity"]["passed"], doc["integrity"]
+        assert doc["metadata"]["testbed"]["kind"] == "remote"
+        assert doc["target"]["frontends"] == ["frontend1", "frontend2"]
+        stats = doc["target"]["stats"]
+        for name in ("frontend1", "frontend2"):
+            served = (stats["after"]["frontends"][name]["requests"]
+                      - stats["before"]["frontends"][name]["requests"])
+            assert served > 0, (name, served)
+        watched = stats["after"]["switch"]["control"]["frontends"]["frontends"]
+        assert {n: (w["state"], w["connections"]) for n, w in watched.items()} == {
+            "frontend1": ("active", 1), "frontend2": ("active", 1)}
+        assert_nothing_left_running(tb)

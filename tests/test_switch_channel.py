@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import dataclasses
 import json
 import os
 import select
@@ -671,9 +672,12 @@ def test_stats_file(ns, key, tmp_path):
 class OffloadClient:
     """build/miresga-offload-test: fe_offload.c alone, one command per line."""
 
-    def __init__(self, ns: ScratchNs, port: int, key_path: Path):
+    def __init__(self, ns: ScratchNs, port: int, key_path: Path,
+                 watch: tuple[int, str] | None = None):
+        """watch: (the loop's allowed stall in ms, the interface to watch or "-")."""
+        extra = [str(watch[0]), watch[1]] if watch else []
         self.p = subprocess.Popen(["ip", "netns", "exec", ns.name, str(OFFLOAD_TEST), CONTROL,
-                                   str(port), str(key_path)], stdin=subprocess.PIPE,
+                                   str(port), str(key_path), *extra], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def __call__(self, line: str) -> str:
@@ -730,6 +734,90 @@ def test_c_client_gets_per_entry_results_and_liveness(ns, key, key_file):
         assert st["batches_acked"] >= 1 and st["replies"] >= 1 and st["added"] == 5
         assert st["refused"] == 2 and st["bad_macs"] == st["auth_failures"] == 0
     assert d.server.stats.bad_macs == 0 and d.server.stats.auth_ok == 1
+
+
+@pytest.mark.root
+def test_c_client_proving_its_own_key_is_known_as_its_front_end(ns, key, tmp_path):
+    """fe_offload.c given its front-end's own key (as a deployment writes one per
+    front-end) proves it: the daemon counts the connection for that front-end,
+    though it comes from another address than the plan's (10.8.2.1, the
+    namespace's own), and answers its batches under that key;
+    when it quits, the front-end has no connection left."""
+    fe_key = write_key(tmp_path / "fe1.key")
+    plan = dataclasses.replace(make_plan(ns), frontends=[Endpoint(
+        name="fe1", ip="10.8.2.2", mac="02:00:00:00:02:02", switch_port="f0")])
+    with daemon_for(ns, key, plan, frontend_keys={"fe1": read_key(fe_key)}) as d:
+        with OffloadClient(ns, d.port, fe_key) as c:
+            assert c("connected 30000") == "1"
+            wait_for(lambda: d.pipeline.fe_liveness.connections == {"fe1": 1},
+                     "the connection counted for fe1")
+            assert c("push 1 10.8.0.21 1000 0 0 1") == "0"
+            assert [r["kind"] for r in c.results(1)] == ["added"]
+            assert c.stats()["bad_macs"] == 0
+        wait_for(lambda: d.pipeline.fe_liveness.connections == {"fe1": 0},
+                 "fe1's connection gone")
+    assert d.server.stats.auth_ok == 1 and d.server.stats.bad_macs == 0
+
+
+@pytest.mark.root
+def test_c_client_leaves_while_its_front_end_cannot_serve(ns, key, key_file):
+    """The front-end's control connection is its heartbeat, so the channel closes it
+    while the port's link is down or the packet loop stops turning, and connects
+    again as soon as both are back: the daemon sees the connection go and a new one
+    authenticate each time; the channel counts why."""
+    iface = "watched0"
+    subprocess.run(["ip", "-n", ns.name, "link", "add", iface, "type", "veth", "peer", "name",
+                    "watched1"], check=True)
+    try:
+        for dev in (iface, "watched1"):
+            subprocess.run(["ip", "-n", ns.name, "link", "set", dev, "up"], check=True)
+        with daemon_for(ns, key) as d, OffloadClient(ns, d.port, key_file, (300, iface)) as c:
+            srv = d.server.stats
+            assert c("connected 30000") == "1"
+            assert c.stats()["healthy"] == 1 and srv.open_connections == 1
+            subprocess.run(["ip", "-n", ns.name, "link", "set", iface, "down"], check=True)
+            wait_for(lambda: srv.open_connections == 0, "the connection closed: link down")
+            st = c.stats()
+            assert st["healthy"] == 0 and st["link_downs"] == 1 and st["health_closes"] == 1
+            subprocess.run(["ip", "-n", ns.name, "link", "set", iface, "up"], check=True)
+            assert c("connected 30000") == "1"
+            wait_for(lambda: srv.auth_ok == 2, "a new connection authenticated: link up")
+            assert c("stall 1") == "1"
+            wait_for(lambda: srv.open_connections == 0, "the connection closed: loop stalled")
+            st = c.stats()
+            assert st["healthy"] == 0 and st["loop_stalls"] == 1 and st["health_closes"] == 2
+            assert c("stall 0") == "0"
+            assert c("connected 30000") == "1"
+            wait_for(lambda: srv.auth_ok == 3, "a new connection authenticated: loop turning")
+            assert c.stats()["healthy"] == 1 and srv.auth_failures == 0
+    finally:
+        subprocess.run(["ip", "-n", ns.name, "link", "del", iface], check=False)
+
+
+@pytest.mark.root
+def test_c_client_hears_the_notices_between_its_answers(ns, key, tmp_path):
+    """NOTICE DRAIN and RESUME, addressed to a front-end by name, reach fe_offload.c
+    (which proved that front-end's key) unasked, MAC'd in the stream between the
+    answers to its batches and queries, which still match; a tool's connection
+    from the same address, with the daemon's key, hears none of them."""
+    fe_key = write_key(tmp_path / "fe1.key")
+    plan = dataclasses.replace(make_plan(ns), frontends=[Endpoint(
+        name="fe1", ip="10.8.2.2", mac="02:00:00:00:02:02", switch_port="f0")])
+    with daemon_for(ns, key, plan, frontend_keys={"fe1": read_key(fe_key)}) as d, \
+            OffloadClient(ns, d.port, fe_key) as c, client(ns, d, key) as tool:
+        assert c("connected 30000") == "1"
+        d.server.notify("fe1", "drain")
+        wait_for(lambda: c.stats()["draining"] == 1, "the drain notice")
+        for i in range(3):
+            assert c(f"push 1 10.8.0.40 {3000 + i} 0 0 1") == "0"
+        d.server.notify("fe1", "resume")
+        assert [r["kind"] for r in c.results(3)] == ["added"] * 3
+        wait_for(lambda: c.stats()["draining"] == 0, "the resume notice")
+        st = c.stats()
+        assert st["notices"] == 2 and st["bad_macs"] == st["bad_acks"] == 0
+        assert d.server.stats.notices == 2 and d.server.stats.bad_macs == 0
+        # Both notices were written before this answer, had they been the tool's.
+        assert tool.cmd("ping")["ok"] and tool.notices == []
 
 
 @pytest.mark.root

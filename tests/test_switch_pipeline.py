@@ -29,8 +29,8 @@ from common.scratch_ns import ScratchNs
 from switchhost import bpf, layouts
 from switchhost.addresses import ip_be, port_be
 from switchhost.layouts import SwitchCounter as C
-from switchhost.layouts import (DSCP_ADMIT, DSCP_INSTALL, DSCP_KNOWN, DSCP_MIRESGA, DSCP_NONE,
-                                DSCP_REMOVE, DSCP_REMOVE_CTL, M32, mix32)
+from switchhost.layouts import (DSCP_ADMIT, DSCP_BACKEND, DSCP_INSTALL, DSCP_KNOWN, DSCP_MIRESGA,
+                                DSCP_NONE, DSCP_REMOVE, DSCP_REMOVE_CTL, M32, mix32)
 from switchhost.pipeline import FlowOp, Liveness
 from switchhost.pipelines.maglev import maglev_table
 from switchhost.pipelines.miresga import MiresgaSwitch, SwitchPlan, dp_now_ticks
@@ -347,22 +347,22 @@ CASES = [
          from_backend(tos=(DSCP_MIRESGA << 2) | 3), REDIRECT, C.OFFLOAD_REV,
          _to_client(from_backend(tos=(DSCP_MIRESGA << 2) | 3)), "c0", port="b1",
          flows=[(CLIENT, CPORT, 0)]),
-    Case("back-end data without an entry: to the client's front-end, mark cleared",
-         _be_data, REDIRECT, C.REV_TO_FRONTEND, *_fe(_be_data, DSCP_NONE), port="b1"),
+    Case("back-end data without an entry: to the client's front-end, marked BACKEND",
+         _be_data, REDIRECT, C.REV_TO_FRONTEND, *_fe(_be_data, DSCP_BACKEND), port="b1"),
     Case("back-end SYN-ACK (agent-translated) without an entry: to the front-end",
          from_backend(flags="SA"), REDIRECT, C.REV_TO_FRONTEND,
-         *_fe(from_backend(flags="SA"), DSCP_NONE), port="b1"),
+         *_fe(from_backend(flags="SA"), DSCP_BACKEND), port="b1"),
     Case("back-end SYN-ACK with a stale entry: still to the front-end",
          from_backend(flags="SA"), REDIRECT, C.REV_TO_FRONTEND,
-         *_fe(from_backend(flags="SA"), DSCP_NONE), port="b1", flows=[(CLIENT, CPORT, 0)]),
+         *_fe(from_backend(flags="SA"), DSCP_BACKEND), port="b1", flows=[(CLIENT, CPORT, 0)]),
     Case("back-end FIN with an entry: to the front-end",
          from_backend(flags="FA"), REDIRECT, C.REV_TO_FRONTEND,
-         *_fe(from_backend(flags="FA"), DSCP_NONE), port="b1", flows=[(CLIENT, CPORT, 0)]),
+         *_fe(from_backend(flags="FA"), DSCP_BACKEND), port="b1", flows=[(CLIENT, CPORT, 0)]),
     Case("back-end RST with an entry: to the front-end",
          from_backend(flags="R"), REDIRECT, C.REV_TO_FRONTEND,
-         *_fe(from_backend(flags="R"), DSCP_NONE), port="b1", flows=[(CLIENT, CPORT, 0)]),
+         *_fe(from_backend(flags="R"), DSCP_BACKEND), port="b1", flows=[(CLIENT, CPORT, 0)]),
     Case("back-end 0 data for a flow moved to back-end 1: to the front-end",
-         _be_data, REDIRECT, C.REV_TO_FRONTEND, *_fe(_be_data, DSCP_NONE), port="b1",
+         _be_data, REDIRECT, C.REV_TO_FRONTEND, *_fe(_be_data, DSCP_BACKEND), port="b1",
          flows=[(CLIENT, CPORT, 1)]),
     Case("back-end data with an entry but no neighbour for the client: rewritten, kernel path",
          from_backend(dst=CLIENT_NO_NEIGH), OK, C.FIB_MISS,
@@ -378,7 +378,7 @@ CASES = [
          port="b1", flows=[(SMALL_CLIENT, CPORT, 0)]),
     Case("back-end data to a client address no table names: served like any client",
          from_backend(dst=ELSEWHERE), REDIRECT, C.REV_TO_FRONTEND,
-         *_fe(from_backend(dst=ELSEWHERE), DSCP_NONE, ELSEWHERE), port="b1"),
+         *_fe(from_backend(dst=ELSEWHERE), DSCP_BACKEND, ELSEWHERE), port="b1"),
     Case("unmarked back-end answer (a health check): normal forwarding, untouched",
          from_backend(dst=FE[0][0], mark=False), OK, C.BE_UNMARKED, port="b1"),
     Case("unmarked back-end data with an entry: not Miresga's, normal forwarding",

@@ -170,9 +170,10 @@ def test_offloaded_ack_with_partial_checksum_reaches_the_backend(tb, egress_tx):
 def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
     """A back-end's packet marked by its agent (MIRESGA) to a client with an entry
     leaves the switch toward the client with source VIP:80, routed by the switch's
-    FIB; without an entry it goes to the client's front-end untouched but for MACs,
-    TTL and the mark, cleared either way.  An unmarked one is not Miresga's: the
-    switch routes it like any packet."""
+    FIB, its mark cleared; without an entry it goes to the client's front-end
+    untouched but for MACs, TTL and the mark, which says BACKEND there (its agent's
+    mark checked on its own port: a front-end may answer in the back-end's name).
+    An unmarked one is not Miresga's: the switch routes it like any packet."""
     client, be, fe = tb.host("client"), tb.backends[0], tb.frontends[0]
     marked = layouts.DSCP_MIRESGA << 2
     with load_switch(tb) as sw:
@@ -202,7 +203,8 @@ def test_backend_packets_go_to_the_client_rewritten_or_to_the_frontend(tb):
     assert p[Ether].dst == client.mac and p[Ether].src == client.switch_mac
     assert bytes(p[Raw].load) == b"offloaded" and checksums_ok(p)
     q, _ = handed[0]
-    assert (q[IP].src, q[TCP].sport, q[Ether].dst, q[IP].tos) == (str(be.address), 80, fe.mac, 0)
+    assert (q[IP].src, q[TCP].sport, q[Ether].dst, q[IP].tos) == (str(be.address), 80, fe.mac,
+                                                                layouts.DSCP_BACKEND << 2)
     assert bytes(q[Raw].load) == b"not-offloaded" and checksums_ok(q)
     u, _ = plain[0]
     assert (u[IP].src, u[TCP].sport) == (str(be.address), 80)

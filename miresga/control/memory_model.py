@@ -42,7 +42,8 @@ no key stored (the index is the hash); its size is independent of the
 number of connections.
 
 The seen filter (register arrays too): two generations of 2^bits bits; its
-false-positive rate follows from the connection rate and the rotation period
+false-positive rate follows from the connection rate and the rotation period,
+and during a drain from the "moved" marks the switch keeps in the same bits
 (`filter_false_positive_rate`).
 """
 
@@ -58,6 +59,9 @@ from common import miresga_defaults as defaults
 from switchhost import layouts
 
 WORD_BITS = 128
+# The drain the report models: one of two front-ends, the largest share one
+# front-end of several holds.
+DRAINING_SHARE = 0.5
 BLOCK_WORDS = 1024
 OVERHEAD_BITS = 4  # valid/version bits per entry in a Tofino exact-match RAM word
 MB_BITS = 8 * 1024 * 1024
@@ -205,20 +209,36 @@ def filter_false_positive(bits_log2: int, conns: int) -> float:
     return (1 - math.exp(-2 * conns / (1 << bits_log2))) ** 2
 
 
+def filter_marks(conn_rate: float, period_s: float, active: int = 0,
+                 draining_share: float = 0.0) -> int:
+    """Marks one generation collects: a connection's seen bits, and during a drain
+    the "moved" mark of each connection whose client's slot a draining front-end
+    holds (switch.bpf.c, "front-end selection": the same arrays under another
+    salt, set when the connection is admitted and refreshed by its packets)."""
+    if not 0.0 <= draining_share <= 1.0:
+        raise ValueError(f"draining_share {draining_share}: a share of clients, 0 to 1")
+    return math.ceil((conn_rate * period_s + active) * (1 + draining_share))
+
+
 def filter_false_positive_rate(bits_log2: int, conn_rate: float, period_s: float,
-                               active: int = 0) -> float:
+                               active: int = 0, draining_share: float = 0.0) -> float:
     """Chance a forged packet passes the filter, at worst (just before a rotation).
 
     A generation collects, over one period, every new connection validated in
     it (conn_rate x period_s) and every connection with a client packet in it
-    (`active` long-lived ones refresh their bits each period).  The switch
-    admits a packet whose two bits are set in the current generation OR the
-    previous one, so with both generations that full:
-    p = 1 - (1 - f)^2, f = (1 - e^(-2n/m))^2, n = conn_rate x period_s + active.
+    (`active` long-lived ones refresh their bits each period); while a
+    front-end drains, the connections of its clients (`draining_share` of
+    them: 1/n when one of n front-ends drains) also mark "moved" in the same
+    bits.  The switch admits a packet whose two bits are set in the current
+    generation OR the previous one, so with both generations that full:
+    p = 1 - (1 - f)^2, f = (1 - e^(-2n/m))^2, n = filter_marks(...).  A false
+    "moved" during a drain has the same chance: it sends one of the draining
+    front-end's connections to its active one, which refuses it (a RST).
     """
     if not bits_log2:
         return 0.0
-    f = filter_false_positive(bits_log2, math.ceil(conn_rate * period_s) + active)
+    f = filter_false_positive(bits_log2, filter_marks(conn_rate, period_s, active,
+                                                      draining_share))
     return 1 - (1 - f) ** 2
 
 
@@ -238,7 +258,8 @@ def model(entries: int = layouts.FLOW_CAPACITY_DEFAULT,
           filter_period_s: float = defaults.FILTER_PERIOD_S, active_conns: int = 0,
           dp_slots: int = layouts.DP_SLOTS_DEFAULT,
           dp_ways: int = layouts.DP_WAYS_DEFAULT, dp_live: int = 10_000,
-          vip_idx_bits: int = VIP_IDX_BITS, fe_slots: int = layouts.FE_SLOTS_DEFAULT) -> dict:
+          vip_idx_bits: int = VIP_IDX_BITS, fe_slots: int = layouts.FE_SLOTS_DEFAULT,
+          draining_share: float = DRAINING_SHARE) -> dict:
     merged = merged_layout(vip_idx_bits)
     rows = []
     for lay in (merged, NAIVE):
@@ -266,7 +287,11 @@ def model(entries: int = layouts.FLOW_CAPACITY_DEFAULT,
                         "false_positive_per_generation":
                             filter_false_positive(filter_bits_log2, per_gen),
                         "false_positive": filter_false_positive_rate(
-                            filter_bits_log2, conn_rate, filter_period_s, active_conns)},
+                            filter_bits_log2, conn_rate, filter_period_s, active_conns),
+                        "draining_share": draining_share,
+                        "false_positive_draining": filter_false_positive_rate(
+                            filter_bits_log2, conn_rate, filter_period_s, active_conns,
+                            draining_share)},
         # The eBPF model's own entries: padded to 32-bit words, and with the
         # last-seen stamp a Tofino keeps in idle-timeout RAM instead.
         "ebpf_entry_bytes": {"flow_key": ctypes.sizeof(layouts.FlowKey),
@@ -310,7 +335,9 @@ def render(m: dict) -> str:
                     f"{f['blocks']} blocks; at {f['conn_rate']:,g} connections/s, period "
                     f"{f['period_s']:g} s ({f['connections_per_generation']:,} per generation) "
                     f"a forged packet passes with p = {f['false_positive']:.4f} "
-                    f"(both generations ORed)"]
+                    f"(both generations ORed); while front-ends holding "
+                    f"{f['draining_share']:.0%} of the clients drain, their moved marks "
+                    f"in the same bits make it {f['false_positive_draining']:.4f}"]
     return "\n".join(out)
 
 
@@ -340,11 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fe-slots", type=int, default=layouts.FE_SLOTS_DEFAULT,
                     help="front-end selection table slots, a prime "
                          f"(default {layouts.FE_SLOTS_DEFAULT:,})")
+    ap.add_argument("--draining-share", type=float, default=DRAINING_SHARE,
+                    help="share of the clients whose front-end drains (their connections "
+                         f"also mark the seen filter; default {DRAINING_SHARE:g}: one of two)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     m = model(args.entries, args.filter_bits_log2, args.conn_rate, args.filter_period,
               args.active_conns, args.dp_slots, args.dp_ways, args.dp_live, args.vip_idx_bits,
-              args.fe_slots)
+              args.fe_slots, args.draining_share)
     print(json.dumps(m, indent=1) if args.json else render(m))
     return 0
 

@@ -146,6 +146,6 @@ void fe_backend_joined(struct fe_lcore *lc, struct fe_flow *f)
 		return;
 	}
 	fe_flow_set_state(&lc->ft, f, FE_FS_SPLICED);
-	fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+	fe_timer_spliced(lc, f);
 	fe_progress(lc, f);
 }

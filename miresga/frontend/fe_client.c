@@ -191,8 +191,14 @@ static int new_incarnation(const struct fe_flow *f, const struct fe_pkt *p)
  * client's name (our FIN is at cli_fin_seq).  The client's own FIN is
  * acknowledged here, as the back-end would have; new data is too late (the
  * back-end is closing): both ends are reset; the rest goes on, one past our FIN.
+ * A client that closes as soon as it reads the back-end's FIN acknowledges
+ * that FIN in its own FIN's segment: the acknowledgement goes on without the
+ * FIN, or the back-end would send its FIN again until it gave up, after this
+ * flow is gone (a front-end without the flow then resets the client).
+ * `acked`: the segment acknowledged more of the back-end's stream.
  */
-static void client_after_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+static void client_after_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p,
+				 int acked)
 {
 	struct fe_tuple t = fe_to_client(lc, f);
 
@@ -209,8 +215,11 @@ static void client_after_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct 
 		if (fe_send_segment(lc, &t, p->ack, f->cli_fin_seq + 1, F_ACK, fe_answer_window(lc, f),
 				    opt, optlen, NULL, 0) == 0)
 			lc->stats.pkt.ack_sent++;
-		rte_pktmbuf_free(p->m);
-		return;
+		if (!acked) {
+			rte_pktmbuf_free(p->m);
+			return;
+		}
+		fe_strip_fin(p);
 	}
 	if (!f->has_backend || f->reset) {
 		rte_pktmbuf_free(p->m);
@@ -224,7 +233,7 @@ static void client_after_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct 
 static void client_closing(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p, int acked)
 {
 	if (f->fe_fin) {
-		client_after_our_fin(lc, f, p);
+		client_after_our_fin(lc, f, p, acked);
 		return;
 	}
 	if (f->cli_fin && !f->cli_fin_sent) {
@@ -311,6 +320,7 @@ static struct fe_flow *client_new_flow(struct fe_lcore *lc, struct fe_pkt *p,
 		return NULL;
 	}
 	f->s_isn = p->ack - 1;
+	f->drain_close = lc->draining;
 	f->cli_next = p->seq;
 	f->cli_ack = p->ack;
 	f->req_seq = p->seq;
@@ -412,7 +422,7 @@ void fe_client_input(struct fe_lcore *lc, struct fe_pkt *p)
 		if (f->answered)
 			fe_client_answered(lc, f, p);
 		else if (f->fe_fin)
-			client_after_our_fin(lc, f, p);
+			client_after_our_fin(lc, f, p, acked);
 		else if (f->has_backend && !f->reset)
 			/* The last ACK of the close still has to reach the back-end. */
 			fe_forward_to_backend(lc, f, p);

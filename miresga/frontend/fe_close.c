@@ -111,16 +111,23 @@ void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f)
  * agrees).  A kept-alive connection is closed as its client would close it:
  * a FIN to the back-end at cli_next, which takes the entry with it; the
  * back-end closes, and its FIN reaches the client the usual way.  If that
- * does not end within a grace period, both ends are reset.  A connection
+ * does not end within a grace period, the FIN goes once more; within
+ * another, both ends are reset.  A connection
  * that cannot be closed so (our FIN is out already, or the client's) is
  * reset at once.
  */
 void fe_idle_close(struct fe_lcore *lc, struct fe_flow *f)
 {
+	lc->stats.err.idle_timeout++;
+	fe_close_as_client(lc, f);
+}
+
+/* fe_idle_close() without the count: a drain closes so too (fe_drain.c). */
+void fe_close_as_client(struct fe_lcore *lc, struct fe_flow *f)
+{
 	struct fe_tuple t;
 	uint8_t opt[12], optlen;
 
-	lc->stats.err.idle_timeout++;
 	if (!f->has_backend || f->reset || f->cli_fin ||
 	    !(f->state == FE_FS_SPLICED || f->state == FE_FS_CLOSING)) {
 		fe_reset_both(lc, f);
@@ -142,6 +149,22 @@ void fe_idle_close(struct fe_lcore *lc, struct fe_flow *f)
 		fe_timer_arm(&lc->ft, f, FE_TIMER_CLOSE, lc->now_us);
 }
 
+/*
+ * Our FIN in the client's name once more, with the client's numbers as the
+ * front-end knows them now (fe_server.c, refused_our_fin(); FE_TIMER_CLOSE).
+ */
+int fe_our_fin_again(struct fe_lcore *lc, struct fe_flow *f)
+{
+	struct fe_tuple t = fe_to_backend(lc, f);
+	uint8_t opt[12], optlen = fe_ts_opt(f, 0, opt);
+
+	if (fe_send_closing(lc, f, &t, f->cli_fin_seq, f->cli_ack, F_ACK | F_FIN, f->cli_win, opt,
+			    optlen) != 0)
+		return -1;
+	lc->stats.pkt.fin_sent++;
+	return 0;
+}
+
 /* The timer of a flow in its state when it waits for nothing in particular. */
 void fe_timer_default(struct fe_lcore *lc, struct fe_flow *f)
 {
@@ -149,7 +172,7 @@ void fe_timer_default(struct fe_lcore *lc, struct fe_flow *f)
 
 	switch (f->state) {
 	case FE_FS_SPLICED:
-		t = FE_TIMER_IDLE;
+		t = f->drain_close ? FE_TIMER_DRAIN : FE_TIMER_IDLE;
 		break;
 	case FE_FS_CLOSING:
 		t = f->cli_fin && !f->cli_fin_sent ? FE_TIMER_DRAIN

@@ -141,6 +141,7 @@ static const struct scalar scalars[] = {
 	SC("flow_capacity", flow_capacity, 4, 1, 1 << 24, U_COUNT, 65536),
 	SC("mbufs", n_mbufs, 4, 1023, 1 << 22, U_COUNT, 16383),
 	SC("idle_sleep_max_us", idle_sleep_max_us, 4, 0, 1000 * 1000, U_US, 500),
+	SC("watchdog_ms", watchdog_us, 8, 10, 600 * 1000, U_MS_TO_US, 2000),
 	SC("offload_after_bytes", offload_after_bytes, 4, 0, 1u << 30, U_COUNT, 0),
 	SC("offload_ring_size", offload_ring_size, 4, 64, 1 << 24, U_COUNT, 65536),
 	SC("verify_checksums", verify_checksums, 1, 0, 1, U_COUNT, 1),

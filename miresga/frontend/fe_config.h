@@ -127,6 +127,9 @@ struct fe_config {
 	uint32_t flow_capacity;
 	uint32_t n_mbufs;
 	uint32_t idle_sleep_max_us; /* 0: busy poll */
+	/* The packet loop not turning for this long takes the front-end out of
+	 * the switch's selection until it turns again (fe_offload.h, health). */
+	uint64_t watchdog_us;
 	/* Ask the switch to carry a flow only once this many response bytes
 	 * have passed through us; 0: as soon as the back-end joins. */
 	uint32_t offload_after_bytes;

@@ -52,10 +52,22 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 	}
 	if (!offload)
 		lc->stats.decision.no_offload++;
-	want = offload && lc->offload && lc->offload->enabled;
+	want = offload && lc->offload && lc->offload->enabled && !f->drain_close;
 	/* Bytes held from now on are this request's body: not scanned. */
 	http_scan_init(&f->scan);
 	f->scan_result = HTTP_SCAN_MORE;
+	if (f->drain_close && !f->pipelined) {
+		/* Draining: its response comes through us and says Connection:
+		 * close (fe_close_header()), unless the client has sent more than
+		 * this request already (pipelined): that would go unanswered, and
+		 * the next response we see might be an earlier request's.  Such a
+		 * connection ends at a quiet moment instead. */
+		uint64_t mine = hdr_len + (f->body.mode == HTTP_BODY_LENGTH ? f->body.left : 0);
+
+		f->pipelined = f->body.mode == HTTP_BODY_CHUNKED || f->held_len > mine;
+		f->close_response = !f->pipelined;
+		f->close_hdr_done = 0;
+	}
 
 	if (f->state == FE_FS_HEADER) {
 		lc->stats.decision.first++;
@@ -72,7 +84,7 @@ static void dispatch(struct fe_lcore *lc, struct fe_flow *f)
 		f->resp_mark = SEQ_GT(f->be_next, f->cli_ack) ? f->be_next : f->cli_ack;
 		fe_flow_set_state(&lc->ft, f, FE_FS_SPLICED);
 		if (f->timer != FE_TIMER_RTX)
-			fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+			fe_timer_spliced(lc, f);
 		fe_offload_apply(lc, f);
 		return;
 	}

@@ -155,7 +155,7 @@ int fe_entry_query(struct fe_lcore *lc, struct fe_flow *f)
 void fe_confirm_release(struct fe_lcore *lc, struct fe_flow *f)
 {
 	fe_flow_set_state(&lc->ft, f, FE_FS_SPLICED);
-	fe_timer_arm(&lc->ft, f, FE_TIMER_IDLE, lc->now_us);
+	fe_timer_spliced(lc, f);
 	fe_progress(lc, f);
 }
 
@@ -192,6 +192,10 @@ void fe_result_input(struct fe_lcore *lc, const struct fe_offload_result *r)
 			return;
 		}
 		f->query_pending = 0;
+		if (f->drain_close && f->state == FE_FS_SPLICED) {
+			fe_drain_close_liveness(lc, f, r->present, r->idle_ms);
+			return;
+		}
 		if (r->present && (uint64_t)r->idle_ms * 1000 < lc->cfg->idle_timeout_us) {
 			/* The switch carries it: the idle timer armed with the
 			 * query looks again one idle timeout from then. */

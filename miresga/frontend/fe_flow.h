@@ -132,6 +132,7 @@ struct fe_flow {
 	uint8_t cli_fin;
 	uint8_t cli_fin_sent;       /* the client's FIN went on to the back-end */
 	uint8_t fe_fin;             /* that FIN was ours (idle close), not the client's */
+	uint8_t fin_again;          /* ... and it went again when the close timer ran out */
 	uint8_t be_fin;
 	uint8_t reset;              /* ended by RST: nothing more is forwarded */
 	uint8_t opaque;             /* no more request parsing (Upgrade, broken framing) */
@@ -139,6 +140,12 @@ struct fe_flow {
 	uint8_t answered;           /* the front-end answered and closed this flow */
 	uint8_t ts_ok;              /* the client's segments carry timestamps */
 	uint8_t tw_reset;           /* a back-end TIME_WAIT was reset for this SYN */
+	/* The front-end drains (NOTICE DRAIN): the connection ends at its next
+	 * quiet moment (fe_drain.c, "drain close"). */
+	uint8_t drain_close;
+	uint8_t close_response;     /* the current request's response is to say Connection: close */
+	uint8_t close_hdr_done;     /* ... and its header went by (rewritten or not) */
+	uint8_t pipelined;          /* draining, the client sent requests ahead: no close mark */
 };
 
 TAILQ_HEAD(fe_timer_queue, fe_flow);

@@ -49,6 +49,8 @@ struct fe_lcore {
 	uint8_t mac[6];
 	uint16_t ip_id;
 	uint64_t now_us;            /* set once per loop: one clock read per burst */
+	uint64_t turns;             /* of the loop: the offload channel's watchdog reads it */
+	uint8_t draining;           /* the switch host said DRAIN (fe_drain_notice()) */
 
 	struct fe_flow_table ft;
 	struct fe_lb lb;

@@ -19,6 +19,7 @@
  */
 #include <arpa/inet.h>
 #include <getopt.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,7 @@ static void run(struct fe_lcore *lc)
 		const uint64_t t0 = rte_get_timer_cycles();
 
 		lc->now_us = t0 * 1000000u / hz;
+		__atomic_store_n(&lc->turns, lc->turns + 1, __ATOMIC_RELAXED);
 		n = rte_eth_rx_burst(lc->port_id, lc->queue_id, pkts, FE_RX_BURST);
 		for (uint16_t i = 0; i < n; i++)
 			fe_input(lc, pkts[i]);
@@ -169,7 +171,7 @@ int main(int argc, char **argv)
 	const char *config_path = NULL;
 	uint16_t port_id = 0;
 	uint8_t mac[6];
-	char err[256];
+	char err[256], ifname[IF_NAMESIZE];
 	int ret, opt;
 	static const struct option longopts[] = {
 		{"config", required_argument, NULL, 'c'},
@@ -242,6 +244,9 @@ int main(int argc, char **argv)
 	}
 	if (fe_offload_init(&offload, cfg.control_host, cfg.control_port, cfg.control_key,
 			    cfg.offload_ring_size) ||
+	    fe_offload_watch(&offload, &lc.turns, port_id, fe_port_ifname(port_id, ifname,
+									 sizeof(ifname)),
+			     cfg.watchdog_us) ||
 	    fe_offload_start(&offload)) {
 		fprintf(stderr, "miresga-frontend: offload channel setup failed\n");
 		return 1;

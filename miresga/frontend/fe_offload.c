@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <net/if.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include <rte_errno.h>
+#include <rte_ethdev.h>
 #include <rte_lcore.h>
 
 #include "fe_offload.h"
@@ -97,6 +100,10 @@ int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, const
 
 	memset(o, 0, sizeof(*o));
 	o->fd = -1;
+	o->watch.port_id = -1;
+	o->watch.ifr_fd = -1;
+	o->watch.healthy = 1;
+	o->c.healthy = 1;
 	o->backoff_us = BACKOFF_MIN_US;
 	o->next_seq = 1;
 	o->enabled = host && host[0] && port;
@@ -379,6 +386,33 @@ static void consume(struct fe_offload *o, size_t n)
 	o->in_len -= (uint32_t)n;
 }
 
+/* A NOTICE at the head of in[] (the server's, unasked): 1 if read, 0 if more
+ * is needed, -1 if malformed or its MAC is wrong. */
+static int read_notice(struct fe_offload *o, const struct mg_ctl_hdr *h, long len)
+{
+	uint8_t mac[MG_CTL_MAC_LEN];
+	struct mg_ctl_notice n;
+
+	if (ntohl(h->magic) != MG_CTL_MAGIC || h->version != MG_CTL_VERSION || len < 0) {
+		count(&o->c.bad_acks, 1);
+		return -1;
+	}
+	if (o->in_len < HDR_LEN + (size_t)len + MG_CTL_MAC_LEN)
+		return 0;
+	message_mac(o, MG_CTL_DIR_TO_CLIENT, o->mac_received++, o->in, HDR_LEN + len, mac);
+	if (CRYPTO_memcmp(mac, o->in + HDR_LEN + len, MG_CTL_MAC_LEN)) {
+		count(&o->c.bad_macs, 1);
+		return -1;
+	}
+	memcpy(&n, o->in + HDR_LEN, sizeof(n));
+	count(&o->c.notices, 1);
+	/* An unknown notice is a newer daemon's: nothing for us to do. */
+	if (n.what == MG_CTL_NOTICE_DRAIN || n.what == MG_CTL_NOTICE_RESUME)
+		__atomic_store_n(&o->c.draining, n.what == MG_CTL_NOTICE_DRAIN, __ATOMIC_RELEASE);
+	consume(o, HDR_LEN + (size_t)len + MG_CTL_MAC_LEN);
+	return 1;
+}
+
 /* Whatever whole messages in[] holds; -1 if the peer said something it must not. */
 static int read_messages(struct fe_offload *o)
 {
@@ -406,6 +440,9 @@ static int read_messages(struct fe_offload *o)
 		consume(o, HDR_LEN + MG_CTL_HMAC_LEN);
 		o->state = FE_OFFLOAD_READY;
 		o->mac_sent = o->mac_received = 0;
+		/* A drained front-end is told again on every new connection; a
+		 * resume while it was away is told by that silence. */
+		__atomic_store_n(&o->c.draining, 0, __ATOMIC_RELEASE);
 		o->backoff_us = BACKOFF_MIN_US;
 		__atomic_store_n(&o->c.connected, 1, __ATOMIC_RELAXED);
 	}
@@ -417,6 +454,13 @@ static int read_messages(struct fe_offload *o)
 
 		memcpy(&h, o->in, sizeof(h));
 		len = mg_ctl_body_len(h.type, ntohs(h.count));
+		if (h.type == MG_CTL_NOTICE) {
+			int r = read_notice(o, &h, len);
+
+			if (r <= 0)
+				return r;
+			continue;
+		}
 		if (ntohl(h.magic) != MG_CTL_MAGIC || h.version != MG_CTL_VERSION || len < 0 ||
 		    !o->resend_from || ntohl(h.seq) != m->seq || ntohs(h.count) != m->count ||
 		    h.type != (m->type == MG_CTL_BATCH ? MG_CTL_ACK : MG_CTL_REPLY)) {
@@ -443,6 +487,95 @@ static int read_messages(struct fe_offload *o)
 	return 0;
 }
 
+/* ------------------------------------------------------------- health */
+
+int fe_offload_watch(struct fe_offload *o, const uint64_t *turns, int port_id, const char *ifname,
+		     uint64_t stall_us)
+{
+	struct fe_offload_watch *w = &o->watch;
+
+	w->turns = turns;
+	w->port_id = port_id;
+	w->stall_us = stall_us;
+	if (ifname && ifname[0]) {
+		if (strlen(ifname) >= sizeof(w->ifname)) {
+			fprintf(stderr, "fe_offload: interface name %s too long\n", ifname);
+			return -1;
+		}
+		snprintf(w->ifname, sizeof(w->ifname), "%s", ifname);
+		w->ifr_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (w->ifr_fd < 0) {
+			fprintf(stderr, "fe_offload: socket: %s\n", strerror(errno));
+			return -1;
+		}
+	}
+	/* Not serving until the loop turns. */
+	w->healthy = !turns;
+	__atomic_store_n(&o->c.healthy, (uint32_t)w->healthy, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int link_up(const struct fe_offload_watch *w)
+{
+	struct rte_eth_link link;
+	struct ifreq ifr;
+
+	if (w->port_id >= 0 && rte_eth_link_get_nowait((uint16_t)w->port_id, &link) == 0 &&
+	    link.link_status == RTE_ETH_LINK_DOWN)
+		return 0;
+	if (w->ifr_fd >= 0) {
+		/* Some vdevs report the link they found at start for ever; the
+		 * kernel interface under them knows (an interface that is gone
+		 * is down). */
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", w->ifname);
+		if (ioctl(w->ifr_fd, SIOCGIFFLAGS, &ifr) < 0 ||
+		    (ifr.ifr_flags & (IFF_UP | IFF_RUNNING)) != (IFF_UP | IFF_RUNNING))
+			return 0;
+	}
+	return 1;
+}
+
+/* Can the front-end serve?  Looked at every FE_WATCH_PERIOD_US. */
+static int healthy(struct fe_offload *o, uint64_t now)
+{
+	struct fe_offload_watch *w = &o->watch;
+	int up, turning, ok;
+
+	if (now < w->next_check_us)
+		return w->healthy;
+	w->next_check_us = now + FE_WATCH_PERIOD_US;
+	up = link_up(w);
+	turning = 1;
+	if (w->turns) {
+		uint64_t t = __atomic_load_n(w->turns, __ATOMIC_RELAXED);
+
+		if (t != w->last_turns) {
+			w->last_turns = t;
+			w->last_turn_us = now;
+		}
+		turning = w->last_turns && now - w->last_turn_us <= w->stall_us;
+	}
+	ok = up && turning;
+	if (ok == w->healthy)
+		return ok;
+	if (!ok) {
+		if (!up)
+			count(&o->c.link_downs, 1);
+		else
+			count(&o->c.loop_stalls, 1);
+		fprintf(stderr, "fe_offload: %s: leaving the switch's selection\n",
+			!up ? "link down" : "packet loop stalled");
+	} else {
+		/* Back: connect now, not after the back-off of the close. */
+		o->next_connect_us = 0;
+		o->backoff_us = BACKOFF_MIN_US;
+	}
+	w->healthy = ok;
+	__atomic_store_n(&o->c.healthy, (uint32_t)ok, __ATOMIC_RELAXED);
+	return ok;
+}
+
 /* ------------------------------------------------------------- the thread */
 
 static int idle(struct fe_offload *o)
@@ -461,6 +594,16 @@ static void *channel_main(void *arg)
 
 		if (o->stop && (idle(o) || now >= o->drain_deadline_us))
 			break;
+		if (!o->stop && !healthy(o, now)) {
+			/* The daemon takes a front-end whose connection closes out
+			 * of the selection: what one that cannot serve wants. */
+			if (o->fd >= 0) {
+				count(&o->c.health_closes, 1);
+				disconnect(o, now);
+			}
+			usleep(FE_WATCH_PERIOD_US);
+			continue;
+		}
 		if (o->fd < 0) {
 			if (now >= o->next_connect_us && try_connect(o, now) == 0)
 				continue;
@@ -554,5 +697,9 @@ void fe_offload_free(struct fe_offload *o)
 	rte_ring_free(o->query_ring);
 	rte_ring_free(o->result_ring);
 	o->ring = o->query_ring = o->result_ring = NULL;
+	if (o->watch.ifr_fd >= 0) {
+		close(o->watch.ifr_fd);
+		o->watch.ifr_fd = -1;
+	}
 	OPENSSL_cleanse(o->key, sizeof(o->key));
 }

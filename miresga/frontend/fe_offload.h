@@ -8,8 +8,8 @@
  * The packet path never waits for it.  An lcore puts an entry or a key on a
  * ring (multi-producer, one enqueue, no syscall) and goes on forwarding the
  * flow itself; a plain pthread (not an EAL lcore, so it sleeps in poll()
- * instead of spinning) connects, proves the shared key (HMAC-SHA256 through
- * OpenSSL's libcrypto), drains the rings into BATCH and QUERY messages of up
+ * instead of spinning) connects, proves the front-end's key (HMAC-SHA256
+ * through OpenSSL's libcrypto), drains the rings into BATCH and QUERY messages of up
  * to MG_CTL_MAX_BATCH items, MACs every message, and matches the answers.
  * What an lcore asked to hear back (an ADD pushed with want_result, every
  * query) comes back as a struct fe_offload_result on a third ring, which the
@@ -83,7 +83,8 @@ struct fe_offload_msg {
 	X(connects) X(connect_failures) X(disconnects) X(auth_failures) X(bad_macs) \
 	X(batches_sent) X(entries_sent) X(adds_sent) X(dels_sent) X(batches_resent) \
 	X(batches_acked) X(added) X(deleted) X(refused) X(bad_acks) \
-	X(queries_sent) X(keys_queried) X(replies) X(results) X(results_dropped)
+	X(queries_sent) X(keys_queried) X(replies) X(results) X(results_dropped) \
+	X(link_downs) X(loop_stalls) X(health_closes) X(notices)
 
 struct fe_offload_counters {
 #define FE_OFFLOAD_COUNTER_FIELD(name) uint64_t name;
@@ -91,6 +92,34 @@ struct fe_offload_counters {
 #undef FE_OFFLOAD_COUNTER_FIELD
 	uint32_t connected;             /* authenticated */
 	uint32_t inflight;
+	uint32_t healthy;               /* the watch (below) finds the front-end able to serve */
+	/* The switch host's last word (NOTICE DRAIN or RESUME): the operator
+	 * drains this front-end.  The lcores read it (fe_drain_notice()). */
+	uint32_t draining;
+};
+
+/*
+ * The front-end's health as the switch host's daemon learns it: the control
+ * connection is the front-end's heartbeat (switchhost/pipelines/fe_liveness.py),
+ * so a front-end that cannot serve closes it, and the daemon takes it out of
+ * the selection at once, and connects again only once it can.  It cannot serve
+ * when its port's link is down (the DPDK port's status, and the kernel
+ * interface under a vdev: up and running) or when its packet loop stops
+ * turning for stall_us (a loop stuck in a bug or starved of its core receives
+ * nothing, while its process, and so its connection, lives on).  Until the
+ * loop's first turn the front-end is not serving yet either.  Checked every
+ * FE_WATCH_PERIOD_US by the channel thread.
+ */
+#define FE_WATCH_PERIOD_US (10 * 1000)
+
+struct fe_offload_watch {
+	const uint64_t *turns;          /* the loop's turn counter; NULL: not watched */
+	int port_id;                    /* -1: no DPDK port to ask */
+	int ifr_fd;                     /* for SIOCGIFFLAGS on ifname; -1 if none */
+	char ifname[16];                /* the port's kernel interface, "" if none */
+	uint64_t stall_us;
+	uint64_t last_turns, last_turn_us, next_check_us;
+	int healthy;
 };
 
 enum fe_offload_state {
@@ -133,17 +162,31 @@ struct fe_offload {
 	uint64_t backoff_us;
 	uint64_t next_connect_us;
 	uint64_t handshake_deadline_us;
+	struct fe_offload_watch watch;
 
 	struct fe_offload_counters c;
 };
 
 /*
  * Host "" or port 0 leaves the channel disabled: nothing is ever queued.
- * Otherwise key_path names the shared key (64 hex digits, a file readable by
- * its owner only).  Returns 0, or -1 with the reason on stderr.
+ * Otherwise key_path names the front-end's key (64 hex digits, a file
+ * readable by its owner only): its own, which the deployment also gives the
+ * switch host's daemon (--frontend-key NAME=PATH), so that the key this
+ * channel proves names the front-end there, whatever address it connects
+ * from: its liveness and the NOTICEs addressed to it follow that name.
+ * Returns 0, or -1 with the reason on stderr.
  */
 int fe_offload_init(struct fe_offload *o, const char *host, uint16_t port, const char *key_path,
 		    uint32_t ring_size);
+/*
+ * Before fe_offload_start(): watch the loop's `turns` (written by the lcore,
+ * read atomically here), DPDK port `port_id` (-1: none) and kernel interface
+ * `ifname` (NULL or "": none), with the loop allowed stall_us without a turn.
+ * Not called: the channel connects whatever the front-end's health.
+ * Returns 0, or -1 with the reason on stderr.
+ */
+int fe_offload_watch(struct fe_offload *o, const uint64_t *turns, int port_id, const char *ifname,
+		     uint64_t stall_us);
 int fe_offload_start(struct fe_offload *o);
 /* Stops the thread after trying for up to drain_ms to send what is queued. */
 void fe_offload_stop(struct fe_offload *o, unsigned int drain_ms);

@@ -158,6 +158,19 @@ static inline void fe_pkt_set_macs(const struct fe_lcore *lc, struct rte_ether_h
 	memcpy(&eth->dst_addr, lc->cfg->nexthop_mac, RTE_ETHER_ADDR_LEN);
 }
 
+/* The packet's DSCP back to none (its ECN bits kept), checksum patched. */
+static inline void fe_pkt_clear_mark(struct fe_pkt *p)
+{
+	uint16_t before, after;
+
+	if (!(p->ip->type_of_service >> 2))
+		return;
+	memcpy(&before, &p->ip->version_ihl, 2);
+	p->ip->type_of_service &= 3;
+	memcpy(&after, &p->ip->version_ihl, 2);
+	p->ip->hdr_checksum = fe_csum_replace2(p->ip->hdr_checksum, before, after);
+}
+
 /* Forward to a back-end: VIP:port -> back-end address:port. */
 static inline void fe_pkt_rewrite_dst(struct fe_pkt *p, uint32_t ip_be, uint16_t port_be)
 {
@@ -191,12 +204,23 @@ static inline int fe_pkt_push_tcp(struct fe_lcore *lc, struct rte_mbuf *m, const
 {
 	uint16_t payload = rte_pktmbuf_data_len(m);
 	uint16_t l4 = (uint16_t)(sizeof(struct rte_tcp_hdr) + optlen);
-	uint8_t *b = (uint8_t *)rte_pktmbuf_prepend(m, (uint16_t)(RTE_ETHER_HDR_LEN +
-								   sizeof(struct rte_ipv4_hdr) + l4));
-	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)b;
-	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
-	struct rte_tcp_hdr *tcp = (struct rte_tcp_hdr *)(ip + 1);
+	uint8_t *b;
+	struct rte_ether_hdr *eth;
+	struct rte_ipv4_hdr *ip;
+	struct rte_tcp_hdr *tcp;
 
+	/* A payload cut at an odd offset (a request boundary, an overlap
+	 * trimmed off) would put the headers at an odd address: move it back
+	 * a byte first (rare, and only the cut segment). */
+	if ((m->data_off & 1) && rte_pktmbuf_headroom(m) > 0) {
+		memmove(rte_pktmbuf_mtod(m, uint8_t *) - 1, rte_pktmbuf_mtod(m, uint8_t *), payload);
+		m->data_off--;
+	}
+	b = (uint8_t *)rte_pktmbuf_prepend(m, (uint16_t)(RTE_ETHER_HDR_LEN +
+							 sizeof(struct rte_ipv4_hdr) + l4));
+	eth = (struct rte_ether_hdr *)b;
+	ip = (struct rte_ipv4_hdr *)(eth + 1);
+	tcp = (struct rte_tcp_hdr *)(ip + 1);
 	if (!b)
 		return -1;
 	fe_pkt_set_macs(lc, eth);

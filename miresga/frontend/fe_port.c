@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 #include <dirent.h>
 #include <errno.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,6 +75,18 @@ const char *fe_port_driver(uint16_t port_id)
 	if (rte_eth_dev_info_get(port_id, &info) || !info.driver_name)
 		return "?";
 	return info.driver_name;
+}
+
+const char *fe_port_ifname(uint16_t port_id, char *buf, size_t len)
+{
+	struct rte_eth_dev_info info;
+	char name[IF_NAMESIZE];
+
+	if (rte_eth_dev_info_get(port_id, &info) || !info.if_index ||
+	    !if_indextoname(info.if_index, name))
+		return NULL;
+	snprintf(buf, len, "%s", name);
+	return buf;
 }
 
 /* The steering map of the XDP program on `ifindex`: found through the

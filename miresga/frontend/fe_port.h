@@ -17,6 +17,8 @@ int fe_port_init(uint16_t port_id, struct rte_mempool *pool, uint8_t mac[6]);
 void fe_port_fini(uint16_t port_id);
 /* The port's driver name (net_af_packet, net_af_xdp, net_ice...), for the log. */
 const char *fe_port_driver(uint16_t port_id);
+/* The kernel interface under the port (a vdev's), in buf; NULL if it has none. */
+const char *fe_port_ifname(uint16_t port_id, char *buf, size_t len);
 
 /* An endpoint whose TCP frames are the front-end's: as their destination
  * (the VIP) or as their source (a back-end). */

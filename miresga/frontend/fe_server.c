@@ -6,7 +6,8 @@
  * bytes and the close, forwarded with the VIP as source while the switch
  * does not carry the flow; the end of an old back-end's stream when a
  * connection moves (DRAIN); a back-end talking about a connection the
- * front-end no longer splices is reset.
+ * front-end no longer splices is reset, and so is its client if no flow here
+ * knows the connection at all (orphan_reset()).
  */
 #include "fe_splice.h"
 
@@ -46,6 +47,82 @@ static void server_draining(struct fe_lcore *lc, struct fe_flow *f, struct fe_pk
 	rte_pktmbuf_free(p->m);
 }
 
+/*
+ * A back-end's packet for a connection no flow here knows: it was held by a
+ * front-end that died (or restarted), or freed here while the back-end still
+ * talked.  The back-end gets its RST above; the client would otherwise wait
+ * in silence for a response that will never come (its next packet would be
+ * reset, but a client waiting for a response sends none).  The agent put the
+ * packet in the client's numbering, so its seq is where the client's stream
+ * stands: the RST lands exactly there (one past a SYN-ACK's ISN).  Only for a
+ * packet the switch marked BACKEND, one that its agent marked on that
+ * back-end's own port: a packet anyone could forge (a back-end's source
+ * address sent from elsewhere) must not make us reset a client's connection.
+ */
+static void orphan_reset(struct fe_lcore *lc, const struct fe_pkt *p)
+{
+	struct fe_tuple t = {.saddr = lc->cfg->vip_be, .daddr = p->ip->dst_addr,
+			     .sport = lc->cfg->vip_port_be, .dport = p->tcp->dst_port};
+
+	if (mg_tos_dscp(p->ip->type_of_service) != MG_DSCP_BACKEND)
+		return;
+	lc->stats.pkt.orphan_reset++;
+	fe_send_rst(lc, &t, p->seq + ((p->flags & F_SYN) ? 1 : 0));
+}
+
+/*
+ * After the FIN the front-end sent in the client's name (an idle or a drain
+ * close, fe_close_as_client()) the back-end's ACK field counts that FIN, a
+ * byte the client never sent.  A client drops a segment that acknowledges
+ * what it has not sent (RFC 793 3.9; Linux: "ack of unsent data"), and with
+ * it the back-end's FIN: it would never see the close, and the back-end's
+ * resent FINs would outlive the flow here and end in a reset.  The client
+ * sees the ACK field stop at its own last byte.
+ */
+static void hide_our_fin(const struct fe_flow *f, struct fe_pkt *p)
+{
+	if (f->fe_fin && (p->flags & F_ACK) && SEQ_GT(p->ack, f->cli_fin_seq))
+		fe_set_ack(p, f->cli_fin_seq);
+}
+
+/*
+ * Our FIN in the client's name (fe_close_as_client()) carries the client's
+ * numbers as the front-end last saw them.  While the switch carried the
+ * flow, the client's later segments reached the back-end without us: its
+ * TSval and acknowledgment there are newer than ours, and the back-end drops
+ * a FIN whose TSval is older than the last it saw (PAWS, RFC 7323) or whose
+ * acknowledgment lags too far (RFC 5961), answering with an ACK that does not
+ * take it.  That ACK says what it expects: its TSecr is the client's latest
+ * TSval, its TSval the back-end's clock, its seq everything the back-end
+ * sent (which a connection quiet enough to be closed has had acknowledged).
+ * Our FIN goes again with those, for each answer that teaches something
+ * new; the answer itself is not the client's.  Returns 1 if it was that.
+ */
+static int refused_our_fin(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p)
+{
+	uint32_t tsval, tsecr;
+	int newer = 0;
+
+	if (!f->fe_fin || f->be_fin || p->len || (p->flags & (F_SYN | F_FIN | F_RST)) ||
+	    !(p->flags & F_ACK) || p->ack != f->cli_fin_seq)
+		return 0;
+	if (SEQ_GT(p->seq, f->cli_ack)) {
+		f->cli_ack = p->seq;
+		newer = 1;
+	}
+	if (f->ts_ok && fe_pkt_timestamps(p, &tsval, &tsecr) && SEQ_GT(tsecr, f->cli_tsval)) {
+		f->cli_tsval = tsecr;
+		f->cli_tsecr = tsval;
+		newer = 1;
+	}
+	if (!newer)
+		return 0;
+	lc->stats.pkt.fin_refreshed++;
+	fe_our_fin_again(lc, f);
+	rte_pktmbuf_free(p->m);
+	return 1;
+}
+
 void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 {
 	struct mg_flow_key key = {
@@ -66,8 +143,11 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			lc->stats.pkt.stale_backend++;
 		else
 			lc->stats.pkt.no_flow++;
-		if (!(p->flags & F_RST))
+		if (!(p->flags & F_RST)) {
 			fe_send_rst(lc, &t, (p->flags & F_ACK) ? p->ack : 0);
+			if (!f)
+				orphan_reset(lc, p);
+		}
 		rte_pktmbuf_free(p->m);
 		return;
 	}
@@ -144,6 +224,11 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			server_draining(lc, f, p);
 			return;
 		}
+		if (refused_our_fin(lc, f, p))
+			return;
+		hide_our_fin(f, p);
+		if (f->close_response && !f->close_hdr_done && p->len)
+			fe_close_header(lc, f, p);
 		if (p->flags & F_RST) {
 			lc->stats.err.backend_reset++;
 			f->reset = 1;
@@ -176,6 +261,7 @@ void fe_server_input(struct fe_lcore *lc, struct fe_pkt *p, int b)
 			rte_pktmbuf_free(p->m);
 			return;
 		}
+		hide_our_fin(f, p);
 		fe_forward_to_client(lc, p);
 		return;
 	default:

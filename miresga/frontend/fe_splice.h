@@ -149,6 +149,9 @@ static inline void fe_forward_to_backend(struct fe_lcore *lc, struct fe_flow *f,
 static inline void fe_forward_to_client(struct fe_lcore *lc, struct fe_pkt *p)
 {
 	fe_pkt_set_macs(lc, p->eth);
+	/* The switch's BACKEND mark is for us: it does not go on to the client
+	 * (the switch would clear it, and count a mark it did not set). */
+	fe_pkt_clear_mark(p);
 	fe_pkt_rewrite_src(p, lc->cfg->vip_be, lc->cfg->vip_port_be);
 	lc->stats.pkt.to_client++;
 	fe_tx(lc, p->m);
@@ -239,6 +242,12 @@ static inline void fe_offload_apply(struct fe_lcore *lc, struct fe_flow *f)
  * out for it no longer matters), and a back-end that is being watched for
  * the end of its response was not quiet.  Other timers are left alone.
  */
+/* The timer of a spliced flow between packets: idle, or a drain's close. */
+static inline void fe_timer_spliced(struct fe_lcore *lc, struct fe_flow *f)
+{
+	fe_timer_arm(&lc->ft, f, f->drain_close ? FE_TIMER_DRAIN : FE_TIMER_IDLE, lc->now_us);
+}
+
 static inline void fe_touch(struct fe_lcore *lc, struct fe_flow *f)
 {
 	f->query_pending = 0;
@@ -288,6 +297,14 @@ void fe_drain_start(struct fe_lcore *lc, struct fe_flow *f);
 void fe_drain_progress(struct fe_lcore *lc, struct fe_flow *f);
 void fe_drain_timer(struct fe_lcore *lc, struct fe_flow *f);
 void fe_client_fixup(const struct fe_flow *f, struct fe_pkt *p);
+/* The front-end drains (NOTICE DRAIN) or is back in service: every turn, from
+ * fe_results_run(). */
+void fe_drain_notice(struct fe_lcore *lc);
+/* The switch's liveness answer for a flow the drain waits to close. */
+void fe_drain_close_liveness(struct fe_lcore *lc, struct fe_flow *f, int present,
+			     uint32_t idle_ms);
+/* A response segment of a request that came while draining. */
+void fe_close_header(struct fe_lcore *lc, struct fe_flow *f, struct fe_pkt *p);
 
 /* ------------------------------------------------ our answers (fe_answer.c) */
 
@@ -308,6 +325,8 @@ void fe_enter_time_wait(struct fe_lcore *lc, struct fe_flow *f);
 void fe_fin_seen(struct fe_lcore *lc, struct fe_flow *f);
 void fe_reset_both(struct fe_lcore *lc, struct fe_flow *f);
 void fe_idle_close(struct fe_lcore *lc, struct fe_flow *f);
+void fe_close_as_client(struct fe_lcore *lc, struct fe_flow *f);
+int fe_our_fin_again(struct fe_lcore *lc, struct fe_flow *f);
 void fe_timer_default(struct fe_lcore *lc, struct fe_flow *f);
 
 /* ------------------------------------------ request routing (fe_dispatch.c) */

@@ -124,9 +124,11 @@ size_t fe_stats_json(const struct fe_stats_server *s, char *buf, size_t len)
 	if (s->offload) {
 		const struct fe_offload_counters *c = &s->offload->c;
 
-		put(&w, ", \"connected\": %u, \"inflight\": %u",
+		put(&w, ", \"connected\": %u, \"inflight\": %u, \"healthy\": %u, \"draining\": %u",
 		    __atomic_load_n(&c->connected, __ATOMIC_RELAXED),
-		    __atomic_load_n(&c->inflight, __ATOMIC_RELAXED));
+		    __atomic_load_n(&c->inflight, __ATOMIC_RELAXED),
+		    __atomic_load_n(&c->healthy, __ATOMIC_RELAXED),
+		    __atomic_load_n(&c->draining, __ATOMIC_RELAXED));
 #define OC(f) put(&w, ", \"" #f "\": %llu", (unsigned long long)rd(&c->f));
 		FE_OFFLOAD_CHANNEL_COUNTERS(OC)
 #undef OC

@@ -28,10 +28,11 @@
 	X(no_flow) X(out_of_order) X(duplicate) X(hold_full) X(stale_backend)    \
 	X(coalesced) X(hold_pool_full)                        \
 	X(unexpected) X(retransmit_fwd) X(reincarnation) X(time_wait_reset)      \
-	X(unadmitted) X(known_reset) X(own_ack) X(rtx)                           \
+	X(unadmitted) X(known_reset) X(orphan_reset) X(own_ack) X(rtx)          \
 	X(install_sent) X(remove_marked) X(remove_sent)                          \
 	X(fin_deferred) X(fin_released) X(fin_absorbed) X(idle_fin)              \
-	X(drain_fin) X(fin_swallowed)
+	X(fin_again) X(fin_refreshed)                                            \
+	X(drain_fin) X(fin_swallowed) X(drain_close) X(close_marked) X(close_unmarked)
 
 /* What happened to requests. */
 #define FE_DECISION_COUNTERS(X)                                                 \

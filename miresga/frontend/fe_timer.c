@@ -62,6 +62,17 @@ static void on_timer(struct fe_lcore *lc, struct fe_flow *f, enum fe_timer kind)
 		fe_drain_timer(lc, f);
 		break;
 	case FE_TIMER_CLOSE:
+		if (f->fe_fin && !f->fin_again && f->has_backend && !f->reset) {
+			/* The back-end's answer to our FIN may have gone the
+			 * switch's way, the entry's DEL still on its way: once
+			 * more, now that the answer comes here
+			 * (fe_server.c, refused_our_fin()). */
+			f->fin_again = 1;
+			lc->stats.pkt.fin_again++;
+			fe_our_fin_again(lc, f);
+			fe_timer_arm(&lc->ft, f, FE_TIMER_CLOSE, lc->now_us);
+			break;
+		}
 		lc->stats.err.close_timeout++;
 		fe_reset_both(lc, f);
 		break;
@@ -92,6 +103,7 @@ unsigned int fe_results_run(struct fe_lcore *lc)
 
 	if (!lc->offload || !lc->offload->enabled)
 		return 0;
+	fe_drain_notice(lc);
 	fe_del_backlog_run(lc);
 	while ((n = fe_offload_results(lc->offload, r, 32))) {
 		for (unsigned int i = 0; i < n; i++)

@@ -54,6 +54,7 @@ enum mg_py_switch_consts {
 	MG_PY_CONST(MG_, DSCP_REMOVE),
 	MG_PY_CONST(MG_, DSCP_REMOVE_CTL),
 	MG_PY_CONST(MG_, DSCP_MIRESGA),
+	MG_PY_CONST(MG_, DSCP_BACKEND),
 	MG_PY_CONST(MG_, PORT_FRONTEND),
 	MG_PY_CONST(MG_, DP_TICK_SHIFT),
 	MG_PY_CONST(MG_, DP_SLOTS_LOG2_MAX),
@@ -99,8 +100,10 @@ struct mg_py_switch {
 	struct mg_ctl_ack wire_ctl_ack;
 	struct mg_ctl_key wire_ctl_key;
 	struct mg_ctl_liveness wire_ctl_liveness;
+	struct mg_ctl_notice wire_ctl_notice;
 	enum mg_ctl_type ctl_type;
 	enum mg_ctl_op ctl_op;
+	enum mg_ctl_notice_what ctl_notice_what;
 	enum mg_py_switch_consts consts;
 };
 

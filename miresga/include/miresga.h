@@ -79,8 +79,10 @@ typedef uint32_t __be32;
  *           switch's port table says which ports are); from any other port
  *           the mark is cleared and counted.
  *   S -> F  ADMIT or KNOWN: set by the switch on every client packet it
- *           hands a front-end (NONE on back-end packets it hands one), so F
- *           can believe the field: a client reaches F's link only through S.
+ *           hands a front-end, BACKEND on every back-end packet it hands
+ *           one (its agent's mark, on its own port), so F can believe the
+ *           field: a client reaches F's link only through S, and S clears
+ *           every mark it did not set there.
  *   A -> S  MIRESGA: a back-end's packet is Miresga's only with this mark
  *           and only on that back-end's own switch port.
  * No packet leaves the switch carrying a mark the switch did not set there.
@@ -103,10 +105,16 @@ typedef uint32_t __be32;
 #define MG_DSCP_REMOVE_CTL 0x13
 /* A -> S: a packet of a connection the agent has an entry for. */
 #define MG_DSCP_MIRESGA 0x17
+/* S -> F: a back-end's packet that carried MIRESGA on that back-end's own
+ * port: F may answer it in the client's name (a reset toward the client of a
+ * connection no front-end holds), which it must never do for a packet anyone
+ * else could have sent. */
+#define MG_DSCP_BACKEND 0x1b
 
 #define MG_DSCP_MARKS                                                              \
 	((1ull << MG_DSCP_ADMIT) | (1ull << MG_DSCP_KNOWN) | (1ull << MG_DSCP_INSTALL) | \
-	 (1ull << MG_DSCP_REMOVE) | (1ull << MG_DSCP_REMOVE_CTL) | (1ull << MG_DSCP_MIRESGA))
+	 (1ull << MG_DSCP_REMOVE) | (1ull << MG_DSCP_REMOVE_CTL) | (1ull << MG_DSCP_MIRESGA) | \
+	 (1ull << MG_DSCP_BACKEND))
 
 MG_INLINE __u8 mg_tos_dscp(__u8 tos)
 {
@@ -524,8 +532,10 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
  * receiver counts it and closes the connection (a MAC'd stream cannot be
  * resynchronised).
  *
- * Handshake (no MAC: the HMACs in it protect it), with a shared key K of
- * MG_CTL_KEY_LEN bytes installed at deploy:
+ * Handshake (no MAC: the HMACs in it protect it), with a key K of
+ * MG_CTL_KEY_LEN bytes installed at deploy on both ends: each front-end has
+ * its own, and the switch host's tools the daemon's; the key a peer proves
+ * names the front-end (switchhost/server.py):
  *   server -> client  HELLO    body: Ns (MG_CTL_NONCE_LEN random bytes)
  *   client -> server  AUTH     body: Nc, HMAC-SHA256(K, "MGS2c" || Ns || Nc)
  *   server -> client  AUTH_OK  body: HMAC-SHA256(K, "MGS2s" || Nc || Ns)
@@ -546,6 +556,14 @@ MG_INLINE int mg_cookie_check(const struct mg_switch_config *cfg, __be32 saddr, 
  *     ->   REPLY count x mg_ctl_liveness, in the order of the query
  *   CMD    count bytes of UTF-8 JSON {"op": ..., ...}
  *     ->   RESULT count bytes of JSON {"ok": true, ...} or {"error": "..."}
+ * and one the server sends unasked, between answers, on the connections that
+ * proved a front-end's own key (seq 0, answered by nothing):
+ *   NOTICE count = 1: mg_ctl_notice.  DRAIN: the operator drains this
+ *          front-end (it gets no new connections; it closes its kept-alive
+ *          ones at the end of a response, as a server does that sends
+ *          Connection: close); sent when the drain starts, and again right
+ *          after the handshake of every connection the front-end opens while
+ *          drained.  RESUME: back in service.
  */
 #define MG_CTL_MAGIC 0x4d475332u /* "MGS2" */
 #define MG_CTL_VERSION 2
@@ -569,6 +587,12 @@ enum mg_ctl_type {
 	MG_CTL_CMD = 7,
 	MG_CTL_RESULT = 8,
 	MG_CTL_AUTH_OK = 9,
+	MG_CTL_NOTICE = 10,
+};
+
+enum mg_ctl_notice_what {
+	MG_CTL_NOTICE_DRAIN = 1,
+	MG_CTL_NOTICE_RESUME = 2,
 };
 
 enum mg_ctl_op {
@@ -619,6 +643,12 @@ struct mg_ctl_liveness {
 	__be32 idle_ms;     /* since the entry last carried a packet; saturates */
 };
 
+/* NOTICE: what the switch host tells a front-end unasked. */
+struct mg_ctl_notice {
+	__u8 what;          /* enum mg_ctl_notice_what */
+	__u8 _pad[3];
+};
+
 MG_INLINE __u32 mg_ctl_ack_words(__u32 count)
 {
 	return (count + 31) / 32;
@@ -652,6 +682,8 @@ MG_INLINE long mg_ctl_body_len(__u8 type, __u32 count)
 		return count == 0 ? MG_CTL_NONCE_LEN + MG_CTL_HMAC_LEN : -1;
 	case MG_CTL_AUTH_OK:
 		return count == 0 ? MG_CTL_HMAC_LEN : -1;
+	case MG_CTL_NOTICE:
+		return count == 1 ? (long)sizeof(struct mg_ctl_notice) : -1;
 	default:
 		return -1;
 	}

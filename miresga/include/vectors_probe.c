@@ -26,7 +26,7 @@ int main(void)
 		static const __u32 counts[] = {0, 1, 2, 31, 32, 33, 511, 512, 513, 65535};
 		const char *sep = "";
 
-		for (int type = 0; type <= MG_CTL_AUTH_OK + 1; type++)
+		for (int type = 0; type <= MG_CTL_NOTICE + 1; type++)
 			for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
 				printf("%s[%d, %u, %ld]", sep, type, counts[i],
 				       mg_ctl_body_len((__u8)type, counts[i]));

@@ -842,7 +842,7 @@ static __always_inline int offload_reverse(struct __sk_buff *skb, struct mg_pkt 
 
 	if (!vip || !vip->ip_be)
 		return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND,
-				   MG_DSCP_NONE);
+				   MG_DSCP_BACKEND);
 	if (p->ttl <= 1)
 		return pass(MG_SW_TTL_EXCEEDED); /* ICMP goes to the back-end */
 
@@ -927,7 +927,9 @@ static __always_inline int backend_packet(struct __sk_buff *skb, struct mg_pkt *
 	if (!(p->tcp_flags & (MG_TCP_SYN | MG_TCP_FIN | MG_TCP_RST)) &&
 	    find_entry(cfg, p->daddr, p->dport, &h) && h.backend_idx == backend_idx)
 		return offload_reverse(skb, p, cfg, &h);
-	return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND, MG_DSCP_NONE);
+	/* BACKEND: the front-end may answer it for the client (section 7.3 of
+	 * docs/design.md: the reset of a flow no front-end holds). */
+	return to_frontend(skb, p, cfg, p->daddr, p->dport, MG_SW_REV_TO_FRONTEND, MG_DSCP_BACKEND);
 }
 
 /* An INSTALL from a front-end: the back-end is the packet's destination,

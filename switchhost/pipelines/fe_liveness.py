@@ -10,22 +10,29 @@ if it drops), so:
 - its host or link goes silent: TCP keepalive and the user timeout on the
   connection (server.PEER_SILENCE_S, 3 s) close it.
 
-Only an authenticated connection counts: a peer that connects from a
-front-end's address and fails the key proof keeps nothing alive.
+Only an authenticated connection counts, and a front-end is known by the key
+it proves: each front-end has a key of its own (the daemon's
+`--frontend-key NAME=PATH`, server.py), so its connection names it whatever
+address it comes from (its link to the switch, or a management network,
+`control_address`, when DPDK owns its NIC).  A peer that fails the proof, or
+that proves the daemon's own key (a tool on the switch host), keeps no
+front-end alive.
 
 A front-end with no authenticated connection is `down`: the selection table
 stops naming it and its clients go to the others (switch.bpf.c, "front-end
 selection").  It is `active` again when it authenticates.  Unless no
 front-end is alive: then none is taken out (a lone front-end that restarts
-keeps its clients, as it did before there were several).  Front-ends are
-known by their connection's source address, which is their address on the
-switch's link (the plan's); one that has never connected is presumed alive,
-so that a switch without front-end connections (tests, a replay) selects
+keeps its clients, as it did before there were several).  A front-end that
+has never connected is presumed alive, so that a switch without front-end
+connections (tests, a replay, front-ends given no key of their own) selects
 them all.
 
 The operator drains a front-end (`drain-frontend name=NAME`): it stays in
 the `stable` column and keeps its connections, gets no new ones, and is
 `down` once it stops; `resume-frontend name=NAME` puts it back in service.
+The front-end hears of both (a NOTICE on every control connection that proved
+its key, and on any it opens while drained), so that it closes its kept-alive connections as
+their responses end instead of holding them until it is stopped.
 Both are management ops of the Miresga pipeline (python -m switchhost.ctl).
 
 Connections open and close on the daemon's loop, management ops run in
@@ -46,16 +53,17 @@ ADMIN_STATES = ("in", "drain")
 
 
 class FrontendLiveness:
-    """`frontends`: address on the switch's link -> name; `set_states(changes)`
-    rewrites the selection for front-ends whose state (FE_STATES) changed."""
+    """`frontends`: the plan's front-ends by name; `set_states(changes)` rewrites
+    the selection for front-ends whose state (FE_STATES) changed."""
 
     EVENTS_KEPT = 100
 
-    def __init__(self, frontends: dict[str, str],
-                 set_states: Callable[[dict[str, str]], object]):
+    def __init__(self, frontends: list[str],
+                 set_states: Callable[[dict[str, str]], object],
+                 notify: Callable[[str, str], object] = lambda name, what: None):
         self.set_states = set_states
-        self.by_ip = dict(frontends)
-        names = list(frontends.values())
+        self.notify = notify    # (name, "drain" | "resume"): a NOTICE to its connections
+        names = list(frontends)
         self.connections = dict.fromkeys(names, 0)
         self.alive = dict.fromkeys(names, True)
         self.admin = dict.fromkeys(names, "in")
@@ -93,15 +101,20 @@ class FrontendLiveness:
             log.warning("front-end %s: %s (%s)", n, s, why)
         del self.events[:-self.EVENTS_KEPT]
 
-    def peer(self, ip: str, connected: bool) -> None:
-        """An authenticated connection from `ip` opened or closed (Pipeline.peer)."""
-        name = self.by_ip.get(ip)
-        if name is None:
-            return  # not a front-end's address (a tool on the switch host)
+    def peer(self, name: str, connected: bool) -> str | None:
+        """Front-end `name`'s authenticated connection opened or closed
+        (Pipeline.peer); a NOTICE for the new connection, or None."""
+        if name not in self.connections:
+            # The daemon checks its front-end keys against the plan: not reached.
+            log.error("front-end %s: a key but not in the plan (%s)", name,
+                      ", ".join(self.connections))
+            return None
         with self._lock:
             self.connections[name] = max(0, self.connections[name] + (1 if connected else -1))
             self.alive[name] = self.connections[name] > 0
             self._apply("connection authenticated" if connected else "connection closed")
+            # A connection opened while drained hears it too, alone.
+            return "drain" if connected and self.admin[name] == "drain" else None
 
     def set_admin(self, name: str, admin: str) -> dict[str, str]:
         """The operator's word: `in` (in service) or `drain`."""
@@ -114,6 +127,7 @@ class FrontendLiveness:
         with self._lock:
             self.admin[name] = admin
             self._apply("operator: " + ("drain" if admin == "drain" else "resume"))
+            self.notify(name, "drain" if admin == "drain" else "resume")
             return dict(self._states)
 
     def snapshot(self) -> dict:

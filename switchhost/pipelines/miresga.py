@@ -530,8 +530,9 @@ class MiresgaSwitch(Pipeline):
         # Which front-ends are alive (their control connection) and in service
         # (the operator's word); it rewrites the selection through
         # set_frontend_states.
-        self.fe_liveness = FrontendLiveness({f.ip: frontend_id(f) for f in plan.frontends},
-                                            self.set_frontend_states)
+        self.fe_liveness = FrontendLiveness([frontend_id(f) for f in plan.frontends],
+                                            self.set_frontend_states,
+                                            lambda name, what: self.notify_peer(name, what))
 
     def capacities(self) -> dict[str, int]:
         return {"flow_table": self.plan.flow_capacity, "seen_filter": 2 * self.filter_words,
@@ -747,9 +748,9 @@ class MiresgaSwitch(Pipeline):
         self.fe_liveness.set_admin(name, admin)
         return self.fe_liveness.snapshot()
 
-    def peer(self, ip: str, connected: bool) -> None:
+    def peer(self, frontend: str, connected: bool) -> str | None:
         """A front-end's control connection is its heartbeat (fe_liveness.py)."""
-        self.fe_liveness.peer(ip, connected)
+        return self.fe_liveness.peer(frontend, connected)
 
     def fill(self, op: int, req: dict) -> dict:
         """Add (or delete) `count` entries for synthetic clients, the same ones every

@@ -4,13 +4,18 @@
  * line from stdin, against a real switch host daemon: what tests/ use to check
  * the C side of the protocol (handshake, MACs, per-entry results, queries).
  *
- *   miresga-offload-test HOST PORT KEY_FILE
+ *   miresga-offload-test HOST PORT KEY_FILE [WATCHDOG_MS IFNAME|-]
+ *
+ * With WATCHDOG_MS the channel watches a loop that turns every millisecond
+ * (a thread of this program) and the kernel interface IFNAME ("-": none),
+ * as the front-end watches its packet loop and port (fe_offload_watch()).
  *
  *   push OP IP PORT BACKEND VIP WANT   fe_offload_push() (OP 1 = ADD, 2 = DEL)
  *   pushn N OP IP PORT BACKEND VIP WANT  the same for ports PORT .. PORT + N - 1; how many went
  *   query IP PORT VIP                  fe_offload_query()
  *   results N MS                       wait up to MS for N results; prints them as JSON
  *   connected MS                       wait up to MS for the handshake; prints 0 or 1
+ *   stall 1|0                          the watched loop stops (1) or starts (0) turning
  *   stats                              the channel's counters as JSON
  *   quit
  *
@@ -18,6 +23,7 @@
  * (the reason on stderr).
  */
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +42,21 @@ static uint64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The loop the watchdog watches: turns every millisecond unless stalled. */
+static uint64_t turns;
+static volatile int stalled, quitting;
+
+static void *turn(void *arg)
+{
+	(void)arg;
+	while (!quitting) {
+		if (!stalled)
+			__atomic_store_n(&turns, turns + 1, __ATOMIC_RELAXED);
+		usleep(1000);
+	}
+	return NULL;
 }
 
 static int parse_key(const char *ip, unsigned int port, struct mg_flow_key *k)
@@ -82,8 +103,11 @@ int main(int argc, char **argv)
 		       "--no-telemetry", "--log-level=*:error", "--file-prefix", prefix, "-l", "0",
 		       NULL};
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s HOST PORT KEY_FILE\n", argv[0]);
+	pthread_t turner;
+	int watching = argc == 6;
+
+	if (argc != 4 && !watching) {
+		fprintf(stderr, "usage: %s HOST PORT KEY_FILE [WATCHDOG_MS IFNAME|-]\n", argv[0]);
 		return 2;
 	}
 	snprintf(prefix, sizeof(prefix), "offtest%d", (int)getpid());
@@ -91,8 +115,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "EAL init failed\n");
 		return 2;
 	}
-	if (fe_offload_init(&o, argv[1], (uint16_t)atoi(argv[2]), argv[3], 4096) ||
-	    fe_offload_start(&o))
+	if (fe_offload_init(&o, argv[1], (uint16_t)atoi(argv[2]), argv[3], 4096))
+		return 2;
+	if (watching &&
+	    (fe_offload_watch(&o, &turns, -1, strcmp(argv[5], "-") ? argv[5] : NULL,
+			      (uint64_t)atoi(argv[4]) * 1000) ||
+	     pthread_create(&turner, NULL, turn, NULL)))
+		return 2;
+	if (fe_offload_start(&o))
 		return 2;
 	while (fgets(line, sizeof(line), stdin)) {
 		unsigned int op, port, backend, vip, want, n, ms;
@@ -124,10 +154,15 @@ int main(int argc, char **argv)
 			while (!__atomic_load_n(&o.c.connected, __ATOMIC_RELAXED) && now_ms() < deadline)
 				usleep(1000);
 			printf("%u\n", __atomic_load_n(&o.c.connected, __ATOMIC_RELAXED));
+		} else if (sscanf(line, "stall %u", &n) == 1) {
+			stalled = (int)n;
+			printf("%u\n", n);
 		} else if (!strncmp(line, "stats", 5)) {
 			const char *sep = "";
 
-			printf("{");
+			printf("{\"healthy\": %u, \"draining\": %u, ",
+			       __atomic_load_n(&o.c.healthy, __ATOMIC_RELAXED),
+			       __atomic_load_n(&o.c.draining, __ATOMIC_RELAXED));
 #define PRINT(f) printf("%s\"" #f "\": %llu", sep, \
 			(unsigned long long)__atomic_load_n(&o.c.f, __ATOMIC_RELAXED)); sep = ", ";
 			FE_OFFLOAD_CHANNEL_COUNTERS(PRINT)
@@ -141,6 +176,10 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 	fe_offload_stop(&o, 1000);
+	if (watching) {
+		quitting = 1;
+		pthread_join(turner, NULL);
+	}
 	fe_offload_free(&o);
 	snprintf(line, sizeof(line), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();

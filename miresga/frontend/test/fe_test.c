@@ -23,6 +23,9 @@
  *         result liveness IP PORT PRESENT IDLE_MS
  *                       an answer of the switch, as the channel thread
  *                       hands it over
+ *         notice drain|resume
+ *                       the switch host's NOTICE, as the channel thread
+ *                       reads it
  *       Each answer is zero or more "tx HEX" lines (frames sent), then the
  *       command's own line if any, then "end".  The switch's answers are
  *       handed to the state machine after every command, as the poll loop
@@ -594,6 +597,12 @@ static int run_pipe(void)
 		} else if (!strncmp(line, "result ", 7)) {
 			if (inject_result(line + 7))
 				printf("error bad result\n");
+			fe_results_run(&lc);
+			fe_tx_flush(&lc);
+			flush_captured();
+		} else if (!strcmp(line, "notice drain") || !strcmp(line, "notice resume")) {
+			__atomic_store_n(&offload.c.draining, !strcmp(line, "notice drain"),
+					 __ATOMIC_RELEASE);
 			fe_results_run(&lc);
 			fe_tx_flush(&lc);
 			flush_captured();
