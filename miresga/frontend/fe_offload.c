@@ -386,17 +386,12 @@ static void consume(struct fe_offload *o, size_t n)
 	o->in_len -= (uint32_t)n;
 }
 
-/* A NOTICE at the head of in[] (the server's, unasked): 1 if read, 0 if more
- * is needed, -1 if malformed or its MAC is wrong. */
-static int read_notice(struct fe_offload *o, const struct mg_ctl_hdr *h, long len)
+/* The daemon's message at the head of o->in, of body length len: 1 once it is
+ * whole and its MAC is right, 0 while more is needed, -1 for a wrong MAC. */
+static int received_whole_and_signed(struct fe_offload *o, long len)
 {
 	uint8_t mac[MG_CTL_MAC_LEN];
-	struct mg_ctl_notice n;
 
-	if (ntohl(h->magic) != MG_CTL_MAGIC || h->version != MG_CTL_VERSION || len < 0) {
-		count(&o->c.bad_acks, 1);
-		return -1;
-	}
 	if (o->in_len < HDR_LEN + (size_t)len + MG_CTL_MAC_LEN)
 		return 0;
 	message_mac(o, MG_CTL_DIR_TO_CLIENT, o->mac_received++, o->in, HDR_LEN + len, mac);
@@ -404,6 +399,23 @@ static int read_notice(struct fe_offload *o, const struct mg_ctl_hdr *h, long le
 		count(&o->c.bad_macs, 1);
 		return -1;
 	}
+	return 1;
+}
+
+/* A NOTICE at the head of in[] (the server's, unasked): 1 if read, 0 if more
+ * is needed, -1 if malformed or its MAC is wrong. */
+static int read_notice(struct fe_offload *o, const struct mg_ctl_hdr *h, long len)
+{
+	struct mg_ctl_notice n;
+
+	if (ntohl(h->magic) != MG_CTL_MAGIC || h->version != MG_CTL_VERSION || len < 0) {
+		count(&o->c.bad_acks, 1);
+		return -1;
+	}
+	int whole = received_whole_and_signed(o, len);
+
+	if (whole <= 0)
+		return whole;
 	memcpy(&n, o->in + HDR_LEN, sizeof(n));
 	count(&o->c.notices, 1);
 	/* An unknown notice is a newer daemon's: nothing for us to do. */
@@ -448,7 +460,6 @@ static int read_messages(struct fe_offload *o)
 	}
 	while (o->state == FE_OFFLOAD_READY && o->in_len >= HDR_LEN) {
 		struct fe_offload_msg *m = &o->inflight[o->inflight_head];
-		uint8_t mac[MG_CTL_MAC_LEN];
 		struct mg_ctl_hdr h;
 		long len;
 
@@ -467,13 +478,10 @@ static int read_messages(struct fe_offload *o)
 			count(&o->c.bad_acks, 1);
 			return -1;
 		}
-		if (o->in_len < HDR_LEN + (size_t)len + MG_CTL_MAC_LEN)
-			return 0;
-		message_mac(o, MG_CTL_DIR_TO_CLIENT, o->mac_received++, o->in, HDR_LEN + len, mac);
-		if (CRYPTO_memcmp(mac, o->in + HDR_LEN + len, MG_CTL_MAC_LEN)) {
-			count(&o->c.bad_macs, 1);
-			return -1;
-		}
+		int whole = received_whole_and_signed(o, len);
+
+		if (whole <= 0)
+			return whole;
 		if (m->type == MG_CTL_BATCH)
 			on_ack(o, m, o->in + HDR_LEN);
 		else
