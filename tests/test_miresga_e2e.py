@@ -187,7 +187,10 @@ def test_a_client_address_no_plan_names_is_served(mg):
     """The edge serves every address (issue 13.2): a second address on the client
     host, named by no plan, topology or table, gets its answers byte for byte, and
     the large one takes the switch's offload branch: the back-end's packets are
-    Miresga's by their agent's mark and their port, not by where they go."""
+    Miresga's by their agent's mark and their port, not by where they go.  10 MB,
+    not 1 MB: how much of a response passes the front-end before the switch's
+    entry lands depends on how busy the machine is (a loaded CI run sent 560 KB of
+    a 1 MB body that way), and the claim is that the branch is taken at all."""
     tb, store, _, t = mg
     client = tb.clients[0]
     extra = client.address + 100
@@ -195,12 +198,12 @@ def test_a_client_address_no_plan_names_is_served(mg):
     client.run(f"ip addr add {extra}/32 dev {client.iface}")
     try:
         sw0 = t.switch_stats()["counters"]
-        for size in ("1KB", "1MB"):
+        for size in ("1KB", "10MB"):
             path = paths(store, size)[0]
             got = curl(tb, f"--interface {extra} {t.endpoint.url}{path} | sha256sum").split()[0]
             assert got == store.manifest()[path]["sha256"], path
         sw1 = t.switch_stats()["counters"]
-        assert sw1["offload_rev_bytes"] - sw0["offload_rev_bytes"] > 500_000
+        assert sw1["offload_rev_bytes"] - sw0["offload_rev_bytes"] > 5_000_000
     finally:
         client.run(f"ip addr del {extra}/32 dev {client.iface}", check=False)
 
@@ -321,12 +324,15 @@ def test_full_switch_table_leaves_flows_on_the_frontend(mg):
         t.drain_flow_table()
     wait_for(lambda: t.switch_stats()["occupancy"] < 100, "the table to drain", 10)
     sw0 = t.switch_stats()["counters"]
-    # The asynchronous ADD lands a moment after the request: at full speed most of
-    # a megabyte can pass the front-end first, so the download is slowed until that
-    # moment is a small part of it.
-    assert curl(tb, f"--limit-rate 512K {t.endpoint.url}{path} | sha256sum").split()[0] == want
+    # The asynchronous ADD lands a moment after the request, and on a loaded
+    # machine more than half a megabyte can pass the front-end first (curl's
+    # --limit-rate slows its reads, not the sender): 10 MB makes that moment a
+    # small part of the download whatever the load.
+    big = paths(store, "10MB")[0]
+    got = curl(tb, f"{t.endpoint.url}{big} | sha256sum").split()[0]
+    assert got == store.manifest()[big]["sha256"]
     sw1 = t.switch_stats()["counters"]
-    assert sw1["offload_rev_bytes"] - sw0["offload_rev_bytes"] > 500_000
+    assert sw1["offload_rev_bytes"] - sw0["offload_rev_bytes"] > 5_000_000
 
 
 def table_sizes(t) -> dict:
