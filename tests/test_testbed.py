@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from common.errors import TestbedError
-from hosts.testbed import EmulatedTestbed, teardown
+from hosts.testbed import TCP_CONGESTION_CONTROL, EmulatedTestbed, teardown
 from hosts.topology import DEFAULT_TOPOLOGY, parse_topology
 from miresga.control.frontend import quiet_afpacket_link, restore_links
 
@@ -72,6 +73,38 @@ def test_tcp_transfer_is_intact(module_testbed, tmp_path, src, dst):
     finally:
         rx.stop()
     assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+CC_PROBE = textwrap.dedent("""
+    import socket, sys
+    def cc(s):
+        return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).rstrip(b"\\0").decode()
+    if sys.argv[1] == "listen":
+        srv = socket.create_server((sys.argv[2], int(sys.argv[3])))
+        conn, _ = srv.accept()
+        print(cc(conn), flush=True)
+    else:
+        print(cc(socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=5)))
+""")
+
+
+@pytest.mark.parametrize("src,dst", [("client", "backend1"), ("frontend1", "backend4")])
+def test_connections_use_the_stated_congestion_control(module_testbed, tmp_path, src, dst):
+    """Both ends of a connection between hosts run the testbed's congestion control,
+    not the machine's default, which a namespace would inherit."""
+    tb = module_testbed
+    d, port, out = tb.host(dst), 5002, tmp_path / "accepted"
+    probe = shlex.quote(CC_PROBE)
+    rx = d.start(f"python3 -c {probe} listen {d.address} {port} > {out}", name=f"cc-{src}")
+    try:
+        d.run(f"for i in $(seq 50); do ss -Hltn 'sport = :{port}' | grep -q . && exit 0; "
+              f"sleep 0.05; done; exit 1")
+        opened = tb.host(src).run(f"python3 -c {probe} connect {d.address} {port}").stdout
+        assert rx.wait(30) is not None
+    finally:
+        rx.stop()
+    assert opened.strip() == TCP_CONGESTION_CONTROL
+    assert out.read_text().strip() == TCP_CONGESTION_CONTROL
 
 
 def test_up_over_an_existing_testbed_says_so(topology, prefix):
