@@ -50,15 +50,21 @@ def _first_line(host, cmd: str) -> str | None:
 
 
 def host_facts(host) -> dict:
-    """Kernel, CPU model and count, boot id of the machine a host runs on."""
+    """Kernel, CPU model and count, boot id of the machine a host runs on, and
+    the TCP congestion control its connections use (per-request rates follow it:
+    the default route's, as the emulated testbed names it, else the host's
+    default)."""
     r = host.run("uname -r; nproc; nproc --all; cat /proc/sys/kernel/random/boot_id; "
-                 "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-", check=False, timeout=20)
+                 "{ grep -m1 'model name' /proc/cpuinfo || echo :; } | cut -d: -f2-; "
+                 "ip route show default | grep -o 'congctl [a-z0-9_ ]*' | awk '{print $NF}' "
+                 "| grep . || cat /proc/sys/net/ipv4/tcp_congestion_control",
+                 check=False, timeout=20)
     lines = [x.strip() for x in r.stdout.splitlines()]
-    lines += [""] * (5 - len(lines))
+    lines += [""] * (6 - len(lines))
     facts = {"kernel": lines[0] or None,
              "cpus_usable": int(lines[1]) if lines[1].isdigit() else None,
              "cpus": int(lines[2]) if lines[2].isdigit() else None, "boot_id": lines[3] or None,
-             "cpu_model": lines[4] or None}
+             "cpu_model": lines[4] or None, "tcp_congestion_control": lines[5] or None}
     if getattr(host, "iface", None):
         # The data-plane NIC: driver, firmware, bus (veth on an emulated testbed).
         r = host.run(f"ethtool -i {host.iface}", check=False, timeout=20)

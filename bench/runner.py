@@ -77,7 +77,7 @@ from common.service import bench_service
 from hosts.backends import BackendServers, ObjectStore
 from hosts.inventory import load_inventory
 from hosts.remote import RemoteTestbed
-from hosts.testbed import EmulatedTestbed, check_prefix
+from hosts.testbed import EmulatedTestbed, check_prefix, require_congestion_control
 from hosts.topology import DEFAULT_TOPOLOGY, Role, load_topology
 from targets.base import available, make_target
 from workloads.model import parse_size
@@ -318,6 +318,8 @@ class Campaign:
         # The testbed the run will use, read now: a missing or bad file, or a
         # target it cannot carry, is refused before anything starts.
         self.topology = inventory if inventory is not None else load_topology(self.topology_file)
+        if inventory is None:
+            require_congestion_control(self.topology)
         self._check_roles()
         check_supported(self.points, inventory)
         if console is None:

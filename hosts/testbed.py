@@ -53,15 +53,20 @@ HOST_SYSCTLS = {
     "net.ipv4.tcp_max_syn_backlog": 8192,
 }
 
-# Every host's route to the others names its congestion control, rather than
-# inheriting the machine's default (a namespace does).  A machine set to bbr
-# had one connection per request at 1 MB measure direct at 1,381 req/s
-# against 2,473 with cubic, HAProxy at 1,074 against 1,349 (interleaved): the
-# numbers followed the machine, not the targets.  cubic is the kernel's own
-# default.  A route metric, because a namespace may only make a default of
-# what the machine allows (tcp_allowed_congestion_control); a route may name
-# any.
-TCP_CONGESTION_CONTROL = "cubic"
+AVAILABLE_CC = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+
+
+def require_congestion_control(topo: Topology) -> None:
+    """The topology's congestion control is in this kernel, or the run is
+    refused before anything is built.  A module is not loaded for it: that
+    changes the machine, which is its operator's to do."""
+    name = topo.testbed.congestion_control
+    available = AVAILABLE_CC.read_text().split()
+    if name not in available:
+        raise ConfigError(
+            f"{topo.source or 'topology'}: testbed.congestion_control: {name!r} is not "
+            f"in this kernel (available: {', '.join(available)}; a module may provide it: "
+            f"modprobe tcp_{name})")
 
 
 def host_mac(index: int) -> str:
@@ -244,6 +249,7 @@ class EmulatedTestbed:
                 f"testbed {self.prefix!r} is already up"
                 + (f" (namespaces {', '.join(clash)})" if clash else "")
                 + f"; take it down first: python -m bench testbed down --prefix {self.prefix}")
+        require_congestion_control(self.topology)
         # Record the testbed before creating anything, so a crash half-way
         # leaves something `down` and the guard can find.
         self._write_state("building")
@@ -283,7 +289,10 @@ class EmulatedTestbed:
                          f"peer name {h.name} netns {sw} address {switch_port_mac(i)} mtu {mtu}")
             per_ns[ns] += [
                 f"addr add {h.address} dev eth0", "link set eth0 up",
-                f"route add default via {gw} dev eth0 congctl {TCP_CONGESTION_CONTROL}",
+                # A route metric, because a namespace may make its default only
+                # of what the machine allows (tcp_allowed_congestion_control);
+                # a route may name any the kernel has.
+                f"route add default via {gw} dev eth0 congctl {topo.testbed.congestion_control}",
                 # Static neighbours: the eBPF pipelines' FIB lookups need a
                 # resolved next hop, and ARP is not what is being measured.
                 f"neigh replace {gw} lladdr {switch_port_mac(i)} dev eth0 nud permanent",

@@ -152,6 +152,21 @@ def test_a_target_whose_roles_the_topology_lacks_is_refused(tmp_path, results):
     assert ok.returncode == 0, ok.stderr
 
 
+def test_a_congestion_control_the_kernel_lacks_is_refused_by_the_dry_run(tmp_path, results):
+    """The testbed names its hosts' TCP congestion control; one this kernel lacks is
+    refused with the file and field before a campaign directory exists."""
+    text = (REPO / "testbeds" / "emulated.toml").read_text()
+    topo = tmp_path / "cc.toml"
+    topo.write_text(text.replace("[testbed]\n", '[testbed]\ncongestion_control = "nosuchcc"\n', 1))
+    exp = write_experiment(tmp_path)
+    prefix = unique_prefix("rf")
+    for extra in (["--dry-run"], []):
+        r = bench("run", str(exp), "--topology", str(topo), "--results", str(results),
+                  "--prefix", prefix, *extra)
+        assert_refused(r, results, prefix,
+                       f"{topo}: testbed.congestion_control: 'nosuchcc' is not in this kernel")
+
+
 def test_direct_to_a_backend_the_topology_lacks_is_refused(tmp_path, results):
     exp = write_experiment(tmp_path, "direct", 'label = "b9"\nparams = { backend = "backend9" }')
     prefix = unique_prefix("rf")

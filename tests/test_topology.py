@@ -109,3 +109,19 @@ def test_unreadable_and_invalid_files(tmp_path):
     bad.write_text("[testbed\nname=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_topology(bad)
+
+
+def test_congestion_control_is_named_and_checked_against_the_kernel():
+    """A malformed name is refused by the file's reader; a well-formed one this
+    kernel lacks is refused before a testbed is built, naming the field and
+    what the kernel has."""
+    data = base()
+    data["testbed"]["congestion_control"] = "BBR; reboot"
+    assert "congestion_control" in refused(data)
+    data["testbed"]["congestion_control"] = "nosuchcc"
+    topo = parse_topology(data, source="bad.toml")
+    before = existing_namespaces()
+    with pytest.raises(ConfigError, match=r"bad.toml: testbed.congestion_control: 'nosuchcc'.*"
+                                          r"available: .*cubic"):
+        EmulatedTestbed(topo, prefix="tbad").up()
+    assert existing_namespaces() == before
