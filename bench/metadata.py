@@ -49,14 +49,14 @@ def _first_line(host, cmd: str) -> str | None:
     return text.splitlines()[0] if r.ok and text else None
 
 
-def host_facts(host) -> dict:
+def host_facts(host, toward: str) -> dict:
     """Kernel, CPU model and count, boot id of the machine a host runs on, and
-    the TCP congestion control its connections use (per-request rates follow it:
-    the default route's, as the emulated testbed names it, else the host's
-    default)."""
+    the TCP congestion control of its connections into the testbed (per-request
+    rates follow it): the one the route toward `toward` names, as the emulated
+    testbed's do, else the host's default."""
     r = host.run("uname -r; nproc; nproc --all; cat /proc/sys/kernel/random/boot_id; "
                  "{ grep -m1 'model name' /proc/cpuinfo || echo :; } | cut -d: -f2-; "
-                 "ip route show default | grep -o 'congctl [a-z0-9_ ]*' | awk '{print $NF}' "
+                 f"ip route get {toward} | grep -o 'congctl [a-z0-9_ ]*' | awk '{{print $NF}}' "
                  "| grep . || cat /proc/sys/net/ipv4/tcp_congestion_control",
                  check=False, timeout=20)
     lines = [x.strip() for x in r.stdout.splitlines()]
@@ -90,7 +90,8 @@ def tool_versions(testbed) -> dict:
 
 
 def collect(testbed) -> dict:
-    facts = raise_first(for_each_host(list(testbed.hosts.values()), host_facts))
+    facts = raise_first(for_each_host(list(testbed.hosts.values()),
+                                      lambda h: host_facts(h, str(testbed.vip))))
     hosts = {}
     for name, h in testbed.hosts.items():
         hosts[name] = {"role": h.role, "address": str(h.address) if h.address else None,

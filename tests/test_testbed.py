@@ -109,7 +109,7 @@ def test_connections_use_the_stated_congestion_control(module_testbed, tmp_path,
     assert opened.strip() == named
     assert out.read_text().strip() == named
     # and every result file says so
-    assert host_facts(tb.host(src))["tcp_congestion_control"] == named
+    assert host_facts(tb.host(src), str(d.address))["tcp_congestion_control"] == named
 
 
 def test_up_over_an_existing_testbed_says_so(topology, prefix):
