@@ -23,6 +23,7 @@ uncapped, until the testbed goes.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 V2_ROOT = Path("/sys/fs/cgroup")
@@ -33,6 +34,9 @@ V1_CPU_ROOT = Path("/sys/fs/cgroup/cpu")
 CPU_PERIOD_US = 100_000
 # The kernel refuses quotas below 1 ms.
 MIN_CPU_CORES = 0.01
+# v1: how long moving a host's processes into its cpu cgroup may take, pass after
+# pass, before a tree that keeps forking outside it is an error.
+MOVE_DEADLINE_S = 10.0
 
 
 class CgroupError(Exception):
@@ -151,17 +155,23 @@ class HostCgroup:
 
     def _move_into_cpu_cgroup(self) -> None:
         """v1: every process the host already runs joins the cpu cgroup (those it starts
-        later join it in join_snippet; children follow their parent)."""
-        for _ in range(10):
+        later join it in join_snippet; children follow their parent).  A child forked
+        before its parent moved stays behind, so a busy tree (a shell script's
+        pipelines, a pyenv shim) takes one pass per generation: passes until none is
+        left, bounded by time, not by a count a loaded machine outruns."""
+        deadline = time.monotonic() + MOVE_DEADLINE_S
+        while True:
             moving = set(self.pids()) - set(self._cpu_pids())
             if not moving:
                 return
+            if time.monotonic() > deadline:
+                raise CgroupError(f"{self.path}: processes kept appearing outside "
+                                  f"{self.cpu_path} for {MOVE_DEADLINE_S} s: {sorted(moving)}")
             for pid in moving:
                 try:
                     (self.cpu_path / "cgroup.procs").write_text(f"{pid}\n")
                 except ProcessLookupError:
                     pass        # exited meanwhile
-        raise CgroupError(f"{self.path}: processes kept appearing outside {self.cpu_path}")
 
     def _cpu_pids(self) -> list[int]:
         try:

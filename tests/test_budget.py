@@ -4,6 +4,7 @@ and recorded in every point of a campaign that sets `frontend_cpu_cores`."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -19,7 +20,9 @@ from conftest import unique_prefix, wait_for
 from runner_rig import WORKLOADS, quiet
 from testbed_checks import leftovers
 
-BUSY_LOOP = "exec python3 -c 'while True: pass'"
+# This interpreter, not `python3` from PATH: a pyenv shim there runs a tree of
+# short-lived processes first, which is not what the test is about.
+BUSY_LOOP = f"exec {sys.executable} -c 'while True: pass'"
 
 
 def _start(cg: HostCgroup, cmd: str) -> subprocess.Popen:
