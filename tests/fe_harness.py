@@ -96,8 +96,10 @@ def facts(control: tuple[str, int] | None = ("127.0.0.1", 1)) -> FrontendFacts:
 
 
 def config_text(service: Service = SERVICE, control=("127.0.0.1", 1), **limits) -> str:
+    # The `async` hand-off unless a test names another: these tests read the
+    # channel's ADDs and DELs, which `dataplane` (the default) never sends.
     limits = {"syn_timeout_ms": 1000, "syn_retries": 0, "grace_ms": 2000, "idle_timeout_ms": 60000,
-              "mbufs": 4095, "flow_capacity": 1024, **limits}
+              "mbufs": 4095, "flow_capacity": 1024, "handoff": "async", **limits}
     return render_config(service, facts(control), "", limits)
 
 

@@ -66,8 +66,10 @@ SERVICE = Service(
            Rule(cluster="static", path_prefix="/private", offload=False)],
     max_header_bytes=8192, request_timeout_s=1.0,
 )
+# `async` unless a test names another: the channel's ADDs and DELs are what most
+# of these tests read, and `dataplane` (the default) sends none.
 LIMITS = {"syn_timeout_ms": 300, "syn_retries": 0, "grace_ms": 300, "answer_rto_ms": 200, "mbufs": 4095,
-          "flow_capacity": 1024}
+          "flow_capacity": 1024, "handoff": "async"}
 
 
 @pytest.fixture(scope="module")

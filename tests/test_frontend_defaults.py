@@ -87,7 +87,7 @@ def test_the_others_timeouts_have_no_compiled_default(defaults):
 
 def test_the_handoff_mode_default_is_stated_on_both_sides(defaults):
     """`handoff` is a word, not a number: the same default on both sides."""
-    assert defaults["handoff"] == python_defaults()["handoff"] == "async"
+    assert defaults["handoff"] == python_defaults()["handoff"] == "dataplane"
 
 
 @pytest.mark.parametrize("knob", sorted(python_defaults()))

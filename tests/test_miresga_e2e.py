@@ -20,6 +20,7 @@ af_packet and af_xdp (native XDP on the front-end's veth).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import signal
@@ -300,11 +301,41 @@ def test_cluster_without_a_live_backend_is_answered_503(mg):
 
 # ----------------------------------------------------------------- faults
 
+# The faults of the table the control channel fills, and of its install budget,
+# are the `async` hand-off's (and `confirmed`'s); `dataplane`, the default, never
+# asks the channel for an entry.
+ASYNC = {"frontend_limits": {"handoff": "async"}}
+
+
+@contextlib.contextmanager
+def deployed_instead(mg, **params):
+    """The module's target stopped and one with these parameters in its place
+    while the block runs; then the module's again."""
+    tb, _, _, t = mg
+    t.stop()
+    other = make_target("miresga", tb, service_for(tb),
+                        {**PARAMS, "frontend_port": t.params["frontend_port"], **params})
+    try:
+        other.deploy()
+        other.start()
+        other.wait_healthy(other.health_timeout_s)
+        yield other
+    finally:
+        other.stop()
+        t.deploy()
+        t.start()
+        t.wait_healthy(t.health_timeout_s)
+
+
 def test_full_switch_table_leaves_flows_on_the_frontend(mg):
-    """fill_flow_table() (the table-full fault): new connections are refused an
-    entry and the front-end carries them, bytes intact; after drain_flow_table()
-    the switch carries responses again."""
-    tb, store, _, t = mg
+    """fill_flow_table() (the table-full fault), async hand-off: new connections
+    are refused an entry and the front-end carries them, bytes intact; after
+    drain_flow_table() the switch carries responses again."""
+    with deployed_instead(mg, **ASYNC) as t:
+        full_table_on_the_frontend(mg[0], mg[1], t)
+
+
+def full_table_on_the_frontend(tb, store, t):
     path = paths(store, "1MB")[0]
     want = store.manifest()[path]["sha256"]
     # Entries of the tests before would leave a full table as their connections
@@ -424,17 +455,12 @@ def test_control_port_refuses_the_attacker_and_counts_it(mg):
 
 def test_connections_over_the_install_budget_stay_correct_on_the_slow_path(mg):
     """A switch that installs 2 entries per second, far below the connection rate
-    of a verifier opening one connection per fetch: ADDs that would wait more
-    than the budget's bound are refused (the flows stay on the front-end) and the
-    rest are queued; every body still arrives intact, and the daemon's refused
-    and queued counters moved."""
-    tb, store, _, t = mg
-    t.stop()
-    slow = make_target("miresga", tb, service_for(tb), {**PARAMS, "rate": 2})
-    try:
-        slow.deploy()
-        slow.start()
-        slow.wait_healthy(slow.health_timeout_s)
+    of a verifier opening one connection per fetch, async hand-off: ADDs that
+    would wait more than the budget's bound are refused (the flows stay on the
+    front-end) and the rest are queued; every body still arrives intact, and the
+    daemon's refused and queued counters moved."""
+    tb, store = mg[0], mg[1]
+    with deployed_instead(mg, rate=2, **ASYNC) as slow:
         manifest = {p: store.manifest()[p] for p in paths(store, "10KB")[:10]
                     + paths(store, "1MB")[:5]}
         rep = verify(tb.clients[0], slow.endpoint.url, manifest, rounds=2)
@@ -446,11 +472,6 @@ def test_connections_over_the_install_budget_stay_correct_on_the_slow_path(mg):
         assert budget["rate"] == 2
         wait_for(lambda: fe_stats(slow)["offload"]["refused"] > 0,
                  "the front-end to hear of a refusal", 60)
-    finally:
-        slow.stop()
-        t.deploy()
-        t.start()
-        t.wait_healthy(t.health_timeout_s)
 
 
 def test_killed_frontend_leaves_no_xdp_program_on_the_link(mg):

@@ -176,7 +176,7 @@ void fe_config_defaults(struct fe_config *cfg)
 		store_scalar(cfg, &scalars[i], scalars[i].def);
 	cfg->vip_port_be = htons(80);
 	cfg->default_cluster = -1;
-	cfg->handoff = FE_HANDOFF_ASYNC;
+	cfg->handoff = FE_HANDOFF_DATAPLANE;
 	for (int i = 0; i < MG_MAX_BACKENDS; i++)
 		cfg->backends[i].cluster = -1;
 }
