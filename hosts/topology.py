@@ -133,10 +133,10 @@ class TestbedSpec(BaseModel):
     vip_port: int = Field(default=80, ge=1, le=65535)
     mtu: int = Field(default=1500, ge=576, le=9000)
     # TCP congestion control of every host's route to the others.  Named, not
-    # inherited: a namespace takes the machine's default, and a machine set to
-    # bbr had one connection per request at 1 MB measure `direct` at 1,381 req/s
-    # against 2,473 with cubic (interleaved): the numbers followed the machine,
-    # not the targets.  cubic is the kernel's own default.
+    # inherited: a namespace takes the machine's default, and on a machine set
+    # to bbr one connection per request at 1 MB measured `direct` at 1,208 req/s
+    # against 2,179 with cubic (results/reference/congestion): the numbers
+    # followed the machine, not the targets.  cubic is the kernel's own default.
     congestion_control: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,15}$")] = "cubic"
 
 
